@@ -1,0 +1,236 @@
+#ifndef TG_CONFIG_CONFIG_H
+#define TG_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/diag.h"
+#include "core/log.h"
+#include "core/status.h"
+#include "net/net.h"
+
+/*
+ * The loaded configuration: plain structs, read-only once loaded. The
+ * struct config owns every string and array below it; pointers named
+ * "resolved" are borrowed references to other parts of the same config.
+ * See docs/CONFIG.md for every key, its default and an example.
+ */
+
+struct cfg_pos {
+    int line; /* 1-based line of the key in the file; 0 when defaulted */
+    int col;  /* 1-based column */
+};
+
+enum cfg_listener_proto { CFG_PROTO_TCP_SSL, CFG_PROTO_HTTPS, CFG_PROTO_HTTP };
+enum cfg_tls_mode { CFG_TLS_ONE_WAY, CFG_TLS_MUTUAL };
+enum cfg_client_auth { CFG_CLIENT_AUTH_REQUIRED, CFG_CLIENT_AUTH_OPTIONAL };
+enum cfg_tls_policy { CFG_POLICY_INTERMEDIATE, CFG_POLICY_MODERN, CFG_POLICY_CUSTOM };
+enum cfg_proxy_proto { CFG_PROXY_NONE, CFG_PROXY_V1, CFG_PROXY_V2 };
+enum cfg_lb_algo { CFG_LB_WRR, CFG_LB_LEAST_CONN, CFG_LB_IP_HASH };
+enum cfg_hc_type { CFG_HC_NONE, CFG_HC_TCP, CFG_HC_HTTP, CFG_HC_HTTPS };
+enum cfg_sticky_type { CFG_STICKY_NONE, CFG_STICKY_SOURCE_IP, CFG_STICKY_COOKIE };
+enum cfg_all_down { CFG_ALL_DOWN_FAIL_OPEN, CFG_ALL_DOWN_REJECT };
+
+/* certificates.NAME: { cert, key, password_file } */
+struct cfg_certificate {
+    char *name;
+    char *cert;          /* path: leaf then chain (PEM; later issues: DER, PKCS#7, PKCS#12) */
+    char *key;           /* path; NULL when the cert file also holds the key (PKCS#12) */
+    char *password_file; /* path or NULL */
+    struct cfg_pos pos, cert_pos, key_pos, password_file_pos;
+};
+
+/* client_cas.NAME: { ca, crl } */
+struct cfg_client_ca {
+    char *name;
+    char *ca;  /* path: one or more PEM CA certificates */
+    char *crl; /* path or NULL: one or more PEM CRLs */
+    struct cfg_pos pos, ca_pos, crl_pos;
+};
+
+struct cfg_target {
+    char *address;   /* as written: "127.0.0.1:8080", "[::1]:80", "host:port", "builtin:echo" */
+    bool is_builtin; /* "builtin:echo" */
+    struct net_addr addr; /* resolved at load time unless is_builtin */
+    unsigned weight;      /* 0..1000, default 1; 0 drains the target */
+    struct cfg_pos pos;
+};
+
+struct cfg_health_check {
+    enum cfg_hc_type type; /* CFG_HC_NONE when the block is absent */
+    char *path;            /* http/https, default "/" */
+    char *method;          /* default "GET" */
+    char *host;            /* Host header, default the target address */
+    unsigned expect_lo, expect_hi; /* "expect: 200-399" (default), or "200" */
+    uint64_t interval_ms;          /* default 5s */
+    uint64_t timeout_ms;           /* default 2s */
+    unsigned healthy_threshold;    /* default 2 */
+    unsigned unhealthy_threshold;  /* default 3 */
+    struct cfg_pos pos;
+};
+
+struct cfg_passive {
+    unsigned consecutive_failures; /* 0 = passive checks off (default) */
+    bool count_5xx;                /* default false */
+    uint64_t ejection_ms;          /* default 30s */
+};
+
+struct cfg_sticky {
+    enum cfg_sticky_type type;
+    uint64_t ttl_ms; /* default 1h */
+    char *name;      /* cookie name, default "tollgate_sticky" */
+    struct cfg_pos pos;
+};
+
+/* target_groups.NAME.tls: re-encryption to the targets (https only) */
+struct cfg_backend_tls {
+    bool enabled;
+    bool verify;       /* default true */
+    char *ca_name;     /* client_cas entry used as trust anchors */
+    struct cfg_client_ca *ca; /* resolved */
+    char *server_name; /* SNI and name to verify; default the target host */
+    struct cfg_pos pos;
+};
+
+struct cfg_target_group {
+    char *name;
+    enum cfg_lb_algo algorithm; /* default wrr */
+    struct cfg_target *targets; /* owned array */
+    size_t n_targets;
+    struct cfg_health_check health_check;
+    struct cfg_passive passive;
+    struct cfg_sticky sticky;
+    struct cfg_backend_tls tls;
+    enum cfg_all_down when_all_down; /* default fail_open */
+    struct cfg_pos pos;
+};
+
+struct cfg_header {
+    char *name;
+    char *value;
+};
+
+/* listeners[].rules[]: a match (host, path) and exactly one action. */
+struct cfg_rule {
+    char *host; /* NULL = any; exact or "*.suffix", case-insensitive */
+    char *path; /* NULL = any; prefix */
+    /* action: exactly one of the three */
+    char *target_group_name;
+    struct cfg_target_group *target_group; /* resolved */
+    bool has_respond;
+    unsigned respond_status; /* 100..599, default 200 */
+    char *respond_body;      /* may be NULL */
+    struct cfg_header *respond_headers; /* owned array */
+    size_t n_respond_headers;
+    bool has_redirect;
+    char *redirect_scheme; /* NULL = keep */
+    char *redirect_host;   /* NULL = keep */
+    unsigned redirect_port; /* 0 = default for the scheme */
+    char *redirect_path;    /* NULL = keep; the query is always kept */
+    unsigned redirect_status; /* 301, 302, 303, 307, 308; default 301 */
+    struct cfg_pos pos;
+};
+
+struct cfg_tls {
+    enum cfg_tls_mode mode;          /* default one-way */
+    enum cfg_client_auth client_auth; /* mutual only; default required */
+    char **certificate_names;        /* owned; at least one */
+    struct cfg_certificate **certificates; /* resolved, same order */
+    size_t n_certificates;
+    char *client_ca_name;              /* required for mutual */
+    struct cfg_client_ca *client_ca;   /* resolved */
+    unsigned verify_depth;             /* default 3, 1..16 */
+    enum cfg_tls_policy policy;        /* default intermediate */
+    char *min_version;  /* custom: "TLSv1.2" or "TLSv1.3" (also TLSv1, TLSv1.1) */
+    char *max_version;  /* custom */
+    char *ciphers;      /* custom: OpenSSL TLS 1.2 cipher list */
+    char *ciphersuites; /* custom: TLS 1.3 suites */
+    char *groups;       /* custom (also allowed for the others): "X25519:P-256" */
+    bool strict_sni;    /* default false */
+    char *on_reject;    /* NULL, or "page" (optional mutual on https) */
+    struct cfg_pos pos, mode_pos, client_ca_pos;
+};
+
+struct cfg_listener {
+    char *name;
+    enum cfg_listener_proto protocol;
+    char *listen;         /* as written */
+    struct net_addr addr; /* resolved */
+    bool has_tls;         /* tcp_ssl and https: required; http: refused */
+    struct cfg_tls tls;
+    char *target_group_name;               /* tcp_ssl: required */
+    struct cfg_target_group *target_group; /* resolved */
+    enum cfg_proxy_proto proxy_protocol;   /* tcp_ssl; default none */
+    unsigned max_connections;              /* default 10000 */
+    uint64_t handshake_timeout_ms;         /* default 10s */
+    uint64_t idle_timeout_ms;              /* default 5m */
+    uint64_t connect_timeout_ms;           /* default 5s */
+    uint64_t header_timeout_ms;            /* https/http; default 10s */
+    uint64_t response_timeout_ms;          /* https/http; default 60s */
+    uint64_t max_body_size;                /* https/http bytes; default 0 = unlimited */
+    struct cfg_rule *rules;                /* owned array (https, http) */
+    size_t n_rules;
+    char *default_target_group_name;
+    struct cfg_target_group *default_target_group; /* resolved */
+    struct cfg_pos pos, listen_pos;
+};
+
+struct config {
+    char *path;          /* the file it was read from, as given */
+    unsigned workers;    /* 0 = auto (one per core); else 1..256 */
+    char *admin_listen;  /* NULL = no admin endpoint */
+    struct net_addr admin_addr;
+    bool admin_allow_remote;
+    enum log_level log_level; /* default info */
+    char *access_log;         /* "stdout" (default), "off" or a path */
+    uint64_t drain_timeout_ms; /* default 30s */
+    char *user;                /* NULL = keep the user */
+
+    struct cfg_certificate *certificates; /* owned arrays */
+    size_t n_certificates;
+    struct cfg_client_ca *client_cas;
+    size_t n_client_cas;
+    struct cfg_target_group *target_groups;
+    size_t n_target_groups;
+    struct cfg_listener *listeners;
+    size_t n_listeners;
+};
+
+/*
+ * Reads, parses and checks the meaning of a config file. Every problem goes
+ * into diag as "file:line:col: key: message"; the loader carries on after an
+ * error so that one run reports all of them. Relative file paths in the
+ * config are resolved against the config file's directory.
+ *
+ * Returns TG_OK and *out (owned by the caller, free with config_free) when
+ * there is no error (warnings allowed); TG_E_CONFIG otherwise, *out NULL.
+ * Resolves host names, so it can block.
+ */
+TG_MUST_USE enum tg_status config_load(const char *path, struct config **out, struct diag *d);
+
+/* The same from memory; name is used as the file name in diagnostics and
+ * relative paths are resolved against base_dir (NULL = current directory). */
+TG_MUST_USE enum tg_status config_load_buffer(const char *name, const char *base_dir,
+                                              const char *text, size_t len, struct config **out,
+                                              struct diag *d);
+
+void config_free(struct config *cfg);
+
+/* "500ms", "2s", "5m", "1h" (also a bare 0) to milliseconds. False if bad. */
+bool config_parse_duration(const char *s, uint64_t *ms);
+
+/* "512", "16k", "1m", "1g" to bytes (powers of 1024). False if bad. */
+bool config_parse_size(const char *s, uint64_t *bytes);
+
+/* Number of workers to start: cfg->workers, or the number of online cores. */
+unsigned config_worker_count(const struct config *cfg);
+
+const char *config_proto_name(enum cfg_listener_proto p);
+
+/* Looks up by name; NULL when absent. */
+struct cfg_certificate *config_find_certificate(const struct config *cfg, const char *name);
+struct cfg_client_ca *config_find_client_ca(const struct config *cfg, const char *name);
+struct cfg_target_group *config_find_target_group(const struct config *cfg, const char *name);
+
+#endif

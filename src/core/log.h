@@ -1,0 +1,52 @@
+#ifndef TG_CORE_LOG_H
+#define TG_CORE_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/status.h"
+
+/*
+ * The event log: one line per event on stderr,
+ * "2026-11-22T07:40:00.123Z info pid=42 <message>", where the message is
+ * key=value fields. The access log is separate (JSON lines, see log_access_*).
+ */
+enum log_level { LOG_LEVEL_ERR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+
+/* Parses "error", "warn", "info", "debug". Returns false for anything else. */
+bool log_level_parse(const char *s, enum log_level *out);
+
+void log_msg(enum log_level level, const char *fmt, ...) TG_PRINTF(2, 3);
+
+#define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_get_level() >= LOG_LEVEL_DEBUG)                                                    \
+            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                                 \
+    } while (0)
+
+/* Opens the access log: "stdout", "off" or a file path (appended, 0640).
+ * Replaces the one open before. Returns TG_E_INTERNAL if the file cannot be
+ * opened; the previous destination stays in use then. */
+TG_MUST_USE enum tg_status log_access_open(const char *dest);
+
+/* Reopens the current access log file (after rotation; SIGUSR1). */
+void log_access_reopen(void);
+
+/* True when access lines are being written somewhere. */
+bool log_access_enabled(void);
+
+/* Writes one line (a newline is appended). A failed write is reported once
+ * in the event log and never stops the caller. */
+void log_access_write(const char *line, size_t len);
+
+/* Escapes s into dst as the inside of a JSON string (no quotes), truncating
+ * to fit; dst is always terminated. Returns the length written. */
+size_t log_json_escape(char *dst, size_t dst_len, const char *s);
+
+#endif

@@ -1,0 +1,47 @@
+/* tollgate: one binary for the daemon and its tooling. */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/opensslv.h>
+
+#include "master/master.h"
+#include "pki/pki.h"
+
+static void usage(FILE *out)
+{
+    fputs("usage:\n"
+          "  tollgate run   -c tollgate.yaml      run in the foreground\n"
+          "  tollgate check -c tollgate.yaml      validate config, files, certificates\n"
+          "  tollgate demo  [--dir DIR]           dev PKI + listeners + built-in backend\n"
+          "  tollgate pki init DIR [--key ecdsa|rsa] [--hosts h1,h2] [--clients alice,bob]\n"
+          "  tollgate version\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return master_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return master_cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0)
+        return master_cmd_demo(argc - 1, argv + 1);
+    if (strcmp(cmd, "pki") == 0 && argc >= 3 && strcmp(argv[2], "init") == 0)
+        return pki_cmd_init(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("tollgate %s (%s)\n", TG_VERSION, OPENSSL_VERSION_STR);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "tollgate: unknown command \"%s\"\n", cmd);
+    usage(stderr);
+    return 2;
+}

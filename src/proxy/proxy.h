@@ -1,0 +1,83 @@
+#ifndef TG_PROXY_PROXY_H
+#define TG_PROXY_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "net/net.h"
+
+/* ---- PROXY protocol (proxyproto.c), haproxy's proxy-protocol.txt ---- */
+
+/* PROXY v2 TLV types (proxy-protocol.txt §2.2). */
+enum {
+    PP2_TYPE_ALPN = 0x01,
+    PP2_TYPE_AUTHORITY = 0x02,
+    PP2_TYPE_SSL = 0x20,
+    PP2_SUBTYPE_SSL_VERSION = 0x21,
+    PP2_SUBTYPE_SSL_CN = 0x22,
+    PP2_SUBTYPE_SSL_CIPHER = 0x23,
+    PP2_SUBTYPE_SSL_SIG_ALG = 0x24,
+    PP2_SUBTYPE_SSL_KEY_ALG = 0x25,
+    /* tollgate's own, in the custom range 0xE0-0xEF: the client
+     * certificate, DER. */
+    PP2_TYPE_TOLLGATE_CLIENT_CERT = 0xE0,
+};
+
+/* PP2_TYPE_SSL client flags (§2.2.5). */
+enum {
+    PP2_CLIENT_SSL = 0x01,
+    PP2_CLIENT_CERT_CONN = 0x02,
+    PP2_CLIENT_CERT_SESS = 0x04,
+};
+
+/* What a PROXY header says about a connection. Strings are borrowed and
+ * may be NULL (v1 uses only the addresses). */
+struct pp_info {
+    struct net_addr src; /* the client */
+    struct net_addr dst; /* the address the client connected to */
+    const char *alpn;
+    const char *authority; /* SNI */
+    bool has_ssl;
+    uint8_t ssl_client;   /* PP2_CLIENT_* flags */
+    uint32_t ssl_verify;  /* 0 = client certificate verified */
+    const char *ssl_version;
+    const char *ssl_cipher;
+    const char *ssl_cn;
+    const uint8_t *client_cert_der;
+    size_t client_cert_der_len;
+};
+
+/*
+ * Encodes a v1 ("PROXY TCP4 ...\r\n") or v2 (binary, PROXY command) header
+ * into dst. Returns TG_OK with *len set, TG_E_AGAIN when cap is too small.
+ * Addresses of another family than IPv4/IPv6, or of mixed families, are
+ * encoded as "PROXY UNKNOWN" (v1) or AF_UNSPEC (v2) as the spec says.
+ */
+TG_MUST_USE enum tg_status proxyproto_v1_encode(const struct pp_info *pi, uint8_t *dst,
+                                                size_t cap, size_t *len);
+TG_MUST_USE enum tg_status proxyproto_v2_encode(const struct pp_info *pi, uint8_t *dst,
+                                                size_t cap, size_t *len);
+
+/* A decoded v2 header, for tests and fuzzing: TLV values point into the
+ * input buffer. */
+struct pp_decoded {
+    bool is_local;
+    struct net_addr src, dst;
+    const uint8_t *tlv_alpn;
+    size_t tlv_alpn_len;
+    const uint8_t *tlv_authority;
+    size_t tlv_authority_len;
+    const uint8_t *tlv_ssl; /* the whole SSL TLV value */
+    size_t tlv_ssl_len;
+    const uint8_t *tlv_client_cert;
+    size_t tlv_client_cert_len;
+};
+
+/* Decodes a v2 header from src. TG_OK with *consumed = header length;
+ * TG_E_AGAIN when more bytes are needed; TG_E_PROTO when malformed. */
+TG_MUST_USE enum tg_status proxyproto_v2_decode(const uint8_t *src, size_t len,
+                                                struct pp_decoded *out, size_t *consumed);
+
+#endif

@@ -1,0 +1,163 @@
+#ifndef TG_TLS_TLS_H
+#define TG_TLS_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "config/config.h"
+#include "core/diag.h"
+#include "core/status.h"
+
+/* ---- loading certificates, keys, CA bundles and CRLs (load.c) ---- */
+
+/* A server (or client) certificate with its chain and key. */
+struct tls_chain {
+    X509 *leaf;            /* owned */
+    STACK_OF(X509) *chain; /* owned; intermediates in order leaf-issuer first; may be empty */
+    EVP_PKEY *key;         /* owned */
+};
+
+void tls_chain_fini(struct tls_chain *c);
+
+/*
+ * Reads every certificate and private key in a file, whatever its format:
+ * PEM (certificates, keys, encrypted keys), DER certificate or key, PKCS#7
+ * (PEM or DER) and PKCS#12 (also legacy RC2-encrypted ones). password may be
+ * NULL. *certs gets every certificate in file order (owned by the caller,
+ * possibly empty); *key the first private key or NULL. On failure writes a
+ * precise reason ("wrong password", "not a certificate or key in any known
+ * format", "cannot open: ...") into err and returns TG_E_CONFIG.
+ */
+TG_MUST_USE enum tg_status tls_read_file(const char *path, const char *password,
+                                         STACK_OF(X509) **certs, EVP_PKEY **key, char *err,
+                                         size_t err_len);
+
+/*
+ * Loads a certificates: entry: the leaf (the certificate whose public key
+ * matches the private key), its chain in order (re-ordered with a warning
+ * if the file had it out of order) and the key. Errors and warnings go to
+ * d, positioned at the entry's keys in cfg->path: unreadable file, key that
+ * matches no certificate, expired or not yet valid leaf (error), expiring
+ * within 30 days, incomplete chain (warning). Returns TG_E_CONFIG on error.
+ */
+TG_MUST_USE enum tg_status tls_load_certificate(const struct config *cfg,
+                                                const struct cfg_certificate *c,
+                                                struct tls_chain *out, struct diag *d);
+
+/*
+ * Loads a client_cas: entry into a new X509_STORE (CA certificates plus
+ * CRLs when given; CRL checking flags are NOT set here) and the list of CA
+ * subject names to send in a CertificateRequest. Both owned by the caller;
+ * either out-pointer may be NULL. Errors and warnings (CRL past its
+ * nextUpdate, CA expiring) go to d. Returns TG_E_CONFIG on error.
+ */
+TG_MUST_USE enum tg_status tls_load_client_ca(const struct config *cfg,
+                                              const struct cfg_client_ca *ca, X509_STORE **store,
+                                              STACK_OF(X509_NAME) **names, struct diag *d);
+
+/* Loads every certificate and client CA the config names and reports every
+ * problem into d (used by `tollgate check` and before every (re)load). */
+void tls_config_check(const struct config *cfg, struct diag *d);
+
+/* ---- server contexts (ctx.c) ---- */
+
+/* 80 bytes of session-ticket key material: name (16), HMAC (32), AES (32). */
+struct tls_ticket_keys {
+    uint8_t bytes[80];
+};
+
+/* Fills keys from the CSPRNG. */
+TG_MUST_USE enum tg_status tls_ticket_keys_generate(struct tls_ticket_keys *keys);
+
+struct tls_server;
+
+/*
+ * Builds the server side of one listener: one SSL_CTX per certificate set
+ * (SNI picks among them by SAN), the policy, client verification for mutual
+ * mode, the shared session-ticket keys and a session id context bound to
+ * the listener's trust configuration. Errors go to d. The returned object
+ * is owned by the caller (tls_server_free).
+ */
+TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
+                                          const struct tls_ticket_keys *keys,
+                                          struct tls_server **out, struct diag *d);
+void tls_server_free(struct tls_server *s);
+
+/* A new server-side SSL for an accepted fd, or NULL when out of memory. */
+SSL *tls_server_ssl_new(struct tls_server *s, int fd);
+
+/* ---- per-connection verdicts (verify.c) ---- */
+
+/* What we learned about the peer's certificate during a handshake. Stored
+ * in the SSL's ex_data by the verify callback; owned by the connection. */
+struct tls_verdict {
+    int first_error;       /* first X509_V_ERR_* seen in the chain; X509_V_OK if none */
+    int error_depth;       /* depth of that error */
+    const char *sni_fail;  /* set to "unknown_sni" when strict SNI refused */
+};
+
+/* Attaches v to ssl so that the verify and SNI callbacks can fill it. */
+void tls_verdict_attach(SSL *ssl, struct tls_verdict *v);
+
+/* Maps an X509_V_ERR_* code to a stable reason code of DESIGN.md
+ * ("cert_expired", "unknown_ca", ...); never NULL. */
+const char *tls_reason_from_verify(int x509_err);
+
+/*
+ * The reason a handshake failed, from the verdict, the OpenSSL error queue
+ * (consumed) and the SSL itself. Never NULL; "tls_error" when nothing more
+ * precise is known. detail gets OpenSSL's own text for the log.
+ */
+const char *tls_reason_from_handshake(SSL *ssl, const struct tls_verdict *v, char *detail,
+                                      size_t detail_len);
+
+/* ---- non-blocking I/O (io.c); only this module calls SSL_read/SSL_write ---- */
+
+enum tls_want { TLS_WANT_NONE, TLS_WANT_READ, TLS_WANT_WRITE };
+
+/* One step of the server handshake. TG_OK when done; TG_E_AGAIN with *want
+ * set; TG_E_PROTO when refused (the caller asks tls_reason_from_handshake). */
+TG_MUST_USE enum tg_status tls_handshake(SSL *ssl, enum tls_want *want);
+
+/* Reads up to len bytes. TG_OK with *n > 0; TG_E_AGAIN with *want;
+ * TG_E_CLOSED on close_notify or EOF; TG_E_PROTO on a TLS error. */
+TG_MUST_USE enum tg_status tls_read(SSL *ssl, void *dst, size_t len, size_t *n,
+                                    enum tls_want *want);
+
+/* Writes up to len bytes (partial writes allowed). Same statuses. */
+TG_MUST_USE enum tg_status tls_write(SSL *ssl, const void *src, size_t len, size_t *n,
+                                     enum tls_want *want);
+
+/* Sends close_notify (once). TG_OK when sent; TG_E_AGAIN with *want. */
+TG_MUST_USE enum tg_status tls_shutdown(SSL *ssl, enum tls_want *want);
+
+/* ---- facts about an established session (info.c) ---- */
+
+struct tls_info {
+    char version[16];  /* "TLSv1.3" */
+    char cipher[64];
+    char sni[256];     /* "" when absent */
+    char alpn[64];     /* "" when none */
+    bool resumed;
+    bool has_client_cert;
+    bool client_verified;        /* verified against the client CA */
+    const char *client_verdict;  /* "SUCCESS", "NONE" or a reason code */
+    long verify_result;          /* X509_V_* for PROXY v2 */
+    char client_subject[512];
+    char client_issuer[512];
+    char client_cn[256];
+    char client_serial[80];      /* hex */
+    char client_fingerprint[96]; /* SHA-256, hex with colons removed, lower case */
+};
+
+/* Fills info from an established ssl and its verdict. */
+void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info);
+
+/* Formats a certificate's subject or issuer name as an RFC 2253 string. */
+void tls_name_format(X509_NAME *name, char *dst, size_t dst_len);
+
+#endif
