@@ -58,10 +58,10 @@ struct cfg_target {
 };
 
 struct cfg_health_check {
-    enum cfg_hc_type type; /* CFG_HC_NONE when the block is absent */
-    char *path;            /* http/https, default "/" */
-    char *method;          /* default "GET" */
-    char *host;            /* Host header, default the target address */
+    enum cfg_hc_type type;         /* CFG_HC_NONE when the block is absent */
+    char *path;                    /* http/https, default "/" */
+    char *method;                  /* default "GET" */
+    char *host;                    /* Host header, default the target address */
     unsigned expect_lo, expect_hi; /* "expect: 200-399" (default), or "200" */
     uint64_t interval_ms;          /* default 5s */
     uint64_t timeout_ms;           /* default 2s */
@@ -86,10 +86,10 @@ struct cfg_sticky {
 /* target_groups.NAME.tls: re-encryption to the targets (https only) */
 struct cfg_backend_tls {
     bool enabled;
-    bool verify;       /* default true */
-    char *ca_name;     /* client_cas entry used as trust anchors */
+    bool verify;              /* default true */
+    char *ca_name;            /* client_cas entry used as trust anchors */
     struct cfg_client_ca *ca; /* resolved */
-    char *server_name; /* SNI and name to verify; default the target host */
+    char *server_name;        /* SNI and name to verify; default the target host */
     struct cfg_pos pos;
 };
 
@@ -119,36 +119,36 @@ struct cfg_rule {
     char *target_group_name;
     struct cfg_target_group *target_group; /* resolved */
     bool has_respond;
-    unsigned respond_status; /* 100..599, default 200 */
-    char *respond_body;      /* may be NULL */
+    unsigned respond_status;            /* 100..599, default 200 */
+    char *respond_body;                 /* may be NULL */
     struct cfg_header *respond_headers; /* owned array */
     size_t n_respond_headers;
     bool has_redirect;
-    char *redirect_scheme; /* NULL = keep */
-    char *redirect_host;   /* NULL = keep */
-    unsigned redirect_port; /* 0 = default for the scheme */
-    char *redirect_path;    /* NULL = keep; the query is always kept */
+    char *redirect_scheme;    /* NULL = keep */
+    char *redirect_host;      /* NULL = keep */
+    unsigned redirect_port;   /* 0 = default for the scheme */
+    char *redirect_path;      /* NULL = keep; the query is always kept */
     unsigned redirect_status; /* 301, 302, 303, 307, 308; default 301 */
     struct cfg_pos pos;
 };
 
 struct cfg_tls {
-    enum cfg_tls_mode mode;          /* default one-way */
-    enum cfg_client_auth client_auth; /* mutual only; default required */
-    char **certificate_names;        /* owned; at least one */
+    enum cfg_tls_mode mode;                /* default one-way */
+    enum cfg_client_auth client_auth;      /* mutual only; default required */
+    char **certificate_names;              /* owned; at least one */
     struct cfg_certificate **certificates; /* resolved, same order */
     size_t n_certificates;
-    char *client_ca_name;              /* required for mutual */
-    struct cfg_client_ca *client_ca;   /* resolved */
-    unsigned verify_depth;             /* default 3, 1..16 */
-    enum cfg_tls_policy policy;        /* default intermediate */
-    char *min_version;  /* custom: "TLSv1.2" or "TLSv1.3" (also TLSv1, TLSv1.1) */
-    char *max_version;  /* custom */
-    char *ciphers;      /* custom: OpenSSL TLS 1.2 cipher list */
-    char *ciphersuites; /* custom: TLS 1.3 suites */
-    char *groups;       /* custom (also allowed for the others): "X25519:P-256" */
-    bool strict_sni;    /* default false */
-    char *on_reject;    /* NULL, or "page" (optional mutual on https) */
+    char *client_ca_name;            /* required for mutual */
+    struct cfg_client_ca *client_ca; /* resolved */
+    unsigned verify_depth;           /* default 3, 1..16 */
+    enum cfg_tls_policy policy;      /* default intermediate */
+    char *min_version;               /* custom: "TLSv1.2" or "TLSv1.3" (also TLSv1, TLSv1.1) */
+    char *max_version;               /* custom */
+    char *ciphers;                   /* custom: OpenSSL TLS 1.2 cipher list */
+    char *ciphersuites;              /* custom: TLS 1.3 suites */
+    char *groups;                    /* custom (also allowed for the others): "X25519:P-256" */
+    bool strict_sni;                 /* default false */
+    char *on_reject;                 /* NULL, or "page" (optional mutual on https) */
     struct cfg_pos pos, mode_pos, client_ca_pos;
 };
 
@@ -177,13 +177,13 @@ struct cfg_listener {
 };
 
 struct config {
-    char *path;          /* the file it was read from, as given */
-    unsigned workers;    /* 0 = auto (one per core); else 1..256 */
-    char *admin_listen;  /* NULL = no admin endpoint */
+    char *path;         /* the file it was read from, as given */
+    unsigned workers;   /* 0 = auto (one per core); else 1..256 */
+    char *admin_listen; /* NULL = no admin endpoint */
     struct net_addr admin_addr;
     bool admin_allow_remote;
-    enum log_level log_level; /* default info */
-    char *access_log;         /* "stdout" (default), "off" or a path */
+    enum log_level log_level;  /* default info */
+    char *access_log;          /* "stdout" (default), "off" or a path */
     uint64_t drain_timeout_ms; /* default 30s */
     char *user;                /* NULL = keep the user */
 

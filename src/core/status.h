@@ -13,9 +13,9 @@ enum tg_status {
     TG_E_TIMEOUT = -7,  /* a deadline passed */
 };
 
-#define TG_MUST_USE __attribute__((warn_unused_result))
+#define TG_MUST_USE          __attribute__((warn_unused_result))
 #define TG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
-#define TG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define TG_ARRAY_LEN(a)      (sizeof(a) / sizeof((a)[0]))
 
 /* Returns a static, lower-case name for a status ("ok", "again", ...). */
 const char *tg_status_name(enum tg_status st);

@@ -1,4 +1,453 @@
 #include "master/master.h"
-int master_cmd_run(int argc, char **argv) { (void)argc; (void)argv; return 2; }
-int master_cmd_check(int argc, char **argv) { (void)argc; (void)argv; return 2; }
-int master_cmd_demo(int argc, char **argv) { (void)argc; (void)argv; return 2; }
+
+#include <errno.h>
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "core/shm.h"
+#include "proxy/proxy.h"
+#include "tls/tls.h"
+
+#define RESPAWN_BACKOFF 1.0
+
+/* A listening socket, shared by every generation that listens there. */
+struct lsock {
+    struct net_addr addr;
+    int fd;
+    unsigned refs; /* generations using it */
+    struct lsock *next;
+};
+
+/* One config generation and its workers. Owns the config, the TLS servers
+ * and the shared counters; borrows the listening sockets (refcounted). */
+struct gen {
+    unsigned id;
+    struct config *cfg;
+    struct proxy_listener *pls; /* cfg->n_listeners */
+    struct lsock **socks;       /* cfg->n_listeners, borrowed references */
+    struct shm_stats *stats;
+    pid_t *pids; /* one per slot; 0 when not running */
+    ev_tstamp *started;
+    unsigned n_workers;
+    unsigned n_alive;
+    bool is_retiring;
+    struct gen *next;
+};
+
+struct master {
+    struct ev_loop *loop;
+    const char *config_path;
+    struct tls_ticket_keys keys;
+    struct gen *gens; /* gens[0] is current unless is_stopping */
+    struct lsock *socks;
+    unsigned next_gen;
+    bool is_stopping;
+    ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_usr1;
+    ev_child child;
+    ev_timer respawn;
+};
+
+static void gen_free(struct master *m, struct gen *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; g->cfg != NULL && i < g->cfg->n_listeners; i++) {
+        if (g->pls != NULL)
+            tls_server_free(g->pls[i].tls);
+        struct lsock *s = g->socks ? g->socks[i] : NULL;
+        if (s != NULL && --s->refs == 0) {
+            struct lsock **pp = &m->socks;
+            while (*pp != s)
+                pp = &(*pp)->next;
+            *pp = s->next;
+            close(s->fd);
+            free(s);
+        }
+    }
+    shm_stats_free(g->stats);
+    free(g->pls);
+    free(g->socks);
+    free(g->pids);
+    free(g->started);
+    config_free(g->cfg);
+    free(g);
+}
+
+static struct lsock *lsock_get(struct master *m, const struct net_addr *a, struct diag *d,
+                               const struct config *cfg, const struct cfg_listener *l)
+{
+    for (struct lsock *s = m->socks; s != NULL; s = s->next) {
+        if (net_addr_equal(&s->addr, a)) {
+            s->refs++;
+            return s;
+        }
+    }
+    struct lsock *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    if (net_listen(a, 4096, &s->fd) != TG_OK) {
+        diag_add(d, DIAG_ERROR, cfg->path, l->listen_pos.line, l->listen_pos.col, "listen",
+                 "cannot listen on %s: %s", l->listen, strerror(errno));
+        free(s);
+        return NULL;
+    }
+    s->addr = *a;
+    s->refs = 1;
+    s->next = m->socks;
+    m->socks = s;
+    return s;
+}
+
+/* Loads and checks a config, then builds everything its workers need.
+ * Returns NULL with every problem in d. */
+static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
+{
+    struct config *cfg = NULL;
+    if (config_load(path, &cfg, d) != TG_OK)
+        return NULL;
+    tls_config_check(cfg, d);
+    if (diag_has_errors(d)) {
+        config_free(cfg);
+        return NULL;
+    }
+    struct gen *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        config_free(cfg);
+        return NULL;
+    }
+    g->cfg = cfg;
+    g->n_workers = config_worker_count(cfg);
+    g->pls = calloc(cfg->n_listeners + 1, sizeof(*g->pls));
+    g->socks = calloc(cfg->n_listeners + 1, sizeof(*g->socks));
+    g->pids = calloc(g->n_workers, sizeof(*g->pids));
+    g->started = calloc(g->n_workers, sizeof(*g->started));
+    g->stats = shm_stats_new(cfg->n_listeners);
+    if (g->pls == NULL || g->socks == NULL || g->pids == NULL || g->started == NULL ||
+        g->stats == NULL) {
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct cfg_listener *l = &cfg->listeners[i];
+        g->pls[i].cfg = l;
+        if (l->has_tls && tls_server_new(cfg, l, &m->keys, &g->pls[i].tls, d) != TG_OK)
+            goto fail;
+        g->socks[i] = lsock_get(m, &l->addr, d, cfg, l);
+        if (g->socks[i] == NULL)
+            goto fail;
+        g->pls[i].fd = g->socks[i]->fd;
+    }
+    g->id = ++m->next_gen;
+    return g;
+fail:
+    gen_free(m, g);
+    return NULL;
+}
+
+static void log_diag(const struct diag *d)
+{
+    char line[2048];
+    for (size_t i = 0; i < d->n; i++) {
+        diag_format(d, i, line, sizeof(line));
+        if (d->v[i].level == DIAG_ERROR)
+            log_err("event=config_error %s", line);
+        else
+            log_warn("event=config_warning %s", line);
+    }
+}
+
+/* In a new worker: forget the master's watchers, keep only this
+ * generation's sockets, and run the worker loop. Never returns. */
+static void become_worker(struct master *m, struct gen *g, unsigned slot)
+{
+    ev_signal_stop(m->loop, &m->sig_hup);
+    ev_signal_stop(m->loop, &m->sig_term);
+    ev_signal_stop(m->loop, &m->sig_int);
+    ev_signal_stop(m->loop, &m->sig_quit);
+    ev_signal_stop(m->loop, &m->sig_usr1);
+    ev_child_stop(m->loop, &m->child);
+    ev_timer_stop(m->loop, &m->respawn);
+    ev_loop_fork(m->loop);
+    for (struct lsock *s = m->socks; s != NULL; s = s->next) {
+        bool mine = false;
+        for (size_t i = 0; i < g->cfg->n_listeners; i++)
+            mine = mine || g->socks[i] == s;
+        if (!mine)
+            close(s->fd);
+    }
+    struct proxy_worker_args a = {
+        .cfg = g->cfg,
+        .listeners = g->pls,
+        .stats = g->stats,
+        .generation = g->id,
+        .slot = slot,
+    };
+    _exit(proxy_worker_main(&a));
+}
+
+static bool spawn(struct master *m, struct gen *g, unsigned slot)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_err("event=fork_failed generation=%u slot=%u error=\"%s\"", g->id, slot,
+                strerror(errno));
+        return false;
+    }
+    if (pid == 0)
+        become_worker(m, g, slot);
+    g->pids[slot] = pid;
+    g->started[slot] = ev_now(m->loop);
+    g->n_alive++;
+    return true;
+}
+
+static void gen_start(struct master *m, struct gen *g)
+{
+    for (unsigned i = 0; i < g->n_workers; i++)
+        spawn(m, g, i);
+    char path[64];
+    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
+        const struct cfg_listener *l = &g->cfg->listeners[i];
+        net_addr_format(&l->addr, path, sizeof(path));
+        log_info("event=listening generation=%u listener=%s protocol=%s address=%s", g->id, l->name,
+                 config_proto_name(l->protocol), path);
+    }
+    log_info("event=ready generation=%u workers=%u config=%s", g->id, g->n_workers, g->cfg->path);
+}
+
+static void gen_signal(struct gen *g, int sig)
+{
+    for (unsigned i = 0; i < g->n_workers; i++)
+        if (g->pids[i] > 0)
+            kill(g->pids[i], sig);
+}
+
+static void apply_logging(const struct config *cfg)
+{
+    log_set_level(cfg->log_level);
+    if (log_access_open(cfg->access_log) != TG_OK)
+        log_warn("event=access_log_unavailable path=%s action=keep_previous", cfg->access_log);
+}
+
+static void reload(struct master *m)
+{
+    struct diag d;
+    diag_init(&d);
+    log_info("event=reload_start config=%s", m->config_path);
+    struct gen *g = gen_new(m, m->config_path, &d);
+    log_diag(&d);
+    if (g == NULL) {
+        log_err("event=reload result=failed errors=%zu action=keep_serving generation=%u",
+                d.n_errors, m->gens ? m->gens->id : 0);
+        diag_fini(&d);
+        return;
+    }
+    diag_fini(&d);
+    apply_logging(g->cfg);
+    struct gen *old = m->gens;
+    g->next = old;
+    m->gens = g;
+    gen_start(m, g);
+    if (old != NULL && !old->is_retiring) {
+        old->is_retiring = true;
+        gen_signal(old, SIGTERM);
+    }
+    log_info("event=reload result=ok generation=%u", g->id);
+}
+
+static void stop(struct master *m, const char *why)
+{
+    if (m->is_stopping)
+        return;
+    m->is_stopping = true;
+    log_info("event=master_stopping reason=%s", why);
+    for (struct gen *g = m->gens; g != NULL; g = g->next) {
+        g->is_retiring = true;
+        gen_signal(g, SIGTERM);
+    }
+    if (m->gens == NULL)
+        ev_break(m->loop, EVBREAK_ALL);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = s->data;
+    switch (s->signum) {
+    case SIGHUP:
+        if (!m->is_stopping)
+            reload(m);
+        break;
+    case SIGUSR1:
+        log_access_reopen();
+        for (struct gen *g = m->gens; g != NULL; g = g->next)
+            gen_signal(g, SIGUSR1);
+        break;
+    default:
+        stop(m, strsignal(s->signum));
+        break;
+    }
+}
+
+/* Restarts the current generation's dead workers; slow after a crash loop. */
+static void respawn_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = t->data;
+    struct gen *g = m->gens;
+    if (m->is_stopping || g == NULL || g->is_retiring)
+        return;
+    for (unsigned i = 0; i < g->n_workers; i++)
+        if (g->pids[i] == 0)
+            spawn(m, g, i);
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    (void)revents;
+    struct master *m = w->data;
+    pid_t pid = w->rpid;
+    int status = w->rstatus;
+    for (struct gen **pg = &m->gens; *pg != NULL; pg = &(*pg)->next) {
+        struct gen *g = *pg;
+        for (unsigned i = 0; i < g->n_workers; i++) {
+            if (g->pids[i] != pid)
+                continue;
+            g->pids[i] = 0;
+            g->n_alive--;
+            bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (!g->is_retiring) {
+                log_err("event=worker_died generation=%u slot=%u pid=%d status=%s%d "
+                        "action=restart",
+                        g->id, i, (int)pid, WIFSIGNALED(status) ? "signal:" : "exit:",
+                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                bool crash_loop = ev_now(loop) - g->started[i] < RESPAWN_BACKOFF;
+                if (crash_loop) {
+                    ev_timer_set(&m->respawn, RESPAWN_BACKOFF, 0.);
+                    ev_timer_start(loop, &m->respawn);
+                } else {
+                    spawn(m, g, i);
+                }
+            } else {
+                log_info("event=worker_exited generation=%u slot=%u pid=%d clean=%s", g->id, i,
+                         (int)pid, clean ? "yes" : "no");
+            }
+            if (g->is_retiring && g->n_alive == 0) {
+                *pg = g->next;
+                log_info("event=generation_retired generation=%u", g->id);
+                gen_free(m, g);
+                if (m->is_stopping && m->gens == NULL)
+                    ev_break(loop, EVBREAK_ALL);
+            }
+            return;
+        }
+    }
+}
+
+static void watch_signal(struct master *m, ev_signal *s, int signum)
+{
+    ev_signal_init(s, signal_cb, signum);
+    s->data = m;
+    ev_signal_start(m->loop, s);
+}
+
+static const char *config_arg(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            return argv[i + 1];
+    }
+    return NULL;
+}
+
+int master_run_config(const char *path)
+{
+    struct master m;
+    memset(&m, 0, sizeof(m));
+    signal(SIGPIPE, SIG_IGN);
+    m.loop = ev_default_loop(EVFLAG_AUTO);
+    m.config_path = path;
+    if (m.loop == NULL || tls_ticket_keys_generate(&m.keys) != TG_OK) {
+        log_err("event=start_failed error=\"cannot initialise the event loop or the CSPRNG\"");
+        return 1;
+    }
+    struct diag d;
+    diag_init(&d);
+    struct gen *g = gen_new(&m, path, &d);
+    if (g == NULL) {
+        diag_print(&d, stderr);
+        fprintf(stderr, "tollgate: %s: %zu error(s); not started\n", path, d.n_errors);
+        diag_fini(&d);
+        return 1;
+    }
+    log_diag(&d);
+    diag_fini(&d);
+    apply_logging(g->cfg);
+
+    watch_signal(&m, &m.sig_hup, SIGHUP);
+    watch_signal(&m, &m.sig_term, SIGTERM);
+    watch_signal(&m, &m.sig_int, SIGINT);
+    watch_signal(&m, &m.sig_quit, SIGQUIT);
+    watch_signal(&m, &m.sig_usr1, SIGUSR1);
+    ev_child_init(&m.child, child_cb, 0, 0);
+    m.child.data = &m;
+    ev_child_start(m.loop, &m.child);
+    ev_init(&m.respawn, respawn_cb);
+    m.respawn.data = &m;
+
+    m.gens = g;
+    gen_start(&m, g);
+    ev_run(m.loop, 0);
+    while (m.socks != NULL) {
+        struct lsock *s = m.socks;
+        m.socks = s->next;
+        close(s->fd);
+        free(s);
+    }
+    log_info("event=master_exit");
+    return 0;
+}
+
+int master_cmd_run(int argc, char **argv)
+{
+    const char *path = config_arg(argc, argv);
+    if (path == NULL) {
+        fprintf(stderr, "usage: tollgate run -c tollgate.yaml\n");
+        return 2;
+    }
+    return master_run_config(path);
+}
+
+int master_cmd_check(int argc, char **argv)
+{
+    const char *path = config_arg(argc, argv);
+    if (path == NULL) {
+        fprintf(stderr, "usage: tollgate check -c tollgate.yaml\n");
+        return 2;
+    }
+    struct diag d;
+    struct config *cfg = NULL;
+    diag_init(&d);
+    if (config_load(path, &cfg, &d) == TG_OK)
+        tls_config_check(cfg, &d);
+    diag_print(&d, stderr);
+    int rc = diag_has_errors(&d) ? 1 : 0;
+    if (rc == 0)
+        printf("%s: configuration ok (%zu warning%s)\n", path, d.n_warnings,
+               d.n_warnings == 1 ? "" : "s");
+    else
+        fprintf(stderr, "%s: %zu error%s, %zu warning%s\n", path, d.n_errors,
+                d.n_errors == 1 ? "" : "s", d.n_warnings, d.n_warnings == 1 ? "" : "s");
+    config_free(cfg);
+    diag_fini(&d);
+    return rc;
+}

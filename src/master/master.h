@@ -13,4 +13,8 @@ int master_cmd_check(int argc, char **argv);
 /* tollgate demo [--dir DIR]: writes a dev PKI and config, then runs it. */
 int master_cmd_demo(int argc, char **argv);
 
+/* Runs master and workers on the config at path until stopped. Returns the
+ * exit code. Used by run and demo. */
+int master_run_config(const char *path);
+
 #endif

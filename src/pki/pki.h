@@ -15,7 +15,7 @@ enum pki_key_type { PKI_KEY_ECDSA, PKI_KEY_RSA };
 
 struct pki_init_opts {
     const char *dir;
-    enum pki_key_type key; /* CAs and client certificates; servers get both kinds */
+    enum pki_key_type key;    /* CAs and client certificates; servers get both kinds */
     const char *const *hosts; /* extra SANs for server certificates (DNS or IP) */
     size_t n_hosts;
     const char *const *clients; /* client names; default {"alice"} */

@@ -5,8 +5,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
+#include "core/shm.h"
 #include "core/status.h"
 #include "net/net.h"
+#include "tls/tls.h"
+
+/* ---- the worker process (worker.c) ---- */
+
+/* One listening socket as the master hands it to a worker. */
+struct proxy_listener {
+    const struct cfg_listener *cfg; /* borrowed from the generation's config */
+    int fd;                         /* listening socket, shared with the master */
+    struct tls_server *tls;         /* borrowed; NULL for plain http */
+};
+
+struct proxy_worker_args {
+    const struct config *cfg;         /* borrowed, read-only */
+    struct proxy_listener *listeners; /* borrowed array, cfg->n_listeners long */
+    struct shm_stats *stats;          /* borrowed shared counters of this generation */
+    unsigned generation;
+    unsigned slot; /* 0..workers-1 */
+};
+
+/*
+ * Runs a worker in the current (freshly forked) process: one libev loop
+ * accepting on every listener and proxying, until SIGTERM/SIGQUIT drains it
+ * (stop accepting, finish connections, at most cfg->drain_timeout_ms).
+ * Returns the process exit code. Blocks until then.
+ */
+int proxy_worker_main(const struct proxy_worker_args *a);
 
 /* ---- PROXY protocol (proxyproto.c), haproxy's proxy-protocol.txt ---- */
 
@@ -40,8 +68,8 @@ struct pp_info {
     const char *alpn;
     const char *authority; /* SNI */
     bool has_ssl;
-    uint8_t ssl_client;   /* PP2_CLIENT_* flags */
-    uint32_t ssl_verify;  /* 0 = client certificate verified */
+    uint8_t ssl_client;  /* PP2_CLIENT_* flags */
+    uint32_t ssl_verify; /* 0 = client certificate verified */
     const char *ssl_version;
     const char *ssl_cipher;
     const char *ssl_cn;
@@ -55,10 +83,10 @@ struct pp_info {
  * Addresses of another family than IPv4/IPv6, or of mixed families, are
  * encoded as "PROXY UNKNOWN" (v1) or AF_UNSPEC (v2) as the spec says.
  */
-TG_MUST_USE enum tg_status proxyproto_v1_encode(const struct pp_info *pi, uint8_t *dst,
-                                                size_t cap, size_t *len);
-TG_MUST_USE enum tg_status proxyproto_v2_encode(const struct pp_info *pi, uint8_t *dst,
-                                                size_t cap, size_t *len);
+TG_MUST_USE enum tg_status proxyproto_v1_encode(const struct pp_info *pi, uint8_t *dst, size_t cap,
+                                                size_t *len);
+TG_MUST_USE enum tg_status proxyproto_v2_encode(const struct pp_info *pi, uint8_t *dst, size_t cap,
+                                                size_t *len);
 
 /* A decoded v2 header, for tests and fuzzing: TLV values point into the
  * input buffer. */

@@ -16,9 +16,9 @@
 
 /* A server (or client) certificate with its chain and key. */
 struct tls_chain {
-    X509 *leaf;            /* owned */
-    STACK_OF(X509) *chain; /* owned; intermediates in order leaf-issuer first; may be empty */
-    EVP_PKEY *key;         /* owned */
+    X509 *leaf;             /* owned */
+    STACK_OF(X509) * chain; /* owned; intermediates in order leaf-issuer first; may be empty */
+    EVP_PKEY *key;          /* owned */
 };
 
 void tls_chain_fini(struct tls_chain *c);
@@ -33,7 +33,7 @@ void tls_chain_fini(struct tls_chain *c);
  * format", "cannot open: ...") into err and returns TG_E_CONFIG.
  */
 TG_MUST_USE enum tg_status tls_read_file(const char *path, const char *password,
-                                         STACK_OF(X509) **certs, EVP_PKEY **key, char *err,
+                                         STACK_OF(X509) * *certs, EVP_PKEY **key, char *err,
                                          size_t err_len);
 
 /*
@@ -57,7 +57,7 @@ TG_MUST_USE enum tg_status tls_load_certificate(const struct config *cfg,
  */
 TG_MUST_USE enum tg_status tls_load_client_ca(const struct config *cfg,
                                               const struct cfg_client_ca *ca, X509_STORE **store,
-                                              STACK_OF(X509_NAME) **names, struct diag *d);
+                                              STACK_OF(X509_NAME) * *names, struct diag *d);
 
 /* Loads every certificate and client CA the config names and reports every
  * problem into d (used by `tollgate check` and before every (re)load). */
@@ -95,13 +95,16 @@ SSL *tls_server_ssl_new(struct tls_server *s, int fd);
 /* What we learned about the peer's certificate during a handshake. Stored
  * in the SSL's ex_data by the verify callback; owned by the connection. */
 struct tls_verdict {
-    int first_error;       /* first X509_V_ERR_* seen in the chain; X509_V_OK if none */
-    int error_depth;       /* depth of that error */
-    const char *sni_fail;  /* set to "unknown_sni" when strict SNI refused */
+    int first_error;      /* first X509_V_ERR_* seen in the chain; X509_V_OK if none */
+    int error_depth;      /* depth of that error */
+    const char *sni_fail; /* set to "unknown_sni" when strict SNI refused */
+    X509 *offered;        /* owned reference: the leaf the client offered, if any */
 };
 
-/* Attaches v to ssl so that the verify and SNI callbacks can fill it. */
+/* Clears v and attaches it to ssl so that the verify and SNI callbacks can
+ * fill it. Release with tls_verdict_fini. */
 void tls_verdict_attach(SSL *ssl, struct tls_verdict *v);
+void tls_verdict_fini(struct tls_verdict *v);
 
 /* Maps an X509_V_ERR_* code to a stable reason code of DESIGN.md
  * ("cert_expired", "unknown_ca", ...); never NULL. */
@@ -138,15 +141,15 @@ TG_MUST_USE enum tg_status tls_shutdown(SSL *ssl, enum tls_want *want);
 /* ---- facts about an established session (info.c) ---- */
 
 struct tls_info {
-    char version[16];  /* "TLSv1.3" */
+    char version[16]; /* "TLSv1.3" */
     char cipher[64];
-    char sni[256];     /* "" when absent */
-    char alpn[64];     /* "" when none */
+    char sni[256]; /* "" when absent */
+    char alpn[64]; /* "" when none */
     bool resumed;
     bool has_client_cert;
-    bool client_verified;        /* verified against the client CA */
-    const char *client_verdict;  /* "SUCCESS", "NONE" or a reason code */
-    long verify_result;          /* X509_V_* for PROXY v2 */
+    bool client_verified;       /* verified against the client CA */
+    const char *client_verdict; /* "SUCCESS", "NONE" or a reason code */
+    long verify_result;         /* X509_V_* for PROXY v2 */
     char client_subject[512];
     char client_issuer[512];
     char client_cn[256];

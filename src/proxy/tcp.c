@@ -1,0 +1,238 @@
+#include "proxy/conn.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+
+#include "core/log.h"
+
+#define CONN_FMT     "conn=%d.%llu"
+#define CONN_ARGS(c) (int)getpid(), (unsigned long long)(c)->id
+
+/* Groups are capped at 64 targets (config check), so a mask covers them. */
+#define MAX_TARGETS 64
+
+enum conn_state tcp_pick(struct conn *c)
+{
+    const struct cfg_target_group *g = c->l->cfg->target_group;
+    bool skip[MAX_TARGETS];
+    for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
+        skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
+    int t = lb_wrr_pick(&c->l->wrr, skip);
+    if (t < 0) {
+        char peer[64];
+        net_addr_format(&c->peer, peer, sizeof(peer));
+        log_warn("event=no_target listener=%s " CONN_FMT " client=%s group=%s tried=%u",
+                 c->l->cfg->name, CONN_ARGS(c), peer, g->name, c->n_tried);
+        c->outcome = "no_target";
+        return CONN_ST_DRAIN;
+    }
+    c->target = t;
+    return CONN_ST_CONNECT;
+}
+
+static enum conn_state connect_failed(struct conn *c, const char *why)
+{
+    const struct cfg_target *t = &c->l->cfg->target_group->targets[c->target];
+    log_warn("event=connect_failed listener=%s " CONN_FMT " target=%s error=\"%s\"",
+             c->l->cfg->name, CONN_ARGS(c), t->address, why);
+    ev_io_stop(c->w->loop, &c->be.io);
+    c->be.events = 0;
+    if (c->be.fd >= 0)
+        close(c->be.fd);
+    c->be.fd = -1;
+    c->tried |= UINT64_C(1) << c->target;
+    c->n_tried++;
+    c->target = -1;
+    return CONN_ST_PICK;
+}
+
+/* PROXY protocol header first, so it precedes every client byte. */
+static bool write_proxy_header(struct conn *c)
+{
+    enum cfg_proxy_proto pp = c->l->cfg->proxy_protocol;
+    struct tls_info info;
+    struct pp_info pi = {.src = c->peer, .dst = c->local};
+    unsigned char *der = NULL;
+    size_t room, len = 0;
+    enum tg_status st;
+
+    tls_info_get(c->ssl, &c->verdict, &info);
+    pi.alpn = info.alpn;
+    pi.authority = info.sni;
+    pi.has_ssl = true;
+    pi.ssl_client = PP2_CLIENT_SSL;
+    if (info.has_client_cert) {
+        pi.ssl_client |= PP2_CLIENT_CERT_SESS;
+        if (!info.resumed)
+            pi.ssl_client |= PP2_CLIENT_CERT_CONN;
+        int n = i2d_X509(SSL_get0_peer_certificate(c->ssl), &der);
+        if (n > 0) {
+            pi.client_cert_der = der;
+            pi.client_cert_der_len = (size_t)n;
+        }
+        pi.ssl_cn = info.client_cn;
+    }
+    /* proxy-protocol.txt §2.2.5: verify is 0 only when a certificate was
+     * presented and verified. */
+    pi.ssl_verify = info.client_verified ? 0 : 1;
+    pi.ssl_version = info.version;
+    pi.ssl_cipher = info.cipher;
+
+    uint8_t *dst = buf_wspace(&c->c2b, &room);
+    if (pp == CFG_PROXY_V1)
+        st = proxyproto_v1_encode(&pi, dst, room, &len);
+    else
+        st = proxyproto_v2_encode(&pi, dst, room, &len);
+    OPENSSL_free(der);
+    if (st != TG_OK)
+        return false;
+    buf_commit(&c->c2b, len);
+    return true;
+}
+
+static enum conn_state connected(struct conn *c)
+{
+    if (buf_init(&c->c2b, CONN_BUF_SIZE) != TG_OK || buf_init(&c->b2c, CONN_BUF_SIZE) != TG_OK) {
+        log_err("event=conn_error listener=%s " CONN_FMT " error=\"out of memory\"",
+                c->l->cfg->name, CONN_ARGS(c));
+        c->outcome = "internal_error";
+        return CONN_ST_CLOSED;
+    }
+    if (c->l->cfg->proxy_protocol != CFG_PROXY_NONE && !write_proxy_header(c)) {
+        log_err("event=conn_error listener=%s " CONN_FMT " error=\"PROXY header does not fit\"",
+                c->l->cfg->name, CONN_ARGS(c));
+        c->outcome = "internal_error";
+        return CONN_ST_CLOSED;
+    }
+    return CONN_ST_RELAY;
+}
+
+enum conn_state tcp_connect(struct conn *c)
+{
+    const struct cfg_target *t = &c->l->cfg->target_group->targets[c->target];
+    if (c->be.fd < 0) {
+        bool in_progress = false;
+        enum tg_status st;
+        if (t->is_builtin)
+            st = echo_open(c->w, &c->be.fd);
+        else
+            st = net_connect(&t->addr, &c->be.fd, &in_progress);
+        if (st != TG_OK)
+            return connect_failed(c, strerror(errno));
+        ev_io_set(&c->be.io, c->be.fd, 0);
+        return in_progress ? CONN_ST_CONNECT : connected(c);
+    }
+    if (c->timed_out)
+        return connect_failed(c, "connect timeout");
+    if (net_connect_result(c->be.fd) != TG_OK)
+        return connect_failed(c, strerror(errno));
+    return connected(c);
+}
+
+/* Client to backend: TLS read into c2b, plain send out of it. */
+static bool pump_up(struct conn *c, bool *progress)
+{
+    if (!c->cli.rd_shut && !buf_is_full(&c->c2b)) {
+        size_t room, n = 0;
+        uint8_t *dst = buf_wspace(&c->c2b, &room);
+        enum tg_status st = tls_read(c->ssl, dst, room, &n, &c->want);
+        if (st == TG_OK) {
+            buf_commit(&c->c2b, n);
+            c->bytes_in += n;
+            *progress = true;
+        } else if (st == TG_E_CLOSED) {
+            c->cli.rd_shut = true;
+            *progress = true;
+        } else if (st == TG_E_PROTO) {
+            c->outcome = "client_tls_error";
+            return false;
+        }
+    }
+    if (!buf_is_empty(&c->c2b) && !c->be.wr_shut) {
+        size_t len;
+        const uint8_t *src = buf_rdata(&c->c2b, &len);
+        ssize_t n = send(c->be.fd, src, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&c->c2b, (size_t)n);
+            *progress = true;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            c->outcome = "backend_reset";
+            return false;
+        }
+    }
+    if (c->cli.rd_shut && buf_is_empty(&c->c2b) && !c->be.wr_shut) {
+        shutdown(c->be.fd, SHUT_WR);
+        c->be.wr_shut = true;
+        *progress = true;
+    }
+    return true;
+}
+
+/* Backend to client: plain recv into b2c, TLS write out of it. */
+static bool pump_down(struct conn *c, bool *progress)
+{
+    if (!c->be.rd_shut && !buf_is_full(&c->b2c)) {
+        size_t room;
+        uint8_t *dst = buf_wspace(&c->b2c, &room);
+        ssize_t n = recv(c->be.fd, dst, room, 0);
+        if (n > 0) {
+            buf_commit(&c->b2c, (size_t)n);
+            *progress = true;
+        } else if (n == 0) {
+            c->be.rd_shut = true;
+            *progress = true;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            c->outcome = "backend_reset";
+            return false;
+        }
+    }
+    if (!buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
+        size_t len, n = 0;
+        const uint8_t *src = buf_rdata(&c->b2c, &len);
+        enum tg_status st = tls_write(c->ssl, src, len, &n, &c->want);
+        if (st == TG_OK) {
+            buf_consume(&c->b2c, n);
+            c->bytes_out += n;
+            *progress = true;
+        } else if (st != TG_E_AGAIN) {
+            c->outcome = "client_reset";
+            return false;
+        }
+    }
+    if (c->be.rd_shut && buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
+        enum tg_status st = tls_shutdown(c->ssl, &c->want);
+        if (st == TG_OK) {
+            shutdown(c->cli.fd, SHUT_WR);
+            c->cli.wr_shut = true;
+            *progress = true;
+        } else if (st != TG_E_AGAIN) {
+            c->cli.wr_shut = true;
+            *progress = true;
+        }
+    }
+    return true;
+}
+
+enum conn_state tcp_relay(struct conn *c)
+{
+    if (c->timed_out) {
+        c->outcome = "idle_timeout";
+        return CONN_ST_CLOSED;
+    }
+    bool any = false, progress;
+    do {
+        progress = false;
+        if (!pump_up(c, &progress) || !pump_down(c, &progress))
+            return CONN_ST_CLOSED;
+        any = any || progress;
+    } while (progress);
+    if (any)
+        c->last_activity = ev_now(c->w->loop);
+    if (c->cli.rd_shut && c->cli.wr_shut && c->be.rd_shut && c->be.wr_shut)
+        return CONN_ST_CLOSED;
+    return CONN_ST_RELAY;
+}

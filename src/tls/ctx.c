@@ -1,0 +1,391 @@
+#include "tls/tls.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "core/log.h"
+
+/* Ciphers for TLS 1.2 under the intermediate policy: ECDHE + AEAD only,
+ * strongest first (the server's order decides). */
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+#define TLS13_SUITES   "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
+#define DEFAULT_GROUPS "X25519:P-256:P-384"
+
+/* Certificates with the same names share one SSL_CTX (one per key type:
+ * OpenSSL picks ECDSA or RSA by the client's signature algorithms). */
+struct tls_bucket {
+    SSL_CTX *ctx; /* owned */
+    X509 *leaf;   /* owned reference: the first leaf, for SNI matching */
+    int key_types[4];
+    size_t n_key_types;
+};
+
+struct tls_server {
+    struct tls_bucket *buckets; /* owned array; buckets[0] is the default */
+    size_t n_buckets;
+    bool strict_sni;
+};
+
+static int g_verdict_idx = -1;
+
+static int verdict_index(void)
+{
+    if (g_verdict_idx < 0)
+        g_verdict_idx = SSL_get_ex_new_index(0, "tollgate verdict", NULL, NULL, NULL);
+    return g_verdict_idx;
+}
+
+void tls_verdict_attach(SSL *ssl, struct tls_verdict *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->first_error = X509_V_OK;
+    SSL_set_ex_data(ssl, verdict_index(), v);
+}
+
+void tls_verdict_fini(struct tls_verdict *v)
+{
+    X509_free(v->offered);
+    v->offered = NULL;
+}
+
+static struct tls_verdict *verdict_of(SSL *ssl)
+{
+    return SSL_get_ex_data(ssl, verdict_index());
+}
+
+enum tg_status tls_ticket_keys_generate(struct tls_ticket_keys *keys)
+{
+    return RAND_bytes(keys->bytes, sizeof(keys->bytes)) == 1 ? TG_OK : TG_E_INTERNAL;
+}
+
+/* Records the first verification error. In optional mode the handshake goes
+ * on and the verdict travels to the backend instead. */
+static int verify_cb(int ok, X509_STORE_CTX *xs)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    if (ssl == NULL)
+        return ok;
+    struct tls_verdict *v = verdict_of(ssl);
+    if (v != NULL && v->offered == NULL) {
+        X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+        if (leaf != NULL && X509_up_ref(leaf) == 1)
+            v->offered = leaf;
+    }
+    if (!ok && v != NULL && v->first_error == X509_V_OK) {
+        v->first_error = X509_STORE_CTX_get_error(xs);
+        v->error_depth = X509_STORE_CTX_get_error_depth(xs);
+    }
+    if (SSL_get_verify_mode(ssl) & SSL_VERIFY_FAIL_IF_NO_PEER_CERT)
+        return ok;
+    return 1;
+}
+
+static bool bucket_matches(const struct tls_bucket *b, const char *name, bool wildcards)
+{
+    unsigned flags = wildcards ? 0 : X509_CHECK_FLAG_NO_WILDCARDS;
+    if (X509_check_host(b->leaf, name, 0, flags, NULL) == 1)
+        return true;
+    return X509_check_ip_asc(b->leaf, name, 0) == 1;
+}
+
+/* RFC 6066 §3: pick the certificate set for the requested name; exact
+ * names win over wildcards. */
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    struct tls_server *s = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name != NULL) {
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t i = 0; i < s->n_buckets; i++) {
+                if (bucket_matches(&s->buckets[i], name, pass == 1)) {
+                    if (i > 0)
+                        SSL_set_SSL_CTX(ssl, s->buckets[i].ctx);
+                    return SSL_TLSEXT_ERR_OK;
+                }
+            }
+        }
+    }
+    if (!s->strict_sni)
+        return SSL_TLSEXT_ERR_OK;
+    struct tls_verdict *v = verdict_of(ssl);
+    if (v != NULL)
+        v->sni_fail = "unknown_sni";
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static int version_from_name(const char *s)
+{
+    static const struct {
+        const char *name;
+        int version;
+    } map[] = {{"TLSv1", TLS1_VERSION},
+               {"TLSv1.1", TLS1_1_VERSION},
+               {"TLSv1.2", TLS1_2_VERSION},
+               {"TLSv1.3", TLS1_3_VERSION}};
+    for (size_t i = 0; i < TG_ARRAY_LEN(map); i++)
+        if (strcmp(s, map[i].name) == 0)
+            return map[i].version;
+    return -1;
+}
+
+static void diag_ssl(struct diag *d, const struct config *cfg, struct cfg_pos pos, const char *key,
+                     const char *what)
+{
+    char err[256] = "unknown error";
+    unsigned long e = ERR_get_error();
+    if (e != 0)
+        ERR_error_string_n(e, err, sizeof(err));
+    ERR_clear_error();
+    diag_add(d, DIAG_ERROR, cfg->path, pos.line, pos.col, key, "%s: %s", what, err);
+}
+
+/* Versions, ciphers and groups of the listener's policy. */
+static bool apply_policy(SSL_CTX *ctx, const struct config *cfg, const struct cfg_listener *l,
+                         struct diag *d)
+{
+    const struct cfg_tls *t = &l->tls;
+    char key[128];
+    int min = TLS1_2_VERSION, max = 0;
+    const char *ciphers = TLS12_CIPHERS, *suites = TLS13_SUITES;
+
+    snprintf(key, sizeof(key), "listeners.%s.tls.policy", l->name);
+    if (t->policy == CFG_POLICY_MODERN) {
+        min = TLS1_3_VERSION;
+    } else if (t->policy == CFG_POLICY_CUSTOM) {
+        if (t->min_version != NULL)
+            min = version_from_name(t->min_version);
+        if (t->max_version != NULL)
+            max = version_from_name(t->max_version);
+        if (min < 0 || max < 0) {
+            diag_add(d, DIAG_ERROR, cfg->path, t->pos.line, t->pos.col, key,
+                     "unknown TLS version (expected TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3)");
+            return false;
+        }
+        if (t->ciphers != NULL)
+            ciphers = t->ciphers;
+        if (t->ciphersuites != NULL)
+            suites = t->ciphersuites;
+    }
+    if (min < TLS1_2_VERSION)
+        SSL_CTX_set_security_level(ctx, 0); /* old versions need SHA-1 signatures */
+    if (!SSL_CTX_set_min_proto_version(ctx, min) || !SSL_CTX_set_max_proto_version(ctx, max)) {
+        diag_ssl(d, cfg, t->pos, key, "cannot set the TLS versions");
+        return false;
+    }
+    if (!SSL_CTX_set_cipher_list(ctx, ciphers)) {
+        diag_ssl(d, cfg, t->pos, key, "no usable cipher in the TLS 1.2 cipher list");
+        return false;
+    }
+    if (!SSL_CTX_set_ciphersuites(ctx, suites)) {
+        diag_ssl(d, cfg, t->pos, key, "bad TLS 1.3 cipher suite list");
+        return false;
+    }
+    if (!SSL_CTX_set1_groups_list(ctx, t->groups ? t->groups : DEFAULT_GROUPS)) {
+        diag_ssl(d, cfg, t->pos, key, "bad groups list");
+        return false;
+    }
+    return true;
+}
+
+/* A session may resume only on a listener with the same trust settings:
+ * RFC 8446 §4.6.1 lets us refuse it, and the id context is how. */
+static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l)
+{
+    const struct cfg_tls *t = &l->tls;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    char material[4096];
+    int n = snprintf(material, sizeof(material), "%s|%d|%d|%s|%s|%u", l->name, (int)t->mode,
+                     (int)t->client_auth, t->client_ca ? t->client_ca->ca : "",
+                     t->client_ca && t->client_ca->crl ? t->client_ca->crl : "", t->verify_depth);
+    EVP_Digest(material, (size_t)n, md, &md_len, EVP_sha256(), NULL);
+    if (md_len > SSL_MAX_SID_CTX_LENGTH)
+        md_len = SSL_MAX_SID_CTX_LENGTH;
+    SSL_CTX_set_session_id_context(ctx, md, md_len);
+}
+
+static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_STORE *store,
+                              STACK_OF(X509_NAME) * names)
+{
+    const struct cfg_tls *t = &l->tls;
+    int mode = SSL_VERIFY_PEER;
+    if (t->client_auth == CFG_CLIENT_AUTH_REQUIRED)
+        mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(ctx, mode, verify_cb);
+    X509_STORE_up_ref(store);
+    SSL_CTX_set_cert_store(ctx, store);
+    /* One more for the chain depth of the leaf itself (SSL_CTX_set_verify_depth(3)). */
+    SSL_CTX_set_verify_depth(ctx, (int)t->verify_depth);
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_CLIENT);
+    if (t->client_ca->crl != NULL)
+        X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    STACK_OF(X509_NAME) *dup = SSL_dup_CA_list(names);
+    if (dup == NULL)
+        return false;
+    SSL_CTX_set_client_CA_list(ctx, dup);
+    return true;
+}
+
+static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
+                        const struct tls_ticket_keys *keys, struct diag *d)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Stateless tickets only: a per-process cache could not be shared. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys->bytes, sizeof(keys->bytes));
+    set_session_context(ctx, l);
+    if (!apply_policy(ctx, cfg, l, d)) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static bool same_names(X509 *a, X509 *b)
+{
+    unsigned char *da = NULL, *db = NULL;
+    GENERAL_NAMES *ga = X509_get_ext_d2i(a, NID_subject_alt_name, NULL, NULL);
+    GENERAL_NAMES *gb = X509_get_ext_d2i(b, NID_subject_alt_name, NULL, NULL);
+    int la = ga ? i2d_GENERAL_NAMES(ga, &da) : 0;
+    int lb = gb ? i2d_GENERAL_NAMES(gb, &db) : 0;
+    bool same = la == lb && (la <= 0 || memcmp(da, db, (size_t)la) == 0);
+    if (la == 0 && lb == 0)
+        same = X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)) == 0;
+    OPENSSL_free(da);
+    OPENSSL_free(db);
+    GENERAL_NAMES_free(ga);
+    GENERAL_NAMES_free(gb);
+    return same;
+}
+
+static struct tls_bucket *bucket_for(struct tls_server *s, X509 *leaf, int key_type)
+{
+    for (size_t i = 0; i < s->n_buckets; i++) {
+        struct tls_bucket *b = &s->buckets[i];
+        bool type_taken = false;
+        for (size_t k = 0; k < b->n_key_types; k++)
+            type_taken = type_taken || b->key_types[k] == key_type;
+        if (!type_taken && b->n_key_types < TG_ARRAY_LEN(b->key_types) && same_names(b->leaf, leaf))
+            return b;
+    }
+    return NULL;
+}
+
+static bool add_certificate(struct tls_server *s, const struct config *cfg,
+                            const struct cfg_listener *l, const struct cfg_certificate *c,
+                            const struct tls_ticket_keys *keys, struct diag *d)
+{
+    struct tls_chain chain = {0};
+    bool ok = false;
+    char key[160];
+    snprintf(key, sizeof(key), "certificates.%s", c->name);
+    if (tls_load_certificate(cfg, c, &chain, d) != TG_OK)
+        goto out;
+    int key_type = EVP_PKEY_get_base_id(chain.key);
+    struct tls_bucket *b = bucket_for(s, chain.leaf, key_type);
+    if (b == NULL) {
+        b = &s->buckets[s->n_buckets];
+        b->ctx = new_ctx(cfg, l, keys, d);
+        if (b->ctx == NULL)
+            goto out;
+        X509_up_ref(chain.leaf);
+        b->leaf = chain.leaf;
+        s->n_buckets++;
+    }
+    if (SSL_CTX_use_certificate(b->ctx, chain.leaf) != 1 ||
+        SSL_CTX_set1_chain(b->ctx, chain.chain) != 1 ||
+        SSL_CTX_use_PrivateKey(b->ctx, chain.key) != 1 || SSL_CTX_check_private_key(b->ctx) != 1) {
+        diag_ssl(d, cfg, c->pos, key, "cannot use this certificate and key");
+        goto out;
+    }
+    b->key_types[b->n_key_types++] = key_type;
+    ok = true;
+out:
+    tls_chain_fini(&chain);
+    return ok;
+}
+
+enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
+                              const struct tls_ticket_keys *keys, struct tls_server **out,
+                              struct diag *d)
+{
+    const struct cfg_tls *t = &l->tls;
+    enum tg_status st = TG_E_CONFIG;
+    X509_STORE *store = NULL;
+    STACK_OF(X509_NAME) *names = NULL;
+    struct tls_server *s = calloc(1, sizeof(*s));
+    *out = NULL;
+    verdict_index();
+    if (s == NULL)
+        return TG_E_NOMEM;
+    s->strict_sni = t->strict_sni;
+    s->buckets = calloc(t->n_certificates ? t->n_certificates : 1, sizeof(*s->buckets));
+    if (s->buckets == NULL) {
+        st = TG_E_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < t->n_certificates; i++)
+        if (!add_certificate(s, cfg, l, t->certificates[i], keys, d))
+            goto out;
+    if (s->n_buckets == 0)
+        goto out;
+    if (t->mode == CFG_TLS_MUTUAL) {
+        if (tls_load_client_ca(cfg, t->client_ca, &store, &names, d) != TG_OK)
+            goto out;
+        for (size_t i = 0; i < s->n_buckets; i++)
+            if (!setup_client_auth(s->buckets[i].ctx, l, store, names))
+                goto out;
+    }
+    SSL_CTX_set_tlsext_servername_callback(s->buckets[0].ctx, sni_cb);
+    SSL_CTX_set_tlsext_servername_arg(s->buckets[0].ctx, s);
+    *out = s;
+    s = NULL;
+    st = TG_OK;
+out:
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    X509_STORE_free(store);
+    tls_server_free(s);
+    return st;
+}
+
+void tls_server_free(struct tls_server *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n_buckets; i++) {
+        SSL_CTX_free(s->buckets[i].ctx);
+        X509_free(s->buckets[i].leaf);
+    }
+    free(s->buckets);
+    free(s);
+}
+
+SSL *tls_server_ssl_new(struct tls_server *s, int fd)
+{
+    SSL *ssl = SSL_new(s->buckets[0].ctx);
+    if (ssl == NULL)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    return ssl;
+}

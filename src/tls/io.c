@@ -1,0 +1,90 @@
+#include "tls/tls.h"
+
+#include <errno.h>
+
+#include <openssl/err.h>
+
+#include "core/log.h"
+
+/* Maps the outcome of an SSL call to a status; see SSL_get_error(3). */
+static enum tg_status map_result(SSL *ssl, int rc, enum tls_want *want)
+{
+    *want = TLS_WANT_NONE;
+    switch (SSL_get_error(ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        *want = TLS_WANT_READ;
+        return TG_E_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        *want = TLS_WANT_WRITE;
+        return TG_E_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return TG_E_CLOSED;
+    case SSL_ERROR_SYSCALL:
+        /* With SSL_OP_IGNORE_UNEXPECTED_EOF a bare EOF is ZERO_RETURN, so
+         * this is a reset or another socket error. */
+        if (ERR_peek_error() == 0 && (errno == EAGAIN || errno == EINTR)) {
+            *want = TLS_WANT_READ;
+            return TG_E_AGAIN;
+        }
+        return TG_E_CLOSED;
+    default:
+        return TG_E_PROTO;
+    }
+}
+
+enum tg_status tls_handshake(SSL *ssl, enum tls_want *want)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(ssl);
+    if (rc == 1) {
+        *want = TLS_WANT_NONE;
+        return TG_OK;
+    }
+    enum tg_status st = map_result(ssl, rc, want);
+    /* A peer that vanishes mid-handshake is a refused handshake too. */
+    return st == TG_E_CLOSED ? TG_E_PROTO : st;
+}
+
+enum tg_status tls_read(SSL *ssl, void *dst, size_t len, size_t *n, enum tls_want *want)
+{
+    *n = 0;
+    ERR_clear_error();
+    int rc = SSL_read_ex(ssl, dst, len, n);
+    if (rc == 1) {
+        *want = TLS_WANT_NONE;
+        return TG_OK;
+    }
+    enum tg_status st = map_result(ssl, rc, want);
+    if (st == TG_E_PROTO || st == TG_E_CLOSED)
+        ERR_clear_error();
+    return st;
+}
+
+enum tg_status tls_write(SSL *ssl, const void *src, size_t len, size_t *n, enum tls_want *want)
+{
+    *n = 0;
+    ERR_clear_error();
+    int rc = SSL_write_ex(ssl, src, len, n);
+    if (rc == 1) {
+        *want = TLS_WANT_NONE;
+        return TG_OK;
+    }
+    enum tg_status st = map_result(ssl, rc, want);
+    if (st == TG_E_PROTO || st == TG_E_CLOSED)
+        ERR_clear_error();
+    return st;
+}
+
+enum tg_status tls_shutdown(SSL *ssl, enum tls_want *want)
+{
+    *want = TLS_WANT_NONE;
+    if (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)
+        return TG_OK;
+    ERR_clear_error();
+    int rc = SSL_shutdown(ssl);
+    if (rc >= 0)
+        return TG_OK; /* 0: sent, the peer's close_notify not seen yet: fine */
+    enum tg_status st = map_result(ssl, rc, want);
+    ERR_clear_error();
+    return st == TG_E_AGAIN ? st : TG_E_CLOSED;
+}
