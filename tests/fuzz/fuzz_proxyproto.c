@@ -1,0 +1,179 @@
+/*
+ * Fuzzes proxyproto_v2_decode. Whatever it accepts must stay inside the
+ * input, must need every byte it consumed, and must survive a round trip:
+ * re-encoding the addresses, ALPN, authority and client certificate and
+ * decoding again gives the same values.
+ *
+ * clang -fsanitize=fuzzer -DTG_LIBFUZZER builds a fuzzer; otherwise main()
+ * replays every file in the directory given as argv[1].
+ */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "proxy/proxy.h"
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+enum { PP2_MAX_HDR = 16 + 65535 };
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A span, if non-NULL, lies within [base, base + len). */
+static bool within(const uint8_t *p, size_t n, const uint8_t *base, size_t len)
+{
+    if (p == NULL)
+        return n == 0;
+    return p >= base && (size_t)(p - base) <= len && n <= len - (size_t)(p - base);
+}
+
+static bool same_addr(const struct net_addr *a, const struct net_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return false;
+    return a->ss.ss_family == AF_UNSPEC || net_addr_equal(a, b);
+}
+
+static bool same_bytes(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+    return a_len == b_len && (a_len == 0 || memcmp(a, b, a_len) == 0);
+}
+
+/* A TLV value as the C string pp_info wants; NULL when it has a NUL inside. */
+static char *dup_str(const uint8_t *v, size_t n)
+{
+    if (n > 0 && memchr(v, '\0', n) != NULL)
+        return NULL;
+    char *s = malloc(n + 1);
+    CHECK(s != NULL);
+    if (n > 0)
+        memcpy(s, v, n);
+    s[n] = '\0';
+    return s;
+}
+
+static void round_trip(const struct pp_decoded *d)
+{
+    char *alpn = dup_str(d->tlv_alpn, d->tlv_alpn_len);
+    char *authority = dup_str(d->tlv_authority, d->tlv_authority_len);
+    uint8_t *out = malloc(PP2_MAX_HDR);
+    CHECK(out != NULL);
+    if (alpn == NULL || authority == NULL)
+        goto out; /* a string with a NUL cannot be said again */
+
+    struct pp_info pi = {0};
+    pi.src = d->src;
+    pi.dst = d->dst;
+    pi.alpn = alpn;
+    pi.authority = authority;
+    pi.client_cert_der = d->tlv_client_cert;
+    pi.client_cert_der_len = d->tlv_client_cert_len;
+    size_t len = 0;
+    /* Never longer than what was decoded, so it always fits. */
+    CHECK(proxyproto_v2_encode(&pi, out, PP2_MAX_HDR, &len) == TG_OK);
+
+    struct pp_decoded again;
+    size_t consumed = 0;
+    CHECK(proxyproto_v2_decode(out, len, &again, &consumed) == TG_OK);
+    CHECK(consumed == len);
+    CHECK(!again.is_local);
+    CHECK(same_addr(&again.src, &d->src));
+    CHECK(same_addr(&again.dst, &d->dst));
+    CHECK(same_bytes(again.tlv_alpn, again.tlv_alpn_len, d->tlv_alpn, d->tlv_alpn_len));
+    CHECK(same_bytes(again.tlv_authority, again.tlv_authority_len, d->tlv_authority,
+                     d->tlv_authority_len));
+    CHECK(same_bytes(again.tlv_client_cert, again.tlv_client_cert_len, d->tlv_client_cert,
+                     d->tlv_client_cert_len));
+    CHECK(again.tlv_ssl == NULL);
+out:
+    free(out);
+    free(authority);
+    free(alpn);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct pp_decoded d;
+    size_t consumed = 0;
+    enum tg_status st = proxyproto_v2_decode(data, size, &d, &consumed);
+    CHECK(st == TG_OK || st == TG_E_AGAIN || st == TG_E_PROTO);
+    if (st != TG_OK) {
+        CHECK(consumed == 0);
+        return 0;
+    }
+    CHECK(consumed >= 16 && consumed <= size && consumed <= PP2_MAX_HDR);
+    CHECK(within(d.tlv_alpn, d.tlv_alpn_len, data, consumed));
+    CHECK(within(d.tlv_authority, d.tlv_authority_len, data, consumed));
+    CHECK(within(d.tlv_ssl, d.tlv_ssl_len, data, consumed));
+    CHECK(within(d.tlv_client_cert, d.tlv_client_cert_len, data, consumed));
+    CHECK(!d.is_local || (d.src.ss.ss_family == AF_UNSPEC && d.dst.ss.ss_family == AF_UNSPEC));
+
+    /* One byte short of the header is never enough. */
+    struct pp_decoded short_d;
+    size_t short_consumed = 0;
+    CHECK(proxyproto_v2_decode(data, consumed - 1, &short_d, &short_consumed) == TG_E_AGAIN);
+
+    round_trip(&d);
+    return 0;
+}
+
+#ifndef TG_LIBFUZZER
+static int replay_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        perror(path);
+        return -1;
+    }
+    uint8_t *data = malloc(PP2_MAX_HDR + 1024);
+    CHECK(data != NULL);
+    size_t n = fread(data, 1, PP2_MAX_HDR + 1024, f);
+    int rc = ferror(f) ? -1 : 0;
+    fclose(f);
+    if (rc == 0)
+        LLVMFuzzerTestOneInput(data, n);
+    else
+        fprintf(stderr, "%s: read error\n", path);
+    free(data);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+        return 2;
+    }
+    DIR *dir = opendir(argv[1]);
+    if (dir == NULL) {
+        perror(argv[1]);
+        return 1;
+    }
+    int files = 0;
+    int failed = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        char path[4096];
+        struct stat st;
+        int n = snprintf(path, sizeof(path), "%s/%s", argv[1], e->d_name);
+        if (n < 0 || (size_t)n >= sizeof(path) || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (replay_file(path) != 0)
+            failed++;
+        files++;
+    }
+    closedir(dir);
+    printf("replayed %d files from %s\n", files, argv[1]);
+    /* An empty corpus would pass without testing anything. */
+    return files == 0 || failed > 0 ? 1 : 0;
+}
+#endif
