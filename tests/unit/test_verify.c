@@ -1,0 +1,78 @@
+/* tls_reason_from_verify (src/tls/verify.c): X509_V_ERR_* to DESIGN.md rejection reasons. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <openssl/x509_vfy.h>
+
+#include "tls/tls.h"
+
+static const struct {
+    int err;
+    const char *reason;
+} mapped[] = {
+    {X509_V_ERR_CERT_HAS_EXPIRED, "cert_expired"},
+    {X509_V_ERR_CERT_NOT_YET_VALID, "cert_not_yet_valid"},
+    {X509_V_ERR_CERT_REVOKED, "cert_revoked"},
+    {X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT, "unknown_ca"},
+    {X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, "unknown_ca"},
+    {X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE, "unknown_ca"},
+    {X509_V_ERR_CERT_UNTRUSTED, "unknown_ca"},
+    {X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, "self_signed"},
+    {X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, "self_signed"},
+    {X509_V_ERR_CERT_SIGNATURE_FAILURE, "bad_signature"},
+    {X509_V_ERR_CRL_SIGNATURE_FAILURE, "bad_signature"},
+    {X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE, "bad_signature"},
+    {X509_V_ERR_INVALID_PURPOSE, "wrong_purpose"},
+    {X509_V_ERR_CERT_CHAIN_TOO_LONG, "chain_too_long"},
+    {X509_V_ERR_PATH_LENGTH_EXCEEDED, "chain_too_long"},
+    {X509_V_ERR_CRL_HAS_EXPIRED, "crl_expired"},
+    {X509_V_ERR_UNABLE_TO_GET_CRL, "crl_missing"},
+    {X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER, "crl_missing"},
+};
+
+static void test_mapped_codes(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < TG_ARRAY_LEN(mapped); i++) {
+        const char *got = tls_reason_from_verify(mapped[i].err);
+        assert_non_null(got);
+        if (strcmp(got, mapped[i].reason) != 0)
+            fail_msg("X509_V_ERR %d (%s): got \"%s\", want \"%s\"", mapped[i].err,
+                     X509_verify_cert_error_string(mapped[i].err), got, mapped[i].reason);
+    }
+}
+
+/* Codes with no reason of their own fall back to the generic one. */
+static void test_unmapped_codes(void **state)
+{
+    (void)state;
+    static const int unmapped[] = {
+        X509_V_ERR_UNSPECIFIED,
+        X509_V_ERR_OUT_OF_MEM,
+        X509_V_ERR_HOSTNAME_MISMATCH,
+        X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD,
+        X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION,
+        -1,
+        99999,
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(unmapped); i++) {
+        const char *got = tls_reason_from_verify(unmapped[i]);
+        assert_non_null(got);
+        if (strcmp(got, "tls_error") != 0)
+            fail_msg("X509_V_ERR %d: got \"%s\", want \"tls_error\"", unmapped[i], got);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mapped_codes),
+        cmocka_unit_test(test_unmapped_codes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
