@@ -163,4 +163,27 @@ void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info);
 /* Formats a certificate's subject or issuer name as an RFC 2253 string. */
 void tls_name_format(X509_NAME *name, char *dst, size_t dst_len);
 
+/* ---- reading X.509 files, shared by load.c and the certificate tools (x509util.c) ---- */
+
+/* tls_read_file (declared above) lives in x509util.c with the readers below. */
+
+/*
+ * Reads every CRL in a file: PEM (any number of "X509 CRL" blocks; other
+ * blocks are skipped) or one DER CRL. *crls is owned by the caller and holds
+ * at least one CRL on success. On failure writes the reason into err
+ * ("cannot open: ...", "no CRL among its PEM blocks", ...) and returns
+ * TG_E_CONFIG.
+ */
+TG_MUST_USE enum tg_status tls_read_crls(const char *path, STACK_OF(X509_CRL) * *crls, char *err,
+                                         size_t err_len);
+
+/* Reads the first line of a password file (trailing "\n" or "\r\n"
+ * removed) into dst. The caller should OPENSSL_cleanse dst after use.
+ * TG_E_CONFIG with the reason in err when unreadable or too long. */
+TG_MUST_USE enum tg_status tls_read_password_file(const char *path, char *dst, size_t dst_len,
+                                                  char *err, size_t err_len);
+
+/* Formats a certificate or CRL time as "2026-01-31 23:59:59 UTC". */
+void tls_time_format(const ASN1_TIME *t, char *dst, size_t dst_len);
+
 #endif
