@@ -20,7 +20,24 @@ void buf_fini(struct buf *b)
     memset(b, 0, sizeof(*b));
 }
 
-static void buf_compact(struct buf *b)
+void buf_attach(struct buf *b, uint8_t *mem, size_t cap)
+{
+    assert(b->data == NULL);
+    b->data = mem;
+    b->cap = cap;
+    b->r = 0;
+    b->w = 0;
+}
+
+uint8_t *buf_detach(struct buf *b)
+{
+    assert(b->r == b->w);
+    uint8_t *mem = b->data;
+    memset(b, 0, sizeof(*b));
+    return mem;
+}
+
+void buf_compact(struct buf *b)
 {
     if (b->r == 0)
         return;

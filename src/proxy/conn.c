@@ -13,13 +13,46 @@
 static const char *const state_names[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = "accepted", [CONN_ST_TLS_HANDSHAKE] = "tls_handshake",
     [CONN_ST_PICK] = "pick",         [CONN_ST_CONNECT] = "connect",
-    [CONN_ST_RELAY] = "relay",       [CONN_ST_DRAIN] = "drain",
+    [CONN_ST_RELAY] = "relay",       [CONN_ST_READ_HEAD] = "read_head",
+    [CONN_ST_RESPOND] = "respond",   [CONN_ST_DRAIN] = "drain",
     [CONN_ST_CLOSED] = "closed",
 };
 
 const char *conn_state_name(enum conn_state st)
 {
     return st < CONN_ST_COUNT ? state_names[st] : "?";
+}
+
+#define POOL_MAX 4096
+
+bool conn_buf_get(struct worker *w, struct buf *b)
+{
+    if (buf_has_mem(b))
+        return true;
+    uint8_t *mem = w->n_pool > 0 ? w->pool[--w->n_pool] : malloc(CONN_BUF_SIZE);
+    if (mem == NULL)
+        return false;
+    buf_attach(b, mem, CONN_BUF_SIZE);
+    return true;
+}
+
+void conn_buf_put(struct worker *w, struct buf *b)
+{
+    if (!buf_has_mem(b) || !buf_is_empty(b))
+        return;
+    uint8_t *mem = buf_detach(b);
+    if (w->n_pool == w->pool_cap && w->pool_cap < POOL_MAX) {
+        size_t cap = w->pool_cap ? w->pool_cap * 2 : 64;
+        uint8_t **pool = realloc(w->pool, cap * sizeof(*pool));
+        if (pool != NULL) {
+            w->pool = pool;
+            w->pool_cap = cap;
+        }
+    }
+    if (w->n_pool < w->pool_cap)
+        w->pool[w->n_pool++] = mem;
+    else
+        free(mem);
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -44,12 +77,18 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     c->t_accept = ev_now(w->loop);
     c->last_activity = c->t_accept;
     c->outcome = "ok";
+    c->group = l->cfg->target_group;
+    c->relay_timeout = (ev_tstamp)l->cfg->idle_timeout_ms / 1000.0;
     ev_io_init(&c->cli.io, io_cb, fd, 0);
     c->cli.io.data = c;
     ev_init(&c->be.io, io_cb);
     c->be.io.data = c;
     ev_init(&c->timer, timer_cb);
     c->timer.data = c;
+    if (l->cfg->protocol != CFG_PROTO_TCP_SSL && http_conn_new(c) != TG_OK) {
+        free(c);
+        return NULL;
+    }
 
     c->next = w->conns;
     if (w->conns != NULL)
@@ -77,7 +116,7 @@ static void peer_str(const struct conn *c, char *dst, size_t len)
 }
 
 /* One line per refused handshake (DESIGN.md "Rejection reasons"). */
-static void log_rejection(struct conn *c, const char *reason, const char *detail)
+void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
 {
     char peer[64], subject[512] = "", issuer[512] = "";
     const char *sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
@@ -98,8 +137,72 @@ static void log_rejection(struct conn *c, const char *reason, const char *detail
     shm_add(&c->l->stats->handshake_failures, 1);
 }
 
+struct buf *conn_client_inbuf(struct conn *c)
+{
+    return c->http != NULL && !c->http->is_tunnel ? &c->http->cin : &c->c2b;
+}
+
+struct buf *conn_backend_inbuf(struct conn *c)
+{
+    return c->http != NULL && !c->http->is_tunnel ? &c->http->bin : &c->b2c;
+}
+
+struct lb_wrr *conn_wrr(struct conn *c, const struct cfg_target_group *g)
+{
+    return &c->w->wrr[g - c->w->cfg->target_groups];
+}
+
+enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
+{
+    if (c->ssl != NULL)
+        return tls_read(c->ssl, dst, len, n, &c->want);
+    ssize_t r = recv(c->cli.fd, dst, len, 0);
+    *n = 0;
+    if (r > 0) {
+        *n = (size_t)r;
+        return TG_OK;
+    }
+    if (r == 0)
+        return TG_E_CLOSED;
+    if (errno == EAGAIN || errno == EINTR) {
+        c->want = TLS_WANT_READ;
+        return TG_E_AGAIN;
+    }
+    return TG_E_CLOSED;
+}
+
+enum tg_status conn_cli_write(struct conn *c, const void *src, size_t len, size_t *n)
+{
+    if (c->ssl != NULL)
+        return tls_write(c->ssl, src, len, n, &c->want);
+    ssize_t r = send(c->cli.fd, src, len, MSG_NOSIGNAL);
+    *n = 0;
+    if (r >= 0) {
+        *n = (size_t)r;
+        return TG_OK;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        c->want = TLS_WANT_WRITE;
+        return TG_E_AGAIN;
+    }
+    return TG_E_CLOSED;
+}
+
+enum tg_status conn_cli_shutdown(struct conn *c)
+{
+    if (c->ssl != NULL) {
+        enum tg_status st = tls_shutdown(c->ssl, &c->want);
+        if (st == TG_E_AGAIN)
+            return st;
+    }
+    shutdown(c->cli.fd, SHUT_WR);
+    return TG_OK;
+}
+
 static enum conn_state st_accepted(struct conn *c)
 {
+    if (c->l->tls == NULL)
+        return CONN_ST_READ_HEAD;
     c->ssl = tls_server_ssl_new(c->l->tls, c->cli.fd);
     if (c->ssl == NULL) {
         log_err("event=conn_error listener=%s conn=%d.%llu error=\"cannot create SSL\"",
@@ -114,7 +217,7 @@ static enum conn_state st_accepted(struct conn *c)
 static enum conn_state st_handshake(struct conn *c)
 {
     if (c->timed_out) {
-        log_rejection(c, "handshake_timeout", "no complete handshake in time");
+        conn_log_rejection(c, "handshake_timeout", "no complete handshake in time");
         return CONN_ST_CLOSED;
     }
     enum tg_status st = tls_handshake(c->ssl, &c->want);
@@ -123,23 +226,33 @@ static enum conn_state st_handshake(struct conn *c)
     if (st != TG_OK) {
         char detail[256];
         const char *reason = tls_reason_from_handshake(c->ssl, &c->verdict, detail, sizeof(detail));
-        log_rejection(c, reason, detail);
+        conn_log_rejection(c, reason, detail);
         return CONN_ST_CLOSED;
     }
     c->t_handshake = ev_now(c->w->loop);
     shm_add(&c->l->stats->handshakes, 1);
     if (SSL_session_reused(c->ssl))
         shm_add(&c->l->stats->handshakes_resumed, 1);
-    return CONN_ST_PICK;
+    return c->http != NULL ? CONN_ST_READ_HEAD : CONN_ST_PICK;
 }
 
-/* Sends close_notify, then closes. */
+/* Flushes what is left for the client, sends close_notify, then closes. */
 static enum conn_state st_drain(struct conn *c)
 {
-    if (c->timed_out || c->ssl == NULL)
+    if (c->timed_out)
         return CONN_ST_CLOSED;
-    enum tg_status st = tls_shutdown(c->ssl, &c->want);
-    if (st == TG_E_AGAIN)
+    while (!buf_is_empty(&c->b2c)) {
+        size_t len, n = 0;
+        const uint8_t *src = buf_rdata(&c->b2c, &len);
+        enum tg_status st = conn_cli_write(c, src, len, &n);
+        if (st == TG_E_AGAIN)
+            return CONN_ST_DRAIN;
+        if (st != TG_OK)
+            return CONN_ST_CLOSED;
+        buf_consume(&c->b2c, n);
+        c->bytes_out += n;
+    }
+    if (conn_cli_shutdown(c) == TG_E_AGAIN)
         return CONN_ST_DRAIN;
     return CONN_ST_CLOSED;
 }
@@ -152,10 +265,26 @@ static enum conn_state st_closed(struct conn *c)
 
 typedef enum conn_state (*conn_handler)(struct conn *c);
 
-static const conn_handler handlers[CONN_ST_COUNT] = {
+static enum conn_state st_unused(struct conn *c)
+{
+    log_err("event=conn_error listener=%s conn=%d.%llu error=\"state %s has no handler\"",
+            c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, conn_state_name(c->st));
+    return CONN_ST_CLOSED;
+}
+
+static const conn_handler tcp_handlers[CONN_ST_COUNT] = {
     [CONN_ST_ACCEPTED] = st_accepted, [CONN_ST_TLS_HANDSHAKE] = st_handshake,
     [CONN_ST_PICK] = tcp_pick,        [CONN_ST_CONNECT] = tcp_connect,
-    [CONN_ST_RELAY] = tcp_relay,      [CONN_ST_DRAIN] = st_drain,
+    [CONN_ST_RELAY] = tcp_relay,      [CONN_ST_READ_HEAD] = st_unused,
+    [CONN_ST_RESPOND] = st_unused,    [CONN_ST_DRAIN] = st_drain,
+    [CONN_ST_CLOSED] = st_closed,
+};
+
+static const conn_handler http_handlers[CONN_ST_COUNT] = {
+    [CONN_ST_ACCEPTED] = st_accepted, [CONN_ST_TLS_HANDSHAKE] = st_handshake,
+    [CONN_ST_PICK] = http_pick,       [CONN_ST_CONNECT] = http_connect,
+    [CONN_ST_RELAY] = http_relay,     [CONN_ST_READ_HEAD] = http_read_head,
+    [CONN_ST_RESPOND] = http_respond, [CONN_ST_DRAIN] = st_drain,
     [CONN_ST_CLOSED] = st_closed,
 };
 
@@ -171,6 +300,14 @@ static void enter_state(struct conn *c, enum conn_state st)
         conn_set_timer(c, l->connect_timeout_ms);
         break;
     case CONN_ST_RELAY:
+        c->last_activity = ev_now(c->w->loop);
+        conn_set_timer(c, (uint64_t)(c->relay_timeout * 1000.0));
+        break;
+    case CONN_ST_READ_HEAD:
+        c->last_activity = ev_now(c->w->loop);
+        conn_set_timer(c, c->http->n_requests == 0 ? l->header_timeout_ms : l->idle_timeout_ms);
+        break;
+    case CONN_ST_RESPOND:
         c->last_activity = ev_now(c->w->loop);
         conn_set_timer(c, l->idle_timeout_ms);
         break;
@@ -201,20 +338,28 @@ static void conn_update_io(struct conn *c)
     int ce = 0, be = 0;
     switch (c->st) {
     case CONN_ST_TLS_HANDSHAKE:
-    case CONN_ST_DRAIN:
         ce = c->want == TLS_WANT_WRITE ? EV_WRITE : EV_READ;
+        break;
+    case CONN_ST_DRAIN:
+        ce = c->want == TLS_WANT_READ ? EV_READ : EV_WRITE;
         break;
     case CONN_ST_CONNECT:
         be = EV_WRITE;
         break;
+    case CONN_ST_READ_HEAD:
+        ce = c->want == TLS_WANT_WRITE ? EV_WRITE : EV_READ;
+        break;
+    case CONN_ST_RESPOND:
+        ce = c->want == TLS_WANT_READ ? EV_READ : EV_WRITE;
+        break;
     case CONN_ST_RELAY:
         if (c->want == TLS_WANT_WRITE)
             ce |= EV_WRITE;
-        if (!c->cli.rd_shut && (!buf_is_full(&c->c2b) || c->want == TLS_WANT_READ))
+        if (!c->cli.rd_shut && (!buf_is_full(conn_client_inbuf(c)) || c->want == TLS_WANT_READ))
             ce |= EV_READ;
         if (!buf_is_empty(&c->b2c) && !c->cli.wr_shut)
             ce |= EV_WRITE;
-        if (!c->be.rd_shut && !buf_is_full(&c->b2c))
+        if (!c->be.rd_shut && !buf_is_full(conn_backend_inbuf(c)))
             be |= EV_READ;
         if (!buf_is_empty(&c->c2b) && !c->be.wr_shut)
             be |= EV_WRITE;
@@ -235,44 +380,62 @@ static void format_time(ev_tstamp t, char *dst, size_t len)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)((t - (double)sec) * 1000));
 }
 
-/* One JSON line per tcp_ssl connection (DESIGN.md "Observability"). */
-static void access_log(struct conn *c)
+/* Appends the HTTP fields of the current request: method, path, status,
+ * upstream time (DESIGN.md "Observability"). */
+static int http_fields(const struct conn *c, char *dst, size_t len, ev_tstamp now)
+{
+    const struct http_conn *h = c->http;
+    char e_method[64], e_path[1100];
+    log_json_escape(e_method, sizeof(e_method), h->log_method);
+    log_json_escape(e_path, sizeof(e_path), h->log_path);
+    double upstream = h->t_upstream > 0 ? (now - h->t_upstream) * 1000.0 : 0.0;
+    return snprintf(dst, len,
+                    ",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,\"upstream_ms\":%.3f,"
+                    "\"request\":%u",
+                    e_method, e_path, h->status, upstream, h->n_requests);
+}
+
+/* One JSON line per tcp_ssl connection or https request. */
+void conn_access_log(struct conn *c)
 {
     if (!log_access_enabled())
         return;
     struct tls_info info;
     char peer[64], ts[96], target[300] = "";
-    char e_sni[512], e_subj[1100], e_iss[1100], e_target[600];
+    char e_sni[512], e_subj[1100], e_iss[1100], e_target[600], extra[2400] = "";
     ev_tstamp now = ev_now(c->w->loop);
+    ev_tstamp start = c->http != NULL && c->http->t_req > 0 ? c->http->t_req : c->t_accept;
 
     memset(&info, 0, sizeof(info));
     info.client_verdict = "NONE";
     if (c->ssl != NULL && c->t_handshake > 0)
         tls_info_get(c->ssl, &c->verdict, &info);
-    if (c->target >= 0)
-        snprintf(target, sizeof(target), "%s", c->l->cfg->target_group->targets[c->target].address);
+    if (c->target >= 0 && c->group != NULL)
+        snprintf(target, sizeof(target), "%s", c->group->targets[c->target].address);
+    if (c->http != NULL)
+        http_fields(c, extra, sizeof(extra), now);
     peer_str(c, peer, sizeof(peer));
-    format_time(c->t_accept, ts, sizeof(ts));
+    format_time(start, ts, sizeof(ts));
     log_json_escape(e_sni, sizeof(e_sni), info.sni);
     log_json_escape(e_subj, sizeof(e_subj), info.client_subject);
     log_json_escape(e_iss, sizeof(e_iss), info.client_issuer);
     log_json_escape(e_target, sizeof(e_target), target);
 
-    char line[4096];
+    char line[6144];
     int n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"listener\":\"%s\",\"conn\":\"%d.%llu\",\"client\":\"%s\","
                      "\"sni\":\"%s\",\"tls_version\":\"%s\",\"cipher\":\"%s\",\"resumed\":%s,"
                      "\"client_subject\":\"%s\",\"client_issuer\":\"%s\",\"client_serial\":\"%s\","
                      "\"client_fingerprint\":\"%s\",\"client_verify\":\"%s\",\"handshake_ms\":%.3f,"
                      "\"target\":\"%s\",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
-                     "\"outcome\":\"%s\",\"reason\":\"%s\"}",
+                     "\"outcome\":\"%s\",\"reason\":\"%s\"%s}",
                      ts, c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, peer, e_sni,
                      info.version, info.cipher, info.resumed ? "true" : "false", e_subj, e_iss,
                      info.client_serial, info.client_fingerprint, info.client_verdict,
                      c->t_handshake > 0 ? (c->t_handshake - c->t_accept) * 1000.0 : 0.0, e_target,
                      (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-                     (now - c->t_accept) * 1000.0, c->outcome,
-                     c->reject_reason ? c->reject_reason : "");
+                     (now - start) * 1000.0, c->outcome, c->reject_reason ? c->reject_reason : "",
+                     extra);
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -280,7 +443,10 @@ static void access_log(struct conn *c)
 static void conn_free(struct conn *c)
 {
     struct worker *w = c->w;
-    access_log(c);
+    /* https logs each request when it completes; what is left is a
+     * request cut short or a connection refused before any. */
+    if (c->http == NULL || c->http->t_req > 0 || c->reject_reason != NULL)
+        conn_access_log(c);
     ev_io_stop(w->loop, &c->cli.io);
     ev_io_stop(w->loop, &c->be.io);
     ev_timer_stop(w->loop, &c->timer);
@@ -291,12 +457,15 @@ static void conn_free(struct conn *c)
         c->ssl = NULL;
     }
     tls_verdict_fini(&c->verdict);
+    http_conn_free(c);
     if (c->cli.fd >= 0)
         close(c->cli.fd);
     if (c->be.fd >= 0)
         close(c->be.fd);
-    buf_fini(&c->c2b);
-    buf_fini(&c->b2c);
+    c->c2b.r = c->c2b.w = 0;
+    c->b2c.r = c->b2c.w = 0;
+    conn_buf_put(w, &c->c2b);
+    conn_buf_put(w, &c->b2c);
     shm_add(&c->l->stats->bytes_in, c->bytes_in);
     shm_add(&c->l->stats->bytes_out, c->bytes_out);
     atomic_fetch_sub_explicit(&c->l->stats->conns_active, 1, memory_order_relaxed);
@@ -316,6 +485,7 @@ static void conn_free(struct conn *c)
 void conn_run(struct conn *c)
 {
     for (;;) {
+        const conn_handler *handlers = c->http != NULL ? http_handlers : tcp_handlers;
         enum conn_state next = handlers[c->st](c);
         if (next == c->st)
             break;
@@ -342,9 +512,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     struct conn *c = t->data;
-    if (c->st == CONN_ST_RELAY) {
+    if (c->st == CONN_ST_RELAY || c->st == CONN_ST_RESPOND) {
         /* The idle deadline moves with activity; re-arm for what is left. */
-        ev_tstamp idle = (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+        ev_tstamp idle = c->st == CONN_ST_RELAY ? c->relay_timeout
+                                                : (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
         ev_tstamp left = c->last_activity + idle - ev_now(loop);
         if (left > 0.001) {
             ev_timer_set(t, left, 0.);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "http/http.h"
 #include "lb/lb.h"
 #include "proxy/proxy.h"
 
@@ -20,6 +21,8 @@ enum conn_state {
     CONN_ST_PICK,
     CONN_ST_CONNECT,
     CONN_ST_RELAY,
+    CONN_ST_READ_HEAD, /* https/http: waiting for a request head */
+    CONN_ST_RESPOND,   /* https/http: writing a response tollgate made */
     CONN_ST_DRAIN,
     CONN_ST_CLOSED,
     CONN_ST_COUNT
@@ -34,7 +37,6 @@ struct wlistener {
     int fd;                         /* borrowed from the master */
     struct tls_server *tls;         /* borrowed */
     struct shm_listener_stats *stats;
-    struct lb_wrr wrr; /* owned state of the target group's picker */
     ev_io accept_w;
 };
 
@@ -75,6 +77,33 @@ struct conn {
     uint64_t bytes_in, bytes_out;
     const char *outcome; /* for the access log: "ok", a reason code, ... */
     const char *reject_reason;
+    ev_tstamp relay_timeout;              /* seconds of silence allowed in RELAY */
+    const struct cfg_target_group *group; /* borrowed: where target points */
+    struct http_conn *http;               /* owned; https/http listeners only */
+};
+
+/* The HTTP side of a connection (http.c). */
+struct http_conn {
+    struct h1 req_p, resp_p;
+    struct http_head req, resp;
+    struct buf cin; /* raw bytes from the client; the head being parsed starts at r */
+    struct buf bin; /* raw bytes from the backend */
+    bool req_done;  /* the whole request went into c2b */
+    bool resp_head_done;
+    bool resp_done;
+    bool keep_alive;     /* the client connection may carry another request */
+    bool is_tunnel;      /* after a 101: raw relay */
+    bool be_reused;      /* the backend connection came from the pool */
+    bool retried;        /* one retry on a fresh connection already made */
+    bool sent_to_client; /* response bytes already went to the client */
+    bool resp_head_parsed;
+    size_t head_in_cin; /* request head still at the front of cin (for a retry) */
+    char log_method[16];
+    char log_path[512];
+    unsigned n_requests;
+    unsigned status; /* status sent to the client, for the log */
+    ev_tstamp t_req, t_upstream;
+    uint64_t req_bytes, resp_bytes;
 };
 
 /* The worker process: one loop, its listeners and connections. */
@@ -90,7 +119,20 @@ struct worker {
     ev_timer drain_timer;
     ev_timer accept_pause; /* accept paused after EMFILE */
     ev_signal sig_term, sig_quit, sig_usr1, sig_hup;
+    struct lb_wrr *wrr;  /* owned, one per target group of cfg */
+    struct bpool *bpool; /* owned idle backend connections */
+    uint8_t **pool;      /* owned free CONN_BUF_SIZE blocks */
+    size_t n_pool;
+    size_t pool_cap;
 };
+
+/* Gives b a CONN_BUF_SIZE block from the worker's pool if it has none.
+ * False when out of memory. */
+bool conn_buf_get(struct worker *w, struct buf *b);
+
+/* Returns b's block to the pool when b is empty, so that an idle
+ * connection holds no buffer memory. */
+void conn_buf_put(struct worker *w, struct buf *b);
 
 /* conn.c */
 struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struct net_addr *peer);
@@ -98,13 +140,61 @@ void conn_run(struct conn *c);
 void conn_set_timer(struct conn *c, uint64_t ms);
 const char *conn_state_name(enum conn_state st);
 
-/* tcp.c: the tcp_ssl handlers */
+/* I/O toward the client, over TLS or plain (http listeners): statuses as
+ * tls_read/tls_write; *want is set for TLS. */
+TG_MUST_USE enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n);
+TG_MUST_USE enum tg_status conn_cli_write(struct conn *c, const void *src, size_t len, size_t *n);
+/* close_notify (TLS) then shutdown(SHUT_WR). TG_E_AGAIN while TLS waits. */
+TG_MUST_USE enum tg_status conn_cli_shutdown(struct conn *c);
+
+/* Writes the access log line of a connection (tcp_ssl) or a request. */
+void conn_access_log(struct conn *c);
+void conn_log_rejection(struct conn *c, const char *reason, const char *detail);
+
+/* The target group's picker of this worker. */
+struct lb_wrr *conn_wrr(struct conn *c, const struct cfg_target_group *g);
+
+/* tcp.c: the tcp_ssl handlers, also the tunnel after a WebSocket upgrade */
 enum conn_state tcp_pick(struct conn *c);
 enum conn_state tcp_connect(struct conn *c);
 enum conn_state tcp_relay(struct conn *c);
+/* Logs a failed connect, forgets the socket and marks the target tried:
+ * returns CONN_ST_PICK for the next one. */
+enum conn_state tcp_connect_failed(struct conn *c, const char *why);
+
+/* Starts a connection to c->group's target c->target: *in_progress when
+ * the caller waits for writability. Plain sockets or builtin:echo. */
+TG_MUST_USE enum tg_status tcp_open_backend(struct conn *c, bool *in_progress);
+
+/* http.c: the https/http handlers */
+enum conn_state http_read_head(struct conn *c);
+enum conn_state http_pick(struct conn *c);
+enum conn_state http_connect(struct conn *c);
+enum conn_state http_relay(struct conn *c);
+enum conn_state http_respond(struct conn *c);
+TG_MUST_USE enum tg_status http_conn_new(struct conn *c);
+void http_conn_free(struct conn *c);
+
+/* The buffers that bytes from the client and from the backend land in:
+ * cin/bin while HTTP is parsed, c2b/b2c for tcp_ssl and tunnels. */
+struct buf *conn_client_inbuf(struct conn *c);
+struct buf *conn_backend_inbuf(struct conn *c);
+
+/* bpool.c: idle keep-alive backend connections, per worker and target */
+struct bpool;
+struct bpool *bpool_new(struct worker *w);
+void bpool_free(struct bpool *p);
+/* An idle connection to (g, target) or -1. */
+int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target);
+/* Keeps fd for reuse (or closes it when the pool is full). */
+void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, int fd);
 
 /* echo.c: builtin:echo; *fd gets our end of a connected socket pair whose
- * other end echoes every byte (and the EOF) back. */
-TG_MUST_USE enum tg_status echo_open(struct worker *w, int *fd);
+ * other end echoes every byte (and the EOF) back (tcp_ssl), or answers
+ * every HTTP request with JSON describing it (is_http). */
+TG_MUST_USE enum tg_status echo_open(struct worker *w, bool is_http, int *fd);
+
+/* echo_http.c: serves builtin:echo for HTTP on fd (our end of the pair). */
+TG_MUST_USE enum tg_status echo_http_open(struct worker *w, int fd);
 
 #endif

@@ -71,11 +71,21 @@ static void echo_cb(struct ev_loop *loop, ev_io *io, int revents)
     ev_io_start(loop, &e->io);
 }
 
-enum tg_status echo_open(struct worker *w, int *fd)
+enum tg_status echo_open(struct worker *w, bool is_http, int *fd)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
         return TG_E_INTERNAL;
+    if (is_http) {
+        if (echo_http_open(w, sv[1]) != TG_OK) {
+            close(sv[0]);
+            close(sv[1]);
+            errno = ENOMEM;
+            return TG_E_NOMEM;
+        }
+        *fd = sv[0];
+        return TG_OK;
+    }
     struct echo *e = calloc(1, sizeof(*e));
     if (e == NULL || buf_init(&e->b, CONN_BUF_SIZE) != TG_OK) {
         free(e);

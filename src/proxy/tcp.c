@@ -17,11 +17,11 @@
 
 enum conn_state tcp_pick(struct conn *c)
 {
-    const struct cfg_target_group *g = c->l->cfg->target_group;
+    const struct cfg_target_group *g = c->group;
     bool skip[MAX_TARGETS];
     for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
         skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
-    int t = lb_wrr_pick(&c->l->wrr, skip);
+    int t = lb_wrr_pick(conn_wrr(c, g), skip);
     if (t < 0) {
         char peer[64];
         net_addr_format(&c->peer, peer, sizeof(peer));
@@ -34,9 +34,9 @@ enum conn_state tcp_pick(struct conn *c)
     return CONN_ST_CONNECT;
 }
 
-static enum conn_state connect_failed(struct conn *c, const char *why)
+enum conn_state tcp_connect_failed(struct conn *c, const char *why)
 {
-    const struct cfg_target *t = &c->l->cfg->target_group->targets[c->target];
+    const struct cfg_target *t = &c->group->targets[c->target];
     log_warn("event=connect_failed listener=%s " CONN_FMT " target=%s error=\"%s\"",
              c->l->cfg->name, CONN_ARGS(c), t->address, why);
     ev_io_stop(c->w->loop, &c->be.io);
@@ -96,13 +96,9 @@ static bool write_proxy_header(struct conn *c)
 
 static enum conn_state connected(struct conn *c)
 {
-    if (buf_init(&c->c2b, CONN_BUF_SIZE) != TG_OK || buf_init(&c->b2c, CONN_BUF_SIZE) != TG_OK) {
-        log_err("event=conn_error listener=%s " CONN_FMT " error=\"out of memory\"",
-                c->l->cfg->name, CONN_ARGS(c));
-        c->outcome = "internal_error";
-        return CONN_ST_CLOSED;
-    }
-    if (c->l->cfg->proxy_protocol != CFG_PROXY_NONE && !write_proxy_header(c)) {
+    if (c->l->cfg->proxy_protocol == CFG_PROXY_NONE)
+        return CONN_ST_RELAY;
+    if (!conn_buf_get(c->w, &c->c2b) || !write_proxy_header(c)) {
         log_err("event=conn_error listener=%s " CONN_FMT " error=\"PROXY header does not fit\"",
                 c->l->cfg->name, CONN_ARGS(c));
         c->outcome = "internal_error";
@@ -111,25 +107,36 @@ static enum conn_state connected(struct conn *c)
     return CONN_ST_RELAY;
 }
 
+enum tg_status tcp_open_backend(struct conn *c, bool *in_progress)
+{
+    const struct cfg_target *t = &c->group->targets[c->target];
+    enum tg_status st;
+    *in_progress = false;
+    if (t->is_builtin)
+        st = echo_open(c->w, c->http != NULL, &c->be.fd);
+    else
+        st = net_connect(&t->addr, &c->be.fd, in_progress);
+    if (st == TG_OK) {
+        c->be.events = 0;
+        c->be.rd_shut = false;
+        c->be.wr_shut = false;
+        ev_io_set(&c->be.io, c->be.fd, 0);
+    }
+    return st;
+}
+
 enum conn_state tcp_connect(struct conn *c)
 {
-    const struct cfg_target *t = &c->l->cfg->target_group->targets[c->target];
     if (c->be.fd < 0) {
         bool in_progress = false;
-        enum tg_status st;
-        if (t->is_builtin)
-            st = echo_open(c->w, &c->be.fd);
-        else
-            st = net_connect(&t->addr, &c->be.fd, &in_progress);
-        if (st != TG_OK)
-            return connect_failed(c, strerror(errno));
-        ev_io_set(&c->be.io, c->be.fd, 0);
+        if (tcp_open_backend(c, &in_progress) != TG_OK)
+            return tcp_connect_failed(c, strerror(errno));
         return in_progress ? CONN_ST_CONNECT : connected(c);
     }
     if (c->timed_out)
-        return connect_failed(c, "connect timeout");
+        return tcp_connect_failed(c, "connect timeout");
     if (net_connect_result(c->be.fd) != TG_OK)
-        return connect_failed(c, strerror(errno));
+        return tcp_connect_failed(c, strerror(errno));
     return connected(c);
 }
 
@@ -137,9 +144,13 @@ enum conn_state tcp_connect(struct conn *c)
 static bool pump_up(struct conn *c, bool *progress)
 {
     if (!c->cli.rd_shut && !buf_is_full(&c->c2b)) {
+        if (!conn_buf_get(c->w, &c->c2b)) {
+            c->outcome = "out_of_memory";
+            return false;
+        }
         size_t room, n = 0;
         uint8_t *dst = buf_wspace(&c->c2b, &room);
-        enum tg_status st = tls_read(c->ssl, dst, room, &n, &c->want);
+        enum tg_status st = conn_cli_read(c, dst, room, &n);
         if (st == TG_OK) {
             buf_commit(&c->c2b, n);
             c->bytes_in += n;
@@ -176,6 +187,10 @@ static bool pump_up(struct conn *c, bool *progress)
 static bool pump_down(struct conn *c, bool *progress)
 {
     if (!c->be.rd_shut && !buf_is_full(&c->b2c)) {
+        if (!conn_buf_get(c->w, &c->b2c)) {
+            c->outcome = "out_of_memory";
+            return false;
+        }
         size_t room;
         uint8_t *dst = buf_wspace(&c->b2c, &room);
         ssize_t n = recv(c->be.fd, dst, room, 0);
@@ -193,7 +208,7 @@ static bool pump_down(struct conn *c, bool *progress)
     if (!buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
         size_t len, n = 0;
         const uint8_t *src = buf_rdata(&c->b2c, &len);
-        enum tg_status st = tls_write(c->ssl, src, len, &n, &c->want);
+        enum tg_status st = conn_cli_write(c, src, len, &n);
         if (st == TG_OK) {
             buf_consume(&c->b2c, n);
             c->bytes_out += n;
@@ -204,9 +219,8 @@ static bool pump_down(struct conn *c, bool *progress)
         }
     }
     if (c->be.rd_shut && buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
-        enum tg_status st = tls_shutdown(c->ssl, &c->want);
+        enum tg_status st = conn_cli_shutdown(c);
         if (st == TG_OK) {
-            shutdown(c->cli.fd, SHUT_WR);
             c->cli.wr_shut = true;
             *progress = true;
         } else if (st != TG_E_AGAIN) {
@@ -232,6 +246,8 @@ enum conn_state tcp_relay(struct conn *c)
     } while (progress);
     if (any)
         c->last_activity = ev_now(c->w->loop);
+    conn_buf_put(c->w, &c->c2b);
+    conn_buf_put(c->w, &c->b2c);
     if (c->cli.rd_shut && c->cli.wr_shut && c->be.rd_shut && c->be.wr_shut)
         return CONN_ST_CLOSED;
     return CONN_ST_RELAY;

@@ -153,6 +153,18 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         log_err("event=worker_start_failed error=\"out of memory\"");
         return 1;
     }
+    w.wrr = calloc(a->cfg->n_target_groups + 1, sizeof(*w.wrr));
+    w.bpool = bpool_new(&w);
+    if (w.wrr == NULL || w.bpool == NULL) {
+        log_err("event=worker_start_failed error=\"out of memory\"");
+        return 1;
+    }
+    for (size_t i = 0; i < a->cfg->n_target_groups; i++) {
+        if (lb_wrr_init(&w.wrr[i], &a->cfg->target_groups[i]) != TG_OK) {
+            log_err("event=worker_start_failed error=\"out of memory\"");
+            return 1;
+        }
+    }
     for (size_t i = 0; i < w.n_ls; i++) {
         struct wlistener *l = &w.ls[i];
         l->w = &w;
@@ -160,10 +172,6 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         l->fd = a->listeners[i].fd;
         l->tls = a->listeners[i].tls;
         l->stats = &a->stats->listeners[i];
-        if (l->cfg->target_group != NULL && lb_wrr_init(&l->wrr, l->cfg->target_group) != TG_OK) {
-            log_err("event=worker_start_failed error=\"out of memory\"");
-            return 1;
-        }
         ev_io_init(&l->accept_w, accept_cb, l->fd, EV_READ);
         l->accept_w.data = l;
     }

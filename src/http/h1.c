@@ -1,0 +1,277 @@
+#include "http/http.h"
+
+#include <string.h>
+
+enum { CB_NONE, CB_FIELD, CB_VALUE };
+
+static struct h1 *self(llhttp_t *p)
+{
+    return p->data;
+}
+
+static int refuse(struct h1 *h, unsigned status, const char *reason)
+{
+    h->err_status = status;
+    h->err_reason = reason;
+    return -1;
+}
+
+/* Extends span s to cover [at, at+len), which follows it in memory. */
+static void span_extend(struct h1 *h, struct http_span *s, const char *at, size_t len, bool fresh)
+{
+    uint32_t off = (uint32_t)(at - h->hd->base);
+    if (fresh) {
+        s->off = off;
+        s->len = (uint32_t)len;
+    } else {
+        s->len = (uint32_t)(off + len - s->off);
+    }
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+    struct h1 *h = self(p);
+    span_extend(h, &h->hd->method_s, at, len, h->hd->method_s.len == 0);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct h1 *h = self(p);
+    span_extend(h, &h->hd->target, at, len, h->hd->target.len == 0);
+    if (h->hd->target.len > HTTP_MAX_TARGET_BYTES)
+        return refuse(h, 414, "request target too long");
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    struct h1 *h = self(p);
+    span_extend(h, &h->hd->reason, at, len, h->hd->reason.len == 0);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct h1 *h = self(p);
+    struct http_head *hd = h->hd;
+    bool fresh = h->last_cb != CB_FIELD;
+    if (fresh) {
+        if (hd->n_headers == HTTP_MAX_HEADERS)
+            return refuse(h, 431, "too many header fields");
+        hd->n_headers++;
+        memset(&hd->h[hd->n_headers - 1], 0, sizeof(hd->h[0]));
+    }
+    span_extend(h, &hd->h[hd->n_headers - 1].name, at, len, fresh);
+    h->last_cb = CB_FIELD;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct h1 *h = self(p);
+    struct http_head *hd = h->hd;
+    bool fresh = h->last_cb != CB_VALUE;
+    span_extend(h, &hd->h[hd->n_headers - 1].value, at, len, fresh);
+    h->last_cb = CB_VALUE;
+    return 0;
+}
+
+static void trim_values(struct http_head *hd)
+{
+    for (size_t i = 0; i < hd->n_headers; i++) {
+        struct http_span *v = &hd->h[i].value;
+        while (v->len > 0 &&
+               (hd->base[v->off + v->len - 1] == ' ' || hd->base[v->off + v->len - 1] == '\t'))
+            v->len--;
+    }
+}
+
+/* RFC 9112 §6.3: how the body is delimited, refusing ambiguous framing. */
+static int decide_body(struct h1 *h)
+{
+    struct http_head *hd = h->hd;
+    for (size_t i = 0; i < hd->n_headers; i++) {
+        if (http_span_ieq(hd, hd->h[i].name, "content-length"))
+            h->n_content_length++;
+        else if (http_span_ieq(hd, hd->h[i].name, "transfer-encoding"))
+            h->n_transfer_encoding++;
+    }
+    /* RFC 9112 §6.3 item 3: both present is a smuggling vector; refuse it. */
+    if (h->n_content_length > 0 && h->n_transfer_encoding > 0)
+        return refuse(h, h->is_request ? 400 : 502, "Content-Length with Transfer-Encoding");
+    /* RFC 9110 §8.6: repeated Content-Length, even with equal values, is refused. */
+    if (h->n_content_length > 1)
+        return refuse(h, h->is_request ? 400 : 502, "repeated Content-Length");
+
+    bool chunked = (h->p.flags & F_CHUNKED) != 0;
+    bool has_length = (h->p.flags & F_CONTENT_LENGTH) != 0;
+    if (h->n_transfer_encoding > 0 && !chunked)
+        return refuse(h, h->is_request ? 400 : 502, "Transfer-Encoding without final chunked");
+    if (h->is_request) {
+        if (chunked)
+            hd->body = HTTP_BODY_CHUNKED;
+        else if (has_length && h->p.content_length > 0)
+            hd->body = HTTP_BODY_LENGTH;
+        else
+            hd->body = HTTP_BODY_NONE;
+    } else {
+        unsigned st = hd->status;
+        if (h->no_body_response || (st >= 100 && st < 200) || st == 204 || st == 304)
+            hd->body = HTTP_BODY_NONE;
+        else if (chunked)
+            hd->body = HTTP_BODY_CHUNKED;
+        else if (has_length)
+            hd->body = h->p.content_length > 0 ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
+        else
+            hd->body = HTTP_BODY_EOF;
+    }
+    hd->content_length = hd->body == HTTP_BODY_LENGTH ? h->p.content_length : 0;
+    if (h->is_request && h->max_body > 0 && hd->body == HTTP_BODY_LENGTH &&
+        hd->content_length > h->max_body)
+        return refuse(h, 413, "body over max_body_size");
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct h1 *h = self(p);
+    struct http_head *hd = h->hd;
+    hd->major = p->http_major;
+    hd->minor = p->http_minor;
+    hd->method = p->method;
+    hd->status = p->status_code;
+    trim_values(hd);
+    if (decide_body(h) != 0)
+        return -1;
+    hd->keep_alive = llhttp_should_keep_alive(p) != 0;
+    hd->is_upgrade = h->is_request ? p->upgrade != 0 : hd->status == 101;
+    hd->host = http_head_find(hd, "host");
+    int e = http_head_find(hd, "expect");
+    hd->expect_continue = e >= 0 && http_span_ieq(hd, hd->h[e].value, "100-continue");
+    if (h->is_request && hd->major == 1 && hd->minor == 1 && hd->host < 0)
+        return refuse(h, 400, "HTTP/1.1 request without Host"); /* RFC 9112 §3.2 */
+    h->head_done = true;
+    h->length_left = hd->content_length;
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    (void)at;
+    struct h1 *h = self(p);
+    h->body_seen += len;
+    if (h->is_request && h->max_body > 0 && h->body_seen > h->max_body)
+        return refuse(h, 413, "body over max_body_size");
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    self(p)->message_done = true;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void h1_init(struct h1 *h, bool is_request, uint64_t max_body)
+{
+    memset(h, 0, sizeof(*h));
+    llhttp_init(&h->p, is_request ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    h->p.data = h;
+    h->is_request = is_request;
+    h->max_body = max_body;
+}
+
+void h1_next(struct h1 *h, bool request_was_head)
+{
+    bool is_request = h->is_request;
+    uint64_t max_body = h->max_body;
+    h1_init(h, is_request, max_body);
+    h->no_body_response = request_was_head;
+}
+
+enum tg_status h1_head(struct h1 *h, struct http_head *hd, const char *base, size_t avail)
+{
+    if (h->fed == 0) {
+        memset(hd, 0, sizeof(*hd));
+        hd->is_request = h->is_request;
+        hd->host = -1;
+    }
+    hd->base = base;
+    h->hd = hd;
+    size_t limit = avail < HTTP_MAX_HEAD_BYTES ? avail : HTTP_MAX_HEAD_BYTES;
+    if (limit <= h->fed)
+        goto check_limit;
+    enum llhttp_errno e = llhttp_execute(&h->p, base + h->fed, limit - h->fed);
+    if (e == HPE_PAUSED && h->head_done) {
+        hd->len = (size_t)(llhttp_get_error_pos(&h->p) - base);
+        h->fed = hd->len;
+        return TG_OK;
+    }
+    if (e != HPE_OK) {
+        if (h->err_status == 0) {
+            h->err_status = h->is_request ? 400 : 502;
+            h->err_reason = llhttp_get_error_reason(&h->p);
+        }
+        return TG_E_PROTO;
+    }
+    h->fed = limit;
+check_limit:
+    if (h->fed >= HTTP_MAX_HEAD_BYTES) {
+        bool in_target = h->is_request && hd->n_headers == 0;
+        h->err_status = h->is_request ? (in_target ? 414 : 431) : 502;
+        h->err_reason = in_target ? "request line too long" : "header section too large";
+        return TG_E_PROTO;
+    }
+    return TG_E_AGAIN;
+}
+
+enum tg_status h1_body(struct h1 *h, const char *data, size_t len, size_t *n, bool *done)
+{
+    const struct http_head *hd = h->hd;
+    *n = 0;
+    *done = false;
+    switch (hd->body) {
+    case HTTP_BODY_NONE:
+        *done = true;
+        return TG_OK;
+    case HTTP_BODY_EOF:
+        *n = len;
+        return TG_OK;
+    case HTTP_BODY_LENGTH:
+        *n = len < h->length_left ? len : (size_t)h->length_left;
+        h->length_left -= *n;
+        *done = h->length_left == 0;
+        return TG_OK;
+    case HTTP_BODY_CHUNKED:
+        break;
+    }
+    if (len == 0)
+        return TG_OK;
+    llhttp_resume(&h->p);
+    enum llhttp_errno e = llhttp_execute(&h->p, data, len);
+    if (e == HPE_PAUSED && h->message_done) {
+        *n = (size_t)(llhttp_get_error_pos(&h->p) - data);
+        *done = true;
+        return TG_OK;
+    }
+    if (e != HPE_OK) {
+        if (h->err_status == 0) {
+            h->err_status = h->is_request ? 400 : 502;
+            h->err_reason = llhttp_get_error_reason(&h->p);
+        }
+        return TG_E_PROTO;
+    }
+    *n = len;
+    return TG_OK;
+}

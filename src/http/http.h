@@ -1,0 +1,206 @@
+#ifndef TG_HTTP_HTTP_H
+#define TG_HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/status.h"
+#include "net/net.h"
+#include "tls/tls.h"
+
+/* ---- limits ---- */
+
+#define HTTP_MAX_HEADERS      100   /* more: 431 */
+#define HTTP_MAX_HEAD_BYTES   16384 /* request line + headers; more: 431 */
+#define HTTP_MAX_TARGET_BYTES 8192  /* request target; more: 414 */
+
+/* ---- a parsed message head (h1.c) ---- */
+
+/* A span of the head: offset from http_head.base and length. Offsets, not
+ * pointers, so that a head stays valid wherever its bytes are. */
+struct http_span {
+    uint32_t off;
+    uint32_t len;
+};
+
+struct http_header {
+    struct http_span name;
+    struct http_span value; /* without surrounding whitespace */
+};
+
+/* How the body after a head is delimited (RFC 9112 §6.3). */
+enum http_body {
+    HTTP_BODY_NONE,    /* no body (GET without length, 204, 304, HEAD response) */
+    HTTP_BODY_LENGTH,  /* Content-Length bytes */
+    HTTP_BODY_CHUNKED, /* Transfer-Encoding: chunked */
+    HTTP_BODY_EOF,     /* response delimited by the connection closing */
+};
+
+struct http_head {
+    const char *base; /* borrowed: the first byte of the head */
+    size_t len;       /* bytes of the head, including the empty line */
+    bool is_request;
+    uint8_t method;            /* llhttp_method_t, requests */
+    struct http_span method_s; /* requests */
+    struct http_span target;   /* requests: the request-target as sent */
+    unsigned status;           /* responses */
+    struct http_span reason;   /* responses */
+    uint8_t major, minor;      /* HTTP version */
+    struct http_header h[HTTP_MAX_HEADERS];
+    size_t n_headers;
+    /* Derived by the parser. */
+    enum http_body body;
+    uint64_t content_length;
+    bool keep_alive;      /* the sender allows another message after this one */
+    bool is_upgrade;      /* request: Connection: upgrade + Upgrade; response: 101 */
+    bool expect_continue; /* request: Expect: 100-continue */
+    int host;             /* index into h of the Host header, -1 when absent */
+};
+
+/* Pointer to the first byte of a span. */
+static inline const char *http_span_ptr(const struct http_head *hd, struct http_span s)
+{
+    return hd->base + s.off;
+}
+
+/* Case-insensitive comparison of a span with a NUL-terminated string. */
+bool http_span_ieq(const struct http_head *hd, struct http_span s, const char *lit);
+
+/* Index of the first header with this name (case-insensitive), or -1. */
+int http_head_find(const struct http_head *hd, const char *name);
+
+/* ---- the parser (h1.c): llhttp in strict mode, no lenient flags ---- */
+
+#include <llhttp.h>
+
+/*
+ * Parses one message at a time: first its head (h1_head), then its body
+ * (h1_body), then h1_next for the following message. Bodies are not copied:
+ * the caller forwards the bytes h1_body says belong to the message.
+ */
+struct h1 {
+    llhttp_t p;
+    bool is_request;
+    uint64_t max_body;    /* 0 = unlimited */
+    struct http_head *hd; /* borrowed while a head is parsed */
+    size_t fed;           /* head bytes already given to llhttp */
+    int last_cb;          /* which span callback ran last (to join spans) */
+    bool head_done;
+    bool message_done;
+    bool no_body_response; /* the request was HEAD: the response has no body */
+    uint64_t body_seen;
+    uint64_t length_left; /* HTTP_BODY_LENGTH */
+    unsigned n_content_length;
+    unsigned n_transfer_encoding;
+    unsigned err_status;    /* 400, 413, 414, 431 for a refused request; 502 for a response */
+    const char *err_reason; /* short text for the log */
+};
+
+void h1_init(struct h1 *h, bool is_request, uint64_t max_body);
+
+/* Prepares for the next message on the same connection. For a response
+ * parser, request_was_head says the next response answers a HEAD. */
+void h1_next(struct h1 *h, bool request_was_head);
+
+/*
+ * Parses the head that starts at base, of which avail bytes are in memory
+ * (the caller never moves them while a head is parsed, and passes the same
+ * base with a growing avail). TG_OK: the head is complete, hd filled,
+ * hd->len its size. TG_E_AGAIN: more bytes needed. TG_E_PROTO: refused,
+ * h->err_status and h->err_reason say why.
+ */
+TG_MUST_USE enum tg_status h1_head(struct h1 *h, struct http_head *hd, const char *base,
+                                   size_t avail);
+
+/*
+ * Given len bytes that follow the head (or the previous body bytes), says
+ * how many belong to the body (*n) and whether the message ended (*done).
+ * Chunked bodies are validated by llhttp as they pass. TG_E_PROTO on a
+ * framing error or a body over max_body (err_status 413).
+ */
+TG_MUST_USE enum tg_status h1_body(struct h1 *h, const char *data, size_t len, size_t *n,
+                                   bool *done);
+
+/* ---- rules (route.c) ---- */
+
+/*
+ * Picks the rule for a request on listener l. host is the Host header
+ * value (may carry ":port", which is ignored; may be NULL), path the
+ * request-target's path (the query, if any, is ignored for matching).
+ * Among the rules that match, the one with the most specific host wins
+ * (exact, then the longest "*.suffix", then none), then the longest path
+ * prefix, then the first in the file. Returns NULL when none matches; the
+ * caller then uses default_target_group or answers 404.
+ */
+const struct cfg_rule *route_match(const struct cfg_listener *l, const char *host, size_t host_len,
+                                   const char *path, size_t path_len);
+
+/* True when host (port ignored, case-insensitive) matches pattern: exact,
+ * or "*.suffix" matching one or more labels before ".suffix". */
+bool route_host_matches(const char *pattern, const char *host, size_t host_len);
+
+/* ---- header rewriting (hdr.c) ---- */
+
+/* Identity facts to forward to the backend. */
+struct hdr_identity {
+    const struct net_addr *client; /* the client's address */
+    unsigned port;                 /* the listener's port, for X-Forwarded-Port */
+    const char *proto;             /* "https" or "http" */
+    const struct tls_info *tls;    /* NULL on plain http */
+    /* The client certificate (leaf) and its chain as sent (without the
+     * leaf), DER; NULL/0 when none. */
+    const uint8_t *cert_der;
+    size_t cert_der_len;
+    const uint8_t *const *chain_der;
+    const size_t *chain_der_len;
+    size_t n_chain;
+};
+
+/*
+ * Writes the request head to send to a backend into out, all or nothing:
+ * the request line (the client's method, target and version); every header
+ * except hop-by-hop ones (Connection and the headers it names, Keep-Alive,
+ * TE, Trailer, Proxy-Connection, Upgrade unless is_upgrade) and except any
+ * copy of the identity headers we set (X-Forwarded-Proto, X-Forwarded-Port,
+ * X-Real-IP, Client-Cert, Client-Cert-Chain, X-Client-*); X-Forwarded-For
+ * gets the client address appended (RFC 7239 §5.2 style list); then the
+ * identity headers: X-Forwarded-Proto, -Port, X-Real-IP and, when tls is
+ * set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and, with a client
+ * certificate, RFC 9440 Client-Cert and Client-Cert-Chain, X-Client-Subject,
+ * X-Client-Issuer, X-Client-Serial, X-Client-Fingerprint. With is_upgrade
+ * it sends "Connection: upgrade" and the Upgrade header.
+ * Returns TG_OK, or TG_E_AGAIN when out has not enough room (out unchanged).
+ */
+TG_MUST_USE enum tg_status http_hdr_request(const struct http_head *hd,
+                                            const struct hdr_identity *id, struct buf *out);
+
+/*
+ * Writes the response head to send to a client into out, all or nothing:
+ * status line as "HTTP/1.1 <status> <reason>", headers without hop-by-hop
+ * ones (as above), plus "Connection: close" when !keep_alive, or
+ * "Connection: upgrade" and the Upgrade header for a 101. extra (may be
+ * NULL) is appended verbatim before the empty line (e.g. a Set-Cookie line,
+ * already CRLF-terminated). TG_E_AGAIN when out has no room.
+ */
+TG_MUST_USE enum tg_status http_hdr_response(const struct http_head *hd, bool keep_alive,
+                                             const char *extra, struct buf *out);
+
+/*
+ * Writes a complete response generated by tollgate (error pages, respond
+ * and redirect rules): status line, Content-Type (when body_len > 0 or
+ * content_type given), Content-Length, "Connection: close" when
+ * !keep_alive, the extra header lines (each "Name: value\r\n", may be
+ * NULL), the empty line and body (omitted when head_only, for HEAD).
+ * TG_E_AGAIN when it does not fit.
+ */
+TG_MUST_USE enum tg_status http_hdr_simple(unsigned status, const char *content_type,
+                                           const char *extra, const char *body, size_t body_len,
+                                           bool keep_alive, bool head_only, struct buf *out);
+
+/* The standard reason phrase for a status ("Bad Gateway"), or "Unknown". */
+const char *http_reason(unsigned status);
+
+#endif

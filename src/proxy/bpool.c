@@ -1,0 +1,115 @@
+#include "proxy/conn.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#define BPOOL_MAX_PER_TARGET 64
+#define BPOOL_IDLE_SECONDS   30.0
+
+/* An idle keep-alive connection to a target, waiting for the next request.
+ * Readability means the target closed it (or sent something unasked for):
+ * either way it is dropped. */
+struct pooled {
+    struct bpool *p;
+    const struct cfg_target_group *g;
+    int target;
+    int fd;
+    ev_io io;
+    ev_timer idle;
+    struct pooled *prev, *next;
+};
+
+struct bpool {
+    struct worker *w;
+    struct pooled *head;
+};
+
+struct bpool *bpool_new(struct worker *w)
+{
+    struct bpool *p = calloc(1, sizeof(*p));
+    if (p != NULL)
+        p->w = w;
+    return p;
+}
+
+static void unlink_pooled(struct pooled *e)
+{
+    struct bpool *p = e->p;
+    ev_io_stop(p->w->loop, &e->io);
+    ev_timer_stop(p->w->loop, &e->idle);
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        p->head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+}
+
+static void drop(struct pooled *e)
+{
+    unlink_pooled(e);
+    close(e->fd);
+    free(e);
+}
+
+void bpool_free(struct bpool *p)
+{
+    if (p == NULL)
+        return;
+    while (p->head != NULL)
+        drop(p->head);
+    free(p);
+}
+
+static void pooled_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    drop(io->data);
+}
+
+static void pooled_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    drop(t->data);
+}
+
+int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target)
+{
+    for (struct pooled *e = p->head; e != NULL; e = e->next) {
+        if (e->g == g && e->target == target) {
+            int fd = e->fd;
+            unlink_pooled(e);
+            free(e);
+            return fd;
+        }
+    }
+    return -1;
+}
+
+void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, int fd)
+{
+    unsigned n = 0;
+    for (struct pooled *e = p->head; e != NULL; e = e->next)
+        n += e->g == g && e->target == target;
+    struct pooled *e = n < BPOOL_MAX_PER_TARGET ? calloc(1, sizeof(*e)) : NULL;
+    if (e == NULL) {
+        close(fd);
+        return;
+    }
+    e->p = p;
+    e->g = g;
+    e->target = target;
+    e->fd = fd;
+    ev_io_init(&e->io, pooled_io_cb, fd, EV_READ);
+    e->io.data = e;
+    ev_timer_init(&e->idle, pooled_idle_cb, BPOOL_IDLE_SECONDS, 0.);
+    e->idle.data = e;
+    ev_io_start(p->w->loop, &e->io);
+    ev_timer_start(p->w->loop, &e->idle);
+    e->next = p->head;
+    if (p->head != NULL)
+        p->head->prev = e;
+    p->head = e;
+}

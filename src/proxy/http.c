@@ -1,0 +1,716 @@
+#include "proxy/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
+
+#include "core/log.h"
+
+#define CONN_FMT     "conn=%d.%llu"
+#define CONN_ARGS(c) (int)getpid(), (unsigned long long)(c)->id
+#define MAX_TARGETS  64
+#define MAX_CHAIN    4
+
+static enum conn_state start_exchange(struct conn *c);
+
+enum tg_status http_conn_new(struct conn *c)
+{
+    c->http = calloc(1, sizeof(*c->http));
+    if (c->http == NULL)
+        return TG_E_NOMEM;
+    h1_init(&c->http->req_p, true, c->l->cfg->max_body_size);
+    h1_init(&c->http->resp_p, false, 0);
+    return TG_OK;
+}
+
+void http_conn_free(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    if (h == NULL)
+        return;
+    h->cin.r = h->cin.w = 0;
+    h->bin.r = h->bin.w = 0;
+    conn_buf_put(c->w, &h->cin);
+    conn_buf_put(c->w, &h->bin);
+    free(h);
+    c->http = NULL;
+}
+
+static void release_buffers(struct conn *c)
+{
+    conn_buf_put(c->w, &c->http->cin);
+    conn_buf_put(c->w, &c->http->bin);
+    conn_buf_put(c->w, &c->c2b);
+    conn_buf_put(c->w, &c->b2c);
+}
+
+static void close_backend(struct conn *c)
+{
+    ev_io_stop(c->w->loop, &c->be.io);
+    c->be.events = 0;
+    if (c->be.fd >= 0)
+        close(c->be.fd);
+    c->be.fd = -1;
+    c->c2b.r = c->c2b.w = 0;
+    c->http->bin.r = c->http->bin.w = 0;
+}
+
+/* Queues a response made by tollgate (respond rules, redirects, error
+ * pages) and moves to RESPOND, which writes it out. */
+static enum conn_state respond(struct conn *c, unsigned status, const char *ctype,
+                               const char *extra, const char *body, bool keep_alive)
+{
+    struct http_conn *h = c->http;
+    bool head_only = h->req_p.head_done && h->req.method == HTTP_HEAD;
+    h->keep_alive = h->keep_alive && keep_alive;
+    h->status = status;
+    c->b2c.r = c->b2c.w = 0;
+    if (!conn_buf_get(c->w, &c->b2c))
+        return CONN_ST_CLOSED;
+    if (http_hdr_simple(status, ctype, extra, body, body ? strlen(body) : 0, h->keep_alive,
+                        head_only, &c->b2c) != TG_OK) {
+        log_err("event=http_error listener=%s " CONN_FMT " error=\"response does not fit\"",
+                c->l->cfg->name, CONN_ARGS(c));
+        return CONN_ST_CLOSED;
+    }
+    return CONN_ST_RESPOND;
+}
+
+/* An error page: short, says what happened, names nothing internal. The
+ * connection closes after it, since the request stream may be out of step. */
+static enum conn_state error_page(struct conn *c, unsigned status, const char *what)
+{
+    char peer[64], body[256];
+    net_addr_format(&c->peer, peer, sizeof(peer));
+    log_info("event=http_error listener=%s " CONN_FMT " client=%s status=%u reason=\"%s\"",
+             c->l->cfg->name, CONN_ARGS(c), peer, status, what);
+    c->outcome = "http_error";
+    if (c->http->sent_to_client)
+        return CONN_ST_CLOSED;
+    snprintf(body, sizeof(body), "%u %s: %s\n", status, http_reason(status), what);
+    return respond(c, status, "text/plain; charset=utf-8", NULL, body, false);
+}
+
+/* The Host value without its port, as a pointer and length. */
+static void host_name(const char *host, size_t len, const char **name, size_t *name_len)
+{
+    *name = host;
+    *name_len = len;
+    if (len > 0 && host[0] == '[') {
+        const char *close = memchr(host, ']', len);
+        if (close != NULL) {
+            *name = host + 1;
+            *name_len = (size_t)(close - host - 1);
+        }
+        return;
+    }
+    const char *colon = memchr(host, ':', len);
+    if (colon != NULL)
+        *name_len = (size_t)(colon - host);
+}
+
+static size_t path_len(const char *target, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (target[i] == '?' || target[i] == '#')
+            return i;
+    return len;
+}
+
+static enum conn_state redirect(struct conn *c, const struct cfg_rule *r, const char *host,
+                                size_t host_len)
+{
+    const struct http_head *rq = &c->http->req;
+    const char *target = http_span_ptr(rq, rq->target);
+    size_t plen = path_len(target, rq->target.len);
+    const char *query = target + plen;
+    size_t qlen = rq->target.len - plen;
+    const char *hname = NULL;
+    size_t hlen = 0;
+    char port[16] = "", location[HTTP_MAX_TARGET_BYTES + 600];
+
+    host_name(host ? host : "", host ? host_len : 0, &hname, &hlen);
+    if (r->redirect_host != NULL) {
+        hname = r->redirect_host;
+        hlen = strlen(hname);
+    }
+    if (r->redirect_port != 0)
+        snprintf(port, sizeof(port), ":%u", r->redirect_port);
+    const char *scheme = r->redirect_scheme ? r->redirect_scheme : (c->ssl ? "https" : "http");
+    const char *path = r->redirect_path ? r->redirect_path : target;
+    int path_n = r->redirect_path ? (int)strlen(path) : (int)plen;
+    int n = snprintf(location, sizeof(location), "Location: %s://%.*s%s%.*s%.*s\r\n", scheme,
+                     (int)hlen, hname, port, path_n, path, (int)qlen, query);
+    if (n < 0 || (size_t)n >= sizeof(location))
+        return error_page(c, 414, "the redirect target would be too long");
+    return respond(c, r->redirect_status, NULL, location, NULL,
+                   c->http->req.body == HTTP_BODY_NONE);
+}
+
+static enum conn_state respond_rule(struct conn *c, const struct cfg_rule *r)
+{
+    char extra[2048];
+    size_t o = 0;
+    extra[0] = '\0';
+    for (size_t i = 0; i < r->n_respond_headers; i++) {
+        int n = snprintf(extra + o, sizeof(extra) - o, "%s: %s\r\n", r->respond_headers[i].name,
+                         r->respond_headers[i].value);
+        if (n < 0 || (size_t)n >= sizeof(extra) - o)
+            break;
+        o += (size_t)n;
+    }
+    bool has_ctype = false;
+    for (size_t i = 0; i < r->n_respond_headers; i++)
+        has_ctype = has_ctype || strcasecmp(r->respond_headers[i].name, "content-type") == 0;
+    return respond(c, r->respond_status,
+                   has_ctype || r->respond_body == NULL ? NULL : "text/plain; charset=utf-8",
+                   o > 0 ? extra : NULL, r->respond_body, c->http->req.body == HTTP_BODY_NONE);
+}
+
+/* The request head is complete: check it, then route it. */
+static enum conn_state request_ready(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    struct http_head *rq = &h->req;
+    const struct cfg_listener *l = c->l->cfg;
+
+    h->t_req = ev_now(c->w->loop);
+    h->t_upstream = 0;
+    h->n_requests++;
+    h->keep_alive = rq->keep_alive;
+    h->status = 0;
+    h->req_done = false;
+    h->resp_head_done = false;
+    h->resp_head_parsed = false;
+    h->resp_done = false;
+    h->sent_to_client = false;
+    h->be_reused = false;
+    h->retried = false;
+    h->head_in_cin = rq->len;
+    h->req_bytes = h->resp_bytes = 0;
+    c->outcome = "ok";
+    c->target = -1;
+    c->tried = 0;
+    c->n_tried = 0;
+    snprintf(h->log_method, sizeof(h->log_method), "%.*s", (int)rq->method_s.len,
+             http_span_ptr(rq, rq->method_s));
+    snprintf(h->log_path, sizeof(h->log_path), "%.*s", (int)rq->target.len,
+             http_span_ptr(rq, rq->target));
+
+    if (rq->method == HTTP_CONNECT)
+        return error_page(c, 405, "CONNECT is not supported");
+
+    const char *host = rq->host >= 0 ? http_span_ptr(rq, rq->h[rq->host].value) : NULL;
+    size_t host_len = rq->host >= 0 ? rq->h[rq->host].value.len : 0;
+    /* A certificate accepted for one name must not be used for another. */
+    const char *sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    if (l->has_tls && l->tls.mode == CFG_TLS_MUTUAL && sni != NULL) {
+        const char *name;
+        size_t name_len;
+        host_name(host ? host : "", host_len, &name, &name_len);
+        if (name_len != strlen(sni) || strncasecmp(name, sni, name_len) != 0)
+            return error_page(c, 421, "the Host header does not match the TLS server name");
+    }
+
+    const char *target = http_span_ptr(rq, rq->target);
+    const struct cfg_rule *r =
+        route_match(l, host, host_len, target, path_len(target, rq->target.len));
+    const struct cfg_target_group *g = l->default_target_group;
+    if (r != NULL) {
+        if (r->has_respond)
+            return respond_rule(c, r);
+        if (r->has_redirect)
+            return redirect(c, r, host, host_len);
+        g = r->target_group;
+    }
+    if (g == NULL)
+        return respond(c, 404, "text/plain; charset=utf-8", NULL, "404 Not Found\n",
+                       rq->body == HTTP_BODY_NONE);
+    c->group = g;
+    return CONN_ST_PICK;
+}
+
+enum conn_state http_read_head(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    if (c->timed_out) {
+        if (buf_is_empty(&h->cin))
+            return CONN_ST_DRAIN; /* an idle keep-alive connection: close quietly */
+        return error_page(c, 408, "the request head did not arrive in time");
+    }
+    h->t_req = 0;
+    for (;;) {
+        if (!buf_is_empty(&h->cin)) {
+            size_t len;
+            const uint8_t *p = buf_rdata(&h->cin, &len);
+            enum tg_status st = h1_head(&h->req_p, &h->req, (const char *)p, len);
+            if (st == TG_OK)
+                return request_ready(c);
+            if (st == TG_E_PROTO) {
+                h->log_method[0] = h->log_path[0] = '\0';
+                h->t_req = ev_now(c->w->loop);
+                return error_page(c, h->req_p.err_status, h->req_p.err_reason);
+            }
+        }
+        if (c->cli.rd_shut)
+            return CONN_ST_CLOSED;
+        if (!conn_buf_get(c->w, &h->cin))
+            return CONN_ST_CLOSED;
+        bool was_empty = buf_is_empty(&h->cin);
+        size_t room, n = 0;
+        uint8_t *dst = buf_wspace(&h->cin, &room);
+        enum tg_status st = conn_cli_read(c, dst, room, &n);
+        if (st == TG_E_AGAIN) {
+            conn_buf_put(c->w, &h->cin);
+            return CONN_ST_READ_HEAD;
+        }
+        if (st != TG_OK) {
+            c->cli.rd_shut = true;
+            continue;
+        }
+        buf_commit(&h->cin, n);
+        c->bytes_in += n;
+        if (was_empty && h->n_requests > 0)
+            conn_set_timer(c, c->l->cfg->header_timeout_ms);
+    }
+}
+
+enum conn_state http_pick(struct conn *c)
+{
+    const struct cfg_target_group *g = c->group;
+    bool skip[MAX_TARGETS];
+    for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
+        skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
+    int t = lb_wrr_pick(conn_wrr(c, g), skip);
+    if (t < 0) {
+        c->outcome = "no_target";
+        return error_page(c, 503,
+                          c->n_tried > 0 ? "no target could be reached" : "no target available");
+    }
+    c->target = t;
+    int fd = bpool_take(c->w->bpool, g, t);
+    if (fd < 0)
+        return CONN_ST_CONNECT;
+    c->be.fd = fd;
+    c->be.events = 0;
+    c->be.rd_shut = c->be.wr_shut = false;
+    ev_io_set(&c->be.io, fd, 0);
+    c->http->be_reused = true;
+    return start_exchange(c);
+}
+
+static void der_free_all(uint8_t **ders, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        OPENSSL_free(ders[i]);
+}
+
+/* Writes the rewritten request head into c2b. */
+static bool write_request_head(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    struct tls_info info;
+    struct hdr_identity id = {
+        .client = &c->peer,
+        .port = net_addr_port(&c->l->cfg->addr),
+        .proto = c->ssl ? "https" : "http",
+    };
+    uint8_t *ders[MAX_CHAIN + 1] = {0};
+    const uint8_t *chain[MAX_CHAIN];
+    size_t lens[MAX_CHAIN + 1], n_ders = 0;
+
+    if (c->ssl != NULL) {
+        tls_info_get(c->ssl, &c->verdict, &info);
+        id.tls = &info;
+        X509 *leaf = SSL_get0_peer_certificate(c->ssl);
+        int n = leaf ? i2d_X509(leaf, &ders[0]) : 0;
+        if (n > 0) {
+            lens[0] = (size_t)n;
+            n_ders = 1;
+            id.cert_der = ders[0];
+            id.cert_der_len = lens[0];
+            STACK_OF(X509) *sk = SSL_get_peer_cert_chain(c->ssl);
+            for (int i = 0; sk != NULL && i < sk_X509_num(sk) && n_ders <= MAX_CHAIN; i++) {
+                X509 *x = sk_X509_value(sk, i);
+                if (X509_cmp(x, leaf) == 0)
+                    continue;
+                n = i2d_X509(x, &ders[n_ders]);
+                if (n <= 0)
+                    break;
+                lens[n_ders] = (size_t)n;
+                chain[n_ders - 1] = ders[n_ders];
+                n_ders++;
+            }
+            id.chain_der = chain;
+            id.chain_der_len = lens + 1;
+            id.n_chain = n_ders - 1;
+        }
+    }
+    size_t len;
+    h->req.base = (const char *)buf_rdata(&h->cin, &len);
+    bool ok = conn_buf_get(c->w, &c->c2b) && http_hdr_request(&h->req, &id, &c->c2b) == TG_OK;
+    der_free_all(ders, n_ders);
+    return ok;
+}
+
+/* The backend connection is up: send the head, and from now on the body. */
+static enum conn_state start_exchange(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    c->c2b.r = c->c2b.w = 0;
+    if (!write_request_head(c))
+        return error_page(c, 431, "the request head is too large to forward");
+    /* A request without a body keeps its head in cin until the response
+     * starts, so that a stale pooled connection can be retried. */
+    if (h->req.body != HTTP_BODY_NONE) {
+        buf_consume(&h->cin, h->head_in_cin);
+        h->head_in_cin = 0;
+    }
+    h->req_done = h->req.body == HTTP_BODY_NONE;
+    h1_next(&h->resp_p, h->req.method == HTTP_HEAD);
+    h->t_upstream = ev_now(c->w->loop);
+    c->relay_timeout = (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
+    return CONN_ST_RELAY;
+}
+
+enum conn_state http_connect(struct conn *c)
+{
+    if (c->be.fd < 0) {
+        bool in_progress = false;
+        if (tcp_open_backend(c, &in_progress) != TG_OK)
+            return tcp_connect_failed(c, strerror(errno));
+        if (in_progress)
+            return CONN_ST_CONNECT;
+        return start_exchange(c);
+    }
+    if (c->timed_out)
+        return tcp_connect_failed(c, "connect timeout");
+    if (net_connect_result(c->be.fd) != TG_OK)
+        return tcp_connect_failed(c, strerror(errno));
+    return start_exchange(c);
+}
+
+/* A pooled connection that the target had closed: one retry on a fresh
+ * connection, when nothing of the request is lost by it. */
+static bool can_retry(const struct conn *c)
+{
+    const struct http_conn *h = c->http;
+    return h->be_reused && !h->retried && !h->resp_head_parsed && buf_is_empty(&h->bin) &&
+           h->req.body == HTTP_BODY_NONE && h->head_in_cin > 0;
+}
+
+static enum conn_state backend_failed(struct conn *c, const char *why)
+{
+    struct http_conn *h = c->http;
+    if (can_retry(c)) {
+        log_info("event=backend_retry listener=%s " CONN_FMT " target=%s reason=\"%s\"",
+                 c->l->cfg->name, CONN_ARGS(c), c->group->targets[c->target].address, why);
+        close_backend(c);
+        h->retried = true;
+        h->be_reused = false;
+        return CONN_ST_CONNECT;
+    }
+    close_backend(c);
+    if (h->resp_head_done) {
+        c->outcome = "backend_truncated";
+        return CONN_ST_CLOSED;
+    }
+    c->outcome = "bad_gateway";
+    return error_page(c, 502, why);
+}
+
+/* Request body: cin to c2b, as much as fits. */
+static enum conn_state request_body(struct conn *c, bool *progress)
+{
+    struct http_conn *h = c->http;
+    if (h->req_done || buf_is_empty(&h->cin) || !conn_buf_get(c->w, &c->c2b))
+        return CONN_ST_RELAY;
+    size_t len, room, n = 0;
+    bool done = false;
+    const uint8_t *src = buf_rdata(&h->cin, &len);
+    uint8_t *dst = buf_wspace(&c->c2b, &room);
+    if (len > room)
+        len = room;
+    if (h1_body(&h->req_p, (const char *)src, len, &n, &done) != TG_OK) {
+        close_backend(c);
+        return error_page(c, h->req_p.err_status, h->req_p.err_reason);
+    }
+    memcpy(dst, src, n);
+    buf_commit(&c->c2b, n);
+    buf_consume(&h->cin, n);
+    h->req_bytes += n;
+    h->req_done = done;
+    *progress = *progress || n > 0 || done;
+    return CONN_ST_RELAY;
+}
+
+/* The response head from bin: 1xx are passed on, the final one starts
+ * the body (or the tunnel). */
+static enum conn_state response_head(struct conn *c, bool *progress)
+{
+    struct http_conn *h = c->http;
+    if (!h->resp_head_parsed) {
+        size_t len;
+        const uint8_t *src = buf_rdata(&h->bin, &len);
+        enum tg_status st = h1_head(&h->resp_p, &h->resp, (const char *)src, len);
+        if (st == TG_E_AGAIN)
+            return c->be.rd_shut ? backend_failed(c, "the backend closed before responding")
+                                 : CONN_ST_RELAY;
+        if (st != TG_OK)
+            return backend_failed(c, "the backend sent an invalid response");
+        h->resp_head_parsed = true;
+    }
+    struct http_head *rs = &h->resp;
+    bool interim = rs->status >= 100 && rs->status < 200 && rs->status != 101;
+    if (rs->status == 101 && !h->req.is_upgrade)
+        return backend_failed(c, "the backend switched protocols unasked");
+    bool keep = interim || (h->keep_alive && rs->body != HTTP_BODY_EOF && rs->status != 101);
+    size_t len;
+    rs->base = (const char *)buf_rdata(&h->bin, &len);
+    if (!conn_buf_get(c->w, &c->b2c) || http_hdr_response(rs, keep, NULL, &c->b2c) != TG_OK)
+        return CONN_ST_RELAY; /* wait for room in b2c */
+    buf_consume(&h->bin, rs->len);
+    h->sent_to_client = true;
+    *progress = true;
+    if (h->head_in_cin > 0) {
+        buf_consume(&h->cin, h->head_in_cin);
+        h->head_in_cin = 0;
+    }
+    if (interim) {
+        h->resp_head_parsed = false;
+        h1_next(&h->resp_p, h->req.method == HTTP_HEAD);
+        return CONN_ST_RELAY;
+    }
+    h->keep_alive = keep;
+    h->status = rs->status;
+    h->resp_head_done = true;
+    h->resp_done = rs->body == HTTP_BODY_NONE && rs->status != 101;
+    c->relay_timeout = (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+    if (rs->status == 101)
+        h->is_tunnel = true;
+    return CONN_ST_RELAY;
+}
+
+/* Response body: bin to b2c, as much as fits. */
+static enum conn_state response_body(struct conn *c, bool *progress)
+{
+    struct http_conn *h = c->http;
+    if (h->resp_done)
+        return CONN_ST_RELAY;
+    if (!buf_is_empty(&h->bin) && conn_buf_get(c->w, &c->b2c)) {
+        size_t len, room, n = 0;
+        bool done = false;
+        const uint8_t *src = buf_rdata(&h->bin, &len);
+        uint8_t *dst = buf_wspace(&c->b2c, &room);
+        if (len > room)
+            len = room;
+        if (h1_body(&h->resp_p, (const char *)src, len, &n, &done) != TG_OK) {
+            close_backend(c);
+            c->outcome = "bad_gateway";
+            return CONN_ST_CLOSED;
+        }
+        memcpy(dst, src, n);
+        buf_commit(&c->b2c, n);
+        buf_consume(&h->bin, n);
+        h->resp_bytes += n;
+        h->resp_done = done;
+        *progress = *progress || n > 0 || done;
+    }
+    if (!h->resp_done && c->be.rd_shut && buf_is_empty(&h->bin)) {
+        if (h->resp.body != HTTP_BODY_EOF) {
+            close_backend(c);
+            c->outcome = "backend_truncated";
+            return CONN_ST_CLOSED;
+        }
+        h->resp_done = true;
+        *progress = true;
+    }
+    return CONN_ST_RELAY;
+}
+
+/* Moves bytes between the sockets and the buffers. Returns a state other
+ * than RELAY when the exchange has to end. */
+static enum conn_state pump(struct conn *c, bool *progress)
+{
+    struct http_conn *h = c->http;
+    enum conn_state next;
+
+    if (!c->cli.rd_shut && conn_buf_get(c->w, &h->cin) && !buf_is_full(&h->cin)) {
+        size_t room, n = 0;
+        uint8_t *dst = buf_wspace(&h->cin, &room);
+        if (h->head_in_cin > 0)
+            dst = buf_wspace_tail(&h->cin, &room); /* the head must stay put */
+        enum tg_status st = room ? conn_cli_read(c, dst, room, &n) : TG_E_AGAIN;
+        if (st == TG_OK) {
+            buf_commit(&h->cin, n);
+            c->bytes_in += n;
+            *progress = true;
+        } else if (st != TG_E_AGAIN) {
+            c->cli.rd_shut = true;
+            if (!h->req_done) {
+                c->outcome = "client_closed";
+                return CONN_ST_CLOSED;
+            }
+        }
+    }
+    if ((next = request_body(c, progress)) != CONN_ST_RELAY)
+        return next;
+    if (!buf_is_empty(&c->c2b) && c->be.fd >= 0) {
+        size_t len;
+        const uint8_t *src = buf_rdata(&c->c2b, &len);
+        ssize_t n = send(c->be.fd, src, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&c->c2b, (size_t)n);
+            *progress = true;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            return backend_failed(c, "the connection to the backend broke");
+        }
+    }
+    if (!c->be.rd_shut && c->be.fd >= 0 && conn_buf_get(c->w, &h->bin) && !buf_is_full(&h->bin)) {
+        size_t room;
+        uint8_t *dst =
+            h->resp_head_parsed ? buf_wspace(&h->bin, &room) : buf_wspace_tail(&h->bin, &room);
+        ssize_t n = room ? recv(c->be.fd, dst, room, 0) : -1;
+        if (n > 0) {
+            buf_commit(&h->bin, (size_t)n);
+            *progress = true;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR && room > 0)) {
+            c->be.rd_shut = true;
+            *progress = true;
+        }
+    }
+    if (!h->resp_head_done && (!buf_is_empty(&h->bin) || c->be.rd_shut)) {
+        if ((next = response_head(c, progress)) != CONN_ST_RELAY || h->is_tunnel)
+            return next;
+    }
+    if (h->resp_head_done && (next = response_body(c, progress)) != CONN_ST_RELAY)
+        return next;
+    if (!buf_is_empty(&c->b2c)) {
+        size_t len, n = 0;
+        const uint8_t *src = buf_rdata(&c->b2c, &len);
+        enum tg_status st = conn_cli_write(c, src, len, &n);
+        if (st == TG_OK) {
+            buf_consume(&c->b2c, n);
+            c->bytes_out += n;
+            *progress = true;
+        } else if (st != TG_E_AGAIN) {
+            close_backend(c);
+            c->outcome = "client_reset";
+            return CONN_ST_CLOSED;
+        }
+    }
+    return CONN_ST_RELAY;
+}
+
+/* The response went out whole: log it, keep the backend connection when
+ * it can carry another request, and wait for the next request. */
+static enum conn_state finish_request(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    bool reusable = h->req_done && h->resp.keep_alive && h->resp.body != HTTP_BODY_EOF &&
+                    buf_is_empty(&h->bin) && buf_is_empty(&c->c2b) && !c->be.rd_shut;
+    if (reusable && c->be.fd >= 0) {
+        ev_io_stop(c->w->loop, &c->be.io);
+        c->be.events = 0;
+        bpool_put(c->w->bpool, c->group, c->target, c->be.fd);
+        c->be.fd = -1;
+    } else {
+        close_backend(c);
+    }
+    conn_access_log(c);
+    h->t_req = 0;
+    if (!h->req_done || !h->keep_alive || c->cli.rd_shut)
+        return CONN_ST_DRAIN;
+    h1_next(&h->req_p, false);
+    release_buffers(c);
+    return CONN_ST_READ_HEAD;
+}
+
+/* After a 101: what is already buffered goes first, then raw relay. */
+static enum conn_state tunnel(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    struct buf *pairs[2][2] = {{&h->cin, &c->c2b}, {&h->bin, &c->b2c}};
+    for (int i = 0; i < 2; i++) {
+        struct buf *from = pairs[i][0], *to = pairs[i][1];
+        if (buf_is_empty(from))
+            continue;
+        if (!conn_buf_get(c->w, to))
+            return CONN_ST_CLOSED;
+        size_t len, room;
+        const uint8_t *src = buf_rdata(from, &len);
+        uint8_t *dst = buf_wspace(to, &room);
+        if (len > room)
+            len = room;
+        memcpy(dst, src, len);
+        buf_commit(to, len);
+        buf_consume(from, len);
+    }
+    return tcp_relay(c);
+}
+
+enum conn_state http_relay(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    if (h->is_tunnel)
+        return tunnel(c);
+    if (c->timed_out) {
+        if (!h->resp_head_done) {
+            close_backend(c);
+            c->outcome = "response_timeout";
+            return error_page(c, 504, "the backend did not answer in time");
+        }
+        c->outcome = "idle_timeout";
+        return CONN_ST_CLOSED;
+    }
+    bool any = false, progress;
+    do {
+        progress = false;
+        enum conn_state next = pump(c, &progress);
+        if (next != CONN_ST_RELAY)
+            return next;
+        if (h->is_tunnel)
+            return tunnel(c);
+        any = any || progress;
+    } while (progress);
+    if (any)
+        c->last_activity = ev_now(c->w->loop);
+    if (h->resp_done && buf_is_empty(&c->b2c))
+        return finish_request(c);
+    release_buffers(c);
+    return CONN_ST_RELAY;
+}
+
+enum conn_state http_respond(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    if (c->timed_out)
+        return CONN_ST_CLOSED;
+    while (!buf_is_empty(&c->b2c)) {
+        size_t len, n = 0;
+        const uint8_t *src = buf_rdata(&c->b2c, &len);
+        enum tg_status st = conn_cli_write(c, src, len, &n);
+        if (st == TG_E_AGAIN)
+            return CONN_ST_RESPOND;
+        if (st != TG_OK)
+            return CONN_ST_CLOSED;
+        buf_consume(&c->b2c, n);
+        c->bytes_out += n;
+        c->last_activity = ev_now(c->w->loop);
+    }
+    conn_access_log(c);
+    h->t_req = 0;
+    if (!h->keep_alive || c->cli.rd_shut)
+        return CONN_ST_DRAIN;
+    buf_consume(&h->cin, h->head_in_cin);
+    h->head_in_cin = 0;
+    h1_next(&h->req_p, false);
+    release_buffers(c);
+    return CONN_ST_READ_HEAD;
+}
