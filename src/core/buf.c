@@ -53,7 +53,7 @@ uint8_t *buf_wspace(struct buf *b, size_t *len)
     if (b->r == b->w) {
         b->r = 0;
         b->w = 0;
-    } else if (b->cap - b->w < b->cap / 4) {
+    } else if (b->cap - b->w < b->cap / 4 || b->w == b->cap) {
         /* Compact only when the tail is short, so large relays rarely copy. */
         buf_compact(b);
     }
@@ -79,6 +79,8 @@ void buf_consume(struct buf *b, size_t n)
 
 enum tg_status buf_append(struct buf *b, const void *src, size_t len)
 {
+    if (len == 0)
+        return TG_OK;
     if (b->cap - (b->w - b->r) < len)
         return TG_E_AGAIN;
     if (b->cap - b->w < len)
