@@ -32,11 +32,12 @@ struct pair {
 static char dir[] = "/tmp/tg-test-load-XXXXXX";
 static struct pair root, inter, leaf, other;
 
+/* A path in one of 32 rotating buffers, enough for any one test. */
 static const char *path_of(const char *name)
 {
-    static char paths[8][512];
+    static char paths[32][512];
     static int next;
-    char *p = paths[next++ % 8];
+    char *p = paths[next++ % 32];
     snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
     return p;
 }
