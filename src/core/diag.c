@@ -74,3 +74,13 @@ void diag_print(const struct diag *d, FILE *out)
         fprintf(out, "%s\n", line);
     }
 }
+
+void diag_append_errors(struct diag *dst, const struct diag *src)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        const struct diag_entry *e = &src->v[i];
+        if (e->level == DIAG_ERROR)
+            diag_add(dst, DIAG_ERROR, e->file, e->line, e->col, e->key, "%s",
+                     e->msg ? e->msg : "(out of memory)");
+    }
+}

@@ -39,6 +39,9 @@ void diag_fini(struct diag *d);
 void diag_add(struct diag *d, enum diag_level level, const char *file, int line, int col,
               const char *key, const char *fmt, ...) TG_PRINTF(7, 8);
 
+/* Copies the errors (not the warnings) of src to the end of dst. */
+void diag_append_errors(struct diag *dst, const struct diag *src);
+
 /* Writes each entry as "file:line:col: key: message" (warnings get "warning: "
  * before the key) followed by a newline. */
 void diag_print(const struct diag *d, FILE *out);

@@ -23,6 +23,18 @@ static const char demo_config[] =
     "  echo:\n"
     "    targets: [ { address: \"builtin:echo\" } ]\n"
     "listeners:\n"
+    "  - name: https-one-way\n"
+    "    protocol: https\n"
+    "    listen: 127.0.0.1:8443\n"
+    "    tls: { mode: one-way, certificates: [site, site-rsa] }\n"
+    "    rules:\n"
+    "      - { path: /ping, respond: { status: 200, body: \"pong\\n\" } }\n"
+    "    default_target_group: echo\n"
+    "  - name: https-mutual\n"
+    "    protocol: https\n"
+    "    listen: 127.0.0.1:8444\n"
+    "    tls: { mode: mutual, certificates: [site, site-rsa], client_ca: demo }\n"
+    "    default_target_group: echo\n"
     "  - name: tcp-mutual\n"
     "    protocol: tcp_ssl\n"
     "    listen: 127.0.0.1:9443\n"
@@ -47,6 +59,16 @@ static int write_file(const char *path, const char *text)
 static void print_howto(const char *dir)
 {
     printf("\ntollgate demo is starting with %s/tollgate.yaml\n\n"
+           "https, one-way TLS, on 127.0.0.1:8443 (answers JSON describing your request):\n"
+           "    curl --cacert %s/pki/ca-bundle.crt https://localhost:8443/hello\n"
+           "    curl --cacert %s/pki/ca-bundle.crt https://localhost:8443/ping\n\n"
+           "https, mutual TLS, on 127.0.0.1:8444:\n"
+           "  with the client certificate (accepted; see the X-Client-* headers):\n"
+           "    curl --cacert %s/pki/ca-bundle.crt --cert %s/pki/alice.crt --key "
+           "%s/pki/alice.key \\\n"
+           "      https://localhost:8444/hello\n"
+           "  without it (refused during the handshake, reason=no_client_cert):\n"
+           "    curl --cacert %s/pki/ca-bundle.crt https://localhost:8444/hello\n\n"
            "tcp_ssl, mutual TLS, on 127.0.0.1:9443 (echoes what you send):\n"
            "  with the client certificate (accepted, prints hello):\n"
            "    (echo hello; sleep 1) | openssl s_client -quiet -no_ign_eof -connect "
@@ -63,7 +85,7 @@ static void print_howto(const char *dir)
            "%s/pki/revoked.key\n\n"
            "Check the config: tollgate check -c %s/tollgate.yaml\n"
            "Stop with Ctrl-C.\n\n",
-           dir, dir, dir, dir, dir, dir, dir, dir, dir);
+           dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
     fflush(stdout);
 }
 

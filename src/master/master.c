@@ -137,8 +137,16 @@ static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct cfg_listener *l = &cfg->listeners[i];
         g->pls[i].cfg = l;
-        if (l->has_tls && tls_server_new(cfg, l, &m->keys, &g->pls[i].tls, d) != TG_OK)
-            goto fail;
+        if (l->has_tls) {
+            /* tls_config_check already reported the warnings once. */
+            struct diag again;
+            diag_init(&again);
+            enum tg_status st = tls_server_new(cfg, l, &m->keys, &g->pls[i].tls, &again);
+            diag_append_errors(d, &again);
+            diag_fini(&again);
+            if (st != TG_OK)
+                goto fail;
+        }
         g->socks[i] = lsock_get(m, &l->addr, d, cfg, l);
         if (g->socks[i] == NULL)
             goto fail;

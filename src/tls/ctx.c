@@ -214,7 +214,7 @@ static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l)
 }
 
 static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_STORE *store,
-                              STACK_OF(X509_NAME) * names)
+                              STACK_OF(X509_NAME) *names)
 {
     const struct cfg_tls *t = &l->tls;
     int mode = SSL_VERIFY_PEER;
@@ -236,6 +236,22 @@ static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_S
     return true;
 }
 
+/* RFC 7301: https listeners speak HTTP/1.1 only; a client that offers
+ * nothing we speak gets no ALPN answer rather than a refusal. */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char ours[] = "\x08http/1.1";
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
                         const struct tls_ticket_keys *keys, struct diag *d)
 {
@@ -251,6 +267,8 @@ static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys->bytes, sizeof(keys->bytes));
     set_session_context(ctx, l);
+    if (l->protocol == CFG_PROTO_HTTPS)
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     if (!apply_policy(ctx, cfg, l, d)) {
         SSL_CTX_free(ctx);
         return NULL;

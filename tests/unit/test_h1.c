@@ -1,0 +1,261 @@
+/* Unit tests for the HTTP/1.1 head and body parser (src/http/h1.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http/http.h"
+
+struct parsed {
+    struct h1 h;
+    struct http_head hd;
+    enum tg_status st;
+};
+
+static void parse_request(struct parsed *p, const char *text, uint64_t max_body)
+{
+    h1_init(&p->h, true, max_body);
+    p->st = h1_head(&p->h, &p->hd, text, strlen(text));
+}
+
+static void span_is(const struct http_head *hd, struct http_span s, const char *want)
+{
+    assert_int_equal(s.len, strlen(want));
+    assert_memory_equal(http_span_ptr(hd, s), want, s.len);
+}
+
+static void test_simple_get(void **state)
+{
+    (void)state;
+    struct parsed p;
+    const char *req = "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Pad:  v  \r\n\r\nNEXT";
+    parse_request(&p, req, 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_int_equal(p.hd.len, strlen(req) - 4);
+    span_is(&p.hd, p.hd.method_s, "GET");
+    span_is(&p.hd, p.hd.target, "/a/b?x=1");
+    assert_int_equal(p.hd.n_headers, 2);
+    span_is(&p.hd, p.hd.h[1].value, "v");
+    assert_int_equal(p.hd.host, 0);
+    assert_int_equal(p.hd.body, HTTP_BODY_NONE);
+    assert_true(p.hd.keep_alive);
+}
+
+static void test_incremental_head(void **state)
+{
+    (void)state;
+    const char *req = "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+    struct h1 h;
+    struct http_head hd;
+    h1_init(&h, true, 0);
+    size_t head = strlen(req) - 5;
+    for (size_t n = 1; n < head; n++)
+        assert_int_equal(h1_head(&h, &hd, req, n), TG_E_AGAIN);
+    assert_int_equal(h1_head(&h, &hd, req, strlen(req)), TG_OK);
+    assert_int_equal(hd.len, head);
+    assert_int_equal(hd.body, HTTP_BODY_LENGTH);
+    assert_int_equal(hd.content_length, 5);
+    span_is(&hd, hd.h[1].name, "Content-Length");
+
+    size_t n = 0;
+    bool done = false;
+    assert_int_equal(h1_body(&h, req + head, 3, &n, &done), TG_OK);
+    assert_int_equal(n, 3);
+    assert_false(done);
+    assert_int_equal(h1_body(&h, req + head + 3, 10, &n, &done), TG_OK);
+    assert_int_equal(n, 2);
+    assert_true(done);
+}
+
+static void test_chunked_body_ends_exactly(void **state)
+{
+    (void)state;
+    const char *req = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const char *body = "5\r\nhello\r\n0\r\n\r\nGET /next HTTP/1.1\r\n";
+    struct parsed p;
+    parse_request(&p, req, 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_int_equal(p.hd.body, HTTP_BODY_CHUNKED);
+    size_t n = 0;
+    bool done = false;
+    assert_int_equal(h1_body(&p.h, body, strlen(body), &n, &done), TG_OK);
+    assert_true(done);
+    assert_int_equal(n, strlen("5\r\nhello\r\n0\r\n\r\n"));
+}
+
+static void test_bad_chunk_refused(void **state)
+{
+    (void)state;
+    const char *req = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    struct parsed p;
+    parse_request(&p, req, 0);
+    assert_int_equal(p.st, TG_OK);
+    size_t n = 0;
+    bool done = false;
+    assert_int_equal(h1_body(&p.h, "zz\r\nhello\r\n", 11, &n, &done), TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 400);
+}
+
+/* RFC 9112 §6.3: each ambiguous framing is refused with 400. */
+static void test_smuggling_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nBad Name: v\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\nHost: h\n\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+        "GET / HTTP/9.9\r\nHost: h\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct parsed p;
+        parse_request(&p, bad[i], 0);
+        if (p.st != TG_E_PROTO)
+            fail_msg("accepted case %zu: %s", i, bad[i]);
+        assert_int_equal(p.h.err_status, 400);
+    }
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    static char big[HTTP_MAX_HEAD_BYTES + 64];
+    struct parsed p;
+
+    /* A request target over the limit: 414. */
+    memset(big, 'a', sizeof(big) - 1);
+    memcpy(big, "GET /", 5);
+    big[sizeof(big) - 1] = '\0';
+    parse_request(&p, big, 0);
+    assert_int_equal(p.st, TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 414);
+
+    /* Too many headers: 431. */
+    size_t o = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: h\r\n");
+    for (int i = 0; i < HTTP_MAX_HEADERS + 1; i++)
+        o += (size_t)snprintf(big + o, sizeof(big) - o, "X-%d: v\r\n", i);
+    snprintf(big + o, sizeof(big) - o, "\r\n");
+    parse_request(&p, big, 0);
+    assert_int_equal(p.st, TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 431);
+
+    /* A header section over the byte limit: 431. */
+    o = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: h\r\nX-Big: ");
+    memset(big + o, 'b', sizeof(big) - o - 1);
+    big[sizeof(big) - 1] = '\0';
+    parse_request(&p, big, 0);
+    assert_int_equal(p.st, TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 431);
+
+    /* A body over max_body: 413, and the twin just under it is fine. */
+    parse_request(&p, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n", 10);
+    assert_int_equal(p.st, TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 413);
+    parse_request(&p, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n", 10);
+    assert_int_equal(p.st, TG_OK);
+}
+
+static void test_chunked_over_max_body(void **state)
+{
+    (void)state;
+    struct parsed p;
+    parse_request(&p, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 4);
+    assert_int_equal(p.st, TG_OK);
+    size_t n;
+    bool done;
+    assert_int_equal(h1_body(&p.h, "5\r\nhello\r\n0\r\n\r\n", 15, &n, &done), TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 413);
+}
+
+static void test_responses(void **state)
+{
+    (void)state;
+    struct h1 h;
+    struct http_head hd;
+    const char *r1 = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+    h1_init(&h, false, 0);
+    assert_int_equal(h1_head(&h, &hd, r1, strlen(r1)), TG_OK);
+    assert_int_equal(hd.status, 200);
+    assert_int_equal(hd.body, HTTP_BODY_LENGTH);
+    span_is(&hd, hd.reason, "OK");
+
+    const char *r2 = "HTTP/1.1 200 OK\r\n\r\n";
+    h1_init(&h, false, 0);
+    assert_int_equal(h1_head(&h, &hd, r2, strlen(r2)), TG_OK);
+    assert_int_equal(hd.body, HTTP_BODY_EOF);
+
+    /* The same head answering a HEAD request has no body. */
+    h1_next(&h, true);
+    assert_int_equal(h1_head(&h, &hd, r1, strlen(r1)), TG_OK);
+    assert_int_equal(hd.body, HTTP_BODY_NONE);
+
+    const char *r3 = "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n";
+    h1_next(&h, false);
+    assert_int_equal(h1_head(&h, &hd, r3, strlen(r3)), TG_OK);
+    assert_int_equal(hd.body, HTTP_BODY_NONE);
+
+    const char *bad = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    h1_next(&h, false);
+    assert_int_equal(h1_head(&h, &hd, bad, strlen(bad)), TG_E_PROTO);
+    assert_int_equal(h.err_status, 502);
+
+    const char *garbage = "SSH-2.0-OpenSSH\r\n\r\n";
+    h1_next(&h, false);
+    assert_int_equal(h1_head(&h, &hd, garbage, strlen(garbage)), TG_E_PROTO);
+}
+
+static void test_upgrade_and_expect(void **state)
+{
+    (void)state;
+    struct parsed p;
+    parse_request(&p,
+                  "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                  "Expect: 100-continue\r\n\r\n",
+                  0);
+    assert_int_equal(p.st, TG_OK);
+    assert_true(p.hd.is_upgrade);
+    assert_true(p.hd.expect_continue);
+    parse_request(&p, "GET /ws HTTP/1.1\r\nHost: h\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_false(p.hd.is_upgrade);
+    assert_false(p.hd.expect_continue);
+}
+
+static void test_http10_keepalive(void **state)
+{
+    (void)state;
+    struct parsed p;
+    parse_request(&p, "GET / HTTP/1.0\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_false(p.hd.keep_alive);
+    parse_request(&p, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_false(p.hd.keep_alive);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_incremental_head),
+        cmocka_unit_test(test_chunked_body_ends_exactly),
+        cmocka_unit_test(test_bad_chunk_refused),
+        cmocka_unit_test(test_smuggling_refused),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_chunked_over_max_body),
+        cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_upgrade_and_expect),
+        cmocka_unit_test(test_http10_keepalive),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
