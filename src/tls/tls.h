@@ -16,9 +16,9 @@
 
 /* A server (or client) certificate with its chain and key. */
 struct tls_chain {
-    X509 *leaf;             /* owned */
-    STACK_OF(X509) * chain; /* owned; intermediates in order leaf-issuer first; may be empty */
-    EVP_PKEY *key;          /* owned */
+    X509 *leaf;            /* owned */
+    STACK_OF(X509) *chain; /* owned; intermediates in order leaf-issuer first; may be empty */
+    EVP_PKEY *key;         /* owned */
 };
 
 void tls_chain_fini(struct tls_chain *c);
@@ -33,7 +33,7 @@ void tls_chain_fini(struct tls_chain *c);
  * format", "cannot open: ...") into err and returns TG_E_CONFIG.
  */
 TG_MUST_USE enum tg_status tls_read_file(const char *path, const char *password,
-                                         STACK_OF(X509) * *certs, EVP_PKEY **key, char *err,
+                                         STACK_OF(X509) **certs, EVP_PKEY **key, char *err,
                                          size_t err_len);
 
 /*
@@ -57,7 +57,7 @@ TG_MUST_USE enum tg_status tls_load_certificate(const struct config *cfg,
  */
 TG_MUST_USE enum tg_status tls_load_client_ca(const struct config *cfg,
                                               const struct cfg_client_ca *ca, X509_STORE **store,
-                                              STACK_OF(X509_NAME) * *names, struct diag *d);
+                                              STACK_OF(X509_NAME) **names, struct diag *d);
 
 /* Loads every certificate and client CA the config names and reports every
  * problem into d (used by `tollgate check` and before every (re)load). */
@@ -174,7 +174,7 @@ void tls_name_format(X509_NAME *name, char *dst, size_t dst_len);
  * ("cannot open: ...", "no CRL among its PEM blocks", ...) and returns
  * TG_E_CONFIG.
  */
-TG_MUST_USE enum tg_status tls_read_crls(const char *path, STACK_OF(X509_CRL) * *crls, char *err,
+TG_MUST_USE enum tg_status tls_read_crls(const char *path, STACK_OF(X509_CRL) **crls, char *err,
                                          size_t err_len);
 
 /* Reads the first line of a password file (trailing "\n" or "\r\n"
