@@ -1,0 +1,132 @@
+#include "http/http.h"
+
+#include <string.h>
+
+static unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+static bool ieq(const char *a, const char *b, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
+/*
+ * The name part of a Host value or a rule's host: "[v6]" and "[v6]:port"
+ * give what is inside the brackets, "name:port" gives "name", a bare IPv6
+ * literal (more than one colon, no brackets) stays whole. One trailing dot
+ * is dropped, since "example.com." names the same host as "example.com"
+ * and must not slip past a rule written without it.
+ */
+static void host_name(const char *s, size_t len, const char **name, size_t *name_len)
+{
+    *name = s;
+    *name_len = len;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (close != NULL) {
+            *name = s + 1;
+            *name_len = (size_t)(close - s - 1);
+        }
+        return;
+    }
+    const char *colon = memchr(s, ':', len);
+    if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon - s) - 1) == NULL)
+        *name_len = (size_t)(colon - s);
+    if (*name_len > 1 && (*name)[*name_len - 1] == '.')
+        (*name_len)--;
+}
+
+/* How specific a rule's host is: higher wins. */
+enum host_rank { HOST_NONE, HOST_WILDCARD, HOST_EXACT };
+
+/* Matches and ranks one pattern. *suffix_len is the length of a wildcard's
+ * ".suffix", so that the longest suffix wins among wildcards. */
+static bool host_match(const char *pattern, const char *host, size_t host_len, enum host_rank *rank,
+                       size_t *suffix_len)
+{
+    const char *name, *pat;
+    size_t name_len, pat_len;
+    host_name(host, host_len, &name, &name_len);
+    host_name(pattern, strlen(pattern), &pat, &pat_len);
+    *suffix_len = 0;
+    if (pat_len >= 2 && pat[0] == '*' && pat[1] == '.') {
+        /* "*.suffix": at least one character of labels before ".suffix". */
+        const char *suffix = pat + 1;
+        size_t n = pat_len - 1;
+        *rank = HOST_WILDCARD;
+        *suffix_len = n;
+        return name_len > n && ieq(name + name_len - n, suffix, n);
+    }
+    *rank = HOST_EXACT;
+    return name_len == pat_len && ieq(name, pat, pat_len);
+}
+
+bool route_host_matches(const char *pattern, const char *host, size_t host_len)
+{
+    enum host_rank rank;
+    size_t suffix_len;
+    if (pattern == NULL)
+        return true;
+    if (host == NULL)
+        return false;
+    return host_match(pattern, host, host_len, &rank, &suffix_len);
+}
+
+/* Orders two matching rules: positive when a is more specific than b. */
+struct rank {
+    enum host_rank host;
+    size_t suffix_len;
+    size_t path_len;
+};
+
+static int rank_cmp(const struct rank *a, const struct rank *b)
+{
+    if (a->host != b->host)
+        return a->host > b->host ? 1 : -1;
+    if (a->suffix_len != b->suffix_len)
+        return a->suffix_len > b->suffix_len ? 1 : -1;
+    if (a->path_len != b->path_len)
+        return a->path_len > b->path_len ? 1 : -1;
+    return 0;
+}
+
+const struct cfg_rule *route_match(const struct cfg_listener *l, const char *host, size_t host_len,
+                                   const char *path, size_t path_len)
+{
+    const struct cfg_rule *best = NULL;
+    struct rank best_rank = {0};
+    if (path == NULL)
+        path_len = 0;
+    /* Only the path takes part in matching, never the query or fragment. */
+    for (size_t i = 0; i < path_len; i++) {
+        if (path[i] == '?' || path[i] == '#') {
+            path_len = i;
+            break;
+        }
+    }
+    for (size_t i = 0; i < l->n_rules; i++) {
+        const struct cfg_rule *r = &l->rules[i];
+        struct rank rk = {HOST_NONE, 0, 0};
+        if (r->host != NULL) {
+            if (host == NULL || !host_match(r->host, host, host_len, &rk.host, &rk.suffix_len))
+                continue;
+        }
+        if (r->path != NULL) {
+            rk.path_len = strlen(r->path);
+            if (rk.path_len > path_len ||
+                (rk.path_len > 0 && memcmp(path, r->path, rk.path_len) != 0))
+                continue;
+        }
+        /* Strictly more specific only: on a tie the first in the file stays. */
+        if (best == NULL || rank_cmp(&rk, &best_rank) > 0) {
+            best = r;
+            best_rank = rk;
+        }
+    }
+    return best;
+}

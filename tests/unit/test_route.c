@@ -1,0 +1,251 @@
+/* Unit tests for the rule matcher (src/http/route.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http/http.h"
+
+#define RULE(h, p)                                                                                 \
+    {                                                                                              \
+        .host = (char *)(h), .path = (char *)(p)                                                   \
+    }
+
+/* The index of the rule route_match picks for host and target, or -1. */
+static int pick(struct cfg_rule *rules, size_t n, const char *host, const char *target)
+{
+    struct cfg_listener l;
+    memset(&l, 0, sizeof(l));
+    l.rules = rules;
+    l.n_rules = n;
+    const struct cfg_rule *r =
+        route_match(&l, host, host ? strlen(host) : 0, target, target ? strlen(target) : 0);
+    return r == NULL ? -1 : (int)(r - rules);
+}
+
+static bool host_ok(const char *pattern, const char *host)
+{
+    return route_host_matches(pattern, host, strlen(host));
+}
+
+static void test_exact_host(void **state)
+{
+    (void)state;
+    assert_true(host_ok("api.example.com", "api.example.com"));
+    assert_true(host_ok("api.example.com", "API.Example.COM"));
+    assert_true(host_ok("api.example.com", "api.example.com:8443"));
+    assert_true(host_ok("API.EXAMPLE.COM", "api.example.com:443"));
+    assert_true(host_ok("api.example.com", "api.example.com."));
+    assert_true(host_ok("api.example.com", "api.example.com.:8443"));
+    /* Rejecting twins. */
+    assert_false(host_ok("api.example.com", "example.com"));
+    assert_false(host_ok("api.example.com", "xapi.example.com"));
+    assert_false(host_ok("api.example.com", "api.example.co"));
+    assert_false(host_ok("api.example.com", "api.example.com.evil"));
+    assert_false(host_ok("api.example.com", "api.example.comx:8443"));
+    assert_false(host_ok("api.example.com", ""));
+    assert_false(host_ok("api.example.com", ":8443"));
+    assert_false(route_host_matches("api.example.com", NULL, 0));
+}
+
+static void test_wildcard_host(void **state)
+{
+    (void)state;
+    assert_true(host_ok("*.example.com", "a.example.com"));
+    assert_true(host_ok("*.example.com", "a.b.example.com"));
+    assert_true(host_ok("*.example.com", "WWW.EXAMPLE.com:443"));
+    assert_true(host_ok("*.Example.Com", "www.example.com"));
+    /* Rejecting twins: at least one label before the suffix. */
+    assert_false(host_ok("*.example.com", "example.com"));
+    assert_false(host_ok("*.example.com", ".example.com"));
+    assert_false(host_ok("*.example.com", "badexample.com"));
+    assert_false(host_ok("*.example.com", "a.example.com.evil"));
+    assert_false(host_ok("*.example.com", "a.example.org"));
+}
+
+static void test_ipv6_host(void **state)
+{
+    (void)state;
+    assert_true(host_ok("[::1]", "[::1]:8443"));
+    assert_true(host_ok("::1", "[::1]:8443"));
+    assert_true(host_ok("::1", "[::1]"));
+    assert_true(host_ok("::1", "::1"));
+    assert_true(host_ok("2001:db8::1", "[2001:DB8::1]"));
+    assert_false(host_ok("::1", "[::2]:8443"));
+    assert_false(host_ok("::1", "[::1"));
+    assert_false(host_ok("127.0.0.1", "[::1]:8443"));
+    assert_true(host_ok("127.0.0.1", "127.0.0.1:8443"));
+}
+
+static void test_no_host_rule_matches_any_host(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE(NULL, "/ping")};
+    assert_int_equal(pick(rules, 1, "anything.example", "/ping"), 0);
+    assert_int_equal(pick(rules, 1, NULL, "/ping"), 0);
+    assert_int_equal(pick(rules, 1, "", "/ping"), 0);
+    assert_int_equal(pick(rules, 1, NULL, "/pong"), -1);
+}
+
+static void test_host_rule_needs_a_host(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE("api.example.com", NULL), RULE("*.example.com", NULL)};
+    assert_int_equal(pick(rules, 2, "api.example.com", "/"), 0);
+    assert_int_equal(pick(rules, 2, "www.example.com", "/"), 1);
+    assert_int_equal(pick(rules, 2, NULL, "/"), -1);
+    assert_int_equal(pick(rules, 2, "", "/"), -1);
+    assert_int_equal(pick(rules, 2, "example.org", "/"), -1);
+}
+
+static void test_path_prefix(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE(NULL, "/v1/")};
+    assert_int_equal(pick(rules, 1, "h", "/v1/"), 0);
+    assert_int_equal(pick(rules, 1, "h", "/v1/users/7"), 0);
+    /* Rejecting twins: shorter, different case, elsewhere. */
+    assert_int_equal(pick(rules, 1, "h", "/v1"), -1);
+    assert_int_equal(pick(rules, 1, "h", "/V1/users"), -1);
+    assert_int_equal(pick(rules, 1, "h", "/api/v1/"), -1);
+    assert_int_equal(pick(rules, 1, "h", ""), -1);
+    assert_int_equal(pick(rules, 1, "h", NULL), -1);
+}
+
+static void test_query_and_fragment_ignored(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE(NULL, "/v1/"), RULE(NULL, "/search")};
+    assert_int_equal(pick(rules, 2, "h", "/v1/x?y=1"), 0);
+    assert_int_equal(pick(rules, 2, "h", "/search?q=/v1/"), 1);
+    assert_int_equal(pick(rules, 2, "h", "/search#/v1/"), 1);
+    /* The prefix has to be in the path, not in the query or fragment. */
+    assert_int_equal(pick(rules, 2, "h", "/v?1/"), -1);
+    assert_int_equal(pick(rules, 2, "h", "/v1?/"), -1);
+    assert_int_equal(pick(rules, 2, "h", "/v1#/"), -1);
+    assert_int_equal(pick(rules, 2, "h", "/?/search"), -1);
+}
+
+static void test_host_precedence(void **state)
+{
+    (void)state;
+    /* Host specificity wins over path length: exact, longest wildcard, none. */
+    struct cfg_rule rules[] = {
+        RULE(NULL, "/a/b/c/"),
+        RULE("*.example.com", "/a/b/"),
+        RULE("*.api.example.com", "/a/"),
+        RULE("x.api.example.com", "/"),
+    };
+    assert_int_equal(pick(rules, 4, "x.api.example.com", "/a/b/c/d"), 3);
+    assert_int_equal(pick(rules, 4, "y.api.example.com", "/a/b/c/d"), 2);
+    assert_int_equal(pick(rules, 4, "www.example.com", "/a/b/c/d"), 1);
+    assert_int_equal(pick(rules, 4, "www.example.org", "/a/b/c/d"), 0);
+    /* A host rule whose path does not match gives way to a less specific one. */
+    assert_int_equal(pick(rules, 4, "y.api.example.com", "/z"), -1);
+    assert_int_equal(pick(rules, 4, "x.api.example.com", "/z"), 3);
+    assert_int_equal(pick(rules, 4, "y.api.example.com", "/a/b/"), 2);
+    assert_int_equal(pick(rules, 4, "www.example.com", "/a/"), -1);
+}
+
+static void test_precedence_independent_of_order(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {
+        RULE("x.api.example.com", "/"),
+        RULE("*.api.example.com", "/a/"),
+        RULE("*.example.com", "/a/b/"),
+        RULE(NULL, "/a/b/c/"),
+    };
+    assert_int_equal(pick(rules, 4, "x.api.example.com", "/a/b/c/d"), 0);
+    assert_int_equal(pick(rules, 4, "y.api.example.com", "/a/b/c/d"), 1);
+    assert_int_equal(pick(rules, 4, "www.example.com", "/a/b/c/d"), 2);
+    assert_int_equal(pick(rules, 4, "www.example.org", "/a/b/c/d"), 3);
+}
+
+static void test_longest_path_wins(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {
+        RULE("h.example", NULL),
+        RULE("h.example", "/"),
+        RULE("h.example", "/api/v2/"),
+        RULE("h.example", "/api/"),
+    };
+    assert_int_equal(pick(rules, 4, "h.example", "/api/v2/users"), 2);
+    assert_int_equal(pick(rules, 4, "h.example", "/api/v1/users"), 3);
+    assert_int_equal(pick(rules, 4, "h.example", "/static"), 1);
+    assert_int_equal(pick(rules, 4, "h.example", "*"), 0);
+    assert_int_equal(pick(rules, 4, "other.example", "/api/v2/users"), -1);
+}
+
+static void test_first_in_file_on_ties(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {
+        RULE("*.example.com", "/x"),
+        RULE("*.EXAMPLE.com", "/x"),
+        RULE(NULL, NULL),
+        RULE(NULL, NULL),
+        RULE("a.example.com", "/x"),
+        RULE("A.example.com", "/x"),
+    };
+    assert_int_equal(pick(rules, 6, "b.example.com", "/x"), 0);
+    assert_int_equal(pick(rules, 6, "other", "/y"), 2);
+    assert_int_equal(pick(rules, 6, "a.example.com:8443", "/x/y"), 4);
+}
+
+static void test_port_and_case_ignored(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE("Api.Example.Com", "/v1/"), RULE("*.example.com", NULL)};
+    assert_int_equal(pick(rules, 2, "api.example.com:8443", "/v1/x"), 0);
+    assert_int_equal(pick(rules, 2, "API.EXAMPLE.COM", "/v1/x"), 0);
+    assert_int_equal(pick(rules, 2, "API.EXAMPLE.COM.:443", "/v1/x"), 0);
+    assert_int_equal(pick(rules, 2, "api.example.com:8443", "/v2/x"), 1);
+    assert_int_equal(pick(rules, 2, "WWW.example.COM:1", "/"), 1);
+}
+
+static void test_ipv6_host_rule(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE("::1", "/six"), RULE("127.0.0.1", "/four")};
+    assert_int_equal(pick(rules, 2, "[::1]:8443", "/six"), 0);
+    assert_int_equal(pick(rules, 2, "[::1]", "/six/x"), 0);
+    assert_int_equal(pick(rules, 2, "127.0.0.1:8443", "/four"), 1);
+    assert_int_equal(pick(rules, 2, "[::1]:8443", "/four"), -1);
+    assert_int_equal(pick(rules, 2, "[::2]:8443", "/six"), -1);
+}
+
+static void test_no_rules(void **state)
+{
+    (void)state;
+    assert_int_equal(pick(NULL, 0, "h", "/"), -1);
+    struct cfg_rule rules[] = {RULE("a.example", "/a"), RULE("*.b.example", "/b")};
+    assert_int_equal(pick(rules, 2, "a.example", "/b"), -1);
+    assert_int_equal(pick(rules, 2, "x.b.example", "/a"), -1);
+    assert_int_equal(pick(rules, 2, "b.example", "/b"), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_host),
+        cmocka_unit_test(test_wildcard_host),
+        cmocka_unit_test(test_ipv6_host),
+        cmocka_unit_test(test_no_host_rule_matches_any_host),
+        cmocka_unit_test(test_host_rule_needs_a_host),
+        cmocka_unit_test(test_path_prefix),
+        cmocka_unit_test(test_query_and_fragment_ignored),
+        cmocka_unit_test(test_host_precedence),
+        cmocka_unit_test(test_precedence_independent_of_order),
+        cmocka_unit_test(test_longest_path_wins),
+        cmocka_unit_test(test_first_in_file_on_ties),
+        cmocka_unit_test(test_port_and_case_ignored),
+        cmocka_unit_test(test_ipv6_host_rule),
+        cmocka_unit_test(test_no_rules),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
