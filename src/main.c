@@ -14,6 +14,12 @@ static void usage(FILE *out)
           "  tollgate check -c tollgate.yaml      validate config, files, certificates\n"
           "  tollgate demo  [--dir DIR]           dev PKI + listeners + built-in backend\n"
           "  tollgate pki init DIR [--key ecdsa|rsa] [--hosts h1,h2] [--clients alice,bob]\n"
+          "  tollgate cert inspect FILE...        PEM, DER, PKCS#7, PKCS#12: chain, dates\n"
+          "  tollgate cert verify CERT --ca CA [--crl CRL] [--host NAME]\n"
+          "                       [--purpose server|client]\n"
+          "  tollgate cert match  --cert C --key K\n"
+          "  tollgate cert convert IN -o OUT.pem [--password-file F]\n"
+          "  tollgate probe HOST:PORT [--sni NAME] [--ca CA] [--cert C --key K] [--crl CRL]\n"
           "  tollgate version\n",
           out);
 }
@@ -33,6 +39,10 @@ int main(int argc, char **argv)
         return master_cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "pki") == 0 && argc >= 3 && strcmp(argv[2], "init") == 0)
         return pki_cmd_init(argc - 2, argv + 2);
+    if (strcmp(cmd, "cert") == 0)
+        return pki_cmd_cert(argc - 1, argv + 1);
+    if (strcmp(cmd, "probe") == 0)
+        return pki_cmd_probe(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tollgate %s (%s)\n", TG_VERSION, OPENSSL_VERSION_STR);
         return 0;
