@@ -1,0 +1,123 @@
+"""Fixtures for the end-to-end suite.
+
+- `pki`, `foreign_pki`, `bad_certs`: one throwaway PKI per run (session),
+  minted by `tollgate pki init`, plus bad client certificates.
+- `tollgate`: a factory that starts tollgate from a config dict on free
+  loopback ports, waits until it is ready, puts its log into the report of a
+  failed test, and stops it afterwards (SIGTERM, then SIGKILL).
+- `backend`: a factory for recording TCP backends (tg_backend.Backend).
+"""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import tg_backend  # noqa: E402
+import tg_certs  # noqa: E402
+import tg_proc  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than 10 seconds (still run by default)")
+
+
+def pytest_sessionstart(session):
+    if not os.access(tg_proc.TOLLGATE_BIN, os.X_OK):
+        raise pytest.UsageError(f"tollgate binary not found at {tg_proc.TOLLGATE_BIN}; build it "
+                                "(cmake --preset debug && cmake --build build) or set TOLLGATE_BIN")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        for tg in getattr(item, "_tollgates", []):
+            rep.sections.append((f"tollgate {tg.name} stderr (event log)", tg.log()[-20000:]))
+            out = tg.stdout()
+            if out:
+                rep.sections.append((f"tollgate {tg.name} stdout", out[-5000:]))
+            try:
+                acc = tg.access_path.read_text(errors="replace")
+            except OSError:
+                acc = ""
+            if acc:
+                rep.sections.append((f"tollgate {tg.name} access log", acc[-10000:]))
+
+
+@pytest.fixture(scope="session")
+def pki_bundle(tmp_path_factory):
+    return tg_certs.mint_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def pki(pki_bundle):
+    return pki_bundle[0]
+
+
+@pytest.fixture(scope="session")
+def foreign_pki(pki_bundle):
+    return pki_bundle[1]
+
+
+@pytest.fixture(scope="session")
+def bad_certs(pki_bundle):
+    return pki_bundle[2]
+
+
+@pytest.fixture
+def tollgate(request, tmp_path, pki):
+    """tollgate(cfg_dict, name="tg", wait=True) -> running tg_proc.Tollgate."""
+    started = []
+    request.node._tollgates = started
+
+    def start(cfg, name="tg", wait=True):
+        tg = tg_proc.Tollgate(tmp_path / name, pki, name=name)
+        started.append(tg)
+        return tg.start(cfg, wait=wait)
+
+    yield start
+
+    problems = []
+    for tg in started:
+        tg.stop()
+        report = tg.sanitizer_report()
+        if report:
+            problems.append(f"sanitizer error in tollgate {tg.name}:\n{report}")
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def backend():
+    """backend(**kw) -> running tg_backend.Backend (closed after the test)."""
+    made = []
+
+    def make(**kw):
+        b = tg_backend.Backend(**kw)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+
+
+@pytest.fixture
+def serve(tollgate, backend):
+    """serve(*listeners, backend_kw=None, groups=None, **top) -> (tg, backend).
+
+    Starts one recording backend and tollgate with target group "g" pointing
+    at it; listeners default to one one-way listener named "main"."""
+
+    def start(*listeners, backend_kw=None, groups=None, name="tg", wait=True, **top):
+        be = backend(**(backend_kw or {}))
+        cfg = dict(top)
+        cfg["target_groups"] = groups if groups is not None else {"g": tg_proc.group(be.address)}
+        cfg["listeners"] = list(listeners) or [tg_proc.listener()]
+        return tollgate(cfg, name=name, wait=wait), be
+
+    return start
