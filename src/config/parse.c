@@ -1,1 +1,461 @@
-/* being written */
+/* Loading a config: reading the file, the load context and the top level. */
+#include "config/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Far beyond any real config; refuses to slurp a wrong file (a disk image). */
+#define CFG_MAX_FILE_SIZE (16 * 1024 * 1024)
+
+static void cfg_vreport(struct cfg_ctx *c, enum diag_level level, const char *path, int line,
+                        int col, const char *fmt, va_list ap) TG_PRINTF(6, 0);
+
+static void cfg_vreport(struct cfg_ctx *c, enum diag_level level, const char *path, int line,
+                        int col, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    diag_add(c->d, level, c->file, line, col, path && path[0] ? path : NULL, "%s", msg);
+}
+
+void cfg_error(struct cfg_ctx *c, const struct cfg_val *v, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vreport(c, DIAG_ERROR, v->path, v->line, v->col, fmt, ap);
+    va_end(ap);
+}
+
+void cfg_oom(struct cfg_ctx *c)
+{
+    if (!c->is_oom)
+        diag_add(c->d, DIAG_ERROR, c->file, 0, 0, NULL, "out of memory while loading");
+    c->is_oom = true;
+}
+
+void *cfg_calloc(struct cfg_ctx *c, size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (p == NULL)
+        cfg_oom(c);
+    return p;
+}
+
+char *cfg_strdup(struct cfg_ctx *c, const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        cfg_oom(c);
+    return p;
+}
+
+static void record(struct cfg_ctx *c, const void *addr, bool is_obj, bool is_bad,
+                   const struct cfg_val *v)
+{
+    if (c->n_recs == c->cap_recs) {
+        size_t cap = c->cap_recs ? c->cap_recs * 2 : 64;
+        struct cfg_rec *recs = realloc(c->recs, cap * sizeof(*recs));
+        if (recs == NULL) {
+            cfg_oom(c);
+            return;
+        }
+        c->recs = recs;
+        c->cap_recs = cap;
+    }
+    char *path = cfg_strdup(c, v->path);
+    if (path == NULL)
+        return;
+    c->recs[c->n_recs] = (struct cfg_rec){.addr = addr,
+                                          .is_obj = is_obj,
+                                          .seq = c->n_recs,
+                                          .is_bad = is_bad,
+                                          .path = path,
+                                          .line = v->line,
+                                          .col = v->col};
+    c->n_recs++;
+    c->is_sorted = false;
+}
+
+void cfg_record(struct cfg_ctx *c, const void *addr, bool is_obj, const struct cfg_val *v)
+{
+    record(c, addr, is_obj, false, v);
+}
+
+void cfg_record_bad(struct cfg_ctx *c, const void *addr, const struct cfg_val *v)
+{
+    record(c, addr, false, true, v);
+}
+
+static int rec_key_cmp(const struct cfg_rec *ra, const struct cfg_rec *rb)
+{
+    uintptr_t x = (uintptr_t)ra->addr, y = (uintptr_t)rb->addr;
+    if (x != y)
+        return x < y ? -1 : 1;
+    return (int)ra->is_obj - (int)rb->is_obj;
+}
+
+static int rec_cmp(const void *a, const void *b)
+{
+    const struct cfg_rec *ra = a, *rb = b;
+    int r = rec_key_cmp(ra, rb);
+    if (r != 0)
+        return r;
+    return ra->seq < rb->seq ? -1 : (ra->seq > rb->seq ? 1 : 0);
+}
+
+const struct cfg_rec *cfg_rec_find(struct cfg_ctx *c, const void *addr, bool is_obj)
+{
+    if (!c->is_sorted) {
+        if (c->n_recs > 0)
+            qsort(c->recs, c->n_recs, sizeof(*c->recs), rec_cmp);
+        c->is_sorted = true;
+    }
+    /* The last record of the key: first one greater, minus one. */
+    struct cfg_rec key = {.addr = addr, .is_obj = is_obj};
+    size_t lo = 0, hi = c->n_recs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rec_key_cmp(&c->recs[mid], &key) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0 || rec_key_cmp(&c->recs[lo - 1], &key) != 0)
+        return NULL;
+    return &c->recs[lo - 1];
+}
+
+static void cfg_vreport_at(struct cfg_ctx *c, enum diag_level level, const void *field,
+                           const char *fmt, va_list ap) TG_PRINTF(4, 0);
+
+static void cfg_vreport_at(struct cfg_ctx *c, enum diag_level level, const void *field,
+                           const char *fmt, va_list ap)
+{
+    const struct cfg_rec *r = cfg_rec_find(c, field, false);
+    cfg_vreport(c, level, r ? r->path : NULL, r ? r->line : 0, r ? r->col : 0, fmt, ap);
+}
+
+void cfg_error_at(struct cfg_ctx *c, const void *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vreport_at(c, DIAG_ERROR, field, fmt, ap);
+    va_end(ap);
+}
+
+void cfg_warn_at(struct cfg_ctx *c, const void *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vreport_at(c, DIAG_WARNING, field, fmt, ap);
+    va_end(ap);
+}
+
+void cfg_error_in(struct cfg_ctx *c, const void *obj, const char *sub, const char *fmt, ...)
+{
+    const struct cfg_rec *r = cfg_rec_find(c, obj, true);
+    char path[CFG_PATH_MAX];
+    const char *base = r ? r->path : "";
+    if (sub == NULL)
+        snprintf(path, sizeof(path), "%s", base);
+    else
+        snprintf(path, sizeof(path), "%s%s%s", base, base[0] ? "." : "", sub);
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vreport(c, DIAG_ERROR, path, r ? r->line : 0, r ? r->col : 0, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- top level ---- */
+
+static void parse_workers(struct cfg_ctx *c, const struct cfg_val *v)
+{
+    struct config *cfg = c->cfg;
+    if (v->node != NULL && v->node->kind == YN_SCALAR && strcmp(v->node->str, "auto") == 0) {
+        cfg->workers = 0;
+        cfg_record(c, &cfg->workers, false, v);
+        return;
+    }
+    if (v->node != NULL && v->node->kind == YN_SCALAR && !v->node->has_nul &&
+        (v->node->str[0] < '0' || v->node->str[0] > '9') && v->node->str[0] != '-') {
+        cfg_error(c, v, "unknown value \"%.64s\" (expected auto or a whole number from 1 to 256)",
+                  v->node->str);
+        return;
+    }
+    (void)cfg_get_uint(c, v, 1, 256, &cfg->workers);
+}
+
+static void parse_admin(struct cfg_ctx *c, const struct cfg_val *v)
+{
+    static const char *const keys[] = {"listen", "allow_remote"};
+    struct config *cfg = c->cfg;
+    if (!cfg_is_map(c, v))
+        return;
+    /* Present (even empty): the endpoint is on, on loopback unless told. */
+    cfg->admin_listen = cfg_strdup(c, "127.0.0.1:9901");
+    cfg_record(c, &cfg->admin_listen, false, v);
+    struct cfg_val kv;
+    for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
+        switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
+        case 0:
+            (void)cfg_get_str(c, &kv, &cfg->admin_listen);
+            break;
+        case 1:
+            (void)cfg_get_bool(c, &kv, &cfg->admin_allow_remote);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void parse_log(struct cfg_ctx *c, const struct cfg_val *v)
+{
+    static const char *const keys[] = {"level", "access"};
+    /* Same order as enum log_level. */
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    struct config *cfg = c->cfg;
+    if (!cfg_is_map(c, v))
+        return;
+    struct cfg_val kv;
+    for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
+        int k;
+        switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
+        case 0:
+            k = cfg_get_enum(c, &kv, levels, TG_ARRAY_LEN(levels), &cfg->log_level);
+            if (k >= 0)
+                cfg->log_level = (enum log_level)k;
+            break;
+        case 1:
+            if (kv.node != NULL && kv.node->kind == YN_SCALAR &&
+                (strcmp(kv.node->str, "stdout") == 0 || strcmp(kv.node->str, "off") == 0))
+                (void)cfg_get_str(c, &kv, &cfg->access_log);
+            else
+                (void)cfg_get_path(c, &kv, &cfg->access_log);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void parse_root(struct cfg_ctx *c, const struct ynode *root)
+{
+    static const char *const keys[] = {"workers",       "admin",         "log",
+                                       "drain_timeout", "user",          "certificates",
+                                       "client_cas",    "target_groups", "listeners"};
+    struct config *cfg = c->cfg;
+    struct cfg_val rv, kv;
+    cfg_val_root(&rv, root);
+    if (root != NULL && root->kind != YN_MAP && root->kind != YN_NULL) {
+        if (root->kind != YN_BAD)
+            cfg_error(c, &rv,
+                      "the top level must be a mapping with keys such as listeners, target_groups "
+                      "and certificates");
+        return;
+    }
+    bool has_listeners = false;
+    for (size_t i = 0; cfg_map_next(c, &rv, &i, &kv);) {
+        switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
+        case 0:
+            parse_workers(c, &kv);
+            break;
+        case 1:
+            parse_admin(c, &kv);
+            break;
+        case 2:
+            parse_log(c, &kv);
+            break;
+        case 3:
+            (void)cfg_get_duration(c, &kv, &cfg->drain_timeout_ms);
+            break;
+        case 4:
+            (void)cfg_get_str(c, &kv, &cfg->user);
+            break;
+        case 5:
+            cfg_parse_certificates(c, &kv);
+            break;
+        case 6:
+            cfg_parse_client_cas(c, &kv);
+            break;
+        case 7:
+            cfg_parse_target_groups(c, &kv);
+            break;
+        case 8:
+            has_listeners = true;
+            cfg_parse_listeners(c, &kv);
+            break;
+        default:
+            break;
+        }
+    }
+    if (!has_listeners) {
+        snprintf(rv.path, sizeof(rv.path), "listeners");
+        cfg_error(c, &rv, "required key is missing (expected a sequence of listeners)");
+    }
+}
+
+static int diag_pos_cmp(const void *a, const void *b)
+{
+    const struct diag_entry *const *ea = a, *const *eb = b;
+    if ((*ea)->line != (*eb)->line)
+        return (*ea)->line < (*eb)->line ? -1 : 1;
+    if ((*ea)->col != (*eb)->col)
+        return (*ea)->col < (*eb)->col ? -1 : 1;
+    /* Same key: keep the order they were found in. */
+    return *ea < *eb ? -1 : (*ea > *eb ? 1 : 0);
+}
+
+/* Puts the entries added since n0 in file order: parsing and the meaning
+ * checks find them in two passes, a reader wants them top to bottom. */
+static void sort_diags(struct diag *d, size_t n0)
+{
+    size_t n = d->n - n0;
+    if (n < 2)
+        return;
+    const struct diag_entry **order = calloc(n, sizeof(*order));
+    struct diag_entry *tmp = calloc(n, sizeof(*tmp));
+    if (order != NULL && tmp != NULL) {
+        for (size_t i = 0; i < n; i++)
+            order[i] = &d->v[n0 + i];
+        qsort(order, n, sizeof(*order), diag_pos_cmp);
+        for (size_t i = 0; i < n; i++)
+            tmp[i] = *order[i];
+        memcpy(&d->v[n0], tmp, n * sizeof(*tmp));
+    }
+    free(tmp);
+    free(order);
+}
+
+static void cfg_ctx_fini(struct cfg_ctx *c)
+{
+    for (size_t i = 0; i < c->n_recs; i++)
+        free(c->recs[i].path);
+    free(c->recs);
+    c->recs = NULL;
+    c->n_recs = c->cap_recs = 0;
+}
+
+enum tg_status config_load_buffer(const char *name, const char *base_dir, const char *text,
+                                  size_t len, struct config **out, struct diag *d)
+{
+    struct cfg_ctx c = {.d = d, .file = name, .base_dir = base_dir};
+    struct ydoc doc = {0};
+    struct config *cfg = NULL;
+    size_t n_errors = d->n_errors, n_diags = d->n;
+    *out = NULL;
+
+    cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) {
+        diag_add(d, DIAG_ERROR, name, 0, 0, NULL, "out of memory while loading");
+        return TG_E_CONFIG;
+    }
+    c.cfg = cfg;
+    cfg->path = cfg_strdup(&c, name);
+    cfg->log_level = LOG_LEVEL_INFO;
+    cfg->access_log = cfg_strdup(&c, "stdout");
+    cfg->drain_timeout_ms = 30 * 1000;
+
+    if (ydoc_parse(&doc, name, text, len, d) != TG_OK)
+        goto out;
+    parse_root(&c, doc.root);
+    /* Even after errors: one run reports everything it can. */
+    if (!c.is_oom)
+        cfg_check(&c);
+out:
+    ydoc_fini(&doc);
+    cfg_ctx_fini(&c);
+    sort_diags(d, n_diags);
+    if (d->n_errors != n_errors) {
+        config_free(cfg);
+        return TG_E_CONFIG;
+    }
+    *out = cfg;
+    return TG_OK;
+}
+
+/* Reads a whole regular file into a NUL-terminated heap buffer. */
+static enum tg_status read_file(const char *path, char **text, size_t *len, struct diag *d)
+{
+    enum tg_status st = TG_E_CONFIG;
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "cannot read config file \"%s\": %s", path,
+                 strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL,
+                 "cannot read config file \"%s\": not a regular file", path);
+        goto out;
+    }
+    if (sb.st_size > CFG_MAX_FILE_SIZE) {
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL,
+                 "config file \"%s\" is too large (more than 16 MiB)", path);
+        goto out;
+    }
+    size_t cap = (size_t)sb.st_size + 1, n = 0;
+    buf = malloc(cap);
+    if (buf == NULL) {
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "out of memory reading \"%s\"", path);
+        goto out;
+    }
+    /* The size may change under us; read what is there, up to the cap. */
+    while (n + 1 < cap) {
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "cannot read config file \"%s\": %s", path,
+                     strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    buf = NULL;
+    st = TG_OK;
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return st;
+}
+
+enum tg_status config_load(const char *path, struct config **out, struct diag *d)
+{
+    char *text = NULL, *dir = NULL;
+    size_t len = 0;
+    enum tg_status st;
+    *out = NULL;
+
+    st = read_file(path, &text, &len, d);
+    if (st != TG_OK)
+        goto out;
+    const char *slash = strrchr(path, '/');
+    if (slash != NULL) {
+        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+        if (dir == NULL) {
+            diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "out of memory reading \"%s\"", path);
+            st = TG_E_CONFIG;
+            goto out;
+        }
+    }
+    st = config_load_buffer(path, dir, text, len, out, d);
+out:
+    free(dir);
+    free(text);
+    return st;
+}

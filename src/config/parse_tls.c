@@ -1,0 +1,214 @@
+/* certificates:, client_cas: and a listener's tls: block. */
+#include "config/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void parse_certificate(struct cfg_ctx *c, const struct cfg_val *ev,
+                              struct cfg_certificate *e)
+{
+    static const char *const keys[] = {"cert", "key", "password_file"};
+    if (!cfg_is_map(c, ev))
+        return;
+    bool has_cert = false;
+    struct cfg_val kv;
+    for (size_t i = 0; cfg_map_next(c, ev, &i, &kv);) {
+        switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
+        case 0:
+            has_cert = true;
+            if (cfg_get_path(c, &kv, &e->cert))
+                e->cert_pos = cfg_pos_of(&kv);
+            break;
+        case 1:
+            if (cfg_get_path(c, &kv, &e->key))
+                e->key_pos = cfg_pos_of(&kv);
+            break;
+        case 2:
+            if (cfg_get_path(c, &kv, &e->password_file))
+                e->password_file_pos = cfg_pos_of(&kv);
+            break;
+        default:
+            break;
+        }
+    }
+    if (!has_cert)
+        cfg_error_in(c, e, "cert", "required key is missing (expected the certificate file)");
+}
+
+void cfg_parse_certificates(struct cfg_ctx *c, const struct cfg_val *v)
+{
+    struct config *cfg = c->cfg;
+    if (!cfg_is_map(c, v) || cfg_count(v) == 0)
+        return;
+    cfg->certificates = cfg_calloc(c, cfg_count(v), sizeof(*cfg->certificates));
+    if (cfg->certificates == NULL)
+        return;
+    struct cfg_val ev;
+    for (size_t i = 0; cfg_map_next(c, v, &i, &ev);) {
+        struct cfg_certificate *e = &cfg->certificates[cfg->n_certificates++];
+        e->name = cfg_entry_name(c, &ev);
+        e->pos = cfg_pos_of(&ev);
+        cfg_record(c, e, true, &ev);
+        parse_certificate(c, &ev, e);
+    }
+}
+
+static void parse_client_ca(struct cfg_ctx *c, const struct cfg_val *ev, struct cfg_client_ca *e)
+{
+    static const char *const keys[] = {"ca", "crl"};
+    if (!cfg_is_map(c, ev))
+        return;
+    bool has_ca = false;
+    struct cfg_val kv;
+    for (size_t i = 0; cfg_map_next(c, ev, &i, &kv);) {
+        switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
+        case 0:
+            has_ca = true;
+            if (cfg_get_path(c, &kv, &e->ca))
+                e->ca_pos = cfg_pos_of(&kv);
+            break;
+        case 1:
+            if (cfg_get_path(c, &kv, &e->crl))
+                e->crl_pos = cfg_pos_of(&kv);
+            break;
+        default:
+            break;
+        }
+    }
+    if (!has_ca)
+        cfg_error_in(c, e, "ca", "required key is missing (expected the CA certificate file)");
+}
+
+void cfg_parse_client_cas(struct cfg_ctx *c, const struct cfg_val *v)
+{
+    struct config *cfg = c->cfg;
+    if (!cfg_is_map(c, v) || cfg_count(v) == 0)
+        return;
+    cfg->client_cas = cfg_calloc(c, cfg_count(v), sizeof(*cfg->client_cas));
+    if (cfg->client_cas == NULL)
+        return;
+    struct cfg_val ev;
+    for (size_t i = 0; cfg_map_next(c, v, &i, &ev);) {
+        struct cfg_client_ca *e = &cfg->client_cas[cfg->n_client_cas++];
+        e->name = cfg_entry_name(c, &ev);
+        e->pos = cfg_pos_of(&ev);
+        cfg_record(c, e, true, &ev);
+        parse_client_ca(c, &ev, e);
+    }
+}
+
+static void parse_certificate_names(struct cfg_ctx *c, const struct cfg_val *kv, struct cfg_tls *t)
+{
+    if (!cfg_is_seq(c, kv))
+        return;
+    size_t n = cfg_count(kv);
+    if (n == 0) {
+        cfg_error(c, kv, "at least one certificate is required");
+        return;
+    }
+    t->certificate_names = cfg_calloc(c, n, sizeof(*t->certificate_names));
+    t->certificates = cfg_calloc(c, n, sizeof(*t->certificates));
+    if (t->certificate_names == NULL || t->certificates == NULL)
+        return;
+    struct cfg_val item;
+    for (size_t i = 0; cfg_seq_next(c, kv, &i, &item);) {
+        if (cfg_get_str(c, &item, &t->certificate_names[t->n_certificates]))
+            t->n_certificates++;
+    }
+}
+
+/* Keys that take one of a fixed set of words but are stored as strings. */
+static void parse_word(struct cfg_ctx *c, const struct cfg_val *kv, const char *const *words,
+                       size_t n, char **out)
+{
+    int k = cfg_get_enum(c, kv, words, n, out);
+    if (k < 0)
+        return;
+    char *s = cfg_strdup(c, words[k]);
+    if (s == NULL)
+        return;
+    free(*out);
+    *out = s;
+}
+
+void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_tls *t)
+{
+    static const char *const keys[] = {
+        "mode",   "client_auth", "certificates", "client_ca", "verify_depth",
+        "policy", "min_version", "max_version",  "ciphers",   "ciphersuites",
+        "groups", "strict_sni",  "on_reject"};
+    static const char *const modes[] = {"one-way", "mutual"};
+    static const char *const auths[] = {"required", "optional"};
+    /* Same order as enum cfg_tls_policy. */
+    static const char *const policies[] = {"intermediate", "modern", "custom"};
+    static const char *const versions[] = {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
+    static const char *const rejects[] = {"page"};
+
+    t->pos = cfg_pos_of(v);
+    t->mode = CFG_TLS_ONE_WAY;
+    t->client_auth = CFG_CLIENT_AUTH_REQUIRED;
+    t->verify_depth = 3;
+    t->policy = CFG_POLICY_INTERMEDIATE;
+    cfg_record(c, t, true, v);
+    if (!cfg_is_map(c, v))
+        return;
+    struct cfg_val kv;
+    for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
+        int k;
+        switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
+        case 0:
+            k = cfg_get_enum(c, &kv, modes, TG_ARRAY_LEN(modes), &t->mode);
+            if (k >= 0) {
+                t->mode = (enum cfg_tls_mode)k;
+                t->mode_pos = cfg_pos_of(&kv);
+            }
+            break;
+        case 1:
+            k = cfg_get_enum(c, &kv, auths, TG_ARRAY_LEN(auths), &t->client_auth);
+            if (k >= 0)
+                t->client_auth = (enum cfg_client_auth)k;
+            break;
+        case 2:
+            cfg_record(c, &t->certificate_names, false, &kv);
+            parse_certificate_names(c, &kv, t);
+            break;
+        case 3:
+            /* Recorded even when invalid: check.c must not say it is missing. */
+            cfg_record(c, &t->client_ca_name, false, &kv);
+            if (cfg_get_str(c, &kv, &t->client_ca_name))
+                t->client_ca_pos = cfg_pos_of(&kv);
+            break;
+        case 4:
+            (void)cfg_get_uint(c, &kv, 1, 16, &t->verify_depth);
+            break;
+        case 5:
+            k = cfg_get_enum(c, &kv, policies, TG_ARRAY_LEN(policies), &t->policy);
+            if (k >= 0)
+                t->policy = (enum cfg_tls_policy)k;
+            break;
+        case 6:
+            parse_word(c, &kv, versions, TG_ARRAY_LEN(versions), &t->min_version);
+            break;
+        case 7:
+            parse_word(c, &kv, versions, TG_ARRAY_LEN(versions), &t->max_version);
+            break;
+        case 8:
+            (void)cfg_get_str(c, &kv, &t->ciphers);
+            break;
+        case 9:
+            (void)cfg_get_str(c, &kv, &t->ciphersuites);
+            break;
+        case 10:
+            (void)cfg_get_str(c, &kv, &t->groups);
+            break;
+        case 11:
+            (void)cfg_get_bool(c, &kv, &t->strict_sni);
+            break;
+        case 12:
+            parse_word(c, &kv, rejects, TG_ARRAY_LEN(rejects), &t->on_reject);
+            break;
+        default:
+            break;
+        }
+    }
+}
