@@ -3,6 +3,8 @@ the run's PKI (`tollgate pki init`), purpose-made bad inputs, and tollgate's
 own one-way and mutual listeners. Every accepting case has a rejecting twin."""
 
 import os
+import pty
+import select
 import stat
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 import tg_certs
 from certtools_helpers import (Inputs, RawServer, closed_port, fingerprint, tollgate,
                                tollgate_json)
-from tg_proc import T, group, listener
+from tg_proc import TOLLGATE_BIN, T, group, listener
 
 
 @pytest.fixture(scope="session")
@@ -512,3 +514,55 @@ def test_probe_usage(pki):
     r = tollgate("probe", "localhost:1", "--cert", pki.path("alice.crt"), "--key",
                  pki.path("revoked.key"))
     assert r.returncode == 2 and "--key" in r.stderr
+
+
+def test_probe_checks_a_revoked_server_certificate(tollgate, pki):
+    """The client-side checks on a server that presents a revoked
+    certificate made for clients: revocation and purpose fail, with reasons."""
+    tg = tollgate({"certificates": {"bad": {"cert": pki.path("revoked.crt"),
+                                            "key": pki.path("revoked.key")}},
+                   "target_groups": {"g": group("builtin:echo")},
+                   "listeners": [listener(certs=("bad",))]})
+    host, port = tg.addr()
+    r, j = tollgate_json("probe", f"127.0.0.1:{port}", "--ca", pki.path("root.crt"), "--crl",
+                         pki.path("clients.crl"), "--sni", "revoked", timeout=T(30))
+    assert r.returncode == 1 and j["outcome"]["accepted"] is True
+    verdicts = {c["check"]: (c["verdict"], c["reason"]) for c in j["checks"]}
+    assert verdicts["revocation"] == ("fail", "cert_revoked")
+    assert verdicts["purpose"] == ("fail", "wrong_purpose")
+    assert verdicts["trust"] == ("pass", None) and verdicts["dates"] == ("pass", None)
+    assert j["checks_reason"] == "cert_revoked"
+
+
+def test_password_is_asked_on_a_terminal(pki):
+    """No --password-file, but a terminal: tollgate asks, and a wrong answer
+    is told apart from a right one."""
+    def run_with_tty(answer):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(TOLLGATE_BIN, [TOLLGATE_BIN, "cert", "inspect", pki.path("alice.p12")])
+        out = b""
+        answered = False
+        deadline = time.monotonic() + T(20)
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not answered and b"Password for" in out:
+                os.write(fd, answer + b"\n")
+                answered = True
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+    rc, out = run_with_tty(b"tollgate")
+    assert rc == 0 and "private key: EC P-256, matches certificate 1" in out, out
+    rc, out = run_with_tty(b"wrong")
+    assert rc == 1 and "wrong password" in out, out

@@ -291,6 +291,11 @@ static void make_inputs(void)
     junk[0] = 0x42; /* not a DER SEQUENCE either */
     write_bytes(tmp("garbage.bin"), junk, sizeof(junk));
 
+    /* A key and certificates that do not belong together. */
+    size_t na = read_bytes(pk("alice.crt"), buf, sizeof(buf));
+    na += read_bytes(pk("revoked.key"), buf + na, sizeof(buf) - na);
+    write_bytes(tmp("mixed.pem"), buf, na);
+
     X509_CRL *stale = make_crl(-10 * DAY, -DAY);
     write_crls(tmp("stale.crl"), stale);
     X509_CRL_free(stale);
@@ -473,7 +478,7 @@ static void test_inspect_warnings(void **state)
         {"reversed.crt", "out_of_order"}, {"no-intermediate.crt", "missing_intermediate"},
         {"expired.crt", "expired"},       {"soon.crt", "expiring_soon"},
         {"notyet.crt", "not_yet_valid"},  {"weak.crt", "weak_key"},
-        {"sha1.crt", "weak_signature"},
+        {"sha1.crt", "weak_signature"},   {"mixed.pem", "key_mismatch"},
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(cases); i++) {
         json_t *f = inspect_ok(tmp(cases[i].file), NULL);
@@ -818,11 +823,6 @@ static void test_convert_refusals(void **state)
     convert_fails(tmp("truncated.crt"), tmp("c4.pem"), NULL, "truncated");
     convert_fails(pk("server-ecdsa.crt"), pk("server-ecdsa.crt"), NULL, "replace the input");
     convert_fails(pk("server-ecdsa.crt"), tmp("no/such/dir.pem"), NULL, "cannot create");
-    /* A key and certificates that do not belong together. */
-    unsigned char a[8192];
-    size_t na = read_bytes(pk("alice.crt"), a, sizeof(a));
-    na += read_bytes(pk("revoked.key"), a + na, sizeof(a) - na);
-    write_bytes(tmp("mixed.pem"), a, na);
     convert_fails(tmp("mixed.pem"), tmp("c5.pem"), NULL, "belongs to none");
 }
 
