@@ -77,14 +77,21 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static void trim_values(struct http_head *hd)
+/*
+ * Trims trailing whitespace; returns false on a value that spans a line break,
+ * which is obs-fold (RFC 9112 §5.2): refused rather than unfolded.
+ */
+static bool trim_values(struct http_head *hd)
 {
     for (size_t i = 0; i < hd->n_headers; i++) {
         struct http_span *v = &hd->h[i].value;
+        if (memchr(hd->base + v->off, '\n', v->len) || memchr(hd->base + v->off, '\r', v->len))
+            return false;
         while (v->len > 0 &&
                (hd->base[v->off + v->len - 1] == ' ' || hd->base[v->off + v->len - 1] == '\t'))
             v->len--;
     }
+    return true;
 }
 
 /* RFC 9112 §6.3: how the body is delimited, refusing ambiguous framing. */
@@ -141,7 +148,8 @@ static int on_headers_complete(llhttp_t *p)
     hd->minor = p->http_minor;
     hd->method = p->method;
     hd->status = p->status_code;
-    trim_values(hd);
+    if (!trim_values(hd))
+        return refuse(h, h->is_request ? 400 : 502, "obs-fold in header field");
     if (decide_body(h) != 0)
         return -1;
     hd->keep_alive = llhttp_should_keep_alive(p) != 0;

@@ -67,7 +67,8 @@ static void gen_free(struct master *m, struct gen *g)
             while (*pp != s)
                 pp = &(*pp)->next;
             *pp = s->next;
-            close(s->fd);
+            if (s->fd >= 0)
+                close(s->fd);
             free(s);
         }
     }
@@ -187,7 +188,7 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
         bool mine = false;
         for (size_t i = 0; i < g->cfg->n_listeners; i++)
             mine = mine || g->socks[i] == s;
-        if (!mine)
+        if (!mine && s->fd >= 0)
             close(s->fd);
     }
     struct proxy_worker_args a = {
@@ -276,6 +277,13 @@ static void stop(struct master *m, const char *why)
         return;
     m->is_stopping = true;
     log_info("event=master_stopping reason=%s", why);
+    /* New clients are refused at once rather than queued on a socket no
+     * process will accept from again. */
+    for (struct lsock *s = m->socks; s != NULL; s = s->next) {
+        if (s->fd >= 0)
+            close(s->fd);
+        s->fd = -1;
+    }
     for (struct gen *g = m->gens; g != NULL; g = g->next) {
         g->is_retiring = true;
         gen_signal(g, SIGTERM);
@@ -418,7 +426,8 @@ int master_run_config(const char *path)
     while (m.socks != NULL) {
         struct lsock *s = m.socks;
         m.socks = s->next;
-        close(s->fd);
+        if (s->fd >= 0)
+            close(s->fd);
         free(s);
     }
     log_info("event=master_exit");

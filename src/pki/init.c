@@ -310,7 +310,7 @@ static enum tg_status write_p12(struct pki_run *r, const char *name, const char 
         PKCS12_set_mac(p12, PKI_P12_PASSWORD, -1, NULL, 0, PKCS12_DEFAULT_ITER, EVP_sha256()))
         bio = BIO_new(BIO_s_mem());
     if (bio != NULL && i2d_PKCS12_bio(bio, p12))
-        st = write_bio(r, name, 0644, bio);
+        st = write_bio(r, name, 0600, bio);
     else
         st = fail_ssl(r, name);
     BIO_free(bio);
@@ -657,7 +657,7 @@ enum tg_status pki_init(const struct pki_init_opts *o, char *err, size_t err_len
     if (st == TG_OK)
         st = write_crls(&r, &root, &inter, revoked);
     if (st == TG_OK)
-        st = write_file(&r, "p12-password.txt", 0644, PKI_P12_PASSWORD "\n",
+        st = write_file(&r, "p12-password.txt", 0600, PKI_P12_PASSWORD "\n",
                         strlen(PKI_P12_PASSWORD "\n"));
 out:
     X509_free(revoked);

@@ -92,7 +92,7 @@ static bool check_validity(const struct entry *e, struct cfg_pos pos, const char
 }
 
 /* Index of the unused certificate that issued x, or -1. */
-static int find_issuer(STACK_OF(X509) * certs, const bool *used, X509 *x)
+static int find_issuer(STACK_OF(X509) *certs, const bool *used, X509 *x)
 {
     for (int j = 0; j < sk_X509_num(certs); j++)
         if (!used[j] && X509_check_issued(sk_X509_value(certs, j), x) == X509_V_OK)
@@ -107,7 +107,7 @@ static int find_issuer(STACK_OF(X509) * certs, const bool *used, X509 *x)
  * intermediate: clients are expected to hold the root.
  */
 static enum tg_status order_chain(const struct entry *e, const struct cfg_certificate *c,
-                                  STACK_OF(X509) * certs, int leaf_idx, STACK_OF(X509) * *out)
+                                  STACK_OF(X509) *certs, int leaf_idx, STACK_OF(X509) **out)
 {
     enum tg_status st = TG_E_NOMEM;
     int n = sk_X509_num(certs);
@@ -181,7 +181,7 @@ void tls_chain_fini(struct tls_chain *c)
 }
 
 /* Index of the certificate whose public key matches key, or -1. */
-static int find_leaf(STACK_OF(X509) * certs, EVP_PKEY *key)
+static int find_leaf(STACK_OF(X509) *certs, EVP_PKEY *key)
 {
     int found = -1;
     ERR_set_mark(); /* every mismatch queues an error */
@@ -195,7 +195,7 @@ static int find_leaf(STACK_OF(X509) * certs, EVP_PKEY *key)
 /* Reads the certificates and the key of c; the key from c->key, or from the
  * certificate file when c->key is NULL. */
 static enum tg_status read_cert_and_key(const struct entry *e, const struct cfg_certificate *c,
-                                        const char *password, STACK_OF(X509) * *certs,
+                                        const char *password, STACK_OF(X509) **certs,
                                         EVP_PKEY **key)
 {
     char err[512];
@@ -293,7 +293,7 @@ out:
 
 /* Warns about a CRL that is stale, not yet valid, or whose signature does
  * not verify with the CA of its issuer's name in the bundle. */
-static void check_crl(const struct entry *e, const struct cfg_client_ca *ca, STACK_OF(X509) * certs,
+static void check_crl(const struct entry *e, const struct cfg_client_ca *ca, STACK_OF(X509) *certs,
                       const X509_CRL *crl)
 {
     char issuer[512];
@@ -346,8 +346,8 @@ static void check_ca(const struct entry *e, const struct cfg_client_ca *ca, cons
 
 /* Checks each CA certificate and adds it to store and its subject to names.
  * False when out of memory. */
-static bool add_cas(const struct entry *e, const struct cfg_client_ca *ca, STACK_OF(X509) * certs,
-                    X509_STORE *store, STACK_OF(X509_NAME) * names)
+static bool add_cas(const struct entry *e, const struct cfg_client_ca *ca, STACK_OF(X509) *certs,
+                    X509_STORE *store, STACK_OF(X509_NAME) *names)
 {
     for (int i = 0; i < sk_X509_num(certs); i++) {
         X509 *x = sk_X509_value(certs, i);
@@ -365,7 +365,7 @@ static bool add_cas(const struct entry *e, const struct cfg_client_ca *ca, STACK
 
 /* Adds the CRLs of ca->crl to store, checking each. */
 static enum tg_status add_crls(const struct entry *e, const struct cfg_client_ca *ca,
-                               STACK_OF(X509) * certs, X509_STORE *store)
+                               STACK_OF(X509) *certs, X509_STORE *store)
 {
     char err[512];
     STACK_OF(X509_CRL) *crls = NULL;
@@ -387,7 +387,7 @@ static enum tg_status add_crls(const struct entry *e, const struct cfg_client_ca
 }
 
 enum tg_status tls_load_client_ca(const struct config *cfg, const struct cfg_client_ca *ca,
-                                  X509_STORE **store_out, STACK_OF(X509_NAME) * *names_out,
+                                  X509_STORE **store_out, STACK_OF(X509_NAME) **names_out,
                                   struct diag *d)
 {
     const struct entry e = {cfg, d, "client_cas", ca->name};

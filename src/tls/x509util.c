@@ -27,11 +27,11 @@
 
 /* What one file yields while it is being read. */
 struct reader {
-    STACK_OF(X509) * certs;    /* owned until handed to the caller */
-    EVP_PKEY *key;             /* owned until handed to the caller */
-    STACK_OF(X509_CRL) * crls; /* owned; only when reading CRLs */
-    const char *password;      /* borrowed; NULL when none was given */
-    bool was_password_asked;   /* a decoder asked for the password */
+    STACK_OF(X509) *certs;    /* owned until handed to the caller */
+    EVP_PKEY *key;            /* owned until handed to the caller */
+    STACK_OF(X509_CRL) *crls; /* owned; only when reading CRLs */
+    const char *password;     /* borrowed; NULL when none was given */
+    bool was_password_asked;  /* a decoder asked for the password */
 };
 
 static OSSL_PROVIDER *legacy_provider;
@@ -283,7 +283,7 @@ static enum tg_status read_pem(struct reader *r, const unsigned char *data, size
 }
 
 /* Unpacks the bags of one PKCS#12 SafeContents, recursing into nested ones. */
-static enum tg_status p12_bags(struct reader *r, const STACK_OF(PKCS12_SAFEBAG) * bags,
+static enum tg_status p12_bags(struct reader *r, const STACK_OF(PKCS12_SAFEBAG) *bags,
                                const char *pass, int depth, char *err, size_t err_len)
 {
     if (depth > LOAD_MAX_P12_NESTING) {
@@ -341,8 +341,7 @@ static enum tg_status p12_bags(struct reader *r, const STACK_OF(PKCS12_SAFEBAG) 
 
 /* Opens an encrypted SafeContents, loading the legacy provider when the
  * cipher is one that "default" lacks (RC2-40, the old OpenSSL default). */
-static STACK_OF(PKCS12_SAFEBAG) *
-    p12_decrypt(PKCS7 *p7, const char *pass, char *err, size_t err_len)
+static STACK_OF(PKCS12_SAFEBAG) *p12_decrypt(PKCS7 *p7, const char *pass, char *err, size_t err_len)
 {
     int pass_len = pass ? (int)strlen(pass) : 0;
     STACK_OF(PKCS12_SAFEBAG) *bags = PKCS12_unpack_p7encdata(p7, pass, pass_len);
@@ -496,7 +495,7 @@ static enum tg_status read_der(struct reader *r, const unsigned char *data, size
     return TG_E_CONFIG;
 }
 
-enum tg_status tls_read_file(const char *path, const char *password, STACK_OF(X509) * *certs,
+enum tg_status tls_read_file(const char *path, const char *password, STACK_OF(X509) **certs,
                              EVP_PKEY **key, char *err, size_t err_len)
 {
     struct reader r = {.password = password};
@@ -545,8 +544,7 @@ out:
     return st;
 }
 
-enum tg_status tls_read_crls(const char *path, STACK_OF(X509_CRL) * *crls, char *err,
-                             size_t err_len)
+enum tg_status tls_read_crls(const char *path, STACK_OF(X509_CRL) **crls, char *err, size_t err_len)
 {
     struct reader r = {0};
     unsigned char *data = NULL;

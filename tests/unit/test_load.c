@@ -196,7 +196,7 @@ static int teardown(void **state)
 
 struct result {
     enum tg_status st;
-    STACK_OF(X509) * certs;
+    STACK_OF(X509) *certs;
     EVP_PKEY *key;
     char err[256];
 };

@@ -36,7 +36,7 @@ static const char *path_of(const char *base, const char *name)
     return p;
 }
 
-static STACK_OF(X509) * read_certs(const char *path)
+static STACK_OF(X509) *read_certs(const char *path)
 {
     STACK_OF(X509) *certs = sk_X509_new_null();
     BIO *b = BIO_new_file(path, "r");
