@@ -173,13 +173,14 @@ static void test_files_and_modes(void **state)
 {
     (void)state;
     static const char *const public_files[] = {
-        "root.crt",    "intermediate.crt", "ca-bundle.crt",    "server-ecdsa.crt", "server-rsa.crt",
-        "alice.crt",   "alice.p12",        "bob.crt",          "bob.p12",          "revoked.crt",
-        "revoked.p12", "clients.crl",      "p12-password.txt",
+        "root.crt",  "intermediate.crt", "ca-bundle.crt", "server-ecdsa.crt", "server-rsa.crt",
+        "alice.crt", "bob.crt",          "revoked.crt",   "clients.crl",
     };
+    /* Private keys, and the PKCS#12 files that hold them with their password. */
     static const char *const keys[] = {
         "root.key",  "intermediate.key", "server-ecdsa.key", "server-rsa.key",
-        "alice.key", "bob.key",          "revoked.key",
+        "alice.key", "bob.key",          "revoked.key",      "alice.p12",
+        "bob.p12",   "revoked.p12",      "p12-password.txt",
     };
     assert_mode(pki, 0755);
     assert_mode(foreign, 0755);
