@@ -1,5 +1,6 @@
 #include "core/shm.h"
 
+#include <string.h>
 #include <sys/mman.h>
 
 static size_t shm_size(size_t n)
@@ -22,4 +23,140 @@ void shm_stats_free(struct shm_stats *s)
 {
     if (s != NULL)
         munmap(s, shm_size(s->n_listeners));
+}
+
+/* From half a millisecond (a resumed handshake on loopback) to a minute
+ * (a slow upload). */
+static const double hist_bounds[SHM_HIST_BOUNDS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25,   0.5,   1.0,    2.5,   5.0,  10.0,  30.0, 60.0,
+};
+
+double shm_hist_bound(size_t i)
+{
+    return i < SHM_HIST_BOUNDS ? hist_bounds[i] : 0.0;
+}
+
+void shm_hist_observe(struct shm_hist *h, double seconds)
+{
+    if (!(seconds > 0.0))
+        seconds = 0.0;
+    size_t i = 0;
+    while (i < SHM_HIST_BOUNDS && seconds > hist_bounds[i])
+        i++;
+    shm_add(&h->buckets[i], 1);
+    shm_add(&h->count, 1);
+    double ns = seconds * 1e9;
+    shm_add(&h->sum_ns, ns < 1.8e19 ? (uint64_t)ns : UINT64_C(18000000000000000000));
+}
+
+static const char *const version_names[SHM_TLS_COUNT] = {
+    [SHM_TLS_V1_0] = "TLSv1",   [SHM_TLS_V1_1] = "TLSv1.1", [SHM_TLS_V1_2] = "TLSv1.2",
+    [SHM_TLS_V1_3] = "TLSv1.3", [SHM_TLS_OTHER] = "other",
+};
+
+const char *shm_tls_version_name(enum shm_tls_version v)
+{
+    return v < SHM_TLS_COUNT ? version_names[v] : "other";
+}
+
+enum shm_tls_version shm_tls_version_of(int protocol)
+{
+    switch (protocol) {
+    case 0x0301:
+        return SHM_TLS_V1_0;
+    case 0x0302:
+        return SHM_TLS_V1_1;
+    case 0x0303:
+        return SHM_TLS_V1_2;
+    case 0x0304:
+        return SHM_TLS_V1_3;
+    default:
+        return SHM_TLS_OTHER;
+    }
+}
+
+/* DESIGN.md "Rejection reasons", same order. */
+static const char *const reasons[SHM_REASON_COUNT] = {
+    "no_client_cert", "cert_expired",     "cert_not_yet_valid", "cert_revoked",
+    "unknown_ca",     "self_signed",      "bad_signature",      "wrong_purpose",
+    "chain_too_long", "crl_expired",      "crl_missing",        "protocol_version",
+    "no_shared_cipher", "unknown_sni",    "handshake_timeout",  "tls_error",
+};
+
+const char *shm_reason_name(size_t i)
+{
+    return i < SHM_REASON_COUNT ? reasons[i] : "tls_error";
+}
+
+size_t shm_reason_index(const char *reason)
+{
+    for (size_t i = 0; reason != NULL && i < SHM_REASON_COUNT; i++)
+        if (strcmp(reasons[i], reason) == 0)
+            return i;
+    return SHM_REASON_COUNT - 1;
+}
+
+void shm_count_accept(struct shm_listener_stats *s)
+{
+    atomic_fetch_add_explicit(&s->conns_active, 1, memory_order_relaxed);
+    shm_add(&s->conns_total, 1);
+}
+
+void shm_count_close(struct shm_listener_stats *s, uint64_t bytes_in, uint64_t bytes_out)
+{
+    shm_add(&s->bytes_in, bytes_in);
+    shm_add(&s->bytes_out, bytes_out);
+    atomic_fetch_sub_explicit(&s->conns_active, 1, memory_order_relaxed);
+}
+
+void shm_count_handshake(struct shm_listener_stats *s, int protocol, bool resumed, double seconds)
+{
+    shm_add(&s->handshakes, 1);
+    if (resumed)
+        shm_add(&s->handshakes_resumed, 1);
+    shm_add(&s->hs_by_version[shm_tls_version_of(protocol)][resumed ? 1 : 0], 1);
+    shm_hist_observe(&s->hs_duration, seconds);
+}
+
+void shm_count_handshake_failure(struct shm_listener_stats *s, const char *reason)
+{
+    shm_add(&s->handshake_failures, 1);
+    shm_add(&s->hs_failures[shm_reason_index(reason)], 1);
+}
+
+void shm_count_request(struct shm_listener_stats *s, unsigned status, double seconds)
+{
+    if (status < SHM_STATUS_MIN || status >= SHM_STATUS_MIN + SHM_STATUS_COUNT)
+        return;
+    shm_add(&s->requests[status - SHM_STATUS_MIN], 1);
+    shm_hist_observe(&s->req_duration, seconds);
+}
+
+static void hist_add(struct shm_hist *dst, const struct shm_hist *src)
+{
+    for (size_t i = 0; i <= SHM_HIST_BOUNDS; i++)
+        shm_add(&dst->buckets[i], shm_get(&src->buckets[i]));
+    shm_add(&dst->count, shm_get(&src->count));
+    shm_add(&dst->sum_ns, shm_get(&src->sum_ns));
+}
+
+void shm_listener_stats_add(struct shm_listener_stats *dst, const struct shm_listener_stats *src)
+{
+    shm_add(&dst->conns_total, shm_get(&src->conns_total));
+    shm_add(&dst->conns_refused, shm_get(&src->conns_refused));
+    shm_add(&dst->handshakes, shm_get(&src->handshakes));
+    shm_add(&dst->handshakes_resumed, shm_get(&src->handshakes_resumed));
+    shm_add(&dst->handshake_failures, shm_get(&src->handshake_failures));
+    shm_add(&dst->bytes_in, shm_get(&src->bytes_in));
+    shm_add(&dst->bytes_out, shm_get(&src->bytes_out));
+    for (size_t v = 0; v < SHM_TLS_COUNT; v++)
+        for (size_t r = 0; r < 2; r++)
+            shm_add(&dst->hs_by_version[v][r], shm_get(&src->hs_by_version[v][r]));
+    for (size_t i = 0; i < SHM_REASON_COUNT; i++)
+        shm_add(&dst->hs_failures[i], shm_get(&src->hs_failures[i]));
+    for (size_t i = 0; i < SHM_STATUS_COUNT; i++)
+        shm_add(&dst->requests[i], shm_get(&src->requests[i]));
+    hist_add(&dst->hs_duration, &src->hs_duration);
+    hist_add(&dst->req_duration, &src->req_duration);
 }

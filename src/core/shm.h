@@ -2,6 +2,7 @@
 #define TG_CORE_SHM_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,8 +10,37 @@
  * Counters shared by the master and every worker of one config generation,
  * in an anonymous shared mapping made by the master before it forks. Workers
  * update them with relaxed atomics; readers sum nothing (one slot per
- * listener is already the total).
+ * listener is already the total). The master folds a retired generation's
+ * counters into its own totals (shm_listener_stats_add) before unmapping
+ * them, so that what /metrics shows never goes down.
  */
+
+/* TLS protocol versions counted apart; anything else is SHM_TLS_OTHER. */
+enum shm_tls_version {
+    SHM_TLS_V1_0,
+    SHM_TLS_V1_1,
+    SHM_TLS_V1_2,
+    SHM_TLS_V1_3,
+    SHM_TLS_OTHER,
+    SHM_TLS_COUNT
+};
+
+/* The rejection reasons of DESIGN.md, in that order. */
+#define SHM_REASON_COUNT 16
+
+/* Histogram upper bounds in seconds (the +Inf bucket comes after them). */
+#define SHM_HIST_BOUNDS 16
+
+/* HTTP status codes 100..599 are counted one by one. */
+#define SHM_STATUS_MIN   100
+#define SHM_STATUS_COUNT 500
+
+struct shm_hist {
+    _Atomic uint64_t buckets[SHM_HIST_BOUNDS + 1]; /* per bucket, not cumulative; last is +Inf */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_ns;
+};
+
 struct shm_listener_stats {
     _Atomic int64_t conns_active;
     _Atomic uint64_t conns_total;
@@ -20,6 +50,11 @@ struct shm_listener_stats {
     _Atomic uint64_t handshake_failures;
     _Atomic uint64_t bytes_in;  /* from clients */
     _Atomic uint64_t bytes_out; /* to clients */
+    _Atomic uint64_t hs_by_version[SHM_TLS_COUNT][2]; /* [version][resumed] */
+    _Atomic uint64_t hs_failures[SHM_REASON_COUNT];
+    _Atomic uint64_t requests[SHM_STATUS_COUNT]; /* by status - SHM_STATUS_MIN */
+    struct shm_hist hs_duration;
+    struct shm_hist req_duration;
 };
 
 struct shm_stats {
@@ -35,5 +70,42 @@ static inline void shm_add(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
+
+static inline uint64_t shm_get(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* The upper bound in seconds of histogram bucket i (< SHM_HIST_BOUNDS). */
+double shm_hist_bound(size_t i);
+
+/* Records one observation of seconds (negative counts as 0). */
+void shm_hist_observe(struct shm_hist *h, double seconds);
+
+/* "TLSv1.3" etc., or "other". */
+const char *shm_tls_version_name(enum shm_tls_version v);
+
+/* Maps an OpenSSL protocol number (TLS1_3_VERSION, ...) to its slot. */
+enum shm_tls_version shm_tls_version_of(int protocol);
+
+/* The reason code of slot i (< SHM_REASON_COUNT). */
+const char *shm_reason_name(size_t i);
+
+/* The slot of a reason code; unknown codes count as "tls_error". */
+size_t shm_reason_index(const char *reason);
+
+/* Accounting points, one call each where the event log or access log line
+ * is written. All take the listener's slot of the current generation. */
+void shm_count_accept(struct shm_listener_stats *s);
+void shm_count_close(struct shm_listener_stats *s, uint64_t bytes_in, uint64_t bytes_out);
+void shm_count_handshake(struct shm_listener_stats *s, int protocol, bool resumed,
+                         double seconds);
+void shm_count_handshake_failure(struct shm_listener_stats *s, const char *reason);
+/* An https/http request answered with status (ignored unless 100..599). */
+void shm_count_request(struct shm_listener_stats *s, unsigned status, double seconds);
+
+/* dst += src for every counter except the conns_active gauge. dst is the
+ * master's private copy; src may be live (workers still writing). */
+void shm_listener_stats_add(struct shm_listener_stats *dst, const struct shm_listener_stats *src);
 
 #endif

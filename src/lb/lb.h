@@ -1,9 +1,19 @@
 #ifndef TG_LB_LB_H
 #define TG_LB_LB_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/config.h"
+
+/* Groups are capped at 64 targets (config check). */
+#define LB_MAX_TARGETS 64
+
+/* lb_pick results besides a target index. */
+#define LB_NONE   (-1) /* nothing eligible: every target skipped or of weight 0 */
+#define LB_REJECT (-2) /* every eligible target is down and the group says reject */
 
 /*
  * Smooth weighted round robin (nginx's algorithm): each pick adds every
@@ -22,5 +32,99 @@ void lb_wrr_fini(struct lb_wrr *w);
 /* Picks a target index, skipping those for which skip[i] is true (skip may
  * be NULL) and those of weight 0. Returns -1 when none is eligible. */
 int lb_wrr_pick(struct lb_wrr *w, const bool *skip);
+
+/* ---- state shared by the master and every worker (shared.c) ---- */
+
+enum lb_health { LB_HEALTH_UNKNOWN, LB_HEALTH_UP, LB_HEALTH_DOWN };
+
+#define LB_KEY_MAX 320
+
+/*
+ * One target of one group, keyed by group name and target address so that
+ * a reload finds the health and connection counts of targets that stay.
+ * Keys and refs are written by the master only (before it forks); the rest
+ * by anyone, with relaxed atomics.
+ */
+struct lb_slot {
+    char key[LB_KEY_MAX];            /* "group address"; "" when free */
+    _Atomic uint32_t refs;           /* config generations using the slot */
+    _Atomic int32_t active;          /* connections in use, across workers */
+    _Atomic int32_t health;          /* enum lb_health, from active checks */
+    _Atomic uint32_t hc_ok, hc_fail; /* active check streaks (master) */
+    _Atomic uint32_t conn_fail;      /* consecutive failed connects (passive) */
+    _Atomic int64_t eject_until_ms;  /* lb_now_ms() deadline; 0 = not ejected */
+};
+
+struct lb_shared {
+    size_t n_slots;
+    struct lb_slot slots[];
+};
+
+/* Maps a zeroed MAP_SHARED|MAP_ANONYMOUS table of n slots, so that it is
+ * shared with processes forked afterwards. NULL on failure. */
+struct lb_shared *lb_shared_new(size_t n_slots);
+void lb_shared_free(struct lb_shared *sh);
+
+/* The table the master made for the whole run (NULL until set). Processes
+ * forked after lb_shared_set_global inherit it. */
+struct lb_shared *lb_shared_global(void);
+void lb_shared_set_global(struct lb_shared *sh);
+
+/* Master: takes a reference on a slot for every target of cfg, creating
+ * slots for new ones. Returns false (and logs) when the table is full; the
+ * targets without a slot are then always up and uncounted. */
+bool lb_shared_register(struct lb_shared *sh, const struct config *cfg);
+/* Master: drops the references of lb_shared_register. sh may be NULL. */
+void lb_shared_release(struct lb_shared *sh, const struct config *cfg);
+
+/* The slot index of (group, target address) or -1. Does not block. */
+int lb_shared_find(const struct lb_shared *sh, const char *group, const char *address);
+
+/* True when active checks have not marked the slot down and passive checks
+ * have not ejected it at now_ms. */
+bool lb_slot_is_up(const struct lb_slot *s, int64_t now_ms);
+
+/* CLOCK_MONOTONIC in milliseconds (the same in every process). */
+int64_t lb_now_ms(void);
+/* Tests: replaces the clock (NULL restores the real one). */
+void lb_set_clock(int64_t (*now_ms)(void));
+
+/* ---- the picker of one worker (pick.c) ---- */
+
+struct lb_state;
+
+/*
+ * Per-worker picker state for every target group of cfg (borrowed, must
+ * outlive it). sh is the shared table (borrowed); with NULL a private one is
+ * made and cfg registered in it. Returns TG_OK with *out (owned by the
+ * caller, free with lb_state_free) or TG_E_NOMEM.
+ */
+TG_MUST_USE enum tg_status lb_state_new(const struct config *cfg, struct lb_shared *sh,
+                                        struct lb_state **out);
+void lb_state_free(struct lb_state *s);
+
+/*
+ * Picks a target of g (a group of the state's config) by g->algorithm for a
+ * client at client (may be NULL: ip_hash then falls back to wrr). Targets of
+ * weight 0 and those with skip[i] (skip may be NULL) are never picked. Of
+ * the rest, those down (active checks) or ejected (passive checks) are left
+ * out unless all are: then fail_open picks among all of them and reject
+ * returns LB_REJECT. Returns a target index, LB_NONE or LB_REJECT.
+ */
+int lb_pick(struct lb_state *s, const struct cfg_target_group *g, const struct net_addr *client,
+            const bool *skip);
+
+/* A connection to target t of g starts or ends being in use (least_conn
+ * counts, shared by every worker). Each begin has exactly one end. */
+void lb_conn_begin(struct lb_state *s, const struct cfg_target_group *g, int t);
+void lb_conn_end(struct lb_state *s, const struct cfg_target_group *g, int t);
+
+/* Passive checks: the result of a connect to target t. After
+ * g->passive.consecutive_failures failures in a row the target is ejected
+ * for g->passive.ejection_ms (one log line). */
+void lb_connect_result(struct lb_state *s, const struct cfg_target_group *g, int t, bool is_ok);
+
+/* The shared slot of target t of g, NULL when it has none. */
+struct lb_slot *lb_target_slot(struct lb_state *s, const struct cfg_target_group *g, int t);
 
 #endif

@@ -95,8 +95,7 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    atomic_fetch_add_explicit(&l->stats->conns_active, 1, memory_order_relaxed);
-    shm_add(&l->stats->conns_total, 1);
+    shm_count_accept(l->stats);
     return c;
 }
 
@@ -134,7 +133,7 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
              reason, subject, issuer, detail ? detail : "");
     c->reject_reason = reason;
     c->outcome = "tls_rejected";
-    shm_add(&c->l->stats->handshake_failures, 1);
+    shm_count_handshake_failure(c->l->stats, reason);
 }
 
 struct buf *conn_client_inbuf(struct conn *c)
@@ -230,9 +229,8 @@ static enum conn_state st_handshake(struct conn *c)
         return CONN_ST_CLOSED;
     }
     c->t_handshake = ev_now(c->w->loop);
-    shm_add(&c->l->stats->handshakes, 1);
-    if (SSL_session_reused(c->ssl))
-        shm_add(&c->l->stats->handshakes_resumed, 1);
+    shm_count_handshake(c->l->stats, SSL_version(c->ssl), SSL_session_reused(c->ssl) == 1,
+                        c->t_handshake - c->t_accept);
     return c->http != NULL ? CONN_ST_READ_HEAD : CONN_ST_PICK;
 }
 
@@ -398,6 +396,8 @@ static int http_fields(const struct conn *c, char *dst, size_t len, ev_tstamp no
 /* One JSON line per tcp_ssl connection or https request. */
 void conn_access_log(struct conn *c)
 {
+    if (c->http != NULL && c->http->t_req > 0)
+        shm_count_request(c->l->stats, c->http->status, ev_now(c->w->loop) - c->http->t_req);
     if (!log_access_enabled())
         return;
     struct tls_info info;
@@ -466,9 +466,7 @@ static void conn_free(struct conn *c)
     c->b2c.r = c->b2c.w = 0;
     conn_buf_put(w, &c->c2b);
     conn_buf_put(w, &c->b2c);
-    shm_add(&c->l->stats->bytes_in, c->bytes_in);
-    shm_add(&c->l->stats->bytes_out, c->bytes_out);
-    atomic_fetch_sub_explicit(&c->l->stats->conns_active, 1, memory_order_relaxed);
+    shm_count_close(c->l->stats, c->bytes_in, c->bytes_out);
 
     if (c->prev != NULL)
         c->prev->next = c->next;

@@ -70,7 +70,7 @@ struct conn {
     ev_tstamp last_activity;
     ev_tstamp t_accept, t_handshake;
     int target;     /* index into the group, -1 before PICK */
-    uint32_t tried; /* bit i: target i failed to connect (first 32 targets) */
+    uint64_t tried; /* bit i: target i failed to connect (groups have at most 64) */
     unsigned n_tried;
     struct net_addr peer;  /* the client */
     struct net_addr local; /* the address it connected to */
@@ -80,6 +80,8 @@ struct conn {
     ev_tstamp relay_timeout;              /* seconds of silence allowed in RELAY */
     const struct cfg_target_group *group; /* borrowed: where target points */
     struct http_conn *http;               /* owned; https/http listeners only */
+    int lb_target;                        /* counted as in use by lb, -1 when none */
+    const struct cfg_target_group *lb_group; /* borrowed: lb_target's group */
 };
 
 /* The HTTP side of a connection (http.c). */
@@ -119,7 +121,7 @@ struct worker {
     ev_timer drain_timer;
     ev_timer accept_pause; /* accept paused after EMFILE */
     ev_signal sig_term, sig_quit, sig_usr1, sig_hup;
-    struct lb_wrr *wrr;  /* owned, one per target group of cfg */
+    struct lb_state *lb; /* owned picker state for cfg's target groups */
     struct bpool *bpool; /* owned idle backend connections */
     uint8_t **pool;      /* owned free CONN_BUF_SIZE blocks */
     size_t n_pool;
@@ -151,8 +153,9 @@ TG_MUST_USE enum tg_status conn_cli_shutdown(struct conn *c);
 void conn_access_log(struct conn *c);
 void conn_log_rejection(struct conn *c, const char *reason, const char *detail);
 
-/* The target group's picker of this worker. */
-struct lb_wrr *conn_wrr(struct conn *c, const struct cfg_target_group *g);
+/* Target t of c->group is now in use by c (least_conn counts it until the
+ * connection leaves CONNECT and RELAY). */
+void conn_lb_begin(struct conn *c, int t);
 
 /* tcp.c: the tcp_ssl handlers, also the tunnel after a WebSocket upgrade */
 enum conn_state tcp_pick(struct conn *c);
