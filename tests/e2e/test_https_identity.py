@@ -1,0 +1,342 @@
+"""Identity to backends: forwarded headers, spoofed copies removed, RFC 9440
+Client-Cert and Client-Cert-Chain, X-Client-*; mutual required and
+optional; Host/SNI 421; SNI certificate selection; the access log."""
+
+import base64
+import hashlib
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+import tg_certs
+import tg_http
+from tg_http import Client, hbackend, hserve, https_listener  # noqa: F401
+from tg_proc import T
+
+IDENTITY = ["X-Forwarded-Proto", "X-Forwarded-Port", "X-Real-IP", "Client-Cert",
+            "Client-Cert-Chain", "X-Client-Verify", "X-Client-Subject", "X-Client-Issuer",
+            "X-Client-Serial", "X-Client-Fingerprint"]
+SPOOF = [(n, "spoofed") for n in IDENTITY] + [("x-client-verify", "SUCCESS"),
+                                              ("X-CLIENT-SUBJECT", "CN=admin")]
+
+
+def sf_binary(value):
+    """RFC 8941 §3.3.5: ":base64:" -> bytes (strict)."""
+    assert value.startswith(":") and value.endswith(":"), value
+    return base64.b64decode(value[1:-1], validate=True)
+
+
+def ders(path):
+    return [c.public_bytes(serialization.Encoding.DER) for c in tg_certs.load_certs(path)]
+
+
+def one(tg, pki, cert=None, target="/", host="localhost", sni="localhost", headers=()):
+    with Client(tg.addr(), pki, cert=cert, sni=sni) as c:
+        return c.request("GET", target, host=host, headers=headers), c.port
+
+
+@pytest.mark.parametrize("mode", ["one-way", "mutual"])
+def test_forwarded_headers(hserve, pki, mode):
+    tg, be = hserve(https_listener(mode=mode, client_auth="optional" if mode == "mutual" else None))
+    cert = pki.client("alice") if mode == "mutual" else None
+    r, port = one(tg, pki, cert=cert, headers=[("X-Forwarded-For", "203.0.113.7, 10.0.0.1")])
+    assert r.status == 200
+    req = be.reqs()[0]
+    assert req.get("X-Forwarded-For") == "203.0.113.7, 10.0.0.1, 127.0.0.1"
+    assert req.get("X-Forwarded-Proto") == "https"
+    assert req.get("X-Forwarded-Port") == str(tg.addr()[1])
+    assert req.get("X-Real-IP") == "127.0.0.1"
+    # twin: without a client X-Forwarded-For there is exactly our address
+    r, _ = one(tg, pki, cert=cert)
+    assert be.reqs()[1].get("X-Forwarded-For") == "127.0.0.1"
+
+
+def test_forwarded_for_joins_repeated_headers(hserve, pki):
+    tg, be = hserve()
+    one(tg, pki, headers=[("X-Forwarded-For", "192.0.2.1"), ("X-Forwarded-For", "192.0.2.2")])
+    assert be.reqs()[0].all("X-Forwarded-For") == ["192.0.2.1, 192.0.2.2, 127.0.0.1"]
+
+
+@pytest.mark.parametrize("mode", ["one-way", "mutual-optional", "mutual-required"])
+def test_spoofed_identity_headers_removed(hserve, pki, mode):
+    if mode == "one-way":
+        tg, be = hserve(https_listener())
+        cert = None
+    else:
+        tg, be = hserve(https_listener(mode="mutual", client_auth=mode.split("-")[1]))
+        cert = pki.client("bob")
+    r, _ = one(tg, pki, cert=cert, headers=SPOOF)
+    assert r.status == 200
+    req = be.reqs()[0]
+    for name in IDENTITY:
+        for v in req.all(name):
+            assert v != "spoofed", f"{name}: the client's copy reached the backend"
+        assert len(req.all(name)) <= 1, f"{name} twice: {req.all(name)}"
+    assert req.get("X-Client-Verify") == ("NONE" if cert is None else "SUCCESS")
+    if cert is None:
+        assert req.all("X-Client-Subject") == [] and req.all("Client-Cert") == []
+    else:
+        assert "CN=bob" in req.get("X-Client-Subject")
+    # The real address is ours, never the client's claim.
+    assert req.get("X-Real-IP") == "127.0.0.1"
+
+
+def test_spoof_removal_twin_other_headers_pass(hserve, pki):
+    """Headers that only look alike pass: removal is by exact name."""
+    tg, be = hserve()
+    keep = [("X-Forwarded-Host", "h.example"), ("X-Clientele", "yes"), ("Client-Certainty", "1"),
+            ("X-Real-IPv6", "::1")]
+    one(tg, pki, headers=keep)
+    req = be.reqs()[0]
+    for n, v in keep:
+        assert req.get(n) == v, n
+
+
+def test_client_cert_headers(hserve, pki):
+    tg, be = hserve(https_listener(mode="mutual"))
+    cert = pki.client("alice")
+    r, _ = one(tg, pki, cert=cert)
+    assert r.status == 200
+    req = be.reqs()[0]
+    sent = ders(cert[0])
+    assert len(sent) >= 2, "alice.crt should carry its intermediate"
+    assert sf_binary(req.get("Client-Cert")) == sent[0]
+    chain = [sf_binary(v.strip()) for v in req.get("Client-Cert-Chain").split(",")]
+    assert chain == sent[1:]
+    leaf = x509.load_der_x509_certificate(sent[0])
+    assert req.get("X-Client-Verify") == "SUCCESS"
+    assert "CN=alice" in req.get("X-Client-Subject")
+    issuer_cn = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert issuer_cn in req.get("X-Client-Issuer")
+    serial = req.get("X-Client-Serial").replace(":", "").lower()
+    assert int(serial, 16) == leaf.serial_number
+    fp = req.get("X-Client-Fingerprint").replace(":", "").lower()
+    assert fp == hashlib.sha256(sent[0]).hexdigest()
+    # twin: another client gets its own certificate, not alice's
+    r, _ = one(tg, pki, cert=pki.client("bob"))
+    req2 = be.reqs()[1]
+    assert sf_binary(req2.get("Client-Cert")) == ders(pki.client("bob")[0])[0]
+    assert sf_binary(req2.get("Client-Cert")) != sent[0]
+
+
+def test_client_cert_per_request_on_keepalive(hserve, pki):
+    tg, be = hserve(https_listener(mode="mutual"))
+    with Client(tg.addr(), pki, cert=pki.client("alice")) as c:
+        for i in range(3):
+            assert c.request("GET", f"/{i}").status == 200
+    reqs = be.reqs()
+    assert len(reqs) == 3
+    for req in reqs:
+        assert req.get("X-Client-Verify") == "SUCCESS" and req.get("Client-Cert")
+
+
+def test_mutual_optional_without_cert(hserve, pki):
+    tg, be = hserve(https_listener(mode="mutual", client_auth="optional"))
+    r, _ = one(tg, pki)
+    assert r.status == 200
+    req = be.reqs()[0]
+    assert req.get("X-Client-Verify") == "NONE"
+    assert req.all("Client-Cert") == [] and req.all("X-Client-Subject") == []
+
+
+@pytest.mark.parametrize("kind,reason", [("expired", "cert_expired"),
+                                         ("self_signed", "self_signed"),
+                                         ("foreign", "unknown_ca"),
+                                         ("revoked", "cert_revoked")])
+def test_mutual_optional_bad_cert_goes_to_backend_as_failed(hserve, pki, foreign_pki, bad_certs,
+                                                            kind, reason):
+    tg, be = hserve(https_listener(mode="mutual", client_auth="optional"))
+    cert = {"foreign": foreign_pki.client("alice"),
+            "revoked": pki.client("revoked")}.get(kind) or bad_certs[kind]
+    r, _ = one(tg, pki, cert=cert)
+    assert r.status == 200
+    req = be.reqs()[0]
+    assert req.get("X-Client-Verify") == f"FAILED:{reason}"
+    assert sf_binary(req.get("Client-Cert")) == ders(cert[0])[0]
+
+
+@pytest.mark.parametrize("kind", ["none", "expired", "foreign"])
+def test_mutual_required_refuses_and_backend_sees_nothing(hserve, pki, foreign_pki, bad_certs,
+                                                          kind):
+    tg, be = hserve(https_listener(mode="mutual", client_auth="required"))
+    cert = {"none": None, "expired": bad_certs["expired"],
+            "foreign": foreign_pki.client("alice")}[kind]
+    with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
+        with Client(tg.addr(), pki, cert=cert) as c:
+            c.request("GET", "/")
+    rej = tg.wait_rejection()
+    assert rej["reason"] in ("no_client_cert", "cert_expired", "unknown_ca")
+    # barrier: a good client is served, and it is the only request
+    r, _ = one(tg, pki, cert=pki.client("alice"))
+    assert r.status == 200
+    assert be.count() == 1 and len(be.reqs()) == 1
+
+
+def test_host_sni_mismatch_421_on_mutual(hserve, pki):
+    tg, be = hserve(https_listener(mode="mutual"))
+    cert = pki.client("alice")
+    r, port = one(tg, pki, cert=cert, host="other.example.test")
+    assert r.status == 421
+    assert len(be.reqs()) == 0
+    ev = tg.wait_event("http_error", status="421")
+    assert ev[0]["client"].endswith(f":{port}")
+    # twins: matching Host (any case, with a port) passes
+    for host in ("localhost", "LOCALHOST", f"localhost:{tg.addr()[1]}"):
+        r, _ = one(tg, pki, cert=cert, host=host)
+        assert r.status == 200, host
+    assert len(be.reqs()) == 3
+
+
+def test_host_sni_mismatch_second_request_on_connection(hserve, pki):
+    """The check is per request: a connection cannot switch hosts later."""
+    tg, be = hserve(https_listener(mode="mutual"))
+    with Client(tg.addr(), pki, cert=pki.client("alice")) as c:
+        assert c.request("GET", "/a").status == 200
+        assert c.request("GET", "/b", host="evil.example.test").status == 421
+    assert [q.target for q in be.reqs()] == ["/a"]
+
+
+def test_host_sni_mismatch_allowed_on_one_way(hserve, pki):
+    """Twin: one-way listeners do not tie Host to SNI."""
+    tg, be = hserve(https_listener())
+    r, _ = one(tg, pki, host="other.example.test")
+    assert r.status == 200 and be.reqs()[0].get("Host") == "other.example.test"
+
+
+# ---- SNI certificate selection ----
+
+@pytest.fixture(scope="module")
+def sni_certs(tmp_path_factory, pki):
+    d = tmp_path_factory.mktemp("sni")
+    inter = tg_certs.load_cert(pki.path("intermediate.crt"))
+    key = serialization.load_pem_private_key(Path(pki.path("intermediate.key")).read_bytes(),
+                                             password=None)
+    out = {}
+    for name, sans in (("exact", ["api.example.test"]), ("wild", ["*.wild.example.test"])):
+        crt, k = tg_certs.make_cert(d, name, issuer_cert=inter, issuer_key=key, chain=(inter,),
+                                    eku=(ExtendedKeyUsageOID.SERVER_AUTH,), sans=sans)
+        out[name] = {"cert": crt, "key": k}
+    return out
+
+
+def sni_cfg(pki, sni_certs, hb, strict=False):
+    certs = dict(pki.certificates())
+    certs.update(sni_certs)
+    tls_extra = {"strict_sni": True} if strict else None
+    return {"certificates": certs, "target_groups": {"g": {"targets": [{"address": hb.address}]}},
+            "listeners": [https_listener(certs=("ecdsa", "exact", "wild"), tls_extra=tls_extra)]}
+
+
+def served_cert(addr, pki, sni):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(addr, timeout=T(10)) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as s:
+            return x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+
+
+def sans_of(cert):
+    return cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+@pytest.mark.parametrize("sni,want", [
+    ("api.example.test", ["api.example.test"]),
+    ("x.wild.example.test", ["*.wild.example.test"]),
+    ("localhost", ["localhost"]),
+    ("unknown.example.test", ["localhost"]),       # not strict: the first certificate
+    (None, ["localhost"]),
+])
+def test_sni_selects_certificate(tollgate, hbackend, pki, sni_certs, sni, want):
+    tg = tollgate(sni_cfg(pki, sni_certs, hbackend()))
+    assert sans_of(served_cert(tg.addr(), pki, sni)) == want
+
+
+def test_sni_selected_certificate_verifies_with_curl(tollgate, hbackend, pki, sni_certs):
+    hb = hbackend()
+    tg = tollgate(sni_cfg(pki, sni_certs, hb))
+    port = tg.addr()[1]
+    for name in ("api.example.test", "a.wild.example.test"):
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                              "--cacert", pki.path("root.crt"),
+                              "--resolve", f"{name}:{port}:127.0.0.1", f"https://{name}:{port}/"],
+                             capture_output=True, text=True, timeout=T(20))
+        assert out.stdout == "200", out.stderr
+    # twin: the wildcard covers one label only
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--cacert", pki.path("root.crt"),
+                          "--resolve", f"a.b.wild.example.test:{port}:127.0.0.1",
+                          f"https://a.b.wild.example.test:{port}/"],
+                         capture_output=True, text=True, timeout=T(20))
+    assert out.returncode != 0
+
+
+def test_strict_sni_refuses_unknown(tollgate, hbackend, pki, sni_certs):
+    hb = hbackend()
+    tg = tollgate(sni_cfg(pki, sni_certs, hb, strict=True))
+    raw = socket.create_connection(tg.addr(), timeout=T(10))
+    port = raw.getsockname()[1]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        ctx.wrap_socket(raw, server_hostname="unknown.example.test")
+    raw.close()
+    e = tg.wait_rejection(port)
+    assert e["reason"] == "unknown_sni" and e["sni"] == "unknown.example.test"
+    assert len(tg.rejections(port)) == 1
+    # twin: a known name still works, and nothing reached the backend before it
+    assert sans_of(served_cert(tg.addr(), pki, "x.wild.example.test")) == ["*.wild.example.test"]
+    with Client(tg.addr(), pki, sni="api.example.test") as c:
+        assert c.request("GET", "/", host="api.example.test").status == 200
+    assert hb.count() == 1
+
+
+# ---- access log ----
+
+def test_access_log_line_per_request(hserve, pki):
+    tg, be = hserve(https_listener(mode="mutual", rules=[{"path": "/fixed",
+                                                          "respond": {"status": 202}}]))
+    with Client(tg.addr(), pki, cert=pki.client("alice")) as c:
+        port = c.port
+        assert c.request("GET", "/one?x=1").status == 200
+        assert c.request("POST", "/two", body=b"abc").status == 200
+        assert c.request("GET", "/fixed").status == 202
+    recs = tg.wait_access(lambda r: r["client"].endswith(f":{port}"), count=3)
+    assert len(recs) == 3, recs
+    by_path = {r["path"]: r for r in recs}
+    assert set(by_path) == {"/one?x=1", "/two", "/fixed"}
+    one_ = by_path["/one?x=1"]
+    assert one_["method"] == "GET" and one_["status"] == 200
+    assert by_path["/two"]["method"] == "POST" and by_path["/fixed"]["status"] == 202
+    assert by_path["/fixed"]["target"] == ""
+    for r in recs:
+        assert r["listener"] == "main" and r["client"] == f"127.0.0.1:{port}"
+        assert r["sni"] == "localhost" and r["tls_version"].startswith("TLSv1.")
+        assert r["cipher"] and r["resumed"] is False
+        assert "CN=alice" in r["client_subject"] and r["client_issuer"]
+        assert r["client_serial"] and r["client_fingerprint"]
+        assert r["client_verify"] == "SUCCESS"
+        for k in ("handshake_ms", "bytes_in", "bytes_out", "duration_ms", "upstream_ms"):
+            assert isinstance(r[k], (int, float)) and r[k] >= 0, k
+        assert "time" in r
+    assert one_["target"] == be.address
+    fp = one_["client_fingerprint"].replace(":", "").lower()
+    assert fp == hashlib.sha256(ders(pki.client("alice")[0])[0]).hexdigest()
+
+
+def test_access_log_refused_request_has_status(hserve, pki):
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        port = c.port
+        c.send(b"GET / HTTP/1.1\r\n\r\n")
+        r = c.response()
+    assert r.status == 400
+    rec = tg.wait_access(lambda r: r["client"].endswith(f":{port}"))[0]
+    assert rec["status"] == 400 and rec["target"] == ""
