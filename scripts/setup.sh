@@ -7,7 +7,7 @@ PKGS=(
     build-essential cmake pkg-config clang-format
     libssl-dev openssl libev-dev libfyaml-dev node-llhttp libjansson-dev libcmocka-dev
     python3 python3-pytest python3-cryptography curl gnutls-bin
-    haproxy nginx libnginx-mod-stream wrk nghttp2-client linux-perf
+    haproxy nginx libnginx-mod-stream wrk nghttp2-client linux-perf prometheus
 )
 
 missing=()

@@ -48,8 +48,8 @@ struct shm_listener_stats {
     _Atomic uint64_t handshakes;
     _Atomic uint64_t handshakes_resumed;
     _Atomic uint64_t handshake_failures;
-    _Atomic uint64_t bytes_in;  /* from clients */
-    _Atomic uint64_t bytes_out; /* to clients */
+    _Atomic uint64_t bytes_in;                        /* from clients */
+    _Atomic uint64_t bytes_out;                       /* to clients */
     _Atomic uint64_t hs_by_version[SHM_TLS_COUNT][2]; /* [version][resumed] */
     _Atomic uint64_t hs_failures[SHM_REASON_COUNT];
     _Atomic uint64_t requests[SHM_STATUS_COUNT]; /* by status - SHM_STATUS_MIN */
@@ -98,8 +98,7 @@ size_t shm_reason_index(const char *reason);
  * is written. All take the listener's slot of the current generation. */
 void shm_count_accept(struct shm_listener_stats *s);
 void shm_count_close(struct shm_listener_stats *s, uint64_t bytes_in, uint64_t bytes_out);
-void shm_count_handshake(struct shm_listener_stats *s, int protocol, bool resumed,
-                         double seconds);
+void shm_count_handshake(struct shm_listener_stats *s, int protocol, bool resumed, double seconds);
 void shm_count_handshake_failure(struct shm_listener_stats *s, const char *reason);
 /* An https/http request answered with status (ignored unless 100..599). */
 void shm_count_request(struct shm_listener_stats *s, unsigned status, double seconds);

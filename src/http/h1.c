@@ -72,6 +72,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     struct h1 *h = self(p);
     struct http_head *hd = h->hd;
     bool fresh = h->last_cb != CB_VALUE;
+    /* RFC 9110 §5.1: a field name is one or more tchar; a value with no
+     * name before it is refused, never attached to the previous field. */
+    if (hd->n_headers == 0 || (fresh && h->last_cb != CB_FIELD))
+        return refuse(h, h->is_request ? 400 : 502, "header field without a name");
     span_extend(h, &hd->h[hd->n_headers - 1].value, at, len, fresh);
     h->last_cb = CB_VALUE;
     return 0;
@@ -79,12 +83,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 
 /*
  * Trims trailing whitespace; returns false on a value that spans a line break,
- * which is obs-fold (RFC 9112 §5.2): refused rather than unfolded.
+ * which is obs-fold (RFC 9112 §5.2): refused rather than unfolded, and on an
+ * empty field name (RFC 9110 §5.1).
  */
 static bool trim_values(struct http_head *hd)
 {
     for (size_t i = 0; i < hd->n_headers; i++) {
         struct http_span *v = &hd->h[i].value;
+        if (hd->h[i].name.len == 0)
+            return false;
         if (memchr(hd->base + v->off, '\n', v->len) || memchr(hd->base + v->off, '\r', v->len))
             return false;
         while (v->len > 0 &&
@@ -149,7 +156,7 @@ static int on_headers_complete(llhttp_t *p)
     hd->method = p->method;
     hd->status = p->status_code;
     if (!trim_values(hd))
-        return refuse(h, h->is_request ? 400 : 502, "obs-fold in header field");
+        return refuse(h, h->is_request ? 400 : 502, "obs-fold or empty name in header field");
     if (decide_body(h) != 0)
         return -1;
     hd->keep_alive = llhttp_should_keep_alive(p) != 0;

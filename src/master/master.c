@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "core/shm.h"
@@ -38,6 +39,7 @@ struct gen {
     unsigned n_workers;
     unsigned n_alive;
     bool is_retiring;
+    double loaded_at; /* wall clock */
     struct gen *next;
 };
 
@@ -49,6 +51,7 @@ struct master {
     struct lsock *socks;
     unsigned next_gen;
     bool is_stopping;
+    struct admin *admin; /* owned; NULL in workers */
     ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_usr1;
     ev_child child;
     ev_timer respawn;
@@ -154,6 +157,7 @@ static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
         g->pls[i].fd = g->socks[i]->fd;
     }
     g->id = ++m->next_gen;
+    g->loaded_at = ev_time();
     return g;
 fail:
     gen_free(m, g);
@@ -183,6 +187,8 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
     ev_signal_stop(m->loop, &m->sig_usr1);
     ev_child_stop(m->loop, &m->child);
     ev_timer_stop(m->loop, &m->respawn);
+    admin_free(m->admin);
+    m->admin = NULL;
     ev_loop_fork(m->loop);
     for (struct lsock *s = m->socks; s != NULL; s = s->next) {
         bool mine = false;
@@ -245,20 +251,31 @@ static void apply_logging(const struct config *cfg)
         log_warn("event=access_log_unavailable path=%s action=keep_previous", cfg->access_log);
 }
 
-static void reload(struct master *m)
+/* SIGHUP and POST /reload. True when the new config serves; its errors and
+ * warnings go to out when not NULL. */
+static bool reload(struct master *m, struct diag *out)
 {
-    struct diag d;
-    diag_init(&d);
+    struct diag local;
+    diag_init(&local);
+    struct diag *d = out != NULL ? out : &local;
+    admin_sd_notify("RELOADING=1");
     log_info("event=reload_start config=%s", m->config_path);
-    struct gen *g = gen_new(m, m->config_path, &d);
-    log_diag(&d);
+    struct gen *g = gen_new(m, m->config_path, d);
+    if (g != NULL && m->admin != NULL && admin_configure(m->admin, g->cfg, d) != TG_OK) {
+        gen_free(m, g);
+        g = NULL;
+    }
+    log_diag(d);
     if (g == NULL) {
         log_err("event=reload result=failed errors=%zu action=keep_serving generation=%u",
-                d.n_errors, m->gens ? m->gens->id : 0);
-        diag_fini(&d);
-        return;
+                d->n_errors, m->gens ? m->gens->id : 0);
+        diag_fini(&local);
+        admin_note_reload(m->admin, false, ev_time());
+        admin_sd_notify("READY=1\nSTATUS=reload failed; serving the previous configuration");
+        return false;
     }
-    diag_fini(&d);
+    diag_fini(&local);
+    admin_note_reload(m->admin, true, ev_time());
     apply_logging(g->cfg);
     struct gen *old = m->gens;
     g->next = old;
@@ -269,6 +286,8 @@ static void reload(struct master *m)
         gen_signal(old, SIGTERM);
     }
     log_info("event=reload result=ok generation=%u", g->id);
+    admin_sd_notify("READY=1\nSTATUS=serving");
+    return true;
 }
 
 static void stop(struct master *m, const char *why)
@@ -276,6 +295,8 @@ static void stop(struct master *m, const char *why)
     if (m->is_stopping)
         return;
     m->is_stopping = true;
+    admin_sd_notify("STOPPING=1");
+    admin_set_draining(m->admin);
     log_info("event=master_stopping reason=%s", why);
     /* New clients are refused at once rather than queued on a socket no
      * process will accept from again. */
@@ -300,7 +321,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     switch (s->signum) {
     case SIGHUP:
         if (!m->is_stopping)
-            reload(m);
+            (void)reload(m, NULL);
         break;
     case SIGUSR1:
         log_access_reopen();
@@ -360,6 +381,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
             if (g->is_retiring && g->n_alive == 0) {
                 *pg = g->next;
                 log_info("event=generation_retired generation=%u", g->id);
+                admin_retire(m->admin, g->cfg, g->stats);
                 gen_free(m, g);
                 if (m->is_stopping && m->gens == NULL)
                     ev_break(loop, EVBREAK_ALL);
@@ -374,6 +396,50 @@ static void watch_signal(struct master *m, ev_signal *s, int signum)
     ev_signal_init(s, signal_cb, signum);
     s->data = m;
     ev_signal_start(m->loop, s);
+}
+
+static size_t admin_generations(void *ctx, struct admin_gen *out, size_t max)
+{
+    struct master *m = ctx;
+    size_t n = 0;
+    for (struct gen *g = m->gens; g != NULL && n < max; g = g->next) {
+        out[n].id = g->id;
+        out[n].cfg = g->cfg;
+        out[n].stats = g->stats;
+        out[n].is_retiring = g->is_retiring;
+        out[n].loaded_at = g->loaded_at;
+        n++;
+    }
+    return n;
+}
+
+static bool admin_reload(void *ctx, struct diag *d)
+{
+    struct master *m = ctx;
+    return !m->is_stopping && reload(m, d);
+}
+
+/* The admin endpoint of the first generation; refuses to start without it. */
+static enum tg_status start_admin(struct master *m, struct gen *g)
+{
+    struct admin_ops ops = {
+        .ctx = m,
+        .generations = admin_generations,
+        .reload = admin_reload,
+    };
+    m->admin = admin_new(m->loop, &ops);
+    struct diag d;
+    diag_init(&d);
+    if (m->admin == NULL || admin_configure(m->admin, g->cfg, &d) != TG_OK) {
+        if (m->admin == NULL)
+            diag_add(&d, DIAG_ERROR, NULL, 0, 0, NULL, "out of memory");
+        diag_print(&d, stderr);
+        fprintf(stderr, "tollgate: %s: admin endpoint unavailable; not started\n", g->cfg->path);
+        diag_fini(&d);
+        return TG_E_CONFIG;
+    }
+    diag_fini(&d);
+    return TG_OK;
 }
 
 static const char *config_arg(int argc, char **argv)
@@ -421,8 +487,15 @@ int master_run_config(const char *path)
     m.respawn.data = &m;
 
     m.gens = g;
+    if (start_admin(&m, g) != TG_OK) {
+        gen_free(&m, g);
+        return 1;
+    }
     gen_start(&m, g);
+    admin_sd_notify("READY=1\nSTATUS=serving");
     ev_run(m.loop, 0);
+    admin_free(m.admin);
+    m.admin = NULL;
     while (m.socks != NULL) {
         struct lsock *s = m.socks;
         m.socks = s->next;

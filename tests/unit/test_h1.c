@@ -116,6 +116,8 @@ static void test_smuggling_refused(void **state)
         "GET / HTTP/1.1\nHost: h\n\n",
         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
         "GET / HTTP/9.9\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n",
+        "GET / HTTP/1.1\r\n: v\r\nHost: h\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct parsed p;
@@ -124,6 +126,18 @@ static void test_smuggling_refused(void **state)
             fail_msg("accepted case %zu: %s", i, bad[i]);
         assert_int_equal(p.h.err_status, 400);
     }
+}
+
+/* Twin of the empty-name cases: a one-character name is a name. */
+static void test_short_header_name_accepted(void **state)
+{
+    (void)state;
+    struct parsed p;
+    parse_request(&p, "GET / HTTP/1.1\r\nX: v\r\nHost: h\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_int_equal(p.hd.n_headers, 2);
+    span_is(&p.hd, p.hd.h[0].name, "X");
+    span_is(&p.hd, p.hd.h[0].value, "v");
 }
 
 static void test_limits(void **state)
@@ -251,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_chunked_body_ends_exactly),
         cmocka_unit_test(test_bad_chunk_refused),
         cmocka_unit_test(test_smuggling_refused),
+        cmocka_unit_test(test_short_header_name_accepted),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_chunked_over_max_body),
         cmocka_unit_test(test_responses),

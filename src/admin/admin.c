@@ -1,0 +1,781 @@
+#include "admin/admin.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/internal.h"
+#include "core/log.h"
+#include "http/http.h"
+
+#define ADMIN_MAX_CONNS 64
+#define ADMIN_REQ_MAX   8192
+#define ADMIN_TIMEOUT   5.0
+#define ADMIN_MAX_GENS  16
+
+/* One admin client: read one request head, write one answer, close. */
+struct admin_conn {
+    struct admin *a; /* borrowed */
+    struct admin_conn *prev, *next;
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    struct h1 parser;
+    struct http_head head;
+    char in[ADMIN_REQ_MAX];
+    size_t in_len;
+    struct admin_out out; /* the whole answer */
+    size_t sent;
+    char peer[64];
+};
+
+/* Counters of a listener that no live generation has any more, or of the
+ * retired generations of one that still exists (by listener name). */
+struct admin_total {
+    char *listener; /* owned */
+    struct shm_listener_stats s;
+    struct admin_total *next;
+};
+
+struct admin {
+    struct ev_loop *loop;
+    struct admin_ops ops;
+    int fd;
+    struct net_addr addr;
+    ev_io accept_w;
+    struct admin_conn *conns;
+    size_t n_conns;
+    bool is_draining;
+    uint64_t reloads_ok, reloads_failed;
+    double last_reload_ok; /* wall clock; 0 = never */
+    struct admin_total *totals;
+    struct admin_certs certs; /* of the current generation */
+};
+
+static void conn_free(struct admin_conn *c)
+{
+    struct admin *a = c->a;
+    ev_io_stop(a->loop, &c->io);
+    ev_timer_stop(a->loop, &c->timer);
+    if (c->fd >= 0)
+        close(c->fd);
+    admin_out_fini(&c->out);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    a->n_conns--;
+    free(c);
+}
+
+static void listen_stop(struct admin *a)
+{
+    if (a->fd < 0)
+        return;
+    ev_io_stop(a->loop, &a->accept_w);
+    close(a->fd);
+    a->fd = -1;
+}
+
+/* ---- answers ---- */
+
+static const char *status_text(unsigned status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+/* Replaces whatever c->out holds with a full response around body. */
+static void respond(struct admin_conn *c, unsigned status, const char *ctype, const char *allow,
+                    const char *body, size_t body_len, bool head_only)
+{
+    admin_out_fini(&c->out);
+    admin_out_printf(&c->out,
+                     "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n%s%s%sConnection: close\r\n\r\n",
+                     status, status_text(status), ctype, body_len, allow ? "Allow: " : "",
+                     allow ? allow : "", allow ? "\r\n" : "");
+    if (!head_only && body_len > 0 && !c->out.failed) {
+        admin_out_printf(&c->out, "%.*s", (int)body_len, body);
+    }
+}
+
+static void respond_text(struct admin_conn *c, unsigned status, const char *body)
+{
+    respond(c, status, "text/plain; charset=utf-8", NULL, body, strlen(body), false);
+}
+
+static void respond_json(struct admin_conn *c, unsigned status, json_t *doc, bool head_only)
+{
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    size_t n = strlen(text);
+    /* A trailing newline is kinder to curl users. */
+    char *full = malloc(n + 2);
+    if (full == NULL) {
+        free(text);
+        respond_text(c, 500, "out of memory\n");
+        return;
+    }
+    memcpy(full, text, n);
+    full[n] = '\n';
+    full[n + 1] = '\0';
+    respond(c, status, "application/json", NULL, full, n + 1, head_only);
+    free(full);
+    free(text);
+}
+
+static json_t *diag_json(const struct diag *d, enum diag_level level)
+{
+    json_t *arr = json_array();
+    char line[2048];
+    for (size_t i = 0; arr != NULL && i < d->n; i++) {
+        if (d->v[i].level != level)
+            continue;
+        diag_format(d, i, line, sizeof(line));
+        json_array_append_new(arr, json_string(line));
+    }
+    return arr;
+}
+
+static void handle_reload(struct admin_conn *c)
+{
+    struct admin *a = c->a;
+    if (a->is_draining) {
+        json_t *doc = json_pack("{s:s,s:s}", "result", "refused", "reason", "draining");
+        respond_json(c, 503, doc, false);
+        return;
+    }
+    struct diag d;
+    diag_init(&d);
+    log_info("event=admin_reload client=%s", c->peer);
+    bool ok = a->ops.reload(a->ops.ctx, &d);
+    unsigned gen = 0;
+    struct admin_gen g;
+    if (a->ops.generations(a->ops.ctx, &g, 1) == 1)
+        gen = g.id;
+    json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "result", ok ? "ok" : "failed", "generation",
+                            (json_int_t)gen, "errors", diag_json(&d, DIAG_ERROR), "warnings",
+                            diag_json(&d, DIAG_WARNING));
+    diag_fini(&d);
+    respond_json(c, ok ? 200 : 409, doc, false);
+}
+
+static void handle_metrics(struct admin_conn *c, bool head_only)
+{
+    struct admin_out body = {0};
+    admin_metrics(c->a, &body);
+    if (body.failed)
+        respond_text(c, 500, "out of memory\n");
+    else
+        respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body.p ? body.p : "",
+                body.len, head_only);
+    admin_out_fini(&body);
+}
+
+static void handle(struct admin_conn *c)
+{
+    struct http_head *hd = &c->head;
+    const char *target = http_span_ptr(hd, hd->target);
+    size_t tlen = hd->target.len;
+    const char *q = memchr(target, '?', tlen);
+    if (q != NULL)
+        tlen = (size_t)(q - target);
+    bool is_get = hd->method == HTTP_GET, is_head = hd->method == HTTP_HEAD;
+    bool is_post = hd->method == HTTP_POST;
+    char path[64];
+    snprintf(path, sizeof(path), "%.*s", (int)(tlen < 63 ? tlen : 63), target);
+    log_debug("event=admin_request client=%s method=%.*s path=%s", c->peer, (int)hd->method_s.len,
+              http_span_ptr(hd, hd->method_s), path);
+
+    if (strcmp(path, "/reload") == 0) {
+        if (!is_post)
+            respond(c, 405, "text/plain; charset=utf-8", "POST", "use POST\n", 9, false);
+        else
+            handle_reload(c);
+        return;
+    }
+    bool known = strcmp(path, "/metrics") == 0 || strcmp(path, "/status") == 0 ||
+                 strcmp(path, "/healthz") == 0;
+    if (!known) {
+        respond_text(c, 404, "not found; try /metrics, /status, /healthz or POST /reload\n");
+        return;
+    }
+    if (!is_get && !is_head) {
+        respond(c, 405, "text/plain; charset=utf-8", "GET, HEAD", "use GET\n", 8, false);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        handle_metrics(c, is_head);
+    } else if (strcmp(path, "/status") == 0) {
+        respond_json(c, 200, admin_status_json(c->a), is_head);
+    } else if (c->a->is_draining) {
+        respond(c, 503, "text/plain; charset=utf-8", NULL, "draining\n", 9, is_head);
+    } else {
+        respond(c, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3, is_head);
+    }
+}
+
+/* ---- connections ---- */
+
+static void conn_write(struct admin_conn *c)
+{
+    while (c->sent < c->out.len) {
+        ssize_t n = send(c->fd, c->out.p + c->sent, c->out.len - c->sent, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            ev_io_stop(c->a->loop, &c->io);
+            ev_io_set(&c->io, c->fd, EV_WRITE);
+            ev_io_start(c->a->loop, &c->io);
+            return;
+        }
+        if (n <= 0) {
+            conn_free(c);
+            return;
+        }
+        c->sent += (size_t)n;
+    }
+    shutdown(c->fd, SHUT_WR);
+    conn_free(c);
+}
+
+static void conn_read(struct admin_conn *c)
+{
+    for (;;) {
+        if (c->in_len == sizeof(c->in)) {
+            respond_text(c, 400, "request head too large\n");
+            break;
+        }
+        ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            conn_free(c);
+            return;
+        }
+        c->in_len += (size_t)n;
+        enum tg_status st = h1_head(&c->parser, &c->head, c->in, c->in_len);
+        if (st == TG_E_AGAIN)
+            continue;
+        if (st != TG_OK) {
+            log_info("event=admin_bad_request client=%s reason=\"%s\"", c->peer,
+                     c->parser.err_reason ? c->parser.err_reason : "malformed");
+            respond_text(c, 400, "bad request\n");
+            break;
+        }
+        handle(c);
+        break;
+    }
+    if (c->out.failed) {
+        conn_free(c);
+        return;
+    }
+    conn_write(c);
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    struct admin_conn *c = io->data;
+    if (revents & EV_WRITE)
+        conn_write(c);
+    else
+        conn_read(c);
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_free(t->data);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct admin *a = io->data;
+    for (int i = 0; i < 16; i++) {
+        struct net_addr peer;
+        peer.len = sizeof(peer.ss);
+        int fd =
+            accept4(a->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        struct admin_conn *c = a->n_conns < ADMIN_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+        if (c == NULL) {
+            log_warn("event=admin_refused reason=too_many_connections limit=%d", ADMIN_MAX_CONNS);
+            close(fd);
+            continue;
+        }
+        c->a = a;
+        c->fd = fd;
+        net_addr_format(&peer, c->peer, sizeof(c->peer));
+        h1_init(&c->parser, true, 0);
+        ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+        c->io.data = c;
+        ev_timer_init(&c->timer, conn_timer_cb, ADMIN_TIMEOUT, 0.);
+        c->timer.data = c;
+        ev_io_start(a->loop, &c->io);
+        ev_timer_start(a->loop, &c->timer);
+        c->next = a->conns;
+        if (a->conns != NULL)
+            a->conns->prev = c;
+        a->conns = c;
+        a->n_conns++;
+    }
+}
+
+/* ---- the object ---- */
+
+struct admin *admin_new(struct ev_loop *loop, const struct admin_ops *ops)
+{
+    struct admin *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    a->loop = loop;
+    a->ops = *ops;
+    a->fd = -1;
+    return a;
+}
+
+void admin_free(struct admin *a)
+{
+    if (a == NULL)
+        return;
+    while (a->conns != NULL)
+        conn_free(a->conns);
+    listen_stop(a);
+    while (a->totals != NULL) {
+        struct admin_total *t = a->totals;
+        a->totals = t->next;
+        free(t->listener);
+        free(t);
+    }
+    admin_certs_fini(&a->certs);
+    free(a);
+}
+
+enum tg_status admin_configure(struct admin *a, const struct config *cfg, struct diag *d)
+{
+    if (cfg->admin_listen == NULL) {
+        if (a->fd >= 0)
+            log_info("event=admin_stopped");
+        listen_stop(a);
+        return TG_OK;
+    }
+    if (a->fd >= 0 && net_addr_equal(&a->addr, &cfg->admin_addr))
+        return TG_OK;
+    int fd = -1;
+    if (net_listen(&cfg->admin_addr, 64, &fd) != TG_OK) {
+        diag_add(d, DIAG_ERROR, cfg->path, 0, 0, "admin.listen",
+                 "cannot listen on %s: %s (is another process using it?)", cfg->admin_listen,
+                 strerror(errno));
+        return TG_E_CONFIG;
+    }
+    listen_stop(a);
+    a->fd = fd;
+    a->addr = cfg->admin_addr;
+    ev_io_init(&a->accept_w, accept_cb, fd, EV_READ);
+    a->accept_w.data = a;
+    ev_io_start(a->loop, &a->accept_w);
+    char addr[64];
+    net_addr_format(&a->addr, addr, sizeof(addr));
+    log_info("event=admin_listening address=%s", addr);
+    return TG_OK;
+}
+
+void admin_set_draining(struct admin *a)
+{
+    if (a != NULL)
+        a->is_draining = true;
+}
+
+void admin_note_reload(struct admin *a, bool ok, double now)
+{
+    if (a == NULL)
+        return;
+    if (ok) {
+        a->reloads_ok++;
+        a->last_reload_ok = now;
+    } else {
+        a->reloads_failed++;
+    }
+}
+
+void admin_retire(struct admin *a, const struct config *cfg, const struct shm_stats *stats)
+{
+    if (a == NULL || cfg == NULL || stats == NULL)
+        return;
+    for (size_t i = 0; i < cfg->n_listeners && i < stats->n_listeners; i++) {
+        const char *name = cfg->listeners[i].name;
+        struct admin_total *t = a->totals;
+        while (t != NULL && strcmp(t->listener, name) != 0)
+            t = t->next;
+        if (t == NULL) {
+            t = calloc(1, sizeof(*t));
+            if (t == NULL || (t->listener = strdup(name)) == NULL) {
+                free(t);
+                log_err("event=metrics_lost listener=%s error=\"out of memory\"", name);
+                continue;
+            }
+            t->next = a->totals;
+            a->totals = t;
+        }
+        shm_listener_stats_add(&t->s, &stats->listeners[i]);
+    }
+}
+
+/* ---- /metrics ---- */
+
+/* One listener's counters summed over the retired totals and every live
+ * generation. */
+struct lsum {
+    const char *name;               /* borrowed */
+    const struct cfg_listener *cfg; /* borrowed, newest generation that has it; may be NULL */
+    struct shm_listener_stats s;    /* sums */
+    int64_t active;
+};
+
+static struct lsum *lsum_find(struct lsum *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, name) == 0)
+            return &v[i];
+    return NULL;
+}
+
+static size_t collect(struct admin *a, struct admin_gen *gens, size_t n_gens, struct lsum **out)
+{
+    size_t cap = 0, n = 0;
+    for (struct admin_total *t = a->totals; t != NULL; t = t->next)
+        cap++;
+    for (size_t g = 0; g < n_gens; g++)
+        cap += gens[g].cfg->n_listeners;
+    struct lsum *v = calloc(cap + 1, sizeof(*v));
+    if (v == NULL)
+        return 0;
+    for (size_t g = 0; g < n_gens; g++) {
+        for (size_t i = 0; i < gens[g].cfg->n_listeners && i < gens[g].stats->n_listeners; i++) {
+            const struct cfg_listener *l = &gens[g].cfg->listeners[i];
+            struct lsum *s = lsum_find(v, n, l->name);
+            if (s == NULL) {
+                s = &v[n++];
+                s->name = l->name;
+                s->cfg = l;
+            }
+            shm_listener_stats_add(&s->s, &gens[g].stats->listeners[i]);
+            s->active += atomic_load_explicit(&gens[g].stats->listeners[i].conns_active,
+                                              memory_order_relaxed);
+        }
+    }
+    for (struct admin_total *t = a->totals; t != NULL; t = t->next) {
+        struct lsum *s = lsum_find(v, n, t->listener);
+        if (s == NULL) {
+            s = &v[n++];
+            s->name = t->listener;
+        }
+        shm_listener_stats_add(&s->s, &t->s);
+    }
+    *out = v;
+    return n;
+}
+
+static void family(struct admin_out *o, const char *name, const char *type, const char *help)
+{
+    admin_out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample_start(struct admin_out *o, const char *name, const char *listener)
+{
+    admin_out_printf(o, "%s{listener=\"", name);
+    admin_label_escape(o, listener);
+    admin_out_printf(o, "\"");
+}
+
+static void sample_u64(struct admin_out *o, uint64_t v)
+{
+    admin_out_printf(o, "} %llu\n", (unsigned long long)v);
+}
+
+static void listener_metrics(struct admin_out *o, struct lsum *v, size_t n)
+{
+    family(o, "tollgate_connections_total", "counter", "Client connections accepted.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(o, "tollgate_connections_total", v[i].name);
+        sample_u64(o, shm_get(&v[i].s.conns_total));
+    }
+    family(o, "tollgate_connections_active", "gauge", "Client connections open now.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(o, "tollgate_connections_active", v[i].name);
+        admin_out_printf(o, "} %lld\n", (long long)(v[i].active > 0 ? v[i].active : 0));
+    }
+    family(o, "tollgate_connections_refused_total", "counter",
+           "Client connections closed at once because max_connections was reached.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(o, "tollgate_connections_refused_total", v[i].name);
+        sample_u64(o, shm_get(&v[i].s.conns_refused));
+    }
+    family(o, "tollgate_tls_handshakes_total", "counter",
+           "TLS handshakes completed, by protocol version and session resumption.");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].cfg != NULL && !v[i].cfg->has_tls)
+            continue;
+        for (size_t ver = 0; ver < SHM_TLS_COUNT; ver++) {
+            for (int r = 0; r < 2; r++) {
+                uint64_t x = shm_get(&v[i].s.hs_by_version[ver][r]);
+                if (x == 0 && ver != SHM_TLS_V1_2 && ver != SHM_TLS_V1_3)
+                    continue;
+                sample_start(o, "tollgate_tls_handshakes_total", v[i].name);
+                admin_out_printf(o, ",version=\"%s\",resumed=\"%s\"",
+                                 shm_tls_version_name((enum shm_tls_version)ver),
+                                 r ? "true" : "false");
+                sample_u64(o, x);
+            }
+        }
+    }
+    family(o, "tollgate_tls_handshake_failures_total", "counter",
+           "TLS handshakes refused or failed, by rejection reason.");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].cfg != NULL && !v[i].cfg->has_tls)
+            continue;
+        for (size_t r = 0; r < SHM_REASON_COUNT; r++) {
+            sample_start(o, "tollgate_tls_handshake_failures_total", v[i].name);
+            admin_out_printf(o, ",reason=\"%s\"", shm_reason_name(r));
+            sample_u64(o, shm_get(&v[i].s.hs_failures[r]));
+        }
+    }
+    family(o, "tollgate_tls_handshake_duration_seconds", "histogram",
+           "Time from accept to a completed TLS handshake.");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].cfg != NULL && !v[i].cfg->has_tls)
+            continue;
+        struct admin_out lab = {0};
+        admin_out_printf(&lab, "listener=\"");
+        admin_label_escape(&lab, v[i].name);
+        admin_out_printf(&lab, "\"");
+        if (!lab.failed)
+            admin_out_histogram(o, "tollgate_tls_handshake_duration_seconds", lab.p,
+                                &v[i].s.hs_duration);
+        admin_out_fini(&lab);
+    }
+    family(o, "tollgate_requests_total", "counter",
+           "HTTP requests answered (https and http listeners), by status code.");
+    for (size_t i = 0; i < n; i++) {
+        for (size_t code = 0; code < SHM_STATUS_COUNT; code++) {
+            uint64_t x = shm_get(&v[i].s.requests[code]);
+            if (x == 0)
+                continue;
+            sample_start(o, "tollgate_requests_total", v[i].name);
+            admin_out_printf(o, ",code=\"%zu\"", code + SHM_STATUS_MIN);
+            sample_u64(o, x);
+        }
+    }
+    family(o, "tollgate_request_duration_seconds", "histogram",
+           "Time from the first byte of a request head to the end of its response.");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].cfg != NULL && v[i].cfg->protocol == CFG_PROTO_TCP_SSL)
+            continue;
+        struct admin_out lab = {0};
+        admin_out_printf(&lab, "listener=\"");
+        admin_label_escape(&lab, v[i].name);
+        admin_out_printf(&lab, "\"");
+        if (!lab.failed)
+            admin_out_histogram(o, "tollgate_request_duration_seconds", lab.p,
+                                &v[i].s.req_duration);
+        admin_out_fini(&lab);
+    }
+    family(o, "tollgate_bytes_total", "counter",
+           "Bytes from clients (in) and to clients (out), counted when a connection closes.");
+    for (size_t i = 0; i < n; i++) {
+        sample_start(o, "tollgate_bytes_total", v[i].name);
+        admin_out_printf(o, ",direction=\"in\"");
+        sample_u64(o, shm_get(&v[i].s.bytes_in));
+        sample_start(o, "tollgate_bytes_total", v[i].name);
+        admin_out_printf(o, ",direction=\"out\"");
+        sample_u64(o, shm_get(&v[i].s.bytes_out));
+    }
+}
+
+void admin_metrics(struct admin *a, struct admin_out *o)
+{
+    struct admin_gen gens[ADMIN_MAX_GENS];
+    size_t n_gens = a->ops.generations(a->ops.ctx, gens, ADMIN_MAX_GENS);
+    struct lsum *v = NULL;
+    size_t n = collect(a, gens, n_gens, &v);
+
+    family(o, "tollgate_build_info", "gauge", "The running build.");
+    admin_out_printf(o, "tollgate_build_info{version=\"%s\"} 1\n", TG_VERSION);
+    listener_metrics(o, v, n);
+    free(v);
+
+    family(o, "tollgate_config_reloads_total", "counter",
+           "Configuration reloads (SIGHUP or POST /reload), by result.");
+    admin_out_printf(o, "tollgate_config_reloads_total{result=\"success\"} %llu\n",
+                     (unsigned long long)a->reloads_ok);
+    admin_out_printf(o, "tollgate_config_reloads_total{result=\"failure\"} %llu\n",
+                     (unsigned long long)a->reloads_failed);
+    family(o, "tollgate_config_last_reload_success_timestamp_seconds", "gauge",
+           "When the serving configuration was loaded (Unix time).");
+    double last = a->last_reload_ok;
+    if (last == 0 && n_gens > 0)
+        last = gens[0].loaded_at;
+    admin_out_printf(o, "tollgate_config_last_reload_success_timestamp_seconds ");
+    admin_out_double(o, last);
+    admin_out_printf(o, "\n");
+    family(o, "tollgate_generations", "gauge",
+           "Config generations with running workers (more than 1 while old ones drain).");
+    admin_out_printf(o, "tollgate_generations %zu\n", n_gens);
+
+    if (n_gens > 0) {
+        admin_certs_update(&a->certs, gens[0].id, gens[0].cfg);
+        admin_certs_metrics(&a->certs, o);
+    }
+    if (a->ops.target_metrics != NULL)
+        a->ops.target_metrics(a->ops.ctx, o);
+}
+
+/* ---- /status ---- */
+
+static const char *tls_mode_name(const struct cfg_listener *l)
+{
+    if (!l->has_tls)
+        return "none";
+    if (l->tls.mode == CFG_TLS_ONE_WAY)
+        return "one-way";
+    return l->tls.client_auth == CFG_CLIENT_AUTH_OPTIONAL ? "mutual-optional" : "mutual";
+}
+
+static const char *policy_name(const struct cfg_listener *l)
+{
+    if (!l->has_tls)
+        return "none";
+    switch (l->tls.policy) {
+    case CFG_POLICY_MODERN:
+        return "modern";
+    case CFG_POLICY_CUSTOM:
+        return "custom";
+    default:
+        return "intermediate";
+    }
+}
+
+static json_t *iso_time(double t)
+{
+    char buf[64];
+    time_t sec = (time_t)t;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(buf);
+}
+
+json_t *admin_status_json(struct admin *a)
+{
+    struct admin_gen gens[ADMIN_MAX_GENS];
+    size_t n_gens = a->ops.generations(a->ops.ctx, gens, ADMIN_MAX_GENS);
+    json_t *doc = json_object();
+    if (doc == NULL)
+        return NULL;
+    json_object_set_new(doc, "version", json_string(TG_VERSION));
+    json_object_set_new(doc, "pid", json_integer((json_int_t)getpid()));
+    json_object_set_new(doc, "state", json_string(a->is_draining ? "draining" : "serving"));
+    json_t *gen_arr = json_array();
+    for (size_t g = 0; g < n_gens; g++)
+        json_array_append_new(gen_arr, json_pack("{s:i,s:b}", "id", (json_int_t)gens[g].id,
+                                                 "retiring", gens[g].is_retiring));
+    json_object_set_new(doc, "generations", gen_arr);
+    json_t *reloads = json_pack("{s:I,s:I}", "success", (json_int_t)a->reloads_ok, "failure",
+                                (json_int_t)a->reloads_failed);
+    json_object_set_new(doc, "reloads", reloads);
+    if (n_gens == 0)
+        return doc;
+
+    const struct config *cfg = gens[0].cfg;
+    json_t *config = json_object();
+    char *abs = realpath(cfg->path, NULL);
+    json_object_set_new(config, "path", json_string(abs ? abs : cfg->path));
+    free(abs);
+    json_object_set_new(config, "loaded_at", iso_time(gens[0].loaded_at));
+    json_object_set_new(config, "loaded_at_unix", json_real(gens[0].loaded_at));
+    json_object_set_new(config, "generation", json_integer((json_int_t)gens[0].id));
+    json_object_set_new(config, "workers", json_integer((json_int_t)config_worker_count(cfg)));
+    json_object_set_new(doc, "config", config);
+
+    json_t *ls = json_array();
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct cfg_listener *l = &cfg->listeners[i];
+        int64_t active = 0;
+        for (size_t g = 0; g < n_gens; g++)
+            for (size_t j = 0; j < gens[g].cfg->n_listeners; j++)
+                if (strcmp(gens[g].cfg->listeners[j].name, l->name) == 0)
+                    active += atomic_load_explicit(&gens[g].stats->listeners[j].conns_active,
+                                                   memory_order_relaxed);
+        char addr[64];
+        net_addr_format(&l->addr, addr, sizeof(addr));
+        json_t *jl =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", l->name, "address", addr, "protocol",
+                      config_proto_name(l->protocol), "tls_mode", tls_mode_name(l), "policy",
+                      policy_name(l), "active_connections", (json_int_t)(active > 0 ? active : 0),
+                      "max_connections", (json_int_t)l->max_connections);
+        if (jl != NULL && l->has_tls) {
+            json_t *names = json_array();
+            for (size_t k = 0; k < l->tls.n_certificates; k++)
+                json_array_append_new(names, json_string(l->tls.certificate_names[k]));
+            json_object_set_new(jl, "certificates", names);
+            if (l->tls.client_ca_name != NULL)
+                json_object_set_new(jl, "client_ca", json_string(l->tls.client_ca_name));
+        }
+        const char *tg = l->target_group_name ? l->target_group_name : l->default_target_group_name;
+        if (jl != NULL && tg != NULL)
+            json_object_set_new(jl, "target_group", json_string(tg));
+        json_array_append_new(ls, jl);
+    }
+    json_object_set_new(doc, "listeners", ls);
+
+    json_t *tgs = a->ops.target_status ? a->ops.target_status(a->ops.ctx) : NULL;
+    if (tgs == NULL) {
+        /* Without the health module: the configured targets, health unknown. */
+        tgs = json_array();
+        for (size_t i = 0; i < cfg->n_target_groups; i++) {
+            const struct cfg_target_group *g = &cfg->target_groups[i];
+            json_t *ts = json_array();
+            for (size_t k = 0; k < g->n_targets; k++)
+                json_array_append_new(
+                    ts, json_pack("{s:s,s:i,s:s}", "address", g->targets[k].address, "weight",
+                                  (json_int_t)g->targets[k].weight, "health", "unknown"));
+            json_array_append_new(tgs, json_pack("{s:s,s:o}", "name", g->name, "targets", ts));
+        }
+    }
+    json_object_set_new(doc, "target_groups", tgs);
+
+    admin_certs_update(&a->certs, gens[0].id, cfg);
+    json_object_set_new(doc, "certificates", admin_certs_json(&a->certs));
+    return doc;
+}

@@ -1,0 +1,116 @@
+#ifndef TG_ADMIN_ADMIN_H
+#define TG_ADMIN_ADMIN_H
+
+#include <ev.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/diag.h"
+#include "core/shm.h"
+#include "core/status.h"
+
+/*
+ * The admin endpoint, served by the master on its libev loop (DESIGN.md
+ * "Observability"): GET /metrics (Prometheus text 0.0.4), GET /status
+ * (JSON), GET /healthz (200 while serving, 503 while draining) and
+ * POST /reload (the same as SIGHUP, answered with the result as JSON).
+ * One request per connection, answered with Connection: close.
+ */
+
+/* A growable output string. On allocation failure it stops growing and
+ * sets failed; the caller answers 500 then. */
+struct admin_out {
+    char *p; /* owned, NUL-terminated when len > 0 */
+    size_t len, cap;
+    bool failed;
+};
+
+void admin_out_printf(struct admin_out *o, const char *fmt, ...) TG_PRINTF(2, 3);
+void admin_out_fini(struct admin_out *o);
+
+/* A config generation as the master sees it (all borrowed). */
+struct admin_gen {
+    unsigned id;
+    const struct config *cfg;
+    const struct shm_stats *stats;
+    bool is_retiring;
+    double loaded_at; /* wall clock, seconds */
+};
+
+/* What the admin endpoint asks of the master. */
+struct admin_ops {
+    void *ctx;
+    /* Fills up to max generations, the current one first; returns how many. */
+    size_t (*generations)(void *ctx, struct admin_gen *out, size_t max);
+    /* Reloads as on SIGHUP. True when the new config now serves; every
+     * error and warning goes to d. May block (DNS, files). */
+    bool (*reload)(void *ctx, struct diag *d);
+    /*
+     * Hook for the health-check module: appends the tollgate_target_up,
+     * tollgate_health_checks_total and tollgate_target_connections_active
+     * families (with HELP and TYPE) to o. NULL until that module exists.
+     */
+    void (*target_metrics)(void *ctx, struct admin_out *o);
+    /* Hook for /status: returns a new jansson array of target groups with
+     * each target's health (json_t *, owned by the caller), or NULL. */
+    void *(*target_status)(void *ctx);
+};
+
+struct admin;
+
+/* A new, not yet listening, admin endpoint on loop. ops is copied. NULL when
+ * out of memory. */
+struct admin *admin_new(struct ev_loop *loop, const struct admin_ops *ops);
+
+/* Closes the socket and every admin connection. NULL does nothing. */
+void admin_free(struct admin *a);
+
+/*
+ * Listens on cfg->admin_addr (or stops listening when cfg has no admin
+ * block). Keeps the socket when the address did not change. On failure
+ * writes an error positioned at admin.listen into d and returns
+ * TG_E_CONFIG; the previous socket, if any, stays open.
+ */
+TG_MUST_USE enum tg_status admin_configure(struct admin *a, const struct config *cfg,
+                                           struct diag *d);
+
+/* From now on /healthz answers 503. */
+void admin_set_draining(struct admin *a);
+
+/* Counts a reload attempt (tollgate_config_reloads_total) at wall time now. */
+void admin_note_reload(struct admin *a, bool ok, double now);
+
+/* Folds a retiring generation's counters into the totals kept by the
+ * master, just before the generation is freed. */
+void admin_retire(struct admin *a, const struct config *cfg, const struct shm_stats *stats);
+
+/* Appends the whole /metrics page to o. */
+void admin_metrics(struct admin *a, struct admin_out *o);
+
+/* ---- metrics formatting, pure (metrics.c) ---- */
+
+/* Appends v as a Prometheus label value (backslash, quote, newline escaped). */
+void admin_label_escape(struct admin_out *o, const char *v);
+
+/* Appends a float the way Prometheus parses it ("+Inf", "0.0005", "12"). */
+void admin_out_double(struct admin_out *o, double v);
+
+/* Appends one histogram series set (the _bucket lines with le, _sum and
+ * _count) of family name with the label string labels ("listener=\"a\"").
+ * _count is the +Inf bucket so they always agree. */
+void admin_out_histogram(struct admin_out *o, const char *name, const char *labels,
+                         const struct shm_hist *h);
+
+/* ---- sd_notify (notify.c) ---- */
+
+/*
+ * Sends state ("READY=1", "RELOADING=1", "STOPPING=1", ...) to the socket
+ * named by $NOTIFY_SOCKET (a path, or "@name" for the abstract namespace),
+ * as systemd's sd_notify does; nothing when it is unset. Never blocks.
+ */
+void admin_sd_notify(const char *state);
+
+#endif

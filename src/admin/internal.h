@@ -1,0 +1,44 @@
+#ifndef TG_ADMIN_INTERNAL_H
+#define TG_ADMIN_INTERNAL_H
+
+/* Private to src/admin. */
+
+#include <jansson.h>
+#include <time.h>
+
+#include "admin/admin.h"
+
+/* One certificate loaded by a generation, as /status and /metrics show it. */
+struct admin_cert {
+    char *name;       /* owned: the certificates: or client_cas: entry */
+    const char *kind; /* "server" or "ca" */
+    bool is_leaf;     /* server: the first certificate of the file */
+    char subject[512];
+    char issuer[512];
+    char serial[80]; /* hex, upper case */
+    json_t *sans;    /* owned array of "DNS:name" / "IP:addr" */
+    time_t not_after;
+};
+
+/* The certificates of one generation, read once per generation. */
+struct admin_certs {
+    unsigned gen; /* 0 = none read yet */
+    struct admin_cert *v;
+    size_t n;
+    json_t *errors; /* owned array: files that could not be read */
+};
+
+/* Re-reads the certificates of cfg when gen differs from the last one. */
+void admin_certs_update(struct admin_certs *c, unsigned gen, const struct config *cfg);
+void admin_certs_fini(struct admin_certs *c);
+
+/* Appends tollgate_certificate_not_after_timestamp_seconds. */
+void admin_certs_metrics(const struct admin_certs *c, struct admin_out *o);
+
+/* A new JSON array describing every certificate (days left from now). */
+json_t *admin_certs_json(const struct admin_certs *c);
+
+/* The /status document (new reference), or NULL when out of memory. */
+json_t *admin_status_json(struct admin *a);
+
+#endif
