@@ -37,7 +37,8 @@ int lb_wrr_pick(struct lb_wrr *w, const bool *skip);
 
 enum lb_health { LB_HEALTH_UNKNOWN, LB_HEALTH_UP, LB_HEALTH_DOWN };
 
-#define LB_KEY_MAX 320
+#define LB_KEY_MAX      320
+#define LB_SHARED_SLOTS 4096 /* targets of every live generation together */
 
 /*
  * One target of one group, keyed by group name and target address so that

@@ -13,6 +13,8 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "core/shm.h"
+#include "health/health.h"
+#include "lb/lb.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
 
@@ -51,7 +53,8 @@ struct master {
     struct lsock *socks;
     unsigned next_gen;
     bool is_stopping;
-    struct admin *admin; /* owned; NULL in workers */
+    struct health *health; /* owned; NULL in workers */
+    struct admin *admin;   /* owned; NULL in workers */
     ev_signal sig_hup, sig_term, sig_int, sig_quit, sig_usr1;
     ev_child child;
     ev_timer respawn;
@@ -61,6 +64,8 @@ static void gen_free(struct master *m, struct gen *g)
 {
     if (g == NULL)
         return;
+    if (g->id != 0)
+        lb_shared_release(lb_shared_global(), g->cfg);
     for (size_t i = 0; g->cfg != NULL && i < g->cfg->n_listeners; i++) {
         if (g->pls != NULL)
             tls_server_free(g->pls[i].tls);
@@ -156,6 +161,7 @@ static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
             goto fail;
         g->pls[i].fd = g->socks[i]->fd;
     }
+    (void)lb_shared_register(lb_shared_global(), cfg);
     g->id = ++m->next_gen;
     g->loaded_at = ev_time();
     return g;
@@ -185,6 +191,8 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
     ev_signal_stop(m->loop, &m->sig_int);
     ev_signal_stop(m->loop, &m->sig_quit);
     ev_signal_stop(m->loop, &m->sig_usr1);
+    health_free(m->health);
+    m->health = NULL;
     ev_child_stop(m->loop, &m->child);
     ev_timer_stop(m->loop, &m->respawn);
     admin_free(m->admin);
@@ -235,6 +243,7 @@ static void gen_start(struct master *m, struct gen *g)
                  config_proto_name(l->protocol), path);
     }
     log_info("event=ready generation=%u workers=%u config=%s", g->id, g->n_workers, g->cfg->path);
+    health_apply(m->health, g->cfg);
 }
 
 static void gen_signal(struct gen *g, int sig)
@@ -298,6 +307,7 @@ static void stop(struct master *m, const char *why)
     admin_sd_notify("STOPPING=1");
     admin_set_draining(m->admin);
     log_info("event=master_stopping reason=%s", why);
+    health_apply(m->health, NULL);
     /* New clients are refused at once rather than queued on a socket no
      * process will accept from again. */
     for (struct lsock *s = m->socks; s != NULL; s = s->next) {
@@ -458,6 +468,9 @@ int master_run_config(const char *path)
     signal(SIGPIPE, SIG_IGN);
     m.loop = ev_default_loop(EVFLAG_AUTO);
     m.config_path = path;
+    /* Target health and connection counts, shared with every worker. */
+    lb_shared_set_global(lb_shared_new(LB_SHARED_SLOTS));
+    m.health = health_new(m.loop, lb_shared_global());
     if (m.loop == NULL || tls_ticket_keys_generate(&m.keys) != TG_OK) {
         log_err("event=start_failed error=\"cannot initialise the event loop or the CSPRNG\"");
         return 1;
@@ -494,6 +507,8 @@ int master_run_config(const char *path)
     gen_start(&m, g);
     admin_sd_notify("READY=1\nSTATUS=serving");
     ev_run(m.loop, 0);
+    health_free(m.health);
+    m.health = NULL;
     admin_free(m.admin);
     m.admin = NULL;
     while (m.socks != NULL) {

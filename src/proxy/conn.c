@@ -70,6 +70,7 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     c->cli.fd = fd;
     c->be.fd = -1;
     c->target = -1;
+    c->lb_target = -1;
     c->peer = *peer;
     c->local.len = sizeof(c->local.ss);
     if (getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len) != 0)
@@ -146,9 +147,26 @@ struct buf *conn_backend_inbuf(struct conn *c)
     return c->http != NULL && !c->http->is_tunnel ? &c->http->bin : &c->b2c;
 }
 
-struct lb_wrr *conn_wrr(struct conn *c, const struct cfg_target_group *g)
+void conn_lb_begin(struct conn *c, int t)
 {
-    return &c->w->wrr[g - c->w->cfg->target_groups];
+    c->lb_target = t;
+    c->lb_group = c->group;
+    lb_conn_begin(c->w->lb, c->group, t);
+}
+
+/* Target accounting on a state change: a connect that ends in RELAY worked
+ * and one that goes back to PICK failed (passive checks); a target stays in
+ * use only through CONNECT and RELAY (least_conn). */
+static void conn_lb_step(struct conn *c, enum conn_state from, enum conn_state to)
+{
+    if (c->lb_target < 0)
+        return;
+    if (from == CONN_ST_CONNECT && (to == CONN_ST_RELAY || to == CONN_ST_PICK))
+        lb_connect_result(c->w->lb, c->lb_group, c->lb_target, to == CONN_ST_RELAY);
+    if (to != CONN_ST_CONNECT && to != CONN_ST_RELAY) {
+        lb_conn_end(c->w->lb, c->lb_group, c->lb_target);
+        c->lb_target = -1;
+    }
 }
 
 enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
@@ -489,6 +507,7 @@ void conn_run(struct conn *c)
             break;
         log_debug("event=conn_state conn=%d.%llu from=%s to=%s", (int)getpid(),
                   (unsigned long long)c->id, conn_state_name(c->st), conn_state_name(next));
+        conn_lb_step(c, c->st, next);
         c->st = next;
         if (next == CONN_ST_CLOSED) {
             conn_free(c);

@@ -77,10 +77,10 @@ struct conn {
     uint64_t bytes_in, bytes_out;
     const char *outcome; /* for the access log: "ok", a reason code, ... */
     const char *reject_reason;
-    ev_tstamp relay_timeout;              /* seconds of silence allowed in RELAY */
-    const struct cfg_target_group *group; /* borrowed: where target points */
-    struct http_conn *http;               /* owned; https/http listeners only */
-    int lb_target;                        /* counted as in use by lb, -1 when none */
+    ev_tstamp relay_timeout;                 /* seconds of silence allowed in RELAY */
+    const struct cfg_target_group *group;    /* borrowed: where target points */
+    struct http_conn *http;                  /* owned; https/http listeners only */
+    int lb_target;                           /* counted as in use by lb, -1 when none */
     const struct cfg_target_group *lb_group; /* borrowed: lb_target's group */
 };
 

@@ -287,13 +287,20 @@ enum conn_state http_pick(struct conn *c)
     bool skip[MAX_TARGETS];
     for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
         skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
-    int t = lb_wrr_pick(conn_wrr(c, g), skip);
+    int t = lb_pick(c->w->lb, g, &c->peer, skip);
+    if (t == LB_REJECT) {
+        log_warn("event=all_targets_down listener=%s " CONN_FMT " target_group=%s action=reject",
+                 c->l->cfg->name, CONN_ARGS(c), g->name);
+        c->outcome = "all_targets_down";
+        return error_page(c, 503, "every target of the group is down");
+    }
     if (t < 0) {
         c->outcome = "no_target";
         return error_page(c, 503,
                           c->n_tried > 0 ? "no target could be reached" : "no target available");
     }
     c->target = t;
+    conn_lb_begin(c, t);
     int fd = bpool_take(c->w->bpool, g, t);
     if (fd < 0)
         return CONN_ST_CONNECT;

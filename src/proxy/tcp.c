@@ -21,7 +21,16 @@ enum conn_state tcp_pick(struct conn *c)
     bool skip[MAX_TARGETS];
     for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
         skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
-    int t = lb_wrr_pick(conn_wrr(c, g), skip);
+    int t = lb_pick(c->w->lb, g, &c->peer, skip);
+    if (t == LB_REJECT) {
+        char peer[64];
+        net_addr_format(&c->peer, peer, sizeof(peer));
+        log_warn("event=all_targets_down listener=%s " CONN_FMT " client=%s target_group=%s "
+                 "action=reject",
+                 c->l->cfg->name, CONN_ARGS(c), peer, g->name);
+        c->outcome = "all_targets_down";
+        return CONN_ST_DRAIN;
+    }
     if (t < 0) {
         char peer[64];
         net_addr_format(&c->peer, peer, sizeof(peer));
@@ -31,6 +40,7 @@ enum conn_state tcp_pick(struct conn *c)
         return CONN_ST_DRAIN;
     }
     c->target = t;
+    conn_lb_begin(c, t);
     return CONN_ST_CONNECT;
 }
 

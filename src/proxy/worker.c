@@ -153,17 +153,10 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         log_err("event=worker_start_failed error=\"out of memory\"");
         return 1;
     }
-    w.wrr = calloc(a->cfg->n_target_groups + 1, sizeof(*w.wrr));
     w.bpool = bpool_new(&w);
-    if (w.wrr == NULL || w.bpool == NULL) {
+    if (lb_state_new(a->cfg, lb_shared_global(), &w.lb) != TG_OK || w.bpool == NULL) {
         log_err("event=worker_start_failed error=\"out of memory\"");
         return 1;
-    }
-    for (size_t i = 0; i < a->cfg->n_target_groups; i++) {
-        if (lb_wrr_init(&w.wrr[i], &a->cfg->target_groups[i]) != TG_OK) {
-            log_err("event=worker_start_failed error=\"out of memory\"");
-            return 1;
-        }
     }
     for (size_t i = 0; i < w.n_ls; i++) {
         struct wlistener *l = &w.ls[i];

@@ -1,9 +1,12 @@
-/* Smooth weighted round robin (src/lb/pick.c). */
+/* The pickers (src/lb/pick.c) and the shared target table (src/lb/shared.c). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -149,12 +152,376 @@ static void test_all_skipped(void **state)
     lb_wrr_fini(&w);
 }
 
+/* ---- lb_pick over a whole config ---- */
+
+struct cgroup {
+    struct cfg_target targets[MAX_TARGETS];
+    char addrs[MAX_TARGETS][32];
+    struct cfg_target_group g;
+    struct config cfg;
+};
+
+static void cgroup_init(struct cgroup *cg, enum cfg_lb_algo algo, const unsigned *weights, size_t n)
+{
+    assert_true(n <= MAX_TARGETS);
+    memset(cg, 0, sizeof(*cg));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(cg->addrs[i], sizeof(cg->addrs[i]), "10.0.0.%zu:80", i + 1);
+        cg->targets[i].address = cg->addrs[i];
+        cg->targets[i].weight = weights[i];
+    }
+    cg->g.name = "web";
+    cg->g.algorithm = algo;
+    cg->g.targets = cg->targets;
+    cg->g.n_targets = n;
+    cg->g.passive.ejection_ms = 30000;
+    cg->cfg.target_groups = &cg->g;
+    cg->cfg.n_target_groups = 1;
+}
+
+static struct net_addr ipv4(uint32_t host_order)
+{
+    struct net_addr a;
+    memset(&a, 0, sizeof(a));
+    struct sockaddr_in *in = (struct sockaddr_in *)&a.ss;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(host_order);
+    in->sin_port = htons((uint16_t)(1024 + host_order % 50000));
+    a.len = sizeof(*in);
+    return a;
+}
+
+static int64_t fake_now;
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+/* lb_pick with wrr is the smooth wrr: exact counts, weight 0 drained. */
+static void test_pick_wrr(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {3, 0, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 3);
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    size_t counts[MAX_TARGETS] = {0};
+    for (int i = 0; i < 400; i++) {
+        int t = lb_pick(s, &cg.g, NULL, NULL);
+        assert_true(t >= 0 && t < 3);
+        counts[t]++;
+    }
+    assert_int_equal(counts[0], 300);
+    assert_int_equal(counts[1], 0);
+    assert_int_equal(counts[2], 100);
+    lb_state_free(s);
+}
+
+/* A group that is not the state's config's picks nothing. */
+static void test_pick_foreign_group(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1};
+    struct cgroup cg, other;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 1);
+    cgroup_init(&other, CFG_LB_WRR, weights, 1);
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    assert_int_equal(lb_pick(s, &other.g, NULL, NULL), LB_NONE);
+    assert_int_equal(lb_pick(s, &cg.g, NULL, NULL), 0);
+    lb_state_free(s);
+    lb_state_free(NULL);
+}
+
+/* Long-lived connections: each pick stays open, so least_conn fills the
+ * targets in proportion to their weights. */
+static void test_least_conn_long_lived(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {2, 1, 3, 0};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_LEAST_CONN, weights, 4);
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    int open[MAX_TARGETS] = {0};
+    for (int i = 0; i < 60; i++) {
+        int t = lb_pick(s, &cg.g, NULL, NULL);
+        assert_true(t >= 0 && t < 3);
+        lb_conn_begin(s, &cg.g, t);
+        open[t]++;
+        /* after every full round the counts are exactly by weight */
+        if ((i + 1) % 6 == 0) {
+            int k = (i + 1) / 6;
+            assert_int_equal(open[0], 2 * k);
+            assert_int_equal(open[1], 1 * k);
+            assert_int_equal(open[2], 3 * k);
+        }
+    }
+    assert_int_equal(open[3], 0);
+    /* target 1 loses all its connections: it gets the next ones */
+    for (int i = 0; i < 10; i++)
+        lb_conn_end(s, &cg.g, 1);
+    for (int i = 0; i < 5; i++) {
+        int t = lb_pick(s, &cg.g, NULL, NULL);
+        assert_int_equal(t, 1);
+        lb_conn_begin(s, &cg.g, t);
+    }
+    assert_int_equal(atomic_load(&lb_target_slot(s, &cg.g, 1)->active), 5);
+    lb_state_free(s);
+}
+
+/* The counts are shared: a second worker's state sees the first one's. */
+static void test_least_conn_shared(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_LEAST_CONN, weights, 2);
+    struct lb_shared *sh = lb_shared_new(64);
+    assert_non_null(sh);
+    assert_true(lb_shared_register(sh, &cg.cfg));
+    struct lb_state *w1 = NULL, *w2 = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, sh, &w1), TG_OK);
+    assert_int_equal(lb_state_new(&cg.cfg, sh, &w2), TG_OK);
+    for (int i = 0; i < 3; i++)
+        lb_conn_begin(w1, &cg.g, 0);
+    for (int i = 0; i < 3; i++) {
+        int t = lb_pick(w2, &cg.g, NULL, NULL);
+        assert_int_equal(t, 1);
+        lb_conn_begin(w2, &cg.g, t);
+    }
+    lb_conn_end(w1, &cg.g, 0);
+    assert_int_equal(lb_pick(w2, &cg.g, NULL, NULL), 0);
+    lb_state_free(w1);
+    lb_state_free(w2);
+    lb_shared_free(sh);
+}
+
+#define N_CLIENTS 20000
+
+static void hash_counts(struct lb_state *s, const struct cfg_target_group *g, int *picks,
+                        size_t *counts)
+{
+    memset(counts, 0, MAX_TARGETS * sizeof(*counts));
+    for (uint32_t i = 0; i < N_CLIENTS; i++) {
+        struct net_addr a = ipv4(0x0a000000u + i * 7919u);
+        int t = lb_pick(s, g, &a, NULL);
+        assert_true(t >= 0 && t < MAX_TARGETS);
+        picks[i] = t;
+        counts[t]++;
+    }
+}
+
+/* ip_hash: shares follow weights (within 3 points), the same client
+ * always gets the same target whatever its port. */
+static void test_ip_hash_weights(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1, 2, 0};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_IP_HASH, weights, 4);
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    static int picks[N_CLIENTS];
+    size_t counts[MAX_TARGETS];
+    hash_counts(s, &cg.g, picks, counts);
+    assert_int_equal(counts[3], 0);
+    for (size_t i = 0; i < 3; i++) {
+        double share = (double)counts[i] / N_CLIENTS, want = weights[i] / 4.0;
+        assert_true(share > want - 0.03 && share < want + 0.03);
+    }
+    for (uint32_t i = 0; i < 200; i++) {
+        struct net_addr a = ipv4(0x0a000000u + i * 7919u);
+        struct sockaddr_in *in = (struct sockaddr_in *)&a.ss;
+        in->sin_port = htons(40000);
+        assert_int_equal(lb_pick(s, &cg.g, &a, NULL), picks[i]);
+    }
+    lb_state_free(s);
+}
+
+/* Adding a fifth of the weight moves about a fifth of the clients, all of
+ * them to the new target; taking one out moves only its own clients. */
+static void test_ip_hash_stability(void **state)
+{
+    (void)state;
+    static const unsigned w4[] = {1, 1, 1, 1}, w5[] = {1, 1, 1, 1, 1};
+    struct cgroup before, after;
+    cgroup_init(&before, CFG_LB_IP_HASH, w4, 4);
+    cgroup_init(&after, CFG_LB_IP_HASH, w5, 5);
+    struct lb_state *s1 = NULL, *s2 = NULL;
+    assert_int_equal(lb_state_new(&before.cfg, NULL, &s1), TG_OK);
+    assert_int_equal(lb_state_new(&after.cfg, NULL, &s2), TG_OK);
+    static int p1[N_CLIENTS], p2[N_CLIENTS];
+    size_t counts[MAX_TARGETS];
+    hash_counts(s1, &before.g, p1, counts);
+    hash_counts(s2, &after.g, p2, counts);
+    size_t moved = 0;
+    for (size_t i = 0; i < N_CLIENTS; i++) {
+        if (p1[i] != p2[i]) {
+            moved++;
+            assert_int_equal(p2[i], 4);
+        }
+    }
+    double share = (double)moved / N_CLIENTS;
+    assert_true(share > 0.17 && share < 0.23);
+
+    const bool skip0[] = {true, false, false, false};
+    for (uint32_t i = 0; i < N_CLIENTS; i++) {
+        struct net_addr a = ipv4(0x0a000000u + i * 7919u);
+        int t = lb_pick(s1, &before.g, &a, skip0);
+        if (p1[i] != 0)
+            assert_int_equal(t, p1[i]);
+        else
+            assert_true(t >= 1 && t <= 3);
+    }
+    lb_state_free(s1);
+    lb_state_free(s2);
+}
+
+/* Down targets are left out; when all are, fail_open spreads over all and
+ * reject says so. */
+static void test_health_and_all_down(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 3);
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    atomic_store(&lb_target_slot(s, &cg.g, 1)->health, LB_HEALTH_DOWN);
+    for (int i = 0; i < 30; i++)
+        assert_int_not_equal(lb_pick(s, &cg.g, NULL, NULL), 1);
+    atomic_store(&lb_target_slot(s, &cg.g, 0)->health, LB_HEALTH_DOWN);
+    atomic_store(&lb_target_slot(s, &cg.g, 2)->health, LB_HEALTH_DOWN);
+    size_t counts[3] = {0};
+    for (int i = 0; i < 30; i++) {
+        int t = lb_pick(s, &cg.g, NULL, NULL);
+        assert_true(t >= 0 && t < 3);
+        counts[t]++;
+    }
+    assert_int_equal(counts[0], 10);
+    assert_int_equal(counts[1], 10);
+    assert_int_equal(counts[2], 10);
+    cg.g.when_all_down = CFG_ALL_DOWN_REJECT;
+    assert_int_equal(lb_pick(s, &cg.g, NULL, NULL), LB_REJECT);
+    /* skipped (already tried) targets are not "down": nothing eligible */
+    const bool all[] = {true, true, true};
+    assert_int_equal(lb_pick(s, &cg.g, NULL, all), LB_NONE);
+    atomic_store(&lb_target_slot(s, &cg.g, 2)->health, LB_HEALTH_UP);
+    assert_int_equal(lb_pick(s, &cg.g, NULL, NULL), 2);
+    lb_state_free(s);
+}
+
+/* Passive checks: N failed connects in a row eject for the period; a
+ * success in between resets the count. */
+static void test_passive_ejection(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 2);
+    cg.g.passive.consecutive_failures = 3;
+    cg.g.passive.ejection_ms = 5000;
+    fake_now = 1000;
+    lb_set_clock(fake_clock);
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    lb_connect_result(s, &cg.g, 0, false);
+    lb_connect_result(s, &cg.g, 0, false);
+    lb_connect_result(s, &cg.g, 0, true);
+    lb_connect_result(s, &cg.g, 0, false);
+    lb_connect_result(s, &cg.g, 0, false);
+    assert_true(lb_slot_is_up(lb_target_slot(s, &cg.g, 0), fake_now));
+    lb_connect_result(s, &cg.g, 0, false);
+    assert_false(lb_slot_is_up(lb_target_slot(s, &cg.g, 0), fake_now));
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(lb_pick(s, &cg.g, NULL, NULL), 1);
+    fake_now += 4999;
+    assert_int_equal(lb_pick(s, &cg.g, NULL, NULL), 1);
+    fake_now += 1;
+    size_t counts[2] = {0};
+    for (int i = 0; i < 10; i++)
+        counts[lb_pick(s, &cg.g, NULL, NULL)]++;
+    assert_int_equal(counts[0], 5);
+    assert_int_equal(counts[1], 5);
+    /* off when consecutive_failures is 0 */
+    cg.g.passive.consecutive_failures = 0;
+    for (int i = 0; i < 20; i++)
+        lb_connect_result(s, &cg.g, 1, false);
+    assert_true(lb_slot_is_up(lb_target_slot(s, &cg.g, 1), fake_now));
+    lb_set_clock(NULL);
+    lb_state_free(s);
+}
+
+/* A reload finds the slots of targets that stay, with their state; slots
+ * of targets gone are reused once no generation holds them. */
+static void test_shared_reload(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1};
+    struct cgroup g1, g2;
+    cgroup_init(&g1, CFG_LB_WRR, weights, 2);
+    cgroup_init(&g2, CFG_LB_WRR, weights, 2);
+    g2.targets[1].address = "10.9.9.9:80";
+    struct lb_shared *sh = lb_shared_new(3);
+    assert_non_null(sh);
+    assert_true(lb_shared_register(sh, &g1.cfg));
+    int k0 = lb_shared_find(sh, "web", "10.0.0.1:80");
+    int k1 = lb_shared_find(sh, "web", "10.0.0.2:80");
+    assert_true(k0 >= 0 && k1 >= 0 && k0 != k1);
+    assert_int_equal(lb_shared_find(sh, "other", "10.0.0.1:80"), -1);
+    atomic_store(&sh->slots[k0].health, LB_HEALTH_DOWN);
+    assert_true(lb_shared_register(sh, &g2.cfg));
+    assert_int_equal(lb_shared_find(sh, "web", "10.0.0.1:80"), k0);
+    assert_int_equal(atomic_load(&sh->slots[k0].health), LB_HEALTH_DOWN);
+    assert_int_equal(atomic_load(&sh->slots[k0].refs), 2);
+    lb_shared_release(sh, &g1.cfg);
+    /* table full (3 slots) until the old generation let go */
+    g1.targets[1].address = "10.8.8.8:80";
+    assert_true(lb_shared_register(sh, &g1.cfg));
+    assert_int_equal(lb_shared_find(sh, "web", "10.0.0.2:80"), -1);
+    assert_int_equal(lb_shared_find(sh, "web", "10.8.8.8:80"), k1);
+    g1.targets[0].address = "10.7.7.7:80";
+    assert_false(lb_shared_register(sh, &g1.cfg));
+    lb_shared_release(NULL, &g1.cfg);
+    lb_shared_free(sh);
+    lb_shared_free(NULL);
+}
+
+/* Over-long keys are hashed, so they still tell targets apart. */
+static void test_shared_long_keys(void **state)
+{
+    (void)state;
+    char a[400], b[400];
+    memset(a, 'a', sizeof(a) - 1);
+    a[sizeof(a) - 1] = '\0';
+    memcpy(b, a, sizeof(b));
+    b[sizeof(b) - 2] = 'b';
+    static const unsigned weights[] = {1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 2);
+    cg.targets[0].address = a;
+    cg.targets[1].address = b;
+    struct lb_shared *sh = lb_shared_new(8);
+    assert_true(lb_shared_register(sh, &cg.cfg));
+    int ka = lb_shared_find(sh, "web", a), kb = lb_shared_find(sh, "web", b);
+    assert_true(ka >= 0 && kb >= 0 && ka != kb);
+    assert_int_equal(sh->slots[ka].key[0], '#');
+    lb_shared_free(sh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nginx_sequence), cmocka_unit_test(test_exact_counts),
-        cmocka_unit_test(test_weight_zero),    cmocka_unit_test(test_skip),
-        cmocka_unit_test(test_all_skipped),
+        cmocka_unit_test(test_nginx_sequence),     cmocka_unit_test(test_exact_counts),
+        cmocka_unit_test(test_weight_zero),        cmocka_unit_test(test_skip),
+        cmocka_unit_test(test_all_skipped),        cmocka_unit_test(test_pick_wrr),
+        cmocka_unit_test(test_pick_foreign_group), cmocka_unit_test(test_least_conn_long_lived),
+        cmocka_unit_test(test_least_conn_shared),  cmocka_unit_test(test_ip_hash_weights),
+        cmocka_unit_test(test_ip_hash_stability),  cmocka_unit_test(test_health_and_all_down),
+        cmocka_unit_test(test_passive_ejection),   cmocka_unit_test(test_shared_reload),
+        cmocka_unit_test(test_shared_long_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
