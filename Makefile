@@ -2,7 +2,7 @@
 JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all setup build release asan test unit e2e demo bench lint format clean
+.PHONY: all setup build release asan fuzz valgrind test unit e2e demo bench lint format clean
 
 all: build
 
@@ -40,6 +40,46 @@ asan: setup build-asan/CMakeCache.txt
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 	TOLLGATE_BIN=$(CURDIR)/build-asan/tollgate TOLLGATE_ASAN=1 $(PYTEST) -q tests/e2e
 
+# libFuzzer + ASan + UBSan build (clang) of tests/fuzz/fuzz_*.c; each target
+# runs FUZZ_SECONDS on its seed corpus. New inputs go to build-fuzz/corpus/,
+# crashes to build-fuzz/artifacts/; the seeds in tests/fuzz/corpus/ are
+# only read.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_FLAGS ?= -timeout=10 -rss_limit_mb=2048 -max_len=65536
+
+build-fuzz/CMakeCache.txt:
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS="-O1 -g" \
+		-DTG_FUZZ=ON >/dev/null
+
+fuzz: setup build-fuzz/CMakeCache.txt
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
+	@mkdir -p build-fuzz/artifacts
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p build-fuzz/corpus/$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+		build-fuzz/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=build-fuzz/artifacts/$$t- \
+			build-fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>build-fuzz/fuzz_$$t.log \
+			|| { tail -40 build-fuzz/fuzz_$$t.log; exit 1; }; \
+		grep -E '^stat::number_of_executed_units|^Done' build-fuzz/fuzz_$$t.log || true; \
+	done
+
+# The unit tests and fuzz corpus replays under valgrind memcheck: any error
+# or leak fails.
+VALGRIND ?= valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no -q
+
+valgrind: setup build
+	@failed=0; \
+	for t in build/test_* build/fuzz_*; do \
+		[ -x $$t ] || continue; n=$$(basename $$t); arg=""; \
+		case $$n in fuzz_*) arg=tests/fuzz/corpus/$${n#fuzz_};; esac; \
+		if TG_TEST_DATA=$(CURDIR)/tests/unit/data $(VALGRIND) $$t $$arg >build/valgrind-$$n.log 2>&1; \
+		then echo "valgrind: $$n ok"; \
+		else echo "valgrind: $$n FAILED"; tail -40 build/valgrind-$$n.log; failed=$$((failed + 1)); fi; \
+	done; \
+	echo "valgrind: $$failed failed"; test $$failed -eq 0
+
 demo: setup release
 	./build-release/tollgate demo
 
@@ -53,4 +93,4 @@ format:
 	clang-format -i $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]')
 
 clean:
-	rm -rf build build-asan build-release
+	rm -rf build build-asan build-release build-fuzz

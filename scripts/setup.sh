@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-    build-essential cmake pkg-config clang-format
+    build-essential cmake pkg-config clang-format clang libclang-rt-dev valgrind
     libssl-dev openssl libev-dev libfyaml-dev node-llhttp libjansson-dev libcmocka-dev
     python3 python3-pytest python3-cryptography curl gnutls-bin
     haproxy nginx libnginx-mod-stream wrk nghttp2-client linux-perf prometheus
