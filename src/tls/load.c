@@ -104,7 +104,8 @@ static int find_issuer(STACK_OF(X509) *certs, const bool *used, X509 *x)
  * Builds the chain from the leaf up, each certificate followed by its
  * issuer, and warns when the file had them out of order or holds
  * certificates that are not in the chain. The chain may stop at an
- * intermediate: clients are expected to hold the root.
+ * intermediate: clients are expected to hold the root. A file whose other
+ * certificates cannot be linked to the leaf lacks an intermediate: refused.
  */
 static enum tg_status order_chain(const struct entry *e, const struct cfg_certificate *c,
                                   STACK_OF(X509) *certs, int leaf_idx, STACK_OF(X509) **out)
@@ -154,10 +155,14 @@ static enum tg_status order_chain(const struct entry *e, const struct cfg_certif
         char issuer[512];
         subject_of(top, subj, sizeof(subj));
         tls_name_format(X509_get_issuer_name(top), issuer, sizeof(issuer));
-        report(e, DIAG_WARNING, c->cert_pos, "cert",
+        /* The file carries the rest of the chain but not the link to it:
+         * clients holding only the root could never verify this. */
+        report(e, DIAG_ERROR, c->cert_pos, "cert",
                "%s: chain is incomplete: the issuer of %s (%s) is missing, so %d certificate%s "
-               "ignored: %s",
+               "left unlinked: %s; add the missing intermediate to the file",
                c->cert, subj, issuer, n_left, n_left == 1 ? " is" : "s are", list);
+        st = TG_E_CONFIG;
+        goto out;
     }
     *out = chain;
     chain = NULL;
@@ -266,10 +271,10 @@ enum tg_status tls_load_certificate(const struct config *cfg, const struct cfg_c
     X509 *leaf = sk_X509_value(certs, leaf_idx);
     bool is_valid = check_validity(&e, c->cert_pos, "cert", c->cert, leaf, "certificate", true);
     st = order_chain(&e, c, certs, leaf_idx, &out->chain);
-    if (st != TG_OK) {
+    if (st == TG_E_NOMEM)
         report(&e, DIAG_ERROR, c->cert_pos, "cert", "%s: out of memory", c->cert);
+    if (st != TG_OK)
         goto out;
-    }
     for (int i = 0; i < sk_X509_num(out->chain); i++)
         check_validity(&e, c->cert_pos, "cert", c->cert, sk_X509_value(out->chain, i),
                        "chain certificate", false);

@@ -295,3 +295,34 @@ def test_chain_out_of_order_is_reported(tmp_path, pki):
     r, path, diags = run_check(tmp_path, base_lines(pki, cert=str(bad)))
     assert [d for d in diags if d["line"] in (4, 5, 6)], \
         f"nothing reported for a chain in the wrong order:\n{r.stderr}"
+
+
+def _pem_blocks(path):
+    from pathlib import Path
+    end = "-----END CERTIFICATE-----\n"
+    return [b + end for b in Path(path).read_text().split(end) if b.strip()]
+
+
+def test_chain_missing_intermediate_is_an_error(tmp_path, pki):
+    """leaf + root without the intermediate between them: no client that
+    holds only the root can verify it, so check refuses it (exit 1)."""
+    leaf = _pem_blocks(pki.path("server-ecdsa.crt"))[0]
+    root = _pem_blocks(pki.path("root.crt"))[0]
+    gap = tmp_path / "gap.crt"
+    gap.write_text(leaf + root)
+    r, path, diags = run_check(tmp_path, base_lines(pki, cert=str(gap)))
+    assert r.returncode == 1, r.stderr
+    errs = [d for d in diags if not d["warn"] and d["line"] == 5]
+    assert errs and "chain is incomplete" in errs[0]["msg"] \
+        and "add the missing intermediate" in errs[0]["msg"], r.stderr
+
+
+def test_chain_ending_at_intermediate_is_accepted(tmp_path, pki):
+    """The twin: leaf + intermediate, root left to the clients, is normal."""
+    blocks = _pem_blocks(pki.path("server-ecdsa.crt"))
+    assert len(blocks) >= 2
+    ok = tmp_path / "ok.crt"
+    ok.write_text("".join(blocks[:2]))
+    r, path, diags = run_check(tmp_path, base_lines(pki, cert=str(ok)))
+    assert r.returncode == 0, r.stderr
+    assert not [d for d in diags if d["line"] in (4, 5, 6)], r.stderr

@@ -639,12 +639,11 @@ static void test_load_incomplete_chain(void **state)
     X509 *gap[] = {leaf.cert, root.cert, NULL};
     write_pem(path_of("gap.crt"), gap, leaf.key);
     struct cfg_certificate c = entry(path_of("gap.crt"), NULL);
-    assert_int_equal(tls_load_certificate(&cfg, &c, &out, &d), TG_OK);
-    assert_int_equal(d.n_warnings, 1);
+    assert_int_equal(tls_load_certificate(&cfg, &c, &out, &d), TG_E_CONFIG);
+    assert_int_equal(d.n_errors, 1);
     find_diag(&d, "chain is incomplete: the issuer of CN=leaf.test (CN=Test Intermediate) is "
-                  "missing, so 1 certificate is ignored: CN=Test Root");
-    assert_int_equal(sk_X509_num(out.chain), 0);
-    tls_chain_fini(&out);
+                  "missing, so 1 certificate is left unlinked: CN=Test Root; add the missing "
+                  "intermediate to the file");
     diag_fini(&d);
 
     /* leaf + intermediate without the root: normal, no warning. A stray
