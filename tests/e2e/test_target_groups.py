@@ -1,0 +1,444 @@
+"""Target groups: algorithms, active and passive health checks, all targets down.
+
+Backends here say who they are: a line in, their name back (tcp_ssl), or an
+HTTP response whose body is their name (https and health checks). Counts
+are over a bounded number of connections; tolerances are stated per test.
+"""
+
+import signal
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+import tg_tls
+from tg_proc import AUTO, T, free_port, listener, wait_for
+
+HEALTH_PATH = "/health"
+
+
+class IdBackend:
+    """A backend named `name` on 127.0.0.1:`port` (0 = any free one).
+
+    A connection that starts with an HTTP request line gets one response
+    and is closed: `health_status` for HEALTH_PATH, else 200 with the name
+    as body. Anything else gets the name and a newline, and is then held
+    open until the peer closes it (a long-lived connection)."""
+
+    def __init__(self, name, port=0, health_status=200):
+        self.name = name
+        self.health_status = health_status
+        self.port = port
+        self.lock = threading.Lock()
+        self.socks = []
+        self.accepted = 0
+        self.ls = None
+        self.start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(256)
+        self.port = ls.getsockname()[1]
+        self.ls = ls
+        threading.Thread(target=self._accept_loop, args=(ls,), daemon=True).start()
+
+    def stop(self):
+        """Closes the listening socket and every connection: new connects
+        are refused."""
+        ls, self.ls = self.ls, None
+        if ls is not None:
+            try:
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            ls.close()
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept_loop(self, ls):
+        while True:
+            try:
+                s, _ = ls.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.socks.append(s)
+                self.accepted += 1
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        try:
+            s.settimeout(T(60))
+            buf = b""
+            while b"\n" not in buf:
+                b = s.recv(4096)
+                if not b:
+                    return
+                buf += b
+            first = buf.split(b"\n", 1)[0]
+            parts = first.split(b" ")
+            if len(parts) == 3 and parts[2].startswith(b"HTTP/1."):
+                while b"\r\n\r\n" not in buf:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    buf += b
+                path = parts[1].decode("latin-1")
+                status = self.health_status if path == HEALTH_PATH else 200
+                body = self.name.encode()
+                s.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                          % (status, len(body), body))
+                return
+            s.sendall(self.name.encode() + b"\n")
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def ids():
+    made = []
+
+    def make(name, **kw):
+        b = IdBackend(name, **kw)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+def tcp_cfg(groups, algorithm_group="g", **top):
+    cfg = {"target_groups": groups, "listeners": [listener(group=algorithm_group)]}
+    cfg.update(top)
+    return cfg
+
+
+def https_listener(group="g"):
+    return {"name": "main", "protocol": "https", "listen": AUTO,
+            "tls": {"mode": "one-way", "certificates": ["ecdsa"]},
+            "default_target_group": group, "handshake_timeout": "5s"}
+
+
+def targets(*pairs):
+    """[(backend, weight), ...] -> the targets list of a group."""
+    return [{"address": b.address if hasattr(b, "address") else b, "weight": w} for b, w in pairs]
+
+
+def fast_check(kind="tcp", **kw):
+    hc = {"type": kind, "interval": "300ms", "timeout": "250ms", "healthy_threshold": 2,
+          "unhealthy_threshold": 2}
+    if kind in ("http", "https"):
+        hc["path"] = HEALTH_PATH
+        hc["expect"] = "200-299"
+    hc.update(kw)
+    return hc
+
+
+class Client:
+    """tcp_ssl connections that read the name of the backend they reached."""
+
+    def __init__(self, tg, pki):
+        self.addr = tg.addr("main")
+        self.ctx = tg_tls.client_ctx(pki)
+
+    def open(self, source_ip=None):
+        """A connected TLS socket and the name of its backend ("" when the
+        connection was closed without one)."""
+        src = (source_ip, 0) if source_ip else None
+        raw = socket.create_connection(self.addr, timeout=T(10), source_address=src)
+        try:
+            s = self.ctx.wrap_socket(raw, server_hostname="localhost")
+        except BaseException:
+            raw.close()
+            raise
+        s.settimeout(T(10))
+        try:
+            s.sendall(b"hi\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                b = s.recv(256)
+                if not b:
+                    break
+                buf += b
+        except (OSError, ssl.SSLError):
+            buf = b""
+        return s, buf.decode().strip()
+
+    def name(self, source_ip=None):
+        s, name = self.open(source_ip)
+        s.close()
+        return name
+
+    def counts(self, n, source_ip=None):
+        out = {}
+        for _ in range(n):
+            name = self.name(source_ip)
+            out[name] = out.get(name, 0) + 1
+        return out
+
+
+def https_get(tg, pki, path="/"):
+    """(status, body) of one request over a fresh connection."""
+    ctx = tg_tls.client_ctx(pki)
+    with tg_tls.connect(tg.addr("main"), ctx) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        s.settimeout(T(10))
+        data = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except (OSError, ssl.SSLError):
+                break
+            if not b:
+                break
+            data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.") else 0
+    return status, body.decode(errors="replace")
+
+
+def reload(tg, cfg, generation):
+    tg.write_config(cfg)
+    tg.signal(signal.SIGHUP)
+    tg.wait_ready(generation=generation)
+
+
+# ---- algorithms ---------------------------------------------------------------
+
+def test_wrr_weights_and_weight_zero(tollgate, pki, ids):
+    """wrr with one worker is exact: 40 connections over weights 3, 1, 0 give
+    30, 10 and 0 (tolerance 1 for a connection the readiness probe made)."""
+    a, b, c = ids("a"), ids("b"), ids("c")
+    tg = tollgate(tcp_cfg({"g": {"algorithm": "wrr", "targets": targets((a, 3), (b, 1), (c, 0))}}))
+    got = Client(tg, pki).counts(40)
+    assert abs(got.get("a", 0) - 30) <= 1, got
+    assert abs(got.get("b", 0) - 10) <= 1, got
+    assert "c" not in got and c.accepted == 0, got
+
+
+def test_least_conn_long_lived(tollgate, pki, ids):
+    """Two workers share the counts: 8 connections held open one after the
+    other over weights 1, 1, 2 end up exactly 2, 2, 4; when a's close, the
+    next two go to a."""
+    a, b, c = ids("a"), ids("b"), ids("c")
+    tg = tollgate(tcp_cfg({"g": {"algorithm": "least_conn",
+                                 "targets": targets((a, 1), (b, 1), (c, 2))}}, workers=2))
+    cl = Client(tg, pki)
+    held = [cl.open() for _ in range(8)]
+    try:
+        names = [n for _, n in held]
+        assert {n: names.count(n) for n in "abc"} == {"a": 2, "b": 2, "c": 4}, names
+        done_before = len(tg.access())
+        for s, n in held:
+            if n == "a":
+                s.close()
+        wait_for(lambda: len(tg.access()) >= done_before + 2, T(10), what="a's connections closed")
+        more = [cl.open() for _ in range(2)]
+        held += more
+        assert [n for _, n in more] == ["a", "a"], [n for _, n in more]
+    finally:
+        for s, _ in held:
+            s.close()
+
+
+def _ip(i):
+    return f"127.0.{1 + i // 250}.{1 + i % 250}"
+
+
+def test_ip_hash_weights_and_stability(tollgate, pki, ids):
+    """ip_hash over weights 1, 1, 2 and 120 client addresses: shares within
+    15 connections of 30, 30, 60 (about 3 sigma); a client keeps its target;
+    adding a fifth of the weight moves between 8 and 45 clients (expected
+    24), every one of them to the new target."""
+    a, b, c, d = ids("a"), ids("b"), ids("c"), ids("d")
+    group = {"algorithm": "ip_hash", "targets": targets((a, 1), (b, 1), (c, 2))}
+    cfg = tcp_cfg({"g": group})
+    tg = tollgate(cfg)
+    cl = Client(tg, pki)
+    n = 120
+    before = [cl.name(_ip(i)) for i in range(n)]
+    counts = {x: before.count(x) for x in "abc"}
+    assert abs(counts["a"] - 30) <= 15 and abs(counts["b"] - 30) <= 15, counts
+    assert abs(counts["c"] - 60) <= 15, counts
+    again = [cl.name(_ip(i)) for i in range(20)]
+    assert again == before[:20]
+
+    group["targets"] = targets((a, 1), (b, 1), (c, 2), (d, 1))
+    reload(tg, cfg, 2)
+    after = [cl.name(_ip(i)) for i in range(n)]
+    moved = [(x, y) for x, y in zip(before, after) if x != y]
+    assert all(y == "d" for _, y in moved), moved
+    assert 8 <= len(moved) <= 45, len(moved)
+
+
+# ---- active health checks -------------------------------------------------------
+
+def test_health_tcp_down_and_back(tollgate, pki, ids):
+    """A target stopped mid-run is marked down within interval x
+    unhealthy_threshold (0.6s) plus 2s, gets no new connections, and comes
+    back after it restarts."""
+    a, b = ids("a"), ids("b")
+    tg = tollgate(tcp_cfg({"g": {"targets": targets((a, 1), (b, 1)),
+                                 "health_check": fast_check("tcp")}}))
+    tg.wait_event("target_up", target=b.address, cause="first_check")
+    cl = Client(tg, pki)
+    assert set(cl.counts(6)) == {"a", "b"}
+
+    t0 = time.monotonic()
+    b.stop()
+    ev = tg.wait_event("target_down", target=b.address, timeout=T(10))[0]
+    assert time.monotonic() - t0 <= T(0.6 + 2.0)
+    assert ev["cause"] == "refused" and ev["target_group"] == "g", ev
+    assert cl.counts(10) == {"a": 10}
+
+    b.start()
+    tg.wait_event("target_up", target=b.address, cause="passed", timeout=T(10))
+    got = cl.counts(10)
+    assert abs(got.get("b", 0) - 5) <= 1, got
+
+
+def test_health_http_status(tollgate, pki, ids):
+    """An http check that gets 500 marks the target down (cause status_500);
+    once it answers 200 again it is back."""
+    a, b = ids("a"), ids("b")
+    tg = tollgate(tcp_cfg({"g": {"targets": targets((a, 1), (b, 1)),
+                                 "health_check": fast_check("http")}}))
+    tg.wait_event("target_up", target=b.address, cause="first_check")
+    b.health_status = 500
+    ev = tg.wait_event("target_down", target=b.address, timeout=T(10))[0]
+    assert ev["cause"] == "status_500" and ev["check"] == "http", ev
+    cl = Client(tg, pki)
+    assert cl.counts(6) == {"a": 6}
+    b.health_status = 204
+    tg.wait_event("target_up", target=b.address, cause="passed", timeout=T(10))
+    assert "b" in cl.counts(6)
+
+
+def test_health_timeout(tollgate, pki, ids):
+    """A target that accepts but never answers the http check times out."""
+    a = ids("a")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        addr = f"127.0.0.1:{silent.getsockname()[1]}"
+        tg = tollgate(tcp_cfg({"g": {"targets": targets((a, 1), (addr, 1)),
+                                     "health_check": fast_check("http")}}))
+        ev = tg.wait_event("target_down", target=addr, timeout=T(10))[0]
+        assert ev["cause"] == "timeout", ev
+    finally:
+        silent.close()
+
+
+def test_reload_keeps_health(tollgate, pki, ids):
+    """After SIGHUP a target that stays keeps its state: a down target is
+    still down at once, with no new first check."""
+    a, b = ids("a"), ids("b")
+    group = {"targets": targets((a, 1), (b, 1)), "health_check": fast_check("tcp")}
+    cfg = tcp_cfg({"g": group})
+    tg = tollgate(cfg)
+    b.stop()
+    tg.wait_event("target_down", target=b.address, timeout=T(10))
+    group["health_check"] = fast_check("tcp", interval="5s", timeout="1s")
+    reload(tg, cfg, 2)
+    assert Client(tg, pki).counts(6) == {"a": 6}
+    ups = tg.events("target_up", target=b.address)
+    assert len(ups) == 1 and ups[0]["cause"] == "first_check", ups
+    assert len(tg.events("target_down", target=b.address)) == 1
+
+
+# ---- passive checks ---------------------------------------------------------------
+
+def test_passive_ejection(tollgate, pki, ids):
+    """Two failed connects in a row eject a target for the ejection period:
+    in between it is not tried at all, afterwards it is tried again."""
+    a = ids("a")
+    dead = f"127.0.0.1:{free_port()}"
+    tg = tollgate(tcp_cfg({"g": {"targets": targets((a, 1), (dead, 1)),
+                                 "passive": {"consecutive_failures": 2, "ejection": "2s"}}}))
+    cl = Client(tg, pki)
+    assert cl.counts(4) == {"a": 4}  # the dead one fails over to a
+    ev = tg.wait_event("target_ejected", target=dead)[0]
+    assert ev["cause"] == "connect_failures" and ev["failures"] == "2", ev
+    t_eject = time.monotonic()
+    fails = len(tg.events("connect_failed", target=dead))
+    assert cl.counts(6) == {"a": 6}
+    if time.monotonic() - t_eject < 1.5:
+        assert len(tg.events("connect_failed", target=dead)) == fails
+
+    def tried_again():
+        cl.name()
+        return len(tg.events("connect_failed", target=dead)) > fails
+
+    wait_for(tried_again, T(10), interval=0.1, what="the dead target tried after ejection")
+    assert time.monotonic() - t_eject >= 1.0
+
+
+# ---- all targets down ---------------------------------------------------------------
+
+@pytest.mark.parametrize("proto", ["tcp_ssl", "https"])
+@pytest.mark.parametrize("mode", ["fail_open", "reject"])
+def test_when_all_down(tollgate, pki, ids, proto, mode):
+    """Every target fails its health check but still serves: fail_open
+    spreads over them anyway; reject closes (tcp_ssl) or answers 503
+    (https), with a log line."""
+    a = ids("a", health_status=500)
+    group = {"targets": targets((a, 1)), "health_check": fast_check("http"),
+             "when_all_down": mode}
+    cfg = {"target_groups": {"g": group},
+           "listeners": [listener() if proto == "tcp_ssl" else https_listener()]}
+    tg = tollgate(cfg)
+    tg.wait_event("target_down", target=a.address, timeout=T(10))
+    if proto == "tcp_ssl":
+        got = Client(tg, pki).name()
+        assert got == ("a" if mode == "fail_open" else ""), got
+    else:
+        status, body = https_get(tg, pki)
+        assert (status, body) == ((200, "a") if mode == "fail_open" else (503, body)), body
+    downs = tg.events("all_targets_down", target_group="g")
+    assert len(downs) == (1 if mode == "reject" else 0), downs
+
+
+def test_weight_zero_drains_on_reload(tollgate, pki, ids):
+    """Setting a target's weight to 0 by reload lets its connection finish
+    and sends it nothing new."""
+    a, b = ids("a"), ids("b")
+    group = {"targets": targets((a, 1), (b, 1))}
+    cfg = tcp_cfg({"g": group})
+    tg = tollgate(cfg)
+    cl = Client(tg, pki)
+    held = [cl.open() for _ in range(2)]
+    try:
+        on_b = [s for s, n in held if n == "b"]
+        assert len(on_b) == 1, [n for _, n in held]
+        group["targets"] = targets((a, 1), (b, 0))
+        reload(tg, cfg, 2)
+        assert cl.counts(6) == {"a": 6}
+        # the old connection to b is still relayed
+        on_b[0].sendall(b"more\n")
+        on_b[0].close()
+        tg.wait_access(lambda r: r.get("target") == b.address, what="b's connection closed")
+    finally:
+        for s, _ in held:
+            s.close()
