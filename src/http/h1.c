@@ -147,6 +147,18 @@ static int decide_body(struct h1 *h)
     return 0;
 }
 
+/*
+ * The only upgrade that becomes a tunnel is a WebSocket opening handshake
+ * (RFC 6455 §4.1: GET, Upgrade: websocket). Any other Upgrade (h2c, TLS)
+ * stays hop-by-hop and the request is proxied as a plain one, so a backend
+ * cannot switch a connection to a protocol tollgate does not inspect.
+ */
+static bool is_websocket(const struct http_head *hd)
+{
+    int u = http_head_find(hd, "upgrade");
+    return hd->method == HTTP_GET && u >= 0 && http_span_ieq(hd, hd->h[u].value, "websocket");
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct h1 *h = self(p);
@@ -160,7 +172,7 @@ static int on_headers_complete(llhttp_t *p)
     if (decide_body(h) != 0)
         return -1;
     hd->keep_alive = llhttp_should_keep_alive(p) != 0;
-    hd->is_upgrade = h->is_request ? p->upgrade != 0 : hd->status == 101;
+    hd->is_upgrade = h->is_request ? p->upgrade != 0 && is_websocket(hd) : hd->status == 101;
     hd->host = http_head_find(hd, "host");
     int e = http_head_find(hd, "expect");
     hd->expect_continue = e >= 0 && http_span_ieq(hd, hd->h[e].value, "100-continue");

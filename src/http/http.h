@@ -55,7 +55,8 @@ struct http_head {
     enum http_body body;
     uint64_t content_length;
     bool keep_alive;      /* the sender allows another message after this one */
-    bool is_upgrade;      /* request: Connection: upgrade + Upgrade; response: 101 */
+    bool is_upgrade;      /* request: GET, Connection: upgrade, Upgrade: websocket;
+                           * response: 101 */
     bool expect_continue; /* request: Expect: 100-continue */
     int host;             /* index into h of the Host header, -1 when absent */
 };

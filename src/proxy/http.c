@@ -173,17 +173,14 @@ static enum conn_state respond_rule(struct conn *c, const struct cfg_rule *r)
                    o > 0 ? extra : NULL, r->respond_body, c->http->req.body == HTTP_BODY_NONE);
 }
 
-/* The request head is complete: check it, then route it. */
-static enum conn_state request_ready(struct conn *c)
+/* Forgets what the previous request on this connection left behind, so
+ * that neither its answer nor its log fields are taken for this one's. */
+static void begin_request(struct conn *c)
 {
     struct http_conn *h = c->http;
-    struct http_head *rq = &h->req;
-    const struct cfg_listener *l = c->l->cfg;
-
     h->t_req = ev_now(c->w->loop);
     h->t_upstream = 0;
     h->n_requests++;
-    h->keep_alive = rq->keep_alive;
     h->status = 0;
     h->req_done = false;
     h->resp_head_done = false;
@@ -192,12 +189,25 @@ static enum conn_state request_ready(struct conn *c)
     h->sent_to_client = false;
     h->be_reused = false;
     h->retried = false;
-    h->head_in_cin = rq->len;
+    h->head_in_cin = 0;
     h->req_bytes = h->resp_bytes = 0;
+    h->log_method[0] = h->log_path[0] = '\0';
     c->outcome = "ok";
     c->target = -1;
     c->tried = 0;
     c->n_tried = 0;
+}
+
+/* The request head is complete: check it, then route it. */
+static enum conn_state request_ready(struct conn *c)
+{
+    struct http_conn *h = c->http;
+    struct http_head *rq = &h->req;
+    const struct cfg_listener *l = c->l->cfg;
+
+    begin_request(c);
+    h->keep_alive = rq->keep_alive;
+    h->head_in_cin = rq->len;
     snprintf(h->log_method, sizeof(h->log_method), "%.*s", (int)rq->method_s.len,
              http_span_ptr(rq, rq->method_s));
     snprintf(h->log_path, sizeof(h->log_path), "%.*s", (int)rq->target.len,
@@ -242,6 +252,7 @@ enum conn_state http_read_head(struct conn *c)
     if (c->timed_out) {
         if (buf_is_empty(&h->cin))
             return CONN_ST_DRAIN; /* an idle keep-alive connection: close quietly */
+        begin_request(c);
         return error_page(c, 408, "the request head did not arrive in time");
     }
     h->t_req = 0;
@@ -253,8 +264,7 @@ enum conn_state http_read_head(struct conn *c)
             if (st == TG_OK)
                 return request_ready(c);
             if (st == TG_E_PROTO) {
-                h->log_method[0] = h->log_path[0] = '\0';
-                h->t_req = ev_now(c->w->loop);
+                begin_request(c);
                 return error_page(c, h->req_p.err_status, h->req_p.err_reason);
             }
         }

@@ -151,7 +151,7 @@ class _Reader:
 
 
 class HttpBackend:
-    def __init__(self, handler=None, host="127.0.0.1", continue_100=True):
+    def __init__(self, handler=None, host="127.0.0.1", continue_100=True, port=0):
         self.handler = handler or json_reply
         self.continue_100 = continue_100
         self.requests = []
@@ -160,7 +160,7 @@ class HttpBackend:
         self.lock = threading.Lock()
         self.ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind((host, 0))
+        self.ls.bind((host, port))
         self.ls.listen(1024)
         self.port = self.ls.getsockname()[1]
         self.address = f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}"
@@ -217,6 +217,7 @@ class HttpBackend:
                 s, _ = self.ls.accept()
             except OSError:
                 return
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.accepted += 1
                 no = self.accepted
@@ -339,7 +340,7 @@ class HttpBackend:
                     s.sendall(p)
             if rep.chunked:
                 s.sendall(b"0\r\n\r\n")
-        return not rep.close and rep.length
+        return not rep.close and (rep.length or rep.chunked or bodiless)
 
     def _websocket(self, s, r, req):
         key = req.get("sec-websocket-key", "").encode()
@@ -511,9 +512,10 @@ class Client:
         else:
             try:
                 while True:
+                    if self.r.buf:
+                        out(bytes(self.r.buf))
+                        self.r.buf.clear()
                     self.r.fill()
-                    out(bytes(self.r.buf))
-                    self.r.buf.clear()
             except (EOFError, OSError):
                 pass
         resp.body = bytes(body)

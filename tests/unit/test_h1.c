@@ -245,6 +245,34 @@ static void test_upgrade_and_expect(void **state)
     assert_false(p.hd.expect_continue);
 }
 
+/* Only a WebSocket handshake is an upgrade; h2c and the like stay plain. */
+static void test_other_upgrades_are_plain(void **state)
+{
+    (void)state;
+    static const char *const plain[] = {
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: TLS/1.2\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocketx\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        struct parsed p;
+        parse_request(&p, plain[i], 0);
+        assert_int_equal(p.st, TG_OK);
+        if (p.hd.is_upgrade)
+            fail_msg("case %zu taken for an upgrade: %s", i, plain[i]);
+    }
+    struct parsed p;
+    parse_request(&p,
+                  "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n"
+                  "Upgrade: WebSocket\r\n\r\n",
+                  0);
+    assert_int_equal(p.st, TG_OK);
+    assert_true(p.hd.is_upgrade);
+}
+
 static void test_http10_keepalive(void **state)
 {
     (void)state;
@@ -270,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_chunked_over_max_body),
         cmocka_unit_test(test_responses),
         cmocka_unit_test(test_upgrade_and_expect),
+        cmocka_unit_test(test_other_upgrades_are_plain),
         cmocka_unit_test(test_http10_keepalive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,466 @@
+"""https proxying: keep-alive on both sides, pipelining, streamed bodies,
+bodiless responses, 100-continue, WebSocket tunnel, other upgrades, backend
+failures (502/503/504, retry, recovery) and many requests at once."""
+
+import hashlib
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import tg_http
+from tg_http import Client, Reply, hbackend, hserve, https_listener  # noqa: F401
+from tg_proc import T, group, wait_for
+
+
+# ---- keep-alive ----
+
+def test_keepalive_reuse_both_sides(hserve, pki):
+    tg, be = hserve()
+    n = 20
+    with Client(tg.addr(), pki) as c:
+        for i in range(n):
+            r = c.request("GET", f"/k{i}")
+            assert r.status == 200 and r.json()["target"] == f"/k{i}"
+        port = c.port
+    assert be.count() == 1, f"{be.count()} backend connections for {n} requests"
+    assert [q.conn_no for q in be.reqs()] == [1] * n
+    recs = tg.wait_access(lambda r: r["client"].endswith(f":{port}"), count=n)
+    assert len({r["conn"] for r in recs}) == 1
+    # a second client connection reuses the pooled backend connection
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/again").status == 200
+    assert be.count() == 1
+
+
+def test_connection_close_from_client_is_honoured(hserve, pki):
+    """Twin: a client that says Connection: close gets its answer and the
+    connection ends; the backend connection is still pooled."""
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/x", headers=[("Connection", "close")])
+        assert r.status == 200 and r.get("Connection", "").lower() == "close"
+        assert c.closed_by_peer(T(10))
+    assert be.reqs()[0].all("Connection") in ([], ["keep-alive"])
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/y").status == 200
+    assert be.count() == 1
+
+
+def test_backend_connection_close_not_reused(hserve, pki):
+    """Twin: a backend that closes after each response gets a new
+    connection per request, and the client keeps its connection."""
+    tg, be = hserve(handler=lambda req: Reply(200, body=b"ok", close=True))
+    with Client(tg.addr(), pki) as c:
+        for i in range(3):
+            r = c.request("GET", f"/{i}")
+            assert r.status == 200 and r.body == b"ok"
+            assert r.get("Connection", "").lower() != "close"
+    assert be.count() == 3
+
+
+def test_http10_client_gets_close(hserve, pki):
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        c.send(b"GET /old HTTP/1.0\r\n\r\n")
+        r = c.response()
+        assert r.status == 200
+        assert c.closed_by_peer(T(10))
+    assert be.reqs()[0].version == "HTTP/1.0"
+
+
+def test_pipelining_answered_in_order(hserve, pki):
+    def slow_first(req):
+        return Reply(200, body=req.target.encode(), delay=0.3 if req.target == "/p0" else 0)
+    tg, be = hserve(handler=slow_first)
+    with Client(tg.addr(), pki) as c:
+        batch = b"".join(tg_http.build("GET", f"/p{i}") for i in range(10))
+        batch += tg_http.build("POST", "/p10", body=b"body of ten")
+        batch += tg_http.build("GET", "/p11")
+        c.send(batch)
+        got = [c.response().body for _ in range(12)]
+    assert got == [f"/p{i}".encode() for i in range(12)]
+    assert [q.target for q in be.reqs()] == [f"/p{i}" for i in range(12)]
+    assert be.reqs()[10].body_len == len(b"body of ten")
+
+
+def test_pipelined_request_after_refusal_not_forwarded(hserve, pki):
+    """Twin: a refused request closes the connection; what was pipelined
+    after it is never forwarded."""
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        c.send(tg_http.build("GET", "/ok") + b"GET / HTTP/1.1\r\n\r\n" +
+               tg_http.build("GET", "/after"))
+        assert c.response().status == 200
+        assert c.response().status == 400
+        assert c.closed_by_peer(T(10))
+    assert [q.target for q in be.reqs()] == ["/ok"]
+
+
+# ---- bodies ----
+
+MIB = 1 << 20
+
+
+@pytest.mark.slow
+def test_50mib_chunked_upload(hserve, pki):
+    tg, be = hserve()
+    total = 50 * MIB
+    want = tg_http.pattern_sha256(total)
+    t0 = time.monotonic()
+    with Client(tg.addr(), pki, timeout=T(60)) as c:
+        c.send(b"PUT /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for piece in tg_http.pattern_chunks(total, 256 * 1024):
+            c.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        c.send(b"0\r\n\r\n")
+        r = c.response()
+    assert r.status == 200, r.body
+    d = r.json()
+    assert d["body_len"] == total and d["body_sha256"] == want
+    req = be.reqs()[0]
+    assert req.chunked, "the chunked framing was not kept"
+    assert time.monotonic() - t0 < T(120)
+
+
+@pytest.mark.slow
+def test_50mib_download_streamed(hserve, pki):
+    total = 50 * MIB
+    tg, be = hserve(handler=lambda req: Reply(200, body_size=total,
+                                              chunked=req.target == "/chunked"))
+    want = tg_http.pattern_sha256(total)
+    for target in ("/length", "/chunked"):
+        h = hashlib.sha256()
+        n = [0]
+
+        def sink(b):
+            h.update(b)
+            n[0] += len(b)
+        t0 = time.monotonic()
+        with Client(tg.addr(), pki, timeout=T(60)) as c:
+            c.send(tg_http.build("GET", target))
+            resp = c.response(sink=sink)
+            assert resp.status == 200
+            if target == "/chunked":
+                assert resp.get("Transfer-Encoding", "").lower() == "chunked"
+            else:
+                assert resp.get("Content-Length") == str(total)
+            # the connection still works after a large body
+            assert c.request("HEAD", "/length").status == 200
+        assert n[0] == total and h.hexdigest() == want, target
+        assert time.monotonic() - t0 < T(120)
+
+
+def test_download_with_curl_sha256(hserve, pki, tmp_path):
+    total = 5 * MIB + 123
+    tg, be = hserve(handler=lambda req: Reply(200, body_size=total, chunked=True))
+    port = tg.addr()[1]
+    out = tmp_path / "dl.bin"
+    p = subprocess.run(["curl", "-sS", "--cacert", pki.path("root.crt"), "-o", str(out),
+                        "--resolve", f"localhost:{port}:127.0.0.1",
+                        f"https://localhost:{port}/file"], capture_output=True, text=True,
+                       timeout=T(60))
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == tg_http.pattern_sha256(total)
+
+
+def test_upload_with_curl_sha256(hserve, pki, tmp_path):
+    tg, be = hserve()
+    data = os.urandom(3 * MIB + 7)
+    f = tmp_path / "up.bin"
+    f.write_bytes(data)
+    port = tg.addr()[1]
+    p = subprocess.run(["curl", "-sS", "--cacert", pki.path("root.crt"), "-T", str(f),
+                        "-H", "Transfer-Encoding: chunked",
+                        "--resolve", f"localhost:{port}:127.0.0.1",
+                        f"https://localhost:{port}/up"], capture_output=True, text=True,
+                       timeout=T(60))
+    assert p.returncode == 0, p.stderr
+    req = be.reqs()[0]
+    assert req.body_len == len(data) and req.body_digest() == hashlib.sha256(data).hexdigest()
+
+
+def test_response_delimited_by_close(hserve, pki):
+    """A response without length is read to EOF and passed on with close."""
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+    tg, be = hserve(handler=lambda req: Reply(raw=raw, close=True))
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/")
+        assert r.status == 200 and r.body == b"until the end"
+        assert c.closed_by_peer(T(10))
+
+
+# ---- bodiless responses ----
+
+def test_head_204_304_have_no_body(hserve, pki):
+    def handle(req):
+        if req.target == "/204":
+            return Reply(204, headers=[("X-A", "1")])
+        if req.target == "/304":
+            return Reply(304, headers=[("ETag", '"v1"'), ("Content-Length", "1000")],
+                         length=False)
+        return Reply(200, body=b"twelve bytes")
+    tg, be = hserve(handler=handle)
+    with Client(tg.addr(), pki) as c:
+        r = c.request("HEAD", "/head")
+        assert r.status == 200 and r.get("Content-Length") == "12"
+        r = c.request("GET", "/204")
+        assert r.status == 204 and r.get("X-A") == "1"
+        r = c.request("GET", "/304", headers=[("If-None-Match", '"v1"')])
+        assert r.status == 304 and r.get("ETag") == '"v1"'
+        # the twin proves nothing was left over: the next response parses
+        r = c.request("GET", "/get")
+        assert r.status == 200 and r.body == b"twelve bytes"
+        c.sock.settimeout(0.5)
+        try:
+            extra = c.sock.recv(1)
+        except (socket.timeout, TimeoutError):
+            extra = b""
+        assert extra == b"" and not c.r.buf
+    assert be.count() == 1
+
+
+def test_interim_1xx_passed_on(hserve, pki):
+    tg, be = hserve(handler=lambda req: Reply(200, body=b"final", interim=(103,)))
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/")
+        assert r.interim == [103] and r.status == 200 and r.body == b"final"
+        assert c.request("GET", "/2").body == b"final"
+
+
+def test_expect_100_continue(hserve, pki):
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        c.send(b"POST /e HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        line = c.r.line()
+        assert line.startswith(b"HTTP/1.1 100"), line
+        assert c.r.line() == b"\r\n"
+        c.send(b"hello")
+        r = c.response()
+        assert r.status == 200 and r.json()["body_len"] == 5
+    assert be.reqs()[0].get("Expect") == "100-continue"
+
+
+def test_expect_100_continue_with_curl(hserve, pki, tmp_path):
+    tg, be = hserve()
+    f = tmp_path / "b.bin"
+    f.write_bytes(b"z" * 200000)
+    port = tg.addr()[1]
+    p = subprocess.run(["curl", "-sS", "--cacert", pki.path("root.crt"), "--data-binary",
+                        f"@{f}", "-H", "Expect: 100-continue", "-w", "%{http_code}", "-o",
+                        "/dev/null", "--resolve", f"localhost:{port}:127.0.0.1",
+                        f"https://localhost:{port}/x"], capture_output=True, text=True,
+                       timeout=T(30))
+    assert p.stdout == "200", p.stderr
+    assert be.reqs()[0].body_len == 200000
+
+
+def test_expect_refused_by_backend(hserve, pki):
+    """Twin: a backend that answers at once without 100 (417 or a final
+    answer) gets that answer to the client, the body is not required."""
+    tg, be = hserve(handler=lambda req: Reply(417, body=b"no", close=True))
+    be.continue_100 = False
+    with Client(tg.addr(), pki) as c:
+        c.send(b"POST /e HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        r = c.response()
+        assert r.status == 417
+
+
+# ---- upgrades ----
+
+def ws_handshake(c, proto="websocket"):
+    c.send(b"GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: " + proto.encode() +
+           b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+    return c.response()
+
+
+def test_websocket_echo_through_tunnel(hserve, pki):
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        r = ws_handshake(c)
+        assert r.status == 101
+        assert r.get("Sec-WebSocket-Accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        assert r.get("Upgrade", "").lower() == "websocket"
+        for msg in (b"hello", b"x" * 70000, "h\u00e9".encode()):
+            c.send(tg_http.ws_frame(1, msg))
+            op, payload = tg_http.ws_read_frame(c.r, expect_mask=False)
+            assert op == 1 and payload == msg
+        c.send(tg_http.ws_frame(8, b"\x03\xe8"))
+        op, _ = tg_http.ws_read_frame(c.r, expect_mask=False)
+        assert op == 8
+        assert c.closed_by_peer(T(10))
+    req = be.reqs()[0]
+    assert req.get("Upgrade") == "websocket"
+    assert "upgrade" in req.get("Connection", "").lower()
+    assert req.get("X-Forwarded-For") == "127.0.0.1"
+
+
+def test_websocket_backend_refuses_upgrade(hserve, pki):
+    """Twin: a backend that answers 200 instead of 101 gives a normal
+    response; no tunnel."""
+    tg, be = hserve(handler=lambda req: Reply(200, body=b"no ws here"))
+    be_ws = be._websocket
+    be._websocket = lambda s, r, req: s.sendall(b"HTTP/1.1 400 Bad Request\r\n"
+                                                b"Content-Length: 5\r\n\r\nno ws")
+    with Client(tg.addr(), pki) as c:
+        r = ws_handshake(c)
+        assert r.status == 400 and r.body == b"no ws"
+    be._websocket = be_ws
+
+
+def test_other_upgrade_is_not_a_tunnel(hserve, pki):
+    """An Upgrade other than websocket (h2c, TLS/1.2...) is hop-by-hop: it is
+    removed and the request proxied as a plain one; a backend that still
+    answers 101 gets a 502."""
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        c.send(b"GET /h2c HTTP/1.1\r\nHost: localhost\r\nUpgrade: h2c\r\n"
+               b"Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+        r = c.response()
+        assert r.status == 200
+        assert c.request("GET", "/after").status == 200
+    req = be.reqs()[0]
+    assert req.all("Upgrade") == [], "a non-websocket Upgrade reached the backend"
+    assert req.all("HTTP2-Settings") == []
+    assert "upgrade" not in req.get("Connection", "").lower()
+    assert [q.target for q in be.reqs()] == ["/h2c", "/after"]
+
+
+def test_unasked_101_is_502(hserve, pki):
+    raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+    tg, be = hserve(handler=lambda req: Reply(raw=raw))
+    with Client(tg.addr(), pki) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+        assert c.response().status == 502
+
+
+# ---- backend failures ----
+
+def test_target_down_502_or_503_then_recovery(tollgate, hbackend, pki):
+    port = tg_http_free_port()
+    tg = tollgate({"target_groups": {"g": group(f"127.0.0.1:{port}")},
+                   "listeners": [https_listener(connect_timeout="2s")]})
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/")
+    assert r.status in (502, 503)
+    assert "127.0.0.1" not in r.body.decode() and str(port) not in r.body.decode()
+    be = tg_http.HttpBackend(port=port)
+    try:
+        def ok():
+            with Client(tg.addr(), pki) as c:
+                return c.request("GET", "/back").status == 200
+        wait_for(ok, T(30), interval=0.3, what="recovery after the target came back")
+        assert be.reqs()[-1].target == "/back"
+    finally:
+        be.close()
+
+
+def tg_http_free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def test_failover_to_next_target(tollgate, hbackend, pki):
+    be = hbackend()
+    dead = tg_http_free_port()
+    tg = tollgate({"target_groups": {"g": group(f"127.0.0.1:{dead}", be.address)},
+                   "listeners": [https_listener()]})
+    for i in range(4):
+        with Client(tg.addr(), pki) as c:
+            assert c.request("GET", f"/{i}").status == 200
+    assert len(be.reqs()) == 4
+
+
+def test_invalid_response_502(hserve, pki):
+    tg, be = hserve(handler=lambda req: Reply(raw=b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                                              b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/")
+        assert r.status == 502
+        assert c.closed_by_peer(T(10))
+    tg.wait_event("http_error", status="502")
+
+
+def test_backend_closes_without_answer_502(hserve, pki):
+    tg, be = hserve(handler=lambda req: Reply(abort=True))
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/").status == 502
+
+
+def test_response_timeout_504(hserve, pki):
+    tg, be = hserve(https_listener(response_timeout="1s"),
+                    handler=lambda req: Reply(200, body=b"late", delay=3 if req.target ==
+                                              "/slow" else 0))
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/slow")
+        assert r.status == 504
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/fast").body == b"late"
+
+
+def test_stale_pooled_connection_retried(hserve, pki):
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/1").status == 200
+        be.drop_connections()
+        # give the FIN time to arrive; the pool may or may not have noticed
+        time.sleep(0.2)
+        assert c.request("GET", "/2").status == 200
+    assert [q.target for q in be.reqs()] == ["/1", "/2"]
+    assert be.count() == 2
+
+
+def test_stale_pool_not_retried_with_body_gives_502_or_200(hserve, pki):
+    """A request with a body is not replayed blindly: it either went to a
+    fresh connection or fails with 502, never twice."""
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/1").status == 200
+        be.drop_connections()
+        time.sleep(0.2)
+        r = c.request("POST", "/2", body=b"once")
+        assert r.status in (200, 502)
+    assert [q.target for q in be.reqs()].count("/2") <= 1
+
+
+# ---- load ----
+
+@pytest.mark.slow
+def test_1000_requests_over_50_connections(hserve, pki):
+    tg, be = hserve()
+    errors = []
+    done = [0]
+    lock = threading.Lock()
+
+    def worker(k):
+        try:
+            with Client(tg.addr(), pki, timeout=T(60)) as c:
+                for i in range(20):
+                    body = f"{k}-{i}".encode() * (i + 1)
+                    r = c.request("POST", f"/w{k}/{i}", body=body)
+                    d = r.json()
+                    if (r.status != 200 or d["target"] != f"/w{k}/{i}" or
+                            d["body_sha256"] != hashlib.sha256(body).hexdigest()):
+                        errors.append((k, i, r.status, d.get("target")))
+                    with lock:
+                        done[0] += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append((k, repr(e)))
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(50)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(T(180))
+    assert not errors, errors[:5]
+    assert done[0] == 1000
+    assert len(be.reqs()) == 1000
+    assert be.count() <= 50, f"{be.count()} backend connections for 50 clients"
