@@ -1,0 +1,821 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of tollgate, HAProxy and nginx. Run through bench/run.sh.
+
+Each server runs one worker pinned to core 0; the load generator (tgload or
+wrk) and the backend (tgback) are pinned to core 1, and so is this driver.
+Rounds are interleaved: tollgate, haproxy, nginx, tollgate, haproxy, ...
+Server CPU is read from /proc/PID/stat (utime + stime of the server's whole
+process tree) before and after each load run.
+"""
+
+import csv
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CONC = int(os.environ.get("BENCH_CONC", "32"))
+HOLD = int(os.environ.get("BENCH_HOLD", "9900"))
+RATE = int(os.environ.get("BENCH_RATE", "2000"))
+PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "17000"))
+SERVERS = os.environ.get("BENCH_SERVERS", "tollgate,haproxy,nginx").split(",")
+TOLLGATE = os.environ.get("TOLLGATE_BIN", os.path.join(ROOT, "build-release", "tollgate"))
+TOOLS = os.environ.get("BENCH_TOOLS", os.path.join(HERE, ".build"))
+OUT = os.environ.get("BENCH_OUT", os.path.join(HERE, "results"))
+SERVER_CORE = os.environ.get("BENCH_SERVER_CORE", "0")
+CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1")
+NGINX_STREAM = os.environ.get("NGINX_STREAM_MODULE", "/usr/lib/nginx/modules/ngx_stream_module.so")
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Listener port offsets, the same for every server.
+OFF = {
+    "https_ecdsa": 1, "https_rsa": 2, "https_mtls": 3,
+    "tcp_ecdsa": 11, "tcp_rsa": 12, "tcp_mtls": 13, "tcp_sink": 14, "tcp_source": 15,
+}
+BACK = {"http": PORT_BASE + 1, "echo": PORT_BASE + 2, "sink": PORT_BASE + 3, "source": PORT_BASE + 4}
+
+
+def server_port(server, listener):
+    return PORT_BASE + 100 * (SERVERS.index(server) + 1) + OFF[listener]
+
+
+# name: (title, kind, listener, extra tgload args, unit, ceiling key)
+SCENARIOS = {
+    "hs_rsa_https": ("full TLS 1.3 handshakes/s, RSA-2048, https (new connection per request)",
+                     "hs", "https_rsa", [], "conn/s", "hs_rsa"),
+    "hs_rsa_tcp": ("full TLS 1.3 handshakes/s, RSA-2048, tcp_ssl (new connection per request)",
+                   "hs", "tcp_rsa", [], "conn/s", "hs_rsa"),
+    "hs_ecdsa_https": ("full TLS 1.3 handshakes/s, ECDSA P-256, https",
+                       "hs", "https_ecdsa", [], "conn/s", "hs_ecdsa"),
+    "hs_ecdsa_tcp": ("full TLS 1.3 handshakes/s, ECDSA P-256, tcp_ssl",
+                     "hs", "tcp_ecdsa", [], "conn/s", "hs_ecdsa"),
+    "resume_https": ("resumed TLS 1.3 handshakes/s (session tickets), ECDSA, https",
+                     "hs", "https_ecdsa", ["-r"], "conn/s", "hs_resume"),
+    "resume_tcp": ("resumed TLS 1.3 handshakes/s (session tickets), ECDSA, tcp_ssl",
+                   "hs", "tcp_ecdsa", ["-r"], "conn/s", "hs_resume"),
+    "mtls_https": ("mutual-TLS full handshakes/s, ECDSA server and client, https",
+                   "hs", "https_mtls", ["@mtls"], "conn/s", "hs_mtls"),
+    "mtls_tcp": ("mutual-TLS full handshakes/s, ECDSA server and client, tcp_ssl",
+                 "hs", "tcp_mtls", ["@mtls"], "conn/s", "hs_mtls"),
+    "keepalive_https": ("https keep-alive requests/s, 13-byte body (wrk -t1 -c50)",
+                        "wrk", "https_ecdsa", [], "req/s", None),
+    "bulk_up_tcp": ("tcp_ssl bulk client to backend, MB/s (4 connections, 16 KiB writes)",
+                    "bulk-up", "tcp_sink", [], "MB/s", "aes"),
+    "bulk_down_tcp": ("tcp_ssl bulk backend to client, MB/s (4 connections)",
+                      "bulk-down", "tcp_source", [], "MB/s", "aes"),
+    "idle_rss_tcp": (f"RSS per idle tcp_ssl connection, {HOLD} held (each with a backend connection)",
+                     "hold", "tcp_ecdsa", [], "KiB/conn", None),
+    "idle_rss_https": (f"RSS per idle https connection, {HOLD} held after one keep-alive request",
+                       "hold", "https_ecdsa", [], "KiB/conn", None),
+    "latency_https": (f"latency at a fixed {RATE} req/s, https keep-alive (20 connections)",
+                      "rate", "https_ecdsa", [], "ms", None),
+    "latency_tcp": (f"latency at a fixed {RATE} msg/s, tcp_ssl 64-byte echo (20 connections)",
+                    "rate", "tcp_ecdsa", [], "ms", None),
+}
+ORDER = list(SCENARIOS)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- /proc
+
+def tree_pids(root):
+    """root and all its descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        ppid = int(s[s.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def core_times():
+    """{core: (busy, total)} in ticks from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *v = line.split()
+                v = [int(x) for x in v]
+                idle = v[3] + v[4]
+                out[name[3:]] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+def core_busy_pct(before, after, core):
+    b0, t0 = before[core]
+    b1, t1 = after[core]
+    return 100.0 * (b1 - b0) / max(1, t1 - t0)
+
+
+# ---------------------------------------------------------------- servers
+
+def wait_ports(ports, proc, what, timeout=15):
+    deadline = time.time() + timeout
+    pending = set(ports)
+    while pending and time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} during startup")
+        for p in list(pending):
+            try:
+                with socket.create_connection(("127.0.0.1", p), timeout=0.5):
+                    pending.discard(p)
+            except OSError:
+                pass
+        if pending:
+            time.sleep(0.05)
+    if pending:
+        raise RuntimeError(f"{what}: ports {sorted(pending)} not listening after {timeout}s")
+
+
+class Server:
+    def __init__(self, name, work):
+        self.name = name
+        self.work = work
+        self.proc = None
+        self.log = None
+
+    def ports(self):
+        return [server_port(self.name, k) for k in OFF]
+
+    def start(self):
+        cmd = self.command()
+        self.log = open(os.path.join(self.work, f"{self.name}.log"), "ab")
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE] + cmd, stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=self.work,
+                                     start_new_session=True)
+        wait_ports(self.ports(), self.proc, self.name)
+        time.sleep(0.2)  # let workers settle after the ports open
+
+    def pids(self):
+        return tree_pids(self.proc.pid)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        pids = self.pids()
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.proc.wait()
+        # Workers left behind by a master that exited first.
+        for p in pids[1:]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc = None
+        self.log.close()
+
+
+class Tollgate(Server):
+    def command(self):
+        pki = os.path.join(self.work, "pki")
+        p = lambda k: server_port("tollgate", k)
+        lst = []
+        for name, proto, cert, mtls, group in [
+            ("https_ecdsa", "https", "ecdsa", False, "http"),
+            ("https_rsa", "https", "rsa", False, "http"),
+            ("https_mtls", "https", "ecdsa", True, "http"),
+            ("tcp_ecdsa", "tcp_ssl", "ecdsa", False, "echo"),
+            ("tcp_rsa", "tcp_ssl", "rsa", False, "echo"),
+            ("tcp_mtls", "tcp_ssl", "ecdsa", True, "echo"),
+            ("tcp_sink", "tcp_ssl", "ecdsa", False, "sink"),
+            ("tcp_source", "tcp_ssl", "ecdsa", False, "source"),
+        ]:
+            tls = f"{{ mode: {'mutual' if mtls else 'one-way'}, certificates: [{cert}], " \
+                  f"policy: modern, groups: X25519"
+            tls += ", client_ca: clients, verify_depth: 3 }" if mtls else " }"
+            route = f"target_group: {group}" if proto == "tcp_ssl" else f"default_target_group: {group}"
+            lst.append(f"  - {{ name: {name.replace('_', '-')}, protocol: {proto}, "
+                       f"listen: 127.0.0.1:{p(name)}, max_connections: 20000,\n"
+                       f"      idle_timeout: 5m, tls: {tls}, {route} }}")
+        cfg = f"""workers: 1
+log: {{ level: warn, access: off }}
+certificates:
+  ecdsa: {{ cert: {pki}/server-ecdsa.crt, key: {pki}/server-ecdsa.key }}
+  rsa:   {{ cert: {pki}/server-rsa.crt, key: {pki}/server-rsa.key }}
+client_cas:
+  clients: {{ ca: {pki}/root.crt }}
+target_groups:
+  http:   {{ targets: [ {{ address: 127.0.0.1:{BACK['http']} }} ] }}
+  echo:   {{ targets: [ {{ address: 127.0.0.1:{BACK['echo']} }} ] }}
+  sink:   {{ targets: [ {{ address: 127.0.0.1:{BACK['sink']} }} ] }}
+  source: {{ targets: [ {{ address: 127.0.0.1:{BACK['source']} }} ] }}
+listeners:
+""" + "\n".join(lst) + "\n"
+        path = os.path.join(self.work, "tollgate.yaml")
+        with open(path, "w") as f:
+            f.write(cfg)
+        return [TOLLGATE, "run", "-c", path]
+
+
+class Haproxy(Server):
+    def command(self):
+        pki = os.path.join(self.work, "pki")
+        p = lambda k: server_port("haproxy", k)
+        mtls = f"ca-file {pki}/root.crt verify required"
+        cfg = f"""global
+    nbthread 1
+    maxconn 9950
+    ssl-default-bind-options ssl-min-ver TLSv1.3
+    ssl-default-bind-curves X25519
+    tune.ssl.default-dh-param 2048
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+    timeout http-request 10s
+
+frontend https_ecdsa
+    mode http
+    bind 127.0.0.1:{p('https_ecdsa')} ssl crt {pki}/haproxy-ecdsa.pem
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    default_backend be_http
+frontend https_rsa
+    mode http
+    bind 127.0.0.1:{p('https_rsa')} ssl crt {pki}/haproxy-rsa.pem
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    default_backend be_http
+frontend https_mtls
+    mode http
+    bind 127.0.0.1:{p('https_mtls')} ssl crt {pki}/haproxy-ecdsa.pem {mtls}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    default_backend be_http
+frontend tcp_ecdsa
+    bind 127.0.0.1:{p('tcp_ecdsa')} ssl crt {pki}/haproxy-ecdsa.pem
+    default_backend be_echo
+frontend tcp_rsa
+    bind 127.0.0.1:{p('tcp_rsa')} ssl crt {pki}/haproxy-rsa.pem
+    default_backend be_echo
+frontend tcp_mtls
+    bind 127.0.0.1:{p('tcp_mtls')} ssl crt {pki}/haproxy-ecdsa.pem {mtls}
+    default_backend be_echo
+frontend tcp_sink
+    bind 127.0.0.1:{p('tcp_sink')} ssl crt {pki}/haproxy-ecdsa.pem
+    default_backend be_sink
+frontend tcp_source
+    bind 127.0.0.1:{p('tcp_source')} ssl crt {pki}/haproxy-ecdsa.pem
+    default_backend be_source
+
+backend be_http
+    mode http
+    http-reuse always
+    server s1 127.0.0.1:{BACK['http']}
+backend be_echo
+    server s1 127.0.0.1:{BACK['echo']}
+backend be_sink
+    server s1 127.0.0.1:{BACK['sink']}
+backend be_source
+    server s1 127.0.0.1:{BACK['source']}
+"""
+        path = os.path.join(self.work, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write(cfg)
+        return ["haproxy", "-q", "-db", "-f", path]
+
+
+class Nginx(Server):
+    def command(self):
+        pki = os.path.join(self.work, "pki")
+        w = os.path.join(self.work, "nginx")
+        os.makedirs(w, exist_ok=True)
+        p = lambda k: server_port("nginx", k)
+        ssl = "ssl_protocols TLSv1.3;\n    ssl_ecdh_curve X25519;\n    ssl_session_tickets on;"
+        cert = lambda k: (f"ssl_certificate {pki}/server-{k}.crt; "
+                          f"ssl_certificate_key {pki}/server-{k}.key;")
+        mtls = f"ssl_client_certificate {pki}/root.crt; ssl_verify_client on; ssl_verify_depth 3;"
+        loc = ("location / { proxy_pass http://be_http; proxy_http_version 1.1; "
+               "proxy_set_header Connection \"\"; proxy_set_header Host $host; "
+               "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+               "proxy_set_header X-Real-IP $remote_addr; "
+               "proxy_set_header X-Forwarded-Proto https; }")
+        cfg = f"""load_module {NGINX_STREAM};
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid {w}/nginx.pid;
+error_log {w}/error.log warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    client_body_temp_path {w}/body;
+    proxy_temp_path {w}/proxy;
+    fastcgi_temp_path {w}/fastcgi;
+    uwsgi_temp_path {w}/uwsgi;
+    scgi_temp_path {w}/scgi;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000;
+    {ssl}
+    upstream be_http {{ server 127.0.0.1:{BACK['http']}; keepalive 64; }}
+    server {{ listen 127.0.0.1:{p('https_ecdsa')} ssl; {cert('ecdsa')} {loc} }}
+    server {{ listen 127.0.0.1:{p('https_rsa')} ssl; {cert('rsa')} {loc} }}
+    server {{ listen 127.0.0.1:{p('https_mtls')} ssl; {cert('ecdsa')} {mtls} {loc} }}
+}}
+stream {{
+    {ssl}
+    server {{ listen 127.0.0.1:{p('tcp_ecdsa')} ssl; {cert('ecdsa')} proxy_pass 127.0.0.1:{BACK['echo']}; }}
+    server {{ listen 127.0.0.1:{p('tcp_rsa')} ssl; {cert('rsa')} proxy_pass 127.0.0.1:{BACK['echo']}; }}
+    server {{ listen 127.0.0.1:{p('tcp_mtls')} ssl; {cert('ecdsa')} {mtls} proxy_pass 127.0.0.1:{BACK['echo']}; }}
+    server {{ listen 127.0.0.1:{p('tcp_sink')} ssl; {cert('ecdsa')} proxy_pass 127.0.0.1:{BACK['sink']}; }}
+    server {{ listen 127.0.0.1:{p('tcp_source')} ssl; {cert('ecdsa')} proxy_pass 127.0.0.1:{BACK['source']}; }}
+}}
+"""
+        path = os.path.join(w, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(cfg)
+        return ["nginx", "-p", w, "-e", os.path.join(w, "error.log"), "-c", path]
+
+
+CLASSES = {"tollgate": Tollgate, "haproxy": Haproxy, "nginx": Nginx}
+
+
+# ---------------------------------------------------------------- load
+
+def parse_kv(line):
+    return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}
+
+
+def run_tgload(server, scen, pki):
+    title, kind, listener, extra, unit, _ = SCENARIOS[scen]
+    port = server_port(server.name, listener)
+    proto = "http" if listener.startswith("https") else "tcp"
+    args = [os.path.join(TOOLS, "tgload"), "-a", f"127.0.0.1:{port}", "-p", proto]
+    for e in extra:
+        if e == "@mtls":
+            args += ["-C", f"{pki}/alice.crt", "-K", f"{pki}/alice.key"]
+        else:
+            args.append(e)
+    if kind == "hs":
+        args += ["-m", "hs", "-c", str(CONC), "-d", str(SECONDS), "-n", "10000000"]
+    elif kind in ("bulk-up", "bulk-down"):
+        args += ["-m", kind, "-c", "4", "-d", str(SECONDS)]
+    elif kind == "rate":
+        args += ["-m", "rate", "-c", "20", "-R", str(RATE), "-d", str(SECONDS)]
+    return args
+
+
+def measure(server, scen, pki, rnd):
+    """One round against one server. Returns a dict of figures."""
+    title, kind, listener, extra, unit, _ = SCENARIOS[scen]
+    pids = server.pids()
+    res = {"scenario": scen, "server": server.name, "round": rnd}
+    if kind == "hold":
+        return measure_hold(server, scen, pki, res)
+    if kind == "wrk":
+        port = server_port(server.name, listener)
+        args = ["wrk", "-t1", "-c50", f"-d{max(1, int(SECONDS))}s", "--latency",
+                f"https://127.0.0.1:{port}/"]
+    else:
+        args = run_tgload(server, scen, pki)
+    c0 = cpu_ticks(pids)
+    k0 = core_times()
+    t0 = time.monotonic()
+    out = subprocess.run(["taskset", "-c", CLIENT_CORE] + args, capture_output=True, text=True,
+                         timeout=SECONDS * 3 + 60)
+    wall = time.monotonic() - t0
+    k1 = core_times()
+    c1 = cpu_ticks(pids)
+    server_cpu = (c1 - c0) / CLK_TCK
+    res["server_cpu_s"] = server_cpu
+    res["server_cpu_pct"] = 100.0 * server_cpu / wall
+    res["client_core_pct"] = core_busy_pct(k0, k1, CLIENT_CORE)
+    res["server_core_pct"] = core_busy_pct(k0, k1, SERVER_CORE)
+    res["wall_s"] = wall
+    if kind == "wrk":
+        m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out.stdout)
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+        if not m or not rps:
+            raise RuntimeError(f"wrk output not understood: {out.stdout}{out.stderr}")
+        count = int(m.group(1))
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+        errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                         out.stdout)
+        res["fail"] = (int(bad.group(1)) if bad else 0) + (
+            sum(int(x) for x in errs.groups()) if errs else 0)
+        res["value"] = float(rps.group(1))
+        res["count"] = count
+        for q in ("50", "99"):
+            lm = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out.stdout, re.M)
+            if lm:
+                mult = {"us": 0.001, "ms": 1, "s": 1000}[lm.group(2)]
+                res[f"p{q}_ms"] = float(lm.group(1)) * mult
+    else:
+        kv = parse_kv(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "")
+        if "ok" not in kv:
+            raise RuntimeError(f"tgload failed: {out.stdout}{out.stderr}")
+        res["fail"] = int(kv["fail"])
+        res["resumed"] = int(kv["resumed"])
+        res["client_cpu_s"] = float(kv["cpu_s"])
+        res["last_err"] = kv.get("last_err", "")
+        if kind in ("bulk-up", "bulk-down"):
+            res["value"] = float(kv["mbps"])
+            res["count"] = float(kv["mbps"]) * float(kv["secs"])
+        else:
+            res["value"] = float(kv["rate"])
+            res["count"] = int(kv["ok"])
+        if kind == "rate":
+            res["p50_ms"] = float(kv["p50_ms"])
+            res["p99_ms"] = float(kv["p99_ms"])
+            res["value"] = res["p50_ms"]
+    res["per_cpu_s"] = res["count"] / server_cpu if server_cpu > 0 else 0.0
+    return res
+
+
+def measure_hold(server, scen, pki, res):
+    _, _, listener, _, _, _ = SCENARIOS[scen]
+    # A fresh process: memory freed by earlier rounds must not hide the cost.
+    server.stop()
+    server.start()
+    pids = server.pids()
+    time.sleep(0.5)
+    before = rss_kib(pids)
+    port = server_port(server.name, listener)
+    proto = "http" if listener.startswith("https") else "tcp"
+    args = ["taskset", "-c", CLIENT_CORE, os.path.join(TOOLS, "tgload"), "-m", "hold",
+            "-a", f"127.0.0.1:{port}", "-p", proto, "-n", str(HOLD), "-c", "64", "-d", "3"]
+    c0 = cpu_ticks(pids)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    held = 0
+    after = before
+    try:
+        line = proc.stdout.readline()
+        kv = parse_kv(line)
+        held = int(kv.get("held", "0"))
+        if held:
+            time.sleep(1)
+            after = rss_kib(pids)
+        rest = proc.stdout.read()
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    c1 = cpu_ticks(pids)
+    kvf = parse_kv(rest.strip().splitlines()[-1]) if rest.strip() else parse_kv(line)
+    res["fail"] = int(kvf.get("fail", "0"))
+    res["last_err"] = kvf.get("last_err", "")
+    res["held"] = held
+    res["rss_before_kib"] = before
+    res["rss_after_kib"] = after
+    res["value"] = (after - before) / held if held else float("nan")
+    res["server_cpu_s"] = (c1 - c0) / CLK_TCK
+    res["count"] = held
+    return res
+
+
+# ---------------------------------------------------------------- ceiling
+
+def openssl_speed():
+    secs = str(max(1, min(3, int(SECONDS / 3))))
+    ceil = {}
+    out = subprocess.run(["taskset", "-c", SERVER_CORE, "openssl", "speed", "-mr", "-seconds",
+                          secs, "ecdsap256", "rsa2048", "ecdhx25519"],
+                         capture_output=True, text=True, timeout=120).stdout
+    for line in out.splitlines():
+        f = line.split(":")
+        if line.startswith("+F2:") and f[2] == "2048":
+            ceil["rsa2048_sign"] = float(f[3])
+            ceil["rsa2048_verify"] = float(f[4])
+        elif line.startswith("+F4:") and f[2] == "256":
+            ceil["ecdsap256_sign"] = float(f[3])
+            ceil["ecdsap256_verify"] = float(f[4])
+        elif line.startswith("+F5:") and f[2] == "253":
+            ceil["x25519"] = float(f[3])
+    out = subprocess.run(["taskset", "-c", SERVER_CORE, "openssl", "speed", "-mr", "-seconds",
+                          secs, "-bytes", "16384", "-evp", "aes-128-gcm"],
+                         capture_output=True, text=True, timeout=120).stdout
+    for line in out.splitlines():
+        if line.startswith("+F:"):
+            ceil["aes128gcm_MBps"] = float(line.split(":")[3]) / 1e6
+    x, es, ev, rs = (ceil.get(k) for k in ("x25519", "ecdsap256_sign", "ecdsap256_verify",
+                                            "rsa2048_sign"))
+    if x and es and ev and rs:
+        # Server work per handshake: X25519 key generation and derivation (two
+        # scalar multiplications), one signature; mutual TLS adds verifying
+        # the client's CertificateVerify and its two-certificate chain.
+        ceil["hs_ecdsa"] = 1 / (1 / es + 2 / x)
+        ceil["hs_rsa"] = 1 / (1 / rs + 2 / x)
+        ceil["hs_resume"] = x / 2
+        ceil["hs_mtls"] = 1 / (1 / es + 2 / x + 3 / ev)
+    if "aes128gcm_MBps" in ceil:
+        ceil["aes"] = ceil["aes128gcm_MBps"]
+    return ceil
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(v, unit=None):
+    if v is None or v != v:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def spread(vals):
+    vals = [v for v in vals if v is not None and v == v]
+    if not vals:
+        return None, None, None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def saturation(cpu_pct, client_pct):
+    if cpu_pct is None:
+        return "-"
+    if cpu_pct >= 90:
+        return "server"
+    if client_pct is not None and client_pct >= 90:
+        return "client"
+    return "neither"
+
+
+def summarize(rows, ceil):
+    """Returns (markdown, summary rows)."""
+    md = []
+    summary = []
+    for scen in ORDER:
+        rs = [r for r in rows if r["scenario"] == scen]
+        if not rs:
+            continue
+        title, kind, listener, extra, unit, ckey = SCENARIOS[scen]
+        md.append(f"### {scen}: {title}\n")
+        per = {}
+        for srv in SERVERS:
+            sr = [r for r in rs if r["server"] == srv]
+            if not sr:
+                continue
+            g = lambda k: spread([r.get(k) for r in sr])
+            per[srv] = {k: g(k) for k in ("value", "per_cpu_s", "server_cpu_pct",
+                                          "client_core_pct", "p50_ms", "p99_ms", "server_cpu_s")}
+            per[srv]["fail"] = sum(r.get("fail", 0) for r in sr)
+            per[srv]["resumed"] = sum(r.get("resumed", 0) for r in sr)
+            per[srv]["count"] = sum(r.get("count", 0) for r in sr)
+            per[srv]["rounds"] = len(sr)
+            per[srv]["held"] = min(r.get("held", 0) for r in sr)
+            per[srv]["errs"] = sorted({r.get("last_err") for r in sr if r.get("last_err")})
+        if kind == "hold":
+            md.append("| server | KiB per idle connection, median (min–max) | held | failures |")
+            md.append("| --- | --- | --- | --- |")
+            for srv, p in per.items():
+                v = p["value"]
+                md.append(f"| {srv} | {fmt(v[0])} ({fmt(v[1])}–{fmt(v[2])}) | {p['held']} | "
+                          f"{p['fail']} |")
+        elif kind == "rate":
+            md.append("| server | p50 ms, median (min–max) | p99 ms, median (min–max) | "
+                      "server CPU % | failures |")
+            md.append("| --- | --- | --- | --- | --- |")
+            for srv, p in per.items():
+                a, b, c = p["p50_ms"], p["p99_ms"], p["server_cpu_pct"]
+                md.append(f"| {srv} | {fmt(a[0])} ({fmt(a[1])}–{fmt(a[2])}) | "
+                          f"{fmt(b[0])} ({fmt(b[1])}–{fmt(b[2])}) | {fmt(c[0])} | {p['fail']} |")
+        else:
+            head = (f"| server | {unit}, median (min–max) | server CPU % | "
+                    f"{unit.split('/')[0]} per server CPU-s, median (min–max) | client core % | "
+                    f"saturated | failures |")
+            sep = "| --- | --- | --- | --- | --- | --- | --- |"
+            if ckey:
+                head += " share of 1-core ceiling |"
+                sep += " --- |"
+            if kind == "hs":
+                head += " resumed |"
+                sep += " --- |"
+            md.append(head)
+            md.append(sep)
+            for srv, p in per.items():
+                v, pc, cp, cl = p["value"], p["per_cpu_s"], p["server_cpu_pct"], p["client_core_pct"]
+                line = (f"| {srv} | {fmt(v[0])} ({fmt(v[1])}–{fmt(v[2])}) | {fmt(cp[0])} | "
+                        f"{fmt(pc[0])} ({fmt(pc[1])}–{fmt(pc[2])}) | {fmt(cl[0])} | "
+                        f"{saturation(cp[0], cl[0])} | {p['fail']} |")
+                if ckey:
+                    c = ceil.get(ckey)
+                    line += f" {100 * pc[0] / c:.0f}% |" if c and pc[0] else " - |"
+                if kind == "hs":
+                    line += f" {p['resumed']} of {p['count']} |"
+                md.append(line)
+        # Ratio of tollgate to the best peer; >= 1.0 means tollgate is better.
+        ratio_txt = ""
+        ratios = {}
+        if "tollgate" in per and len(per) > 1:
+            peers = {s: p for s, p in per.items() if s != "tollgate"}
+            t = per["tollgate"]
+            if kind == "hold":
+                best = min(peers, key=lambda s: peers[s]["value"][0])
+                if t["value"][0]:
+                    ratios["value"] = peers[best]["value"][0] / t["value"][0]
+                ratio_txt = f"best peer {best}: ratio {fmt(ratios.get('value'))} (best peer KiB / tollgate KiB)"
+            elif kind == "rate":
+                best = min(peers, key=lambda s: peers[s]["p99_ms"][0])
+                ratios["p50"] = peers[best]["p50_ms"][0] / t["p50_ms"][0] if t["p50_ms"][0] else None
+                ratios["p99"] = peers[best]["p99_ms"][0] / t["p99_ms"][0] if t["p99_ms"][0] else None
+                ratio_txt = (f"best peer (p99) {best}: ratio p50 {fmt(ratios['p50'])}, "
+                             f"p99 {fmt(ratios['p99'])} (peer latency / tollgate latency)")
+                ratios["value"] = ratios["p99"]
+            else:
+                best_r = max(peers, key=lambda s: peers[s]["value"][0])
+                best_c = max(peers, key=lambda s: peers[s]["per_cpu_s"][0])
+                ratios["value"] = t["value"][0] / peers[best_r]["value"][0] if peers[best_r]["value"][0] else None
+                ratios["per_cpu"] = (t["per_cpu_s"][0] / peers[best_c]["per_cpu_s"][0]
+                                     if peers[best_c]["per_cpu_s"][0] else None)
+                ratio_txt = (f"rate {fmt(ratios['value'])} (best peer {best_r}), "
+                             f"per server CPU-s {fmt(ratios['per_cpu'])} (best peer {best_c})")
+            md.append(f"\n**tollgate / best peer** (≥ 1.0: tollgate better): {ratio_txt}\n")
+        else:
+            md.append("")
+        for srv, p in per.items():
+            if p["errs"]:
+                md.append(f"- {srv} failures: {', '.join(p['errs'])}")
+        if any(p["errs"] for p in per.values()):
+            md.append("")
+        for srv, p in per.items():
+            summary.append({
+                "scenario": scen, "server": srv, "unit": unit, "rounds": p["rounds"],
+                "median": p["value"][0], "min": p["value"][1], "max": p["value"][2],
+                "per_cpu_s_median": p["per_cpu_s"][0], "server_cpu_pct": p["server_cpu_pct"][0],
+                "client_core_pct": p["client_core_pct"][0],
+                "p50_ms": p["p50_ms"][0], "p99_ms": p["p99_ms"][0], "failures": p["fail"],
+                "ratio_rate": ratios.get("value") if srv == "tollgate" else None,
+                "ratio_per_cpu": ratios.get("per_cpu") if srv == "tollgate" else None,
+            })
+    return "\n".join(md), summary
+
+
+def ceiling_md(ceil, rows):
+    md = ["### one-core ceiling (`openssl speed`, core " + SERVER_CORE + ")\n",
+          "| operation | per second |", "| --- | --- |"]
+    names = [("ecdsap256_sign", "ECDSA P-256 sign"), ("ecdsap256_verify", "ECDSA P-256 verify"),
+             ("rsa2048_sign", "RSA-2048 sign"), ("rsa2048_verify", "RSA-2048 verify"),
+             ("x25519", "X25519 derive"), ("aes128gcm_MBps", "AES-128-GCM MB/s (16 KiB blocks)"),
+             ("hs_ecdsa", "→ full ECDSA handshakes (1 sign + 2 X25519)"),
+             ("hs_rsa", "→ full RSA handshakes (1 sign + 2 X25519)"),
+             ("hs_resume", "→ resumed handshakes (2 X25519)"),
+             ("hs_mtls", "→ mutual ECDSA handshakes (+3 verifies)")]
+    for k, n in names:
+        if k in ceil:
+            md.append(f"| {n} | {fmt(ceil[k])} |")
+    md.append("\nShare of ceiling = the server's rate per CPU-second divided by the ceiling: "
+              "what the server spends outside the cryptography shows as the gap to 100%.\n")
+    return "\n".join(md)
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv):
+    want = argv or ["all"]
+    if "all" in want:
+        scen = ORDER
+    else:
+        bad = [s for s in want if s not in SCENARIOS]
+        if bad:
+            print(f"unknown scenario {bad}; known: all {' '.join(ORDER)}", file=sys.stderr)
+            return 2
+        scen = want
+    try:
+        os.sched_setaffinity(0, {int(CLIENT_CORE)})
+    except OSError:
+        pass
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="tollgate-bench-")
+    pki = os.path.join(work, "pki")
+    subprocess.run([TOLLGATE, "pki", "init", pki], check=True, stdout=subprocess.DEVNULL)
+    for k in ("ecdsa", "rsa"):
+        with open(os.path.join(pki, f"haproxy-{k}.pem"), "w") as f:
+            for part in (f"server-{k}.crt", f"server-{k}.key"):
+                with open(os.path.join(pki, part)) as g:
+                    f.write(g.read())
+    log(f"bench: work dir {work}; {ROUNDS} rounds of {SECONDS:g}s; servers {','.join(SERVERS)}")
+    backend = subprocess.Popen(["taskset", "-c", CLIENT_CORE, os.path.join(TOOLS, "tgback"),
+                                str(BACK["http"]), str(BACK["echo"]), str(BACK["sink"]),
+                                str(BACK["source"])])
+    servers = [CLASSES[s](s, work) for s in SERVERS]
+    rows = []
+    try:
+        wait_ports(BACK.values(), backend, "tgback")
+        for s in servers:
+            s.start()
+        log("bench: openssl speed (one-core ceiling)")
+        ceil = openssl_speed()
+        for sc in scen:
+            log(f"bench: {sc}: {SCENARIOS[sc][0]}")
+            for rnd in range(1, ROUNDS + 1):
+                for s in servers:
+                    try:
+                        r = measure(s, sc, pki, rnd)
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        log(f"bench: {sc} {s.name} round {rnd}: {e}")
+                        if s.proc is None or s.proc.poll() is not None:
+                            log(f"bench: restarting {s.name}")
+                            s.proc = None
+                            s.start()
+                        continue
+                    rows.append(r)
+                    log(f"  {s.name:8} round {rnd}: {fmt(r.get('value'))} "
+                        f"{SCENARIOS[sc][4]}  server cpu {fmt(r.get('server_cpu_pct'))}%  "
+                        f"fail {r.get('fail', 0)} {r.get('last_err', '')}")
+    finally:
+        for s in servers:
+            s.stop()
+        backend.terminate()
+        backend.wait()
+
+    body, summary = summarize(rows, ceil)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    ver = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+    ngv = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    osv = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
+    head = (f"# tollgate benchmark: {when}\n\n"
+            f"{ROUNDS} rounds of {SECONDS:g} s per server and scenario, interleaved; one worker "
+            f"per server on core {SERVER_CORE}, load generator and backend on core "
+            f"{CLIENT_CORE}; {CONC} concurrent connections for handshakes. {ver}; {ngv}; {osv}. "
+            f"TLS 1.3 only, X25519, tickets on, access logs off everywhere. "
+            f"Generated by `bench/run.sh {' '.join(want)}`.\n\n"
+            f"Saturated: `server` when the server's CPU use is ≥ 90% of a core, `client` when "
+            f"core {CLIENT_CORE} (load generator + backend) is ≥ 90% busy. When the client "
+            f"saturates, the rate per server CPU-second is the figure that compares.\n")
+    text = head + "\n" + ceiling_md(ceil, rows) + "\n" + body + "\n"
+    with open(os.path.join(OUT, "latest.md"), "w") as f:
+        f.write(text)
+    fields = ["scenario", "server", "unit", "rounds", "median", "min", "max", "per_cpu_s_median",
+              "server_cpu_pct", "client_core_pct", "p50_ms", "p99_ms", "failures", "ratio_rate",
+              "ratio_per_cpu"]
+    with open(os.path.join(OUT, "latest.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in summary:
+            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    rk = sorted({k for r in rows for k in r})
+    with open(os.path.join(OUT, "rounds.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=rk)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
