@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config/config.h"
 #include "core/diag.h"
@@ -103,6 +104,16 @@ void admin_out_double(struct admin_out *o, double v);
  * _count is the +Inf bucket so they always agree. */
 void admin_out_histogram(struct admin_out *o, const char *name, const char *labels,
                          const struct shm_hist *h);
+
+/* ---- tollgate check -T (dump.c) ---- */
+
+/* Writes cfg as YAML with every default filled in, keys as the parser reads
+ * them, so that the output is itself a valid config. */
+void admin_config_dump(const struct config *cfg, FILE *out);
+
+/* tollgate check -T -c path: diagnostics to stderr, then the normalized
+ * config to stdout when there is no error. Returns the exit code. */
+int admin_cmd_check_dump(const char *path);
 
 /* ---- sd_notify (notify.c) ---- */
 

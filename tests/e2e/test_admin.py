@@ -1,0 +1,478 @@
+"""The admin endpoint: /metrics (exact counter movements, promtool), /status
+against the running config, POST /reload good and bad, /healthz while
+draining, admin on a non-loopback address, and sd_notify messages."""
+
+import calendar
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import tg_tls
+from tg_proc import AUTO, T, Tollgate, free_port, listener, run_tollgate, wait_for
+
+PAYLOAD = b"counted bytes, both ways\n"
+
+
+# ---- helpers -------------------------------------------------------------------
+
+def admin_get(port, path, method="GET", timeout=None):
+    """(status, headers dict, body bytes) of one admin request."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout or T(10))
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(,|$)')
+
+
+def parse_metrics(text):
+    """A strict reader of the text format 0.0.4: every line is HELP, TYPE or a
+    sample of a family declared by TYPE before it. Returns
+    {(name, frozenset(labels.items())): float} and {family: type}."""
+    samples, types = {}, {}
+    assert text.endswith("\n"), "the exposition must end with a newline"
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            assert len(line.split(" ", 3)) == 4, line
+            continue
+        if line.startswith("# TYPE "):
+            _, _, fam, typ = line.split(" ")
+            assert typ in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            assert fam not in types, f"family {fam} declared twice"
+            types[fam] = typ
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        name, labels_s, value = m.groups()
+        fam = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
+        assert fam in types, f"{name} has no TYPE line before it"
+        labels = {}
+        pos = 0
+        while labels_s and pos < len(labels_s):
+            lm = _LABEL.match(labels_s, pos)
+            assert lm, f"bad labels in {line!r}"
+            labels[lm.group(1)] = lm.group(2)
+            pos = lm.end()
+        key = (name, frozenset(labels.items()))
+        assert key not in samples, f"duplicate series {line!r}"
+        samples[key] = float(value)
+    return samples, types
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset((k, str(v)) for k, v in labels.items())), 0.0)
+
+
+def scrape(port):
+    st, hdrs, body = admin_get(port, "/metrics")
+    assert st == 200
+    assert hdrs["content-type"].startswith("text/plain; version=0.0.4")
+    return parse_metrics(body.decode())[0]
+
+
+def settled(port, listeners):
+    """Waits until no connection is open on any listener; returns the scrape."""
+    def quiet():
+        s = scrape(port)
+        if all(metric(s, "tollgate_connections_active", listener=n) == 0 for n in listeners):
+            return s
+        return None
+    return wait_for(quiet, T(10), what="connections_active back to 0")
+
+
+def admin_cfg(port, **extra):
+    d = {"listen": f"127.0.0.1:{port}"}
+    d.update(extra)
+    return d
+
+
+def https_listener(name="web", rules=None):
+    d = {"name": name, "protocol": "https", "listen": AUTO,
+         "tls": {"mode": "one-way", "certificates": ["ecdsa"]},
+         "default_target_group": "echo"}
+    if rules:
+        d["rules"] = rules
+    return d
+
+
+def base_config(port):
+    return {
+        "admin": admin_cfg(port),
+        "target_groups": {"echo": {"targets": [{"address": "builtin:echo"}]}},
+        "listeners": [
+            https_listener(rules=[{"path": "/ping", "respond": {"status": 200, "body": "pong\n"}},
+                                  {"path": "/teapot", "respond": {"status": 418}}]),
+            listener(name="mtls", group="echo", mode="mutual"),
+        ],
+    }
+
+
+@pytest.fixture
+def admin_tg(tollgate):
+    port = free_port()
+    tg = tollgate(base_config(port))
+    tg.admin_port = port
+    # The readiness probes (plain TCP connects) end as refused handshakes;
+    # let them be counted before any test takes its "before" scrape.
+    wait_for(lambda: {int(e["client"].rpartition(":")[2]) for e in
+                      tg.events("tls_handshake_failed")} >= tg.probe_ports,
+             T(10), what="readiness probes logged")
+    return tg
+
+
+def https_requests(tg, pki, paths, version=None):
+    """Sends the requests over one keep-alive connection; returns statuses."""
+    ctx = tg_tls.client_ctx(pki, version=version)
+    host, port = tg.addr("web")
+    c = http.client.HTTPSConnection(host, port, context=ctx, timeout=T(10))
+    out = []
+    try:
+        for p in paths:
+            c.request("GET", p, headers={"Host": "localhost"})
+            r = c.getresponse()
+            r.read()
+            out.append(r.status)
+    finally:
+        c.close()
+    return out
+
+
+def counters(samples):
+    """Every counter-like series (not gauges, buckets or sums)."""
+    skip = ("_bucket", "_sum", "tollgate_connections_active", "tollgate_generations",
+            "tollgate_config_last_reload", "tollgate_certificate_not_after", "tollgate_build_info")
+    return {k: v for k, v in samples.items() if not any(s in k[0] for s in skip)}
+
+
+def deltas(before, after):
+    keys = set(before) | set(after)
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys
+            if after.get(k, 0.0) != before.get(k, 0.0)}
+
+
+def key(name, **labels):
+    return (name, frozenset((k, str(v)) for k, v in labels.items()))
+
+
+# ---- /metrics ------------------------------------------------------------------
+
+def test_metrics_move_exactly(admin_tg, pki, foreign_pki):
+    tg, port = admin_tg, admin_tg.admin_port
+    before = settled(port, ["web", "mtls"])
+
+    # https: one TLS 1.3 connection carrying three requests, one TLS 1.2
+    # connection carrying one.
+    assert https_requests(tg, pki, ["/ping", "/echo/x", "/teapot"]) == [200, 200, 418]
+    assert https_requests(tg, pki, ["/ping"], version="1.2") == [200]
+    # tcp_ssl mutual: one accepted (echo), one without a client certificate,
+    # one from a foreign CA.
+    got, info = tg_tls.roundtrip(tg.addr("mtls"), tg_tls.client_ctx(pki, cert=pki.client("alice")),
+                                 PAYLOAD)
+    assert got == PAYLOAD and info["version"] == "TLSv1.3"
+    ok, detail, p1 = tg_tls.attempt(tg.addr("mtls"), tg_tls.client_ctx(pki))
+    assert not ok, detail
+    ok, detail, p2 = tg_tls.attempt(tg.addr("mtls"),
+                                    tg_tls.client_ctx(pki, cert=foreign_pki.client("alice")))
+    assert not ok, detail
+    assert tg.wait_rejection(p1)["reason"] == "no_client_cert"
+    assert tg.wait_rejection(p2)["reason"] == "unknown_ca"
+
+    after = settled(port, ["web", "mtls"])
+    d = deltas(counters(before), counters(after))
+    bytes_keys = {k for k in d if k[0] == "tollgate_bytes_total"}
+    web_bytes = {key("tollgate_bytes_total", listener="web", direction="in"),
+                 key("tollgate_bytes_total", listener="web", direction="out")}
+    assert web_bytes <= bytes_keys and all(d[k] > 0 for k in web_bytes)
+    for k in web_bytes:
+        del d[k]
+    # Every other counter moved exactly as expected, and nothing else moved.
+    expected = {
+        key("tollgate_connections_total", listener="web"): 2,
+        key("tollgate_connections_total", listener="mtls"): 3,
+        key("tollgate_tls_handshakes_total", listener="web", version="TLSv1.3",
+            resumed="false"): 1,
+        key("tollgate_tls_handshakes_total", listener="web", version="TLSv1.2",
+            resumed="false"): 1,
+        key("tollgate_tls_handshakes_total", listener="mtls", version="TLSv1.3",
+            resumed="false"): 1,
+        key("tollgate_tls_handshake_failures_total", listener="mtls",
+            reason="no_client_cert"): 1,
+        key("tollgate_tls_handshake_failures_total", listener="mtls", reason="unknown_ca"): 1,
+        key("tollgate_tls_handshake_duration_seconds_count", listener="web"): 2,
+        key("tollgate_tls_handshake_duration_seconds_count", listener="mtls"): 1,
+        key("tollgate_requests_total", listener="web", code="200"): 3,
+        key("tollgate_requests_total", listener="web", code="418"): 1,
+        key("tollgate_request_duration_seconds_count", listener="web"): 4,
+        # Echo: what went in came back; the refused ones carried no payload.
+        key("tollgate_bytes_total", listener="mtls", direction="in"): len(PAYLOAD),
+        key("tollgate_bytes_total", listener="mtls", direction="out"): len(PAYLOAD),
+    }
+    assert d == expected
+
+    # Histogram consistency: +Inf bucket equals _count, buckets cumulative.
+    for lst, fam in (("web", "tollgate_tls_handshake_duration_seconds"),
+                     ("web", "tollgate_request_duration_seconds"),
+                     ("mtls", "tollgate_tls_handshake_duration_seconds")):
+        buckets = sorted(((float(dict(k[1])["le"]), v) for k, v in after.items()
+                          if k[0] == fam + "_bucket" and dict(k[1])["listener"] == lst))
+        assert buckets[-1][0] == float("inf")
+        assert buckets[-1][1] == metric(after, fam + "_count", listener=lst)
+        assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:]))
+        assert metric(after, fam + "_sum", listener=lst) > 0
+
+
+def test_connections_active_gauge(admin_tg, pki):
+    tg, port = admin_tg, admin_tg.admin_port
+    settled(port, ["web", "mtls"])
+    s = tg_tls.connect(tg.addr("mtls"), tg_tls.client_ctx(pki, cert=pki.client("alice")))
+    try:
+        s.sendall(b"x")
+        assert tg_tls.recv_exact(s, 1) == b"x"
+        wait_for(lambda: metric(scrape(port), "tollgate_connections_active", listener="mtls") == 1,
+                 T(10), what="one active connection")
+    finally:
+        s.close()
+    settled(port, ["mtls"])
+
+
+def test_promtool_accepts_metrics(admin_tg, pki, tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus; scripts/setup.sh)")
+    https_requests(admin_tg, pki, ["/ping", "/teapot"])
+    settled(admin_tg.admin_port, ["web"])
+    _, _, body = admin_get(admin_tg.admin_port, "/metrics")
+    r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                       timeout=T(30))
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    samples, types = parse_metrics(body.decode())
+    for fam in ("tollgate_connections_total", "tollgate_tls_handshakes_total",
+                "tollgate_tls_handshake_failures_total", "tollgate_requests_total",
+                "tollgate_bytes_total", "tollgate_config_reloads_total"):
+        assert types[fam] == "counter"
+    assert types["tollgate_connections_active"] == "gauge"
+    assert types["tollgate_tls_handshake_duration_seconds"] == "histogram"
+    assert types["tollgate_request_duration_seconds"] == "histogram"
+    assert types["tollgate_certificate_not_after_timestamp_seconds"] == "gauge"
+    reasons = {dict(k[1])["reason"] for k in samples
+               if k[0] == "tollgate_tls_handshake_failures_total"}
+    assert reasons == {
+        "no_client_cert", "cert_expired", "cert_not_yet_valid", "cert_revoked", "unknown_ca",
+        "self_signed", "bad_signature", "wrong_purpose", "chain_too_long", "crl_expired",
+        "crl_missing", "protocol_version", "no_shared_cipher", "unknown_sni",
+        "handshake_timeout", "tls_error"}
+
+
+def test_certificate_expiry_metrics(admin_tg, pki):
+    from tg_certs import load_certs
+    s = scrape(admin_tg.admin_port)
+    want = {}
+    for name, path in (("ecdsa", "server-ecdsa.crt"), ("rsa", "server-rsa.crt"),
+                       ("pki", "root.crt")):
+        for c in load_certs(pki.path(path)):
+            want[(name, format(c.serial_number, "X"))] = calendar.timegm(c.not_valid_after.utctimetuple())
+    got = {(dict(k[1])["certificate"], dict(k[1])["serial"]): v for k, v in s.items()
+           if k[0] == "tollgate_certificate_not_after_timestamp_seconds"}
+    assert got == want
+
+
+def test_counters_survive_reload(admin_tg, pki):
+    tg, port = admin_tg, admin_tg.admin_port
+    https_requests(tg, pki, ["/ping", "/ping"])
+    before = settled(port, ["web", "mtls"])
+    assert metric(before, "tollgate_requests_total", listener="web", code="200") >= 2
+    st, _, body = admin_get(port, "/reload", method="POST")
+    assert st == 200, body
+    tg.wait_event("generation_retired", generation="1")
+    after = settled(port, ["web", "mtls"])
+    for k, v in counters(before).items():
+        assert after.get(k, 0.0) >= v, f"{k} went down across a reload"
+    assert metric(after, "tollgate_generations") == 1
+    https_requests(tg, pki, ["/ping"])
+    last = wait_for(lambda: (lambda s: s if metric(s, "tollgate_requests_total", listener="web",
+                                                   code="200") ==
+                             metric(before, "tollgate_requests_total", listener="web",
+                                    code="200") + 1 else None)(scrape(port)),
+                    T(10), what="request counted after the reload")
+    assert metric(last, "tollgate_config_reloads_total", result="success") == 1
+
+
+# ---- /status ----------------------------------------------------------------------
+
+def test_status_matches_config(admin_tg, pki):
+    tg = admin_tg
+    st, hdrs, body = admin_get(tg.admin_port, "/status")
+    assert st == 200 and hdrs["content-type"] == "application/json"
+    doc = json.loads(body)
+    version = run_tollgate(["version"]).stdout
+    assert doc["version"] in version
+    assert doc["state"] == "serving"
+    assert doc["config"]["path"] == os.path.realpath(tg.config_path)
+    assert doc["config"]["generation"] == 1
+    ls = {l["name"]: l for l in doc["listeners"]}
+    assert set(ls) == {"web", "mtls"}
+    assert ls["web"]["protocol"] == "https" and ls["web"]["tls_mode"] == "one-way"
+    assert ls["mtls"]["protocol"] == "tcp_ssl" and ls["mtls"]["tls_mode"] == "mutual"
+    for name in ls:
+        host, port = tg.addr(name)
+        assert ls[name]["address"] == f"{host}:{port}"
+        assert ls[name]["policy"] == "intermediate"
+        assert ls[name]["active_connections"] == 0
+    assert ls["mtls"]["client_ca"] == "pki"
+    certs = doc["certificates"]
+    leaves = {c["name"]: c for c in certs if c["role"] == "leaf"}
+    assert set(leaves) == {"ecdsa", "rsa"}
+    for c in leaves.values():
+        assert "DNS:localhost" in c["sans"]
+        assert "CN=localhost" in c["subject"]
+        assert 300 <= c["days_left"] <= 400
+    cas = [c for c in certs if c["kind"] == "ca"]
+    assert [c["name"] for c in cas] == ["pki"] and "root" in cas[0]["subject"]
+    groups = {g["name"]: g for g in doc["target_groups"]}
+    assert groups["echo"]["targets"][0]["address"] == "builtin:echo"
+
+
+# ---- /reload and /healthz ---------------------------------------------------------------
+
+def test_reload_good_then_bad(admin_tg, pki):
+    tg, port = admin_tg, admin_tg.admin_port
+    st, _, body = admin_get(port, "/reload", method="POST")
+    doc = json.loads(body)
+    assert st == 200 and doc["result"] == "ok" and doc["generation"] == 2 and doc["errors"] == []
+    tg.wait_ready(generation=2)
+
+    good = tg.config_path.read_text()
+    tg.write_raw_config(good.replace("workers: 1", "workers: lots"))
+    st, _, body = admin_get(port, "/reload", method="POST")
+    doc = json.loads(body)
+    assert st == 409 and doc["result"] == "failed" and doc["generation"] == 2
+    assert len(doc["errors"]) == 1
+    assert re.match(rf"{re.escape(str(tg.config_path))}:\d+:\d+: workers: ", doc["errors"][0])
+    # Still serving the previous generation.
+    assert https_requests(tg, pki, ["/ping"]) == [200]
+    s = scrape(port)
+    assert metric(s, "tollgate_config_reloads_total", result="success") == 1
+    assert metric(s, "tollgate_config_reloads_total", result="failure") == 1
+    assert admin_get(port, "/reload")[0] == 405
+    assert admin_get(port, "/nope")[0] == 404
+    assert admin_get(port, "/healthz")[0] == 200
+
+
+def test_healthz_503_while_draining(admin_tg, pki):
+    tg, port = admin_tg, admin_tg.admin_port
+    assert admin_get(port, "/healthz")[0] == 200
+    s = tg_tls.connect(tg.addr("mtls"), tg_tls.client_ctx(pki, cert=pki.client("alice")))
+    try:
+        s.sendall(b"x")
+        assert tg_tls.recv_exact(s, 1) == b"x"
+        tg.signal(signal.SIGTERM)
+        tg.wait_event("master_stopping")
+        st, _, body = admin_get(port, "/healthz")
+        assert st == 503 and body == b"draining\n"
+        st, _, body = admin_get(port, "/reload", method="POST")
+        assert st == 503
+    finally:
+        s.close()
+    assert tg.wait_exit(T(15)) == 0
+
+
+# ---- admin address ------------------------------------------------------------------
+
+def test_non_loopback_admin_refused(tmp_path, pki):
+    port = free_port()
+    cfg = base_config(port)
+    cfg["admin"] = {"listen": f"0.0.0.0:{port}"}
+    tg = Tollgate(tmp_path / "t", pki)
+    path = tg.write_config(cfg)
+    r = run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 1
+    assert re.search(rf"{re.escape(str(path))}:\d+:\d+: admin\.listen: .*allow_remote",
+                     r.stderr), r.stderr
+    r = run_tollgate(["run", "-c", str(path)], timeout=T(15))
+    assert r.returncode == 1 and "allow_remote" in r.stderr
+    cfg["admin"]["allow_remote"] = True
+    path = tg.write_config(cfg)
+    r = run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 0, r.stderr
+
+
+def test_admin_default_address(tmp_path, pki):
+    """admin: {} means 127.0.0.1:9901 (checked without binding it)."""
+    cfg = base_config(free_port())
+    cfg["admin"] = {}
+    tg = Tollgate(tmp_path / "t", pki)
+    path = tg.write_config(cfg)
+    r = run_tollgate(["check", "-c", str(path), "-T"])
+    assert r.returncode == 0, r.stderr
+    assert 'listen: "127.0.0.1:9901"' in r.stdout
+    assert "allow_remote: false" in r.stdout
+
+
+def test_check_T_prints_a_config_that_loads(tmp_path, pki):
+    cfg = base_config(free_port())
+    tg = Tollgate(tmp_path / "t", pki)
+    path = tg.write_config(cfg)
+    r = run_tollgate(["check", "-T", "-c", str(path)])
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    # Defaults the file did not write are filled in.
+    for line in ("drain_timeout: 10s", "idle_timeout: 5m", "max_connections: 10000",
+                 "policy: intermediate", "verify_depth: 3", "algorithm: wrr"):
+        assert line in out, line
+    again = tmp_path / "normalized.yaml"
+    again.write_text(out)
+    r2 = run_tollgate(["check", "-T", "-c", str(again)])
+    assert r2.returncode == 0, r2.stderr
+    # A fixed point apart from the file name in the first comment line.
+    assert r2.stdout.split("\n", 1)[1] == out.split("\n", 1)[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text().replace("workers: 1", "workers: none"))
+    r3 = run_tollgate(["check", "-T", "-c", str(bad)])
+    assert r3.returncode == 1 and r3.stdout == "" and "workers" in r3.stderr
+
+
+# ---- sd_notify ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_sd_notify_sequence(tollgate, tmp_path, monkeypatch, abstract):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if abstract:
+        name = f"tollgate-test-{os.getpid()}-{free_port()}"
+        sock.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+    else:
+        path = Path("/tmp") / f"tg-notify-{os.getpid()}-{free_port()}.sock"
+        sock.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    sock.settimeout(T(15))
+    try:
+        tg = tollgate(base_config(free_port()))
+
+        def next_msg():
+            return sock.recv(4096).decode()
+
+        assert next_msg().split("\n")[0] == "READY=1"
+        tg.signal(signal.SIGHUP)
+        assert next_msg() == "RELOADING=1"
+        assert next_msg().split("\n")[0] == "READY=1"
+        tg.wait_ready(generation=2)
+        tg.signal(signal.SIGTERM)
+        assert next_msg() == "STOPPING=1"
+        assert tg.wait_exit(T(15)) == 0
+    finally:
+        sock.close()
+        if not abstract:
+            path.unlink(missing_ok=True)
