@@ -159,6 +159,74 @@ static bool is_websocket(const struct http_head *hd)
     return hd->method == HTTP_GET && u >= 0 && http_span_ieq(hd, hd->h[u].value, "websocket");
 }
 
+/* RFC 3986 §3.2.2 and §3.2.3: what a Host value (uri-host [":" port]) may
+ * hold: reg-name characters, IP literals in brackets, a port. */
+static bool is_host_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("-._~%!$&'()*+,;=:[]", ch) != NULL);
+}
+
+static bool span_ieq_mem(const struct http_head *hd, struct http_span s, const char *p, size_t len)
+{
+    if (s.len != len)
+        return false;
+    const char *a = http_span_ptr(hd, s);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)p[i];
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char)(y - 'A' + 'a');
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The request-target and Host of a request, as RFC 9112 §3.2 asks: at most
+ * one Host, with a valid value; "*" only for OPTIONS (§3.2.4); an
+ * absolute-form target (§3.2.2) only when its authority is the Host value,
+ * since the next hop routes by the target's authority while rules and the
+ * mTLS Host check look at Host. NULL when fine, else why not.
+ */
+static const char *check_target_and_host(const struct http_head *hd)
+{
+    int n_host = 0;
+    for (size_t i = 0; i < hd->n_headers; i++)
+        n_host += http_span_ieq(hd, hd->h[i].name, "host");
+    if (n_host > 1)
+        return "more than one Host";
+    if (hd->host >= 0) {
+        struct http_span v = hd->h[hd->host].value;
+        const char *p = http_span_ptr(hd, v);
+        for (size_t i = 0; i < v.len; i++)
+            if (!is_host_char((unsigned char)p[i]))
+                return "invalid Host value";
+    }
+    const char *t = http_span_ptr(hd, hd->target);
+    size_t tlen = hd->target.len;
+    if (tlen > 0 && t[0] == '/')
+        return NULL;
+    if (tlen == 1 && t[0] == '*')
+        return hd->method == HTTP_OPTIONS ? NULL : "asterisk-form target without OPTIONS";
+    if (hd->method == HTTP_CONNECT)
+        return NULL; /* authority-form; CONNECT is refused later with 405 */
+    const char *sep = tlen >= 3 ? memchr(t, ':', tlen) : NULL;
+    if (sep == NULL || (size_t)(t + tlen - sep) < 3 || sep[1] != '/' || sep[2] != '/')
+        return "request target in no known form";
+    const char *auth = sep + 3, *end = t + tlen;
+    const char *auth_end = auth;
+    while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
+        auth_end++;
+    if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL)
+        return "userinfo in the request target"; /* RFC 9110 §4.2.4 */
+    if (hd->host < 0 || !span_ieq_mem(hd, hd->h[hd->host].value, auth, (size_t)(auth_end - auth)))
+        return "absolute-form target whose authority is not the Host";
+    return NULL;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct h1 *h = self(p);
@@ -178,6 +246,11 @@ static int on_headers_complete(llhttp_t *p)
     hd->expect_continue = e >= 0 && http_span_ieq(hd, hd->h[e].value, "100-continue");
     if (h->is_request && hd->major == 1 && hd->minor == 1 && hd->host < 0)
         return refuse(h, 400, "HTTP/1.1 request without Host"); /* RFC 9112 §3.2 */
+    if (h->is_request) {
+        const char *why = check_target_and_host(hd);
+        if (why != NULL)
+            return refuse(h, 400, why);
+    }
     h->head_done = true;
     h->length_left = hd->content_length;
     return HPE_PAUSED;

@@ -40,6 +40,11 @@ SMUGGLING = {
     "bad_header_value_cr": b"GET / HTTP/1.1\r\n" + H + b"X-A: a\rb\r\n\r\n",
     "bare_lf_line": b"GET / HTTP/1.1\n" + b"Host: localhost\n\n",
     "missing_host": b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
+    "repeated_host": b"GET / HTTP/1.1\r\n" + H + b"Host: evil.example\r\n\r\n",
+    "invalid_host": b"GET / HTTP/1.1\r\nHost: local host\r\n\r\n",
+    "absolute_form_other_host": b"GET https://evil.example/x HTTP/1.1\r\n" + H + b"\r\n",
+    "absolute_form_userinfo": b"GET https://u@localhost/x HTTP/1.1\r\n" + H + b"\r\n",
+    "asterisk_without_options": b"GET * HTTP/1.1\r\n" + H + b"\r\n",
     "bad_version": b"GET / HTTP/1.7\r\n" + H + b"\r\n",
     "bad_method": b"G@T / HTTP/1.1\r\n" + H + b"\r\n",
 }
@@ -53,6 +58,8 @@ ACCEPTED = {
     "header_value_spaces": b"GET / HTTP/1.1\r\n" + H + b"X-A:   a b  \r\n\r\n",
     "header_name_tchars": b"GET / HTTP/1.1\r\n" + H + b"X-!#$%&'*+.^_`|~: b\r\n\r\n",
     "http10_no_host": b"GET / HTTP/1.0\r\n\r\n",
+    "absolute_form_same_host": b"GET https://LOCALHOST/x HTTP/1.1\r\n" + H + b"\r\n",
+    "asterisk_options": b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n",
 }
 
 
@@ -119,6 +126,21 @@ def test_bad_chunk_in_streamed_body(hserve, pki):
         assert c.request("GET", "/next").status == 200
     assert [q.target for q in be.reqs()] == ["/next"]
     assert be.reqs()[0].conn_no == be.count() and be.count() in (1, 2)
+
+
+def test_repeated_host_cannot_dodge_the_mtls_host_check(hserve, pki):
+    """On a mutual listener the first Host matches the SNI name; a second
+    one (which some backends prefer) must not get through."""
+    tg, be = hserve(https_listener(mode="mutual"))
+    with Client(tg.addr(), pki, cert=pki.client("alice")) as c:
+        c.send(SMUGGLING["repeated_host"])
+        assert c.response().status == 400
+    with Client(tg.addr(), pki, cert=pki.client("alice")) as c:
+        c.send(SMUGGLING["absolute_form_other_host"])
+        assert c.response().status == 400
+    with Client(tg.addr(), pki, cert=pki.client("alice")) as c:
+        assert c.request("GET", "/fine").status == 200
+    assert [q.target for q in be.reqs()] == ["/fine"]
 
 
 def test_smuggled_second_request_never_reaches_backend(hserve, pki):

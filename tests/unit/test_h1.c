@@ -128,6 +128,43 @@ static void test_smuggling_refused(void **state)
     }
 }
 
+/* RFC 9112 §3.2: one valid Host, and a target that does not name another. */
+static void test_target_and_host(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\nHost: h\r\nHost: evil\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nhost: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n",
+        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET https://evil/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h.evil/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET https://evil/x HTTP/1.0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct parsed p;
+        parse_request(&p, bad[i], 0);
+        if (p.st != TG_E_PROTO)
+            fail_msg("accepted case %zu: %s", i, bad[i]);
+        assert_int_equal(p.h.err_status, 400);
+    }
+    static const char *const good[] = {
+        "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h/x?y HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET HTTPS://H.example:8443 HTTP/1.1\r\nHost: h.EXAMPLE:8443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct parsed p;
+        parse_request(&p, good[i], 0);
+        if (p.st != TG_OK)
+            fail_msg("refused case %zu (%s): %s", i, p.h.err_reason, good[i]);
+    }
+}
+
 /* Twin of the empty-name cases: a one-character name is a name. */
 static void test_short_header_name_accepted(void **state)
 {
@@ -294,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_bad_chunk_refused),
         cmocka_unit_test(test_smuggling_refused),
         cmocka_unit_test(test_short_header_name_accepted),
+        cmocka_unit_test(test_target_and_host),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_chunked_over_max_body),
         cmocka_unit_test(test_responses),
