@@ -115,6 +115,16 @@ void admin_config_dump(const struct config *cfg, FILE *out);
  * config to stdout when there is no error. Returns the exit code. */
 int admin_cmd_check_dump(const char *path);
 
+/* ---- privilege drop (privs.c) ---- */
+
+/*
+ * In a worker, after the master (root) has bound the sockets and read the
+ * keys: becomes user (supplementary groups, group, then user) and sets
+ * PR_SET_NO_NEW_PRIVS. NULL does nothing. Already being that user is fine;
+ * being another non-root user is an error. Logs why on failure.
+ */
+TG_MUST_USE enum tg_status admin_drop_privileges(const char *user);
+
 /* ---- sd_notify (notify.c) ---- */
 
 /*

@@ -205,6 +205,8 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
         if (!mine && s->fd >= 0)
             close(s->fd);
     }
+    if (admin_drop_privileges(g->cfg->user) != TG_OK)
+        _exit(1);
     struct proxy_worker_args a = {
         .cfg = g->cfg,
         .listeners = g->pls,

@@ -476,3 +476,57 @@ def test_sd_notify_sequence(tollgate, tmp_path, monkeypatch, abstract):
         sock.close()
         if not abstract:
             path.unlink(missing_ok=True)
+
+
+# ---- privilege drop -------------------------------------------------------------------
+
+def _proc_status(pid):
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.split()
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs a root test run")
+def test_workers_drop_privileges(tollgate, pki):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    cfg = base_config(free_port())
+    cfg["user"] = "nobody"
+    tg = tollgate(cfg)
+    uid = str(nobody.pw_uid)
+
+    def dropped():
+        pids = tg.worker_pids()  # a worker drops right after fork: give it that moment
+        return pids if pids and all(_proc_status(p)["Uid"][0] == uid for p in pids) else None
+    workers = wait_for(dropped, T(10), what="workers running as nobody")
+    for pid in workers:
+        st = _proc_status(pid)
+        assert st["Uid"] == [str(nobody.pw_uid)] * 4
+        assert st["Gid"] == [str(nobody.pw_gid)] * 4
+        assert st["NoNewPrivs"] == ["1"]
+        assert st["Groups"] == [] or all(int(g) != 0 for g in st["Groups"])
+    master = _proc_status(tg.pid)
+    assert master["Uid"][0] == "0"  # keeps root to bind and read keys on reload
+    # The unprivileged worker still serves, with keys the master read.
+    got, _ = tg_tls.roundtrip(tg.addr("mtls"), tg_tls.client_ctx(pki, cert=pki.client("alice")),
+                              PAYLOAD)
+    assert got == PAYLOAD
+    assert https_requests(tg, pki, ["/ping"]) == [200]
+    # A reload still reads the (root-only) keys: the master does that.
+    tg.signal(signal.SIGHUP)
+    tg.wait_ready(generation=2)
+    tg.wait_event("generation_retired", generation="1")
+    new = wait_for(dropped, T(10), what="new workers running as nobody")
+    assert not set(new) & set(workers)
+
+
+def test_unknown_user_is_a_config_error(tmp_path, pki):
+    cfg = base_config(free_port())
+    cfg["user"] = "no-such-user-here"
+    tg = Tollgate(tmp_path / "t", pki)
+    path = tg.write_config(cfg)
+    r = run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 1
+    assert re.search(rf"{re.escape(str(path))}:\d+:\d+: user: unknown user", r.stderr), r.stderr
