@@ -139,6 +139,16 @@ TG_MUST_USE enum tg_status h1_body(struct h1 *h, const char *data, size_t len, s
 const struct cfg_rule *route_match(const struct cfg_listener *l, const char *host, size_t host_len,
                                    const char *path, size_t path_len);
 
+/*
+ * The path as a backend will act on it, so that a rule cannot be passed by
+ * spelling its path differently: percent-encoded unreserved characters
+ * decoded (RFC 3986 §6.2.2.2) and "." and ".." segments removed (§5.2.4,
+ * §6.2.2.3); other escapes (%2F) stay. route_match matches on this form.
+ * Writes into out (cap bytes, not terminated); returns the length, or
+ * cap + 1 when it does not fit.
+ */
+size_t route_normalize_path(const char *path, size_t len, char *out, size_t cap);
+
 /* True when host (port ignored, case-insensitive) matches pattern: exact,
  * or "*.suffix" matching one or more labels before ".suffix". */
 bool route_host_matches(const char *pattern, const char *host, size_t host_len);

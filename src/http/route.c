@@ -95,11 +95,79 @@ static int rank_cmp(const struct rank *a, const struct rank *b)
     return 0;
 }
 
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+static bool is_unreserved(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_' || ch == '~';
+}
+
+/* Where the segment before position o of out starts (its '/'), for "..". */
+static size_t pop_segment(const char *out, size_t o)
+{
+    while (o > 0 && out[o - 1] != '/')
+        o--;
+    return o > 0 ? o - 1 : 0;
+}
+
+size_t route_normalize_path(const char *path, size_t len, char *out, size_t cap)
+{
+    size_t o = 0, i = 0;
+    while (i < len) {
+        /* One segment: an optional '/' and what follows up to the next. */
+        size_t start = o;
+        if (path[i] == '/') {
+            if (o >= cap)
+                return cap + 1;
+            out[o++] = '/';
+            i++;
+        }
+        size_t seg = o;
+        while (i < len && path[i] != '/') {
+            char ch = path[i];
+            int hi = i + 2 < len ? hex_value(path[i + 1]) : -1;
+            int lo = i + 2 < len ? hex_value(path[i + 2]) : -1;
+            if (ch == '%' && hi >= 0 && lo >= 0 && is_unreserved((unsigned char)(hi * 16 + lo))) {
+                ch = (char)(hi * 16 + lo);
+                i += 2;
+            }
+            if (o >= cap)
+                return cap + 1;
+            out[o++] = ch;
+            i++;
+        }
+        size_t n = o - seg;
+        bool dot = n == 1 && out[seg] == '.';
+        bool dotdot = n == 2 && out[seg] == '.' && out[seg + 1] == '.';
+        if (!dot && !dotdot)
+            continue;
+        o = dot ? start : pop_segment(out, start);
+        /* "/a/." and "/a/b/.." end in a directory: "/a/". */
+        if (i == len) {
+            if (o >= cap)
+                return cap + 1;
+            out[o++] = '/';
+        }
+    }
+    return o;
+}
+
 const struct cfg_rule *route_match(const struct cfg_listener *l, const char *host, size_t host_len,
                                    const char *path, size_t path_len)
 {
     const struct cfg_rule *best = NULL;
     struct rank best_rank = {0};
+    char norm[HTTP_MAX_TARGET_BYTES];
     if (path == NULL)
         path_len = 0;
     /* Only the path takes part in matching, never the query or fragment. */
@@ -108,6 +176,11 @@ const struct cfg_rule *route_match(const struct cfg_listener *l, const char *hos
             path_len = i;
             break;
         }
+    }
+    size_t n = route_normalize_path(path, path_len, norm, sizeof(norm));
+    if (n <= sizeof(norm)) {
+        path = norm;
+        path_len = n;
     }
     for (size_t i = 0; i < l->n_rules; i++) {
         const struct cfg_rule *r = &l->rules[i];

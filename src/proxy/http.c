@@ -123,14 +123,38 @@ static size_t path_len(const char *target, size_t len)
     return len;
 }
 
+/* The request-target from its path on: an absolute-form target (RFC 9112
+ * §3.2.2, "https://host/p?q", whose authority h1 checked against Host)
+ * without its scheme and authority, so that rules and redirects see the
+ * same path as for "/p?q". */
+static void target_from_path(const struct http_head *rq, const char **p, size_t *len)
+{
+    const char *t = http_span_ptr(rq, rq->target);
+    size_t n = rq->target.len;
+    *p = t;
+    *len = n;
+    if (n == 0 || t[0] == '/' || rq->method == HTTP_CONNECT)
+        return;
+    const char *sep = memchr(t, ':', n);
+    if (sep == NULL || (size_t)(t + n - sep) < 3 || sep[1] != '/' || sep[2] != '/')
+        return;
+    const char *q = sep + 3;
+    while (q < t + n && *q != '/' && *q != '?' && *q != '#')
+        q++;
+    *p = q;
+    *len = (size_t)(t + n - q);
+}
+
 static enum conn_state redirect(struct conn *c, const struct cfg_rule *r, const char *host,
                                 size_t host_len)
 {
     const struct http_head *rq = &c->http->req;
-    const char *target = http_span_ptr(rq, rq->target);
-    size_t plen = path_len(target, rq->target.len);
+    const char *target;
+    size_t tlen;
+    target_from_path(rq, &target, &tlen);
+    size_t plen = path_len(target, tlen);
     const char *query = target + plen;
-    size_t qlen = rq->target.len - plen;
+    size_t qlen = tlen - plen;
     const char *hname = NULL;
     size_t hlen = 0;
     char port[16] = "", location[HTTP_MAX_TARGET_BYTES + 600];
@@ -228,9 +252,10 @@ static enum conn_state request_ready(struct conn *c)
             return error_page(c, 421, "the Host header does not match the TLS server name");
     }
 
-    const char *target = http_span_ptr(rq, rq->target);
-    const struct cfg_rule *r =
-        route_match(l, host, host_len, target, path_len(target, rq->target.len));
+    const char *target;
+    size_t tlen;
+    target_from_path(rq, &target, &tlen);
+    const struct cfg_rule *r = route_match(l, host, host_len, target, path_len(target, tlen));
     const struct cfg_target_group *g = l->default_target_group;
     if (r != NULL) {
         if (r->has_respond)

@@ -235,3 +235,29 @@ def test_curl_against_builtin_echo(tollgate, pki):
                           f"https://localhost:{port}/hello"],
                          capture_output=True, text=True, timeout=T(20))
     assert bad.returncode != 0
+
+
+@pytest.mark.parametrize("target", ["/admin/x", "/x/../admin/x", "/./admin/", "/%61dmin/x",
+                                    "/x/%2e%2e/admin/?q", "https://localhost/admin/x"])
+def test_path_rule_cannot_be_dodged(hserve, pki, target):
+    """A deny rule holds however the path is spelled: the backend would
+    act on the normalized path, so the rule is matched on it too."""
+    tg, be = hserve(https_listener(rules=[{"path": "/admin/",
+                                           "respond": {"status": 403, "body": "no\n"}}]))
+    with Client(tg.addr(), pki) as c:
+        c.send(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        r = c.response()
+    assert r.status == 403, r.body
+    assert be.reqs() == []
+
+
+@pytest.mark.parametrize("target", ["/admin", "/admin/../x", "/Admin/x", "/admin%2Fx",
+                                    "https://localhost/x"])
+def test_path_rule_twins_pass(hserve, pki, target):
+    tg, be = hserve(https_listener(rules=[{"path": "/admin/",
+                                           "respond": {"status": 403, "body": "no\n"}}]))
+    with Client(tg.addr(), pki) as c:
+        c.send(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        r = c.response()
+    assert r.status == 200
+    assert be.reqs()[0].target == target, "the target must be forwarded as sent"

@@ -219,6 +219,54 @@ static void test_ipv6_host_rule(void **state)
     assert_int_equal(pick(rules, 2, "[::2]:8443", "/six"), -1);
 }
 
+static void norm_is(const char *in, const char *want)
+{
+    char out[64];
+    size_t n = route_normalize_path(in, strlen(in), out, sizeof(out));
+    if (n > sizeof(out) || n != strlen(want) || memcmp(out, want, n) != 0)
+        fail_msg("normalize(%s) gave %.*s, want %s", in, (int)(n > sizeof(out) ? 0 : n), out, want);
+}
+
+/* RFC 3986 §5.2.4 and §6.2.2: what a backend acts on. */
+static void test_normalize_path(void **state)
+{
+    (void)state;
+    norm_is("/a/b/c", "/a/b/c");
+    norm_is("/a/./b", "/a/b");
+    norm_is("/a/b/../c", "/a/c");
+    norm_is("/a/b/..", "/a/");
+    norm_is("/a/.", "/a/");
+    norm_is("/../../x", "/x");
+    norm_is("/..", "/");
+    norm_is("/%2e%2E/admin/", "/admin/");
+    norm_is("/x/%2e%2e/admin", "/admin");
+    norm_is("/%61dmin/%7euser", "/admin/~user");
+    norm_is("/a%2Fb", "/a%2Fb"); /* a reserved escape stays */
+    norm_is("/a%2", "/a%2");
+    norm_is("/a%zz", "/a%zz");
+    norm_is("/a..b/.c/", "/a..b/.c/"); /* dots inside a segment are a name */
+    norm_is("", "");
+    char small[4];
+    assert_int_equal(route_normalize_path("/abcdef", 7, small, sizeof(small)), sizeof(small) + 1);
+}
+
+/* A rule's path cannot be passed by dot segments or escapes. */
+static void test_path_rule_not_dodged(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE(NULL, "/admin/"), RULE(NULL, "/")};
+    assert_int_equal(pick(rules, 2, "h", "/admin/x"), 0);
+    assert_int_equal(pick(rules, 2, "h", "/x/../admin/x"), 0);
+    assert_int_equal(pick(rules, 2, "h", "/./admin/x"), 0);
+    assert_int_equal(pick(rules, 2, "h", "/%61dmin/x"), 0);
+    assert_int_equal(pick(rules, 2, "h", "/x/%2e%2e/admin/?q=/"), 0);
+    /* Rejecting twins. */
+    assert_int_equal(pick(rules, 2, "h", "/admin"), 1);
+    assert_int_equal(pick(rules, 2, "h", "/admin/../x"), 1);
+    assert_int_equal(pick(rules, 2, "h", "/Admin/x"), 1);
+    assert_int_equal(pick(rules, 2, "h", "/admin%2Fx"), 1);
+}
+
 static void test_no_rules(void **state)
 {
     (void)state;
@@ -246,6 +294,8 @@ int main(void)
         cmocka_unit_test(test_port_and_case_ignored),
         cmocka_unit_test(test_ipv6_host_rule),
         cmocka_unit_test(test_no_rules),
+        cmocka_unit_test(test_normalize_path),
+        cmocka_unit_test(test_path_rule_not_dodged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
