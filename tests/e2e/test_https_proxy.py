@@ -464,3 +464,60 @@ def test_1000_requests_over_50_connections(hserve, pki):
     assert done[0] == 1000
     assert len(be.reqs()) == 1000
     assert be.count() <= 50, f"{be.count()} backend connections for 50 clients"
+
+
+BAD_RESPONSES = {
+    "obs_fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+    "head_too_large": b"HTTP/1.1 200 OK\r\nX-B: " + b"b" * 20000 + b"\r\nContent-Length: 0\r\n\r\n",
+    "nul_in_value": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    "two_lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    "cl_and_te": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"0\r\n\r\n",
+    "not_http": b"SSH-2.0-OpenSSH_9.2\r\n",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RESPONSES))
+def test_bad_response_502(hserve, pki, case):
+    tg, be = hserve(handler=lambda req: Reply(raw=BAD_RESPONSES[case]))
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/")
+        assert r.status == 502
+        assert b"SSH" not in r.body and b"bbbb" not in r.body
+        assert c.closed_by_peer(T(10))
+
+
+@pytest.mark.parametrize("raw,body", [
+    (b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n", b""),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: 1\r\n\r\n", b"ok"),
+])
+def test_good_response_twins(hserve, pki, raw, body):
+    tg, be = hserve(handler=lambda req: Reply(raw=raw))
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/")
+        assert r.status == 200 and r.body == body
+        if b"Set-Cookie" in raw:
+            assert r.all("Set-Cookie") == ["a=1", "b=2"]
+        assert c.request("GET", "/2").body == body
+
+
+def test_client_cert_on_resumed_session(hserve, pki):
+    """A resumed TLS session still carries the verified client identity."""
+    tg, be = hserve(https_listener(mode="mutual"))
+    ctx = tg_http.ssl_ctx(pki, pki.client("alice"))
+    sess = None
+    reused = []
+    for i in range(3):
+        raw = socket.create_connection(tg.addr(), timeout=T(10))
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=sess) as s:
+            s.sendall(tg_http.build("GET", f"/{i}"))
+            c = Client.__new__(Client)
+            c.sock, c.r = s, tg_http._Reader(s)
+            assert c.response().status == 200
+            reused.append(s.session_reused)
+            sess = s.session
+    assert any(reused[1:]), "the test could not resume a session"
+    for q in be.reqs():
+        assert q.get("X-Client-Verify") == "SUCCESS"
+        assert q.get("Client-Cert") and "CN=alice" in q.get("X-Client-Subject")
