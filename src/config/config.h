@@ -163,6 +163,7 @@ struct cfg_listener {
     struct cfg_target_group *target_group; /* resolved */
     enum cfg_proxy_proto proxy_protocol;   /* tcp_ssl; default none */
     unsigned max_connections;              /* default 10000 */
+    unsigned max_connections_per_client;   /* per client address; default 0 = no limit */
     uint64_t handshake_timeout_ms;         /* default 10s */
     uint64_t idle_timeout_ms;              /* default 5m */
     uint64_t connect_timeout_ms;           /* default 5s */

@@ -209,6 +209,7 @@ static const char *const listener_keys[] = {"name",
                                             "default_target_group",
                                             "proxy_protocol",
                                             "max_connections",
+                                            "max_connections_per_client",
                                             "handshake_timeout",
                                             "idle_timeout",
                                             "connect_timeout",
@@ -227,6 +228,7 @@ enum {
     LK_DEFAULT_TARGET_GROUP,
     LK_PROXY_PROTOCOL,
     LK_MAX_CONNECTIONS,
+    LK_MAX_CONNECTIONS_PER_CLIENT,
     LK_HANDSHAKE_TIMEOUT,
     LK_IDLE_TIMEOUT,
     LK_CONNECT_TIMEOUT,
@@ -275,6 +277,9 @@ static void parse_listener_key(struct cfg_ctx *c, const struct cfg_val *kv, int 
         break;
     case LK_MAX_CONNECTIONS:
         (void)cfg_get_uint(c, kv, 1, 1000000, &l->max_connections);
+        break;
+    case LK_MAX_CONNECTIONS_PER_CLIENT:
+        (void)cfg_get_uint(c, kv, 0, 1000000, &l->max_connections_per_client);
         break;
     case LK_HANDSHAKE_TIMEOUT:
         (void)cfg_get_duration(c, kv, &l->handshake_timeout_ms);

@@ -1,6 +1,8 @@
 #include "proxy/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +39,191 @@ static void accept_pause_cb(struct ev_loop *loop, ev_timer *t, int revents)
         start_accepting(w);
 }
 
-static void refuse(struct wlistener *l, int fd, const struct net_addr *peer)
+/* reason is max_connections or max_connections_per_client. */
+static void refuse(struct wlistener *l, int fd, const struct net_addr *peer, const char *reason,
+                   unsigned limit)
 {
     char addr[64];
     net_addr_format(peer, addr, sizeof(addr));
-    log_warn("event=conn_refused listener=%s client=%s reason=max_connections limit=%u",
-             l->cfg->name, addr, l->cfg->max_connections);
+    log_warn("event=conn_refused listener=%s client=%s reason=%s limit=%u", l->cfg->name, addr,
+             reason, limit);
     shm_add(&l->stats->conns_refused, 1);
     close(fd);
+}
+
+/* ---- max_connections_per_client ---- */
+
+/*
+ * Open connections per (listener, client address) in this worker. The
+ * table is rebuilt from the worker's connection list rather than
+ * decremented as connections close, so after a close it can be too high,
+ * never too low. It never refuses on a count that may be stale: when a
+ * connection closed since the last rebuild (the worker has fewer
+ * connections than the table has seen accepted), it rebuilds first, or,
+ * if it rebuilt less than CLIENTS_RECHECK_S ago, counts that one client's
+ * connections on the list. Either walks the list once, and only for a
+ * client already at its limit, after some connection closed.
+ */
+#define CLIENTS_REBUILD_S 1.0
+#define CLIENTS_RECHECK_S 0.001
+
+struct client_slot {
+    uint8_t addr[16];  /* IPv6, or IPv4 as ::ffff:a.b.c.d */
+    uint32_t listener; /* index into worker.ls plus one; 0: a free slot */
+    uint32_t count;
+};
+
+/* A worker is one process: its table is the process's. */
+static struct {
+    struct client_slot *slots; /* owned */
+    size_t cap;                /* a power of two; 0 before the first build */
+    size_t used;               /* kept under cap / 2 */
+    ev_tstamp built_at;
+    size_t expected; /* the worker's n_conns if none closed since the rebuild */
+    uint64_t seed;   /* so that colliding addresses cannot be chosen in advance */
+} clients;
+
+/* The connection being accepted, counted once conn_new succeeds. */
+struct client_ref {
+    uint8_t addr[16];
+    uint32_t listener; /* 0: the listener has no per-client limit */
+};
+
+static void client_ref_init(struct client_ref *r, const struct worker *w, const struct wlistener *l,
+                            const struct net_addr *a)
+{
+    memset(r, 0, sizeof(*r));
+    r->listener = l->cfg->max_connections_per_client > 0 ? (uint32_t)(l - w->ls) + 1 : 0;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+        r->addr[10] = r->addr[11] = 0xff;
+        memcpy(r->addr + 12, &in->sin_addr, 4);
+    } else if (a->ss.ss_family == AF_INET6) {
+        memcpy(r->addr, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, 16);
+    }
+}
+
+/* The key's slot, or the free slot where it goes. */
+static struct client_slot *client_slot(const struct client_ref *r)
+{
+    uint64_t h = 14695981039346656037ull ^ clients.seed; /* FNV-1a */
+    for (size_t i = 0; i < sizeof(r->addr); i++)
+        h = (h ^ r->addr[i]) * 1099511628211ull;
+    h = (h ^ r->listener) * 1099511628211ull;
+    size_t mask = clients.cap - 1;
+    for (size_t i = (size_t)(h ^ (h >> 32)) & mask;; i = (i + 1) & mask) {
+        struct client_slot *s = &clients.slots[i];
+        if (s->listener == 0 ||
+            (s->listener == r->listener && memcmp(s->addr, r->addr, sizeof(r->addr)) == 0))
+            return s;
+    }
+}
+
+/* Counts one more connection of r's client. A table too full for another
+ * client (a rebuild that ran out of memory) leaves it uncounted. */
+static void client_count(const struct client_ref *r)
+{
+    if (clients.cap == 0)
+        return;
+    struct client_slot *s = client_slot(r);
+    if (s->listener == 0) {
+        if (2 * (clients.used + 1) >= clients.cap)
+            return;
+        memcpy(s->addr, r->addr, sizeof(r->addr));
+        s->listener = r->listener;
+        clients.used++;
+    }
+    s->count++;
+}
+
+/* Recounts from the worker's list. False when out of memory. */
+static bool clients_rebuild(struct worker *w)
+{
+    size_t cap = 64;
+    while (cap < 4 * (w->n_conns + 16))
+        cap *= 2;
+    if (cap > clients.cap || 4 * cap < clients.cap) {
+        struct client_slot *slots = calloc(cap, sizeof(*slots));
+        if (slots == NULL)
+            return false;
+        free(clients.slots);
+        clients.slots = slots;
+        clients.cap = cap;
+    } else {
+        memset(clients.slots, 0, clients.cap * sizeof(*clients.slots));
+    }
+    if (clients.seed == 0)
+        clients.seed = ((uint64_t)(uintptr_t)clients.slots << 16) ^ (uint64_t)getpid() ^
+                       (uint64_t)(ev_time() * 1e6);
+    clients.used = 0;
+    clients.built_at = ev_now(w->loop);
+    clients.expected = w->n_conns;
+    for (const struct conn *c = w->conns; c != NULL; c = c->next) {
+        struct client_ref r;
+        client_ref_init(&r, w, c->l, &c->peer);
+        if (r.listener != 0)
+            client_count(&r);
+    }
+    return true;
+}
+
+/* r's client's connections on the worker's list: exact, and O(n). */
+static uint32_t client_scan(const struct worker *w, const struct client_ref *r)
+{
+    uint32_t n = 0;
+    for (const struct conn *c = w->conns; c != NULL; c = c->next) {
+        struct client_ref cr;
+        client_ref_init(&cr, w, c->l, &c->peer);
+        n += cr.listener == r->listener && memcmp(cr.addr, r->addr, sizeof(r->addr)) == 0;
+    }
+    return n;
+}
+
+/* True when r's client already has its listener's max_connections_per_client
+ * open in this worker. Out of memory refuses no one. */
+static bool client_at_limit(struct worker *w, const struct wlistener *l, const struct client_ref *r)
+{
+    if (r->listener == 0)
+        return false;
+    ev_tstamp now = ev_now(w->loop);
+    if (clients.cap == 0 || now - clients.built_at >= CLIENTS_REBUILD_S ||
+        2 * (clients.used + 1) >= clients.cap) {
+        if (!clients_rebuild(w))
+            return false;
+    }
+    unsigned limit = l->cfg->max_connections_per_client;
+    if (client_slot(r)->count < limit)
+        return false;
+    if (w->n_conns == clients.expected)
+        return true; /* nothing closed since the rebuild: the count is exact */
+    if (now - clients.built_at >= CLIENTS_RECHECK_S)
+        return clients_rebuild(w) && client_slot(r)->count >= limit;
+    return client_scan(w, r) >= limit;
+}
+
+/* A descriptor held in reserve. Out of descriptors, it is given up for a
+ * moment to accept and close the connections waiting in the backlog, so
+ * that their clients are refused at once instead of hanging there. */
+static int spare_fd = -1;
+
+/* Accepts and closes up to ACCEPT_BATCH waiting connections with the spare
+ * descriptor's slot; returns how many. */
+static int shed_backlog(struct wlistener *l)
+{
+    int n = 0;
+    if (spare_fd < 0)
+        return 0;
+    close(spare_fd);
+    while (n < ACCEPT_BATCH) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        close(fd);
+        n++;
+    }
+    shm_add(&l->stats->conns_refused, (uint64_t)n);
+    spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return n;
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -53,6 +232,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)revents;
     struct wlistener *l = io->data;
     struct worker *w = l->w;
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct net_addr peer;
         peer.len = sizeof(peer.ss);
@@ -60,8 +241,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_err("event=accept_failed listener=%s error=\"%s\" action=pause_100ms",
-                        l->cfg->name, strerror(errno));
+                int err = errno;
+                int shed = shed_backlog(l);
+                log_err("event=accept_failed listener=%s error=\"%s\" refused=%d "
+                        "action=pause_100ms",
+                        l->cfg->name, strerror(err), shed);
                 stop_accepting(w);
                 ev_timer_set(&w->accept_pause, 0.1, 0.);
                 ev_timer_start(w->loop, &w->accept_pause);
@@ -70,7 +254,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         int64_t active = atomic_load_explicit(&l->stats->conns_active, memory_order_relaxed);
         if (active >= (int64_t)l->cfg->max_connections) {
-            refuse(l, fd, &peer);
+            refuse(l, fd, &peer, "max_connections", l->cfg->max_connections);
+            continue;
+        }
+        struct client_ref client;
+        client_ref_init(&client, w, l, &peer);
+        if (client_at_limit(w, l, &client)) {
+            refuse(l, fd, &peer, "max_connections_per_client", l->cfg->max_connections_per_client);
             continue;
         }
         net_set_nodelay(fd);
@@ -80,6 +270,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             close(fd);
             continue;
         }
+        /* Every accepted connection, so that a close shows as a shortfall. */
+        clients.expected++;
+        if (client.listener != 0)
+            client_count(&client);
         conn_run(c);
     }
 }

@@ -534,7 +534,8 @@ static void test_shape(void **state)
     EXPECT_ERRORS(BASE HTTPS "    idle: 5m\n",
                   "t.yaml:13:5: listeners[0].idle: unknown key \"idle\" (expected one of: name, "
                   "protocol, listen, tls, target_group, default_target_group, proxy_protocol, "
-                  "max_connections, handshake_timeout, idle_timeout, connect_timeout, "
+                  "max_connections, max_connections_per_client, handshake_timeout, idle_timeout, "
+                  "connect_timeout, "
                   "header_timeout, response_timeout, max_body_size, rules)");
     /* wrong types: a mapping, a sequence, a string, nothing */
     EXPECT_ERRORS(BASE HTTPS "    max_connections: { a: 1 }\n",

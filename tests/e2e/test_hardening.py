@@ -1,0 +1,304 @@
+"""Resource limits and slow clients: the per-client connection limit,
+slowloris connections, a client that never reads, file-descriptor
+exhaustion, and the timeouts that free what slow clients hold."""
+
+import os
+import resource
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+import tg_http
+import tg_tls
+from tg_http import Client, hbackend, hserve, https_listener  # noqa: F401
+from tg_proc import T, listener, wait_for
+
+# The start of a TLS 1.2-style ClientHello record that announces 512 bytes
+# and stops after the random: a handshake that never completes.
+PARTIAL_HELLO = bytes.fromhex("16030102000100 01fc 0303") + b"\x5a" * 32
+PARTIAL_HEAD = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+
+
+def raise_nofile(want):
+    """Raises this process's descriptor limit (tollgate inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def worker_pid(tg):
+    return wait_for(lambda: (tg.worker_pids() or [None])[0], T(5), what="a worker")
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def served(tg, pki, timeout):
+    """One fresh client: full handshake, one request; seconds it took."""
+    t0 = time.monotonic()
+    with Client(tg.addr(), pki, timeout=timeout) as c:
+        r = c.request("GET", "/hello")
+    assert r.status == 200, r.status
+    return time.monotonic() - t0
+
+
+def closed_by_peer(sock, timeout):
+    """True when the server closes (EOF or reset) within timeout."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except (ConnectionResetError, ssl.SSLError):
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+
+
+# ---- max_connections_per_client ----
+
+def tls_echo(addr, pki, source="127.0.0.1"):
+    raw = socket.create_connection(addr, timeout=T(10), source_address=(source, 0))
+    try:
+        s = tg_tls.client_ctx(pki).wrap_socket(raw, server_hostname="localhost")
+    except BaseException:
+        raw.close()
+        raise
+    s.sendall(b"ping\n")
+    assert tg_tls.recv_exact(s, 5) == b"ping\n"
+    return s
+
+
+def test_per_client_limit_refuses_the_extra_connection_only(serve, pki):
+    tg, be = serve(listener(max_connections_per_client=3))
+    held = [tls_echo(tg.addr(), pki) for _ in range(3)]
+    try:
+        # The fourth from the same address is closed during the handshake.
+        with pytest.raises((ssl.SSLError, OSError)):
+            s = tls_echo(tg.addr(), pki)
+            s.close()
+        ev = tg.wait_event("conn_refused", reason="max_connections_per_client")[0]
+        assert ev["limit"] == "3" and ev["client"].startswith("127.0.0.1:")
+        # Another client address is not affected.
+        other = tls_echo(tg.addr(), pki, source="127.0.0.2")
+        other.close()
+        # The held connections still work.
+        for s in held:
+            s.sendall(b"again\n")
+            assert tg_tls.recv_exact(s, 6) == b"again\n"
+        # A closed connection frees its place.
+        held.pop().close()
+        s = wait_for(lambda: _try(lambda: tls_echo(tg.addr(), pki)), T(5),
+                     what="a connection after one closed")
+        held.append(s)
+    finally:
+        for s in held:
+            s.close()
+
+
+def _try(f):
+    try:
+        return f()
+    except (ssl.SSLError, OSError):
+        return None
+
+
+def test_per_client_limit_on_https(hserve, pki):
+    tg, be = hserve(https_listener(max_connections_per_client=2))
+    a, b = Client(tg.addr(), pki), Client(tg.addr(), pki)
+    try:
+        assert a.request("GET", "/a").status == 200
+        assert b.request("GET", "/b").status == 200
+        with pytest.raises((ssl.SSLError, OSError)):
+            Client(tg.addr(), pki).request("GET", "/c")
+        tg.wait_event("conn_refused", reason="max_connections_per_client", limit=2)
+        assert a.request("GET", "/a2").status == 200
+    finally:
+        a.close()
+        b.close()
+
+
+def test_per_client_limit_config_range(tollgate, pki, tmp_path):
+    import tg_proc
+    cfg = {"target_groups": {"g": tg_proc.group("127.0.0.1:1")},
+           "listeners": [listener(max_connections_per_client=-1)]}
+    tg = tg_proc.Tollgate(tmp_path / "chk", pki)
+    path = tg.write_config(cfg)
+    r = tg_proc.run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 1
+    assert "max_connections_per_client" in r.stdout + r.stderr
+
+
+# ---- slowloris ----
+
+def open_slow_hellos(addr, n):
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(addr, timeout=T(10))
+        s.sendall(PARTIAL_HELLO)
+        out.append(s)
+    return out
+
+
+def open_slow_heads(addr, pki, n):
+    """n TLS connections that sent part of a request head."""
+    ctx = tg_http.ssl_ctx(pki)
+    out = []
+    for _ in range(n):
+        raw = socket.create_connection(addr, timeout=T(10))
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        s.sendall(PARTIAL_HEAD)
+        out.append(s)
+    return out
+
+
+@pytest.mark.slow
+def test_slowloris_does_not_stop_a_normal_client(hserve, pki):
+    assert raise_nofile(6000) >= 6000
+    tg, be = hserve(https_listener(handshake_timeout="2m", header_timeout="2m"))
+    wpid = worker_pid(tg)
+    slow = []
+    try:
+        slow += open_slow_hellos(tg.addr(), 1000)
+        slow += open_slow_heads(tg.addr(), pki, 1000)
+        # All 2,000 are held by the worker (one descriptor each) ...
+        assert open_fds(wpid) >= 2000
+        # ... and a normal client is still served at once.
+        times = [served(tg, pki, T(5)) for _ in range(5)]
+        assert min(times) < T(1), times
+        assert sorted(times)[2] < T(1), times
+        # The slow connections are still open: nothing was dropped to make room.
+        assert open_fds(wpid) >= 2000
+    finally:
+        for s in slow:
+            s.close()
+
+
+def test_slow_clients_are_closed_by_the_timeouts(hserve, pki):
+    tg, be = hserve(https_listener(handshake_timeout="1s", header_timeout="1s"))
+    hellos = open_slow_hellos(tg.addr(), 20)
+    heads = open_slow_heads(tg.addr(), pki, 20)
+    try:
+        for s in hellos + heads:
+            assert closed_by_peer(s, T(5))
+        tg.wait_event("tls_handshake_failed", reason="handshake_timeout", count=20)
+        # The partial heads got a 408 on the way out.
+        assert be.count() == 0
+    finally:
+        for s in hellos + heads:
+            s.close()
+
+
+# ---- a client that never reads ----
+
+@pytest.mark.slow
+def test_client_that_never_reads_does_not_grow_memory(hserve, pki):
+    size = 1 << 30  # far more than any buffer: the backend must be paused
+    tg, be = hserve(https_listener(),
+                    handler=lambda req: tg_http.Reply(200, body_size=size))
+    wpid = worker_pid(tg)
+    n = 20
+    clients = [Client(tg.addr(), pki) for _ in range(n)]
+    try:
+        base = rss_kib(wpid)
+        for c in clients:
+            c.send(tg_http.build("GET", "/big", "localhost", (), None))
+        be.wait_requests(n)
+        samples = []
+        deadline = time.monotonic() + T(4)
+        while time.monotonic() < deadline:
+            samples.append(rss_kib(wpid))
+            time.sleep(0.2)
+        grown = max(samples) - base
+        # A connection pins its two buffers and TLS state, never the body.
+        assert grown < n * 256, (base, samples)
+        # The streams are paused, not broken: one client reads a while.
+        c = clients[0]
+        c.r.fill()
+        got = 0
+        while got < 8 << 20:
+            got += len(c.r.buf)
+            c.r.buf.clear()
+            c.r.fill()
+        assert rss_kib(wpid) - base < n * 256 + 4096
+    finally:
+        for c in clients:
+            c.close()
+
+
+# ---- file-descriptor exhaustion ----
+
+@pytest.mark.slow
+def test_fd_exhaustion_refuses_new_keeps_existing_and_recovers(serve, pki):
+    tg, be = serve(listener())
+    wpid = worker_pid(tg)
+    held = [tls_echo(tg.addr(), pki) for _ in range(5)]
+    try:
+        soft, hard = resource.prlimit(wpid, resource.RLIMIT_NOFILE)
+        wait_for(lambda: open_fds(wpid) >= 5 * 2, T(5), what="held connections")
+        resource.prlimit(wpid, resource.RLIMIT_NOFILE, (open_fds(wpid), hard))
+        # New connections are refused at once, not left hanging.
+        for _ in range(5):
+            raw = socket.create_connection(tg.addr(), timeout=T(10))
+            try:
+                raw.sendall(PARTIAL_HELLO)
+            except OSError:
+                pass
+            assert closed_by_peer(raw, T(3))
+            raw.close()
+        ev = tg.wait_event("accept_failed")[0]
+        assert "Too many open files" in ev["error"]
+        # Existing connections carry on.
+        for s in held:
+            s.sendall(b"still\n")
+            assert tg_tls.recv_exact(s, 6) == b"still\n"
+        assert tg.alive()
+        # Descriptors come back: service resumes without a restart.
+        resource.prlimit(wpid, resource.RLIMIT_NOFILE, (soft, hard))
+        s = wait_for(lambda: _try(lambda: tls_echo(tg.addr(), pki)), T(5),
+                     what="a connection after the limit was raised")
+        s.close()
+        assert worker_pid(tg) == wpid
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_fd_exhaustion_on_accept_logs_once_per_pause(serve, pki):
+    """The log does not flood: one line per 100 ms pause at most."""
+    tg, be = serve(listener())
+    wpid = worker_pid(tg)
+    soft, hard = resource.prlimit(wpid, resource.RLIMIT_NOFILE)
+    resource.prlimit(wpid, resource.RLIMIT_NOFILE, (open_fds(wpid), hard))
+    stop = threading.Event()
+
+    def knock():
+        while not stop.is_set():
+            try:
+                socket.create_connection(tg.addr(), timeout=T(2)).close()
+            except OSError:
+                pass
+
+    t = threading.Thread(target=knock, daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    try:
+        tg.wait_event("accept_failed", count=5)
+    finally:
+        stop.set()
+        t.join(T(5))
+        resource.prlimit(wpid, resource.RLIMIT_NOFILE, (soft, hard))
+    elapsed = time.monotonic() - t0
+    assert len(tg.events("accept_failed")) <= elapsed / 0.1 + 2
