@@ -56,6 +56,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct h1 *h = self(p);
     struct http_head *hd = h->hd;
     bool fresh = h->last_cb != CB_FIELD;
+    /* RFC 9112 §7.1.2: trailer fields of a request body would reach the
+     * backend as they are, past the header rewriting that removes a
+     * client's copies of identity headers; they are refused, not passed. */
+    if (h->head_done && h->is_request)
+        return refuse(h, 400, "trailer fields in a request");
+    if (h->head_done)
+        return 0; /* response trailers pass through as body bytes */
     if (fresh) {
         if (hd->n_headers == HTTP_MAX_HEADERS)
             return refuse(h, 431, "too many header fields");
@@ -72,6 +79,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     struct h1 *h = self(p);
     struct http_head *hd = h->hd;
     bool fresh = h->last_cb != CB_VALUE;
+    if (h->head_done)
+        return 0; /* a response trailer (request trailers are refused) */
     /* RFC 9110 §5.1: a field name is one or more tchar; a value with no
      * name before it is refused, never attached to the previous field. */
     if (hd->n_headers == 0 || (fresh && h->last_cb != CB_FIELD))

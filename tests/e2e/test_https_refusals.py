@@ -143,6 +143,26 @@ def test_repeated_host_cannot_dodge_the_mtls_host_check(hserve, pki):
     assert [q.target for q in be.reqs()] == ["/fine"]
 
 
+def test_request_trailers_refused(hserve, pki):
+    """Trailer fields would carry identity headers past the rewriting: a
+    request with trailers is refused and never reaches the backend whole."""
+    tg, be = hserve(https_listener(mode="mutual", client_auth="optional"))
+    with Client(tg.addr(), pki) as c:
+        c.send(b"POST /t HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\nClient-Cert: :AAAA:\r\nX-Client-Verify: SUCCESS\r\n\r\n")
+        assert c.response().status == 400
+        assert c.closed_by_peer(T(10))
+    tg.wait_event("http_error", status="400")
+    assert be.reqs() == []
+    for raw in be.raw:
+        assert b"Client-Cert: :AAAA:" not in bytes(raw)
+    with Client(tg.addr(), pki) as c:
+        c.send(b"POST /t HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n0\r\n\r\n")
+        assert c.response().status == 200
+    assert [q.body_len for q in be.reqs()] == [3]
+
+
 def test_smuggled_second_request_never_reaches_backend(hserve, pki):
     """The classic CL.TE attack: the 'body' holds a second request."""
     tg, be = hserve()

@@ -177,6 +177,38 @@ static void test_short_header_name_accepted(void **state)
     span_is(&p.hd, p.hd.h[0].value, "v");
 }
 
+/* A request body's trailer fields are refused; a response's pass. */
+static void test_trailers(void **state)
+{
+    (void)state;
+    const char *req = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const char *body = "3\r\nabc\r\n0\r\nClient-Cert: :AAAA:\r\n\r\n";
+    struct parsed p;
+    size_t n = 0;
+    bool done = false;
+    parse_request(&p, req, 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_int_equal(h1_body(&p.h, body, strlen(body), &n, &done), TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 400);
+    /* Twin: without the trailer the body ends. */
+    const char *plain = "3\r\nabc\r\n0\r\n\r\n";
+    parse_request(&p, req, 0);
+    assert_int_equal(h1_body(&p.h, plain, strlen(plain), &n, &done), TG_OK);
+    assert_true(done);
+    assert_int_equal(n, strlen(plain));
+
+    struct h1 h;
+    struct http_head hd;
+    const char *resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    h1_init(&h, false, 0);
+    assert_int_equal(h1_head(&h, &hd, resp, strlen(resp)), TG_OK);
+    size_t before = hd.n_headers;
+    assert_int_equal(h1_body(&h, body, strlen(body), &n, &done), TG_OK);
+    assert_true(done);
+    assert_int_equal(n, strlen(body));
+    assert_int_equal(hd.n_headers, before);
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -332,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_smuggling_refused),
         cmocka_unit_test(test_short_header_name_accepted),
         cmocka_unit_test(test_target_and_host),
+        cmocka_unit_test(test_trailers),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_chunked_over_max_body),
         cmocka_unit_test(test_responses),
