@@ -12,6 +12,7 @@
 #include "admin/internal.h"
 #include "core/log.h"
 #include "http/http.h"
+#include "lb/lb.h"
 
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_REQ_MAX   8192
@@ -623,6 +624,53 @@ static void listener_metrics(struct admin_out *o, struct lsum *v, size_t n)
     }
 }
 
+/* The slot the workers' pickers use for a target, or NULL (no shared
+ * table, or the table was full: such a target is always up). */
+static const struct lb_slot *target_slot(const struct cfg_target_group *g, size_t t)
+{
+    const struct lb_shared *sh = lb_shared_global();
+    int i = sh ? lb_shared_find(sh, g->name, g->targets[t].address) : -1;
+    return i >= 0 ? &sh->slots[i] : NULL;
+}
+
+static void target_sample(struct admin_out *o, const char *name, const struct cfg_target_group *g,
+                          size_t t)
+{
+    admin_out_printf(o, "%s{target_group=\"", name);
+    admin_label_escape(o, g->name);
+    admin_out_printf(o, "\",target=\"");
+    admin_label_escape(o, g->targets[t].address);
+    admin_out_printf(o, "\"} ");
+}
+
+/* tollgate_target_up and tollgate_target_connections_active from the
+ * shared lb table, for the current generation's targets. */
+static void target_metrics(const struct config *cfg, struct admin_out *o)
+{
+    int64_t now = lb_now_ms();
+    family(o, "tollgate_target_up", "gauge",
+           "1 when a target may be picked: not marked down by health checks, not ejected.");
+    for (size_t i = 0; i < cfg->n_target_groups; i++) {
+        const struct cfg_target_group *g = &cfg->target_groups[i];
+        for (size_t t = 0; t < g->n_targets; t++) {
+            const struct lb_slot *sl = target_slot(g, t);
+            target_sample(o, "tollgate_target_up", g, t);
+            admin_out_printf(o, "%d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
+        }
+    }
+    family(o, "tollgate_target_connections_active", "gauge",
+           "Connections to a target in use now, over every worker.");
+    for (size_t i = 0; i < cfg->n_target_groups; i++) {
+        const struct cfg_target_group *g = &cfg->target_groups[i];
+        for (size_t t = 0; t < g->n_targets; t++) {
+            const struct lb_slot *sl = target_slot(g, t);
+            int32_t n = sl ? atomic_load_explicit(&sl->active, memory_order_relaxed) : 0;
+            target_sample(o, "tollgate_target_connections_active", g, t);
+            admin_out_printf(o, "%d\n", n > 0 ? (int)n : 0);
+        }
+    }
+}
+
 void admin_metrics(struct admin *a, struct admin_out *o)
 {
     struct admin_gen gens[ADMIN_MAX_GENS];
@@ -659,6 +707,8 @@ void admin_metrics(struct admin *a, struct admin_out *o)
     }
     if (a->ops.target_metrics != NULL)
         a->ops.target_metrics(a->ops.ctx, o);
+    else if (n_gens > 0)
+        target_metrics(gens[0].cfg, o);
 }
 
 /* ---- /status ---- */
@@ -694,6 +744,36 @@ static json_t *iso_time(double t)
     gmtime_r(&sec, &tm);
     strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
     return json_string(buf);
+}
+
+static json_t *target_json(const struct cfg_target_group *g, size_t t)
+{
+    static const char *const healths[] = {"unknown", "up", "down"};
+    const struct lb_slot *sl = target_slot(g, t);
+    json_t *j = json_pack("{s:s,s:i}", "address", g->targets[t].address, "weight",
+                          (json_int_t)g->targets[t].weight);
+    if (j == NULL)
+        return NULL;
+    if (sl == NULL) {
+        json_object_set_new(j, "health", json_string("unknown"));
+        json_object_set_new(j, "up", json_true());
+        return j;
+    }
+    int32_t h = atomic_load_explicit(&sl->health, memory_order_relaxed);
+    int64_t now = lb_now_ms();
+    int64_t eject = atomic_load_explicit(&sl->eject_until_ms, memory_order_relaxed);
+    json_object_set_new(j, "health", json_string(h >= 0 && h <= 2 ? healths[h] : "unknown"));
+    json_object_set_new(j, "up", json_boolean(lb_slot_is_up(sl, now)));
+    json_object_set_new(j, "ejected_for_ms", json_integer(eject > now ? eject - now : 0));
+    json_object_set_new(j, "active_connections",
+                        json_integer(atomic_load_explicit(&sl->active, memory_order_relaxed)));
+    json_object_set_new(j, "checks_ok_in_a_row",
+                        json_integer(atomic_load_explicit(&sl->hc_ok, memory_order_relaxed)));
+    json_object_set_new(j, "checks_failed_in_a_row",
+                        json_integer(atomic_load_explicit(&sl->hc_fail, memory_order_relaxed)));
+    json_object_set_new(j, "connect_failures_in_a_row",
+                        json_integer(atomic_load_explicit(&sl->conn_fail, memory_order_relaxed)));
+    return j;
 }
 
 json_t *admin_status_json(struct admin *a)
@@ -761,15 +841,13 @@ json_t *admin_status_json(struct admin *a)
 
     json_t *tgs = a->ops.target_status ? a->ops.target_status(a->ops.ctx) : NULL;
     if (tgs == NULL) {
-        /* Without the health module: the configured targets, health unknown. */
+        /* The shared lb table: what the health checks and pickers know. */
         tgs = json_array();
         for (size_t i = 0; i < cfg->n_target_groups; i++) {
             const struct cfg_target_group *g = &cfg->target_groups[i];
             json_t *ts = json_array();
             for (size_t k = 0; k < g->n_targets; k++)
-                json_array_append_new(
-                    ts, json_pack("{s:s,s:i,s:s}", "address", g->targets[k].address, "weight",
-                                  (json_int_t)g->targets[k].weight, "health", "unknown"));
+                json_array_append_new(ts, target_json(g, k));
             json_array_append_new(tgs, json_pack("{s:s,s:o}", "name", g->name, "targets", ts));
         }
     }

@@ -530,3 +530,35 @@ def test_unknown_user_is_a_config_error(tmp_path, pki):
     r = run_tollgate(["check", "-c", str(path)])
     assert r.returncode == 1
     assert re.search(rf"{re.escape(str(path))}:\d+:\d+: user: unknown user", r.stderr), r.stderr
+
+
+# ---- targets --------------------------------------------------------------------------
+
+def test_target_metrics_and_status(tollgate, backend):
+    """tollgate_target_up follows the health checks; /status shows the same."""
+    live = backend()
+    dead = ("127.0.0.1", free_port())  # nothing listens there
+    dead_addr = f"{dead[0]}:{dead[1]}"
+    port = free_port()
+    cfg = base_config(port)
+    cfg["target_groups"]["pool"] = {
+        "targets": [{"address": live.address}, {"address": dead_addr}],
+        "health_check": {"type": "tcp", "interval": "200ms", "timeout": "200ms",
+                         "healthy_threshold": 1, "unhealthy_threshold": 1}}
+    cfg["listeners"].append(listener(name="pooled", group="pool"))
+    tg = tollgate(cfg)
+
+    def up(s, target):
+        return metric(s, "tollgate_target_up", target_group="pool", target=target)
+    s = wait_for(lambda: (lambda s: s if up(s, dead_addr) == 0 else None)(scrape(port)), T(10),
+                 what="the dead target marked down")
+    assert up(s, live.address) == 1
+    assert metric(s, "tollgate_target_up", target_group="echo", target="builtin:echo") == 1
+    assert metric(s, "tollgate_target_connections_active", target_group="pool",
+                  target=live.address) == 0
+    doc = json.loads(admin_get(port, "/status")[2])
+    pool = {t["address"]: t for g in doc["target_groups"] if g["name"] == "pool"
+            for t in g["targets"]}
+    assert pool[dead_addr]["health"] == "down" and pool[dead_addr]["up"] is False
+    assert pool[dead_addr]["checks_failed_in_a_row"] >= 1
+    assert pool[live.address]["up"] is True
