@@ -222,9 +222,14 @@ static void hc_tls_failed(struct hc *c)
     if (e != 0)
         ERR_error_string_n(e, detail, sizeof(detail));
     ERR_clear_error();
-    if (v != X509_V_OK)
-        hc_result(c, false, "tls_error", tls_reason_from_verify((int)v));
-    else
+    if (v != X509_V_OK) {
+        /* The stable reason code when there is one, else OpenSSL's words
+         * (a name mismatch has no code of its own). */
+        const char *reason = tls_reason_from_verify((int)v);
+        if (strcmp(reason, "tls_error") == 0)
+            reason = X509_verify_cert_error_string(v);
+        hc_result(c, false, "tls_error", reason);
+    } else
         hc_result(c, false, "tls_error", detail[0] ? detail : "handshake failed");
 }
 

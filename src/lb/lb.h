@@ -56,13 +56,29 @@ struct lb_slot {
     _Atomic int64_t eject_until_ms;  /* lb_now_ms() deadline; 0 = not ejected */
 };
 
+/* sticky: source_ip: a client address of a group bound to a target slot
+ * until expires_ms. Written by any worker without a lock: a torn entry
+ * names a slot that is not the group's and reads as a miss. */
+struct lb_sticky {
+    _Atomic uint64_t key; /* hash of group name and client address; 0 = empty */
+    _Atomic int32_t slot;
+    _Atomic int64_t expires_ms;
+};
+
+#define LB_COOKIE_KEY_LEN 32
+#define LB_COOKIE_MAX     384 /* a whole Set-Cookie line */
+
 struct lb_shared {
+    uint8_t cookie_key[LB_COOKIE_KEY_LEN]; /* signs sticky cookies; random per run */
     size_t n_slots;
+    size_t n_sticky;
+    struct lb_sticky *sticky; /* in the same mapping, after slots */
     struct lb_slot slots[];
 };
 
-/* Maps a zeroed MAP_SHARED|MAP_ANONYMOUS table of n slots, so that it is
- * shared with processes forked afterwards. NULL on failure. */
+/* Maps a zeroed MAP_SHARED|MAP_ANONYMOUS table of n slots (and a sticky
+ * table of 16 entries per slot), so that it is shared with processes
+ * forked afterwards. NULL on failure. */
 struct lb_shared *lb_shared_new(size_t n_slots);
 void lb_shared_free(struct lb_shared *sh);
 
@@ -110,10 +126,36 @@ void lb_state_free(struct lb_state *s);
  * weight 0 and those with skip[i] (skip may be NULL) are never picked. Of
  * the rest, those down (active checks) or ejected (passive checks) are left
  * out unless all are: then fail_open picks among all of them and reject
- * returns LB_REJECT. Returns a target index, LB_NONE or LB_REJECT.
+ * returns LB_REJECT. With sticky source_ip (or cookie: this is the picker
+ * of tcp_ssl, which has no cookies) a client address goes back to the
+ * target it got last within ttl while that one is eligible (shared by every
+ * worker). Returns a target index, LB_NONE or LB_REJECT.
  */
 int lb_pick(struct lb_state *s, const struct cfg_target_group *g, const struct net_addr *client,
             const bool *skip);
+
+/* The picker of https: lb_pick, but target prefer (-1: none) when it is
+ * eligible and up (or all are down and fail_open): a sticky cookie's
+ * target. Sticks by source address only with sticky source_ip. */
+int lb_pick_prefer(struct lb_state *s, const struct cfg_target_group *g,
+                   const struct net_addr *client, const bool *skip, int prefer);
+
+/* ---- sticky cookies (cookie.c) ---- */
+
+/*
+ * The target of g named by a valid sticky cookie (g->sticky.name) in one
+ * Cookie header value ("a=b; name=value"): signed with the run's key, not
+ * expired at now_s (Unix seconds) and naming a target of g. -1 otherwise
+ * (absent, forged, expired or naming a target that is gone).
+ */
+int lb_cookie_target(struct lb_state *s, const struct cfg_target_group *g, const char *hdr,
+                     size_t len, int64_t now_s);
+
+/* Writes "Set-Cookie: NAME=VALUE; Max-Age=TTL; Path=/; HttpOnly;
+ * SameSite=Lax[; Secure]\r\n" binding a client to target t of g until
+ * now_s + ttl. False when it does not fit in cap (dst is then ""). */
+bool lb_cookie_header(struct lb_state *s, const struct cfg_target_group *g, int t, bool is_secure,
+                      int64_t now_s, char *dst, size_t cap);
 
 /* A connection to target t of g starts or ends being in use (least_conn
  * counts, shared by every worker). Each begin has exactly one end. */
@@ -124,6 +166,12 @@ void lb_conn_end(struct lb_state *s, const struct cfg_target_group *g, int t);
  * g->passive.consecutive_failures failures in a row the target is ejected
  * for g->passive.ejection_ms (one log line). */
 void lb_connect_result(struct lb_state *s, const struct cfg_target_group *g, int t, bool is_ok);
+
+/* Passive checks with count_5xx (https): the status of a response from
+ * target t. A 5xx counts as a failure, anything else ends the streak.
+ * Without count_5xx the connect results alone count. */
+void lb_response_result(struct lb_state *s, const struct cfg_target_group *g, int t,
+                        unsigned status);
 
 /* The shared slot of target t of g, NULL when it has none. */
 struct lb_slot *lb_target_slot(struct lb_state *s, const struct cfg_target_group *g, int t);

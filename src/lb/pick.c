@@ -1,6 +1,6 @@
 /* The pickers: smooth wrr, weighted least_conn and weighted consistent
  * hashing of the client address; health and passive ejection on top. */
-#include "lb/lb.h"
+#include "lb/internal.h"
 
 #include <math.h>
 #include <netinet/in.h>
@@ -50,21 +50,6 @@ int lb_wrr_pick(struct lb_wrr *w, const bool *skip)
 {
     return wrr_pick_n(w, skip, w->group->n_targets);
 }
-
-/* One group as a worker picks in it. */
-struct lb_group {
-    const struct cfg_target_group *g; /* borrowed */
-    struct lb_wrr wrr;
-    int *slot;      /* owned, per target: index into the shared table or -1 */
-    uint64_t *hash; /* owned, per target: hash of its address (ip_hash) */
-};
-
-struct lb_state {
-    const struct config *cfg; /* borrowed */
-    struct lb_shared *sh;     /* borrowed, or owned when is_private */
-    bool is_private;
-    struct lb_group *groups; /* owned, cfg->n_target_groups */
-};
 
 static uint64_t mix64(uint64_t x)
 {
@@ -125,6 +110,7 @@ enum tg_status lb_state_new(const struct config *cfg, struct lb_shared *sh, stru
         const struct cfg_target_group *g = &cfg->target_groups[i];
         size_t n = g->n_targets ? g->n_targets : 1;
         lg->g = g;
+        lg->name_hash = hash_bytes(g->name, strlen(g->name));
         lg->slot = calloc(n, sizeof(*lg->slot));
         lg->hash = calloc(n, sizeof(*lg->hash));
         if (lg->slot == NULL || lg->hash == NULL || lb_wrr_init(&lg->wrr, g) != TG_OK)
@@ -142,7 +128,7 @@ fail:
     return TG_E_NOMEM;
 }
 
-static struct lb_group *group_of(struct lb_state *s, const struct cfg_target_group *g)
+struct lb_group *lb_group_of(struct lb_state *s, const struct cfg_target_group *g)
 {
     if (g < s->cfg->target_groups || g >= s->cfg->target_groups + s->cfg->n_target_groups)
         return NULL;
@@ -151,7 +137,7 @@ static struct lb_group *group_of(struct lb_state *s, const struct cfg_target_gro
 
 struct lb_slot *lb_target_slot(struct lb_state *s, const struct cfg_target_group *g, int t)
 {
-    struct lb_group *lg = group_of(s, g);
+    struct lb_group *lg = lb_group_of(s, g);
     if (lg == NULL || t < 0 || (size_t)t >= g->n_targets || lg->slot[t] < 0 || s->sh == NULL)
         return NULL;
     return &s->sh->slots[lg->slot[t]];
@@ -233,10 +219,92 @@ static int pick_ip_hash(struct lb_group *lg, const struct net_addr *client, cons
     return best < 0 ? LB_NONE : best;
 }
 
-int lb_pick(struct lb_state *s, const struct cfg_target_group *g, const struct net_addr *client,
-            const bool *skip)
+/* Targets past the cap are never picked. */
+static int pick_algorithm(struct lb_state *s, struct lb_group *lg, const struct net_addr *client,
+                          bool *mask, size_t n)
 {
-    struct lb_group *lg = group_of(s, g);
+    switch (lg->g->algorithm) {
+    case CFG_LB_LEAST_CONN:
+        return pick_least_conn(s, lg, mask, n);
+    case CFG_LB_IP_HASH:
+        if (client != NULL && client_hash(client) != 0)
+            return pick_ip_hash(lg, client, mask, n);
+        return wrr_pick_n(&lg->wrr, mask, n);
+    case CFG_LB_WRR:
+    default:
+        return wrr_pick_n(&lg->wrr, mask, n);
+    }
+}
+
+#define STICKY_PROBES 8
+
+static uint64_t sticky_key(const struct lb_group *lg, const struct net_addr *client)
+{
+    uint64_t ch = client_hash(client);
+    if (ch == 0)
+        return 0;
+    uint64_t k = mix64(ch ^ lg->name_hash);
+    return k != 0 ? k : 1;
+}
+
+/* The target a client is bound to, when still eligible; refreshes it. */
+static int sticky_get(struct lb_state *s, struct lb_group *lg, uint64_t key, const bool *mask,
+                      size_t n, int64_t now)
+{
+    struct lb_shared *sh = s->sh;
+    if (sh == NULL || sh->n_sticky == 0)
+        return -1;
+    for (size_t p = 0; p < STICKY_PROBES; p++) {
+        struct lb_sticky *e = &sh->sticky[(key + p) % sh->n_sticky];
+        if (atomic_load_explicit(&e->key, memory_order_relaxed) != key)
+            continue;
+        if (atomic_load_explicit(&e->expires_ms, memory_order_relaxed) <= now)
+            return -1;
+        int32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
+        for (size_t i = 0; i < n; i++) {
+            if (lg->slot[i] == slot && !mask[i]) {
+                atomic_store_explicit(&e->expires_ms, now + (int64_t)lg->g->sticky.ttl_ms,
+                                      memory_order_relaxed);
+                return (int)i;
+            }
+        }
+        return -1;
+    }
+    return -1;
+}
+
+/* Binds key to slot: its own entry, else a free or expired one, else the
+ * one closest to expiry among the probes. */
+static void sticky_put(struct lb_shared *sh, uint64_t key, int32_t slot, int64_t now,
+                       int64_t expires)
+{
+    if (sh == NULL || sh->n_sticky == 0)
+        return;
+    struct lb_sticky *best = NULL;
+    int64_t best_exp = 0;
+    for (size_t p = 0; p < STICKY_PROBES; p++) {
+        struct lb_sticky *e = &sh->sticky[(key + p) % sh->n_sticky];
+        int64_t exp = atomic_load_explicit(&e->expires_ms, memory_order_relaxed);
+        if (atomic_load_explicit(&e->key, memory_order_relaxed) == key) {
+            best = e;
+            break;
+        }
+        if (exp <= now)
+            exp = INT64_MIN;
+        if (best == NULL || exp < best_exp) {
+            best = e;
+            best_exp = exp;
+        }
+    }
+    atomic_store_explicit(&best->key, key, memory_order_relaxed);
+    atomic_store_explicit(&best->slot, slot, memory_order_relaxed);
+    atomic_store_explicit(&best->expires_ms, expires, memory_order_relaxed);
+}
+
+static int pick(struct lb_state *s, const struct cfg_target_group *g, const struct net_addr *client,
+                const bool *skip, int prefer, bool by_source)
+{
+    struct lb_group *lg = lb_group_of(s, g);
     if (lg == NULL)
         return LB_NONE;
     bool mask[LB_MAX_TARGETS];
@@ -245,6 +313,7 @@ int lb_pick(struct lb_state *s, const struct cfg_target_group *g, const struct n
     int64_t now = lb_now_ms();
     bool is_up[LB_MAX_TARGETS];
     for (size_t i = 0; i < n; i++) {
+        is_up[i] = false;
         mask[i] = g->targets[i].weight == 0 || (skip != NULL && skip[i]);
         if (mask[i])
             continue;
@@ -259,18 +328,34 @@ int lb_pick(struct lb_state *s, const struct cfg_target_group *g, const struct n
     /* fail_open: with none up, spread over all of them. */
     for (size_t i = 0; i < n && n_up > 0; i++)
         mask[i] = mask[i] || !is_up[i];
-    /* Targets past the cap are never picked. */
-    switch (g->algorithm) {
-    case CFG_LB_LEAST_CONN:
-        return pick_least_conn(s, lg, mask, n);
-    case CFG_LB_IP_HASH:
-        if (client != NULL && client_hash(client) != 0)
-            return pick_ip_hash(lg, client, mask, n);
-        return wrr_pick_n(&lg->wrr, mask, n);
-    case CFG_LB_WRR:
-    default:
-        return wrr_pick_n(&lg->wrr, mask, n);
+    if (prefer >= 0 && (size_t)prefer < n && !mask[prefer])
+        return prefer;
+    uint64_t key = 0;
+    if (by_source && g->sticky.ttl_ms > 0 && client != NULL)
+        key = sticky_key(lg, client);
+    if (key != 0) {
+        int t = sticky_get(s, lg, key, mask, n, now);
+        if (t >= 0)
+            return t;
     }
+    int t = pick_algorithm(s, lg, client, mask, n);
+    if (key != 0 && t >= 0 && lg->slot[t] >= 0)
+        sticky_put(s->sh, key, lg->slot[t], now, now + (int64_t)g->sticky.ttl_ms);
+    return t;
+}
+
+/* tcp_ssl has no cookies: a cookie group sticks by source address there. */
+int lb_pick(struct lb_state *s, const struct cfg_target_group *g, const struct net_addr *client,
+            const bool *skip)
+{
+    bool by_source = g->sticky.type == CFG_STICKY_SOURCE_IP || g->sticky.type == CFG_STICKY_COOKIE;
+    return pick(s, g, client, skip, -1, by_source);
+}
+
+int lb_pick_prefer(struct lb_state *s, const struct cfg_target_group *g,
+                   const struct net_addr *client, const bool *skip, int prefer)
+{
+    return pick(s, g, client, skip, prefer, g->sticky.type == CFG_STICKY_SOURCE_IP);
 }
 
 void lb_conn_begin(struct lb_state *s, const struct cfg_target_group *g, int t)
@@ -287,27 +372,50 @@ void lb_conn_end(struct lb_state *s, const struct cfg_target_group *g, int t)
         atomic_fetch_sub_explicit(&sl->active, 1, memory_order_relaxed);
 }
 
-void lb_connect_result(struct lb_state *s, const struct cfg_target_group *g, int t, bool is_ok)
+/* One more failure in a row; at the limit, eject (only the worker that
+ * reached it ejects and logs). */
+static void passive_failure(struct lb_state *s, const struct cfg_target_group *g, int t,
+                            const char *cause)
 {
     struct lb_slot *sl = lb_target_slot(s, g, t);
-    if (sl == NULL)
-        return;
-    if (is_ok) {
-        if (atomic_load_explicit(&sl->conn_fail, memory_order_relaxed) != 0)
-            atomic_store_explicit(&sl->conn_fail, 0, memory_order_relaxed);
-        return;
-    }
     unsigned limit = g->passive.consecutive_failures;
-    uint32_t n = atomic_fetch_add_explicit(&sl->conn_fail, 1, memory_order_relaxed) + 1;
-    if (limit == 0 || n < limit)
+    if (sl == NULL || limit == 0)
         return;
-    /* Only the worker that reached the limit ejects and logs. */
+    uint32_t n = atomic_fetch_add_explicit(&sl->conn_fail, 1, memory_order_relaxed) + 1;
+    if (n < limit)
+        return;
     uint32_t want = n;
     if (!atomic_compare_exchange_strong(&sl->conn_fail, &want, 0))
         return;
     atomic_store_explicit(&sl->eject_until_ms, lb_now_ms() + (int64_t)g->passive.ejection_ms,
                           memory_order_relaxed);
-    log_warn("event=target_ejected target_group=%s target=%s cause=connect_failures "
-             "failures=%u ejection_ms=%llu",
-             g->name, g->targets[t].address, n, (unsigned long long)g->passive.ejection_ms);
+    log_warn("event=target_ejected target_group=%s target=%s cause=%s failures=%u "
+             "ejection_ms=%llu",
+             g->name, g->targets[t].address, cause, n, (unsigned long long)g->passive.ejection_ms);
+}
+
+static void passive_success(struct lb_state *s, const struct cfg_target_group *g, int t)
+{
+    struct lb_slot *sl = lb_target_slot(s, g, t);
+    if (sl != NULL && atomic_load_explicit(&sl->conn_fail, memory_order_relaxed) != 0)
+        atomic_store_explicit(&sl->conn_fail, 0, memory_order_relaxed);
+}
+
+void lb_connect_result(struct lb_state *s, const struct cfg_target_group *g, int t, bool is_ok)
+{
+    if (!is_ok)
+        passive_failure(s, g, t, "connect_failures");
+    else if (!g->passive.count_5xx)
+        passive_success(s, g, t); /* with count_5xx the response decides */
+}
+
+void lb_response_result(struct lb_state *s, const struct cfg_target_group *g, int t,
+                        unsigned status)
+{
+    if (!g->passive.count_5xx)
+        return;
+    if (status >= 500 && status <= 599)
+        passive_failure(s, g, t, "5xx");
+    else
+        passive_success(s, g, t);
 }

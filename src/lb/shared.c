@@ -6,14 +6,24 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "core/log.h"
 
 static struct lb_shared *global;
 static int64_t (*clock_fn)(void);
 
+#define STICKY_PER_SLOT 16
+
+static size_t slots_size(size_t n)
+{
+    size_t sz = sizeof(struct lb_shared) + n * sizeof(struct lb_slot);
+    return (sz + 63) & ~(size_t)63;
+}
+
 static size_t shared_size(size_t n)
 {
-    return sizeof(struct lb_shared) + n * sizeof(struct lb_slot);
+    return slots_size(n) + n * STICKY_PER_SLOT * sizeof(struct lb_sticky);
 }
 
 struct lb_shared *lb_shared_new(size_t n_slots)
@@ -23,7 +33,13 @@ struct lb_shared *lb_shared_new(size_t n_slots)
     if (p == MAP_FAILED)
         return NULL;
     struct lb_shared *sh = p;
+    if (RAND_bytes(sh->cookie_key, sizeof(sh->cookie_key)) != 1) {
+        munmap(p, shared_size(n_slots));
+        return NULL;
+    }
     sh->n_slots = n_slots;
+    sh->n_sticky = n_slots * STICKY_PER_SLOT;
+    sh->sticky = (struct lb_sticky *)((char *)p + slots_size(n_slots));
     return sh;
 }
 

@@ -155,14 +155,18 @@ void conn_lb_begin(struct conn *c, int t)
 }
 
 /* Target accounting on a state change: a connect that ends in RELAY worked
- * and one that goes back to PICK failed (passive checks); a target stays in
- * use only through CONNECT and RELAY (least_conn). */
+ * and one that goes back to PICK failed, and an https exchange that leaves
+ * RELAY has its status (passive checks); a target stays in use only
+ * through CONNECT and RELAY (least_conn). */
 static void conn_lb_step(struct conn *c, enum conn_state from, enum conn_state to)
 {
     if (c->lb_target < 0)
         return;
     if (from == CONN_ST_CONNECT && (to == CONN_ST_RELAY || to == CONN_ST_PICK))
         lb_connect_result(c->w->lb, c->lb_group, c->lb_target, to == CONN_ST_RELAY);
+    if (to != CONN_ST_CONNECT && to != CONN_ST_RELAY && from == CONN_ST_RELAY && c->http != NULL &&
+        !c->http->is_tunnel && c->http->status != 0)
+        lb_response_result(c->w->lb, c->lb_group, c->lb_target, c->http->status);
     if (to != CONN_ST_CONNECT && to != CONN_ST_RELAY) {
         lb_conn_end(c->w->lb, c->lb_group, c->lb_target);
         c->lb_target = -1;

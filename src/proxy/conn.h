@@ -99,7 +99,8 @@ struct http_conn {
     bool retried;        /* one retry on a fresh connection already made */
     bool sent_to_client; /* response bytes already went to the client */
     bool resp_head_parsed;
-    size_t head_in_cin; /* request head still at the front of cin (for a retry) */
+    size_t head_in_cin;             /* request head still at the front of cin (for a retry) */
+    char set_cookie[LB_COOKIE_MAX]; /* sticky cookie line for the response; "" = none */
     char log_method[16];
     char log_path[512];
     unsigned n_requests;

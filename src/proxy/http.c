@@ -319,10 +319,26 @@ enum conn_state http_read_head(struct conn *c)
 enum conn_state http_pick(struct conn *c)
 {
     const struct cfg_target_group *g = c->group;
+    struct http_conn *h = c->http;
     bool skip[MAX_TARGETS];
     for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
         skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
-    int t = lb_pick(c->w->lb, g, &c->peer, skip);
+    /* sticky cookie: the target it names, while the head is in cin */
+    bool is_cookie = g->sticky.type == CFG_STICKY_COOKIE;
+    int64_t now_s = (int64_t)ev_now(c->w->loop);
+    int want = -1;
+    h->set_cookie[0] = '\0';
+    if (is_cookie && h->head_in_cin > 0) {
+        size_t len;
+        h->req.base = (const char *)buf_rdata(&h->cin, &len);
+        for (size_t i = 0; i < h->req.n_headers && want < 0; i++) {
+            const struct http_header *f = &h->req.h[i];
+            if (http_span_ieq(&h->req, f->name, "cookie"))
+                want = lb_cookie_target(c->w->lb, g, http_span_ptr(&h->req, f->value), f->value.len,
+                                        now_s);
+        }
+    }
+    int t = lb_pick_prefer(c->w->lb, g, &c->peer, skip, want);
     if (t == LB_REJECT) {
         log_warn("event=all_targets_down listener=%s " CONN_FMT " target_group=%s action=reject",
                  c->l->cfg->name, CONN_ARGS(c), g->name);
@@ -336,6 +352,9 @@ enum conn_state http_pick(struct conn *c)
     }
     c->target = t;
     conn_lb_begin(c, t);
+    if (is_cookie && t != want)
+        (void)lb_cookie_header(c->w->lb, g, t, c->ssl != NULL, now_s, h->set_cookie,
+                               sizeof(h->set_cookie));
     int fd = bpool_take(c->w->bpool, g, t);
     if (fd < 0)
         return CONN_ST_CONNECT;
@@ -515,7 +534,8 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     bool keep = interim || (h->keep_alive && rs->body != HTTP_BODY_EOF && rs->status != 101);
     size_t len;
     rs->base = (const char *)buf_rdata(&h->bin, &len);
-    if (!conn_buf_get(c->w, &c->b2c) || http_hdr_response(rs, keep, NULL, &c->b2c) != TG_OK)
+    const char *extra = interim || h->set_cookie[0] == '\0' ? NULL : h->set_cookie;
+    if (!conn_buf_get(c->w, &c->b2c) || http_hdr_response(rs, keep, extra, &c->b2c) != TG_OK)
         return CONN_ST_RELAY; /* wait for room in b2c */
     buf_consume(&h->bin, rs->len);
     h->sent_to_client = true;

@@ -23,13 +23,15 @@ class IdBackend:
     """A backend named `name` on 127.0.0.1:`port` (0 = any free one).
 
     A connection that starts with an HTTP request line gets one response
-    and is closed: `health_status` for HEALTH_PATH, else 200 with the name
-    as body. Anything else gets the name and a newline, and is then held
+    and is closed: `health_status` for HEALTH_PATH, else `status` with the
+    name as body. Anything else gets the name and a newline, and is then held
     open until the peer closes it (a long-lived connection)."""
 
-    def __init__(self, name, port=0, health_status=200):
+    def __init__(self, name, port=0, health_status=200, status=200, tls_ctx=None):
         self.name = name
+        self.tls_ctx = tls_ctx
         self.health_status = health_status
+        self.status = status
         self.port = port
         self.lock = threading.Lock()
         self.socks = []
@@ -82,6 +84,8 @@ class IdBackend:
     def _serve(self, s):
         try:
             s.settimeout(T(60))
+            if self.tls_ctx is not None:
+                s = self.tls_ctx.wrap_socket(s, server_side=True)
             buf = b""
             while b"\n" not in buf:
                 b = s.recv(4096)
@@ -97,7 +101,7 @@ class IdBackend:
                         break
                     buf += b
                 path = parts[1].decode("latin-1")
-                status = self.health_status if path == HEALTH_PATH else 200
+                status = self.health_status if path == HEALTH_PATH else self.status
                 body = self.name.encode()
                 s.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
                           % (status, len(body), body))
@@ -105,7 +109,7 @@ class IdBackend:
             s.sendall(self.name.encode() + b"\n")
             while s.recv(4096):
                 pass
-        except OSError:
+        except (OSError, ssl.SSLError):
             pass
         finally:
             try:
@@ -198,11 +202,21 @@ class Client:
         return out
 
 
-def https_get(tg, pki, path="/"):
+def https_get(tg, pki, path="/", source_ip=None):
     """(status, body) of one request over a fresh connection."""
+    status, _, body = https_request(tg, pki, path, source_ip)
+    return status, body
+
+
+def https_request(tg, pki, path="/", source_ip=None, headers=()):
+    """(status, [(name lowercase, value)], body) of one request."""
     ctx = tg_tls.client_ctx(pki)
-    with tg_tls.connect(tg.addr("main"), ctx) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    src = (source_ip, 0) if source_ip else None
+    raw = socket.create_connection(tg.addr("main"), timeout=T(10), source_address=src)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
+                  .encode())
         s.settimeout(T(10))
         data = b""
         while True:
@@ -215,7 +229,11 @@ def https_get(tg, pki, path="/"):
             data += b
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.") else 0
-    return status, body.decode(errors="replace")
+    hdrs = []
+    for line in head.decode(errors="replace").split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        hdrs.append((k.strip().lower(), v.strip()))
+    return status, hdrs, body.decode(errors="replace")
 
 
 def reload(tg, cfg, generation):
@@ -351,6 +369,47 @@ def test_health_timeout(tollgate, pki, ids):
         silent.close()
 
 
+def _server_ctx(pki):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.path("server-ecdsa.crt"), pki.path("server-ecdsa.key"))
+    return ctx
+
+
+@pytest.mark.parametrize("case", ["ok", "wrong_name", "foreign_ca", "no_verify"])
+def test_health_https(tollgate, pki, foreign_pki, ids, case):
+    """https checks verify the target's certificate against the group's CA
+    and name: a good one is up, a wrong name or an unknown CA is down with
+    cause tls_error and the verify reason; verify: false accepts any."""
+    a = ids("a")
+    b = ids("b", tls_ctx=_server_ctx(pki))
+    tls = {"ca": "roots", "server_name": "localhost"}
+    if case == "wrong_name":
+        tls["server_name"] = "other.example"
+    elif case == "foreign_ca":
+        tls["ca"] = "foreign"
+    elif case == "no_verify":
+        tls = {"verify": False, "server_name": "other.example"}
+    cfg = tcp_cfg({"g": {"targets": targets((a, 1), (b, 1)), "tls": tls,
+                         "health_check": fast_check("https")}})
+    cfg["client_cas"] = dict(pki.client_cas(), roots={"ca": pki.path("root.crt")},
+                             foreign={"ca": foreign_pki.path("root.crt")})
+    tg = tollgate(cfg)
+    if case in ("ok", "no_verify"):
+        ev = tg.wait_event("target_up", target=b.address, timeout=T(10))[0]
+        assert ev["check"] == "https", ev
+        b.health_status = 503
+        ev = tg.wait_event("target_down", target=b.address, timeout=T(10))[0]
+        assert ev["cause"] == "status_503", ev
+    else:
+        ev = tg.wait_event("target_down", target=b.address, timeout=T(10))[0]
+        assert ev["cause"] == "tls_error", ev
+        if case == "foreign_ca":
+            assert ev["detail"] == "unknown_ca", ev
+        else:
+            assert "mismatch" in ev["detail"].lower(), ev
+        assert not tg.events("target_up", target=b.address)
+
+
 def test_reload_keeps_health(tollgate, pki, ids):
     """After SIGHUP a target that stays keeps its state: a down target is
     still down at once, with no new first check."""
@@ -442,3 +501,121 @@ def test_weight_zero_drains_on_reload(tollgate, pki, ids):
     finally:
         for s, _ in held:
             s.close()
+
+
+# ---- persistence ---------------------------------------------------------------------
+
+def test_sticky_source_ip_tcp(tollgate, pki, ids):
+    """sticky source_ip over two workers: a client address keeps its target;
+    when that target goes down the client moves, and stays where it moved
+    once the old one is back."""
+    a, b, c = ids("a"), ids("b"), ids("c")
+    tg = tollgate(tcp_cfg({"g": {"targets": targets((a, 1), (b, 1), (c, 1)),
+                                 "sticky": {"type": "source_ip", "ttl": "1h"},
+                                 "health_check": fast_check("tcp")}}, workers=2))
+    for x in (a, b, c):
+        tg.wait_event("target_up", target=x.address, cause="first_check")
+    cl = Client(tg, pki)
+    firsts = {}
+    for i in range(4):
+        ip = f"127.0.3.{i + 1}"
+        got = [cl.name(ip) for _ in range(5)]
+        assert len(set(got)) == 1 and got[0] in "abc", got
+        firsts[ip] = got[0]
+    ip = "127.0.3.1"
+    stuck = {"a": a, "b": b, "c": c}[firsts[ip]]
+    stuck.stop()
+    tg.wait_event("target_down", target=stuck.address, timeout=T(10))
+    moved = cl.name(ip)
+    assert moved not in ("", stuck.name), moved
+    stuck.start()
+    tg.wait_event("target_up", target=stuck.address, cause="passed", timeout=T(10))
+    assert [cl.name(ip) for _ in range(4)] == [moved] * 4
+
+
+def test_sticky_source_ip_https(tollgate, pki, ids):
+    """The same on an https listener: requests from one address all reach
+    one target, while wrr without stickiness would alternate."""
+    a, b = ids("a"), ids("b")
+    cfg = {"target_groups": {"g": {"targets": targets((a, 1), (b, 1)),
+                                   "sticky": {"type": "source_ip", "ttl": "1h"}}},
+           "listeners": [https_listener()]}
+    tg = tollgate(cfg)
+    for ip in ("127.0.4.1", "127.0.4.2"):
+        got = [https_get(tg, pki, source_ip=ip) for _ in range(4)]
+        assert len(set(got)) == 1 and got[0][0] == 200, got
+
+
+def test_passive_5xx_https(tollgate, pki, ids):
+    """With count_5xx, two 5xx responses in a row eject the target: the
+    requests after that all reach the healthy one."""
+    bad, good = ids("bad", status=500), ids("good")
+    cfg = {"target_groups": {"g": {"targets": targets((bad, 1), (good, 1)),
+                                   "passive": {"consecutive_failures": 2, "count_5xx": True,
+                                               "ejection": "1m"}}},
+           "listeners": [https_listener()]}
+    tg = tollgate(cfg)
+    got = [https_get(tg, pki) for _ in range(4)]
+    assert got.count((500, "bad")) == 2, got
+    ev = tg.wait_event("target_ejected", target=bad.address)[0]
+    assert ev["cause"] == "5xx", ev
+    assert [https_get(tg, pki) for _ in range(6)] == [(200, "good")] * 6
+
+
+def _set_cookie(hdrs, name="sid"):
+    vals = [v for k, v in hdrs if k == "set-cookie" and v.startswith(name + "=")]
+    assert len(vals) <= 1, vals
+    return vals[0].split(";")[0] if vals else None
+
+
+def test_sticky_cookie_https(tollgate, pki, ids):
+    """sticky cookie: the first response sets a signed cookie naming its
+    target; requests carrying it reach that target and get no new cookie; a
+    forged cookie is ignored and replaced; when the named target is down the
+    request goes elsewhere and the cookie is replaced."""
+    a, b, c = ids("a"), ids("b"), ids("c")
+    cfg = {"target_groups": {"g": {"targets": targets((a, 1), (b, 1), (c, 1)),
+                                   "sticky": {"type": "cookie", "ttl": "10m", "name": "sid"},
+                                   "health_check": fast_check("tcp")}},
+           "listeners": [https_listener()], "workers": 2}
+    tg = tollgate(cfg)
+    for x in (a, b, c):
+        tg.wait_event("target_up", target=x.address, cause="first_check")
+    status, hdrs, first = https_request(tg, pki)
+    cookie = _set_cookie(hdrs)
+    assert status == 200 and cookie, hdrs
+    line = [v for k, v in hdrs if k == "set-cookie"][0]
+    assert "Max-Age=600" in line and "HttpOnly" in line and "Secure" in line, line
+    for _ in range(6):
+        status, hdrs, body = https_request(tg, pki, headers=[("Cookie", f"x=1; {cookie}")])
+        assert (status, body, _set_cookie(hdrs)) == (200, first, None), hdrs
+
+    name, _, value = cookie.partition("=")
+    forged = f"{name}={value[:-1]}{'0' if value[-1] != '0' else '1'}"
+    seen = set()
+    for _ in range(6):
+        status, hdrs, body = https_request(tg, pki, headers=[("Cookie", forged)])
+        assert status == 200 and _set_cookie(hdrs), hdrs
+        seen.add(body)
+    assert len(seen) >= 2, seen  # balanced, not pinned
+
+    stuck = {"a": a, "b": b, "c": c}[first]
+    stuck.stop()
+    tg.wait_event("target_down", target=stuck.address, timeout=T(10))
+    status, hdrs, body = https_request(tg, pki, headers=[("Cookie", cookie)])
+    new_cookie = _set_cookie(hdrs)
+    assert status == 200 and body != first and new_cookie and new_cookie != cookie, hdrs
+    stuck.start()
+    tg.wait_event("target_up", target=stuck.address, cause="passed", timeout=T(10))
+    for _ in range(3):
+        status, hdrs, again = https_request(tg, pki, headers=[("Cookie", new_cookie)])
+        assert (status, again, _set_cookie(hdrs)) == (200, body, None), hdrs
+
+
+def test_sticky_cookie_group_on_tcp_ssl(tollgate, pki, ids):
+    """tcp_ssl has no cookies: a cookie group sticks by source address."""
+    a, b = ids("a"), ids("b")
+    tg = tollgate(tcp_cfg({"g": {"targets": targets((a, 1), (b, 1)),
+                                 "sticky": {"type": "cookie"}}}))
+    got = [Client(tg, pki).name("127.0.5.9") for _ in range(5)]
+    assert len(set(got)) == 1, got

@@ -511,6 +511,167 @@ static void test_shared_long_keys(void **state)
     lb_shared_free(sh);
 }
 
+/* sticky source_ip: a client keeps its target across pickers sharing the
+ * table, moves when it is down and stays where it moved, and is free again
+ * after ttl. */
+static void test_sticky_source_ip(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 3);
+    cg.g.sticky.type = CFG_STICKY_SOURCE_IP;
+    cg.g.sticky.ttl_ms = 10000;
+    fake_now = 5000;
+    lb_set_clock(fake_clock);
+    struct lb_shared *sh = lb_shared_new(16);
+    assert_non_null(sh);
+    assert_true(lb_shared_register(sh, &cg.cfg));
+    struct lb_state *w1 = NULL, *w2 = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, sh, &w1), TG_OK);
+    assert_int_equal(lb_state_new(&cg.cfg, sh, &w2), TG_OK);
+    struct net_addr a = ipv4(0x0a010203u);
+    int first = lb_pick(w1, &cg.g, &a, NULL);
+    assert_true(first >= 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(lb_pick(w1, &cg.g, &a, NULL), first);
+        assert_int_equal(lb_pick(w2, &cg.g, &a, NULL), first);
+    }
+    /* other clients still spread */
+    size_t counts[3] = {0};
+    for (uint32_t i = 0; i < 30; i++) {
+        struct net_addr b = ipv4(0x0b000000u + i);
+        counts[lb_pick(w1, &cg.g, &b, NULL)]++;
+    }
+    assert_true(counts[0] > 0 && counts[1] > 0 && counts[2] > 0);
+    /* down: the client moves, and stays on the new target afterwards */
+    atomic_store(&lb_target_slot(w1, &cg.g, first)->health, LB_HEALTH_DOWN);
+    int moved = lb_pick(w2, &cg.g, &a, NULL);
+    assert_true(moved >= 0 && moved != first);
+    atomic_store(&lb_target_slot(w1, &cg.g, first)->health, LB_HEALTH_UP);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(lb_pick(w1, &cg.g, &a, NULL), moved);
+    /* a tried target is not forced on the client */
+    bool skip[3] = {false, false, false};
+    skip[moved] = true;
+    assert_int_not_equal(lb_pick(w1, &cg.g, &a, skip), moved);
+    /* past ttl each pick is free: wrr then goes round */
+    bool seen[3] = {false, false, false};
+    for (int i = 0; i < 6; i++) {
+        fake_now += 10001;
+        seen[lb_pick(w1, &cg.g, &a, NULL)] = true;
+    }
+    assert_true(seen[0] && seen[1] && seen[2]);
+    lb_set_clock(NULL);
+    lb_state_free(w1);
+    lb_state_free(w2);
+    lb_shared_free(sh);
+}
+
+/* count_5xx: 5xx responses count as failures and other responses end the
+ * streak; connects alone no longer reset it. Without it responses are
+ * ignored. */
+static void test_passive_5xx(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 2);
+    cg.g.passive.consecutive_failures = 2;
+    cg.g.passive.ejection_ms = 1000;
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    int64_t now = lb_now_ms();
+    lb_response_result(s, &cg.g, 0, 503);
+    lb_response_result(s, &cg.g, 0, 503);
+    assert_true(lb_slot_is_up(lb_target_slot(s, &cg.g, 0), now));
+    cg.g.passive.count_5xx = true;
+    lb_response_result(s, &cg.g, 0, 503);
+    lb_response_result(s, &cg.g, 0, 200);
+    lb_response_result(s, &cg.g, 0, 500);
+    assert_true(lb_slot_is_up(lb_target_slot(s, &cg.g, 0), now));
+    lb_connect_result(s, &cg.g, 0, true);
+    lb_response_result(s, &cg.g, 0, 599);
+    assert_false(lb_slot_is_up(lb_target_slot(s, &cg.g, 0), lb_now_ms()));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(lb_pick(s, &cg.g, NULL, NULL), 1);
+    lb_response_result(s, &cg.g, 1, 404);
+    lb_response_result(s, &cg.g, 1, 600);
+    assert_true(lb_slot_is_up(lb_target_slot(s, &cg.g, 1), lb_now_ms()));
+    lb_state_free(s);
+}
+
+/* The value of the cookie in a Set-Cookie line, as a client sends it back. */
+static void cookie_value(const char *line, const char *name, char *dst, size_t cap)
+{
+    const char *p = strstr(line, name);
+    assert_non_null(p);
+    p += strlen(name) + 1;
+    const char *end = strchr(p, ';');
+    assert_non_null(end);
+    snprintf(dst, cap, "%s=%.*s", name, (int)(end - p), p);
+}
+
+/* Signed cookies: a client gets back the target its cookie names; forged,
+ * expired, foreign and malformed cookies name none. */
+static void test_sticky_cookie(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_WRR, weights, 3);
+    cg.g.sticky.type = CFG_STICKY_COOKIE;
+    cg.g.sticky.ttl_ms = 3600 * 1000;
+    cg.g.sticky.name = "sid";
+    struct lb_state *s = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, NULL, &s), TG_OK);
+    const int64_t now = 1700000000;
+    char line[LB_COOKIE_MAX], hdr[LB_COOKIE_MAX + 64];
+    assert_true(lb_cookie_header(s, &cg.g, 2, true, now, line, sizeof(line)));
+    assert_non_null(strstr(line, "Set-Cookie: sid="));
+    assert_non_null(strstr(line, "; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax; Secure\r\n"));
+    char kv[200];
+    cookie_value(line, "sid", kv, sizeof(kv));
+    snprintf(hdr, sizeof(hdr), "a=b; %s; c=d", kv);
+    assert_int_equal(lb_cookie_target(s, &cg.g, hdr, strlen(hdr), now), 2);
+    assert_int_equal(lb_cookie_target(s, &cg.g, kv, strlen(kv), now + 3599), 2);
+    /* expired */
+    assert_int_equal(lb_cookie_target(s, &cg.g, kv, strlen(kv), now + 3600), -1);
+    /* every byte of the value matters */
+    size_t vstart = strlen("sid=");
+    for (size_t i = vstart; i < strlen(kv); i++) {
+        char bad[200];
+        snprintf(bad, sizeof(bad), "%s", kv);
+        bad[i] = bad[i] == '1' ? '2' : '1';
+        assert_int_equal(lb_cookie_target(s, &cg.g, bad, strlen(bad), now), -1);
+    }
+    /* truncated, wrong name, no value, prefix of the name */
+    assert_int_equal(lb_cookie_target(s, &cg.g, kv, strlen(kv) - 1, now), -1);
+    assert_int_equal(lb_cookie_target(s, &cg.g, kv + 1, strlen(kv) - 1, now), -1);
+    assert_int_equal(lb_cookie_target(s, &cg.g, "sid=", 4, now), -1);
+    assert_int_equal(lb_cookie_target(s, &cg.g, "sid=1.2.3", 9, now), -1);
+    assert_int_equal(lb_cookie_target(s, &cg.g, "", 0, now), -1);
+    /* another group (same targets, other name) refuses it */
+    struct cgroup other;
+    cgroup_init(&other, CFG_LB_WRR, weights, 3);
+    other.g.name = "api";
+    other.g.sticky = cg.g.sticky;
+    struct lb_state *s2 = NULL;
+    assert_int_equal(lb_state_new(&other.cfg, NULL, &s2), TG_OK);
+    assert_int_equal(lb_cookie_target(s2, &other.g, kv, strlen(kv), now), -1);
+    lb_state_free(s2);
+    /* the preferred target wins while eligible; down, the pick falls back */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(lb_pick_prefer(s, &cg.g, NULL, NULL, 2), 2);
+    atomic_store(&lb_target_slot(s, &cg.g, 2)->health, LB_HEALTH_DOWN);
+    for (int i = 0; i < 5; i++)
+        assert_int_not_equal(lb_pick_prefer(s, &cg.g, NULL, NULL, 2), 2);
+    assert_false(lb_cookie_header(s, &cg.g, 7, false, now, line, sizeof(line)));
+    assert_false(lb_cookie_header(s, &cg.g, 0, false, now, line, 40));
+    assert_string_equal(line, "");
+    lb_state_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,7 +682,8 @@ int main(void)
         cmocka_unit_test(test_least_conn_shared),  cmocka_unit_test(test_ip_hash_weights),
         cmocka_unit_test(test_ip_hash_stability),  cmocka_unit_test(test_health_and_all_down),
         cmocka_unit_test(test_passive_ejection),   cmocka_unit_test(test_shared_reload),
-        cmocka_unit_test(test_shared_long_keys),
+        cmocka_unit_test(test_shared_long_keys),   cmocka_unit_test(test_sticky_source_ip),
+        cmocka_unit_test(test_passive_5xx),        cmocka_unit_test(test_sticky_cookie),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
