@@ -97,7 +97,11 @@ def test_pipelined_request_after_refusal_not_forwarded(hserve, pki):
         assert c.response().status == 200
         assert c.response().status == 400
         assert c.closed_by_peer(T(10))
+        port = c.port
     assert [q.target for q in be.reqs()] == ["/ok"]
+    recs = tg.wait_access(lambda r: r["client"].endswith(f":{port}"), count=2)
+    assert [(r["status"], r["path"], r["request"]) for r in recs] == [(200, "/ok", 1), (400, "", 2)]
+    assert recs[1]["target"] == "" and recs[1]["outcome"] == "http_error"
 
 
 # ---- bodies ----
@@ -521,3 +525,16 @@ def test_client_cert_on_resumed_session(hserve, pki):
     for q in be.reqs():
         assert q.get("X-Client-Verify") == "SUCCESS"
         assert q.get("Client-Cert") and "CN=alice" in q.get("X-Client-Subject")
+
+
+def test_websocket_frame_sent_with_the_handshake(hserve, pki):
+    """A client that sends its first frame right behind the upgrade request
+    (before the 101) has it delivered through the tunnel."""
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        c.send(b"GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n" + tg_http.ws_frame(2, b"early bird"))
+        assert c.response().status == 101
+        op, payload = tg_http.ws_read_frame(c.r, expect_mask=False)
+        assert op == 2 and payload == b"early bird"
