@@ -12,8 +12,9 @@
 /*
  * builtin:echo for https: the far end of a socket pair that answers every
  * request with JSON describing it as a backend receives it: method, path,
- * version, headers (names lower-cased, repeats joined with ", "), body
- * length and SHA-256. Keep-alive and pipelining work as with a real backend.
+ * version, headers (names lower-cased, repeats joined with ", "), the
+ * client address, body length and SHA-256. Keep-alive and pipelining work
+ * as with a real backend.
  */
 struct echo_http {
     struct worker *w;
@@ -89,6 +90,11 @@ static bool describe_head(struct echo_http *e)
     json_object_set_new(e->doc, "version", json_string(version));
     json_object_set_new(e->doc, "headers", headers);
     json_object_set_new(e->doc, "backend", json_string("builtin:echo"));
+    /* The echo sits on a socket pair: the client address it reports is the
+     * one a backend learns, from X-Real-IP (set by tollgate, never the
+     * client's own copy). */
+    int ip = http_head_find(hd, "x-real-ip");
+    json_object_set_new(e->doc, "client", ip >= 0 ? span_json(hd, hd->h[ip].value) : json_null());
     e->keep_alive = hd->keep_alive;
     e->body_bytes = 0;
     return EVP_DigestInit_ex(e->md, EVP_sha256(), NULL) == 1;

@@ -213,6 +213,7 @@ def test_builtin_echo_json(tollgate, pki):
     assert h["x-real-ip"] == "127.0.0.1", "the client's X-Real-IP was believed"
     assert h["x-forwarded-proto"] == "https"
     assert h["x-client-verify"] == "NONE"
+    assert d["client"] == "127.0.0.1"
     assert d["body_bytes"] == 10
     assert d["body_sha256"] == "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882"
     rec = tg.access_for(port)
