@@ -562,3 +562,20 @@ def test_target_metrics_and_status(tollgate, backend):
     assert pool[dead_addr]["health"] == "down" and pool[dead_addr]["up"] is False
     assert pool[dead_addr]["checks_failed_in_a_row"] >= 1
     assert pool[live.address]["up"] is True
+
+
+# ---- contrib ----------------------------------------------------------------------------
+
+def test_contrib_sample_config_checks(tmp_path, pki):
+    """contrib/tollgate.yaml is valid once its paths point at real files."""
+    from tg_proc import REPO
+    text = (REPO / "contrib" / "tollgate.yaml").read_text()
+    text = text.replace("/etc/tollgate/pki/", pki.path("x")[:-1])
+    text = text.replace("/var/log/tollgate/access.log", str(tmp_path / "access.log"))
+    text = re.sub(r"^user: \S+", "user: root", text, flags=re.M)
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(text)
+    r = run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 0, r.stderr
+    unit = (REPO / "contrib" / "tollgate.service").read_text()
+    assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
