@@ -579,3 +579,28 @@ def test_contrib_sample_config_checks(tmp_path, pki):
     assert r.returncode == 0, r.stderr
     unit = (REPO / "contrib" / "tollgate.service").read_text()
     assert "Type=notify" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+
+
+def test_reload_moves_the_admin_endpoint(admin_tg):
+    tg, old = admin_tg, admin_tg.admin_port
+    new = free_port()
+    text = tg.config_path.read_text()
+    tg.write_raw_config(text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}"))
+    st, _, body = admin_get(old, "/reload", method="POST")
+    assert st == 200, body  # answered on the connection that asked
+    assert admin_get(new, "/healthz")[0] == 200
+    with pytest.raises(OSError):
+        admin_get(old, "/healthz", timeout=T(2))
+    # An address that cannot be bound fails the reload and keeps the old one.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    try:
+        busy = blocker.getsockname()[1]
+        tg.write_raw_config(text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{busy}"))
+        st, _, body = admin_get(new, "/reload", method="POST")
+        doc = json.loads(body)
+        assert st == 409 and any("admin.listen" in e for e in doc["errors"]), doc
+        assert admin_get(new, "/healthz")[0] == 200
+    finally:
+        blocker.close()
