@@ -294,7 +294,7 @@ enum conn_state http_read_head(struct conn *c)
             }
         }
         if (c->cli.rd_shut)
-            return CONN_ST_CLOSED;
+            return buf_is_empty(&h->cin) ? CONN_ST_DRAIN : CONN_ST_CLOSED;
         if (!conn_buf_get(c->w, &h->cin))
             return CONN_ST_CLOSED;
         bool was_empty = buf_is_empty(&h->cin);
@@ -670,6 +670,13 @@ static enum conn_state pump(struct conn *c, bool *progress)
     return CONN_ST_RELAY;
 }
 
+/* The client sent its EOF and nothing more is buffered: requests it
+ * pipelined before closing its side are still answered. */
+static bool client_done(const struct conn *c)
+{
+    return c->cli.rd_shut && buf_is_empty(&c->http->cin);
+}
+
 /* The response went out whole: log it, keep the backend connection when
  * it can carry another request, and wait for the next request. */
 static enum conn_state finish_request(struct conn *c)
@@ -687,7 +694,7 @@ static enum conn_state finish_request(struct conn *c)
     }
     conn_access_log(c);
     h->t_req = 0;
-    if (!h->req_done || !h->keep_alive || c->cli.rd_shut)
+    if (!h->req_done || !h->keep_alive || client_done(c))
         return CONN_ST_DRAIN;
     h1_next(&h->req_p, false);
     release_buffers(c);
@@ -768,10 +775,10 @@ enum conn_state http_respond(struct conn *c)
     }
     conn_access_log(c);
     h->t_req = 0;
-    if (!h->keep_alive || c->cli.rd_shut)
-        return CONN_ST_DRAIN;
     buf_consume(&h->cin, h->head_in_cin);
     h->head_in_cin = 0;
+    if (!h->keep_alive || client_done(c))
+        return CONN_ST_DRAIN;
     h1_next(&h->req_p, false);
     release_buffers(c);
     return CONN_ST_READ_HEAD;

@@ -538,3 +538,37 @@ def test_websocket_frame_sent_with_the_handshake(hserve, pki):
         assert c.response().status == 101
         op, payload = tg_http.ws_read_frame(c.r, expect_mask=False)
         assert op == 2 and payload == b"early bird"
+
+
+def test_client_gone_mid_body_backend_connection_not_reused(hserve, pki):
+    """A request cut short leaves its backend connection expecting body
+    bytes: it must be closed, never pooled, or the next client's request
+    would become the rest of that body."""
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/warm").status == 200
+        c.send(b"POST /cut HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789")
+        wait_for(lambda: b"/cut" in bytes(be.raw[0]), T(10), what="the cut request head")
+    with Client(tg.addr(), pki) as c:
+        r = c.request("GET", "/next")
+        assert r.status == 200 and r.json()["target"] == "/next"
+    assert [q.target for q in be.reqs()] == ["/warm", "/next"]
+    assert be.reqs()[1].conn_no == 2
+
+
+def test_plain_http_client_half_close_still_answered(tollgate, hbackend):
+    be = hbackend()
+    tg = tollgate({"target_groups": {"g": group(be.address)},
+                   "listeners": [https_listener(name="plain", protocol="http")]})
+    s = socket.create_connection(tg.addr("plain"), timeout=T(10))
+    s.sendall(tg_http.build("GET", "/a") + tg_http.build("GET", "/b"))
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    assert data.count(b"HTTP/1.1 200") == 2, data
+    assert [q.target for q in be.reqs()] == ["/a", "/b"]
