@@ -10,9 +10,10 @@
  * keeps the framing, says Connection: close exactly when asked, and is all
  * or nothing in a small buffer; the body decoder always makes progress.
  *
- * FZ_SKIP_REPORTED (defined only for a long campaign) skips the checks that
- * already found a reported, not yet fixed bug, so that the run goes on to
- * find others; the replay build always has them.
+ * FZ_SKIP_REPORTED (defined only for a long campaign) skips a check that
+ * already found a reported, not yet fixed bug (the status range, 431 for a
+ * response with too many fields), so that
+ * the run goes on to find others; the replay build always has it.
  *
  * Input: a flags byte, a small-buffer size byte, then the bytes a backend
  * sends.
@@ -58,9 +59,7 @@ static void check_accepted(const struct http_head *hd, size_t avail, bool was_he
         const struct http_header *f = &hd->h[i];
         check_span(hd, f->name);
         check_span(hd, f->value);
-#ifndef FZ_SKIP_REPORTED
         CHECK(f->name.len > 0);
-#endif
         const char *nm = http_span_ptr(hd, f->name);
         for (size_t j = 0; j < f->name.len; j++)
             CHECK(nm[j] != ':' && nm[j] != ' ' && nm[j] != '\r' && nm[j] != '\n' && nm[j] != 0);
@@ -199,8 +198,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         enum tg_status st2 = parse_steps(steps, hd2, in, len, step);
         CHECK(st == st2);
         if (st == TG_E_PROTO) {
-            CHECK(whole->err_status == 502 && whole->err_reason != NULL);
-            CHECK(steps->err_status == 502);
+            CHECK(whole->err_reason != NULL);
+#ifndef FZ_SKIP_REPORTED
+            /* http.h: a refused response is a 502, whatever the cause. */
+            CHECK(whole->err_status == 502 && steps->err_status == 502);
+#endif
             break;
         }
         if (st != TG_OK) {
