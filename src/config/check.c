@@ -206,12 +206,23 @@ static void check_group(struct cfg_ctx *c, struct cfg_target_group *g)
     }
     if (g->n_targets > 0 && total_weight == 0)
         cfg_warn_at(c, &g->targets, "every target has weight 0: the group gets no traffic");
+    if (g->n_targets > 64)
+        cfg_warn_at(c, &g->targets, "%zu targets: only the first 64 get traffic", g->n_targets);
     check_health_check(c, &g->health_check);
     if (g->sticky.type != CFG_STICKY_COOKIE && !was_bad(c, &g->sticky.type) &&
         was_set(c, &g->sticky.name))
         cfg_error_at(c, &g->sticky.name, "only used with sticky type cookie");
     if (g->tls.ca_name != NULL)
         g->tls.ca = ref_client_ca(c, &g->tls.ca_name);
+    /* Loaded but not in effect yet: say so rather than pretend (not on top
+     * of an error in the same block). */
+    if (g->tls.enabled && (g->tls.ca_name == NULL || g->tls.ca != NULL)) {
+        const struct cfg_rec *r = cfg_rec_find(c, &g->tls, true);
+        diag_add(c->d, DIAG_WARNING, c->file, r ? r->line : 0, r ? r->col : 0, r ? r->path : NULL,
+                 "%s",
+                 "re-encryption to the targets is not implemented yet: tollgate connects to them "
+                 "in plaintext; only https health checks use verify, ca and server_name");
+    }
 }
 
 static const char *const policy_names[] = {"intermediate", "modern", "custom"};
