@@ -285,9 +285,14 @@ enum conn_state http_read_head(struct conn *c)
         if (!buf_is_empty(&h->cin)) {
             size_t len;
             const uint8_t *p = buf_rdata(&h->cin, &len);
+            bool first_bytes = h->req_p.fed == 0;
             enum tg_status st = h1_head(&h->req_p, &h->req, (const char *)p, len);
             if (st == TG_OK)
                 return request_ready(c);
+            /* Part of a head pipelined behind the last request: it has
+             * header_timeout to complete, as any head, not idle_timeout. */
+            if (st == TG_E_AGAIN && first_bytes && h->n_requests > 0)
+                conn_set_timer(c, c->l->cfg->header_timeout_ms);
             if (st == TG_E_PROTO) {
                 begin_request(c);
                 return error_page(c, h->req_p.err_status, h->req_p.err_reason);

@@ -3,6 +3,8 @@
 Each is answered with its status, logs one line, and the backend receives
 nothing; each has an accepted twin."""
 
+import time
+
 import pytest
 
 import tg_http
@@ -290,3 +292,27 @@ def test_error_pages_leak_nothing(hserve, pki):
     body = r.body.decode()
     assert body.startswith("400 Bad Request")
     assert "127.0.0.1" not in body and be.address not in body and "llhttp" not in body.lower()
+
+
+def test_header_timeout_for_a_pipelined_partial_head(hserve, pki):
+    """A partial head left behind a complete request gets header_timeout,
+    not the (much longer) idle timeout."""
+    tg, be = hserve(https_listener(header_timeout="1s", idle_timeout="60s"))
+    with Client(tg.addr(), pki, timeout=T(30)) as c:
+        c.send(tg_http.build("GET", "/full") + b"GET /partial HTTP/1.1\r\nHo")
+        assert c.response().status == 200
+        t0 = time.monotonic()
+        r = c.response()
+        assert r.status == 408
+        assert time.monotonic() - t0 < T(15)
+    assert [q.target for q in be.reqs()] == ["/full"]
+
+
+def test_header_timeout_twin_next_request_on_keepalive(hserve, pki):
+    """Twin: a keep-alive connection may stay idle longer than
+    header_timeout between requests (idle_timeout applies)."""
+    tg, be = hserve(https_listener(header_timeout="1s", idle_timeout="60s"))
+    with Client(tg.addr(), pki, timeout=T(30)) as c:
+        assert c.request("GET", "/1").status == 200
+        assert not c.closed_by_peer(2.5)
+        assert c.request("GET", "/2").status == 200
