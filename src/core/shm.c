@@ -97,9 +97,30 @@ size_t shm_reason_index(const char *reason)
     return SHM_REASON_COUNT - 1;
 }
 
+/* This process's worker slot; set once after fork. */
+static unsigned worker_slot;
+
+void shm_set_worker_slot(unsigned slot)
+{
+    worker_slot = slot < SHM_MAX_WORKERS ? slot : SHM_MAX_WORKERS - 1;
+}
+
+void shm_worker_died(struct shm_stats *s, unsigned slot)
+{
+    if (s == NULL || slot >= SHM_MAX_WORKERS)
+        return;
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        struct shm_listener_stats *l = &s->listeners[i];
+        int64_t n =
+            atomic_exchange_explicit(&l->conns_active_by_worker[slot], 0, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&l->conns_active, n, memory_order_relaxed);
+    }
+}
+
 void shm_count_accept(struct shm_listener_stats *s)
 {
     atomic_fetch_add_explicit(&s->conns_active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->conns_active_by_worker[worker_slot], 1, memory_order_relaxed);
     shm_add(&s->conns_total, 1);
 }
 
@@ -107,6 +128,7 @@ void shm_count_close(struct shm_listener_stats *s, uint64_t bytes_in, uint64_t b
 {
     shm_add(&s->bytes_in, bytes_in);
     shm_add(&s->bytes_out, bytes_out);
+    atomic_fetch_sub_explicit(&s->conns_active_by_worker[worker_slot], 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->conns_active, 1, memory_order_relaxed);
 }
 

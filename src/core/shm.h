@@ -41,8 +41,14 @@ struct shm_hist {
     _Atomic uint64_t sum_ns;
 };
 
+/* Workers per generation whose open connections are tracked one by one, so
+ * that the master can take a crashed worker's connections off the gauge
+ * (config workers: at most 256). */
+#define SHM_MAX_WORKERS 256
+
 struct shm_listener_stats {
     _Atomic int64_t conns_active;
+    _Atomic int64_t conns_active_by_worker[SHM_MAX_WORKERS];
     _Atomic uint64_t conns_total;
     _Atomic uint64_t conns_refused; /* over max_connections */
     _Atomic uint64_t handshakes;
@@ -93,6 +99,14 @@ const char *shm_reason_name(size_t i);
 
 /* The slot of a reason code; unknown codes count as "tls_error". */
 size_t shm_reason_index(const char *reason);
+
+/* In a new worker, before any accounting call: its slot (0..workers-1). */
+void shm_set_worker_slot(unsigned slot);
+
+/* Master, when worker slot died without draining: takes the connections it
+ * had open off conns_active of every listener of s. The worker must be
+ * gone (no writer left for that slot). */
+void shm_worker_died(struct shm_stats *s, unsigned slot);
 
 /* Accounting points, one call each where the event log or access log line
  * is written. All take the listener's slot of the current generation. */

@@ -373,6 +373,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
                 continue;
             g->pids[i] = 0;
             g->n_alive--;
+            shm_worker_died(g->stats, i);
             bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
             if (!g->is_retiring) {
                 log_err("event=worker_died generation=%u slot=%u pid=%d status=%s%d "

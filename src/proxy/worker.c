@@ -352,6 +352,7 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         log_err("event=worker_start_failed error=\"out of memory\"");
         return 1;
     }
+    shm_set_worker_slot(a->slot);
     for (size_t i = 0; i < w.n_ls; i++) {
         struct wlistener *l = &w.ls[i];
         l->w = &w;

@@ -604,3 +604,24 @@ def test_reload_moves_the_admin_endpoint(admin_tg):
         assert admin_get(new, "/healthz")[0] == 200
     finally:
         blocker.close()
+
+
+def test_crashed_worker_leaves_no_phantom_connections(admin_tg, pki):
+    tg, port = admin_tg, admin_tg.admin_port
+    settled(port, ["mtls"])
+    s = tg_tls.connect(tg.addr("mtls"), tg_tls.client_ctx(pki, cert=pki.client("alice")))
+    try:
+        s.sendall(b"x")
+        assert tg_tls.recv_exact(s, 1) == b"x"
+        wait_for(lambda: metric(scrape(port), "tollgate_connections_active", listener="mtls") == 1,
+                 T(10), what="one active connection")
+        (victim,) = tg.worker_pids()
+        os.kill(victim, signal.SIGKILL)
+        tg.wait_event("worker_died", pid=str(victim))
+    finally:
+        s.close()
+    after = settled(port, ["web", "mtls"])
+    assert metric(after, "tollgate_connections_total", listener="mtls") >= 1
+    got, _ = tg_tls.roundtrip(tg.addr("mtls"), tg_tls.client_ctx(pki, cert=pki.client("alice")),
+                              PAYLOAD)
+    assert got == PAYLOAD
