@@ -572,3 +572,59 @@ def test_plain_http_client_half_close_still_answered(tollgate, hbackend):
     s.close()
     assert data.count(b"HTTP/1.1 200") == 2, data
     assert [q.target for q in be.reqs()] == ["/a", "/b"]
+
+
+def worker_rss_kib(tg):
+    pids = tg.worker_pids()
+    assert len(pids) == 1, pids
+    for line in open(f"/proc/{pids[0]}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_download_backpressure_bounded_memory(hserve, pki):
+    """A client that stops reading stalls the backend; tollgate holds no
+    more than its buffers, not the body; when the client reads again the
+    body arrives whole."""
+    total = 64 * MIB
+    tg, be = hserve(handler=lambda req: Reply(200, body_size=total))
+    base = worker_rss_kib(tg)
+    h = hashlib.sha256()
+    state = {"n": 0, "grown": None}
+
+    def sink(b):
+        h.update(b)
+        state["n"] += len(b)
+        if state["grown"] is None and state["n"] >= 4 * MIB:
+            time.sleep(1.0)  # stop reading: whatever would pile up piles up
+            state["grown"] = worker_rss_kib(tg) - base
+    with Client(tg.addr(), pki, timeout=T(60)) as c:
+        c.send(tg_http.build("GET", "/big"))
+        assert c.response(sink=sink).status == 200
+    assert state["grown"] < 20 * 1024, f"worker grew by {state['grown']} KiB"
+    assert state["n"] == total and h.hexdigest() == tg_http.pattern_sha256(total)
+
+
+@pytest.mark.slow
+def test_upload_backpressure_bounded_memory(hserve, pki):
+    tg, be = hserve()
+    hold = threading.Event()
+    be.hold_body = hold
+    base = worker_rss_kib(tg)
+    total = 64 * MIB
+    sent = [0]
+    with Client(tg.addr(), pki, timeout=T(60)) as c:
+        c.send(tg_http.build("POST", "/up", headers=[("Content-Length", str(total))]))
+        c.sock.settimeout(1.0)
+        try:
+            for piece in tg_http.pattern_chunks(total, 256 * 1024):
+                c.sock.sendall(piece)
+                sent[0] += len(piece)
+        except (socket.timeout, TimeoutError):
+            pass
+        assert sent[0] < total, "the whole body went in while the backend read nothing"
+        grown = worker_rss_kib(tg) - base
+        assert grown < 20 * 1024, f"worker grew by {grown} KiB with a stalled backend"
+    hold.set()

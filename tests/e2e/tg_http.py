@@ -154,6 +154,7 @@ class HttpBackend:
     def __init__(self, handler=None, host="127.0.0.1", continue_100=True, port=0):
         self.handler = handler or json_reply
         self.continue_100 = continue_100
+        self.hold_body = None  # a threading.Event: bodies are not read until it is set
         self.requests = []
         self.raw = []          # per connection: the first 64 KiB received
         self.accepted = 0
@@ -253,6 +254,8 @@ class HttpBackend:
                 rep_early = None
                 if req.get("expect", "").lower() == "100-continue" and self.continue_100:
                     s.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if self.hold_body is not None:
+                    self.hold_body.wait(T(120))
                 self._read_body(r, req)
                 with self.lock:
                     self.requests.append(req)
