@@ -492,11 +492,32 @@ static SSL_CTX *group_ctx(const struct config *cfg, const struct cfg_target_grou
     return ctx;
 }
 
+/* A group without checks (any more): its targets are up unless passive
+ * checks say otherwise; a state left by an earlier config must not stick. */
+static void forget_group(struct health *h, const struct cfg_target_group *g)
+{
+    for (size_t j = 0; j < g->n_targets; j++) {
+        int slot = lb_shared_find(h->sh, g->name, g->targets[j].address);
+        if (slot < 0)
+            continue;
+        struct lb_slot *s = &h->sh->slots[slot];
+        if (atomic_exchange(&s->health, LB_HEALTH_UNKNOWN) == LB_HEALTH_DOWN)
+            log_info("event=target_up target_group=%s target=%s cause=checks_removed", g->name,
+                     g->targets[j].address);
+        atomic_store(&s->hc_ok, 0);
+        atomic_store(&s->hc_fail, 0);
+    }
+}
+
 void health_apply(struct health *h, const struct config *cfg)
 {
     stop_all(h);
     if (cfg == NULL || h->sh == NULL)
         return;
+    for (size_t i = 0; i < cfg->n_target_groups; i++) {
+        if (cfg->target_groups[i].health_check.type == CFG_HC_NONE)
+            forget_group(h, &cfg->target_groups[i]);
+    }
     size_t n = 0;
     for (size_t i = 0; i < cfg->n_target_groups; i++) {
         if (cfg->target_groups[i].health_check.type != CFG_HC_NONE)

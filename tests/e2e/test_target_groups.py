@@ -428,6 +428,22 @@ def test_reload_keeps_health(tollgate, pki, ids):
     assert len(tg.events("target_down", target=b.address)) == 1
 
 
+def test_reload_removing_checks_brings_targets_up(tollgate, pki, ids):
+    """A target marked down by a check that a reload removes is up again
+    (one log line), not stuck down."""
+    a, b = ids("a"), ids("b", health_status=500)
+    group = {"targets": targets((a, 1), (b, 1)), "health_check": fast_check("http")}
+    cfg = tcp_cfg({"g": group})
+    tg = tollgate(cfg)
+    tg.wait_event("target_down", target=b.address, timeout=T(10))
+    cl = Client(tg, pki)
+    assert cl.counts(4) == {"a": 4}
+    del group["health_check"]
+    reload(tg, cfg, 2)
+    tg.wait_event("target_up", target=b.address, cause="checks_removed")
+    assert cl.counts(4) == {"a": 2, "b": 2}
+
+
 # ---- passive checks ---------------------------------------------------------------
 
 def test_passive_ejection(tollgate, pki, ids):
