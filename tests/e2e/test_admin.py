@@ -625,3 +625,35 @@ def test_crashed_worker_leaves_no_phantom_connections(admin_tg, pki):
     got, _ = tg_tls.roundtrip(tg.addr("mtls"), tg_tls.client_ctx(pki, cert=pki.client("alice")),
                               PAYLOAD)
     assert got == PAYLOAD
+
+
+def _raw(port, data, timeout=None):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout or T(10)) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out
+            out += b
+
+
+def test_admin_refuses_bad_requests(admin_tg):
+    port = admin_tg.admin_port
+    assert _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    # Malformed, oversized and wrong-method requests get an answer, not a hang.
+    assert _raw(port, b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").startswith(
+        b"HTTP/1.1 400 ")
+    big = b"GET /metrics HTTP/1.1\r\nX-Fill: " + b"a" * 9000 + b"\r\n\r\n"
+    assert _raw(port, big).startswith(b"HTTP/1.1 400 ")
+    r = _raw(port, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD" in r
+    # HEAD: the headers of GET, no body.
+    r = _raw(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = r.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b""
+    assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) > 1000
+    # A client that sends half a request and goes away costs nothing.
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /met")
+    assert admin_get(port, "/healthz")[0] == 200
