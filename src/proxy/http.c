@@ -1,5 +1,6 @@
 #include "proxy/conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,35 @@ static enum conn_state respond_rule(struct conn *c, const struct cfg_rule *r)
                    o > 0 ? extra : NULL, r->respond_body, c->http->req.body == HTTP_BODY_NONE);
 }
 
+/* True when a name is an IPv4 or IPv6 address literal. */
+static bool is_ip_literal(const char *name, size_t len)
+{
+    char tmp[INET6_ADDRSTRLEN];
+    struct in6_addr a6;
+    if (len == 0 || len >= sizeof(tmp))
+        return false;
+    memcpy(tmp, name, len);
+    tmp[len] = '\0';
+    return inet_pton(AF_INET, tmp, &a6) == 1 || inet_pton(AF_INET6, tmp, &a6) == 1;
+}
+
+/*
+ * The Host of a request on a mutual listener names the host the TLS
+ * handshake was for: the SNI name. Without SNI (a client that connected by
+ * address) only an address or no Host passes, so that leaving SNI out is
+ * no way around the check.
+ */
+static bool host_matches_sni(struct conn *c, const char *host, size_t host_len)
+{
+    const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+    const char *name;
+    size_t name_len;
+    host_name(host ? host : "", host_len, &name, &name_len);
+    if (sni == NULL)
+        return host == NULL || name_len == 0 || is_ip_literal(name, name_len);
+    return name_len == strlen(sni) && strncasecmp(name, sni, name_len) == 0;
+}
+
 /* Forgets what the previous request on this connection left behind, so
  * that neither its answer nor its log fields are taken for this one's. */
 static void begin_request(struct conn *c)
@@ -243,14 +273,8 @@ static enum conn_state request_ready(struct conn *c)
     const char *host = rq->host >= 0 ? http_span_ptr(rq, rq->h[rq->host].value) : NULL;
     size_t host_len = rq->host >= 0 ? rq->h[rq->host].value.len : 0;
     /* A certificate accepted for one name must not be used for another. */
-    const char *sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
-    if (l->has_tls && l->tls.mode == CFG_TLS_MUTUAL && sni != NULL) {
-        const char *name;
-        size_t name_len;
-        host_name(host ? host : "", host_len, &name, &name_len);
-        if (name_len != strlen(sni) || strncasecmp(name, sni, name_len) != 0)
-            return error_page(c, 421, "the Host header does not match the TLS server name");
-    }
+    if (l->has_tls && l->tls.mode == CFG_TLS_MUTUAL && !host_matches_sni(c, host, host_len))
+        return error_page(c, 421, "the Host header does not match the TLS server name");
 
     const char *target;
     size_t tlen;

@@ -202,6 +202,31 @@ def test_host_sni_mismatch_second_request_on_connection(hserve, pki):
     assert [q.target for q in be.reqs()] == ["/a"]
 
 
+def no_sni_request(tg, pki, host):
+    ctx = tg_http.ssl_ctx(pki, pki.client("alice"))
+    ctx.check_hostname = False  # no SNI: the client connects by address
+    raw = socket.create_connection(tg.addr(), timeout=T(10))
+    with ctx.wrap_socket(raw, server_hostname=None) as s:
+        s.sendall(tg_http.build("GET", "/nosni", host=host))
+        c = Client.__new__(Client)
+        c.sock, c.r = s, tg_http._Reader(s)
+        return c.response()
+
+
+def test_no_sni_cannot_dodge_the_host_check(hserve, pki):
+    """Leaving SNI out is no way around the mTLS Host check: a named Host
+    needs the matching SNI; a client that connected by address may use the
+    address."""
+    tg, be = hserve(https_listener(mode="mutual"))
+    assert no_sni_request(tg, pki, "localhost").status == 421
+    assert no_sni_request(tg, pki, "other.example.test").status == 421
+    assert be.reqs() == []
+    # twins: an address as Host passes, with or without the port
+    assert no_sni_request(tg, pki, f"127.0.0.1:{tg.addr()[1]}").status == 200
+    assert no_sni_request(tg, pki, "127.0.0.1").status == 200
+    assert len(be.reqs()) == 2
+
+
 def test_host_sni_mismatch_allowed_on_one_way(hserve, pki):
     """Twin: one-way listeners do not tie Host to SNI."""
     tg, be = hserve(https_listener())
