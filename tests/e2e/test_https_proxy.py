@@ -588,7 +588,7 @@ def test_download_backpressure_bounded_memory(hserve, pki):
     """A client that stops reading stalls the backend; tollgate holds no
     more than its buffers, not the body; when the client reads again the
     body arrives whole."""
-    total = 64 * MIB
+    total = T(64) * MIB  # ASan's quarantine adds growth: scale both
     tg, be = hserve(handler=lambda req: Reply(200, body_size=total))
     base = worker_rss_kib(tg)
     h = hashlib.sha256()
@@ -603,7 +603,7 @@ def test_download_backpressure_bounded_memory(hserve, pki):
     with Client(tg.addr(), pki, timeout=T(60)) as c:
         c.send(tg_http.build("GET", "/big"))
         assert c.response(sink=sink).status == 200
-    assert state["grown"] < 20 * 1024, f"worker grew by {state['grown']} KiB"
+    assert state["grown"] < T(20) * 1024, f"worker grew by {state['grown']} KiB"
     assert state["n"] == total and h.hexdigest() == tg_http.pattern_sha256(total)
 
 
@@ -613,7 +613,7 @@ def test_upload_backpressure_bounded_memory(hserve, pki):
     hold = threading.Event()
     be.hold_body = hold
     base = worker_rss_kib(tg)
-    total = 64 * MIB
+    total = T(64) * MIB
     sent = [0]
     with Client(tg.addr(), pki, timeout=T(60)) as c:
         c.send(tg_http.build("POST", "/up", headers=[("Content-Length", str(total))]))
@@ -626,5 +626,5 @@ def test_upload_backpressure_bounded_memory(hserve, pki):
             pass
         assert sent[0] < total, "the whole body went in while the backend read nothing"
         grown = worker_rss_kib(tg) - base
-        assert grown < 20 * 1024, f"worker grew by {grown} KiB with a stalled backend"
+        assert grown < T(20) * 1024, f"worker grew by {grown} KiB with a stalled backend"
     hold.set()
