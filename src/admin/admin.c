@@ -658,6 +658,20 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
             admin_out_printf(o, "%d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
         }
     }
+    /* DESIGN.md's name for the same gauge. */
+    family(o, "tollgate_backend_up", "gauge",
+           "1 when a target may be picked (as tollgate_target_up).");
+    for (size_t i = 0; i < cfg->n_target_groups; i++) {
+        const struct cfg_target_group *g = &cfg->target_groups[i];
+        for (size_t t = 0; t < g->n_targets; t++) {
+            const struct lb_slot *sl = target_slot(g, t);
+            admin_out_printf(o, "tollgate_backend_up{group=\"");
+            admin_label_escape(o, g->name);
+            admin_out_printf(o, "\",target=\"");
+            admin_label_escape(o, g->targets[t].address);
+            admin_out_printf(o, "\"} %d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
+        }
+    }
     family(o, "tollgate_target_connections_active", "gauge",
            "Connections to a target in use now, over every worker.");
     for (size_t i = 0; i < cfg->n_target_groups; i++) {

@@ -139,6 +139,26 @@ void admin_certs_metrics(const struct admin_certs *c, struct admin_out *o)
         admin_label_escape(o, c->v[i].serial);
         admin_out_printf(o, "\"} %lld\n", (long long)c->v[i].not_after);
     }
+    /* DESIGN.md's name: per certificates/client_cas entry, the seconds until
+     * the first of its certificates expires (negative once one has). */
+    admin_out_printf(o, "# HELP tollgate_certificate_expiry_seconds Seconds until the first "
+                        "certificate of a certificates or client_cas entry expires.\n"
+                        "# TYPE tollgate_certificate_expiry_seconds gauge\n");
+    time_t now = time(NULL);
+    for (size_t i = 0; i < c->n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(c->v[j].name, c->v[i].name) == 0;
+        if (seen)
+            continue;
+        time_t first = c->v[i].not_after;
+        for (size_t j = i + 1; j < c->n; j++)
+            if (strcmp(c->v[j].name, c->v[i].name) == 0 && c->v[j].not_after < first)
+                first = c->v[j].not_after;
+        admin_out_printf(o, "tollgate_certificate_expiry_seconds{name=\"");
+        admin_label_escape(o, c->v[i].name);
+        admin_out_printf(o, "\"} %lld\n", (long long)(first - now));
+    }
 }
 
 json_t *admin_certs_json(const struct admin_certs *c)

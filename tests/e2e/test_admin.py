@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -287,6 +288,13 @@ def test_certificate_expiry_metrics(admin_tg, pki):
     got = {(dict(k[1])["certificate"], dict(k[1])["serial"]): v for k, v in s.items()
            if k[0] == "tollgate_certificate_not_after_timestamp_seconds"}
     assert got == want
+    # DESIGN.md's gauge: seconds until the first certificate of each entry expires.
+    now = time.time()
+    for name in ("ecdsa", "rsa", "pki"):
+        first = min(v for (n, _), v in want.items() if n == name)
+        left = s.get(("tollgate_certificate_expiry_seconds", frozenset({("name", name)})))
+        assert left is not None, name
+        assert abs(left - (first - now)) < T(60), (name, left, first - now)
 
 
 def test_counters_survive_reload(admin_tg, pki):
@@ -553,6 +561,8 @@ def test_target_metrics_and_status(tollgate, backend):
     s = wait_for(lambda: (lambda s: s if up(s, dead_addr) == 0 else None)(scrape(port)), T(10),
                  what="the dead target marked down")
     assert up(s, live.address) == 1
+    assert metric(s, "tollgate_backend_up", group="pool", target=dead_addr) == 0
+    assert metric(s, "tollgate_backend_up", group="pool", target=live.address) == 1
     assert metric(s, "tollgate_target_up", target_group="echo", target="builtin:echo") == 1
     assert metric(s, "tollgate_target_connections_active", target_group="pool",
                   target=live.address) == 0
