@@ -11,6 +11,7 @@ struct lb_group {
     struct lb_wrr wrr;
     int *slot;      /* owned, per target: index into the shared table or -1 */
     uint64_t *hash; /* owned, per target: hash of its address (ip_hash, cookies) */
+    int32_t *mine;  /* owned, per target: this state's share of the shared active count */
     uint64_t name_hash;
 };
 

@@ -162,6 +162,11 @@ bool lb_cookie_header(struct lb_state *s, const struct cfg_target_group *g, int 
 void lb_conn_begin(struct lb_state *s, const struct cfg_target_group *g, int t);
 void lb_conn_end(struct lb_state *s, const struct cfg_target_group *g, int t);
 
+/* Ends every connection this state began and did not end: a worker that
+ * exits with connections open (drain timeout) must not leave them counted
+ * for the workers that stay. */
+void lb_state_drop_conns(struct lb_state *s);
+
 /* Passive checks: the result of a connect to target t. After
  * g->passive.consecutive_failures failures in a row the target is ejected
  * for g->passive.ejection_ms (one log line). */

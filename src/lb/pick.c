@@ -81,6 +81,7 @@ void lb_state_free(struct lb_state *s)
         lb_wrr_fini(&s->groups[i].wrr);
         free(s->groups[i].slot);
         free(s->groups[i].hash);
+        free(s->groups[i].mine);
     }
     free(s->groups);
     if (s->is_private)
@@ -113,7 +114,9 @@ enum tg_status lb_state_new(const struct config *cfg, struct lb_shared *sh, stru
         lg->name_hash = hash_bytes(g->name, strlen(g->name));
         lg->slot = calloc(n, sizeof(*lg->slot));
         lg->hash = calloc(n, sizeof(*lg->hash));
-        if (lg->slot == NULL || lg->hash == NULL || lb_wrr_init(&lg->wrr, g) != TG_OK)
+        lg->mine = calloc(n, sizeof(*lg->mine));
+        if (lg->slot == NULL || lg->hash == NULL || lg->mine == NULL ||
+            lb_wrr_init(&lg->wrr, g) != TG_OK)
             goto fail;
         for (size_t j = 0; j < g->n_targets; j++) {
             const char *addr = g->targets[j].address ? g->targets[j].address : "";
@@ -361,15 +364,33 @@ int lb_pick_prefer(struct lb_state *s, const struct cfg_target_group *g,
 void lb_conn_begin(struct lb_state *s, const struct cfg_target_group *g, int t)
 {
     struct lb_slot *sl = lb_target_slot(s, g, t);
-    if (sl != NULL)
-        atomic_fetch_add_explicit(&sl->active, 1, memory_order_relaxed);
+    if (sl == NULL)
+        return;
+    atomic_fetch_add_explicit(&sl->active, 1, memory_order_relaxed);
+    lb_group_of(s, g)->mine[t]++;
 }
 
 void lb_conn_end(struct lb_state *s, const struct cfg_target_group *g, int t)
 {
     struct lb_slot *sl = lb_target_slot(s, g, t);
-    if (sl != NULL)
-        atomic_fetch_sub_explicit(&sl->active, 1, memory_order_relaxed);
+    struct lb_group *lg = lb_group_of(s, g);
+    if (sl == NULL || lg->mine[t] <= 0)
+        return;
+    atomic_fetch_sub_explicit(&sl->active, 1, memory_order_relaxed);
+    lg->mine[t]--;
+}
+
+void lb_state_drop_conns(struct lb_state *s)
+{
+    for (size_t i = 0; s != NULL && i < s->cfg->n_target_groups; i++) {
+        struct lb_group *lg = &s->groups[i];
+        for (size_t t = 0; t < lg->g->n_targets; t++) {
+            struct lb_slot *sl = lb_target_slot(s, lg->g, (int)t);
+            if (sl != NULL && lg->mine[t] > 0)
+                atomic_fetch_sub_explicit(&sl->active, lg->mine[t], memory_order_relaxed);
+            lg->mine[t] = 0;
+        }
+    }
 }
 
 /* One more failure in a row; at the limit, eject (only the worker that

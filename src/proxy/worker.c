@@ -376,6 +376,7 @@ int proxy_worker_main(const struct proxy_worker_args *a)
     log_info("event=worker_started generation=%u slot=%u listeners=%zu", a->generation, a->slot,
              w.n_ls);
     ev_run(w.loop, 0);
+    lb_state_drop_conns(w.lb);
     log_info("event=worker_exit generation=%u slot=%u open_connections=%zu", a->generation, a->slot,
              w.n_conns);
     return 0;

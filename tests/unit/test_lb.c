@@ -293,6 +293,14 @@ static void test_least_conn_shared(void **state)
     }
     lb_conn_end(w1, &cg.g, 0);
     assert_int_equal(lb_pick(w2, &cg.g, NULL, NULL), 0);
+    /* a worker that exits with connections open takes its counts along,
+     * and ends only what it began */
+    lb_state_drop_conns(w1);
+    assert_int_equal(atomic_load(&lb_target_slot(w2, &cg.g, 0)->active), 0);
+    assert_int_equal(atomic_load(&lb_target_slot(w2, &cg.g, 1)->active), 3);
+    lb_conn_end(w1, &cg.g, 1);
+    assert_int_equal(atomic_load(&lb_target_slot(w2, &cg.g, 1)->active), 3);
+    lb_state_drop_conns(NULL);
     lb_state_free(w1);
     lb_state_free(w2);
     lb_shared_free(sh);
