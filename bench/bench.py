@@ -11,6 +11,7 @@ process tree) before and after each load run.
 import csv
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -23,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = float(os.environ.get("BENCH_WARMUP", "1"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONC = int(os.environ.get("BENCH_CONC", "32"))
 HOLD = int(os.environ.get("BENCH_HOLD", "9900"))
@@ -37,6 +39,7 @@ CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1")
 NGINX_STREAM = os.environ.get("NGINX_STREAM_MODULE", "/usr/lib/nginx/modules/ngx_stream_module.so")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BACKEND_PID = 0  # set by main
 
 # Listener port offsets, the same for every server.
 OFF = {
@@ -398,8 +401,9 @@ def parse_kv(line):
     return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}
 
 
-def run_tgload(server, scen, pki):
+def run_tgload(server, scen, pki, secs=None):
     title, kind, listener, extra, unit, _ = SCENARIOS[scen]
+    secs = SECONDS if secs is None else secs
     port = server_port(server.name, listener)
     proto = "http" if listener.startswith("https") else "tcp"
     args = [os.path.join(TOOLS, "tgload"), "-a", f"127.0.0.1:{port}", "-p", proto]
@@ -409,12 +413,27 @@ def run_tgload(server, scen, pki):
         else:
             args.append(e)
     if kind == "hs":
-        args += ["-m", "hs", "-c", str(CONC), "-d", str(SECONDS), "-n", "10000000"]
+        args += ["-m", "hs", "-c", str(CONC), "-d", str(secs), "-n", "10000000"]
     elif kind in ("bulk-up", "bulk-down"):
-        args += ["-m", kind, "-c", "4", "-d", str(SECONDS)]
+        args += ["-m", kind, "-c", "4", "-d", str(secs)]
     elif kind == "rate":
-        args += ["-m", "rate", "-c", "20", "-R", str(RATE), "-d", str(SECONDS)]
+        args += ["-m", "rate", "-c", "20", "-R", str(RATE), "-d", str(secs)]
     return args
+
+
+def warm_up(server, scen, pki):
+    """A short unmeasured run before the first round: pools, caches and the
+    connections of wrk are set up outside the measured rounds."""
+    kind, listener = SCENARIOS[scen][1], SCENARIOS[scen][2]
+    if kind == "hold" or WARMUP <= 0:
+        return
+    if kind == "wrk":
+        port = server_port(server.name, listener)
+        args = ["wrk", "-t1", "-c50", f"-d{max(1, int(WARMUP))}s", f"https://127.0.0.1:{port}/"]
+    else:
+        args = run_tgload(server, scen, pki, WARMUP)
+    subprocess.run(["taskset", "-c", CLIENT_CORE] + args, capture_output=True,
+                   timeout=WARMUP * 3 + 60)
 
 
 def measure(server, scen, pki, rnd):
@@ -431,16 +450,23 @@ def measure(server, scen, pki, rnd):
     else:
         args = run_tgload(server, scen, pki)
     c0 = cpu_ticks(pids)
+    b0 = cpu_ticks([BACKEND_PID])
     k0 = core_times()
+    u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     out = subprocess.run(["taskset", "-c", CLIENT_CORE] + args, capture_output=True, text=True,
                          timeout=SECONDS * 3 + 60)
     wall = time.monotonic() - t0
+    u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     k1 = core_times()
+    b1 = cpu_ticks([BACKEND_PID])
     c1 = cpu_ticks(pids)
     server_cpu = (c1 - c0) / CLK_TCK
+    load_cpu = (u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)
     res["server_cpu_s"] = server_cpu
     res["server_cpu_pct"] = 100.0 * server_cpu / wall
+    # The client side: load generator plus backend, both on the client core.
+    res["client_cpu_pct"] = 100.0 * (load_cpu + (b1 - b0) / CLK_TCK) / wall
     res["client_core_pct"] = core_busy_pct(k0, k1, CLIENT_CORE)
     res["server_core_pct"] = core_busy_pct(k0, k1, SERVER_CORE)
     res["wall_s"] = wall
@@ -584,13 +610,20 @@ def spread(vals):
     return statistics.median(vals), min(vals), max(vals)
 
 
-def saturation(cpu_pct, client_pct):
-    if cpu_pct is None:
+def saturation(p):
+    """Which side limited the rate: the server (its core near 100%), the
+    client (load generator + backend near 100% of theirs), other processes
+    (a core is busy but not with ours: a shared machine), or none."""
+    srv, cli = p["server_cpu_pct"][0], p["client_cpu_pct"][0]
+    c0, c1 = p["server_core_pct"][0], p["client_core_pct"][0]
+    if srv is None:
         return "-"
-    if cpu_pct >= 90:
+    if srv >= 90:
         return "server"
-    if client_pct is not None and client_pct >= 90:
+    if cli is not None and cli >= 90:
         return "client"
+    if (c0 or 0) >= 90 or (c1 or 0) >= 90:
+        return "other load"
     return "neither"
 
 
@@ -610,8 +643,9 @@ def summarize(rows, ceil):
             if not sr:
                 continue
             g = lambda k: spread([r.get(k) for r in sr])
-            per[srv] = {k: g(k) for k in ("value", "per_cpu_s", "server_cpu_pct",
-                                          "client_core_pct", "p50_ms", "p99_ms", "server_cpu_s")}
+            per[srv] = {k: g(k) for k in ("value", "per_cpu_s", "server_cpu_pct", "client_cpu_pct",
+                                          "client_core_pct", "server_core_pct", "p50_ms",
+                                          "p99_ms", "server_cpu_s")}
             per[srv]["fail"] = sum(r.get("fail", 0) for r in sr)
             per[srv]["resumed"] = sum(r.get("resumed", 0) for r in sr)
             per[srv]["count"] = sum(r.get("count", 0) for r in sr)
@@ -635,9 +669,9 @@ def summarize(rows, ceil):
                           f"{fmt(b[0])} ({fmt(b[1])}–{fmt(b[2])}) | {fmt(c[0])} | {p['fail']} |")
         else:
             head = (f"| server | {unit}, median (min–max) | server CPU % | "
-                    f"{unit.split('/')[0]} per server CPU-s, median (min–max) | client core % | "
-                    f"saturated | failures |")
-            sep = "| --- | --- | --- | --- | --- | --- | --- |"
+                    f"{unit.split('/')[0]} per server CPU-s, median (min–max) | client CPU % | "
+                    f"core {SERVER_CORE}/{CLIENT_CORE} busy % | saturated | failures |")
+            sep = "| --- | --- | --- | --- | --- | --- | --- | --- |"
             if ckey:
                 head += " share of 1-core ceiling |"
                 sep += " --- |"
@@ -647,10 +681,11 @@ def summarize(rows, ceil):
             md.append(head)
             md.append(sep)
             for srv, p in per.items():
-                v, pc, cp, cl = p["value"], p["per_cpu_s"], p["server_cpu_pct"], p["client_core_pct"]
+                v, pc, cp = p["value"], p["per_cpu_s"], p["server_cpu_pct"]
+                cl, k0, k1 = p["client_cpu_pct"], p["server_core_pct"], p["client_core_pct"]
                 line = (f"| {srv} | {fmt(v[0])} ({fmt(v[1])}–{fmt(v[2])}) | {fmt(cp[0])} | "
                         f"{fmt(pc[0])} ({fmt(pc[1])}–{fmt(pc[2])}) | {fmt(cl[0])} | "
-                        f"{saturation(cp[0], cl[0])} | {p['fail']} |")
+                        f"{fmt(k0[0])}/{fmt(k1[0])} | {saturation(p)} | {p['fail']} |")
                 if ckey:
                     c = ceil.get(ckey)
                     line += f" {100 * pc[0] / c:.0f}% |" if c and pc[0] else " - |"
@@ -696,7 +731,9 @@ def summarize(rows, ceil):
                 "scenario": scen, "server": srv, "unit": unit, "rounds": p["rounds"],
                 "median": p["value"][0], "min": p["value"][1], "max": p["value"][2],
                 "per_cpu_s_median": p["per_cpu_s"][0], "server_cpu_pct": p["server_cpu_pct"][0],
-                "client_core_pct": p["client_core_pct"][0],
+                "client_cpu_pct": p["client_cpu_pct"][0],
+                "server_core_pct": p["server_core_pct"][0],
+                "client_core_pct": p["client_core_pct"][0], "saturated": saturation(p),
                 "p50_ms": p["p50_ms"][0], "p99_ms": p["p99_ms"][0], "failures": p["fail"],
                 "ratio_rate": ratios.get("value") if srv == "tollgate" else None,
                 "ratio_per_cpu": ratios.get("per_cpu") if srv == "tollgate" else None,
@@ -722,10 +759,95 @@ def ceiling_md(ceil, rows):
     return "\n".join(md)
 
 
+# ---------------------------------------------------------------- profile
+
+def profile(scen, work, pki):
+    """perf record -g on one server's worker (BENCH_PROFILE_SERVER, default
+    tollgate) while one load run goes on."""
+    name = os.environ.get("BENCH_PROFILE_SERVER", "tollgate")
+    srv = CLASSES[name](name, work)
+    srv.start()
+    try:
+        for sc in scen:
+            pids = srv.pids()
+            worker = pids[-1] if len(pids) > 1 else pids[0]
+            data = os.path.join(OUT, f"perf-{name}-{sc}.data")
+            perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-p", str(worker),
+                                     "-o", data, "--", "sleep", str(SECONDS)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+            r = measure(srv, sc, pki, 1)
+            perf.wait(timeout=SECONDS + 60)
+            log(f"bench: profile {sc}: {fmt(r.get('value'))} {SCENARIOS[sc][4]}, "
+                f"server cpu {fmt(r.get('server_cpu_pct'))}%")
+            txt = os.path.join(OUT, f"profile-{name}-{sc}.txt")
+            with open(txt, "w") as f:
+                f.write(f"# {sc}: {SCENARIOS[sc][0]}\n# {fmt(r.get('value'))} "
+                        f"{SCENARIOS[sc][4]}, server cpu {fmt(r.get('server_cpu_pct'))}%\n\n")
+                f.flush()
+                subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                                "-g", "none", "--sort", "dso", "--percent-limit", "0.5"],
+                               stdout=f, stderr=subprocess.DEVNULL)
+                f.flush()
+                subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                                "-g", "none", "--sort", "dso,symbol", "--percent-limit", "0.4"],
+                               stdout=f, stderr=subprocess.DEVNULL)
+                f.flush()
+                subprocess.run(["perf", "report", "-i", data, "--stdio", "--children",
+                                "-g", "none", "--sort", "symbol", "--percent-limit", "3"],
+                               stdout=f, stderr=subprocess.DEVNULL)
+            log(f"bench: profile written to {txt}")
+    finally:
+        srv.stop()
+    return 0
+
+
+def syscalls(scen, work, pki):
+    """System calls per request (or per MB) of each server's worker, counted
+    with strace -c during one load run. strace slows the server down: the
+    counts per operation are what matters, not the rates."""
+    lines = ["| scenario | server | per | syscalls | top calls |", "| --- | --- | --- | --- | --- |"]
+    for name in SERVERS:
+        srv = CLASSES[name](name, work)
+        srv.start()
+        try:
+            worker = srv.pids()[-1]
+            for sc in scen:
+                out = os.path.join(work, f"strace-{name}-{sc}.txt")
+                st = subprocess.Popen(["strace", "-c", "-f", "-p", str(worker), "-o", out],
+                                      stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+                r = measure(srv, sc, pki, 1)
+                st.terminate()
+                st.wait()
+                calls = {}
+                with open(out) as f:
+                    for line in f:
+                        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)(?:\s+\d+)?\s+(\w+)$", line)
+                        if m and m.group(2) != "total":
+                            calls[m.group(2)] = int(m.group(1))
+                n = r["count"] or 1
+                per = "MB" if SCENARIOS[sc][4] == "MB/s" else "op"
+                top = sorted(calls.items(), key=lambda x: -x[1])[:8]
+                lines.append(f"| {sc} | {name} | {per} | {sum(calls.values()) / n:.1f} | "
+                             + ", ".join(f"{k} {v / n:.2f}" for k, v in top) + " |")
+                log(lines[-1])
+        finally:
+            srv.stop()
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(OUT, "syscalls.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv):
     want = argv or ["all"]
+    tool = want[0] if want[0] in ("profile", "syscalls") else None
+    if tool:
+        want = want[1:] or ["hs_rsa_https", "hs_ecdsa_https", "keepalive_https"]
     if "all" in want:
         scen = ORDER
     else:
@@ -748,19 +870,30 @@ def main(argv):
                 with open(os.path.join(pki, part)) as g:
                     f.write(g.read())
     log(f"bench: work dir {work}; {ROUNDS} rounds of {SECONDS:g}s; servers {','.join(SERVERS)}")
+    global BACKEND_PID
     backend = subprocess.Popen(["taskset", "-c", CLIENT_CORE, os.path.join(TOOLS, "tgback"),
                                 str(BACK["http"]), str(BACK["echo"]), str(BACK["sink"]),
                                 str(BACK["source"])])
+    BACKEND_PID = backend.pid
     servers = [CLASSES[s](s, work) for s in SERVERS]
     rows = []
     try:
         wait_ports(BACK.values(), backend, "tgback")
+        if tool == "profile":
+            return profile(scen, work, pki)
+        if tool == "syscalls":
+            return syscalls(scen, work, pki)
         for s in servers:
             s.start()
         log("bench: openssl speed (one-core ceiling)")
         ceil = openssl_speed()
         for sc in scen:
             log(f"bench: {sc}: {SCENARIOS[sc][0]}")
+            for s in servers:
+                try:
+                    warm_up(s, sc, pki)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    log(f"bench: {sc} {s.name} warm-up: {e}")
             for rnd in range(1, ROUNDS + 1):
                 for s in servers:
                     try:
@@ -793,14 +926,19 @@ def main(argv):
             f"{CLIENT_CORE}; {CONC} concurrent connections for handshakes. {ver}; {ngv}; {osv}. "
             f"TLS 1.3 only, X25519, tickets on, access logs off everywhere. "
             f"Generated by `bench/run.sh {' '.join(want)}`.\n\n"
-            f"Saturated: `server` when the server's CPU use is ≥ 90% of a core, `client` when "
-            f"core {CLIENT_CORE} (load generator + backend) is ≥ 90% busy. When the client "
-            f"saturates, the rate per server CPU-second is the figure that compares.\n")
+            f"Server CPU % is the server's process tree (utime + stime from /proc); client CPU % "
+            f"is the load generator plus the backend. Saturated: `server` when the server uses "
+            f"≥ 90% of its core, `client` when the load generator and backend use ≥ 90% of "
+            f"theirs, `other load` when a core is ≥ 90% busy with processes outside the "
+            f"benchmark (a shared machine: the figures are distorted), else `neither`. When the "
+            f"server is not the saturated side, the rate per server CPU-second is the figure "
+            f"that compares.\n")
     text = head + "\n" + ceiling_md(ceil, rows) + "\n" + body + "\n"
     with open(os.path.join(OUT, "latest.md"), "w") as f:
         f.write(text)
     fields = ["scenario", "server", "unit", "rounds", "median", "min", "max", "per_cpu_s_median",
-              "server_cpu_pct", "client_core_pct", "p50_ms", "p99_ms", "failures", "ratio_rate",
+              "server_cpu_pct", "client_cpu_pct", "server_core_pct", "client_core_pct",
+              "saturated", "p50_ms", "p99_ms", "failures", "ratio_rate",
               "ratio_per_cpu"]
     with open(os.path.join(OUT, "latest.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)

@@ -2,10 +2,13 @@
 # Side-by-side benchmark of tollgate, HAProxy and nginx on loopback.
 #
 #   bench/run.sh [all|SCENARIO...]
+#   bench/run.sh profile [SCENARIO...]    perf record -g on one server's worker
+#   bench/run.sh syscalls [SCENARIO...]   system calls per request, strace -c
 #
 # Environment: TOLLGATE_BIN (default build-release/tollgate), BENCH_SECONDS
 # (10), BENCH_ROUNDS (3), BENCH_CONC (32), BENCH_HOLD (9900), BENCH_RATE
-# (2000), BENCH_SERVERS (tollgate,haproxy,nginx), BENCH_PORT_BASE (17000).
+# (2000), BENCH_WARMUP (1), BENCH_SERVERS (tollgate,haproxy,nginx),
+# BENCH_PORT_BASE (17000), BENCH_OUT (bench/results), BENCH_PROFILE_SERVER.
 # Quick smoke run: BENCH_SECONDS=1 BENCH_ROUNDS=1 bash bench/run.sh hs_rsa_tcp
 # Results: bench/results/latest.md, latest.csv (summary), rounds.csv (raw).
 set -euo pipefail
