@@ -3,6 +3,7 @@ slowloris connections, a client that never reads, file-descriptor
 exhaustion, and the timeouts that free what slow clients hold."""
 
 import os
+import re
 import resource
 import socket
 import ssl
@@ -315,3 +316,28 @@ def test_backend_status_out_of_range_is_a_502(hserve, pki, status):
     with Client(tg.addr(), pki) as c:
         r = c.request("GET", "/")
     assert r.status == 502
+
+
+# ---- key file permissions (reported, not yet done) ----
+
+@pytest.mark.xfail(strict=True, reason="src/config/check.c does not warn about a private key "
+                   "file that group or others can read")
+def test_check_warns_about_a_world_readable_key(pki, tmp_path):
+    import shutil
+    import subprocess
+    import tg_proc
+    key = tmp_path / "server.key"
+    shutil.copy(pki.path("server-ecdsa.key"), key)
+    os.chmod(key, 0o644)
+    cfg = {"certificates": {"site": {"cert": pki.path("server-ecdsa.crt"), "key": str(key)}},
+           "target_groups": {"g": tg_proc.group("127.0.0.1:9")},
+           "listeners": [listener(certs=("site",))]}
+    tg = tg_proc.Tollgate(tmp_path / "chk", pki)
+    cfg["certificates"].update({k: v for k, v in pki.certificates().items() if k != "site"})
+    path = tg.write_config(cfg)
+    r = subprocess.run([tg_proc.TOLLGATE_BIN, "check", "-c", str(path)], capture_output=True,
+                       text=True, timeout=T(30))
+    assert r.returncode == 0, r.stdout + r.stderr
+    warns = [ln for ln in (r.stdout + r.stderr).splitlines()
+             if "warning" in ln and "server.key" in ln]
+    assert any(re.search(r"readable|permission|mode", ln, re.I) for ln in warns), r.stderr
