@@ -151,7 +151,10 @@ def targets(*pairs):
 
 
 def fast_check(kind="tcp", **kw):
-    hc = {"type": kind, "interval": "300ms", "timeout": "250ms", "healthy_threshold": 2,
+    """Checks every 300ms; the timeout is longer than that so that a busy
+    machine does not fail a healthy target (a check still in flight just
+    skips a turn)."""
+    hc = {"type": kind, "interval": "300ms", "timeout": "1s", "healthy_threshold": 2,
           "unhealthy_threshold": 2}
     if kind in ("http", "https"):
         hc["path"] = HEALTH_PATH
@@ -315,7 +318,7 @@ def test_ip_hash_weights_and_stability(tollgate, pki, ids):
 
 def test_health_tcp_down_and_back(tollgate, pki, ids):
     """A target stopped mid-run is marked down within interval x
-    unhealthy_threshold (0.6s) plus 2s, gets no new connections, and comes
+    unhealthy_threshold (0.6s) plus 3s, gets no new connections, and comes
     back after it restarts."""
     a, b = ids("a"), ids("b")
     tg = tollgate(tcp_cfg({"g": {"targets": targets((a, 1), (b, 1)),
@@ -327,7 +330,7 @@ def test_health_tcp_down_and_back(tollgate, pki, ids):
     t0 = time.monotonic()
     b.stop()
     ev = tg.wait_event("target_down", target=b.address, timeout=T(10))[0]
-    assert time.monotonic() - t0 <= T(0.6 + 2.0)
+    assert time.monotonic() - t0 <= T(0.6 + 3.0)
     assert ev["cause"] == "refused" and ev["target_group"] == "g", ev
     assert cl.counts(10) == {"a": 10}
 
