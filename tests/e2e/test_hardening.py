@@ -341,3 +341,21 @@ def test_check_warns_about_a_world_readable_key(pki, tmp_path):
     warns = [ln for ln in (r.stdout + r.stderr).splitlines()
              if "warning" in ln and "server.key" in ln]
     assert any(re.search(r"readable|permission|mode", ln, re.I) for ln in warns), r.stderr
+
+
+# ---- reported, not yet fixed (found by fuzz_request_head) ----
+
+@pytest.mark.xfail(strict=True, reason="src/http/h1.c accepts an HTTP/0.9-style request line "
+                   "(no version, bare LF) followed by header fields and forwards it")
+@pytest.mark.parametrize("line", [b"GET /\n", b"GET /\r\n"])
+def test_request_line_without_version_is_refused(hserve, pki, line):
+    tg, be = hserve(https_listener())
+    with Client(tg.addr(), pki) as c:
+        c.send(line + b"Host: localhost\r\n\r\n")
+        try:
+            r = c.response()
+            status = r.status
+        except (EOFError, OSError, ValueError):
+            status = None  # closed without an answer: refused too
+    assert status in (400, 505, None)
+    assert be.reqs() == []
