@@ -359,3 +359,72 @@ def test_request_line_without_version_is_refused(hserve, pki, line):
             status = None  # closed without an answer: refused too
     assert status in (400, 505, None)
     assert be.reqs() == []
+
+
+# ---- revocation and resumption (reported, not yet fixed) ----
+
+def write_crls(pki, path, revoked_serials=()):
+    """A CRL file for our root and intermediate; the intermediate's lists
+    revoked_serials."""
+    import datetime
+    from pathlib import Path
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = b""
+    for name, serials in (("intermediate", revoked_serials), ("root", ())):
+        cert = x509.load_pem_x509_certificate(Path(pki.path(f"{name}.crt")).read_bytes())
+        key = serialization.load_pem_private_key(Path(pki.path(f"{name}.key")).read_bytes(),
+                                                 password=None)
+        b = (x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
+             .last_update(now - datetime.timedelta(minutes=5))
+             .next_update(now + datetime.timedelta(days=7)))
+        for s in serials:
+            b = b.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(s)
+                .revocation_date(now - datetime.timedelta(minutes=1)).build())
+        out += b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_bytes(out)
+    os.replace(tmp, path)
+
+
+@pytest.mark.xfail(strict=True, reason="src/tls/ctx.c:set_session_context hashes the CA and CRL "
+                   "file names, not their contents, and ticket keys outlive a reload: a client "
+                   "revoked by an updated CRL still resumes its old session")
+def test_revoked_client_cannot_resume_after_crl_update(tollgate, backend, pki, tmp_path):
+    import signal as sig
+    from pathlib import Path
+    from cryptography import x509
+    import tg_proc
+    crl = tmp_path / "clients.crl"
+    write_crls(pki, crl)
+    be = backend()
+    cfg = {"client_cas": {"rv": {"ca": pki.path("root.crt"), "crl": str(crl)}},
+           "target_groups": {"g": tg_proc.group(be.address)},
+           "listeners": [listener(mode="mutual", client_ca="rv")]}
+    tg = tollgate(cfg)
+    ctx = tg_tls.client_ctx(pki, cert=pki.client("alice"), version="1.3")
+    ok, detail, _ = tg_tls.attempt(tg.addr(), ctx)
+    assert ok, detail
+    _, info = tg_tls.roundtrip(tg.addr(), ctx, b"a\n")
+    session = info["session"]
+    # Twin: before the revocation the session resumes.
+    with tg_tls.connect(tg.addr(), ctx, session=session) as s:
+        assert s.session_reused
+        s.sendall(b"b\n")
+        assert tg_tls.recv_exact(s, 2) == b"b\n"
+        session = s.session or session
+    alice = x509.load_pem_x509_certificate(Path(pki.client("alice")[0]).read_bytes())
+    write_crls(pki, crl, revoked_serials=(alice.serial_number,))
+    tg.write_config(cfg)
+    tg.signal(sig.SIGHUP)
+    tg.wait_event("reload", result="ok", generation=2)
+    tg.wait_event("ready", generation=2)
+    # A full handshake is refused now ...
+    ok, detail, _ = tg_tls.attempt(tg.addr(), tg_tls.client_ctx(pki, cert=pki.client("alice"),
+                                                                version="1.3"))
+    assert not ok, "the updated CRL was not applied"
+    # ... and so must a resumption of the session made before.
+    ok, detail, _ = tg_tls.attempt(tg.addr(), ctx, session=session)
+    assert not ok, "a revoked client resumed its session"
