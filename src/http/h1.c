@@ -194,11 +194,12 @@ static bool span_ieq_mem(const struct http_head *hd, struct http_span s, const c
 }
 
 /*
- * The request-target and Host of a request, as RFC 9112 §3.2 asks: at most
- * one Host, with a valid value; "*" only for OPTIONS (§3.2.4); an
- * absolute-form target (§3.2.2) only when its authority is the Host value,
- * since the next hop routes by the target's authority while rules and the
- * mTLS Host check look at Host. NULL when fine, else why not.
+ * The version, request-target and Host of a request, as RFC 9112 §3.2
+ * asks: HTTP/1.x, a target, at most one Host, with a valid value; "*" only
+ * for OPTIONS (§3.2.4); an absolute-form target (§3.2.2) only when its
+ * authority is the Host value, since the next hop routes by the target's
+ * authority while rules and the mTLS Host check look at Host. NULL when
+ * fine, else why not.
  */
 static const char *check_target_and_host(const struct http_head *hd)
 {
@@ -216,7 +217,13 @@ static const char *check_target_and_host(const struct http_head *hd)
     }
     const char *t = http_span_ptr(hd, hd->target);
     size_t tlen = hd->target.len;
-    if (tlen > 0 && t[0] == '/')
+    /* llhttp takes a line without a version for HTTP/0.9, which has no
+     * headers and no place behind a proxy (RFC 9112 §2.3). */
+    if (hd->major != 1)
+        return "not an HTTP/1.x request";
+    if (tlen == 0)
+        return "empty request target";
+    if (t[0] == '/')
         return NULL;
     if (tlen == 1 && t[0] == '*')
         return hd->method == HTTP_OPTIONS ? NULL : "asterisk-form target without OPTIONS";

@@ -47,6 +47,7 @@ SMUGGLING = {
     "absolute_form_other_host": b"GET https://evil.example/x HTTP/1.1\r\n" + H + b"\r\n",
     "absolute_form_userinfo": b"GET https://u@localhost/x HTTP/1.1\r\n" + H + b"\r\n",
     "asterisk_without_options": b"GET * HTTP/1.1\r\n" + H + b"\r\n",
+    "http09_with_headers": b"GET /\r\n" + H + b"\r\n",
     "bad_version": b"GET / HTTP/1.7\r\n" + H + b"\r\n",
     "bad_method": b"G@T / HTTP/1.1\r\n" + H + b"\r\n",
 }

@@ -142,6 +142,8 @@ static void test_target_and_host(void **state)
         "GET http://h.evil/ HTTP/1.1\r\nHost: h\r\n\r\n",
         "GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
         "GET https://evil/x HTTP/1.0\r\n\r\n",
+        "GET /\r\nHost: h\r\n\r\n",
+        "CONNECT \r\nHost: h:443\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct parsed p;
