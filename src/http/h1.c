@@ -65,7 +65,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         return 0; /* response trailers pass through as body bytes */
     if (fresh) {
         if (hd->n_headers == HTTP_MAX_HEADERS)
-            return refuse(h, 431, "too many header fields");
+            return refuse(h, h->is_request ? 431 : 502, "too many header fields");
         hd->n_headers++;
         memset(&hd->h[hd->n_headers - 1], 0, sizeof(hd->h[0]));
     }
@@ -262,6 +262,9 @@ static int on_headers_complete(llhttp_t *p)
     hd->expect_continue = e >= 0 && http_span_ieq(hd, hd->h[e].value, "100-continue");
     if (h->is_request && hd->major == 1 && hd->minor == 1 && hd->host < 0)
         return refuse(h, 400, "HTTP/1.1 request without Host"); /* RFC 9112 §3.2 */
+    /* RFC 9110 §15: a status code is three digits, 1xx to 5xx. */
+    if (!h->is_request && (hd->status < 100 || hd->status > 599))
+        return refuse(h, 502, "status code out of range");
     if (h->is_request) {
         const char *why = check_target_and_host(hd);
         if (why != NULL)

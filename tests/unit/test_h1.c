@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -292,6 +293,26 @@ static void test_responses(void **state)
     const char *bad = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
     h1_next(&h, false);
     assert_int_equal(h1_head(&h, &hd, bad, strlen(bad)), TG_E_PROTO);
+    assert_int_equal(h.err_status, 502);
+
+    /* RFC 9110 §15: three digits, 1xx to 5xx; every refusal is a 502. */
+    const char *odd[] = {"HTTP/1.1 000 X\r\n\r\n", "HTTP/1.1 099 X\r\n\r\n",
+                         "HTTP/1.1 600 X\r\n\r\n"};
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        h1_next(&h, false);
+        assert_int_equal(h1_head(&h, &hd, odd[i], strlen(odd[i])), TG_E_PROTO);
+        assert_int_equal(h.err_status, 502);
+    }
+    const char *edge = "HTTP/1.1 599 X\r\nContent-Length: 0\r\n\r\n";
+    h1_next(&h, false);
+    assert_int_equal(h1_head(&h, &hd, edge, strlen(edge)), TG_OK);
+    char many[4096];
+    size_t o = (size_t)snprintf(many, sizeof(many), "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i < HTTP_MAX_HEADERS + 1; i++)
+        o += (size_t)snprintf(many + o, sizeof(many) - o, "X%d: v\r\n", i);
+    o += (size_t)snprintf(many + o, sizeof(many) - o, "\r\n");
+    h1_next(&h, false);
+    assert_int_equal(h1_head(&h, &hd, many, o), TG_E_PROTO);
     assert_int_equal(h.err_status, 502);
 
     const char *garbage = "SSH-2.0-OpenSSH\r\n\r\n";
