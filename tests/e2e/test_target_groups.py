@@ -240,10 +240,14 @@ def https_request(tg, pki, path="/", source_ip=None, headers=()):
     return status, hdrs, body.decode(errors="replace")
 
 
-def reload(tg, cfg, generation):
+def reload(tg, cfg, generation, old_workers=1):
+    """SIGHUP with cfg; returns once the new generation is ready and the old
+    workers stopped accepting, so that every new connection sees cfg."""
+    before = len(tg.events("worker_draining"))
     tg.write_config(cfg)
     tg.signal(signal.SIGHUP)
     tg.wait_ready(generation=generation)
+    tg.wait_event("worker_draining", count=before + old_workers)
 
 
 # ---- algorithms ---------------------------------------------------------------
@@ -421,6 +425,7 @@ def test_reload_keeps_health(tollgate, pki, ids):
     group = {"targets": targets((a, 1), (b, 1)), "health_check": fast_check("tcp")}
     cfg = tcp_cfg({"g": group})
     tg = tollgate(cfg)
+    tg.wait_event("target_up", target=b.address, cause="first_check")
     b.stop()
     tg.wait_event("target_down", target=b.address, timeout=T(10))
     group["health_check"] = fast_check("tcp", interval="5s", timeout="1s")
