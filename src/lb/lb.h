@@ -68,11 +68,18 @@ struct lb_sticky {
 #define LB_COOKIE_KEY_LEN 32
 #define LB_COOKIE_MAX     384 /* a whole Set-Cookie line */
 
+/* Each worker process claims a lane and notes there, per slot, the active
+ * connections it counted, so that the master can take back the counts of
+ * a worker that died without ending them. */
+#define LB_LANES 128
+
 struct lb_shared {
     uint8_t cookie_key[LB_COOKIE_KEY_LEN]; /* signs sticky cookies; random per run */
     size_t n_slots;
     size_t n_sticky;
-    struct lb_sticky *sticky; /* in the same mapping, after slots */
+    struct lb_sticky *sticky;           /* in the same mapping, after slots */
+    _Atomic int32_t *ledger;            /* same mapping: LB_LANES x n_slots */
+    _Atomic int32_t lane_pid[LB_LANES]; /* 0 = free */
     struct lb_slot slots[];
 };
 
@@ -93,6 +100,14 @@ void lb_shared_set_global(struct lb_shared *sh);
 bool lb_shared_register(struct lb_shared *sh, const struct config *cfg);
 /* Master: drops the references of lb_shared_register. sh may be NULL. */
 void lb_shared_release(struct lb_shared *sh, const struct config *cfg);
+
+/* The lane of the calling process, claimed on first use; -1 when all are
+ * taken (its counts then cannot be taken back after a crash). */
+int lb_shared_lane(struct lb_shared *sh);
+
+/* Master: worker pid is gone. Ends the connections it still counted and
+ * frees its lane. sh may be NULL. */
+void lb_shared_worker_exited(struct lb_shared *sh, int pid);
 
 /* The slot index of (group, target address) or -1. Does not block. */
 int lb_shared_find(const struct lb_shared *sh, const char *group, const char *address);

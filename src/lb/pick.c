@@ -361,23 +361,29 @@ int lb_pick_prefer(struct lb_state *s, const struct cfg_target_group *g,
     return pick(s, g, client, skip, prefer, g->sticky.type == CFG_STICKY_SOURCE_IP);
 }
 
+/* Counts n more (or fewer) connections of this process to target t. */
+static void count_active(struct lb_state *s, struct lb_group *lg, int t, int32_t n)
+{
+    int k = lg->slot[t];
+    atomic_fetch_add_explicit(&s->sh->slots[k].active, n, memory_order_relaxed);
+    lg->mine[t] += n;
+    int lane = lb_shared_lane(s->sh);
+    if (lane >= 0)
+        atomic_fetch_add_explicit(&s->sh->ledger[(size_t)lane * s->sh->n_slots + (size_t)k], n,
+                                  memory_order_relaxed);
+}
+
 void lb_conn_begin(struct lb_state *s, const struct cfg_target_group *g, int t)
 {
-    struct lb_slot *sl = lb_target_slot(s, g, t);
-    if (sl == NULL)
-        return;
-    atomic_fetch_add_explicit(&sl->active, 1, memory_order_relaxed);
-    lb_group_of(s, g)->mine[t]++;
+    if (lb_target_slot(s, g, t) != NULL)
+        count_active(s, lb_group_of(s, g), t, 1);
 }
 
 void lb_conn_end(struct lb_state *s, const struct cfg_target_group *g, int t)
 {
-    struct lb_slot *sl = lb_target_slot(s, g, t);
     struct lb_group *lg = lb_group_of(s, g);
-    if (sl == NULL || lg->mine[t] <= 0)
-        return;
-    atomic_fetch_sub_explicit(&sl->active, 1, memory_order_relaxed);
-    lg->mine[t]--;
+    if (lb_target_slot(s, g, t) != NULL && lg->mine[t] > 0)
+        count_active(s, lg, t, -1);
 }
 
 void lb_state_drop_conns(struct lb_state *s)
@@ -385,10 +391,8 @@ void lb_state_drop_conns(struct lb_state *s)
     for (size_t i = 0; s != NULL && i < s->cfg->n_target_groups; i++) {
         struct lb_group *lg = &s->groups[i];
         for (size_t t = 0; t < lg->g->n_targets; t++) {
-            struct lb_slot *sl = lb_target_slot(s, lg->g, (int)t);
-            if (sl != NULL && lg->mine[t] > 0)
-                atomic_fetch_sub_explicit(&sl->active, lg->mine[t], memory_order_relaxed);
-            lg->mine[t] = 0;
+            if (lb_target_slot(s, lg->g, (int)t) != NULL && lg->mine[t] > 0)
+                count_active(s, lg, (int)t, -lg->mine[t]);
         }
     }
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -21,9 +22,14 @@ static size_t slots_size(size_t n)
     return (sz + 63) & ~(size_t)63;
 }
 
+static size_t sticky_size(size_t n)
+{
+    return n * STICKY_PER_SLOT * sizeof(struct lb_sticky);
+}
+
 static size_t shared_size(size_t n)
 {
-    return slots_size(n) + n * STICKY_PER_SLOT * sizeof(struct lb_sticky);
+    return slots_size(n) + sticky_size(n) + (size_t)LB_LANES * n * sizeof(int32_t);
 }
 
 struct lb_shared *lb_shared_new(size_t n_slots)
@@ -40,6 +46,7 @@ struct lb_shared *lb_shared_new(size_t n_slots)
     sh->n_slots = n_slots;
     sh->n_sticky = n_slots * STICKY_PER_SLOT;
     sh->sticky = (struct lb_sticky *)((char *)p + slots_size(n_slots));
+    sh->ledger = (_Atomic int32_t *)((char *)sh->sticky + sticky_size(n_slots));
     return sh;
 }
 
@@ -89,6 +96,43 @@ static int find_key(const struct lb_shared *sh, const char *key)
             return (int)i;
     }
     return -1;
+}
+
+int lb_shared_lane(struct lb_shared *sh)
+{
+    static struct lb_shared *lane_sh;
+    static int lane_pid, lane = -1;
+    int pid = (int)getpid();
+    if (sh == NULL)
+        return -1;
+    if (lane_sh == sh && lane_pid == pid)
+        return lane;
+    lane_sh = sh;
+    lane_pid = pid;
+    lane = -1;
+    for (int i = 0; i < LB_LANES; i++) {
+        int32_t want = 0;
+        if (atomic_compare_exchange_strong(&sh->lane_pid[i], &want, pid)) {
+            lane = i;
+            break;
+        }
+    }
+    return lane;
+}
+
+void lb_shared_worker_exited(struct lb_shared *sh, int pid)
+{
+    for (int i = 0; sh != NULL && pid > 0 && i < LB_LANES; i++) {
+        if (atomic_load(&sh->lane_pid[i]) != pid)
+            continue;
+        _Atomic int32_t *row = &sh->ledger[(size_t)i * sh->n_slots];
+        for (size_t k = 0; k < sh->n_slots; k++) {
+            int32_t n = atomic_exchange(&row[k], 0);
+            if (n != 0)
+                atomic_fetch_sub(&sh->slots[k].active, n);
+        }
+        atomic_store(&sh->lane_pid[i], 0);
+    }
 }
 
 int lb_shared_find(const struct lb_shared *sh, const char *group, const char *address)

@@ -366,6 +366,8 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
     struct master *m = w->data;
     pid_t pid = w->rpid;
     int status = w->rstatus;
+    /* least_conn must not count the connections of a worker that is gone */
+    lb_shared_worker_exited(lb_shared_global(), (int)pid);
     for (struct gen **pg = &m->gens; *pg != NULL; pg = &(*pg)->next) {
         struct gen *g = *pg;
         for (unsigned i = 0; i < g->n_workers; i++) {

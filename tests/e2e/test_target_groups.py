@@ -5,6 +5,7 @@ HTTP response whose body is their name (https and health checks). Counts
 are over a bounded number of connections; tolerances are stated per test.
 """
 
+import os
 import signal
 import socket
 import ssl
@@ -285,6 +286,34 @@ def test_least_conn_long_lived(tollgate, pki, ids):
         assert [n for _, n in more] == ["a", "a"], [n for _, n in more]
     finally:
         for s, _ in held:
+            s.close()
+
+
+def test_least_conn_forgets_a_crashed_worker(tollgate, pki, ids):
+    """A worker killed with connections open does not leave them counted:
+    after the restart least_conn balances from zero (a leak would send the
+    next two connections both to b)."""
+    a, b = ids("a"), ids("b")
+    tg = tollgate(tcp_cfg({"g": {"algorithm": "least_conn",
+                                 "targets": targets((a, 1), (b, 1))}}))
+    cl = Client(tg, pki)
+    held = [cl.open() for _ in range(4)]
+    more = []
+    try:
+        assert sorted(n for _, n in held) == ["a", "a", "b", "b"]
+        done_before = len(tg.access())
+        for s, n in held:
+            if n == "b":
+                s.close()
+        wait_for(lambda: len(tg.access()) >= done_before + 2, T(10), what="b's connections closed")
+        (pid,) = tg.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        tg.wait_event("worker_died", timeout=T(10))
+        tg.wait_event("worker_started", count=2, timeout=T(10))
+        more = [cl.open() for _ in range(2)]
+        assert sorted(n for _, n in more) == ["a", "b"], [n for _, n in more]
+    finally:
+        for s, _ in held + more:
             s.close()
 
 

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -303,6 +305,44 @@ static void test_least_conn_shared(void **state)
     lb_state_drop_conns(NULL);
     lb_state_free(w1);
     lb_state_free(w2);
+    lb_shared_free(sh);
+}
+
+/* A worker that dies with connections counted: the master takes them
+ * back by its pid; a live process's counts stay. */
+static void test_worker_exit_lanes(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1};
+    struct cgroup cg;
+    cgroup_init(&cg, CFG_LB_LEAST_CONN, weights, 2);
+    struct lb_shared *sh = lb_shared_new(8);
+    assert_non_null(sh);
+    assert_true(lb_shared_register(sh, &cg.cfg));
+    struct lb_state *me = NULL;
+    assert_int_equal(lb_state_new(&cg.cfg, sh, &me), TG_OK);
+    lb_conn_begin(me, &cg.g, 1);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* the "worker": counts three and dies without ending them */
+        for (int i = 0; i < 3; i++)
+            lb_conn_begin(me, &cg.g, 0);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    struct lb_slot *s0 = lb_target_slot(me, &cg.g, 0), *s1 = lb_target_slot(me, &cg.g, 1);
+    assert_int_equal(atomic_load(&s0->active), 3);
+    lb_shared_worker_exited(sh, (int)pid);
+    assert_int_equal(atomic_load(&s0->active), 0);
+    assert_int_equal(atomic_load(&s1->active), 1);
+    lb_shared_worker_exited(sh, (int)pid); /* twice: nothing more */
+    lb_shared_worker_exited(NULL, (int)pid);
+    assert_int_equal(atomic_load(&s1->active), 1);
+    lb_conn_end(me, &cg.g, 1);
+    assert_int_equal(atomic_load(&s1->active), 0);
+    lb_state_free(me);
     lb_shared_free(sh);
 }
 
@@ -683,15 +723,16 @@ static void test_sticky_cookie(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nginx_sequence),     cmocka_unit_test(test_exact_counts),
-        cmocka_unit_test(test_weight_zero),        cmocka_unit_test(test_skip),
-        cmocka_unit_test(test_all_skipped),        cmocka_unit_test(test_pick_wrr),
-        cmocka_unit_test(test_pick_foreign_group), cmocka_unit_test(test_least_conn_long_lived),
-        cmocka_unit_test(test_least_conn_shared),  cmocka_unit_test(test_ip_hash_weights),
-        cmocka_unit_test(test_ip_hash_stability),  cmocka_unit_test(test_health_and_all_down),
-        cmocka_unit_test(test_passive_ejection),   cmocka_unit_test(test_shared_reload),
-        cmocka_unit_test(test_shared_long_keys),   cmocka_unit_test(test_sticky_source_ip),
-        cmocka_unit_test(test_passive_5xx),        cmocka_unit_test(test_sticky_cookie),
+        cmocka_unit_test(test_nginx_sequence),      cmocka_unit_test(test_exact_counts),
+        cmocka_unit_test(test_weight_zero),         cmocka_unit_test(test_skip),
+        cmocka_unit_test(test_all_skipped),         cmocka_unit_test(test_pick_wrr),
+        cmocka_unit_test(test_pick_foreign_group),  cmocka_unit_test(test_least_conn_long_lived),
+        cmocka_unit_test(test_least_conn_shared),   cmocka_unit_test(test_worker_exit_lanes),
+        cmocka_unit_test(test_ip_hash_weights),     cmocka_unit_test(test_ip_hash_stability),
+        cmocka_unit_test(test_health_and_all_down), cmocka_unit_test(test_passive_ejection),
+        cmocka_unit_test(test_shared_reload),       cmocka_unit_test(test_shared_long_keys),
+        cmocka_unit_test(test_sticky_source_ip),    cmocka_unit_test(test_passive_5xx),
+        cmocka_unit_test(test_sticky_cookie),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
