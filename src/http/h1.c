@@ -194,12 +194,11 @@ static bool span_ieq_mem(const struct http_head *hd, struct http_span s, const c
 }
 
 /*
- * The version, request-target and Host of a request, as RFC 9112 §3.2
- * asks: HTTP/1.x, a target, at most one Host, with a valid value; "*" only
- * for OPTIONS (§3.2.4); an absolute-form target (§3.2.2) only when its
- * authority is the Host value, since the next hop routes by the target's
- * authority while rules and the mTLS Host check look at Host. NULL when
- * fine, else why not.
+ * The request-target and Host of a request, as RFC 9112 §3.2 asks: a
+ * target, at most one Host, with a valid value; "*" only for OPTIONS
+ * (§3.2.4); an absolute-form target (§3.2.2) only when its authority is the
+ * Host value, since the next hop routes by the target's authority while
+ * rules and the mTLS Host check look at Host. NULL when fine, else why not.
  */
 static const char *check_target_and_host(const struct http_head *hd)
 {
@@ -217,10 +216,6 @@ static const char *check_target_and_host(const struct http_head *hd)
     }
     const char *t = http_span_ptr(hd, hd->target);
     size_t tlen = hd->target.len;
-    /* llhttp takes a line without a version for HTTP/0.9, which has no
-     * headers and no place behind a proxy (RFC 9112 §2.3). */
-    if (hd->major != 1)
-        return "not an HTTP/1.x request";
     if (tlen == 0)
         return "empty request target";
     if (t[0] == '/')
@@ -262,6 +257,10 @@ static int on_headers_complete(llhttp_t *p)
     hd->expect_continue = e >= 0 && http_span_ieq(hd, hd->h[e].value, "100-continue");
     if (h->is_request && hd->major == 1 && hd->minor == 1 && hd->host < 0)
         return refuse(h, 400, "HTTP/1.1 request without Host"); /* RFC 9112 §3.2 */
+    /* llhttp takes HTTP/0.9, which has no place behind a proxy (RFC 9112
+     * §2.3); only HTTP/1.x is spoken here. */
+    if (hd->major != 1)
+        return refuse(h, h->is_request ? 400 : 502, "not HTTP/1.x");
     /* RFC 9110 §15: a status code is three digits, 1xx to 5xx. */
     if (!h->is_request && (hd->status < 100 || hd->status > 599))
         return refuse(h, 502, "status code out of range");

@@ -478,6 +478,8 @@ BAD_RESPONSES = {
     "cl_and_te": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
                  b"0\r\n\r\n",
     "not_http": b"SSH-2.0-OpenSSH_9.2\r\n",
+    "status_000": b"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n",
+    "http09_style": b"HTTP/0.9 200 OK\r\nContent-Length: 0\r\n\r\n",
 }
 
 

@@ -297,7 +297,7 @@ static void test_responses(void **state)
 
     /* RFC 9110 §15: three digits, 1xx to 5xx; every refusal is a 502. */
     const char *odd[] = {"HTTP/1.1 000 X\r\n\r\n", "HTTP/1.1 099 X\r\n\r\n",
-                         "HTTP/1.1 600 X\r\n\r\n"};
+                         "HTTP/1.1 600 X\r\n\r\n", "HTTP/0.9 200 OK\r\n\r\n"};
     for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
         h1_next(&h, false);
         assert_int_equal(h1_head(&h, &hd, odd[i], strlen(odd[i])), TG_E_PROTO);
