@@ -12,11 +12,6 @@
  * header, and all or nothing in a small buffer; the body decoder always
  * makes progress and never claims more bytes than it was given.
  *
- * FZ_SKIP_REPORTED (defined only for a long campaign) skips a check that
- * already found a reported, not yet fixed bug (HTTP/0.9-style request lines
- * are accepted), so that the run goes on to find others; the replay build
- * always has it.
- *
  * Input: a flags byte, a small-buffer size byte, then the bytes a client
  * sends.
  *
@@ -99,11 +94,9 @@ static void check_accepted(const struct h1 *h, const struct http_head *hd, size_
     CHECK(hd->n_headers <= HTTP_MAX_HEADERS);
     check_span(hd, hd->method_s);
     check_span(hd, hd->target);
-#ifndef FZ_SKIP_REPORTED
     /* RFC 9112 §2.3: HTTP/1.0 and 1.1 only; no version-less request line. */
     CHECK(hd->major == 1 && hd->minor <= 1);
     CHECK(hd->target.len > 0);
-#endif
     CHECK(hd->method_s.len > 0);
     CHECK(hd->target.len <= HTTP_MAX_TARGET_BYTES);
     for (size_t i = 0; i < hd->target.len; i++) {
