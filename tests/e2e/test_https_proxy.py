@@ -5,6 +5,7 @@ failures (502/503/504, retry, recovery) and many requests at once."""
 import hashlib
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -630,3 +631,24 @@ def test_upload_backpressure_bounded_memory(hserve, pki):
         grown = worker_rss_kib(tg) - base
         assert grown < T(20) * 1024, f"worker grew by {grown} KiB with a stalled backend"
     hold.set()
+
+
+@pytest.mark.parametrize("raw", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+], ids=["short_length", "bad_chunk"])
+def test_broken_response_body_closes_client(hserve, pki, raw):
+    """Once the head went out a 502 is no longer possible: the client's
+    connection is closed so that the truncation shows, and the backend
+    connection is not reused."""
+    tg, be = hserve(handler=lambda req: Reply(raw=raw, close=True)
+                    if req.target == "/broken" else Reply(200, body=b"fine"))
+    with Client(tg.addr(), pki) as c:
+        c.send(tg_http.build("GET", "/broken"))
+        t0 = time.monotonic()
+        with pytest.raises((EOFError, ssl.SSLError, ConnectionError, ValueError)):
+            c.response()
+        assert time.monotonic() - t0 < T(10), "the client was left waiting"
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/ok").body == b"fine"
+    assert be.reqs()[-1].conn_no == be.count() == 2
