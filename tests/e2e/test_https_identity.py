@@ -415,3 +415,25 @@ def test_curl_mutual_optional(hserve, pki):
     a, b = be.reqs()
     assert a.get("X-Client-Verify") == "SUCCESS" and "CN=bob" in a.get("X-Client-Subject")
     assert b.get("X-Client-Verify") == "NONE" and b.all("Client-Cert") == []
+
+
+def test_client_cert_chain_two_intermediates(tollgate, hbackend, pki, tmp_path):
+    """Client-Cert-Chain lists every certificate the client sent after its
+    leaf, in order (RFC 9440 §2.3)."""
+    root, (crt, key) = tg_certs.mint_deep_chain(tmp_path)
+    hb = hbackend()
+    tg = tollgate({"client_cas": {"deep": {"ca": root}},
+                   "target_groups": {"g": {"targets": [{"address": hb.address}]}},
+                   "listeners": [https_listener(mode="mutual", client_ca="deep")]})
+    r, _ = one(tg, pki, cert=(crt, key))
+    assert r.status == 200
+    req = hb.reqs()[0]
+    sent = ders(crt)
+    assert len(sent) == 3
+    assert sf_binary(req.get("Client-Cert")) == sent[0]
+    chain = [sf_binary(v.strip()) for v in req.get("Client-Cert-Chain").split(",")]
+    assert chain == sent[1:]
+    # twin: a client of our own PKI is unknown to this listener
+    with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
+        one(tg, pki, cert=pki.client("alice"))
+    assert len(hb.reqs()) == 1
