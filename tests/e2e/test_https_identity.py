@@ -437,3 +437,38 @@ def test_client_cert_chain_two_intermediates(tollgate, hbackend, pki, tmp_path):
     with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
         one(tg, pki, cert=pki.client("alice"))
     assert len(hb.reqs()) == 1
+
+
+def resumed_verdicts(tg, pki, cert, version):
+    ctx = tg_http.ssl_ctx(pki, cert)
+    v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+    ctx.minimum_version = ctx.maximum_version = v
+    sess, reused = None, []
+    for i in range(2):
+        raw = socket.create_connection(tg.addr(), timeout=T(10))
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=sess) as s:
+            s.sendall(tg_http.build("GET", f"/{i}"))
+            c = Client.__new__(Client)
+            c.sock, c.r = s, tg_http._Reader(s)
+            assert c.response().status == 200
+            reused.append(s.session_reused)
+            sess = s.session
+    assert reused == [False, True], "the test could not resume a session"
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_optional_failed_verdict_survives_resumption(hserve, pki, bad_certs, version):
+    """A resumed session never turns a failed certificate into a good one."""
+    tg, be = hserve(https_listener(mode="mutual", client_auth="optional"))
+    resumed_verdicts(tg, pki, bad_certs["expired"], version)
+    assert [q.get("X-Client-Verify") for q in be.reqs()] == ["FAILED:cert_expired"] * 2
+
+
+@pytest.mark.xfail(strict=True, reason="tls (verify/info): on a resumed session the reason is "
+                   "taken from the session's stored verify result, which is the last error seen "
+                   "(unable to get CRL -> crl_missing), not the first (self_signed)")
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_optional_failed_reason_survives_resumption(hserve, pki, bad_certs, version):
+    tg, be = hserve(https_listener(mode="mutual", client_auth="optional"))
+    resumed_verdicts(tg, pki, bad_certs["self_signed"], version)
+    assert [q.get("X-Client-Verify") for q in be.reqs()] == ["FAILED:self_signed"] * 2
