@@ -1,5 +1,6 @@
 #include "tls/tls.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,16 +199,50 @@ static bool apply_policy(SSL_CTX *ctx, const struct config *cfg, const struct cf
 
 /* A session may resume only on a listener with the same trust settings:
  * RFC 8446 §4.6.1 lets us refuse it, and the id context is how. */
+/* Feeds the bytes of a file to md; a file that cannot be read adds its name
+ * only (loading has already refused such a config). */
+static void digest_file(EVP_MD_CTX *md, const char *path)
+{
+    EVP_DigestUpdate(md, path, strlen(path) + 1);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return;
+    unsigned char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        EVP_DigestUpdate(md, chunk, n);
+    fclose(f);
+}
+
+/*
+ * The session id context binds a session (and a ticket, whose keys outlive
+ * reloads) to the listener and to its client verification: mode, CA bundle
+ * and CRL by content. A client revoked by an updated CRL, or verified by a
+ * CA since removed, cannot resume a session made before: it gets a full
+ * handshake and the new verdict.
+ */
 static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l)
 {
     const struct cfg_tls *t = &l->tls;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
-    char material[4096];
-    int n = snprintf(material, sizeof(material), "%s|%d|%d|%s|%s|%u", l->name, (int)t->mode,
-                     (int)t->client_auth, t->client_ca ? t->client_ca->ca : "",
-                     t->client_ca && t->client_ca->crl ? t->client_ca->crl : "", t->verify_depth);
-    EVP_Digest(material, (size_t)n, md, &md_len, EVP_sha256(), NULL);
+    char material[512];
+    int n = snprintf(material, sizeof(material), "%s|%d|%d|%u", l->name, (int)t->mode,
+                     (int)t->client_auth, t->verify_depth);
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    if (m == NULL || !EVP_DigestInit_ex(m, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(m);
+        EVP_Digest(material, (size_t)n, md, &md_len, EVP_sha256(), NULL);
+    } else {
+        EVP_DigestUpdate(m, material, (size_t)n);
+        if (t->mode == CFG_TLS_MUTUAL && t->client_ca != NULL) {
+            digest_file(m, t->client_ca->ca);
+            if (t->client_ca->crl != NULL)
+                digest_file(m, t->client_ca->crl);
+        }
+        EVP_DigestFinal_ex(m, md, &md_len);
+        EVP_MD_CTX_free(m);
+    }
     if (md_len > SSL_MAX_SID_CTX_LENGTH)
         md_len = SSL_MAX_SID_CTX_LENGTH;
     SSL_CTX_set_session_id_context(ctx, md, md_len);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -199,6 +200,19 @@ static int find_leaf(STACK_OF(X509) *certs, EVP_PKEY *key)
 
 /* Reads the certificates and the key of c; the key from c->key, or from the
  * certificate file when c->key is NULL. */
+/* Warns when a file holding an unencrypted private key can be read by group
+ * or others: any local user could then impersonate the server. */
+static void check_key_mode(const struct entry *e, struct cfg_pos pos, const char *key,
+                           const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || (st.st_mode & 077) == 0)
+        return;
+    report(e, DIAG_WARNING, pos, key,
+           "%s: private key file is readable by %s (mode %04o); chmod 600 it", path,
+           (st.st_mode & 007) ? "every local user" : "its group", (unsigned)(st.st_mode & 07777));
+}
+
 static enum tg_status read_cert_and_key(const struct entry *e, const struct cfg_certificate *c,
                                         const char *password, STACK_OF(X509) **certs,
                                         EVP_PKEY **key)
@@ -230,6 +244,12 @@ static enum tg_status read_cert_and_key(const struct entry *e, const struct cfg_
     if (sk_X509_num(*certs) == 0) {
         report(e, DIAG_ERROR, c->cert_pos, "cert", "%s: no certificate in it", c->cert);
         return TG_E_CONFIG;
+    }
+    if (password == NULL) {
+        if (c->key != NULL)
+            check_key_mode(e, c->key_pos, "key", c->key);
+        else
+            check_key_mode(e, c->cert_pos, "cert", c->cert);
     }
     return TG_OK;
 }

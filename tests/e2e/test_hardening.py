@@ -329,10 +329,8 @@ def test_backend_status_out_of_range_is_a_502(hserve, pki, status):
     assert r.status == 502
 
 
-# ---- key file permissions (reported, not yet done) ----
+# ---- key file permissions ----
 
-@pytest.mark.xfail(strict=True, reason="src/config/check.c does not warn about a private key "
-                   "file that group or others can read")
 def test_check_warns_about_a_world_readable_key(pki, tmp_path):
     import shutil
     import subprocess
@@ -398,9 +396,6 @@ def write_crls(pki, path, revoked_serials=()):
     os.replace(tmp, path)
 
 
-@pytest.mark.xfail(strict=True, reason="src/tls/ctx.c:set_session_context hashes the CA and CRL "
-                   "file names, not their contents, and ticket keys outlive a reload: a client "
-                   "revoked by an updated CRL still resumes its old session")
 def test_revoked_client_cannot_resume_after_crl_update(tollgate, backend, pki, tmp_path):
     import signal as sig
     from pathlib import Path

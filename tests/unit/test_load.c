@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -172,6 +173,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 static int setup(void **state)
 {
     (void)state;
+    umask(077); /* key files as an operator should write them; see test_load_key_mode */
     if (mkdtemp(dir) == NULL)
         return -1;
     root = make_pair("Test Root", NULL, -DAY, 3650 * DAY, true);
@@ -537,6 +539,43 @@ static void test_load_ok(void **state)
     diag_fini(&d);
 }
 
+static void test_load_key_mode(void **state)
+{
+    (void)state;
+    X509 *chain[] = {leaf.cert, inter.cert, NULL};
+    X509 *none[] = {NULL};
+    write_pem(path_of("open.crt"), chain, NULL);
+    write_pem(path_of("open.key"), none, leaf.key);
+    struct cfg_certificate c = entry(path_of("open.crt"), path_of("open.key"));
+    struct tls_chain out;
+    struct diag d;
+
+    /* 0600: nothing to say. */
+    diag_init(&d);
+    assert_int_equal(tls_load_certificate(&cfg, &c, &out, &d), TG_OK);
+    assert_int_equal(d.n, 0);
+    tls_chain_fini(&out);
+    diag_fini(&d);
+
+    /* 0644: loads, with a warning naming the file and its mode. */
+    assert_int_equal(chmod(path_of("open.key"), 0644), 0);
+    diag_init(&d);
+    assert_int_equal(tls_load_certificate(&cfg, &c, &out, &d), TG_OK);
+    assert_int_equal(d.n_warnings, 1);
+    find_diag(&d, "open.key: private key file is readable by every local user (mode 0644); "
+                  "chmod 600 it");
+    tls_chain_fini(&out);
+    diag_fini(&d);
+
+    /* 0640: the group only. */
+    assert_int_equal(chmod(path_of("open.key"), 0640), 0);
+    diag_init(&d);
+    assert_int_equal(tls_load_certificate(&cfg, &c, &out, &d), TG_OK);
+    find_diag(&d, "readable by its group (mode 0640)");
+    tls_chain_fini(&out);
+    diag_fini(&d);
+}
+
 static void test_load_reversed_chain(void **state)
 {
     (void)state;
@@ -872,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_read_encrypted_key),
         cmocka_unit_test(test_read_crls),
         cmocka_unit_test(test_load_ok),
+        cmocka_unit_test(test_load_key_mode),
         cmocka_unit_test(test_load_reversed_chain),
         cmocka_unit_test(test_load_mismatched_key),
         cmocka_unit_test(test_load_expired),
