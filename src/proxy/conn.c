@@ -443,6 +443,14 @@ void conn_access_log(struct conn *c)
     log_json_escape(e_iss, sizeof(e_iss), info.client_issuer);
     log_json_escape(e_target, sizeof(e_target), target);
 
+    /* An https line counts the bytes since the previous line: this request's. */
+    uint64_t base_in = 0, base_out = 0;
+    if (c->http != NULL) {
+        base_in = c->http->logged_in;
+        base_out = c->http->logged_out;
+        c->http->logged_in = c->bytes_in;
+        c->http->logged_out = c->bytes_out;
+    }
     char line[6144];
     int n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"listener\":\"%s\",\"conn\":\"%d.%llu\",\"client\":\"%s\","
@@ -455,9 +463,9 @@ void conn_access_log(struct conn *c)
                      info.version, info.cipher, info.resumed ? "true" : "false", e_subj, e_iss,
                      info.client_serial, info.client_fingerprint, info.client_verdict,
                      c->t_handshake > 0 ? (c->t_handshake - c->t_accept) * 1000.0 : 0.0, e_target,
-                     (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-                     (now - start) * 1000.0, c->outcome, c->reject_reason ? c->reject_reason : "",
-                     extra);
+                     (unsigned long long)(c->bytes_in - base_in),
+                     (unsigned long long)(c->bytes_out - base_out), (now - start) * 1000.0,
+                     c->outcome, c->reject_reason ? c->reject_reason : "", extra);
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

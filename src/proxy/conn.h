@@ -106,6 +106,7 @@ struct http_conn {
     unsigned n_requests;
     unsigned status; /* status sent to the client, for the log */
     ev_tstamp t_req, t_upstream;
+    uint64_t logged_in, logged_out; /* connection byte totals at the last access log line */
     uint64_t req_bytes, resp_bytes;
 };
 

@@ -367,8 +367,6 @@ def test_access_log_refused_request_has_status(hserve, pki):
     assert rec["status"] == 400 and rec["target"] == ""
 
 
-@pytest.mark.xfail(strict=True, reason="conn.c conn_access_log: https request lines carry the "
-                   "connection's running byte totals (c->bytes_in/out), not the request's")
 def test_access_log_bytes_are_per_request(hserve, pki):
     tg, be = hserve(handler=lambda req: tg_http.Reply(200, body=b"x" * 1000))
     with Client(tg.addr(), pki) as c:
