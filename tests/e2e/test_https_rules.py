@@ -262,3 +262,28 @@ def test_path_rule_twins_pass(hserve, pki, target):
         r = c.response()
     assert r.status == 200
     assert be.reqs()[0].target == target, "the target must be forwarded as sent"
+
+
+@pytest.mark.xfail(strict=True, reason="config (parse_listener.c parse_respond): a respond rule "
+                   "takes status 100-599, but a 1xx is not a final response: the client "
+                   "waits for one that never comes (101 even claims a protocol switch)")
+@pytest.mark.parametrize("status", [100, 101, 199])
+def test_respond_rule_with_1xx_is_refused_by_check(tmp_path, pki, status):
+    from tg_proc import Tollgate, run_tollgate
+    tg = Tollgate(tmp_path, pki)
+    path = tg.write_config({"target_groups": {"g": group("builtin:echo")},
+                            "listeners": [https_listener(rules=[
+                                {"path": "/x", "respond": {"status": status}}])]})
+    r = run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 1, r.stdout + r.stderr
+
+
+def test_respond_rule_with_200_passes_check(tmp_path, pki):
+    """Twin: a final status passes."""
+    from tg_proc import Tollgate, run_tollgate
+    tg = Tollgate(tmp_path, pki)
+    path = tg.write_config({"target_groups": {"g": group("builtin:echo")},
+                            "listeners": [https_listener(rules=[
+                                {"path": "/x", "respond": {"status": 200}}])]})
+    r = run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 0, r.stdout + r.stderr
