@@ -84,6 +84,11 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
         v->first_error = X509_STORE_CTX_get_error(xs);
         v->error_depth = X509_STORE_CTX_get_error_depth(xs);
     }
+    /* The session keeps the store's final error as its verify result, and a
+     * resumption reports that: keep it the first error, the one that says
+     * why (self_signed, not the crl_missing that follows from it). */
+    if (v != NULL && v->first_error != X509_V_OK)
+        X509_STORE_CTX_set_error(xs, v->first_error);
     if (SSL_get_verify_mode(ssl) & SSL_VERIFY_FAIL_IF_NO_PEER_CERT)
         return ok;
     return 1;

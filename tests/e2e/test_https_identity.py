@@ -462,9 +462,6 @@ def test_optional_failed_verdict_survives_resumption(hserve, pki, bad_certs, ver
     assert [q.get("X-Client-Verify") for q in be.reqs()] == ["FAILED:cert_expired"] * 2
 
 
-@pytest.mark.xfail(strict=True, reason="tls (verify/info): on a resumed session the reason is "
-                   "taken from the session's stored verify result, which is the last error seen "
-                   "(unable to get CRL -> crl_missing), not the first (self_signed)")
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_optional_failed_reason_survives_resumption(hserve, pki, bad_certs, version):
     tg, be = hserve(https_listener(mode="mutual", client_auth="optional"))
