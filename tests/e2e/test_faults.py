@@ -254,7 +254,9 @@ def test_stalled_backend_times_out_and_memory_stays_bounded(tollgate, hbackend, 
         assert all(st == 504 for st, _ in results), results
         assert max(d for _, d in results) < T(6), results
         tg.wait_access(lambda r: r.get("status") == 504, count=n)
-        assert rss_kib(wpid) - base < n * 256, (base, rss_kib(wpid))
+        # ASan keeps freed memory in quarantine, so only a plain build is measured.
+        if not tg_proc.ASAN:
+            assert rss_kib(wpid) - base < n * 256, (base, rss_kib(wpid))
         # Served again when the backend answers.
         release.set()
     finally:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import tg_http
+import tg_proc
 import tg_tls
 from tg_http import Client, hbackend, hserve, https_listener  # noqa: F401
 from tg_proc import T, listener, wait_for
@@ -235,9 +236,13 @@ def test_client_that_never_reads_does_not_grow_memory(hserve, pki):
         while time.monotonic() < deadline:
             samples.append(rss_kib(wpid))
             time.sleep(0.2)
-        grown = max(samples) - base
+        # Backpressure holds: once the buffers are full nothing grows.
+        tail = samples[len(samples) // 2:]
+        assert max(tail) - min(tail) < 1024, (base, samples)
         # A connection pins its two buffers and TLS state, never the body.
-        assert grown < n * 256, (base, samples)
+        # (ASan keeps freed memory in quarantine: only the plateau counts.)
+        if not tg_proc.ASAN:
+            assert max(samples) - base < n * 256, (base, samples)
         # The streams are paused, not broken: one client reads a while.
         c = clients[0]
         c.r.fill()
@@ -246,7 +251,8 @@ def test_client_that_never_reads_does_not_grow_memory(hserve, pki):
             got += len(c.r.buf)
             c.r.buf.clear()
             c.r.fill()
-        assert rss_kib(wpid) - base < n * 256 + 4096
+        if not tg_proc.ASAN:
+            assert rss_kib(wpid) - base < n * 256 + 4096
     finally:
         for c in clients:
             c.close()
