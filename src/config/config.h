@@ -119,7 +119,7 @@ struct cfg_rule {
     char *target_group_name;
     struct cfg_target_group *target_group; /* resolved */
     bool has_respond;
-    unsigned respond_status;            /* 100..599, default 200 */
+    unsigned respond_status;            /* 200..599 (a final response), default 200 */
     char *respond_body;                 /* may be NULL */
     struct cfg_header *respond_headers; /* owned array */
     size_t n_respond_headers;

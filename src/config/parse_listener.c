@@ -76,7 +76,7 @@ static void parse_respond(struct cfg_ctx *c, const struct cfg_val *v, struct cfg
     for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
         switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
         case 0:
-            (void)cfg_get_uint(c, &kv, 100, 599, &r->respond_status);
+            (void)cfg_get_uint(c, &kv, 200, 599, &r->respond_status);
             break;
         case 1:
             /* An empty body is a body; the other strings must not be empty. */

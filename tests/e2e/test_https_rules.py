@@ -264,9 +264,6 @@ def test_path_rule_twins_pass(hserve, pki, target):
     assert be.reqs()[0].target == target, "the target must be forwarded as sent"
 
 
-@pytest.mark.xfail(strict=True, reason="config (parse_listener.c parse_respond): a respond rule "
-                   "takes status 100-599, but a 1xx is not a final response: the client "
-                   "waits for one that never comes (101 even claims a protocol switch)")
 @pytest.mark.parametrize("status", [100, 101, 199])
 def test_respond_rule_with_1xx_is_refused_by_check(tmp_path, pki, status):
     from tg_proc import Tollgate, run_tollgate

@@ -652,7 +652,7 @@ static void test_ranges(void **state)
                   "t.yaml:12:12: listeners[0].tls.verify_depth: 17 is out of range (expected 1 to "
                   "16)",
                   "t.yaml:13:27: listeners[0].rules[0].respond.status: 99 is out of range "
-                  "(expected 100 to 599)",
+                  "(expected 200 to 599)",
                   "t.yaml:14:28: listeners[0].rules[1].redirect.status: 305 is not a redirect "
                   "status (expected 301, 302, 303, 307 or 308)",
                   "t.yaml:14:41: listeners[0].rules[1].redirect.port: 65536 is out of range "
