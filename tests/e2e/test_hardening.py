@@ -130,6 +130,18 @@ def _try(f):
         return None
 
 
+def test_per_client_limit_on_ipv6(serve, pki):
+    tg, be = serve(listener(listen="[::1]:auto", max_connections_per_client=1))
+    first = tls_echo(tg.addr(), pki, source="::1")
+    try:
+        with pytest.raises((ssl.SSLError, OSError)):
+            tls_echo(tg.addr(), pki, source="::1").close()
+        ev = tg.wait_event("conn_refused", reason="max_connections_per_client")[0]
+        assert ev["client"].startswith("[::1]:"), ev
+    finally:
+        first.close()
+
+
 def test_per_client_limit_on_https(hserve, pki):
     tg, be = hserve(https_listener(max_connections_per_client=2))
     a, b = Client(tg.addr(), pki), Client(tg.addr(), pki)
