@@ -267,6 +267,21 @@ static enum conn_state request_ready(struct conn *c)
     snprintf(h->log_path, sizeof(h->log_path), "%.*s", (int)rq->target.len,
              http_span_ptr(rq, rq->target));
 
+    if (conn_reject_page_applies(c)) {
+        char page[8192];
+        const char *reason = NULL;
+        int a = http_head_find(rq, "accept");
+        bool json = a >= 0 && memmem(http_span_ptr(rq, rq->h[a].value), rq->h[a].value.len,
+                                     "application/json", 16) != NULL;
+        unsigned st = conn_reject_page(c, json, page, sizeof(page), &reason);
+        if (st != 0) {
+            if (c->reject_reason == NULL)
+                conn_log_rejection(c, reason, "answered with the on_reject page");
+            c->outcome = "tls_rejected";
+            return respond(c, st, json ? "application/json" : "text/html; charset=utf-8", NULL,
+                           page, false);
+        }
+    }
     if (rq->method == HTTP_CONNECT)
         return error_page(c, 405, "CONNECT is not supported");
 
@@ -560,7 +575,11 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     bool interim = rs->status >= 100 && rs->status < 200 && rs->status != 101;
     if (rs->status == 101 && !h->req.is_upgrade)
         return backend_failed(c, "the backend switched protocols unasked");
-    bool keep = interim || (h->keep_alive && rs->body != HTTP_BODY_EOF && rs->status != 101);
+    /* A final answer that comes before the whole request went out (a 413
+     * from the head alone) ends the connection: the rest of the request
+     * would otherwise be read as the next one. Say so to the client. */
+    bool keep =
+        interim || (h->keep_alive && h->req_done && rs->body != HTTP_BODY_EOF && rs->status != 101);
     size_t len;
     rs->base = (const char *)buf_rdata(&h->bin, &len);
     const char *extra = interim || h->set_cookie[0] == '\0' ? NULL : h->set_cookie;

@@ -649,3 +649,21 @@ def test_broken_response_body_closes_client(hserve, pki, raw):
     with Client(tg.addr(), pki) as c:
         assert c.request("GET", "/ok").body == b"fine"
     assert be.reqs()[-1].conn_no == be.count() == 2
+
+
+def test_early_answer_before_the_body(hserve, pki):
+    """A backend that answers from the head alone (413 before the body):
+    the client gets that answer, the connection closes (the request body
+    is unfinished), and the next client gets a fresh backend connection."""
+    tg, be = hserve()
+    be.early = lambda req: Reply(413, body=b"too big\n", close=True)
+    be.continue_100 = False
+    with Client(tg.addr(), pki) as c:
+        c.send(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n")
+        r = c.response()
+        assert r.status == 413 and r.body == b"too big\n"
+        assert r.get("Connection", "").lower() == "close"
+    be.early = None
+    with Client(tg.addr(), pki) as c:
+        assert c.request("POST", "/up", body=b"small").status == 200
+    assert be.count() == 2

@@ -155,6 +155,7 @@ class HttpBackend:
         self.handler = handler or json_reply
         self.continue_100 = continue_100
         self.hold_body = None  # a threading.Event: bodies are not read until it is set
+        self.early = None  # handler answering from the head alone, then closing
         self.requests = []
         self.raw = []          # per connection: the first 64 KiB received
         self.accepted = 0
@@ -254,6 +255,12 @@ class HttpBackend:
                 rep_early = None
                 if req.get("expect", "").lower() == "100-continue" and self.continue_100:
                     s.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if self.early is not None:
+                    # answer from the head alone, without reading the body
+                    with self.lock:
+                        self.requests.append(req)
+                    self._send(s, req, self.early(req))
+                    break
                 if self.hold_body is not None:
                     self.hold_body.wait(T(120))
                 self._read_body(r, req)
