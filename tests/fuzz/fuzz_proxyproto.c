@@ -2,12 +2,17 @@
  * Fuzzes proxyproto_v2_decode. Whatever it accepts must stay inside the
  * input, must need every byte it consumed, and must survive a round trip:
  * re-encoding the addresses, ALPN, authority and client certificate and
- * decoding again gives the same values.
+ * decoding again gives the same values. The v1 encoder gets the same
+ * addresses: one line of at most 107 bytes (the spec's limit) that says
+ * them back, and TG_E_AGAIN, writing nothing past the end, when it does
+ * not fit.
  *
  * clang -fsanitize=fuzzer -DTG_LIBFUZZER builds a fuzzer; otherwise main()
  * replays every file in the directory given as argv[1].
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,8 +66,60 @@ static char *dup_str(const uint8_t *v, size_t n)
     return s;
 }
 
+/* The address and port of a as v1 writes them. */
+static void v1_addr(const struct net_addr *a, char *ip, size_t ip_len, unsigned *port)
+{
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+        CHECK(inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)ip_len) != NULL);
+        *port = ntohs(in->sin_port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+        CHECK(inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)ip_len) != NULL);
+        *port = ntohs(in6->sin6_port);
+    }
+}
+
+/* PROXY protocol §2.1: "PROXY TCP4|TCP6 src dst sport dport\r\n", or
+ * "PROXY UNKNOWN..." for other or mixed families; 107 bytes at most. */
+static void check_v1(const struct pp_decoded *d)
+{
+    struct pp_info pi = {0};
+    pi.src = d->src;
+    pi.dst = d->dst;
+    uint8_t line[108];
+    memset(line, 0xa5, sizeof(line));
+    size_t len = 0;
+    CHECK(proxyproto_v1_encode(&pi, line, sizeof(line), &len) == TG_OK);
+    CHECK(len >= 8 && len <= 107);
+    CHECK(memcmp(line, "PROXY ", 6) == 0 && memcmp(line + len - 2, "\r\n", 2) == 0);
+    CHECK(memchr(line, '\n', len - 1) == NULL && memchr(line, '\r', len - 2) == NULL);
+
+    int fam = d->src.ss.ss_family;
+    if ((fam == AF_INET || fam == AF_INET6) && d->dst.ss.ss_family == fam) {
+        char want[160], src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
+        unsigned sport, dport;
+        v1_addr(&d->src, src, sizeof(src), &sport);
+        v1_addr(&d->dst, dst, sizeof(dst), &dport);
+        int n = snprintf(want, sizeof(want), "PROXY %s %s %s %u %u\r\n",
+                         fam == AF_INET ? "TCP4" : "TCP6", src, dst, sport, dport);
+        CHECK(n > 0 && (size_t)n == len && memcmp(want, line, len) == 0);
+    } else {
+        CHECK(len >= 15 && memcmp(line, "PROXY UNKNOWN", 13) == 0);
+    }
+
+    /* One byte short: refused, and nothing written past the end. */
+    uint8_t small[108];
+    memset(small, 0x5a, sizeof(small));
+    size_t small_len = 0;
+    CHECK(proxyproto_v1_encode(&pi, small, len - 1, &small_len) == TG_E_AGAIN);
+    for (size_t i = len - 1; i < sizeof(small); i++)
+        CHECK(small[i] == 0x5a);
+}
+
 static void round_trip(const struct pp_decoded *d)
 {
+    check_v1(d);
     char *alpn = dup_str(d->tlv_alpn, d->tlv_alpn_len);
     char *authority = dup_str(d->tlv_authority, d->tlv_authority_len);
     uint8_t *out = malloc(PP2_MAX_HDR);
