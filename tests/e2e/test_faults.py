@@ -1,5 +1,6 @@
 """Faults under load: reloads every second, a worker killed with SIGKILL,
-a backend that stalls, an access log that cannot be written. A bounded
+a target killed and restarted, a backend that stalls, an access log that
+cannot be written. A bounded
 load generator on loopback counts every failure."""
 
 import os
@@ -40,7 +41,7 @@ class Load:
         self.ok = 0
         self.retried = 0
         self.retried_opened = []  # when each connection closed under a retry was opened
-        self.failures = []  # (conn opened at, reused, error)
+        self.failures = []  # (conn opened at, reused, error, request started at)
         self.deadline = time.monotonic() + max_seconds
         self.ctx = tg_tls.client_ctx(pki)
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -56,9 +57,10 @@ class Load:
             t.join(T(30))
         assert not any(t.is_alive() for t in self.threads), "a load thread hung"
 
-    def _fail(self, opened, reused, err):
+    def _fail(self, opened, reused, err, started=None):
         with self.lock:
-            self.failures.append((opened, reused, f"{type(err).__name__}: {err}"))
+            self.failures.append((opened, reused, f"{type(err).__name__}: {err}",
+                                  started if started is not None else opened))
 
     def _count(self):
         with self.lock:
@@ -91,10 +93,12 @@ class Load:
         except (OSError, ssl.SSLError) as e:
             self._fail(opened, False, e)
             return
+        started = opened
         try:
             for i in range(self.per_conn):
                 if not self._running():
                     return
+                started = time.monotonic()
                 try:
                     r = c.request("GET", f"/load/{i}")
                 except (EOFError, ConnectionResetError, BrokenPipeError) as e:
@@ -115,7 +119,7 @@ class Load:
                 if r.get("connection", "").lower() == "close":
                     return
         except (OSError, ssl.SSLError, EOFError, AssertionError, ValueError) as e:
-            self._fail(opened, True, e)
+            self._fail(opened, True, e, started)
         finally:
             c.close()
 
@@ -212,6 +216,46 @@ def test_worker_killed_under_load_loses_only_its_connections(tollgate, hbackend,
     late += [t for t in load.retried_opened if t > killed_at]
     assert late == [], load.summary()
     assert len(load.failures) + load.retried <= threads, load.summary()
+
+
+# ---- a target killed and restarted ----
+
+@pytest.mark.slow
+def test_target_killed_and_restarted_under_load(tollgate, hbackend, pki):
+    """Requests not yet sent to the killed target go to the other one; only
+    requests already on their way to it may fail; health checks mark it
+    down, then up again once it is back, and it gets requests again."""
+    a = hbackend()
+    b = hbackend()
+    check = {"type": "http", "path": "/healthz", "interval": "300ms", "timeout": "1s",
+             "healthy_threshold": 2, "unhealthy_threshold": 2}
+    tg = tollgate({"target_groups": {"g": {"targets": [{"address": a.address},
+                                                       {"address": b.address}],
+                                           "health_check": check}},
+                   "listeners": [https_listener()]})
+    tg.wait_event("target_up", target=b.address, timeout=T(10))
+    threads = 4
+    with Load(tg.addr(), pki, "https", threads=threads, per_conn=10,
+              max_seconds=T(120)) as load:
+        load.wait_more(50, T(10))
+        wait_for(lambda: any(not r.target.startswith("/healthz") for r in b.reqs()), T(5),
+                 what="load on the target to be killed")
+        killed_at = time.monotonic()
+        b.close()
+        tg.wait_event("target_down", target=b.address, timeout=T(10))
+        load.wait_more(100, T(15))
+        served_by_b = len(b.reqs())
+        b2 = hbackend(port=b.port)
+        tg.wait_event("target_up", target=b.address, cause="passed", timeout=T(10))
+        wait_for(lambda: any(not r.target.startswith("/healthz") for r in b2.reqs()), T(10),
+                 what="requests on the restarted target")
+        load.wait_more(50, T(10))
+    # At most the requests in flight to the target when it died, one per
+    # load thread, and none sent after that.
+    late = [f for f in load.failures if f[3] > killed_at + 0.05]
+    assert late == [], load.summary()
+    assert len(load.failures) <= threads, load.summary()
+    assert served_by_b > 0
 
 
 # ---- a backend that stalls ----
