@@ -467,3 +467,17 @@ def test_optional_failed_reason_survives_resumption(hserve, pki, bad_certs, vers
     tg, be = hserve(https_listener(mode="mutual", client_auth="optional"))
     resumed_verdicts(tg, pki, bad_certs["self_signed"], version)
     assert [q.get("X-Client-Verify") for q in be.reqs()] == ["FAILED:self_signed"] * 2
+
+
+def test_forwarded_headers_ipv6_client(tollgate, hbackend, pki):
+    hb = hbackend()
+    lst = https_listener()
+    lst["listen"] = "[::1]:auto"
+    tg = tollgate({"target_groups": {"g": {"targets": [{"address": hb.address}]}},
+                   "listeners": [lst]})
+    r, _ = one(tg, pki, host="[::1]", headers=[("X-Forwarded-For", "2001:db8::1")])
+    assert r.status == 200
+    req = hb.reqs()[0]
+    assert req.get("X-Forwarded-For") == "2001:db8::1, ::1"
+    assert req.get("X-Real-IP") == "::1"
+    assert req.get("Host") == "[::1]"

@@ -667,3 +667,18 @@ def test_early_answer_before_the_body(hserve, pki):
     with Client(tg.addr(), pki) as c:
         assert c.request("POST", "/up", body=b"small").status == 200
     assert be.count() == 2
+
+
+def test_two_workers_keepalive_and_pool(hserve, pki):
+    """With several workers each keeps its own pool: every request is
+    answered, and backend connections stay far below the request count."""
+    tg, be = hserve(workers=2)
+    n = 0
+    for k in range(6):
+        with Client(tg.addr(), pki) as c:
+            for i in range(10):
+                r = c.request("GET", f"/{k}/{i}")
+                assert r.status == 200 and r.json()["target"] == f"/{k}/{i}"
+                n += 1
+    assert len(be.reqs()) == n == 60
+    assert be.count() <= 2, f"{be.count()} backend connections for 2 workers"
