@@ -682,3 +682,19 @@ def test_two_workers_keepalive_and_pool(hserve, pki):
                 n += 1
     assert len(be.reqs()) == n == 60
     assert be.count() <= 2, f"{be.count()} backend connections for 2 workers"
+
+
+def test_body_after_head_response_never_reaches_next_request(hserve, pki):
+    """A backend that sends a body after a HEAD response leaves bytes that
+    must not be read as the answer to the next request: that backend
+    connection is not reused."""
+    def handle(req):
+        if req.method == "HEAD":
+            return Reply(raw=b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        return Reply(200, body=b"real " + req.target.encode())
+    tg, be = hserve(handler=handle)
+    with Client(tg.addr(), pki) as c:
+        assert c.request("HEAD", "/h").status == 200
+        assert c.request("GET", "/g").body == b"real /g"
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/g2").body == b"real /g2"
