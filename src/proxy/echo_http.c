@@ -30,6 +30,7 @@ struct echo_http {
     char *out; /* owned: the response being written */
     size_t out_len, out_off;
     bool keep_alive;
+    bool is_head; /* the request was HEAD: the answer has no body */
     bool rd_shut;
 };
 
@@ -96,6 +97,7 @@ static bool describe_head(struct echo_http *e)
     int ip = http_head_find(hd, "x-real-ip");
     json_object_set_new(e->doc, "client", ip >= 0 ? span_json(hd, hd->h[ip].value) : json_null());
     e->keep_alive = hd->keep_alive;
+    e->is_head = hd->method == HTTP_HEAD;
     e->body_bytes = 0;
     return EVP_DigestInit_ex(e->md, EVP_sha256(), NULL) == 1;
 }
@@ -129,7 +131,8 @@ static bool build_response(struct echo_http *e)
                      blen + 1, e->keep_alive ? "" : "Connection: close\r\n");
     memcpy(e->out + n, body, blen);
     e->out[(size_t)n + blen] = '\n';
-    e->out_len = (size_t)n + blen + 1;
+    /* RFC 9110 §9.3.2: HEAD gets the same head and no content. */
+    e->out_len = e->is_head ? (size_t)n : (size_t)n + blen + 1;
     e->out_off = 0;
     free(body);
     return true;

@@ -284,3 +284,15 @@ def test_respond_rule_with_200_passes_check(tmp_path, pki):
                                 {"path": "/x", "respond": {"status": 200}}])]})
     r = run_tollgate(["check", "-c", str(path)])
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_builtin_echo_head_has_no_body(tollgate, pki):
+    tg = tollgate({"target_groups": {"g": group("builtin:echo")},
+                   "listeners": [https_listener()]})
+    with Client(tg.addr(), pki) as c:
+        r = c.request("HEAD", "/h")
+        assert r.status == 200 and int(r.get("Content-Length")) > 0
+        # twin: the same path with GET has the body; nothing was left over
+        r2 = c.request("GET", "/h")
+        assert r2.json()["method"] == "GET"
+        assert int(r.get("Content-Length")) == len(r2.body) + 1  # "HEAD" is one longer
