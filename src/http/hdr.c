@@ -575,6 +575,8 @@ static const struct reason reasons[] = {
     {429, "Too Many Requests"},
     {431, "Request Header Fields Too Large"},
     {451, "Unavailable For Legal Reasons"},
+    {495, "SSL Certificate Error"},    /* nginx */
+    {496, "SSL Certificate Required"}, /* nginx */
     {500, "Internal Server Error"},
     {501, "Not Implemented"},
     {502, "Bad Gateway"},

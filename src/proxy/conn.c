@@ -244,6 +244,16 @@ static enum conn_state st_handshake(struct conn *c)
     enum tg_status st = tls_handshake(c->ssl, &c->want);
     if (st == TG_E_AGAIN)
         return CONN_ST_TLS_HANDSHAKE;
+    if (st != TG_OK && BIO_number_read(SSL_get_rbio(c->ssl)) == 0) {
+        /* Not a refused handshake: a port check or a scanner that connected
+         * and left without sending a byte. Noted, not counted as a failure. */
+        char peer[64];
+        peer_str(c, peer, sizeof(peer));
+        log_info("event=client_closed_before_hello listener=%s conn=%d.%llu client=%s",
+                 c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, peer);
+        c->outcome = "client_closed";
+        return CONN_ST_CLOSED;
+    }
     if (st != TG_OK) {
         char detail[256];
         const char *reason = tls_reason_from_handshake(c->ssl, &c->verdict, detail, sizeof(detail));
@@ -475,7 +485,8 @@ static void conn_free(struct conn *c)
     struct worker *w = c->w;
     /* https logs each request when it completes; what is left is a
      * request cut short or a connection refused before any. */
-    if (c->http == NULL || c->http->t_req > 0 || c->reject_reason != NULL)
+    if (c->http == NULL || c->http->t_req > 0 ||
+        (c->reject_reason != NULL && c->http->n_requests == 0))
         conn_access_log(c);
     ev_io_stop(w->loop, &c->cli.io);
     ev_io_stop(w->loop, &c->be.io);

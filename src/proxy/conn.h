@@ -155,6 +155,12 @@ TG_MUST_USE enum tg_status conn_cli_shutdown(struct conn *c);
 void conn_access_log(struct conn *c);
 void conn_log_rejection(struct conn *c, const char *reason, const char *detail);
 
+/* on_reject: page (reject.c). Whether the listener answers refused client
+ * certificates with a page; and the page: its status (495, 496), or 0 when
+ * the client's certificate was accepted. *reason gets the reason code. */
+bool conn_reject_page_applies(const struct conn *c);
+unsigned conn_reject_page(struct conn *c, bool json, char *dst, size_t cap, const char **reason);
+
 /* Target t of c->group is now in use by c (least_conn counts it until the
  * connection leaves CONNECT and RELAY). */
 void conn_lb_begin(struct conn *c, int t);

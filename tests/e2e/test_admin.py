@@ -126,10 +126,11 @@ def admin_tg(tollgate):
     port = free_port()
     tg = tollgate(base_config(port))
     tg.admin_port = port
-    # The readiness probes (plain TCP connects) end as refused handshakes;
-    # let them be counted before any test takes its "before" scrape.
+    # The readiness probes (plain TCP connects) end as connections closed
+    # before a ClientHello; let them be counted before any test takes its
+    # "before" scrape.
     wait_for(lambda: {int(e["client"].rpartition(":")[2]) for e in
-                      tg.events("tls_handshake_failed")} >= tg.probe_ports,
+                      tg.events("client_closed_before_hello")} >= tg.probe_ports,
              T(10), what="readiness probes logged")
     return tg
 

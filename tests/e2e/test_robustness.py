@@ -157,3 +157,21 @@ def test_client_resets_mid_relay(serve, pki):
     assert c.done.wait(T(5)), "the backend side was not closed after the client reset"
     got, _ = tg_tls.roundtrip(tg.addr(), tg_tls.client_ctx(pki), b"next\n")
     assert got == b"next\n"
+
+
+def test_connect_and_close_is_not_a_refused_handshake(serve):
+    """A port check (connect, close, nothing sent) is noted at info level and
+    is not counted as a refusal; a few bytes of garbage are (the twin)."""
+    tg, be = serve(listener())
+    with socket.create_connection(tg.addr(), timeout=T(5)) as s:
+        quiet = s.getsockname()[1]
+    with socket.create_connection(tg.addr(), timeout=T(5)) as s:
+        noisy = s.getsockname()[1]
+        s.sendall(b"\x00" * 8)  # a record header no TLS version writes
+        wait_closed(s, T(5))
+    ev = tg.wait_event("client_closed_before_hello",
+                       client=f"127.0.0.1:{quiet}")[0]
+    assert ev["_level"] == "info"
+    assert tg.wait_event("tls_handshake_failed", client=f"127.0.0.1:{noisy}")[0]["reason"] in REASONS
+    assert not [e for e in tg.events("tls_handshake_failed")
+                if e["client"] == f"127.0.0.1:{quiet}"]

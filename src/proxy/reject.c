@@ -1,0 +1,153 @@
+/*
+ * on_reject: page. On an https listener with client_auth: optional, a client
+ * whose certificate is missing or refused completes the handshake and every
+ * request it sends is answered here, never forwarded: 496 (no certificate)
+ * or 495 (a certificate that failed), as nginx names them, with a short page
+ * that says why, what was offered, and which CAs the server accepts.
+ */
+#include "proxy/conn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+#include "core/log.h"
+
+struct out {
+    char *p;
+    size_t len, cap;
+};
+
+static void put(struct out *o, const char *fmt, ...)
+{
+    if (o->len >= o->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len = (size_t)n < o->cap - o->len ? o->len + (size_t)n : o->cap - 1;
+}
+
+/* Text from the certificate (subject, issuer) or the client (SNI) is
+ * attacker-chosen: escaped for HTML, or for a JSON string. */
+static void put_text(struct out *o, const char *s, bool json)
+{
+    if (json) {
+        char e[1100];
+        log_json_escape(e, sizeof(e), s);
+        put(o, "\"%s\"", e);
+        return;
+    }
+    for (; *s != '\0' && o->len + 8 < o->cap; s++) {
+        switch (*s) {
+        case '<':
+            put(o, "&lt;");
+            break;
+        case '>':
+            put(o, "&gt;");
+            break;
+        case '&':
+            put(o, "&amp;");
+            break;
+        case '"':
+            put(o, "&quot;");
+            break;
+        case '\'':
+            put(o, "&#39;");
+            break;
+        default:
+            o->p[o->len++] = *s;
+            o->p[o->len] = '\0';
+        }
+    }
+}
+
+/* Why a reason code refuses, in words. */
+static const char *explain(const char *reason)
+{
+    static const struct {
+        const char *code, *text;
+    } t[] = {
+        {"no_client_cert", "no client certificate was sent"},
+        {"cert_expired", "the client certificate has expired"},
+        {"cert_not_yet_valid", "the client certificate is not valid yet"},
+        {"cert_revoked", "the client certificate has been revoked"},
+        {"unknown_ca", "the client certificate was not issued by a CA this server accepts"},
+        {"self_signed", "the client certificate is self-signed"},
+        {"bad_signature", "a signature in the client certificate chain does not verify"},
+        {"wrong_purpose", "the client certificate is not meant for client authentication"},
+        {"chain_too_long", "the client certificate chain is longer than this server allows"},
+        {"crl_expired", "the revocation list of the issuing CA is out of date"},
+        {"crl_missing", "no revocation list is available for the issuing CA"},
+    };
+    for (size_t i = 0; i < TG_ARRAY_LEN(t); i++)
+        if (strcmp(t[i].code, reason) == 0)
+            return t[i].text;
+    return "the client certificate could not be verified";
+}
+
+bool conn_reject_page_applies(const struct conn *c)
+{
+    const struct cfg_tls *t = &c->l->cfg->tls;
+    return c->ssl != NULL && c->l->cfg->has_tls && t->mode == CFG_TLS_MUTUAL &&
+           t->client_auth == CFG_CLIENT_AUTH_OPTIONAL && t->on_reject != NULL &&
+           strcmp(t->on_reject, "page") == 0;
+}
+
+unsigned conn_reject_page(struct conn *c, bool json, char *dst, size_t cap, const char **reason)
+{
+    struct tls_info info;
+    tls_info_get(c->ssl, &c->verdict, &info);
+    if (info.client_verified)
+        return 0;
+    *reason = info.has_client_cert ? info.client_verdict : "no_client_cert";
+    unsigned status = info.has_client_cert ? 495 : 496;
+    const char *title = status == 495 ? "SSL Certificate Error" : "SSL Certificate Required";
+    struct out o = {dst, 0, cap};
+    dst[0] = '\0';
+    STACK_OF(X509_NAME) *cas = SSL_get_client_CA_list(c->ssl);
+    char name[512];
+    if (json) {
+        put(&o, "{\"status\":%u,\"reason\":\"%s\",\"message\":", status, *reason);
+        put_text(&o, explain(*reason), true);
+        if (info.has_client_cert) {
+            put(&o, ",\"subject\":");
+            put_text(&o, info.client_subject, true);
+            put(&o, ",\"issuer\":");
+            put_text(&o, info.client_issuer, true);
+        }
+        put(&o, ",\"accepted_cas\":[");
+        for (int i = 0; i < sk_X509_NAME_num(cas); i++) {
+            tls_name_format(sk_X509_NAME_value(cas, i), name, sizeof(name));
+            put(&o, i ? "," : "");
+            put_text(&o, name, true);
+        }
+        put(&o, "]}\n");
+    } else {
+        put(&o, "<!doctype html>\n<html><head><title>%u %s</title></head><body>\n<h1>%u %s</h1>\n",
+            status, title, status, title);
+        put(&o, "<p>This site asks for a client certificate, and ");
+        put_text(&o, explain(*reason), false);
+        put(&o, " (<code>%s</code>).</p>\n", *reason);
+        if (info.has_client_cert) {
+            put(&o, "<p>Offered: subject <code>");
+            put_text(&o, info.client_subject, false);
+            put(&o, "</code>, issuer <code>");
+            put_text(&o, info.client_issuer, false);
+            put(&o, "</code>.</p>\n");
+        }
+        put(&o, "<p>Accepted issuers:</p>\n<ul>\n");
+        for (int i = 0; i < sk_X509_NAME_num(cas); i++) {
+            tls_name_format(sk_X509_NAME_value(cas, i), name, sizeof(name));
+            put(&o, "<li><code>");
+            put_text(&o, name, false);
+            put(&o, "</code></li>\n");
+        }
+        put(&o, "</ul>\n</body></html>\n");
+    }
+    return status;
+}
