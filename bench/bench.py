@@ -12,6 +12,7 @@ import csv
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,6 +49,7 @@ OFF = {
     "tcp_ecdsa": 11, "tcp_rsa": 12, "tcp_mtls": 13, "tcp_sink": 14, "tcp_source": 15,
 }
 BACK = {"http": PORT_BASE + 1, "echo": PORT_BASE + 2, "sink": PORT_BASE + 3, "source": PORT_BASE + 4}
+TOLLGATE_ADMIN = PORT_BASE + 9
 
 
 def server_port(server, listener):
@@ -251,6 +254,7 @@ class Tollgate(Server):
                        f"      idle_timeout: 5m, tls: {tls}, {route} }}")
         cfg = f"""workers: 1
 log: {{ level: warn, access: off }}
+admin: {{ listen: 127.0.0.1:{TOLLGATE_ADMIN} }}
 certificates:
   ecdsa: {{ cert: {pki}/server-ecdsa.crt, key: {pki}/server-ecdsa.key }}
   rsa:   {{ cert: {pki}/server-rsa.crt, key: {pki}/server-rsa.key }}
@@ -397,6 +401,23 @@ CLASSES = {"tollgate": Tollgate, "haproxy": Haproxy, "nginx": Nginx}
 
 # ---------------------------------------------------------------- load
 
+def tollgate_handshakes():
+    """tollgate's own counters: (full, resumed) handshakes over all listeners."""
+    full = resumed = 0
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{TOLLGATE_ADMIN}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    for m in re.finditer(r'^tollgate_tls_handshakes_total\{[^}]*resumed="(true|false)"[^}]*\} (\d+)',
+                         text, re.M):
+        if m.group(1) == "true":
+            resumed += int(m.group(2))
+        else:
+            full += int(m.group(2))
+    return full, resumed
+
+
 def parse_kv(line):
     return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}
 
@@ -449,6 +470,8 @@ def measure(server, scen, pki, rnd):
                 f"https://127.0.0.1:{port}/"]
     else:
         args = run_tgload(server, scen, pki)
+    is_counted = server.name == "tollgate" and kind == "hs"
+    h0 = tollgate_handshakes() if is_counted else None
     c0 = cpu_ticks(pids)
     b0 = cpu_ticks([BACKEND_PID])
     k0 = core_times()
@@ -461,6 +484,11 @@ def measure(server, scen, pki, rnd):
     k1 = core_times()
     b1 = cpu_ticks([BACKEND_PID])
     c1 = cpu_ticks(pids)
+    h1 = tollgate_handshakes() if is_counted else None
+    if h0 and h1:
+        # The server's own view: proves that no full-handshake round resumed.
+        res["server_full"] = h1[0] - h0[0]
+        res["server_resumed"] = h1[1] - h0[1]
     server_cpu = (c1 - c0) / CLK_TCK
     load_cpu = (u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)
     res["server_cpu_s"] = server_cpu
@@ -648,6 +676,8 @@ def summarize(rows, ceil):
                                           "p99_ms", "server_cpu_s")}
             per[srv]["fail"] = sum(r.get("fail", 0) for r in sr)
             per[srv]["resumed"] = sum(r.get("resumed", 0) for r in sr)
+            per[srv]["server_full"] = sum(r.get("server_full", 0) for r in sr)
+            per[srv]["server_resumed"] = sum(r.get("server_resumed", 0) for r in sr)
             per[srv]["count"] = sum(r.get("count", 0) for r in sr)
             per[srv]["rounds"] = len(sr)
             per[srv]["held"] = min(r.get("held", 0) for r in sr)
@@ -721,6 +751,10 @@ def summarize(rows, ceil):
             md.append(f"\n**tollgate / best peer** (≥ 1.0: tollgate better): {ratio_txt}\n")
         else:
             md.append("")
+        t = per.get("tollgate")
+        if kind == "hs" and t and (t["server_full"] or t["server_resumed"]):
+            md.append(f"tollgate's own counter (`tollgate_tls_handshakes_total`) over the rounds: "
+                      f"{t['server_full']} full, {t['server_resumed']} resumed.\n")
         for srv, p in per.items():
             if p["errs"]:
                 md.append(f"- {srv} failures: {', '.join(p['errs'])}")
@@ -914,6 +948,10 @@ def main(argv):
             s.stop()
         backend.terminate()
         backend.wait()
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"bench: kept {work} (configs, logs, PKI)")
 
     body, summary = summarize(rows, ceil)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

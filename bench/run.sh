@@ -8,7 +8,8 @@
 # Environment: TOLLGATE_BIN (default build-release/tollgate), BENCH_SECONDS
 # (10), BENCH_ROUNDS (3), BENCH_CONC (32), BENCH_HOLD (9900), BENCH_RATE
 # (2000), BENCH_WARMUP (1), BENCH_SERVERS (tollgate,haproxy,nginx),
-# BENCH_PORT_BASE (17000), BENCH_OUT (bench/results), BENCH_PROFILE_SERVER.
+# BENCH_PORT_BASE (17000), BENCH_OUT (bench/results), BENCH_PROFILE_SERVER,
+# BENCH_KEEP=1 (keep the work dir with configs, logs and PKI).
 # Quick smoke run: BENCH_SECONDS=1 BENCH_ROUNDS=1 bash bench/run.sh hs_rsa_tcp
 # Results: bench/results/latest.md, latest.csv (summary), rounds.csv (raw).
 set -euo pipefail

@@ -214,15 +214,6 @@ static void check_group(struct cfg_ctx *c, struct cfg_target_group *g)
         cfg_error_at(c, &g->sticky.name, "only used with sticky type cookie");
     if (g->tls.ca_name != NULL)
         g->tls.ca = ref_client_ca(c, &g->tls.ca_name);
-    /* Loaded but not in effect yet: say so rather than pretend (not on top
-     * of an error in the same block). */
-    if (g->tls.enabled && (g->tls.ca_name == NULL || g->tls.ca != NULL)) {
-        const struct cfg_rec *r = cfg_rec_find(c, &g->tls, true);
-        diag_add(c->d, DIAG_WARNING, c->file, r ? r->line : 0, r ? r->col : 0, r ? r->path : NULL,
-                 "%s",
-                 "re-encryption to the targets is not implemented yet: tollgate connects to them "
-                 "in plaintext; only https health checks use verify, ca and server_name");
-    }
 }
 
 static const char *const policy_names[] = {"intermediate", "modern", "custom"};
@@ -398,6 +389,15 @@ static void check_listener(struct cfg_ctx *c, size_t idx)
         check_tls(c, l);
     if (l->target_group_name != NULL)
         l->target_group = ref_target_group(c, &l->target_group_name);
+    /* Only https and http listeners re-encrypt: say so rather than pretend. */
+    const struct cfg_target_group *g = l->target_group;
+    if (g != NULL && g->tls.enabled && l->protocol == CFG_PROTO_TCP_SSL) {
+        const struct cfg_rec *r = cfg_rec_find(c, &g->tls, true);
+        diag_add(c->d, DIAG_WARNING, c->file, r ? r->line : 0, r ? r->col : 0, r ? r->path : NULL,
+                 "re-encryption to the targets is not implemented yet for tcp_ssl listeners: "
+                 "listener \"%.64s\" connects to them in plaintext (https listeners use it)",
+                 l->name ? l->name : "?");
+    }
     if (l->default_target_group_name != NULL)
         l->default_target_group = ref_target_group(c, &l->default_target_group_name);
     for (size_t i = 0; i < l->n_rules; i++)

@@ -8,12 +8,13 @@
 
 /* An idle keep-alive connection to a target, waiting for the next request.
  * Readability means the target closed it (or sent something unasked for):
- * either way it is dropped. */
+ * either way it is dropped, unless over TLS what came was no data. */
 struct pooled {
     struct bpool *p;
     const struct cfg_target_group *g;
     int target;
     int fd;
+    SSL *ssl; /* owned; NULL when plain */
     ev_io io;
     ev_timer idle;
     struct pooled *prev, *next;
@@ -48,6 +49,7 @@ static void unlink_pooled(struct pooled *e)
 static void drop(struct pooled *e)
 {
     unlink_pooled(e);
+    betls_ssl_free(e->ssl);
     close(e->fd);
     free(e);
 }
@@ -65,7 +67,9 @@ static void pooled_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    drop(io->data);
+    struct pooled *e = io->data;
+    if (e->ssl == NULL || !betls_idle_ok(e->ssl))
+        drop(e);
 }
 
 static void pooled_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -75,11 +79,13 @@ static void pooled_idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     drop(t->data);
 }
 
-int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target)
+int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target, SSL **ssl)
 {
+    *ssl = NULL;
     for (struct pooled *e = p->head; e != NULL; e = e->next) {
         if (e->g == g && e->target == target) {
             int fd = e->fd;
+            *ssl = e->ssl;
             unlink_pooled(e);
             free(e);
             return fd;
@@ -88,13 +94,16 @@ int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target)
     return -1;
 }
 
-void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, int fd)
+void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, int fd, SSL *ssl)
 {
     unsigned n = 0;
     for (struct pooled *e = p->head; e != NULL; e = e->next)
         n += e->g == g && e->target == target;
-    struct pooled *e = n < BPOOL_MAX_PER_TARGET ? calloc(1, sizeof(*e)) : NULL;
+    /* Decrypted bytes left over would be taken for the next response. */
+    bool is_clean = ssl == NULL || !SSL_has_pending(ssl);
+    struct pooled *e = n < BPOOL_MAX_PER_TARGET && is_clean ? calloc(1, sizeof(*e)) : NULL;
     if (e == NULL) {
+        betls_ssl_free(ssl);
         close(fd);
         return;
     }
@@ -102,6 +111,7 @@ void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, in
     e->g = g;
     e->target = target;
     e->fd = fd;
+    e->ssl = ssl;
     ev_io_init(&e->io, pooled_io_cb, fd, EV_READ);
     e->io.data = e;
     ev_timer_init(&e->idle, pooled_idle_cb, BPOOL_IDLE_SECONDS, 0.);

@@ -6,6 +6,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/buf.h"
 #include "http/http.h"
@@ -99,6 +100,8 @@ struct http_conn {
     bool retried;        /* one retry on a fresh connection already made */
     bool sent_to_client; /* response bytes already went to the client */
     bool resp_head_parsed;
+    bool be_tls_failed;             /* a target's TLS handshake failed for this request */
+    SSL *be_ssl;                    /* owned: TLS to the backend (betls.c); NULL when plain */
     size_t head_in_cin;             /* request head still at the front of cin (for a retry) */
     char set_cookie[LB_COOKIE_MAX]; /* sticky cookie line for the response; "" = none */
     char log_method[16];
@@ -125,6 +128,7 @@ struct worker {
     ev_signal sig_term, sig_quit, sig_usr1, sig_hup;
     struct lb_state *lb; /* owned picker state for cfg's target groups */
     struct bpool *bpool; /* owned idle backend connections */
+    struct betls *betls; /* owned backend TLS contexts and sessions, made on first use */
     uint8_t **pool;      /* owned free CONN_BUF_SIZE blocks */
     size_t n_pool;
     size_t pool_cap;
@@ -195,10 +199,40 @@ struct buf *conn_backend_inbuf(struct conn *c);
 struct bpool;
 struct bpool *bpool_new(struct worker *w);
 void bpool_free(struct bpool *p);
-/* An idle connection to (g, target) or -1. */
-int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target);
-/* Keeps fd for reuse (or closes it when the pool is full). */
-void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, int fd);
+/* An idle connection to (g, target) or -1; *ssl gets its TLS (owned by
+ * the caller now), NULL when plain. */
+int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target, SSL **ssl);
+/* Keeps fd and its ssl (may be NULL) for reuse, or closes them when the
+ * pool is full. Takes ownership of both. */
+void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, int fd, SSL *ssl);
+
+/* betls.c: TLS to the targets of https groups with a tls block */
+struct betls;
+void betls_free(struct betls *b);
+/* True when c's group re-encrypts to its current target (never to
+ * builtin:echo). */
+bool betls_wanted(const struct conn *c);
+/* One step of the client handshake on the connected c->be.fd, the SSL
+ * made on the first call (c->http->be_ssl). TG_OK when done; TG_E_AGAIN
+ * while it waits (the backend watcher is set); TG_E_PROTO when it failed:
+ * then one event=backend_tls_failed line with the reason code is logged,
+ * the socket is closed and the target marked tried (go back to PICK). */
+TG_MUST_USE enum tg_status betls_handshake(struct conn *c);
+/* The same end for a failure found by the caller (a timeout). Returns
+ * CONN_ST_PICK. */
+enum conn_state betls_connect_failed(struct conn *c, const char *reason, const char *detail);
+/* recv()/send() on the backend TLS: bytes moved, 0 at the end (read), or
+ * -1 with errno EAGAIN while TLS waits, else another errno. */
+ssize_t betls_read(struct conn *c, void *dst, size_t len);
+ssize_t betls_write(struct conn *c, const void *src, size_t len);
+/* Frees c->http->be_ssl (close_notify if it goes out at once); the
+ * socket stays. No-op without one. */
+void betls_close(struct conn *c);
+/* Frees a backend SSL the way betls_close does; NULL does nothing. */
+void betls_ssl_free(SSL *ssl);
+/* For an idle pooled connection that became readable: true when what
+ * came was no data (a session ticket), so it can stay. */
+bool betls_idle_ok(SSL *ssl);
 
 /* echo.c: builtin:echo; *fd gets our end of a connected socket pair whose
  * other end echoes every byte (and the EOF) back (tcp_ssl), or answers

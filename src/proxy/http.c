@@ -35,6 +35,7 @@ void http_conn_free(struct conn *c)
     struct http_conn *h = c->http;
     if (h == NULL)
         return;
+    betls_close(c);
     h->cin.r = h->cin.w = 0;
     h->bin.r = h->bin.w = 0;
     conn_buf_put(c->w, &h->cin);
@@ -55,11 +56,27 @@ static void close_backend(struct conn *c)
 {
     ev_io_stop(c->w->loop, &c->be.io);
     c->be.events = 0;
+    betls_close(c);
     if (c->be.fd >= 0)
         close(c->be.fd);
     c->be.fd = -1;
     c->c2b.r = c->c2b.w = 0;
     c->http->bin.r = c->http->bin.w = 0;
+}
+
+/* recv() and send() toward the backend, over TLS when the group has it. */
+static ssize_t be_recv(struct conn *c, void *dst, size_t len)
+{
+    if (c->http->be_ssl != NULL)
+        return betls_read(c, dst, len);
+    return recv(c->be.fd, dst, len, 0);
+}
+
+static ssize_t be_send(struct conn *c, const void *src, size_t len)
+{
+    if (c->http->be_ssl != NULL)
+        return betls_write(c, src, len);
+    return send(c->be.fd, src, len, MSG_NOSIGNAL);
 }
 
 /* Queues a response made by tollgate (respond rules, redirects, error
@@ -243,6 +260,7 @@ static void begin_request(struct conn *c)
     h->sent_to_client = false;
     h->be_reused = false;
     h->retried = false;
+    h->be_tls_failed = false;
     h->head_in_cin = 0;
     h->req_bytes = h->resp_bytes = 0;
     h->log_method[0] = h->log_path[0] = '\0';
@@ -404,6 +422,10 @@ enum conn_state http_pick(struct conn *c)
         c->outcome = "all_targets_down";
         return error_page(c, 503, "every target of the group is down");
     }
+    if (t < 0 && h->be_tls_failed) {
+        c->outcome = "backend_tls_failed";
+        return error_page(c, 502, "the TLS handshake with the backend failed");
+    }
     if (t < 0) {
         c->outcome = "no_target";
         return error_page(c, 503,
@@ -414,10 +436,12 @@ enum conn_state http_pick(struct conn *c)
     if (is_cookie && t != want)
         (void)lb_cookie_header(c->w->lb, g, t, c->ssl != NULL, now_s, h->set_cookie,
                                sizeof(h->set_cookie));
-    int fd = bpool_take(c->w->bpool, g, t);
+    SSL *ssl = NULL;
+    int fd = bpool_take(c->w->bpool, g, t, &ssl);
     if (fd < 0)
         return CONN_ST_CONNECT;
     c->be.fd = fd;
+    h->be_ssl = ssl;
     c->be.events = 0;
     c->be.rd_shut = c->be.wr_shut = false;
     ev_io_set(&c->be.io, fd, 0);
@@ -499,6 +523,20 @@ static enum conn_state start_exchange(struct conn *c)
     return CONN_ST_RELAY;
 }
 
+/* Connected: over TLS the handshake comes first, and a failed one is a
+ * failed connect (the next target, or a 502). */
+static enum conn_state backend_connected(struct conn *c)
+{
+    if (betls_wanted(c)) {
+        enum tg_status st = betls_handshake(c);
+        if (st == TG_E_AGAIN)
+            return CONN_ST_CONNECT;
+        if (st != TG_OK)
+            return CONN_ST_PICK;
+    }
+    return start_exchange(c);
+}
+
 enum conn_state http_connect(struct conn *c)
 {
     if (c->be.fd < 0) {
@@ -507,13 +545,15 @@ enum conn_state http_connect(struct conn *c)
             return tcp_connect_failed(c, strerror(errno));
         if (in_progress)
             return CONN_ST_CONNECT;
-        return start_exchange(c);
+        return backend_connected(c);
     }
+    if (c->timed_out && c->http->be_ssl != NULL)
+        return betls_connect_failed(c, "handshake_timeout", "no complete handshake in time");
     if (c->timed_out)
         return tcp_connect_failed(c, "connect timeout");
-    if (net_connect_result(c->be.fd) != TG_OK)
+    if (c->http->be_ssl == NULL && net_connect_result(c->be.fd) != TG_OK)
         return tcp_connect_failed(c, strerror(errno));
-    return start_exchange(c);
+    return backend_connected(c);
 }
 
 /* A pooled connection that the target had closed: one retry on a fresh
@@ -590,6 +630,8 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     bool interim = rs->status >= 100 && rs->status < 200 && rs->status != 101;
     if (rs->status == 101 && !h->req.is_upgrade)
         return backend_failed(c, "the backend switched protocols unasked");
+    if (rs->status == 101 && h->be_ssl != NULL)
+        return backend_failed(c, "upgrades to a target over TLS are not supported");
     /* A final answer that comes before the whole request went out (a 413
      * from the head alone) ends the connection: the rest of the request
      * would otherwise be read as the next one. Say so to the client. */
@@ -689,7 +731,7 @@ static enum conn_state pump(struct conn *c, bool *progress)
     if (!buf_is_empty(&c->c2b) && c->be.fd >= 0) {
         size_t len;
         const uint8_t *src = buf_rdata(&c->c2b, &len);
-        ssize_t n = send(c->be.fd, src, len, MSG_NOSIGNAL);
+        ssize_t n = be_send(c, src, len);
         if (n > 0) {
             buf_consume(&c->c2b, (size_t)n);
             *progress = true;
@@ -701,7 +743,7 @@ static enum conn_state pump(struct conn *c, bool *progress)
         size_t room;
         uint8_t *dst =
             h->resp_head_parsed ? buf_wspace(&h->bin, &room) : buf_wspace_tail(&h->bin, &room);
-        ssize_t n = room ? recv(c->be.fd, dst, room, 0) : -1;
+        ssize_t n = room ? be_recv(c, dst, room) : -1;
         if (n > 0) {
             buf_commit(&h->bin, (size_t)n);
             *progress = true;
@@ -750,7 +792,8 @@ static enum conn_state finish_request(struct conn *c)
     if (reusable && c->be.fd >= 0) {
         ev_io_stop(c->w->loop, &c->be.io);
         c->be.events = 0;
-        bpool_put(c->w->bpool, c->group, c->target, c->be.fd);
+        bpool_put(c->w->bpool, c->group, c->target, c->be.fd, h->be_ssl);
+        h->be_ssl = NULL;
         c->be.fd = -1;
     } else {
         close_backend(c);

@@ -366,7 +366,7 @@ static void test_every_key(void **state)
         "                      status: 308 } }\n"
         "  - { name: raw, protocol: tcp_ssl, listen: 127.0.0.1:5000, target_group: hash,\n"
         "      proxy_protocol: v1, tls: { certificates: [p12], policy: modern, groups: P-384 } }\n",
-        1); /* target_groups.app.tls: re-encryption is not implemented yet */
+        0);
     assert_int_equal(cfg->workers, 4);
     assert_int_equal(config_worker_count(cfg), 4);
     assert_true(cfg->admin_allow_remote);

@@ -1,0 +1,375 @@
+/* TLS to the targets of https target groups that have a tls block: the
+ * client side of DESIGN.md (trust, dates, revocation, name). */
+#include "proxy/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "core/log.h"
+
+#define CONN_FMT     "conn=%d.%llu"
+#define CONN_ARGS(c) (int)getpid(), (unsigned long long)(c)->id
+#define MAX_TARGETS  64
+
+/* A group's client context and the last session of each of its targets,
+ * for resumption. */
+struct betls_group {
+    SSL_CTX *ctx; /* owned; NULL until first used */
+    bool is_failed;
+    SSL_SESSION *sess[MAX_TARGETS]; /* owned */
+};
+
+/* A worker's backend TLS state, one entry per target group of its config. */
+struct betls {
+    const struct config *cfg; /* borrowed */
+    struct betls_group *groups;
+    size_t n_groups;
+};
+
+/* OpenSSL hands over a new session (after the handshake, or a TLS 1.3
+ * NewSessionTicket later): keep it as the target's next one. The SSL's
+ * app data is the target's slot. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    SSL_SESSION **slot = SSL_get_app_data(ssl);
+    if (slot == NULL)
+        return 0;
+    SSL_SESSION_free(*slot);
+    *slot = sess;
+    return 1; /* the reference is ours now */
+}
+
+/* The ex_data slot of a backend SSL that keeps the certificate the target
+ * offered (a failed handshake keeps none of its own), for the log. */
+static int offered_idx = -1;
+
+static void offered_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                         void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    X509_free(ptr);
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    X509 *leaf = X509_STORE_CTX_get0_cert(x);
+    if (ssl != NULL && leaf != NULL && SSL_get_ex_data(ssl, offered_idx) == NULL &&
+        X509_up_ref(leaf) == 1 && SSL_set_ex_data(ssl, offered_idx, leaf) != 1)
+        X509_free(leaf);
+    return ok;
+}
+
+/* The client context of a group: trust anchors from its client_cas entry
+ * (with CRL checking when it has a CRL), or the system store. */
+static SSL_CTX *group_ctx(const struct config *cfg, const struct cfg_target_group *g)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    X509_STORE *store = NULL;
+    if (ctx == NULL)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    if (!g->tls.verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+    if (offered_idx < 0)
+        offered_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, offered_free);
+    if (offered_idx < 0)
+        goto fail;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+    if (g->tls.ca == NULL) {
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+            goto fail;
+        return ctx;
+    }
+    struct diag d;
+    diag_init(&d);
+    enum tg_status st = tls_load_client_ca(cfg, g->tls.ca, &store, NULL, &d);
+    diag_fini(&d);
+    if (st != TG_OK || store == NULL)
+        goto fail;
+    if (g->tls.ca->crl != NULL)
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    SSL_CTX_set_cert_store(ctx, store);
+    return ctx;
+fail:
+    X509_STORE_free(store);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    log_err("event=backend_tls_setup_failed target_group=%s ca=%s error=\"cannot build the "
+            "client context\"",
+            g->name, g->tls.ca_name ? g->tls.ca_name : "-");
+    return NULL;
+}
+
+/* The entry of c's group, its context made on first use; NULL when it
+ * cannot be made (logged once). */
+static struct betls_group *group_of(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct config *cfg = w->cfg;
+    if (w->betls == NULL) {
+        struct betls *b = calloc(1, sizeof(*b));
+        if (b == NULL)
+            return NULL;
+        b->groups = calloc(cfg->n_target_groups + 1, sizeof(*b->groups));
+        if (b->groups == NULL) {
+            free(b);
+            return NULL;
+        }
+        b->cfg = cfg;
+        b->n_groups = cfg->n_target_groups;
+        w->betls = b;
+    }
+    const struct cfg_target_group *g = c->group;
+    if (g < cfg->target_groups || g >= cfg->target_groups + cfg->n_target_groups)
+        return NULL;
+    struct betls_group *bg = &w->betls->groups[g - cfg->target_groups];
+    if (bg->ctx == NULL && !bg->is_failed) {
+        bg->ctx = group_ctx(cfg, g);
+        bg->is_failed = bg->ctx == NULL;
+    }
+    return bg->ctx != NULL ? bg : NULL;
+}
+
+void betls_free(struct betls *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n_groups; i++) {
+        for (size_t t = 0; t < MAX_TARGETS; t++)
+            SSL_SESSION_free(b->groups[i].sess[t]);
+        SSL_CTX_free(b->groups[i].ctx);
+    }
+    free(b->groups);
+    free(b);
+}
+
+bool betls_wanted(const struct conn *c)
+{
+    return c->group != NULL && c->group->tls.enabled && c->target >= 0 && c->target < MAX_TARGETS &&
+           !c->group->targets[c->target].is_builtin;
+}
+
+/* The host part of a target address as written ("h:80", "[::1]:80"). */
+static void address_host(const char *addr, char *dst, size_t len)
+{
+    const char *start = addr, *end = strrchr(addr, ':');
+    if (addr[0] == '[') {
+        start = addr + 1;
+        end = strchr(addr, ']');
+    }
+    if (end == NULL)
+        end = addr + strlen(addr);
+    snprintf(dst, len, "%.*s", (int)(end - start), start);
+}
+
+/* SNI (names only: RFC 6066 §3 has no addresses) and the name or address
+ * the certificate must carry: tls.server_name, else the target's host. */
+static bool set_names(SSL *ssl, const struct cfg_target_group *g, const struct cfg_target *t)
+{
+    char name[256];
+    unsigned char ip[16];
+    if (g->tls.server_name != NULL)
+        snprintf(name, sizeof(name), "%s", g->tls.server_name);
+    else
+        address_host(t->address, name, sizeof(name));
+    bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+    if (!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1)
+        return false;
+    if (!g->tls.verify)
+        return true;
+    if (is_ip)
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1;
+    return SSL_set1_host(ssl, name) == 1;
+}
+
+/* Logs the failure, forgets the connection and marks the target tried. */
+enum conn_state betls_connect_failed(struct conn *c, const char *reason, const char *detail)
+{
+    char peer[64], subject[512] = "", issuer[512] = "";
+    const struct cfg_target *t = &c->group->targets[c->target];
+    SSL *ssl = c->http->be_ssl;
+    X509 *crt = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    if (crt == NULL && ssl != NULL && offered_idx >= 0)
+        crt = SSL_get_ex_data(ssl, offered_idx);
+    if (crt != NULL) {
+        tls_name_format(X509_get_subject_name(crt), subject, sizeof(subject));
+        tls_name_format(X509_get_issuer_name(crt), issuer, sizeof(issuer));
+    }
+    net_addr_format(&c->peer, peer, sizeof(peer));
+    log_warn("event=backend_tls_failed listener=%s " CONN_FMT " client=%s target_group=%s "
+             "target=%s reason=%s subject=\"%s\" issuer=\"%s\" detail=\"%s\"",
+             c->l->cfg->name, CONN_ARGS(c), peer, c->group->name, t->address, reason, subject,
+             issuer, detail);
+    /* A session that no longer gets through is not offered again. */
+    struct betls_group *bg = group_of(c);
+    if (bg != NULL) {
+        SSL_SESSION_free(bg->sess[c->target]);
+        bg->sess[c->target] = NULL;
+    }
+    c->http->be_tls_failed = true;
+    betls_close(c);
+    ev_io_stop(c->w->loop, &c->be.io);
+    c->be.events = 0;
+    if (c->be.fd >= 0)
+        close(c->be.fd);
+    c->be.fd = -1;
+    c->tried |= UINT64_C(1) << c->target;
+    c->n_tried++;
+    c->target = -1;
+    return CONN_ST_PICK;
+}
+
+/* A new client SSL on c->be.fd for c's target. */
+static bool start(struct conn *c)
+{
+    struct betls_group *bg = group_of(c);
+    if (bg == NULL)
+        return false;
+    SSL *ssl = SSL_new(bg->ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, c->be.fd) != 1 ||
+        !set_names(ssl, c->group, &c->group->targets[c->target])) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return false;
+    }
+    SSL_SESSION **slot = &bg->sess[c->target];
+    SSL_set_app_data(ssl, slot);
+    if (*slot != NULL && SSL_SESSION_is_resumable(*slot))
+        (void)SSL_set_session(ssl, *slot);
+    SSL_set_connect_state(ssl);
+    c->http->be_ssl = ssl;
+    return true;
+}
+
+/* The stable reason code of a failed handshake: the certificate check
+ * that failed, else what the TLS layer said. */
+static const char *failure_reason(SSL *ssl, char *detail, size_t detail_len)
+{
+    long v = SSL_get_verify_result(ssl);
+    if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+        ERR_clear_error();
+        snprintf(detail, detail_len, "%s", X509_verify_cert_error_string(v));
+        return "name_mismatch";
+    }
+    const char *reason = tls_reason_from_handshake(ssl, NULL, detail, detail_len);
+    if (v != X509_V_OK)
+        snprintf(detail, detail_len, "%s", X509_verify_cert_error_string(v));
+    return reason;
+}
+
+/* Watches the backend socket for what the handshake waits for.
+ * conn_update_io() asks for writability throughout CONNECT and leaves a
+ * side alone whose recorded interest is already what it wants: so the
+ * interest is recorded as EV_WRITE while the watcher may wait for reading
+ * (the target's flight). betls_handshake() resets it when done. */
+static void watch(struct conn *c, int events)
+{
+    ev_io_stop(c->w->loop, &c->be.io);
+    ev_io_set(&c->be.io, c->be.fd, events);
+    ev_io_start(c->w->loop, &c->be.io);
+    c->be.events = EV_WRITE;
+}
+
+enum tg_status betls_handshake(struct conn *c)
+{
+    if (c->http->be_ssl == NULL && !start(c)) {
+        (void)betls_connect_failed(c, "tls_error", "cannot set up TLS to the target");
+        return TG_E_PROTO;
+    }
+    SSL *ssl = c->http->be_ssl;
+    enum tls_want want = TLS_WANT_NONE;
+    enum tg_status st = tls_handshake(ssl, &want);
+    if (st == TG_E_AGAIN) {
+        watch(c, want == TLS_WANT_WRITE ? EV_WRITE : EV_READ);
+        return TG_E_AGAIN;
+    }
+    ev_io_stop(c->w->loop, &c->be.io);
+    c->be.events = 0;
+    if (st == TG_OK) {
+        log_debug("event=backend_tls_up " CONN_FMT " target=%s version=%s resumed=%s", CONN_ARGS(c),
+                  c->group->targets[c->target].address, SSL_get_version(ssl),
+                  SSL_session_reused(ssl) == 1 ? "true" : "false");
+        return TG_OK;
+    }
+    char detail[256];
+    const char *reason = failure_reason(ssl, detail, sizeof(detail));
+    (void)betls_connect_failed(c, reason, detail);
+    return TG_E_PROTO;
+}
+
+ssize_t betls_read(struct conn *c, void *dst, size_t len)
+{
+    enum tls_want want;
+    size_t n = 0;
+    enum tg_status st = tls_read(c->http->be_ssl, dst, len, &n, &want);
+    if (st == TG_OK)
+        return (ssize_t)n;
+    if (st == TG_E_CLOSED)
+        return 0;
+    errno = st == TG_E_AGAIN ? EAGAIN : EPROTO;
+    return -1;
+}
+
+ssize_t betls_write(struct conn *c, const void *src, size_t len)
+{
+    enum tls_want want;
+    size_t n = 0;
+    enum tg_status st = tls_write(c->http->be_ssl, src, len, &n, &want);
+    if (st == TG_OK)
+        return (ssize_t)n;
+    errno = st == TG_E_AGAIN ? EAGAIN : st == TG_E_CLOSED ? EPIPE : EPROTO;
+    return -1;
+}
+
+void betls_ssl_free(SSL *ssl)
+{
+    if (ssl == NULL)
+        return;
+    /* close_notify when it goes out at once; never wait for it. */
+    if (SSL_is_init_finished(ssl)) {
+        enum tls_want want;
+        enum tg_status st = tls_shutdown(ssl, &want);
+        (void)st;
+    }
+    SSL_set_quiet_shutdown(ssl, 1);
+    SSL_free(ssl);
+}
+
+void betls_close(struct conn *c)
+{
+    if (c->http == NULL)
+        return;
+    betls_ssl_free(c->http->be_ssl);
+    c->http->be_ssl = NULL;
+}
+
+bool betls_idle_ok(SSL *ssl)
+{
+    uint8_t byte;
+    enum tls_want want;
+    size_t n = 0;
+    /* What an idle connection may get is a record without data, such as a
+     * TLS 1.3 NewSessionTicket (RFC 8446 §4.6.1); data unasked for, an
+     * alert or the end all end it. */
+    return tls_read(ssl, &byte, 1, &n, &want) == TG_E_AGAIN;
+}
