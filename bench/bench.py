@@ -146,7 +146,8 @@ def rss_kib(pids):
 
 
 def core_times():
-    """{core: (busy, total)} in ticks from /proc/stat."""
+    """{core: (busy, total, irq + softirq)} in ticks from /proc/stat. Busy
+    includes steal: time the hypervisor gave to someone else."""
     out = {}
     with open("/proc/stat") as f:
         for line in f:
@@ -154,14 +155,20 @@ def core_times():
                 name, *v = line.split()
                 v = [int(x) for x in v]
                 idle = v[3] + v[4]
-                out[name[3:]] = (sum(v[:8]) - idle, sum(v[:8]))
+                out[name[3:]] = (sum(v[:8]) - idle, sum(v[:8]), v[5] + v[6])
     return out
 
 
 def core_busy_pct(before, after, core):
-    b0, t0 = before[core]
-    b1, t1 = after[core]
+    b0, t0, _ = before[core]
+    b1, t1, _ = after[core]
     return 100.0 * (b1 - b0) / max(1, t1 - t0)
+
+
+def core_irq_pct(before, after, core):
+    _, t0, i0 = before[core]
+    _, t1, i1 = after[core]
+    return 100.0 * (i1 - i0) / max(1, t1 - t0)
 
 
 # ---------------------------------------------------------------- servers
@@ -497,6 +504,12 @@ def measure(server, scen, pki, rnd):
     res["client_cpu_pct"] = 100.0 * (load_cpu + (b1 - b0) / CLK_TCK) / wall
     res["client_core_pct"] = core_busy_pct(k0, k1, CLIENT_CORE)
     res["server_core_pct"] = core_busy_pct(k0, k1, SERVER_CORE)
+    # What kept a core busy that was neither ours nor interrupts (loopback
+    # TCP runs partly in softirq): other processes, or steal.
+    res["server_core_other_pct"] = max(0.0, res["server_core_pct"] - res["server_cpu_pct"] -
+                                       core_irq_pct(k0, k1, SERVER_CORE))
+    res["client_core_other_pct"] = max(0.0, res["client_core_pct"] - res["client_cpu_pct"] -
+                                       core_irq_pct(k0, k1, CLIENT_CORE))
     res["wall_s"] = wall
     if kind == "wrk":
         m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out.stdout)
@@ -639,19 +652,25 @@ def spread(vals):
 
 
 def saturation(p):
-    """Which side limited the rate: the server (its core near 100%), the
-    client (load generator + backend near 100% of theirs), other processes
-    (a core is busy but not with ours: a shared machine), or none."""
+    """Which side limited the rate: the server (its process, or its core with
+    the interrupts it causes, near 100%), the client (load generator +
+    backend), other load (≥ 10% of a core went to other processes or to
+    steal: a shared machine), or none."""
     srv, cli = p["server_cpu_pct"][0], p["client_cpu_pct"][0]
     c0, c1 = p["server_core_pct"][0], p["client_core_pct"][0]
+    o0, o1 = p["server_core_other_pct"][0], p["client_core_other_pct"][0]
     if srv is None:
         return "-"
     if srv >= 90:
         return "server"
     if cli is not None and cli >= 90:
         return "client"
-    if (c0 or 0) >= 90 or (c1 or 0) >= 90:
+    if (o0 or 0) >= 10 or (o1 or 0) >= 10:
         return "other load"
+    if (c0 or 0) >= 90:
+        return "server"
+    if (c1 or 0) >= 90:
+        return "client"
     return "neither"
 
 
@@ -672,7 +691,8 @@ def summarize(rows, ceil):
                 continue
             g = lambda k: spread([r.get(k) for r in sr])
             per[srv] = {k: g(k) for k in ("value", "per_cpu_s", "server_cpu_pct", "client_cpu_pct",
-                                          "client_core_pct", "server_core_pct", "p50_ms",
+                                          "client_core_pct", "server_core_pct",
+                                          "server_core_other_pct", "client_core_other_pct", "p50_ms",
                                           "p99_ms", "server_cpu_s")}
             per[srv]["fail"] = sum(r.get("fail", 0) for r in sr)
             per[srv]["resumed"] = sum(r.get("resumed", 0) for r in sr)
@@ -700,7 +720,7 @@ def summarize(rows, ceil):
         else:
             head = (f"| server | {unit}, median (min–max) | server CPU % | "
                     f"{unit.split('/')[0]} per server CPU-s, median (min–max) | client CPU % | "
-                    f"core {SERVER_CORE}/{CLIENT_CORE} busy % | saturated | failures |")
+                    f"core {SERVER_CORE}/{CLIENT_CORE} busy % (other load) | saturated | failures |")
             sep = "| --- | --- | --- | --- | --- | --- | --- | --- |"
             if ckey:
                 head += " share of 1-core ceiling |"
@@ -713,9 +733,11 @@ def summarize(rows, ceil):
             for srv, p in per.items():
                 v, pc, cp = p["value"], p["per_cpu_s"], p["server_cpu_pct"]
                 cl, k0, k1 = p["client_cpu_pct"], p["server_core_pct"], p["client_core_pct"]
+                o0, o1 = p["server_core_other_pct"], p["client_core_other_pct"]
                 line = (f"| {srv} | {fmt(v[0])} ({fmt(v[1])}–{fmt(v[2])}) | {fmt(cp[0])} | "
                         f"{fmt(pc[0])} ({fmt(pc[1])}–{fmt(pc[2])}) | {fmt(cl[0])} | "
-                        f"{fmt(k0[0])}/{fmt(k1[0])} | {saturation(p)} | {p['fail']} |")
+                        f"{fmt(k0[0])}/{fmt(k1[0])} ({fmt(o0[0])}/{fmt(o1[0])}) | "
+                        f"{saturation(p)} | {p['fail']} |")
                 if ckey:
                     c = ceil.get(ckey)
                     line += f" {100 * pc[0] / c:.0f}% |" if c and pc[0] else " - |"
@@ -767,7 +789,9 @@ def summarize(rows, ceil):
                 "per_cpu_s_median": p["per_cpu_s"][0], "server_cpu_pct": p["server_cpu_pct"][0],
                 "client_cpu_pct": p["client_cpu_pct"][0],
                 "server_core_pct": p["server_core_pct"][0],
-                "client_core_pct": p["client_core_pct"][0], "saturated": saturation(p),
+                "client_core_pct": p["client_core_pct"][0],
+                "server_core_other_pct": p["server_core_other_pct"][0],
+                "client_core_other_pct": p["client_core_other_pct"][0], "saturated": saturation(p),
                 "p50_ms": p["p50_ms"][0], "p99_ms": p["p99_ms"][0], "failures": p["fail"],
                 "ratio_rate": ratios.get("value") if srv == "tollgate" else None,
                 "ratio_per_cpu": ratios.get("per_cpu") if srv == "tollgate" else None,
@@ -965,10 +989,13 @@ def main(argv):
             f"TLS 1.3 only, X25519, tickets on, access logs off everywhere. "
             f"Generated by `bench/run.sh {' '.join(want)}`.\n\n"
             f"Server CPU % is the server's process tree (utime + stime from /proc); client CPU % "
-            f"is the load generator plus the backend. Saturated: `server` when the server uses "
-            f"≥ 90% of its core, `client` when the load generator and backend use ≥ 90% of "
-            f"theirs, `other load` when a core is ≥ 90% busy with processes outside the "
-            f"benchmark (a shared machine: the figures are distorted), else `neither`. When the "
+            f"is the load generator plus the backend; core busy % is from /proc/stat, and "
+            f"(other load) is the part of it that was neither our processes nor interrupts: "
+            f"other processes or steal. Saturated: `server` when the server uses ≥ 90% of its "
+            f"core, `client` when the load generator and backend use ≥ 90% of theirs, "
+            f"`other load` when other load took ≥ 10% of a core (a shared machine: the "
+            f"figures are distorted), then `server` or `client` when that core is ≥ 90% busy "
+            f"(interrupts included), else `neither`. When the "
             f"server is not the saturated side, the rate per server CPU-second is the figure "
             f"that compares.\n")
     text = head + "\n" + ceiling_md(ceil, rows) + "\n" + body + "\n"
@@ -976,6 +1003,7 @@ def main(argv):
         f.write(text)
     fields = ["scenario", "server", "unit", "rounds", "median", "min", "max", "per_cpu_s_median",
               "server_cpu_pct", "client_cpu_pct", "server_core_pct", "client_core_pct",
+              "server_core_other_pct", "client_core_other_pct",
               "saturated", "p50_ms", "p99_ms", "failures", "ratio_rate",
               "ratio_per_cpu"]
     with open(os.path.join(OUT, "latest.csv"), "w", newline="") as f:
