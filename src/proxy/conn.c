@@ -282,9 +282,30 @@ static enum conn_state st_drain(struct conn *c)
         buf_consume(&c->b2c, n);
         c->bytes_out += n;
     }
-    if (conn_cli_shutdown(c) == TG_E_AGAIN)
-        return CONN_ST_DRAIN;
-    return CONN_ST_CLOSED;
+    if (!c->lingering) {
+        if (conn_cli_shutdown(c) == TG_E_AGAIN)
+            return CONN_ST_DRAIN;
+        /* RFC 9112 §9.6: an https client may still be sending a request we
+         * answered early (413, a backend's early reply). Closing now would
+         * reset the connection and could destroy the answer before it is
+         * read; keep reading and discarding until the client closes, for at
+         * most the DRAIN timer and a bounded number of bytes. */
+        if (c->http == NULL || c->cli.rd_shut)
+            return CONN_ST_CLOSED;
+        c->lingering = true;
+    }
+    uint8_t sink[16384];
+    for (;;) {
+        size_t n = 0;
+        enum tg_status st = conn_cli_read(c, sink, sizeof(sink), &n);
+        if (st == TG_E_AGAIN)
+            return CONN_ST_DRAIN;
+        if (st != TG_OK)
+            return CONN_ST_CLOSED;
+        c->linger_bytes += n;
+        if (c->linger_bytes > CONN_LINGER_MAX_BYTES)
+            return CONN_ST_CLOSED;
+    }
 }
 
 static enum conn_state st_closed(struct conn *c)

@@ -13,7 +13,8 @@
 #include "lb/lb.h"
 #include "proxy/proxy.h"
 
-#define CONN_BUF_SIZE (16 * 1024)
+#define CONN_BUF_SIZE         (16 * 1024)
+#define CONN_LINGER_MAX_BYTES (64u * 1024 * 1024) /* discarded at most in a lingering close */
 
 /* States of a proxied connection; see docs/ARCHITECTURE.md for the diagram. */
 enum conn_state {
@@ -68,6 +69,8 @@ struct conn {
     struct buf b2c; /* backend to client */
     ev_timer timer; /* the current waiting state's deadline */
     bool timed_out;
+    bool lingering;        /* DRAIN: closed our side, discarding what the client still sends */
+    uint64_t linger_bytes; /* discarded so far */
     ev_tstamp last_activity;
     ev_tstamp t_accept, t_handshake;
     int target;     /* index into the group, -1 before PICK */

@@ -317,3 +317,25 @@ def test_header_timeout_twin_next_request_on_keepalive(hserve, pki):
         assert c.request("GET", "/1").status == 200
         assert not c.closed_by_peer(2.5)
         assert c.request("GET", "/2").status == 200
+
+
+@pytest.mark.parametrize("protocol", ["https", "http"])
+def test_early_413_survives_the_rest_of_the_upload(hserve, pki, tmp_path, protocol):
+    """An upload refused from its Content-Length alone: tollgate answers 413
+    while curl is still sending 8 MiB. A lingering close (read and discard,
+    bounded) lets curl finish and read the answer every time, instead of a
+    reset that can lose it."""
+    import subprocess
+    tg, be = hserve(https_listener(protocol=protocol, max_body_size="1k"))
+    body = tmp_path / "body"
+    body.write_bytes(b"z" * (8 << 20))
+    port = tg.addr()[1]
+    for _ in range(8):
+        r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                            "--cacert", pki.path("root.crt"),
+                            "--resolve", f"localhost:{port}:127.0.0.1",
+                            "--data-binary", f"@{body}", "-H", "Expect:",
+                            f"{protocol}://localhost:{port}/up"],
+                           capture_output=True, text=True, timeout=T(30))
+        assert (r.returncode, r.stdout) == (0, "413"), r.stderr
+    assert be.count() == 0
