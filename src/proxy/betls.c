@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -372,4 +373,120 @@ bool betls_idle_ok(SSL *ssl)
      * TLS 1.3 NewSessionTicket (RFC 8446 §4.6.1); data unasked for, an
      * alert or the end all end it. */
     return tls_read(ssl, &byte, 1, &n, &want) == TG_E_AGAIN;
+}
+
+/* A tunnel after a 101, client to backend: TLS read into c2b, TLS write
+ * out of it. */
+static bool tunnel_up(struct conn *c, bool *progress)
+{
+    if (!c->cli.rd_shut && !buf_is_full(&c->c2b)) {
+        if (!conn_buf_get(c->w, &c->c2b)) {
+            c->outcome = "out_of_memory";
+            return false;
+        }
+        size_t room, n = 0;
+        uint8_t *dst = buf_wspace(&c->c2b, &room);
+        enum tg_status st = conn_cli_read(c, dst, room, &n);
+        if (st == TG_OK) {
+            buf_commit(&c->c2b, n);
+            c->bytes_in += n;
+            *progress = true;
+        } else if (st == TG_E_CLOSED) {
+            c->cli.rd_shut = true;
+            *progress = true;
+        } else if (st == TG_E_PROTO) {
+            c->outcome = "client_tls_error";
+            return false;
+        }
+    }
+    if (!buf_is_empty(&c->c2b) && !c->be.wr_shut) {
+        size_t len;
+        const uint8_t *src = buf_rdata(&c->c2b, &len);
+        ssize_t n = betls_write(c, src, len);
+        if (n > 0) {
+            buf_consume(&c->c2b, (size_t)n);
+            *progress = true;
+        } else if (n < 0 && errno != EAGAIN) {
+            c->outcome = "backend_reset";
+            return false;
+        }
+    }
+    if (c->cli.rd_shut && buf_is_empty(&c->c2b) && !c->be.wr_shut) {
+        /* close_notify when it goes out at once, then the TCP half-close
+         * either way: the end of the client's stream must reach the
+         * target even when its socket buffer is full. */
+        enum tls_want want;
+        enum tg_status st = tls_shutdown(c->http->be_ssl, &want);
+        (void)st;
+        shutdown(c->be.fd, SHUT_WR);
+        c->be.wr_shut = true;
+        *progress = true;
+    }
+    return true;
+}
+
+/* Backend to client: TLS read into b2c, TLS (or plain) write out of it. */
+static bool tunnel_down(struct conn *c, bool *progress)
+{
+    if (!c->be.rd_shut && !buf_is_full(&c->b2c)) {
+        if (!conn_buf_get(c->w, &c->b2c)) {
+            c->outcome = "out_of_memory";
+            return false;
+        }
+        size_t room;
+        uint8_t *dst = buf_wspace(&c->b2c, &room);
+        ssize_t n = betls_read(c, dst, room);
+        if (n > 0) {
+            buf_commit(&c->b2c, (size_t)n);
+            *progress = true;
+        } else if (n == 0) {
+            c->be.rd_shut = true;
+            *progress = true;
+        } else if (errno != EAGAIN) {
+            c->outcome = "backend_reset";
+            return false;
+        }
+    }
+    if (!buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
+        size_t len, n = 0;
+        const uint8_t *src = buf_rdata(&c->b2c, &len);
+        enum tg_status st = conn_cli_write(c, src, len, &n);
+        if (st == TG_OK) {
+            buf_consume(&c->b2c, n);
+            c->bytes_out += n;
+            *progress = true;
+        } else if (st != TG_E_AGAIN) {
+            c->outcome = "client_reset";
+            return false;
+        }
+    }
+    if (c->be.rd_shut && buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
+        if (conn_cli_shutdown(c) != TG_E_AGAIN) {
+            c->cli.wr_shut = true;
+            *progress = true;
+        }
+    }
+    return true;
+}
+
+enum conn_state betls_tunnel(struct conn *c)
+{
+    if (c->timed_out) {
+        c->outcome = "idle_timeout";
+        return CONN_ST_CLOSED;
+    }
+    bool any = false, progress;
+    do {
+        progress = false;
+        if (!tunnel_up(c, &progress) || !tunnel_down(c, &progress))
+            return CONN_ST_CLOSED;
+        any = any || progress;
+    } while (progress);
+    if (any)
+        c->last_activity = ev_now(c->w->loop);
+    conn_buf_put(c->w, &c->c2b);
+    conn_buf_put(c->w, &c->b2c);
+    if (c->cli.rd_shut && c->cli.wr_shut && c->be.rd_shut && c->be.wr_shut)
+        return CONN_ST_CLOSED;
+    return CONN_ST_RELAY;
 }

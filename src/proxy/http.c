@@ -630,8 +630,6 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     bool interim = rs->status >= 100 && rs->status < 200 && rs->status != 101;
     if (rs->status == 101 && !h->req.is_upgrade)
         return backend_failed(c, "the backend switched protocols unasked");
-    if (rs->status == 101 && h->be_ssl != NULL)
-        return backend_failed(c, "upgrades to a target over TLS are not supported");
     /* A final answer that comes before the whole request went out (a 413
      * from the head alone) ends the connection: the rest of the request
      * would otherwise be read as the next one. Say so to the client. */
@@ -827,7 +825,7 @@ static enum conn_state tunnel(struct conn *c)
         buf_commit(to, len);
         buf_consume(from, len);
     }
-    return tcp_relay(c);
+    return h->be_ssl != NULL ? betls_tunnel(c) : tcp_relay(c);
 }
 
 enum conn_state http_relay(struct conn *c)

@@ -44,8 +44,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Upgrade", self.headers["Upgrade"])
             self.send_header("Connection", "Upgrade")
             self.end_headers()
+            self.wfile.flush()
             self.close_connection = True
-            return
+            # the tunnel: a greeting, then every byte back until the end
+            conn = self.connection
+            conn.sendall(b"hello\n")
+            while True:
+                b = conn.recv(65536)
+                if not b:
+                    return
+                conn.sendall(b)
         size = int(self.headers.get("X-Want-Bytes") or 0)
         out = json.dumps({"path": self.path, "got": len(body),
                           "sha256": hashlib.sha256(body).hexdigest(),
@@ -379,9 +387,9 @@ def test_handshake_timeout(tollgate, pki):
         ls.close()
 
 
-def test_upgrade_to_a_tls_target_is_refused(tollgate, pki, backends):
-    """WebSocket through a target over TLS is not supported: a 502, not a
-    tunnel that would mix TLS and plaintext."""
+def test_upgrade_tunnel_over_tls(tollgate, pki, backends):
+    """After a 101 the tunnel runs over TLS to the target both ways, with
+    large writes; the group still serves requests after it."""
     be = backends(pki.path("server-ecdsa.crt"), pki.path("server-ecdsa.key"))
     tg = start(tollgate, pki, [be.address], {"ca": "pki", "server_name": "localhost"})
     with Client(tg.addr(), pki) as c:
@@ -389,8 +397,22 @@ def test_upgrade_to_a_tls_target_is_refused(tollgate, pki, backends):
                                              ("Connection", "Upgrade"),
                                              ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
                                              ("Sec-WebSocket-Version", "13")])
-        assert r.status == 502
-    # the group still serves plain requests
+        assert r.status == 101, (r.status, r.body)
+        got = bytearray()
+        while len(got) < 6:
+            got += c.r.buf or c.sock.recv(65536)
+            c.r.buf.clear()
+        assert bytes(got[:6]) == b"hello\n"
+        data = pattern(400_000)
+        echoed = bytearray(got[6:])
+        step = 40_000  # in steps, so that neither side's buffers fill up
+        for off in range(0, len(data), step):
+            c.sock.sendall(data[off:off + step])
+            while len(echoed) < min(off + step, len(data)):
+                b = c.sock.recv(65536)
+                assert b, f"tunnel ended after {len(echoed)} bytes"
+                echoed += b
+        assert bytes(echoed) == data
     assert get(tg, pki, "/after").status == 200
 
 
