@@ -9,7 +9,9 @@ certificates of the run's PKI or minted here from its intermediate CA."""
 import datetime
 import hashlib
 import json
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -366,6 +368,18 @@ def test_plain_target_is_refused(tollgate, pki):
         ls.close()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def be_conns(ls):
+    """True once a connection waits in the listen queue of ls."""
+    import select
+    return bool(select.select([ls], [], [], 0)[0])
+
+
 def test_handshake_timeout(tollgate, pki):
     """A target that accepts but never answers the ClientHello: the
     handshake has connect_timeout, then handshake_timeout and a 502."""
@@ -377,10 +391,20 @@ def test_handshake_timeout(tollgate, pki):
     try:
         cfg = {"target_groups": {"g": {"targets": [{"address": addr}],
                                        "tls": {"ca": "pki", "server_name": "localhost"}}},
-               "listeners": [https_listener(connect_timeout="500ms")]}
+               "listeners": [https_listener(connect_timeout="2s")]}
         tg = tollgate(cfg)
-        r = get(tg, pki, "/silent")
-        assert r.status == 502
+        worker = tg.worker_pids()[0]
+        got = {}
+        t = threading.Thread(target=lambda: got.update(r=get(tg, pki, "/silent")))
+        t.start()
+        # While it waits for the target's answer the worker sleeps: it
+        # watches for reading, not for writing on a writable socket.
+        wait_for(lambda: be_conns(ls), T(5), what="the target's connection")
+        cpu0 = cpu_seconds(worker)
+        time.sleep(1.0)
+        assert cpu_seconds(worker) - cpu0 < 0.3
+        t.join(T(10))
+        assert got["r"].status == 502
         ev = tg.wait_event("backend_tls_failed", timeout=T(10))
         assert [e["reason"] for e in ev] == ["handshake_timeout"], ev
     finally:
