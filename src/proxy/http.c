@@ -300,21 +300,6 @@ static enum conn_state request_ready(struct conn *c)
                            page, false);
         }
     }
-    if (conn_reject_page_applies(c)) {
-        char page[8192];
-        const char *reason = NULL;
-        int a = http_head_find(rq, "accept");
-        bool json = a >= 0 && memmem(http_span_ptr(rq, rq->h[a].value), rq->h[a].value.len,
-                                     "application/json", 16) != NULL;
-        unsigned st = conn_reject_page(c, json, page, sizeof(page), &reason);
-        if (st != 0) {
-            if (c->reject_reason == NULL)
-                conn_log_rejection(c, reason, "answered with the on_reject page");
-            c->outcome = "tls_rejected";
-            return respond(c, st, json ? "application/json" : "text/html; charset=utf-8", NULL,
-                           page, false);
-        }
-    }
     if (rq->method == HTTP_CONNECT)
         return error_page(c, 405, "CONNECT is not supported");
 
