@@ -711,7 +711,7 @@ static enum conn_state pump(struct conn *c, bool *progress)
     }
     if ((next = request_body(c, progress)) != CONN_ST_RELAY)
         return next;
-    if (!buf_is_empty(&c->c2b) && c->be.fd >= 0) {
+    if (!buf_is_empty(&c->c2b) && c->be.fd >= 0 && !c->be.wr_shut) {
         size_t len;
         const uint8_t *src = buf_rdata(&c->c2b, &len);
         ssize_t n = be_send(c, src, len);
@@ -719,7 +719,17 @@ static enum conn_state pump(struct conn *c, bool *progress)
             buf_consume(&c->c2b, (size_t)n);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            return backend_failed(c, "the connection to the backend broke");
+            if (can_retry(c) || h->head_in_cin > 0)
+                return backend_failed(c, "the connection to the backend broke");
+            /* The head went out and the target stopped taking the body: it
+             * may have answered early (413, 401) and closed. Read on and
+             * forward that answer; without one it is a 502 below. The rest
+             * of the request is dropped, so the client connection ends
+             * after this exchange. */
+            c->be.wr_shut = true;
+            c->c2b.r = c->c2b.w = 0;
+            h->keep_alive = false;
+            *progress = true;
         }
     }
     if (!c->be.rd_shut && c->be.fd >= 0 && conn_buf_get(c->w, &h->bin) && !buf_is_full(&h->bin)) {
@@ -771,7 +781,8 @@ static enum conn_state finish_request(struct conn *c)
 {
     struct http_conn *h = c->http;
     bool reusable = h->req_done && h->resp.keep_alive && h->resp.body != HTTP_BODY_EOF &&
-                    buf_is_empty(&h->bin) && buf_is_empty(&c->c2b) && !c->be.rd_shut;
+                    buf_is_empty(&h->bin) && buf_is_empty(&c->c2b) && !c->be.rd_shut &&
+                    !c->be.wr_shut;
     if (reusable && c->be.fd >= 0) {
         ev_io_stop(c->w->loop, &c->be.io);
         c->be.events = 0;

@@ -339,3 +339,28 @@ def test_early_413_survives_the_rest_of_the_upload(hserve, pki, tmp_path, protoc
                            capture_output=True, text=True, timeout=T(30))
         assert (r.returncode, r.stdout) == (0, "413"), r.stderr
     assert be.count() == 0
+
+
+@pytest.mark.parametrize("protocol", ["https", "http"])
+def test_backend_early_answer_reaches_a_client_still_uploading(hserve, pki, tmp_path, protocol):
+    """The backend answers 413 from the head alone and closes while curl is
+    still sending 8 MiB: tollgate stops forwarding the body, passes the
+    backend's answer on (with Connection: close) instead of a 502, and
+    lingers so that curl reads it."""
+    import subprocess
+    tg, be = hserve(https_listener(protocol=protocol))
+    be.early = lambda req: tg_http.Reply(413, body=b"too big\n", close=True)
+    be.continue_100 = False
+    body = tmp_path / "body"
+    body.write_bytes(b"z" * (8 << 20))
+    port = tg.addr()[1]
+    codes = []
+    for _ in range(8):
+        r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                            "--cacert", pki.path("root.crt"),
+                            "--resolve", f"localhost:{port}:127.0.0.1",
+                            "--data-binary", f"@{body}", "-H", "Expect:",
+                            f"{protocol}://localhost:{port}/up"],
+                           capture_output=True, text=True, timeout=T(30))
+        codes.append((r.returncode, r.stdout))
+    assert codes == [(0, "413")] * 8, codes
