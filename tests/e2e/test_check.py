@@ -2,6 +2,7 @@
 warnings, exit codes."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -326,3 +327,16 @@ def test_chain_ending_at_intermediate_is_accepted(tmp_path, pki):
     r, path, diags = run_check(tmp_path, base_lines(pki, cert=str(ok)))
     assert r.returncode == 0, r.stderr
     assert not [d for d in diags if d["line"] in (4, 5, 6)], r.stderr
+
+
+def test_readme_config_examples_check(tmp_path, pki):
+    """Every YAML example in README.md is a valid config (with the PKI's files)."""
+    from tg_proc import REPO
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    pki_dir = str(Path(pki.path("root.crt")).parent) + "/"
+    for i, text in enumerate(blocks):
+        path = tmp_path / f"readme{i}.yaml"
+        path.write_text(text.replace("pki/", pki_dir))
+        r = run_tollgate(["check", "-c", str(path)])
+        assert r.returncode == 0, f"README example {i}:\n{r.stderr}"
