@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -112,13 +113,39 @@ static const char *hc_type_name(enum cfg_hc_type t)
     }
 }
 
-/* The outcome of one check: streaks, thresholds, and one log line when the
- * state changes. cause is a token; detail may be NULL. */
+enum lb_hc_result health_result_of(bool is_ok, const char *cause)
+{
+    if (is_ok)
+        return LB_HC_PASS;
+    if (cause == NULL)
+        return LB_HC_ERROR;
+    if (strcmp(cause, "refused") == 0)
+        return LB_HC_REFUSED;
+    if (strcmp(cause, "timeout") == 0)
+        return LB_HC_TIMEOUT;
+    if (strcmp(cause, "tls_error") == 0)
+        return LB_HC_TLS_ERROR;
+    if (strncmp(cause, "status_", 7) == 0)
+        return LB_HC_STATUS;
+    return LB_HC_ERROR;
+}
+
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The outcome of one check: counted and kept as the last check in the
+ * slot, then streaks, thresholds, and one log line when the state changes.
+ * cause is a token; detail may be NULL. */
 static void hc_result(struct hc *c, bool is_ok, const char *cause, const char *detail)
 {
     hc_stop_io(c);
     struct lb_slot *s = &c->h->sh->slots[c->slot];
     const struct cfg_health_check *hc = &c->g->health_check;
+    lb_slot_note_check(s, health_result_of(is_ok, cause), cause, detail, unix_ms());
     int32_t was = atomic_load(&s->health);
     if (is_ok) {
         atomic_store(&s->hc_fail, 0);
@@ -203,14 +230,15 @@ static void hc_check_response(struct hc *c, bool is_eof)
         return;
     }
     const struct cfg_health_check *hc = &c->g->health_check;
+    char cause[32];
+    snprintf(cause, sizeof(cause), "status_%u", status);
     if (status < hc->expect_lo || status > hc->expect_hi) {
-        char cause[32], detail[64];
-        snprintf(cause, sizeof(cause), "status_%u", status);
+        char detail[64];
         snprintf(detail, sizeof(detail), "expected %u-%u", hc->expect_lo, hc->expect_hi);
         hc_result(c, false, cause, detail);
         return;
     }
-    hc_result(c, true, "ok", NULL);
+    hc_result(c, true, cause, NULL);
 }
 
 /* TLS failure: the verify reason when the certificate was refused. */
@@ -338,7 +366,7 @@ static void hc_run(struct hc *c)
             return;
         }
         if (c->g->health_check.type == CFG_HC_TCP) {
-            hc_result(c, true, "ok", NULL);
+            hc_result(c, true, "connected", NULL);
             return;
         }
         c->phase = c->ssl != NULL ? HC_TLS : HC_SEND;

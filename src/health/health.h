@@ -11,7 +11,9 @@
  * blocking: one check per target of every group with a health_check, every
  * interval, each bounded by timeout. Results go to the shared lb table
  * (enum lb_health in each target's slot), where the workers' pickers read
- * them; every change of state writes one log line with its cause.
+ * them; every check is counted there by result and kept as the slot's last
+ * check (cause, detail, time) for /metrics and /status; every change of
+ * state writes one log line with its cause.
  */
 struct health;
 
@@ -31,5 +33,14 @@ void health_free(struct health *h);
  * starts at once.
  */
 void health_apply(struct health *h, const struct config *cfg);
+
+/*
+ * The tollgate_health_checks_total result of a check that passed (is_ok)
+ * or failed with cause, a token of the checker: "refused", "timeout",
+ * "tls_error" and "status_NNN" have results of their own; every other
+ * failure ("reset", "unreachable", "connect_error", "closed",
+ * "bad_response", NULL) is LB_HC_ERROR. Pure.
+ */
+enum lb_hc_result health_result_of(bool is_ok, const char *cause);
 
 #endif

@@ -41,10 +41,29 @@ enum lb_health { LB_HEALTH_UNKNOWN, LB_HEALTH_UP, LB_HEALTH_DOWN };
 #define LB_SHARED_SLOTS 4096 /* targets of every live generation together */
 
 /*
+ * The result of one active health check, as tollgate_health_checks_total
+ * counts it (label result). A small, stable set: the finer cause of a
+ * failure is in the slot's last check (/status) and the log.
+ */
+enum lb_hc_result {
+    LB_HC_PASS,      /* "pass": connected (tcp) or answered an expected status */
+    LB_HC_REFUSED,   /* "refused": connection refused */
+    LB_HC_TIMEOUT,   /* "timeout": no connection or answer within the timeout */
+    LB_HC_STATUS,    /* "status": an HTTP status outside expect */
+    LB_HC_TLS_ERROR, /* "tls_error": handshake failed or certificate refused */
+    LB_HC_ERROR,     /* "error": anything else (reset, unreachable, not HTTP) */
+    LB_HC_RESULTS    /* count */
+};
+
+#define LB_HC_CAUSE_MAX  32
+#define LB_HC_DETAIL_MAX 96
+
+/*
  * One target of one group, keyed by group name and target address so that
  * a reload finds the health and connection counts of targets that stay.
  * Keys and refs are written by the master only (before it forks); the rest
- * by anyone, with relaxed atomics.
+ * by anyone, with relaxed atomics. The last check's cause and detail are
+ * plain text written and read by the master only (health checks, admin).
  */
 struct lb_slot {
     char key[LB_KEY_MAX];            /* "group address"; "" when free */
@@ -54,6 +73,15 @@ struct lb_slot {
     _Atomic uint32_t hc_ok, hc_fail; /* active check streaks (master) */
     _Atomic uint32_t conn_fail;      /* consecutive failed connects (passive) */
     _Atomic int64_t eject_until_ms;  /* lb_now_ms() deadline; 0 = not ejected */
+    /* Every active check since the slot was made, by result (master). */
+    _Atomic uint64_t hc_total[LB_HC_RESULTS];
+    /* The last active check (master): result, when (Unix ms; 0 = none yet),
+     * cause token ("refused", "status_500", "tls_error", ...) and detail
+     * (the verify reason, "expected 200-299", strerror ...; may be ""). */
+    _Atomic int32_t hc_last_result;
+    _Atomic int64_t hc_last_unix_ms;
+    char hc_last_cause[LB_HC_CAUSE_MAX];
+    char hc_last_detail[LB_HC_DETAIL_MAX];
 };
 
 /* sticky: source_ip: a client address of a group bound to a target slot
@@ -115,6 +143,15 @@ int lb_shared_find(const struct lb_shared *sh, const char *group, const char *ad
 /* True when active checks have not marked the slot down and passive checks
  * have not ejected it at now_ms. */
 bool lb_slot_is_up(const struct lb_slot *s, int64_t now_ms);
+
+/* The label value of r ("pass", "refused", ...); "error" when out of range. */
+const char *lb_hc_result_name(enum lb_hc_result r);
+
+/* Master: notes one active check of slot s: counts it under r and keeps it
+ * as the last check at unix_ms with cause and detail (both may be NULL;
+ * truncated to fit). Does not block. */
+void lb_slot_note_check(struct lb_slot *s, enum lb_hc_result r, const char *cause,
+                        const char *detail, int64_t unix_ms);
 
 /* CLOCK_MONOTONIC in milliseconds (the same in every process). */
 int64_t lb_now_ms(void);

@@ -208,6 +208,27 @@ void lb_shared_release(struct lb_shared *sh, const struct config *cfg)
     }
 }
 
+const char *lb_hc_result_name(enum lb_hc_result r)
+{
+    static const char *const names[LB_HC_RESULTS] = {
+        [LB_HC_PASS] = "pass",     [LB_HC_REFUSED] = "refused",     [LB_HC_TIMEOUT] = "timeout",
+        [LB_HC_STATUS] = "status", [LB_HC_TLS_ERROR] = "tls_error", [LB_HC_ERROR] = "error",
+    };
+    return (unsigned)r < LB_HC_RESULTS ? names[r] : "error";
+}
+
+void lb_slot_note_check(struct lb_slot *s, enum lb_hc_result r, const char *cause,
+                        const char *detail, int64_t unix_ms)
+{
+    if ((unsigned)r >= LB_HC_RESULTS)
+        r = LB_HC_ERROR;
+    atomic_fetch_add_explicit(&s->hc_total[r], 1, memory_order_relaxed);
+    snprintf(s->hc_last_cause, sizeof(s->hc_last_cause), "%s", cause ? cause : "");
+    snprintf(s->hc_last_detail, sizeof(s->hc_last_detail), "%s", detail ? detail : "");
+    atomic_store_explicit(&s->hc_last_result, (int32_t)r, memory_order_relaxed);
+    atomic_store_explicit(&s->hc_last_unix_ms, unix_ms, memory_order_relaxed);
+}
+
 bool lb_slot_is_up(const struct lb_slot *s, int64_t now_ms)
 {
     if (atomic_load_explicit(&s->health, memory_order_relaxed) == LB_HEALTH_DOWN)

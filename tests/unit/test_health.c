@@ -177,6 +177,13 @@ static void test_tcp_up_then_refused(void **state)
     server_stop(&s);
     assert_true(run_until(&f, LB_HEALTH_DOWN));
     assert_true(atomic_load(&f.slot->hc_fail) >= 2);
+    /* every check counted; the last one refused */
+    assert_true(atomic_load(&f.slot->hc_total[LB_HC_PASS]) >= 1);
+    assert_true(atomic_load(&f.slot->hc_total[LB_HC_REFUSED]) >= 2);
+    assert_int_equal(atomic_load(&f.slot->hc_total[LB_HC_STATUS]), 0);
+    assert_int_equal(atomic_load(&f.slot->hc_last_result), LB_HC_REFUSED);
+    assert_string_equal(f.slot->hc_last_cause, "refused");
+    assert_true(atomic_load(&f.slot->hc_last_unix_ms) > INT64_C(1600000000000));
     health_apply(f.h, NULL);
     fixture_fini(&f);
 }
@@ -191,8 +198,13 @@ static void test_http_status(void **state)
     fixture_init(&f, loop, s.address, CFG_HC_HTTP);
     health_apply(f.h, &f.cfg);
     assert_true(run_until(&f, LB_HEALTH_UP));
+    assert_string_equal(f.slot->hc_last_cause, "status_204");
     s.status = 500;
     assert_true(run_until(&f, LB_HEALTH_DOWN));
+    assert_int_equal(atomic_load(&f.slot->hc_last_result), LB_HC_STATUS);
+    assert_string_equal(f.slot->hc_last_cause, "status_500");
+    assert_string_equal(f.slot->hc_last_detail, "expected 200-299");
+    assert_true(atomic_load(&f.slot->hc_total[LB_HC_STATUS]) >= 2);
     /* a passing check also ends a passive ejection */
     atomic_store(&f.slot->eject_until_ms, INT64_MAX);
     s.status = 299;
@@ -216,6 +228,8 @@ static void test_http_bad_response(void **state)
     fixture_init(&f, loop, s.address, CFG_HC_HTTP);
     health_apply(f.h, &f.cfg);
     assert_true(run_until(&f, LB_HEALTH_DOWN));
+    assert_int_equal(atomic_load(&f.slot->hc_last_result), LB_HC_ERROR);
+    assert_string_equal(f.slot->hc_last_cause, "bad_response");
     s.raw = "HTTP/1.1 200";
     assert_true(run_until(&f, LB_HEALTH_UP));
     server_stop(&s);
@@ -237,6 +251,9 @@ static void test_http_timeout(void **state)
     ev_tstamp t0 = ev_time();
     assert_true(run_until(&f, LB_HEALTH_DOWN));
     assert_true(ev_time() - t0 >= 0.1); /* two timeouts of 60ms */
+    assert_true(atomic_load(&f.slot->hc_total[LB_HC_TIMEOUT]) >= 2);
+    assert_int_equal(atomic_load(&f.slot->hc_total[LB_HC_PASS]), 0);
+    assert_string_equal(f.slot->hc_last_cause, "timeout");
     server_stop(&s);
     fixture_fini(&f);
 }
@@ -260,12 +277,34 @@ static void test_apply_keeps_and_forgets(void **state)
     health_free(NULL);
 }
 
+/* Causes map to a small stable set of results. */
+static void test_result_of(void **state)
+{
+    (void)state;
+    assert_int_equal(health_result_of(true, "connected"), LB_HC_PASS);
+    assert_int_equal(health_result_of(true, "status_204"), LB_HC_PASS);
+    assert_int_equal(health_result_of(true, NULL), LB_HC_PASS);
+    assert_int_equal(health_result_of(false, "refused"), LB_HC_REFUSED);
+    assert_int_equal(health_result_of(false, "timeout"), LB_HC_TIMEOUT);
+    assert_int_equal(health_result_of(false, "status_500"), LB_HC_STATUS);
+    assert_int_equal(health_result_of(false, "tls_error"), LB_HC_TLS_ERROR);
+    /* the rest, and near misses, are errors */
+    assert_int_equal(health_result_of(false, "reset"), LB_HC_ERROR);
+    assert_int_equal(health_result_of(false, "unreachable"), LB_HC_ERROR);
+    assert_int_equal(health_result_of(false, "bad_response"), LB_HC_ERROR);
+    assert_int_equal(health_result_of(false, "closed"), LB_HC_ERROR);
+    assert_int_equal(health_result_of(false, "status"), LB_HC_ERROR);
+    assert_int_equal(health_result_of(false, "refused2"), LB_HC_ERROR);
+    assert_int_equal(health_result_of(false, ""), LB_HC_ERROR);
+    assert_int_equal(health_result_of(false, NULL), LB_HC_ERROR);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tcp_up_then_refused),     cmocka_unit_test(test_http_status),
         cmocka_unit_test(test_http_bad_response),       cmocka_unit_test(test_http_timeout),
-        cmocka_unit_test(test_apply_keeps_and_forgets),
+        cmocka_unit_test(test_apply_keeps_and_forgets), cmocka_unit_test(test_result_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

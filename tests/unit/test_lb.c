@@ -537,6 +537,70 @@ static void test_shared_reload(void **state)
     lb_shared_free(NULL);
 }
 
+/* Check counters and the last check live in the slot: kept by a reload
+ * that keeps the target, zero in a slot reused for another target. */
+static void test_check_counters(void **state)
+{
+    (void)state;
+    static const unsigned weights[] = {1, 1};
+    struct cgroup g1, g2;
+    cgroup_init(&g1, CFG_LB_WRR, weights, 2);
+    cgroup_init(&g2, CFG_LB_WRR, weights, 2);
+    g2.targets[1].address = "10.9.9.9:80";
+    struct lb_shared *sh = lb_shared_new(2);
+    assert_non_null(sh);
+    assert_true(lb_shared_register(sh, &g1.cfg));
+    int k0 = lb_shared_find(sh, "web", "10.0.0.1:80");
+    int k1 = lb_shared_find(sh, "web", "10.0.0.2:80");
+    struct lb_slot *s0 = &sh->slots[k0], *s1 = &sh->slots[k1];
+    assert_int_equal(atomic_load(&s0->hc_last_unix_ms), 0);
+    lb_slot_note_check(s0, LB_HC_PASS, "connected", NULL, 1000);
+    lb_slot_note_check(s0, LB_HC_REFUSED, "refused", "Connection refused", 2000);
+    lb_slot_note_check(s0, LB_HC_REFUSED, "refused", "Connection refused", 3000);
+    lb_slot_note_check(s1, LB_HC_STATUS, "status_500", "expected 200-299", 4000);
+    assert_int_equal(atomic_load(&s0->hc_total[LB_HC_PASS]), 1);
+    assert_int_equal(atomic_load(&s0->hc_total[LB_HC_REFUSED]), 2);
+    assert_int_equal(atomic_load(&s0->hc_total[LB_HC_STATUS]), 0);
+    assert_int_equal(atomic_load(&s0->hc_last_result), LB_HC_REFUSED);
+    assert_int_equal(atomic_load(&s0->hc_last_unix_ms), 3000);
+    assert_string_equal(s0->hc_last_cause, "refused");
+    assert_string_equal(s0->hc_last_detail, "Connection refused");
+    assert_string_equal(s1->hc_last_cause, "status_500");
+
+    /* reload: 10.0.0.1 stays, 10.0.0.2 goes (its slot is taken over once
+     * the old generation let go) */
+    lb_shared_release(sh, &g1.cfg);
+    assert_true(lb_shared_register(sh, &g2.cfg));
+    assert_int_equal(lb_shared_find(sh, "web", "10.0.0.1:80"), k0);
+    assert_int_equal(atomic_load(&s0->hc_total[LB_HC_REFUSED]), 2);
+    assert_string_equal(s0->hc_last_cause, "refused");
+    assert_int_equal(lb_shared_find(sh, "web", "10.9.9.9:80"), k1);
+    assert_int_equal(atomic_load(&s1->hc_total[LB_HC_STATUS]), 0);
+    assert_int_equal(atomic_load(&s1->hc_last_unix_ms), 0);
+    assert_string_equal(s1->hc_last_cause, "");
+
+    /* NULL texts are empty, long ones cut, a bad result counts as error */
+    lb_slot_note_check(s1, (enum lb_hc_result)99, NULL, NULL, 5000);
+    assert_int_equal(atomic_load(&s1->hc_total[LB_HC_ERROR]), 1);
+    assert_int_equal(atomic_load(&s1->hc_last_result), LB_HC_ERROR);
+    assert_string_equal(s1->hc_last_cause, "");
+    char longer[200];
+    memset(longer, 'x', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    lb_slot_note_check(s1, LB_HC_TLS_ERROR, longer, longer, 6000);
+    assert_int_equal(strlen(s1->hc_last_cause), LB_HC_CAUSE_MAX - 1);
+    assert_int_equal(strlen(s1->hc_last_detail), LB_HC_DETAIL_MAX - 1);
+
+    assert_string_equal(lb_hc_result_name(LB_HC_PASS), "pass");
+    assert_string_equal(lb_hc_result_name(LB_HC_REFUSED), "refused");
+    assert_string_equal(lb_hc_result_name(LB_HC_TIMEOUT), "timeout");
+    assert_string_equal(lb_hc_result_name(LB_HC_STATUS), "status");
+    assert_string_equal(lb_hc_result_name(LB_HC_TLS_ERROR), "tls_error");
+    assert_string_equal(lb_hc_result_name(LB_HC_ERROR), "error");
+    assert_string_equal(lb_hc_result_name(LB_HC_RESULTS), "error");
+    lb_shared_free(sh);
+}
+
 /* Over-long keys are hashed, so they still tell targets apart. */
 static void test_shared_long_keys(void **state)
 {
@@ -732,7 +796,7 @@ int main(void)
         cmocka_unit_test(test_health_and_all_down), cmocka_unit_test(test_passive_ejection),
         cmocka_unit_test(test_shared_reload),       cmocka_unit_test(test_shared_long_keys),
         cmocka_unit_test(test_sticky_source_ip),    cmocka_unit_test(test_passive_5xx),
-        cmocka_unit_test(test_sticky_cookie),
+        cmocka_unit_test(test_sticky_cookie),       cmocka_unit_test(test_check_counters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
