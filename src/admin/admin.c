@@ -672,6 +672,26 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
             admin_out_printf(o, "\"} %d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
         }
     }
+    family(o, "tollgate_health_checks_total", "counter",
+           "Active health checks of a target, by result: pass, refused, timeout, status, "
+           "tls_error, error.");
+    for (size_t i = 0; i < cfg->n_target_groups; i++) {
+        const struct cfg_target_group *g = &cfg->target_groups[i];
+        for (size_t t = 0; g->health_check.type != CFG_HC_NONE && t < g->n_targets; t++) {
+            const struct lb_slot *sl = target_slot(g, t);
+            if (sl == NULL || g->targets[t].is_builtin)
+                continue; /* never checked */
+            for (int r = 0; r < LB_HC_RESULTS; r++) {
+                admin_out_printf(o, "tollgate_health_checks_total{target_group=\"");
+                admin_label_escape(o, g->name);
+                admin_out_printf(o, "\",target=\"");
+                admin_label_escape(o, g->targets[t].address);
+                admin_out_printf(o, "\",result=\"%s\"} %llu\n", lb_hc_result_name(r),
+                                 (unsigned long long)atomic_load_explicit(&sl->hc_total[r],
+                                                                          memory_order_relaxed));
+            }
+        }
+    }
     family(o, "tollgate_target_connections_active", "gauge",
            "Connections to a target in use now, over every worker.");
     for (size_t i = 0; i < cfg->n_target_groups; i++) {
@@ -760,6 +780,25 @@ static json_t *iso_time(double t)
     return json_string(buf);
 }
 
+/* The last active check of a slot, null before the first one. The slot's
+ * text is written by this process's health checker only, so it is whole. */
+static json_t *last_check_json(const struct lb_slot *sl)
+{
+    int64_t at = atomic_load_explicit(&sl->hc_last_unix_ms, memory_order_relaxed);
+    if (at <= 0)
+        return json_null();
+    int32_t r = atomic_load_explicit(&sl->hc_last_result, memory_order_relaxed);
+    double at_s = (double)at / 1000.0;
+    json_t *j =
+        json_pack("{s:s,s:b,s:s,s:s}", "result", lb_hc_result_name(r), "passed", r == LB_HC_PASS,
+                  "cause", sl->hc_last_cause, "detail", sl->hc_last_detail);
+    if (j == NULL)
+        return json_null();
+    json_object_set_new(j, "at", iso_time(at_s));
+    json_object_set_new(j, "at_unix", json_real(at_s));
+    return j;
+}
+
 static json_t *target_json(const struct cfg_target_group *g, size_t t)
 {
     static const char *const healths[] = {"unknown", "up", "down"};
@@ -787,6 +826,15 @@ static json_t *target_json(const struct cfg_target_group *g, size_t t)
                         json_integer(atomic_load_explicit(&sl->hc_fail, memory_order_relaxed)));
     json_object_set_new(j, "connect_failures_in_a_row",
                         json_integer(atomic_load_explicit(&sl->conn_fail, memory_order_relaxed)));
+    if (g->health_check.type != CFG_HC_NONE && !g->targets[t].is_builtin) {
+        json_object_set_new(j, "last_check", last_check_json(sl));
+        json_t *totals = json_object();
+        for (int r = 0; r < LB_HC_RESULTS; r++)
+            json_object_set_new(totals, lb_hc_result_name(r),
+                                json_integer((json_int_t)atomic_load_explicit(
+                                    &sl->hc_total[r], memory_order_relaxed)));
+        json_object_set_new(j, "checks_total", totals);
+    }
     return j;
 }
 

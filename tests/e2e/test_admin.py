@@ -575,6 +575,175 @@ def test_target_metrics_and_status(tollgate, backend):
     assert pool[live.address]["up"] is True
 
 
+class StatusServer:
+    """An HTTP server on 127.0.0.1 answering every GET with `code`, over TLS
+    with the certificate (crt, key) when one is given."""
+
+    def __init__(self, code, cert=None):
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(outer.code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.code = code
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        if cert is not None:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*cert)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+RESULTS = ("pass", "refused", "timeout", "status", "tls_error", "error")
+
+
+def test_health_check_counters_and_last_cause(tollgate, backend, foreign_pki):
+    """tollgate_health_checks_total grows under the right result for a live,
+    a dead, a 500-answering and a foreign-CA TLS target, survives a reload,
+    and /status shows each target's last check with its cause."""
+    live = backend()
+    dead_addr = f"127.0.0.1:{free_port()}"  # nothing listens there
+    web = StatusServer(500)
+    alien = StatusServer(200, cert=(foreign_pki.path("server-ecdsa.crt"),
+                                    foreign_pki.path("server-ecdsa.key")))
+    try:
+        _check_counters(tollgate, live, dead_addr, web, alien)
+    finally:
+        web.close()
+        alien.close()
+
+
+def _check_counters(tollgate, live, dead_addr, web, alien):
+    port = free_port()
+    cfg = base_config(port)
+    fast = {"interval": "300ms", "timeout": "300ms", "healthy_threshold": 1,
+            "unhealthy_threshold": 1}
+    cfg["target_groups"]["pool"] = {
+        "targets": [{"address": live.address}, {"address": dead_addr}],
+        "health_check": dict(fast, type="tcp")}
+    cfg["target_groups"]["web"] = {
+        "targets": [{"address": web.address}],
+        "health_check": dict(fast, type="http", path="/health")}
+    cfg["target_groups"]["tls"] = {
+        "targets": [{"address": alien.address}],
+        "tls": {"ca": "pki", "server_name": "localhost"},
+        "health_check": dict(fast, type="https", path="/health")}
+    cfg["listeners"].append(listener(name="pooled", group="pool"))
+    cfg["listeners"].append(listener(name="webbed", group="web"))
+    cfg["listeners"].append(listener(name="tlsed", group="tls"))
+    tg = tollgate(cfg)
+
+    def checks(s, group, target):
+        return {r: metric(s, "tollgate_health_checks_total", target_group=group, target=target,
+                          result=r) for r in RESULTS}
+
+    def enough(n):
+        def ready():
+            s = scrape(port)
+            if (checks(s, "pool", live.address)["pass"] >= n
+                    and checks(s, "pool", dead_addr)["refused"] >= n
+                    and checks(s, "web", web.address)["status"] >= n
+                    and checks(s, "tls", alien.address)["tls_error"] >= n):
+                return s
+            return None
+        return ready
+
+    first = wait_for(enough(2), T(15), what="two checks of every target")
+    # Every checked target has all six series, builtin targets none.
+    for group, target in (("pool", live.address), ("pool", dead_addr), ("web", web.address),
+                          ("tls", alien.address)):
+        for r in RESULTS:
+            assert key("tollgate_health_checks_total", target_group=group, target=target,
+                       result=r) in first, (group, target, r)
+    assert not [k for k in first if k[0] == "tollgate_health_checks_total"
+                and dict(k[1])["target_group"] == "echo"]
+
+    n = checks(first, "pool", dead_addr)["refused"]
+    later = wait_for(enough(n + 2), T(15), what="more checks")
+    a, b = checks(first, "pool", live.address), checks(later, "pool", live.address)
+    assert b["pass"] > a["pass"]
+    assert b["refused"] == b["status"] == b["tls_error"] == 0, b
+    a, b = checks(first, "pool", dead_addr), checks(later, "pool", dead_addr)
+    assert b["refused"] > a["refused"]
+    assert b["pass"] == b["status"] == 0, b
+    a, b = checks(first, "web", web.address), checks(later, "web", web.address)
+    assert b["status"] > a["status"]
+    assert b["pass"] == b["refused"] == 0, b
+    a, b = checks(first, "tls", alien.address), checks(later, "tls", alien.address)
+    assert b["tls_error"] > a["tls_error"]
+    assert b["pass"] == b["status"] == 0, b
+
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        _, _, body = admin_get(port, "/metrics")
+        r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                           timeout=T(30))
+        assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+        assert parse_metrics(body.decode())[1]["tollgate_health_checks_total"] == "counter"
+
+    # /status: the last check of each target, its cause and when.
+    def targets():
+        doc = json.loads(admin_get(port, "/status")[2])
+        return {(g["name"], t["address"]): t for g in doc["target_groups"] for t in g["targets"]}
+
+    def last_causes():
+        ts = targets()
+        got = {k: (t.get("last_check") or {}).get("cause") for k, t in ts.items()
+               if k[0] != "echo"}
+        want = {("pool", live.address): "connected", ("pool", dead_addr): "refused",
+                ("web", web.address): "status_500", ("tls", alien.address): "tls_error"}
+        return ts if got == want else None
+    ts = wait_for(last_causes, T(15), what="last causes in /status")
+    now = time.time()
+    for k, result in ((("pool", live.address), "pass"), (("pool", dead_addr), "refused"),
+                      (("web", web.address), "status"), (("tls", alien.address), "tls_error")):
+        lc = ts[k]["last_check"]
+        assert lc["result"] == result and lc["passed"] == (result == "pass"), lc
+        assert abs(lc["at_unix"] - now) < T(30), lc
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", lc["at"]), lc
+        assert set(ts[k]["checks_total"]) == set(RESULTS)
+        assert ts[k]["checks_total"][result] >= 2
+    assert ts[("web", web.address)]["last_check"]["detail"].startswith("expected 200-")
+    assert ts[("pool", dead_addr)]["last_check"]["detail"]  # strerror's words
+    assert ts[("tls", alien.address)]["last_check"]["detail"] == "unknown_ca"
+    assert "last_check" not in ts[("echo", "builtin:echo")]
+
+    # A reload keeps the counters of targets that stay.
+    before = scrape(port)
+    st, _, body = admin_get(port, "/reload", method="POST")
+    assert st == 200, body
+    tg.wait_event("generation_retired", generation="1")
+    after = scrape(port)
+    for k, v in before.items():
+        if k[0] == "tollgate_health_checks_total":
+            assert after.get(k, -1) >= v, f"{k} went down across a reload"
+
+    # The target answers 200 again: the last check passes with its status.
+    web.code = 200
+
+    def passed():
+        t = targets()[("web", web.address)]
+        return t if t["last_check"]["cause"] == "status_200" else None
+    t = wait_for(passed, T(15), what="the web target passing")
+    assert t["last_check"]["result"] == "pass" and t["last_check"]["detail"] == ""
+
+
 # ---- contrib ----------------------------------------------------------------------------
 
 def test_contrib_sample_config_checks(tmp_path, pki):
