@@ -41,14 +41,13 @@ def open_fds(pid):
 
 
 def settled_fds(tg, pid):
-    """The worker's descriptor count once the readiness probe's connection
-    is gone (its handshake failure is logged when it closes)."""
-    tg.wait_event("tls_handshake_failed")
+    """The worker's descriptor count once it has stopped moving (the
+    readiness probe's connection is gone): the same for 300 ms."""
     last = []
 
     def steady():
         last.append(open_fds(pid))
-        return last[-1] if len(last) >= 3 and len(set(last[-3:])) == 1 else None
+        return last[-1] if len(last) >= 6 and len(set(last[-6:])) == 1 else None
 
     return wait_for(steady, T(5), interval=0.05, what="a steady descriptor count")
 
