@@ -302,6 +302,11 @@ static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
                                  SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Whole records, and several at once, per read() (as nginx): without it
+     * OpenSSL reads a record's 5-byte header, then its body. Bytes can then
+     * wait inside OpenSSL while the socket is not readable: readers stop
+     * only at TG_E_AGAIN (see struct side's can_read). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Stateless tickets only: a per-process cache could not be shared. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
