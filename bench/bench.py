@@ -864,7 +864,8 @@ def syscalls(scen, work, pki):
     """System calls per request (or per MB) of each server's worker, counted
     with strace -c during one load run. strace slows the server down: the
     counts per operation are what matters, not the rates."""
-    lines = ["| scenario | server | per | syscalls | top calls |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| scenario | server | per | counted over | syscalls | top calls |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name in SERVERS:
         srv = CLASSES[name](name, work)
         srv.start()
@@ -887,7 +888,8 @@ def syscalls(scen, work, pki):
                 n = r["count"] or 1
                 per = "MB" if SCENARIOS[sc][4] == "MB/s" else "op"
                 top = sorted(calls.items(), key=lambda x: -x[1])[:8]
-                lines.append(f"| {sc} | {name} | {per} | {sum(calls.values()) / n:.1f} | "
+                lines.append(f"| {sc} | {name} | {per} | {n:,.0f} {per} | "
+                             f"{sum(calls.values()) / n:.1f} | "
                              + ", ".join(f"{k} {v / n:.2f}" for k, v in top) + " |")
                 log(lines[-1])
         finally:
