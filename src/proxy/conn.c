@@ -25,6 +25,11 @@ const char *conn_state_name(enum conn_state st)
 
 #define POOL_MAX 4096
 
+/* Bytes below which a read-ahead read() of the client's TLS was short: a
+ * full one asks for a whole record buffer (16 KiB of plaintext plus the
+ * record overhead). */
+#define CONN_TLS_SHORT_READ (16 * 1024)
+
 bool conn_buf_get(struct worker *w, struct buf *b)
 {
     if (buf_has_mem(b))
@@ -68,6 +73,7 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     c->id = ++w->next_id;
     c->st = CONN_ST_ACCEPTED;
     c->cli.fd = fd;
+    c->cli.can_read = true;
     c->be.fd = -1;
     c->target = -1;
     c->lb_target = -1;
@@ -175,18 +181,35 @@ static void conn_lb_step(struct conn *c, enum conn_state from, enum conn_state t
 
 enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
 {
-    if (c->ssl != NULL)
-        return tls_read(c->ssl, dst, len, n, &c->want);
+    if (c->ssl != NULL) {
+        BIO *rbio = SSL_get_rbio(c->ssl);
+        uint64_t before = BIO_number_read(rbio);
+        enum tg_status st = tls_read(c->ssl, dst, len, n, &c->want);
+        if (st == TG_E_AGAIN && c->want == TLS_WANT_READ) {
+            c->cli.can_read = false;
+        } else if (st == TG_OK && !SSL_has_pending(c->ssl)) {
+            /* With read-ahead OpenSSL asks read() for a whole buffer; less
+             * than a full record's worth means the socket was emptied, and
+             * nothing waits inside OpenSSL: the next read would find
+             * nothing. (If more arrived since, the loop reports it.) */
+            uint64_t got = BIO_number_read(rbio) - before;
+            if (got > 0 && got < CONN_TLS_SHORT_READ)
+                c->cli.can_read = false;
+        }
+        return st;
+    }
     ssize_t r = recv(c->cli.fd, dst, len, 0);
     *n = 0;
     if (r > 0) {
         *n = (size_t)r;
+        c->cli.can_read = (size_t)r == len; /* a short read emptied the socket */
         return TG_OK;
     }
     if (r == 0)
         return TG_E_CLOSED;
     if (errno == EAGAIN || errno == EINTR) {
         c->want = TLS_WANT_READ;
+        c->cli.can_read = errno != EAGAIN;
         return TG_E_AGAIN;
     }
     return TG_E_CLOSED;
@@ -565,8 +588,14 @@ void conn_run(struct conn *c)
 static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
-    (void)revents;
-    conn_run(io->data);
+    struct conn *c = io->data;
+    if (revents & EV_READ) {
+        if (io == &c->cli.io)
+            c->cli.can_read = true;
+        else
+            c->be.can_read = true;
+    }
+    conn_run(c);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)

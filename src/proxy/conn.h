@@ -43,13 +43,18 @@ struct wlistener {
 };
 
 /* One end of a connection. rd_shut: we saw its EOF; wr_shut: we shut our
- * writing toward it. */
+ * writing toward it. can_read: a read may find bytes; set when the loop
+ * reports the socket readable, cleared only when a read found it empty
+ * (EAGAIN, or TLS wanting more from the socket), so while it is clear no
+ * complete record waits inside OpenSSL either and waiting for EV_READ is
+ * safe. */
 struct side {
     int fd;
     ev_io io;
     int events; /* EV_READ|EV_WRITE currently registered */
     bool rd_shut;
     bool wr_shut;
+    bool can_read;
 };
 
 /* A proxied connection. Owns its sockets, SSL, buffers and timer; only

@@ -130,6 +130,7 @@ enum tg_status tcp_open_backend(struct conn *c, bool *in_progress)
         c->be.events = 0;
         c->be.rd_shut = false;
         c->be.wr_shut = false;
+        c->be.can_read = false; /* nothing can be there before it is readable */
         ev_io_set(&c->be.io, c->be.fd, 0);
     }
     return st;
@@ -153,7 +154,7 @@ enum conn_state tcp_connect(struct conn *c)
 /* Client to backend: TLS read into c2b, plain send out of it. */
 static bool pump_up(struct conn *c, bool *progress)
 {
-    if (!c->cli.rd_shut && !buf_is_full(&c->c2b)) {
+    if (!c->cli.rd_shut && c->cli.can_read && !buf_is_full(&c->c2b)) {
         if (!conn_buf_get(c->w, &c->c2b)) {
             c->outcome = "out_of_memory";
             return false;
@@ -196,7 +197,7 @@ static bool pump_up(struct conn *c, bool *progress)
 /* Backend to client: plain recv into b2c, TLS write out of it. */
 static bool pump_down(struct conn *c, bool *progress)
 {
-    if (!c->be.rd_shut && !buf_is_full(&c->b2c)) {
+    if (!c->be.rd_shut && c->be.can_read && !buf_is_full(&c->b2c)) {
         if (!conn_buf_get(c->w, &c->b2c)) {
             c->outcome = "out_of_memory";
             return false;
@@ -206,11 +207,15 @@ static bool pump_down(struct conn *c, bool *progress)
         ssize_t n = recv(c->be.fd, dst, room, 0);
         if (n > 0) {
             buf_commit(&c->b2c, (size_t)n);
+            /* A short read emptied the socket: the next would be EAGAIN. */
+            c->be.can_read = (size_t)n == room;
             *progress = true;
         } else if (n == 0) {
             c->be.rd_shut = true;
             *progress = true;
-        } else if (errno != EAGAIN && errno != EINTR) {
+        } else if (errno == EAGAIN) {
+            c->be.can_read = false;
+        } else if (errno != EINTR) {
             c->outcome = "backend_reset";
             return false;
         }
