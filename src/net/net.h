@@ -39,7 +39,8 @@ bool net_addr_is_loopback(const struct net_addr *a);
 bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
 
 /* Opens a non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR
- * (and IPV6_V6ONLY for IPv6). Returns TG_E_INTERNAL with errno set. */
+ * and TCP_NODELAY, which accepted sockets inherit (and IPV6_V6ONLY for
+ * IPv6). Returns TG_E_INTERNAL with errno set. */
 TG_MUST_USE enum tg_status net_listen(const struct net_addr *a, int backlog, int *fd_out);
 
 /* Starts a non-blocking connect. *in_progress is true when the caller must

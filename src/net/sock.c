@@ -133,6 +133,8 @@ enum tg_status net_listen(const struct net_addr *a, int backlog, int *fd_out)
         return TG_E_INTERNAL;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Accepted sockets inherit it (Linux): no setsockopt() per connection. */
+    net_set_nodelay(fd);
     if (a->ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, backlog) < 0) {

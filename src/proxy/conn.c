@@ -1,6 +1,7 @@
 #include "proxy/conn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,6 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     c->target = -1;
     c->lb_target = -1;
     c->peer = *peer;
-    c->local.len = sizeof(c->local.ss);
-    if (getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len) != 0)
-        c->local.len = 0;
     c->t_accept = ev_now(w->loop);
     c->last_activity = c->t_accept;
     c->outcome = "ok";
@@ -104,6 +102,32 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     w->n_conns++;
     shm_count_accept(l->stats);
     return c;
+}
+
+static bool addr_is_wildcard(const struct net_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+    return true;
+}
+
+const struct net_addr *conn_local_addr(struct conn *c)
+{
+    if (c->local.len != 0)
+        return &c->local;
+    /* The listener's own address unless it is a wildcard (or port 0): one
+     * getsockname() per connection saved, and only when asked for. */
+    const struct net_addr *a = &c->l->cfg->addr;
+    if (!addr_is_wildcard(a) && net_addr_port(a) != 0) {
+        c->local = *a;
+        return &c->local;
+    }
+    c->local.len = sizeof(c->local.ss);
+    if (getsockname(c->cli.fd, (struct sockaddr *)&c->local.ss, &c->local.len) != 0)
+        c->local.len = 0;
+    return &c->local;
 }
 
 void conn_set_timer(struct conn *c, uint64_t ms)
@@ -232,13 +256,18 @@ enum tg_status conn_cli_write(struct conn *c, const void *src, size_t len, size_
     return TG_E_CLOSED;
 }
 
+enum tg_status conn_cli_close_notify(struct conn *c)
+{
+    if (c->ssl == NULL)
+        return TG_OK;
+    enum tg_status st = tls_shutdown(c->ssl, &c->want);
+    return st == TG_E_AGAIN ? st : TG_OK;
+}
+
 enum tg_status conn_cli_shutdown(struct conn *c)
 {
-    if (c->ssl != NULL) {
-        enum tg_status st = tls_shutdown(c->ssl, &c->want);
-        if (st == TG_E_AGAIN)
-            return st;
-    }
+    if (conn_cli_close_notify(c) == TG_E_AGAIN)
+        return TG_E_AGAIN;
     shutdown(c->cli.fd, SHUT_WR);
     return TG_OK;
 }

@@ -82,7 +82,7 @@ struct conn {
     uint64_t tried; /* bit i: target i failed to connect (groups have at most 64) */
     unsigned n_tried;
     struct net_addr peer;  /* the client */
-    struct net_addr local; /* the address it connected to */
+    struct net_addr local; /* the address it connected to; see conn_local_addr() */
     uint64_t bytes_in, bytes_out;
     const char *outcome; /* for the access log: "ok", a reason code, ... */
     const char *reject_reason;
@@ -162,6 +162,13 @@ TG_MUST_USE enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, 
 TG_MUST_USE enum tg_status conn_cli_write(struct conn *c, const void *src, size_t len, size_t *n);
 /* close_notify (TLS) then shutdown(SHUT_WR). TG_E_AGAIN while TLS waits. */
 TG_MUST_USE enum tg_status conn_cli_shutdown(struct conn *c);
+/* close_notify only, for a connection closed right after: close() sends
+ * the FIN. TG_E_AGAIN while TLS waits; TG_OK otherwise (also without TLS). */
+TG_MUST_USE enum tg_status conn_cli_close_notify(struct conn *c);
+/* The address the client connected to (c->local), found on first use:
+ * the listener's when it is not a wildcard, else getsockname(); len 0 when
+ * that failed. */
+const struct net_addr *conn_local_addr(struct conn *c);
 
 /* Writes the access log line of a connection (tcp_ssl) or a request. */
 void conn_access_log(struct conn *c);

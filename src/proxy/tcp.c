@@ -65,7 +65,7 @@ static bool write_proxy_header(struct conn *c)
 {
     enum cfg_proxy_proto pp = c->l->cfg->proxy_protocol;
     struct tls_info info;
-    struct pp_info pi = {.src = c->peer, .dst = c->local};
+    struct pp_info pi = {.src = c->peer, .dst = *conn_local_addr(c)};
     unsigned char *der = NULL;
     size_t room, len = 0;
     enum tg_status st;
@@ -151,6 +151,22 @@ enum conn_state tcp_connect(struct conn *c)
     return connected(c);
 }
 
+/* Everything from the client went to the backend, which saw its EOF. */
+static bool up_done(const struct conn *c)
+{
+    return c->cli.rd_shut && buf_is_empty(&c->c2b) && c->be.wr_shut;
+}
+
+/* Everything from the backend went to the client, which saw its EOF. */
+static bool down_done(const struct conn *c)
+{
+    return c->be.rd_shut && buf_is_empty(&c->b2c) && c->cli.wr_shut;
+}
+
+/* When the other direction is done, the relay closes the connection as
+ * soon as this one is: close() sends the FIN, so the pumps skip the
+ * shutdown(SHUT_WR) that would precede it. */
+
 /* Client to backend: TLS read into c2b, plain send out of it. */
 static bool pump_up(struct conn *c, bool *progress)
 {
@@ -187,7 +203,8 @@ static bool pump_up(struct conn *c, bool *progress)
         }
     }
     if (c->cli.rd_shut && buf_is_empty(&c->c2b) && !c->be.wr_shut) {
-        shutdown(c->be.fd, SHUT_WR);
+        if (!down_done(c))
+            shutdown(c->be.fd, SHUT_WR);
         c->be.wr_shut = true;
         *progress = true;
     }
@@ -234,7 +251,7 @@ static bool pump_down(struct conn *c, bool *progress)
         }
     }
     if (c->be.rd_shut && buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
-        enum tg_status st = conn_cli_shutdown(c);
+        enum tg_status st = up_done(c) ? conn_cli_close_notify(c) : conn_cli_shutdown(c);
         if (st == TG_OK) {
             c->cli.wr_shut = true;
             *progress = true;

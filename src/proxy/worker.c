@@ -263,7 +263,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             refuse(l, fd, &peer, "max_connections_per_client", l->cfg->max_connections_per_client);
             continue;
         }
-        net_set_nodelay(fd);
+        /* TCP_NODELAY comes from the listening socket (net_listen). */
         struct conn *c = conn_new(w, l, fd, &peer);
         if (c == NULL) {
             log_err("event=accept_failed listener=%s error=\"out of memory\"", l->cfg->name);
