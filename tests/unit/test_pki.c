@@ -32,7 +32,8 @@ static const char *path_of(const char *base, const char *name)
     static char paths[8][700];
     static int next;
     char *p = paths[next++ % 8];
-    snprintf(p, sizeof(paths[0]), "%s/%s", base, name);
+    int n = snprintf(p, sizeof(paths[0]), "%s/%s", base, name);
+    assert_true(n > 0 && (size_t)n < sizeof(paths[0]));
     return p;
 }
 
