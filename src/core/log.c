@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,25 @@ bool log_level_parse(const char *s, enum log_level *out)
     return false;
 }
 
+static int cached_pid;
+
+static void pid_forget(void)
+{
+    cached_pid = 0;
+}
+
+int tg_pid(void)
+{
+    static bool registered;
+    if (!registered) {
+        registered = true;
+        (void)pthread_atfork(NULL, NULL, pid_forget);
+    }
+    if (cached_pid == 0)
+        cached_pid = (int)getpid();
+    return cached_pid;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (level > g_level)
@@ -49,7 +69,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     gmtime_r(&tv.tv_sec, &tm);
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s pid=%d ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (long)(tv.tv_usec / 1000), level_names[level], (int)getpid());
+                     (long)(tv.tv_usec / 1000), level_names[level], tg_pid());
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

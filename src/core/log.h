@@ -21,6 +21,11 @@ bool log_level_parse(const char *s, enum log_level *out);
 
 void log_msg(enum log_level level, const char *fmt, ...) TG_PRINTF(2, 3);
 
+/* This process's id without a system call each time: cached, and reset in
+ * a child by a fork handler. For log fields and per-process slots on hot
+ * paths. */
+int tg_pid(void);
+
 #define log_err(...)  log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)

@@ -102,7 +102,7 @@ int lb_shared_lane(struct lb_shared *sh)
 {
     static struct lb_shared *lane_sh;
     static int lane_pid, lane = -1;
-    int pid = (int)getpid();
+    int pid = tg_pid();
     if (sh == NULL)
         return -1;
     if (lane_sh == sh && lane_pid == pid)

@@ -14,7 +14,7 @@
 #include "core/log.h"
 
 #define CONN_FMT     "conn=%d.%llu"
-#define CONN_ARGS(c) (int)getpid(), (unsigned long long)(c)->id
+#define CONN_ARGS(c) tg_pid(), (unsigned long long)(c)->id
 #define MAX_TARGETS  64
 #define MAX_CHAIN    4
 
