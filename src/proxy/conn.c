@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "core/log.h"
 
 static const char *const state_names[CONN_ST_COUNT] = {
@@ -300,6 +302,7 @@ static enum conn_state st_handshake(struct conn *c)
         /* Not a refused handshake: a port check or a scanner that connected
          * and left without sending a byte. Noted, not counted as a failure. */
         char peer[64];
+        ERR_clear_error(); /* nothing to report: keep the queue empty (tls/io.c) */
         peer_str(c, peer, sizeof(peer));
         log_info("event=client_closed_before_hello listener=%s conn=%d.%llu client=%s",
                  c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, peer);

@@ -6,6 +6,28 @@
 
 #include "core/log.h"
 
+/* The thread's OpenSSL error queue is kept empty between calls: every
+ * failure here drains it (a refused handshake once its reason was read, see
+ * tls_reason_from_handshake()), and a handshake clears what OpenSSL may have
+ * left behind on success. So tls_read() and tls_write(), called for every
+ * record, skip the ERR_clear_error() before the call (a thread-local lookup
+ * and 16 slots cleared each time). */
+
+/* A call that stopped at a socket that would block: what SSL_get_error(3)
+ * answers then, without looking at the error queue. */
+static bool want_io(SSL *ssl, enum tls_want *want)
+{
+    if (SSL_want_read(ssl) && BIO_should_read(SSL_get_rbio(ssl))) {
+        *want = TLS_WANT_READ;
+        return true;
+    }
+    if (SSL_want_write(ssl) && BIO_should_write(SSL_get_wbio(ssl))) {
+        *want = TLS_WANT_WRITE;
+        return true;
+    }
+    return false;
+}
+
 /* Maps the outcome of an SSL call to a status; see SSL_get_error(3). */
 static enum tg_status map_result(SSL *ssl, int rc, enum tls_want *want)
 {
@@ -38,6 +60,7 @@ enum tg_status tls_handshake(SSL *ssl, enum tls_want *want)
     int rc = SSL_do_handshake(ssl);
     if (rc == 1) {
         *want = TLS_WANT_NONE;
+        ERR_clear_error();
         return TG_OK;
     }
     enum tg_status st = map_result(ssl, rc, want);
@@ -48,30 +71,30 @@ enum tg_status tls_handshake(SSL *ssl, enum tls_want *want)
 enum tg_status tls_read(SSL *ssl, void *dst, size_t len, size_t *n, enum tls_want *want)
 {
     *n = 0;
-    ERR_clear_error();
     int rc = SSL_read_ex(ssl, dst, len, n);
     if (rc == 1) {
         *want = TLS_WANT_NONE;
         return TG_OK;
     }
+    if (want_io(ssl, want))
+        return TG_E_AGAIN;
     enum tg_status st = map_result(ssl, rc, want);
-    if (st == TG_E_PROTO || st == TG_E_CLOSED)
-        ERR_clear_error();
+    ERR_clear_error();
     return st;
 }
 
 enum tg_status tls_write(SSL *ssl, const void *src, size_t len, size_t *n, enum tls_want *want)
 {
     *n = 0;
-    ERR_clear_error();
     int rc = SSL_write_ex(ssl, src, len, n);
     if (rc == 1) {
         *want = TLS_WANT_NONE;
         return TG_OK;
     }
+    if (want_io(ssl, want))
+        return TG_E_AGAIN;
     enum tg_status st = map_result(ssl, rc, want);
-    if (st == TG_E_PROTO || st == TG_E_CLOSED)
-        ERR_clear_error();
+    ERR_clear_error();
     return st;
 }
 
