@@ -64,6 +64,13 @@ static void close_backend(struct conn *c)
     c->http->bin.r = c->http->bin.w = 0;
 }
 
+/* A read of the client may find bytes: the loop reported it readable since
+ * a read last found it empty, or a record waits inside OpenSSL (read-ahead). */
+static bool cli_may_read(const struct conn *c)
+{
+    return c->cli.can_read || (c->ssl != NULL && SSL_has_pending(c->ssl));
+}
+
 /* recv() and send() toward the backend, over TLS when the group has it. */
 static ssize_t be_recv(struct conn *c, void *dst, size_t len)
 {
@@ -357,6 +364,12 @@ enum conn_state http_read_head(struct conn *c)
         }
         if (c->cli.rd_shut)
             return buf_is_empty(&h->cin) ? CONN_ST_DRAIN : CONN_ST_CLOSED;
+        /* Back from a response, the client has usually sent nothing more:
+         * wait for the loop to say so instead of a read that finds nothing. */
+        if (!cli_may_read(c)) {
+            conn_buf_put(c->w, &h->cin);
+            return CONN_ST_READ_HEAD;
+        }
         if (!conn_buf_get(c->w, &h->cin))
             return CONN_ST_CLOSED;
         bool was_empty = buf_is_empty(&h->cin);
@@ -429,6 +442,7 @@ enum conn_state http_pick(struct conn *c)
     h->be_ssl = ssl;
     c->be.events = 0;
     c->be.rd_shut = c->be.wr_shut = false;
+    c->be.can_read = false; /* the request is not sent yet: nothing can be there */
     ev_io_set(&c->be.io, fd, 0);
     c->http->be_reused = true;
     return start_exchange(c);
@@ -691,7 +705,12 @@ static enum conn_state pump(struct conn *c, bool *progress)
     struct http_conn *h = c->http;
     enum conn_state next;
 
-    if (!c->cli.rd_shut && conn_buf_get(c->w, &h->cin) && !buf_is_full(&h->cin)) {
+    /* The client is read only when it can have sent something: after a
+     * request without a body it has nothing more to say until its next
+     * request, which READ_HEAD reads once this response is out (unless the
+     * loop reports bytes or its EOF sooner). */
+    if (!c->cli.rd_shut && cli_may_read(c) && conn_buf_get(c->w, &h->cin) &&
+        !buf_is_full(&h->cin)) {
         size_t room, n = 0;
         uint8_t *dst = buf_wspace(&h->cin, &room);
         if (h->head_in_cin > 0)
@@ -732,14 +751,23 @@ static enum conn_state pump(struct conn *c, bool *progress)
             *progress = true;
         }
     }
-    if (!c->be.rd_shut && c->be.fd >= 0 && conn_buf_get(c->w, &h->bin) && !buf_is_full(&h->bin)) {
+    /* The backend is read only once the loop reported it readable: not in
+     * the pass that just sent it the request, where nothing can be there. */
+    if (!c->be.rd_shut && c->be.fd >= 0 && c->be.can_read && conn_buf_get(c->w, &h->bin) &&
+        !buf_is_full(&h->bin)) {
         size_t room;
         uint8_t *dst =
             h->resp_head_parsed ? buf_wspace(&h->bin, &room) : buf_wspace_tail(&h->bin, &room);
         ssize_t n = room ? be_recv(c, dst, room) : -1;
         if (n > 0) {
             buf_commit(&h->bin, (size_t)n);
+            /* A short plain read emptied the socket; over TLS bytes may
+             * still wait inside OpenSSL, so only EAGAIN says empty. */
+            if (h->be_ssl == NULL && (size_t)n < room)
+                c->be.can_read = false;
             *progress = true;
+        } else if (n < 0 && room > 0 && errno == EAGAIN) {
+            c->be.can_read = false;
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR && room > 0)) {
             c->be.rd_shut = true;
             *progress = true;
