@@ -93,13 +93,23 @@ struct conn {
     const struct cfg_target_group *lb_group; /* borrowed: lb_target's group */
 };
 
+/* What only a request in progress needs (http.c): taken from the worker's
+ * free list when a request head starts to arrive, given back once the
+ * request is logged, so that an idle keep-alive connection holds none. */
+struct http_msg {
+    struct http_head req, resp;
+    char set_cookie[LB_COOKIE_MAX]; /* sticky cookie line for the response; "" = none */
+    char log_path[512];
+    struct http_msg *next_free; /* the free list's link */
+};
+
 /* The HTTP side of a connection (http.c). */
 struct http_conn {
     struct h1 req_p, resp_p;
-    struct http_head req, resp;
-    struct buf cin; /* raw bytes from the client; the head being parsed starts at r */
-    struct buf bin; /* raw bytes from the backend */
-    bool req_done;  /* the whole request went into c2b */
+    struct http_msg *m; /* owned: the current request's; NULL between requests */
+    struct buf cin;     /* raw bytes from the client; the head being parsed starts at r */
+    struct buf bin;     /* raw bytes from the backend */
+    bool req_done;      /* the whole request went into c2b */
     bool resp_head_done;
     bool resp_done;
     bool keep_alive;     /* the client connection may carry another request */
@@ -108,12 +118,11 @@ struct http_conn {
     bool retried;        /* one retry on a fresh connection already made */
     bool sent_to_client; /* response bytes already went to the client */
     bool resp_head_parsed;
-    bool be_tls_failed;             /* a target's TLS handshake failed for this request */
-    SSL *be_ssl;                    /* owned: TLS to the backend (betls.c); NULL when plain */
-    size_t head_in_cin;             /* request head still at the front of cin (for a retry) */
-    char set_cookie[LB_COOKIE_MAX]; /* sticky cookie line for the response; "" = none */
+    bool be_tls_failed; /* a target's TLS handshake failed for this request */
+    SSL *be_ssl;        /* owned: TLS to the backend (betls.c); NULL when plain */
+    size_t head_in_cin; /* request head still at the front of cin (for a retry) */
     char log_method[16];
-    char log_path[512];
+    const char *log_path; /* for the access log: m->log_path, or "" */
     unsigned n_requests;
     unsigned status; /* status sent to the client, for the log */
     ev_tstamp t_req, t_upstream;

@@ -18,13 +18,61 @@
 #define MAX_TARGETS  64
 #define MAX_CHAIN    4
 
+#define MSG_FREE_MAX 256 /* free request blocks kept by a worker */
+
 static enum conn_state start_exchange(struct conn *c);
+
+/* Free request blocks (struct http_msg) of this worker: a worker is one
+ * process with one loop, so the list is its own and needs no lock. */
+static struct http_msg *msg_free_list;
+static size_t n_msg_free;
+
+/* Gives h the block of a request (its heads, cookie and log path), from
+ * the free list when it has one. False when out of memory. */
+static bool msg_get(struct http_conn *h)
+{
+    if (h->m != NULL)
+        return true;
+    struct http_msg *m = msg_free_list;
+    if (m != NULL) {
+        msg_free_list = m->next_free;
+        n_msg_free--;
+    } else {
+        m = malloc(sizeof(*m));
+        if (m == NULL)
+            return false;
+    }
+    m->next_free = NULL;
+    m->set_cookie[0] = '\0';
+    m->log_path[0] = '\0';
+    h->m = m;
+    return true;
+}
+
+/* Returns h's request block once the request is logged: an idle
+ * keep-alive connection holds none. */
+static void msg_put(struct http_conn *h)
+{
+    struct http_msg *m = h->m;
+    if (m == NULL)
+        return;
+    h->m = NULL;
+    h->log_path = "";
+    if (n_msg_free >= MSG_FREE_MAX) {
+        free(m);
+        return;
+    }
+    m->next_free = msg_free_list;
+    msg_free_list = m;
+    n_msg_free++;
+}
 
 enum tg_status http_conn_new(struct conn *c)
 {
     c->http = calloc(1, sizeof(*c->http));
     if (c->http == NULL)
         return TG_E_NOMEM;
+    c->http->log_path = "";
     h1_init(&c->http->req_p, true, c->l->cfg->max_body_size);
     h1_init(&c->http->resp_p, false, 0);
     return TG_OK;
@@ -35,6 +83,7 @@ void http_conn_free(struct conn *c)
     struct http_conn *h = c->http;
     if (h == NULL)
         return;
+    msg_put(h);
     betls_close(c);
     h->cin.r = h->cin.w = 0;
     h->bin.r = h->bin.w = 0;
@@ -92,7 +141,7 @@ static enum conn_state respond(struct conn *c, unsigned status, const char *ctyp
                                const char *extra, const char *body, bool keep_alive)
 {
     struct http_conn *h = c->http;
-    bool head_only = h->req_p.head_done && h->req.method == HTTP_HEAD;
+    bool head_only = h->m != NULL && h->req_p.head_done && h->m->req.method == HTTP_HEAD;
     h->keep_alive = h->keep_alive && keep_alive;
     h->status = status;
     c->b2c.r = c->b2c.w = 0;
@@ -173,7 +222,7 @@ static void target_from_path(const struct http_head *rq, const char **p, size_t 
 static enum conn_state redirect(struct conn *c, const struct cfg_rule *r, const char *host,
                                 size_t host_len)
 {
-    const struct http_head *rq = &c->http->req;
+    const struct http_head *rq = &c->http->m->req;
     const char *target;
     size_t tlen;
     target_from_path(rq, &target, &tlen);
@@ -199,7 +248,7 @@ static enum conn_state redirect(struct conn *c, const struct cfg_rule *r, const 
     if (n < 0 || (size_t)n >= sizeof(location))
         return error_page(c, 414, "the redirect target would be too long");
     return respond(c, r->redirect_status, NULL, location, NULL,
-                   c->http->req.body == HTTP_BODY_NONE);
+                   c->http->m->req.body == HTTP_BODY_NONE);
 }
 
 static enum conn_state respond_rule(struct conn *c, const struct cfg_rule *r)
@@ -219,7 +268,7 @@ static enum conn_state respond_rule(struct conn *c, const struct cfg_rule *r)
         has_ctype = has_ctype || strcasecmp(r->respond_headers[i].name, "content-type") == 0;
     return respond(c, r->respond_status,
                    has_ctype || r->respond_body == NULL ? NULL : "text/plain; charset=utf-8",
-                   o > 0 ? extra : NULL, r->respond_body, c->http->req.body == HTTP_BODY_NONE);
+                   o > 0 ? extra : NULL, r->respond_body, c->http->m->req.body == HTTP_BODY_NONE);
 }
 
 /* True when a name is an IPv4 or IPv6 address literal. */
@@ -270,7 +319,8 @@ static void begin_request(struct conn *c)
     h->be_tls_failed = false;
     h->head_in_cin = 0;
     h->req_bytes = h->resp_bytes = 0;
-    h->log_method[0] = h->log_path[0] = '\0';
+    h->log_method[0] = '\0';
+    h->log_path = "";
     c->outcome = "ok";
     c->target = -1;
     c->tried = 0;
@@ -281,7 +331,7 @@ static void begin_request(struct conn *c)
 static enum conn_state request_ready(struct conn *c)
 {
     struct http_conn *h = c->http;
-    struct http_head *rq = &h->req;
+    struct http_head *rq = &h->m->req;
     const struct cfg_listener *l = c->l->cfg;
 
     begin_request(c);
@@ -289,8 +339,9 @@ static enum conn_state request_ready(struct conn *c)
     h->head_in_cin = rq->len;
     snprintf(h->log_method, sizeof(h->log_method), "%.*s", (int)rq->method_s.len,
              http_span_ptr(rq, rq->method_s));
-    snprintf(h->log_path, sizeof(h->log_path), "%.*s", (int)rq->target.len,
+    snprintf(h->m->log_path, sizeof(h->m->log_path), "%.*s", (int)rq->target.len,
              http_span_ptr(rq, rq->target));
+    h->log_path = h->m->log_path;
 
     if (conn_reject_page_applies(c)) {
         char page[8192];
@@ -350,7 +401,9 @@ enum conn_state http_read_head(struct conn *c)
             size_t len;
             const uint8_t *p = buf_rdata(&h->cin, &len);
             bool first_bytes = h->req_p.fed == 0;
-            enum tg_status st = h1_head(&h->req_p, &h->req, (const char *)p, len);
+            if (!msg_get(h))
+                return CONN_ST_CLOSED;
+            enum tg_status st = h1_head(&h->req_p, &h->m->req, (const char *)p, len);
             if (st == TG_OK)
                 return request_ready(c);
             /* Part of a head pipelined behind the last request: it has
@@ -402,15 +455,15 @@ enum conn_state http_pick(struct conn *c)
     bool is_cookie = g->sticky.type == CFG_STICKY_COOKIE;
     int64_t now_s = (int64_t)ev_now(c->w->loop);
     int want = -1;
-    h->set_cookie[0] = '\0';
+    h->m->set_cookie[0] = '\0';
     if (is_cookie && h->head_in_cin > 0) {
         size_t len;
-        h->req.base = (const char *)buf_rdata(&h->cin, &len);
-        for (size_t i = 0; i < h->req.n_headers && want < 0; i++) {
-            const struct http_header *f = &h->req.h[i];
-            if (http_span_ieq(&h->req, f->name, "cookie"))
-                want = lb_cookie_target(c->w->lb, g, http_span_ptr(&h->req, f->value), f->value.len,
-                                        now_s);
+        h->m->req.base = (const char *)buf_rdata(&h->cin, &len);
+        for (size_t i = 0; i < h->m->req.n_headers && want < 0; i++) {
+            const struct http_header *f = &h->m->req.h[i];
+            if (http_span_ieq(&h->m->req, f->name, "cookie"))
+                want = lb_cookie_target(c->w->lb, g, http_span_ptr(&h->m->req, f->value),
+                                        f->value.len, now_s);
         }
     }
     int t = lb_pick_prefer(c->w->lb, g, &c->peer, skip, want);
@@ -432,8 +485,8 @@ enum conn_state http_pick(struct conn *c)
     c->target = t;
     conn_lb_begin(c, t);
     if (is_cookie && t != want)
-        (void)lb_cookie_header(c->w->lb, g, t, c->ssl != NULL, now_s, h->set_cookie,
-                               sizeof(h->set_cookie));
+        (void)lb_cookie_header(c->w->lb, g, t, c->ssl != NULL, now_s, h->m->set_cookie,
+                               sizeof(h->m->set_cookie));
     SSL *ssl = NULL;
     int fd = bpool_take(c->w->bpool, g, t, &ssl);
     if (fd < 0)
@@ -496,8 +549,8 @@ static bool write_request_head(struct conn *c)
         }
     }
     size_t len;
-    h->req.base = (const char *)buf_rdata(&h->cin, &len);
-    bool ok = conn_buf_get(c->w, &c->c2b) && http_hdr_request(&h->req, &id, &c->c2b) == TG_OK;
+    h->m->req.base = (const char *)buf_rdata(&h->cin, &len);
+    bool ok = conn_buf_get(c->w, &c->c2b) && http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
     der_free_all(ders, n_ders);
     return ok;
 }
@@ -511,12 +564,12 @@ static enum conn_state start_exchange(struct conn *c)
         return error_page(c, 431, "the request head is too large to forward");
     /* A request without a body keeps its head in cin until the response
      * starts, so that a stale pooled connection can be retried. */
-    if (h->req.body != HTTP_BODY_NONE) {
+    if (h->m->req.body != HTTP_BODY_NONE) {
         buf_consume(&h->cin, h->head_in_cin);
         h->head_in_cin = 0;
     }
-    h->req_done = h->req.body == HTTP_BODY_NONE;
-    h1_next(&h->resp_p, h->req.method == HTTP_HEAD);
+    h->req_done = h->m->req.body == HTTP_BODY_NONE;
+    h1_next(&h->resp_p, h->m->req.method == HTTP_HEAD);
     h->t_upstream = ev_now(c->w->loop);
     c->relay_timeout = (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
     return CONN_ST_RELAY;
@@ -561,7 +614,7 @@ static bool can_retry(const struct conn *c)
 {
     const struct http_conn *h = c->http;
     return h->be_reused && !h->retried && !h->resp_head_parsed && buf_is_empty(&h->bin) &&
-           h->req.body == HTTP_BODY_NONE && h->head_in_cin > 0;
+           h->m->req.body == HTTP_BODY_NONE && h->head_in_cin > 0;
 }
 
 static enum conn_state backend_failed(struct conn *c, const char *why)
@@ -617,7 +670,7 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     if (!h->resp_head_parsed) {
         size_t len;
         const uint8_t *src = buf_rdata(&h->bin, &len);
-        enum tg_status st = h1_head(&h->resp_p, &h->resp, (const char *)src, len);
+        enum tg_status st = h1_head(&h->resp_p, &h->m->resp, (const char *)src, len);
         if (st == TG_E_AGAIN)
             return c->be.rd_shut ? backend_failed(c, "the backend closed before responding")
                                  : CONN_ST_RELAY;
@@ -625,9 +678,9 @@ static enum conn_state response_head(struct conn *c, bool *progress)
             return backend_failed(c, "the backend sent an invalid response");
         h->resp_head_parsed = true;
     }
-    struct http_head *rs = &h->resp;
+    struct http_head *rs = &h->m->resp;
     bool interim = rs->status >= 100 && rs->status < 200 && rs->status != 101;
-    if (rs->status == 101 && !h->req.is_upgrade)
+    if (rs->status == 101 && !h->m->req.is_upgrade)
         return backend_failed(c, "the backend switched protocols unasked");
     /* A final answer that comes before the whole request went out (a 413
      * from the head alone) ends the connection: the rest of the request
@@ -636,7 +689,7 @@ static enum conn_state response_head(struct conn *c, bool *progress)
         interim || (h->keep_alive && h->req_done && rs->body != HTTP_BODY_EOF && rs->status != 101);
     size_t len;
     rs->base = (const char *)buf_rdata(&h->bin, &len);
-    const char *extra = interim || h->set_cookie[0] == '\0' ? NULL : h->set_cookie;
+    const char *extra = interim || h->m->set_cookie[0] == '\0' ? NULL : h->m->set_cookie;
     if (!conn_buf_get(c->w, &c->b2c) || http_hdr_response(rs, keep, extra, &c->b2c) != TG_OK)
         return CONN_ST_RELAY; /* wait for room in b2c */
     buf_consume(&h->bin, rs->len);
@@ -648,7 +701,7 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     }
     if (interim) {
         h->resp_head_parsed = false;
-        h1_next(&h->resp_p, h->req.method == HTTP_HEAD);
+        h1_next(&h->resp_p, h->m->req.method == HTTP_HEAD);
         return CONN_ST_RELAY;
     }
     h->keep_alive = keep;
@@ -687,7 +740,7 @@ static enum conn_state response_body(struct conn *c, bool *progress)
         *progress = *progress || n > 0 || done;
     }
     if (!h->resp_done && c->be.rd_shut && buf_is_empty(&h->bin)) {
-        if (h->resp.body != HTTP_BODY_EOF) {
+        if (h->m->resp.body != HTTP_BODY_EOF) {
             close_backend(c);
             c->outcome = "backend_truncated";
             return CONN_ST_CLOSED;
@@ -808,7 +861,7 @@ static bool client_done(const struct conn *c)
 static enum conn_state finish_request(struct conn *c)
 {
     struct http_conn *h = c->http;
-    bool reusable = h->req_done && h->resp.keep_alive && h->resp.body != HTTP_BODY_EOF &&
+    bool reusable = h->req_done && h->m->resp.keep_alive && h->m->resp.body != HTTP_BODY_EOF &&
                     buf_is_empty(&h->bin) && buf_is_empty(&c->c2b) && !c->be.rd_shut &&
                     !c->be.wr_shut;
     if (reusable && c->be.fd >= 0) {
@@ -822,7 +875,9 @@ static enum conn_state finish_request(struct conn *c)
     }
     conn_access_log(c);
     h->t_req = 0;
-    if (!h->req_done || !h->keep_alive || client_done(c))
+    bool again = h->req_done && h->keep_alive && !client_done(c);
+    msg_put(h);
+    if (!again)
         return CONN_ST_DRAIN;
     h1_next(&h->req_p, false);
     release_buffers(c);
@@ -905,6 +960,7 @@ enum conn_state http_respond(struct conn *c)
     h->t_req = 0;
     buf_consume(&h->cin, h->head_in_cin);
     h->head_in_cin = 0;
+    msg_put(h);
     if (!h->keep_alive || client_done(c))
         return CONN_ST_DRAIN;
     h1_next(&h->req_p, false);
