@@ -385,7 +385,7 @@ def test_request_line_without_version_is_refused(hserve, pki, line):
     assert be.reqs() == []
 
 
-# ---- revocation and resumption (reported, not yet fixed) ----
+# ---- revocation and resumption (fixed in src/tls/ctx.c) ----
 
 def write_crls(pki, path, revoked_serials=()):
     """A CRL file for our root and intermediate; the intermediate's lists
