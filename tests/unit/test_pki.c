@@ -364,7 +364,8 @@ static void test_ca_properties(void **state)
     assert_int_equal(days, 365);
     ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(leaf), NULL);
     assert_int_equal(days, 0);
-    assert_true(secs >= 3600 && secs < 3700);
+    /* backdated one hour; generous above for slow runs (valgrind) */
+    assert_true(secs >= 3600 && secs < 3600 + 900);
 
     /* Serials: positive, 128 bits, all different. */
     const ASN1_INTEGER *s1 = X509_get0_serialNumber(root);
