@@ -97,6 +97,7 @@ struct conn {
  * free list when a request head starts to arrive, given back once the
  * request is logged, so that an idle keep-alive connection holds none. */
 struct http_msg {
+    struct h1 req_p, resp_p;
     struct http_head req, resp;
     char set_cookie[LB_COOKIE_MAX]; /* sticky cookie line for the response; "" = none */
     char log_path[512];
@@ -105,7 +106,6 @@ struct http_msg {
 
 /* The HTTP side of a connection (http.c). */
 struct http_conn {
-    struct h1 req_p, resp_p;
     struct http_msg *m; /* owned: the current request's; NULL between requests */
     struct buf cin;     /* raw bytes from the client; the head being parsed starts at r */
     struct buf bin;     /* raw bytes from the backend */

@@ -27,10 +27,12 @@ static enum conn_state start_exchange(struct conn *c);
 static struct http_msg *msg_free_list;
 static size_t n_msg_free;
 
-/* Gives h the block of a request (its heads, cookie and log path), from
- * the free list when it has one. False when out of memory. */
-static bool msg_get(struct http_conn *h)
+/* Gives c the block of a request (its parsers, heads, cookie and log
+ * path), from the free list when it has one, with both parsers ready for a
+ * new message. False when out of memory. */
+static bool msg_get(struct conn *c)
 {
+    struct http_conn *h = c->http;
     if (h->m != NULL)
         return true;
     struct http_msg *m = msg_free_list;
@@ -43,6 +45,8 @@ static bool msg_get(struct http_conn *h)
             return false;
     }
     m->next_free = NULL;
+    h1_init(&m->req_p, true, c->l->cfg->max_body_size);
+    h1_init(&m->resp_p, false, 0);
     m->set_cookie[0] = '\0';
     m->log_path[0] = '\0';
     h->m = m;
@@ -73,8 +77,6 @@ enum tg_status http_conn_new(struct conn *c)
     if (c->http == NULL)
         return TG_E_NOMEM;
     c->http->log_path = "";
-    h1_init(&c->http->req_p, true, c->l->cfg->max_body_size);
-    h1_init(&c->http->resp_p, false, 0);
     return TG_OK;
 }
 
@@ -141,7 +143,7 @@ static enum conn_state respond(struct conn *c, unsigned status, const char *ctyp
                                const char *extra, const char *body, bool keep_alive)
 {
     struct http_conn *h = c->http;
-    bool head_only = h->m != NULL && h->req_p.head_done && h->m->req.method == HTTP_HEAD;
+    bool head_only = h->m != NULL && h->m->req_p.head_done && h->m->req.method == HTTP_HEAD;
     h->keep_alive = h->keep_alive && keep_alive;
     h->status = status;
     c->b2c.r = c->b2c.w = 0;
@@ -400,10 +402,10 @@ enum conn_state http_read_head(struct conn *c)
         if (!buf_is_empty(&h->cin)) {
             size_t len;
             const uint8_t *p = buf_rdata(&h->cin, &len);
-            bool first_bytes = h->req_p.fed == 0;
-            if (!msg_get(h))
+            if (!msg_get(c))
                 return CONN_ST_CLOSED;
-            enum tg_status st = h1_head(&h->req_p, &h->m->req, (const char *)p, len);
+            bool first_bytes = h->m->req_p.fed == 0;
+            enum tg_status st = h1_head(&h->m->req_p, &h->m->req, (const char *)p, len);
             if (st == TG_OK)
                 return request_ready(c);
             /* Part of a head pipelined behind the last request: it has
@@ -412,7 +414,7 @@ enum conn_state http_read_head(struct conn *c)
                 conn_set_timer(c, c->l->cfg->header_timeout_ms);
             if (st == TG_E_PROTO) {
                 begin_request(c);
-                return error_page(c, h->req_p.err_status, h->req_p.err_reason);
+                return error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
             }
         }
         if (c->cli.rd_shut)
@@ -569,7 +571,7 @@ static enum conn_state start_exchange(struct conn *c)
         h->head_in_cin = 0;
     }
     h->req_done = h->m->req.body == HTTP_BODY_NONE;
-    h1_next(&h->resp_p, h->m->req.method == HTTP_HEAD);
+    h1_next(&h->m->resp_p, h->m->req.method == HTTP_HEAD);
     h->t_upstream = ev_now(c->w->loop);
     c->relay_timeout = (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
     return CONN_ST_RELAY;
@@ -649,9 +651,9 @@ static enum conn_state request_body(struct conn *c, bool *progress)
     uint8_t *dst = buf_wspace(&c->c2b, &room);
     if (len > room)
         len = room;
-    if (h1_body(&h->req_p, (const char *)src, len, &n, &done) != TG_OK) {
+    if (h1_body(&h->m->req_p, (const char *)src, len, &n, &done) != TG_OK) {
         close_backend(c);
-        return error_page(c, h->req_p.err_status, h->req_p.err_reason);
+        return error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
     }
     memcpy(dst, src, n);
     buf_commit(&c->c2b, n);
@@ -670,7 +672,7 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     if (!h->resp_head_parsed) {
         size_t len;
         const uint8_t *src = buf_rdata(&h->bin, &len);
-        enum tg_status st = h1_head(&h->resp_p, &h->m->resp, (const char *)src, len);
+        enum tg_status st = h1_head(&h->m->resp_p, &h->m->resp, (const char *)src, len);
         if (st == TG_E_AGAIN)
             return c->be.rd_shut ? backend_failed(c, "the backend closed before responding")
                                  : CONN_ST_RELAY;
@@ -701,7 +703,7 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     }
     if (interim) {
         h->resp_head_parsed = false;
-        h1_next(&h->resp_p, h->m->req.method == HTTP_HEAD);
+        h1_next(&h->m->resp_p, h->m->req.method == HTTP_HEAD);
         return CONN_ST_RELAY;
     }
     h->keep_alive = keep;
@@ -727,7 +729,7 @@ static enum conn_state response_body(struct conn *c, bool *progress)
         uint8_t *dst = buf_wspace(&c->b2c, &room);
         if (len > room)
             len = room;
-        if (h1_body(&h->resp_p, (const char *)src, len, &n, &done) != TG_OK) {
+        if (h1_body(&h->m->resp_p, (const char *)src, len, &n, &done) != TG_OK) {
             close_backend(c);
             c->outcome = "bad_gateway";
             return CONN_ST_CLOSED;
@@ -879,7 +881,6 @@ static enum conn_state finish_request(struct conn *c)
     msg_put(h);
     if (!again)
         return CONN_ST_DRAIN;
-    h1_next(&h->req_p, false);
     release_buffers(c);
     return CONN_ST_READ_HEAD;
 }
@@ -963,7 +964,6 @@ enum conn_state http_respond(struct conn *c)
     msg_put(h);
     if (!h->keep_alive || client_done(c))
         return CONN_ST_DRAIN;
-    h1_next(&h->req_p, false);
     release_buffers(c);
     return CONN_ST_READ_HEAD;
 }
