@@ -219,6 +219,8 @@ void admin_config_dump(const struct config *cfg, FILE *out)
     fprintf(out, "log:\n  level: %s\n", levels[cfg->log_level]);
     kv_str(out, 2, "access", cfg->access_log);
     duration(out, 0, "drain_timeout", cfg->drain_timeout_ms);
+    fprintf(out, "max_connections: %u%s\n", cfg->max_connections,
+            cfg->max_connections ? "" : "  # no limit for all listeners together");
     if (cfg->user != NULL)
         kv_str(out, 0, "user", cfg->user);
     fprintf(out, "certificates:%s\n", cfg->n_certificates ? "" : " {}");

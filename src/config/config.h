@@ -186,6 +186,7 @@ struct config {
     enum log_level log_level;  /* default info */
     char *access_log;          /* "stdout" (default), "off" or a path */
     uint64_t drain_timeout_ms; /* default 30s */
+    unsigned max_connections;  /* all listeners together, all workers; 0 = no limit (default) */
     char *user;                /* NULL = keep the user */
 
     struct cfg_certificate *certificates; /* owned arrays */

@@ -247,9 +247,9 @@ static void parse_log(struct cfg_ctx *c, const struct cfg_val *v)
 
 static void parse_root(struct cfg_ctx *c, const struct ynode *root)
 {
-    static const char *const keys[] = {"workers",       "admin",         "log",
-                                       "drain_timeout", "user",          "certificates",
-                                       "client_cas",    "target_groups", "listeners"};
+    static const char *const keys[] = {"workers",   "admin",          "log",        "drain_timeout",
+                                       "user",      "certificates",   "client_cas", "target_groups",
+                                       "listeners", "max_connections"};
     struct config *cfg = c->cfg;
     struct cfg_val rv, kv;
     cfg_val_root(&rv, root);
@@ -290,6 +290,9 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
         case 8:
             has_listeners = true;
             cfg_parse_listeners(c, &kv);
+            break;
+        case 9:
+            (void)cfg_get_uint(c, &kv, 0, 10000000, &cfg->max_connections);
             break;
         default:
             break;

@@ -51,6 +51,15 @@ static void refuse(struct wlistener *l, int fd, const struct net_addr *peer, con
     close(fd);
 }
 
+/* Open connections over every listener of this generation, all workers. */
+static int64_t total_active(const struct worker *w)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < w->n_ls; i++)
+        n += atomic_load_explicit(&w->ls[i].stats->conns_active, memory_order_relaxed);
+    return n;
+}
+
 /* ---- max_connections_per_client ---- */
 
 /*
@@ -255,6 +264,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         int64_t active = atomic_load_explicit(&l->stats->conns_active, memory_order_relaxed);
         if (active >= (int64_t)l->cfg->max_connections) {
             refuse(l, fd, &peer, "max_connections", l->cfg->max_connections);
+            continue;
+        }
+        if (w->cfg->max_connections > 0 && total_active(w) >= (int64_t)w->cfg->max_connections) {
+            refuse(l, fd, &peer, "max_connections_total", w->cfg->max_connections);
             continue;
         }
         struct client_ref client;

@@ -122,6 +122,29 @@ def test_per_client_limit_refuses_the_extra_connection_only(serve, pki):
             s.close()
 
 
+def test_total_limit_counts_every_listener(serve, pki):
+    """Top-level max_connections caps all listeners together; the twin below
+    the cap is served on either listener."""
+    tg, be = serve(listener(name="a"), listener(name="b"), max_connections=3)
+    held = [tls_echo(tg.addr("a"), pki), tls_echo(tg.addr("b"), pki), tls_echo(tg.addr("a"), pki)]
+    try:
+        with pytest.raises((ssl.SSLError, OSError)):
+            s = tls_echo(tg.addr("b"), pki)
+            s.close()
+        ev = tg.wait_event("conn_refused", reason="max_connections_total")[0]
+        assert ev["limit"] == "3" and ev["listener"] == "b"
+        for s in held:
+            s.sendall(b"again\n")
+            assert tg_tls.recv_exact(s, 6) == b"again\n"
+        held.pop().close()
+        s = wait_for(lambda: _try(lambda: tls_echo(tg.addr("b"), pki)), T(5),
+                     what="a connection after one closed")
+        held.append(s)
+    finally:
+        for s in held:
+            s.close()
+
+
 def _try(f):
     try:
         return f()

@@ -530,7 +530,8 @@ static void test_shape(void **state)
     EXPECT_ERRORS("listeners: []\n", "t.yaml:1:1: listeners: at least one listener is required");
     EXPECT_ERRORS(BASE HTTPS "worker: 2\n",
                   "t.yaml:13:1: worker: unknown key \"worker\" (expected one of: workers, admin, "
-                  "log, drain_timeout, user, certificates, client_cas, target_groups, listeners)");
+                  "log, drain_timeout, user, certificates, client_cas, target_groups, listeners, "
+                  "max_connections)");
     EXPECT_ERRORS(BASE HTTPS "    idle: 5m\n",
                   "t.yaml:13:5: listeners[0].idle: unknown key \"idle\" (expected one of: name, "
                   "protocol, listen, tls, target_group, default_target_group, proxy_protocol, "
