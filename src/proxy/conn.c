@@ -162,8 +162,8 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
     peer_str(c, peer, sizeof(peer));
     log_warn("event=tls_handshake_failed listener=%s conn=%d.%llu client=%s sni=%s reason=%s "
              "subject=\"%s\" issuer=\"%s\" detail=\"%s\"",
-             c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, peer, sni ? sni : "-",
-             reason, subject, issuer, detail ? detail : "");
+             c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, sni ? sni : "-", reason,
+             subject, issuer, detail ? detail : "");
     c->reject_reason = reason;
     c->outcome = "tls_rejected";
     shm_count_handshake_failure(c->l->stats, reason);
@@ -281,7 +281,7 @@ static enum conn_state st_accepted(struct conn *c)
     c->ssl = tls_server_ssl_new(c->l->tls, c->cli.fd);
     if (c->ssl == NULL) {
         log_err("event=conn_error listener=%s conn=%d.%llu error=\"cannot create SSL\"",
-                c->l->cfg->name, (int)getpid(), (unsigned long long)c->id);
+                c->l->cfg->name, tg_pid(), (unsigned long long)c->id);
         c->outcome = "internal_error";
         return CONN_ST_CLOSED;
     }
@@ -305,7 +305,7 @@ static enum conn_state st_handshake(struct conn *c)
         ERR_clear_error(); /* nothing to report: keep the queue empty (tls/io.c) */
         peer_str(c, peer, sizeof(peer));
         log_info("event=client_closed_before_hello listener=%s conn=%d.%llu client=%s",
-                 c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, peer);
+                 c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer);
         c->outcome = "client_closed";
         return CONN_ST_CLOSED;
     }
@@ -374,7 +374,7 @@ typedef enum conn_state (*conn_handler)(struct conn *c);
 static enum conn_state st_unused(struct conn *c)
 {
     log_err("event=conn_error listener=%s conn=%d.%llu error=\"state %s has no handler\"",
-            c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, conn_state_name(c->st));
+            c->l->cfg->name, tg_pid(), (unsigned long long)c->id, conn_state_name(c->st));
     return CONN_ST_CLOSED;
 }
 
@@ -545,7 +545,7 @@ void conn_access_log(struct conn *c)
                      "\"client_fingerprint\":\"%s\",\"client_verify\":\"%s\",\"handshake_ms\":%.3f,"
                      "\"target\":\"%s\",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
                      "\"outcome\":\"%s\",\"reason\":\"%s\"%s}",
-                     ts, c->l->cfg->name, (int)getpid(), (unsigned long long)c->id, peer, e_sni,
+                     ts, c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, e_sni,
                      info.version, info.cipher, info.resumed ? "true" : "false", e_subj, e_iss,
                      info.client_serial, info.client_fingerprint, info.client_verdict,
                      c->t_handshake > 0 ? (c->t_handshake - c->t_accept) * 1000.0 : 0.0, e_target,
@@ -604,7 +604,7 @@ void conn_run(struct conn *c)
         enum conn_state next = handlers[c->st](c);
         if (next == c->st)
             break;
-        log_debug("event=conn_state conn=%d.%llu from=%s to=%s", (int)getpid(),
+        log_debug("event=conn_state conn=%d.%llu from=%s to=%s", tg_pid(),
                   (unsigned long long)c->id, conn_state_name(c->st), conn_state_name(next));
         conn_lb_step(c, c->st, next);
         c->st = next;

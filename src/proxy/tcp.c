@@ -10,7 +10,7 @@
 #include "core/log.h"
 
 #define CONN_FMT     "conn=%d.%llu"
-#define CONN_ARGS(c) (int)getpid(), (unsigned long long)(c)->id
+#define CONN_ARGS(c) tg_pid(), (unsigned long long)(c)->id
 
 /* Groups are capped at 64 targets (config check), so a mask covers them. */
 #define MAX_TARGETS 64
