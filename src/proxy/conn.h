@@ -257,8 +257,6 @@ void betls_ssl_free(SSL *ssl);
 /* For an idle pooled connection that became readable: true when what
  * came was no data (a session ticket), so it can stay. */
 bool betls_idle_ok(SSL *ssl);
-/* The relay of a tunnel after a 101 (as tcp_relay) to a target over TLS. */
-enum conn_state betls_tunnel(struct conn *c);
 
 /* echo.c: builtin:echo; *fd gets our end of a connected socket pair whose
  * other end echoes every byte (and the EOF) back (tcp_ssl), or answers

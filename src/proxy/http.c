@@ -905,7 +905,7 @@ static enum conn_state tunnel(struct conn *c)
         buf_commit(to, len);
         buf_consume(from, len);
     }
-    return h->be_ssl != NULL ? betls_tunnel(c) : tcp_relay(c);
+    return tcp_relay(c); /* plain or TLS to the target: see tcp.c be_recv() */
 }
 
 enum conn_state http_relay(struct conn *c)

@@ -167,7 +167,53 @@ static bool down_done(const struct conn *c)
  * soon as this one is: close() sends the FIN, so the pumps skip the
  * shutdown(SHUT_WR) that would precede it. */
 
-/* Client to backend: TLS read into c2b, plain send out of it. */
+/* Client to backend: TLS read into c2b, send out of it. */
+/* The target side: plain TCP, or TLS after a WebSocket upgrade to an https
+ * group that re-encrypts (betls.c). Both return what recv()/send() do. */
+static SSL *be_tls(const struct conn *c)
+{
+    return c->http != NULL ? c->http->be_ssl : NULL;
+}
+
+static bool be_readable(const struct conn *c)
+{
+    SSL *ssl = be_tls(c);
+    return c->be.can_read || (ssl != NULL && SSL_has_pending(ssl));
+}
+
+static ssize_t be_recv(struct conn *c, void *dst, size_t len)
+{
+    if (be_tls(c) != NULL)
+        return betls_read(c, dst, len);
+    ssize_t n = recv(c->be.fd, dst, len, 0);
+    if (n > 0)
+        c->be.can_read = (size_t)n == len; /* a short read emptied the socket */
+    return n;
+}
+
+static ssize_t be_send(struct conn *c, const void *src, size_t len)
+{
+    if (be_tls(c) != NULL)
+        return betls_write(c, src, len);
+    return send(c->be.fd, src, len, MSG_NOSIGNAL);
+}
+
+/* The end of the client's stream toward the target: close_notify over TLS
+ * when it goes out at once, then the TCP half-close (always over TLS, so
+ * that the end arrives even when the socket buffer is full; for plain TCP
+ * not right before close(), which sends the FIN anyway). */
+static void be_end_stream(struct conn *c)
+{
+    SSL *ssl = be_tls(c);
+    if (ssl != NULL) {
+        enum tls_want want;
+        enum tg_status st = tls_shutdown(ssl, &want);
+        (void)st;
+    }
+    if (ssl != NULL || !down_done(c))
+        shutdown(c->be.fd, SHUT_WR);
+}
+
 static bool pump_up(struct conn *c, bool *progress)
 {
     if (!c->cli.rd_shut && c->cli.can_read && !buf_is_full(&c->c2b)) {
@@ -193,7 +239,7 @@ static bool pump_up(struct conn *c, bool *progress)
     if (!buf_is_empty(&c->c2b) && !c->be.wr_shut) {
         size_t len;
         const uint8_t *src = buf_rdata(&c->c2b, &len);
-        ssize_t n = send(c->be.fd, src, len, MSG_NOSIGNAL);
+        ssize_t n = be_send(c, src, len);
         if (n > 0) {
             buf_consume(&c->c2b, (size_t)n);
             *progress = true;
@@ -203,29 +249,26 @@ static bool pump_up(struct conn *c, bool *progress)
         }
     }
     if (c->cli.rd_shut && buf_is_empty(&c->c2b) && !c->be.wr_shut) {
-        if (!down_done(c))
-            shutdown(c->be.fd, SHUT_WR);
+        be_end_stream(c);
         c->be.wr_shut = true;
         *progress = true;
     }
     return true;
 }
 
-/* Backend to client: plain recv into b2c, TLS write out of it. */
+/* Backend to client: recv into b2c, TLS write out of it. */
 static bool pump_down(struct conn *c, bool *progress)
 {
-    if (!c->be.rd_shut && c->be.can_read && !buf_is_full(&c->b2c)) {
+    if (!c->be.rd_shut && be_readable(c) && !buf_is_full(&c->b2c)) {
         if (!conn_buf_get(c->w, &c->b2c)) {
             c->outcome = "out_of_memory";
             return false;
         }
         size_t room;
         uint8_t *dst = buf_wspace(&c->b2c, &room);
-        ssize_t n = recv(c->be.fd, dst, room, 0);
+        ssize_t n = be_recv(c, dst, room);
         if (n > 0) {
             buf_commit(&c->b2c, (size_t)n);
-            /* A short read emptied the socket: the next would be EAGAIN. */
-            c->be.can_read = (size_t)n == room;
             *progress = true;
         } else if (n == 0) {
             c->be.rd_shut = true;
