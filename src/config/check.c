@@ -394,8 +394,8 @@ static void check_listener(struct cfg_ctx *c, size_t idx)
     if (g != NULL && g->tls.enabled && l->protocol == CFG_PROTO_TCP_SSL) {
         const struct cfg_rec *r = cfg_rec_find(c, &g->tls, true);
         diag_add(c->d, DIAG_WARNING, c->file, r ? r->line : 0, r ? r->col : 0, r ? r->path : NULL,
-                 "re-encryption to the targets is not implemented yet for tcp_ssl listeners: "
-                 "listener \"%.64s\" connects to them in plaintext (https listeners use it)",
+                 "re-encryption to the targets applies to https and http listeners only: "
+                 "tcp_ssl listener \"%.64s\" connects to them in plaintext",
                  l->name ? l->name : "?");
     }
     if (l->default_target_group_name != NULL)

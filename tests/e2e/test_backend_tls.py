@@ -464,5 +464,5 @@ def test_check_warns_only_for_tcp_ssl(tmp_path, pki, protocol):
     path = tg_proc.Tollgate(tmp_path / "chk", pki).write_config(cfg)
     r = tg_proc.run_tollgate(["check", "-c", str(path)])
     assert r.returncode == 0, r.stderr
-    warned = "target_groups.g.tls: re-encryption to the targets is not implemented yet" in r.stderr
+    warned = "target_groups.g.tls: re-encryption to the targets applies to https and http listeners only" in r.stderr
     assert warned == (protocol == "tcp_ssl"), r.stderr

@@ -687,6 +687,6 @@ def test_check_warns_about_what_is_not_implemented(tmp_path, pki):
     path = tg_proc.Tollgate(tmp_path / "chk", pki).write_config(cfg)
     r = tg_proc.run_tollgate(["check", "-c", str(path)])
     assert r.returncode == 0, r.stderr
-    assert "target_groups.g.tls: re-encryption to the targets is not implemented yet" in r.stderr
+    assert "target_groups.g.tls: re-encryption to the targets applies to https and http listeners only" in r.stderr
     assert "target_groups.g.targets: 65 targets: only the first 64 get traffic" in r.stderr
     assert "target_groups.h" not in r.stderr
