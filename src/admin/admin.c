@@ -17,7 +17,6 @@
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_REQ_MAX   8192
 #define ADMIN_TIMEOUT   5.0
-#define ADMIN_MAX_GENS  16
 
 /* One admin client: read one request head, write one answer, close. */
 struct admin_conn {
@@ -33,29 +32,6 @@ struct admin_conn {
     struct admin_out out; /* the whole answer */
     size_t sent;
     char peer[64];
-};
-
-/* Counters of a listener that no live generation has any more, or of the
- * retired generations of one that still exists (by listener name). */
-struct admin_total {
-    char *listener; /* owned */
-    struct shm_listener_stats s;
-    struct admin_total *next;
-};
-
-struct admin {
-    struct ev_loop *loop;
-    struct admin_ops ops;
-    int fd;
-    struct net_addr addr;
-    ev_io accept_w;
-    struct admin_conn *conns;
-    size_t n_conns;
-    bool is_draining;
-    uint64_t reloads_ok, reloads_failed;
-    double last_reload_ok; /* wall clock; 0 = never */
-    struct admin_total *totals;
-    struct admin_certs certs; /* of the current generation */
 };
 
 static void conn_free(struct admin_conn *c)
@@ -626,7 +602,7 @@ static void listener_metrics(struct admin_out *o, struct lsum *v, size_t n)
 
 /* The slot the workers' pickers use for a target, or NULL (no shared
  * table, or the table was full: such a target is always up). */
-static const struct lb_slot *target_slot(const struct cfg_target_group *g, size_t t)
+const struct lb_slot *admin_target_slot(const struct cfg_target_group *g, size_t t)
 {
     const struct lb_shared *sh = lb_shared_global();
     int i = sh ? lb_shared_find(sh, g->name, g->targets[t].address) : -1;
@@ -653,7 +629,7 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
     for (size_t i = 0; i < cfg->n_target_groups; i++) {
         const struct cfg_target_group *g = &cfg->target_groups[i];
         for (size_t t = 0; t < g->n_targets; t++) {
-            const struct lb_slot *sl = target_slot(g, t);
+            const struct lb_slot *sl = admin_target_slot(g, t);
             target_sample(o, "tollgate_target_up", g, t);
             admin_out_printf(o, "%d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
         }
@@ -664,7 +640,7 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
     for (size_t i = 0; i < cfg->n_target_groups; i++) {
         const struct cfg_target_group *g = &cfg->target_groups[i];
         for (size_t t = 0; t < g->n_targets; t++) {
-            const struct lb_slot *sl = target_slot(g, t);
+            const struct lb_slot *sl = admin_target_slot(g, t);
             admin_out_printf(o, "tollgate_backend_up{group=\"");
             admin_label_escape(o, g->name);
             admin_out_printf(o, "\",target=\"");
@@ -678,7 +654,7 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
     for (size_t i = 0; i < cfg->n_target_groups; i++) {
         const struct cfg_target_group *g = &cfg->target_groups[i];
         for (size_t t = 0; g->health_check.type != CFG_HC_NONE && t < g->n_targets; t++) {
-            const struct lb_slot *sl = target_slot(g, t);
+            const struct lb_slot *sl = admin_target_slot(g, t);
             if (sl == NULL || g->targets[t].is_builtin)
                 continue; /* never checked */
             for (int r = 0; r < LB_HC_RESULTS; r++) {
@@ -697,7 +673,7 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
     for (size_t i = 0; i < cfg->n_target_groups; i++) {
         const struct cfg_target_group *g = &cfg->target_groups[i];
         for (size_t t = 0; t < g->n_targets; t++) {
-            const struct lb_slot *sl = target_slot(g, t);
+            const struct lb_slot *sl = admin_target_slot(g, t);
             int32_t n = sl ? atomic_load_explicit(&sl->active, memory_order_relaxed) : 0;
             target_sample(o, "tollgate_target_connections_active", g, t);
             admin_out_printf(o, "%d\n", n > 0 ? (int)n : 0);
@@ -743,179 +719,4 @@ void admin_metrics(struct admin *a, struct admin_out *o)
         a->ops.target_metrics(a->ops.ctx, o);
     else if (n_gens > 0)
         target_metrics(gens[0].cfg, o);
-}
-
-/* ---- /status ---- */
-
-static const char *tls_mode_name(const struct cfg_listener *l)
-{
-    if (!l->has_tls)
-        return "none";
-    if (l->tls.mode == CFG_TLS_ONE_WAY)
-        return "one-way";
-    return l->tls.client_auth == CFG_CLIENT_AUTH_OPTIONAL ? "mutual-optional" : "mutual";
-}
-
-static const char *policy_name(const struct cfg_listener *l)
-{
-    if (!l->has_tls)
-        return "none";
-    switch (l->tls.policy) {
-    case CFG_POLICY_MODERN:
-        return "modern";
-    case CFG_POLICY_CUSTOM:
-        return "custom";
-    default:
-        return "intermediate";
-    }
-}
-
-static json_t *iso_time(double t)
-{
-    char buf[64];
-    time_t sec = (time_t)t;
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
-
-/* The last active check of a slot, null before the first one. The slot's
- * text is written by this process's health checker only, so it is whole. */
-static json_t *last_check_json(const struct lb_slot *sl)
-{
-    int64_t at = atomic_load_explicit(&sl->hc_last_unix_ms, memory_order_relaxed);
-    if (at <= 0)
-        return json_null();
-    int32_t r = atomic_load_explicit(&sl->hc_last_result, memory_order_relaxed);
-    double at_s = (double)at / 1000.0;
-    json_t *j =
-        json_pack("{s:s,s:b,s:s,s:s}", "result", lb_hc_result_name(r), "passed", r == LB_HC_PASS,
-                  "cause", sl->hc_last_cause, "detail", sl->hc_last_detail);
-    if (j == NULL)
-        return json_null();
-    json_object_set_new(j, "at", iso_time(at_s));
-    json_object_set_new(j, "at_unix", json_real(at_s));
-    return j;
-}
-
-static json_t *target_json(const struct cfg_target_group *g, size_t t)
-{
-    static const char *const healths[] = {"unknown", "up", "down"};
-    const struct lb_slot *sl = target_slot(g, t);
-    json_t *j = json_pack("{s:s,s:i}", "address", g->targets[t].address, "weight",
-                          (json_int_t)g->targets[t].weight);
-    if (j == NULL)
-        return NULL;
-    if (sl == NULL) {
-        json_object_set_new(j, "health", json_string("unknown"));
-        json_object_set_new(j, "up", json_true());
-        return j;
-    }
-    int32_t h = atomic_load_explicit(&sl->health, memory_order_relaxed);
-    int64_t now = lb_now_ms();
-    int64_t eject = atomic_load_explicit(&sl->eject_until_ms, memory_order_relaxed);
-    json_object_set_new(j, "health", json_string(h >= 0 && h <= 2 ? healths[h] : "unknown"));
-    json_object_set_new(j, "up", json_boolean(lb_slot_is_up(sl, now)));
-    json_object_set_new(j, "ejected_for_ms", json_integer(eject > now ? eject - now : 0));
-    json_object_set_new(j, "active_connections",
-                        json_integer(atomic_load_explicit(&sl->active, memory_order_relaxed)));
-    json_object_set_new(j, "checks_ok_in_a_row",
-                        json_integer(atomic_load_explicit(&sl->hc_ok, memory_order_relaxed)));
-    json_object_set_new(j, "checks_failed_in_a_row",
-                        json_integer(atomic_load_explicit(&sl->hc_fail, memory_order_relaxed)));
-    json_object_set_new(j, "connect_failures_in_a_row",
-                        json_integer(atomic_load_explicit(&sl->conn_fail, memory_order_relaxed)));
-    if (g->health_check.type != CFG_HC_NONE && !g->targets[t].is_builtin) {
-        json_object_set_new(j, "last_check", last_check_json(sl));
-        json_t *totals = json_object();
-        for (int r = 0; r < LB_HC_RESULTS; r++)
-            json_object_set_new(totals, lb_hc_result_name(r),
-                                json_integer((json_int_t)atomic_load_explicit(
-                                    &sl->hc_total[r], memory_order_relaxed)));
-        json_object_set_new(j, "checks_total", totals);
-    }
-    return j;
-}
-
-json_t *admin_status_json(struct admin *a)
-{
-    struct admin_gen gens[ADMIN_MAX_GENS];
-    size_t n_gens = a->ops.generations(a->ops.ctx, gens, ADMIN_MAX_GENS);
-    json_t *doc = json_object();
-    if (doc == NULL)
-        return NULL;
-    json_object_set_new(doc, "version", json_string(TG_VERSION));
-    json_object_set_new(doc, "pid", json_integer((json_int_t)getpid()));
-    json_object_set_new(doc, "state", json_string(a->is_draining ? "draining" : "serving"));
-    json_t *gen_arr = json_array();
-    for (size_t g = 0; g < n_gens; g++)
-        json_array_append_new(gen_arr, json_pack("{s:i,s:b}", "id", (json_int_t)gens[g].id,
-                                                 "retiring", gens[g].is_retiring));
-    json_object_set_new(doc, "generations", gen_arr);
-    json_t *reloads = json_pack("{s:I,s:I}", "success", (json_int_t)a->reloads_ok, "failure",
-                                (json_int_t)a->reloads_failed);
-    json_object_set_new(doc, "reloads", reloads);
-    if (n_gens == 0)
-        return doc;
-
-    const struct config *cfg = gens[0].cfg;
-    json_t *config = json_object();
-    char *abs = realpath(cfg->path, NULL);
-    json_object_set_new(config, "path", json_string(abs ? abs : cfg->path));
-    free(abs);
-    json_object_set_new(config, "loaded_at", iso_time(gens[0].loaded_at));
-    json_object_set_new(config, "loaded_at_unix", json_real(gens[0].loaded_at));
-    json_object_set_new(config, "generation", json_integer((json_int_t)gens[0].id));
-    json_object_set_new(config, "workers", json_integer((json_int_t)config_worker_count(cfg)));
-    json_object_set_new(doc, "config", config);
-
-    json_t *ls = json_array();
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const struct cfg_listener *l = &cfg->listeners[i];
-        int64_t active = 0;
-        for (size_t g = 0; g < n_gens; g++)
-            for (size_t j = 0; j < gens[g].cfg->n_listeners; j++)
-                if (strcmp(gens[g].cfg->listeners[j].name, l->name) == 0)
-                    active += atomic_load_explicit(&gens[g].stats->listeners[j].conns_active,
-                                                   memory_order_relaxed);
-        char addr[64];
-        net_addr_format(&l->addr, addr, sizeof(addr));
-        json_t *jl =
-            json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", l->name, "address", addr, "protocol",
-                      config_proto_name(l->protocol), "tls_mode", tls_mode_name(l), "policy",
-                      policy_name(l), "active_connections", (json_int_t)(active > 0 ? active : 0),
-                      "max_connections", (json_int_t)l->max_connections);
-        if (jl != NULL && l->has_tls) {
-            json_t *names = json_array();
-            for (size_t k = 0; k < l->tls.n_certificates; k++)
-                json_array_append_new(names, json_string(l->tls.certificate_names[k]));
-            json_object_set_new(jl, "certificates", names);
-            if (l->tls.client_ca_name != NULL)
-                json_object_set_new(jl, "client_ca", json_string(l->tls.client_ca_name));
-        }
-        const char *tg = l->target_group_name ? l->target_group_name : l->default_target_group_name;
-        if (jl != NULL && tg != NULL)
-            json_object_set_new(jl, "target_group", json_string(tg));
-        json_array_append_new(ls, jl);
-    }
-    json_object_set_new(doc, "listeners", ls);
-
-    json_t *tgs = a->ops.target_status ? a->ops.target_status(a->ops.ctx) : NULL;
-    if (tgs == NULL) {
-        /* The shared lb table: what the health checks and pickers know. */
-        tgs = json_array();
-        for (size_t i = 0; i < cfg->n_target_groups; i++) {
-            const struct cfg_target_group *g = &cfg->target_groups[i];
-            json_t *ts = json_array();
-            for (size_t k = 0; k < g->n_targets; k++)
-                json_array_append_new(ts, target_json(g, k));
-            json_array_append_new(tgs, json_pack("{s:s,s:o}", "name", g->name, "targets", ts));
-        }
-    }
-    json_object_set_new(doc, "target_groups", tgs);
-
-    admin_certs_update(&a->certs, gens[0].id, cfg);
-    json_object_set_new(doc, "certificates", admin_certs_json(&a->certs));
-    return doc;
 }
