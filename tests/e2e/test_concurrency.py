@@ -72,6 +72,7 @@ def test_500_concurrent_with_limit_400(serve, pki):
     """Twin: with max_connections 400 exactly the 100 extra are refused,
     and the 400 are served."""
     tg, be = serve(listener(max_connections=400, handshake_timeout="60s"), workers=1)
+    tg.settle_probes()
     results = asyncio.run(_many(tg.addr(), tg_tls.client_ctx(pki), 500, T(90)))
     ok = sum(1 for r in results if r == "ok")
     assert ok == 400, f"{ok} served; failures: {[r for r in results if r != 'ok'][:3]}"

@@ -97,6 +97,7 @@ def tls_echo(addr, pki, source="127.0.0.1"):
 
 def test_per_client_limit_refuses_the_extra_connection_only(serve, pki):
     tg, be = serve(listener(max_connections_per_client=3))
+    tg.settle_probes()
     held = [tls_echo(tg.addr(), pki) for _ in range(3)]
     try:
         # The fourth from the same address is closed during the handshake.
@@ -126,6 +127,7 @@ def test_total_limit_counts_every_listener(serve, pki):
     """Top-level max_connections caps all listeners together; the twin below
     the cap is served on either listener."""
     tg, be = serve(listener(name="a"), listener(name="b"), max_connections=3)
+    tg.settle_probes()
     held = [tls_echo(tg.addr("a"), pki), tls_echo(tg.addr("b"), pki), tls_echo(tg.addr("a"), pki)]
     try:
         with pytest.raises((ssl.SSLError, OSError)):
@@ -154,6 +156,7 @@ def _try(f):
 
 def test_per_client_limit_on_ipv6(serve, pki):
     tg, be = serve(listener(listen="[::1]:auto", max_connections_per_client=1))
+    tg.settle_probes()
     first = tls_echo(tg.addr(), pki, source="::1")
     try:
         with pytest.raises((ssl.SSLError, OSError)):
@@ -166,6 +169,7 @@ def test_per_client_limit_on_ipv6(serve, pki):
 
 def test_per_client_limit_on_https(hserve, pki):
     tg, be = hserve(https_listener(max_connections_per_client=2))
+    tg.settle_probes()
     a, b = Client(tg.addr(), pki), Client(tg.addr(), pki)
     try:
         assert a.request("GET", "/a").status == 200

@@ -158,6 +158,7 @@ def test_active_relay_outlives_idle_timeout(serve, pki):
 
 def test_max_connections_refuses_the_extra_one(serve, pki):
     tg, be = serve(listener(max_connections=2))
+    tg.settle_probes()
     ctx = tg_tls.client_ctx(pki)
     held = [tg_tls.connect(tg.addr(), ctx) for _ in range(2)]
     try:
@@ -291,6 +292,7 @@ def test_max_connections_counts_across_workers(serve, pki):
     """max_connections is per listener, not per worker."""
     tg, be = serve(listener(max_connections=2), workers=2)
     wait_for(lambda: len(tg.worker_pids()) == 2, T(5), what="2 workers")
+    tg.settle_probes()
     ctx = tg_tls.client_ctx(pki)
     held = []
     try:

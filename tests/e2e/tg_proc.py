@@ -323,6 +323,16 @@ class Tollgate:
         except FileNotFoundError:
             return ""
 
+    def settle_probes(self, timeout=None):
+        """Waits until the worker has closed the readiness probes' connections
+        (TLS listeners: one client_closed_before_hello each). Until then they
+        count toward max_connections and the per-client limit."""
+        def done():
+            seen = {int(e.get("client", ":0").rpartition(":")[2] or 0)
+                    for e in self.events("client_closed_before_hello")}
+            return self.probe_ports <= seen or None
+        wait_for(done, timeout or T(10), what="readiness probes closed")
+
     def events(self, name=None, **match):
         out = []
         for line in self.log().splitlines():
