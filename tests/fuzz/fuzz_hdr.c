@@ -21,15 +21,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "http/http.h"
+#include "fuzz_common.h"
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "http/http.h"
 
 enum {
     FZ_REQUEST = 1 << 0,
@@ -41,8 +35,6 @@ enum {
     FZ_EXTRA = 1 << 6,
     FZ_IPV6 = 1 << 7,
 };
-
-enum { FZ_MAX_INPUT = 1 << 20 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -282,55 +274,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(hd);
     return 0;
 }
-
-#ifndef TG_LIBFUZZER
-static int replay_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    uint8_t *data = malloc(FZ_MAX_INPUT);
-    CHECK(data != NULL);
-    size_t n = fread(data, 1, FZ_MAX_INPUT, f);
-    int rc = ferror(f) ? -1 : 0;
-    fclose(f);
-    if (rc == 0)
-        LLVMFuzzerTestOneInput(data, n);
-    else
-        fprintf(stderr, "%s: read error\n", path);
-    free(data);
-    return rc;
-}
-
-int main(int argc, char **argv)
-{
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
-        return 2;
-    }
-    DIR *dir = opendir(argv[1]);
-    if (dir == NULL) {
-        perror(argv[1]);
-        return 1;
-    }
-    int files = 0;
-    int failed = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        char path[4096];
-        struct stat st;
-        int n = snprintf(path, sizeof(path), "%s/%s", argv[1], e->d_name);
-        if (n < 0 || (size_t)n >= sizeof(path) || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (replay_file(path) != 0)
-            failed++;
-        files++;
-    }
-    closedir(dir);
-    printf("replayed %d files from %s\n", files, argv[1]);
-    /* An empty corpus would pass without testing anything. */
-    return files == 0 || failed > 0 ? 1 : 0;
-}
-#endif
