@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [all|SCENARIO...]
 #   bench/run.sh profile [SCENARIO...]    perf record -g on one server's worker
-#   bench/run.sh syscalls [SCENARIO...]   system calls per request, strace -c
+#   bench/run.sh syscalls [SCENARIO...]   system calls per request (perf stat tracepoints)
 #
 # Environment: TOLLGATE_BIN (default build-release/tollgate), BENCH_SECONDS
 # (10), BENCH_ROUNDS (3), BENCH_CONC (32), BENCH_HOLD (9900), BENCH_RATE

@@ -286,7 +286,7 @@ static const char *failure_reason(SSL *ssl, char *detail, size_t detail_len)
 static void watch(struct conn *c, int events)
 {
     ev_io_stop(c->w->loop, &c->be.io);
-    ev_io_set(&c->be.io, c->be.fd, events);
+    ev_io_modify(&c->be.io, events); /* the watcher holds c->be.fd already */
     ev_io_start(c->w->loop, &c->be.io);
     c->be.events = EV_WRITE;
 }

@@ -112,7 +112,8 @@ void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, in
     e->target = target;
     e->fd = fd;
     e->ssl = ssl;
-    ev_io_init(&e->io, pooled_io_cb, fd, EV_READ);
+    ev_init(&e->io, pooled_io_cb);
+    conn_io_reuse_fd(&e->io, fd, EV_READ); /* the connection's watcher registered it */
     e->io.data = e;
     ev_timer_init(&e->idle, pooled_idle_cb, BPOOL_IDLE_SECONDS, 0.);
     e->idle.data = e;

@@ -433,7 +433,10 @@ static void side_set(struct conn *c, struct side *s, int events)
     ev_io_stop(c->w->loop, &s->io);
     s->events = events;
     if (events != 0) {
-        ev_io_set(&s->io, s->fd, events);
+        /* The watcher already holds s->fd (ev_io_set() when it was opened or
+         * taken); only the interest changes, and a pending "new fd" mark is
+         * kept. Setting the fd again would cost a failed EPOLL_CTL_ADD. */
+        ev_io_modify(&s->io, events);
         ev_io_start(c->w->loop, &s->io);
     }
 }

@@ -57,6 +57,17 @@ struct side {
     bool can_read;
 };
 
+/* Points a stopped watcher at a descriptor that has stayed open since a
+ * watcher of this loop last registered it (a backend connection moving to
+ * or from the pool): unlike ev_io_set(), this lets libev trust its kernel
+ * state, so taking the same interest back costs no epoll_ctl(). A new
+ * descriptor, even one with a recycled number, needs ev_io_set(). */
+static inline void conn_io_reuse_fd(ev_io *io, int fd, int events)
+{
+    ev_io_set(io, fd, events);
+    io->events &= ~EV__IOFDSET;
+}
+
 /* A proxied connection. Owns its sockets, SSL, buffers and timer; only
  * conn_run() frees it, when a handler returns CONN_ST_CLOSED. */
 struct conn {

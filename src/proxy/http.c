@@ -498,7 +498,7 @@ enum conn_state http_pick(struct conn *c)
     c->be.events = 0;
     c->be.rd_shut = c->be.wr_shut = false;
     c->be.can_read = false; /* the request is not sent yet: nothing can be there */
-    ev_io_set(&c->be.io, fd, 0);
+    conn_io_reuse_fd(&c->be.io, fd, 0);
     c->http->be_reused = true;
     return start_exchange(c);
 }
