@@ -28,11 +28,6 @@ const char *conn_state_name(enum conn_state st)
 
 #define POOL_MAX 4096
 
-/* Bytes below which a read-ahead read() of the client's TLS was short: a
- * full one asks for a whole record buffer (16 KiB of plaintext plus the
- * record overhead). */
-#define CONN_TLS_SHORT_READ (16 * 1024)
-
 bool conn_buf_get(struct worker *w, struct buf *b)
 {
     if (buf_has_mem(b))
@@ -208,19 +203,14 @@ static void conn_lb_step(struct conn *c, enum conn_state from, enum conn_state t
 enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
 {
     if (c->ssl != NULL) {
-        BIO *rbio = SSL_get_rbio(c->ssl);
-        uint64_t before = BIO_number_read(rbio);
         enum tg_status st = tls_read(c->ssl, dst, len, n, &c->want);
         if (st == TG_E_AGAIN && c->want == TLS_WANT_READ) {
             c->cli.can_read = false;
-        } else if (st == TG_OK && !SSL_has_pending(c->ssl)) {
-            /* With read-ahead OpenSSL asks read() for a whole buffer; less
-             * than a full record's worth means the socket was emptied, and
-             * nothing waits inside OpenSSL: the next read would find
-             * nothing. (If more arrived since, the loop reports it.) */
-            uint64_t got = BIO_number_read(rbio) - before;
-            if (got > 0 && got < CONN_TLS_SHORT_READ)
-                c->cli.can_read = false;
+        } else if (st == TG_OK && !SSL_has_pending(c->ssl) && tls_read_emptied_socket()) {
+            /* The read() got less than OpenSSL asked for: the socket is
+             * empty, and nothing waits inside OpenSSL, so the next read
+             * would find nothing. (If more arrived since, the loop says.) */
+            c->cli.can_read = false;
         }
         return st;
     }
