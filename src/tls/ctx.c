@@ -307,6 +307,11 @@ static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
      * wait inside OpenSSL while the socket is not readable: readers stop
      * only at TG_E_AGAIN (see struct side's can_read). */
     SSL_CTX_set_read_ahead(ctx, 1);
+    /* Room for four full records per read(): half the read() calls of an
+     * upload (docs/PERFORMANCE.md). With SSL_MODE_RELEASE_BUFFERS the
+     * buffer exists only while it holds bytes, so idle connections do not
+     * pay for it. */
+    SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
     /* Stateless tickets only: a per-process cache could not be shared. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
