@@ -893,7 +893,7 @@ def syscalls(scen, work, pki):
                             calls[ev] = calls.get(ev, 0) + int(fields[0])
                 n = r["count"] or 1
                 per = "MB" if SCENARIOS[sc][4] == "MB/s" else "op"
-                top = sorted(calls.items(), key=lambda x: -x[1])[:8]
+                top = sorted(calls.items(), key=lambda x: -x[1])[:12]
                 lines.append(f"| {sc} | {name} | {per} | {n:,.0f} {per} | "
                              f"{sum(calls.values()) / n:.1f} | "
                              + ", ".join(f"{k} {v / n:.2f}" for k, v in top) + " |")

@@ -206,10 +206,11 @@ enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
         enum tg_status st = tls_read(c->ssl, dst, len, n, &c->want);
         if (st == TG_E_AGAIN && c->want == TLS_WANT_READ) {
             c->cli.can_read = false;
-        } else if (st == TG_OK && !SSL_has_pending(c->ssl) && tls_read_emptied_socket()) {
-            /* The read() got less than OpenSSL asked for: the socket is
-             * empty, and nothing waits inside OpenSSL, so the next read
-             * would find nothing. (If more arrived since, the loop says.) */
+        } else if (st == TG_OK && c->cli.drained && !SSL_has_pending(c->ssl)) {
+            /* The last read() emptied the socket (perhaps during the
+             * handshake, with this record already in OpenSSL's buffer) and
+             * nothing waits inside OpenSSL: the next read would find
+             * nothing. (If more arrived since, the loop says.) */
             c->cli.can_read = false;
         }
         return st;
@@ -276,6 +277,7 @@ static enum conn_state st_accepted(struct conn *c)
         return CONN_ST_CLOSED;
     }
     tls_verdict_attach(c->ssl, &c->verdict);
+    tls_report_reads(c->ssl, &c->cli.drained);
     return CONN_ST_TLS_HANDSHAKE;
 }
 
@@ -306,6 +308,8 @@ static enum conn_state st_handshake(struct conn *c)
         return CONN_ST_CLOSED;
     }
     c->t_handshake = ev_now(c->w->loop);
+    if (c->cli.drained && !SSL_has_pending(c->ssl))
+        c->cli.can_read = false; /* the handshake's last read() emptied the socket */
     shm_count_handshake(c->l->stats, SSL_version(c->ssl), SSL_session_reused(c->ssl) == 1,
                         c->t_handshake - c->t_accept);
     return c->http != NULL ? CONN_ST_READ_HEAD : CONN_ST_PICK;
@@ -615,10 +619,9 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     struct conn *c = io->data;
     if (revents & EV_READ) {
-        if (io == &c->cli.io)
-            c->cli.can_read = true;
-        else
-            c->be.can_read = true;
+        struct side *s = io == &c->cli.io ? &c->cli : &c->be;
+        s->can_read = true;
+        s->drained = false;
     }
     conn_run(c);
 }

@@ -55,6 +55,7 @@ struct side {
     bool rd_shut;
     bool wr_shut;
     bool can_read;
+    bool drained; /* TLS: the socket's last read() emptied it (tls_report_reads) */
 };
 
 /* Points a stopped watcher at a descriptor that has stayed open since a

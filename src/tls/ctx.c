@@ -454,7 +454,6 @@ SSL *tls_server_ssl_new(struct tls_server *s, int fd)
         SSL_free(ssl);
         return NULL;
     }
-    tls_report_reads(ssl);
     SSL_set_accept_state(ssl);
     return ssl;
 }

@@ -68,36 +68,32 @@ enum tg_status tls_handshake(SSL *ssl, enum tls_want *want)
     return st == TG_E_CLOSED ? TG_E_PROTO : st;
 }
 
-/* Whether the last socket read() under tls_read() was short. Workers are
- * single-threaded; the flag is reset before each SSL_read_ex(). */
-static bool last_read_short;
-
+/* Records in the bool given to tls_report_reads() whether the socket's last
+ * read() emptied it: it failed (EAGAIN, EOF) or got less than asked for. */
 static long sock_read_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
                          int ret, size_t *processed)
 {
-    (void)b;
     (void)argp;
     (void)argi;
     (void)argl;
-    if (oper == (BIO_CB_READ | BIO_CB_RETURN))
-        last_read_short = ret > 0 && processed != NULL && *processed < len;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        bool *drained = (bool *)BIO_get_callback_arg(b);
+        *drained = ret <= 0 || processed == NULL || *processed < len;
+    }
     return ret;
 }
 
-void tls_report_reads(SSL *ssl)
+void tls_report_reads(SSL *ssl, bool *drained)
 {
-    BIO_set_callback_ex(SSL_get_rbio(ssl), sock_read_cb);
-}
-
-bool tls_read_emptied_socket(void)
-{
-    return last_read_short;
+    BIO *rbio = SSL_get_rbio(ssl);
+    *drained = false;
+    BIO_set_callback_arg(rbio, (char *)drained);
+    BIO_set_callback_ex(rbio, sock_read_cb);
 }
 
 enum tg_status tls_read(SSL *ssl, void *dst, size_t len, size_t *n, enum tls_want *want)
 {
     *n = 0;
-    last_read_short = false;
     int rc = SSL_read_ex(ssl, dst, len, n);
     if (rc == 1) {
         *want = TLS_WANT_NONE;

@@ -87,8 +87,7 @@ TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct
                                           struct tls_server **out, struct diag *d);
 void tls_server_free(struct tls_server *s);
 
-/* A new server-side SSL for an accepted fd, or NULL when out of memory.
- * Its socket BIO reports each read() to tls_read_emptied_socket(). */
+/* A new server-side SSL for an accepted fd, or NULL when out of memory. */
 SSL *tls_server_ssl_new(struct tls_server *s, int fd);
 
 /* ---- per-connection verdicts (verify.c) ---- */
@@ -132,14 +131,11 @@ TG_MUST_USE enum tg_status tls_handshake(SSL *ssl, enum tls_want *want);
 TG_MUST_USE enum tg_status tls_read(SSL *ssl, void *dst, size_t len, size_t *n,
                                     enum tls_want *want);
 
-/* After a tls_read() that returned TG_OK: true when its last read() from
- * the socket got less than OpenSSL asked for, so the socket was emptied
- * (with read-ahead OpenSSL asks for all the room in its buffer). Only for
- * SSLs from tls_server_ssl_new(), whose socket BIO reports its reads. */
-bool tls_read_emptied_socket(void);
-
-/* Makes ssl's socket BIO report its reads to tls_read_emptied_socket(). */
-void tls_report_reads(SSL *ssl);
+/* From now on *drained tells whether ssl's last read() from its socket
+ * emptied it (got less than OpenSSL asked for, which with read-ahead is all
+ * the room in its buffer, or failed). Starts false; the caller clears it
+ * when the socket becomes readable again. *drained must outlive ssl. */
+void tls_report_reads(SSL *ssl, bool *drained);
 
 /* Writes up to len bytes (partial writes allowed). Same statuses. */
 TG_MUST_USE enum tg_status tls_write(SSL *ssl, const void *src, size_t len, size_t *n,
