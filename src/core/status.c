@@ -19,6 +19,8 @@ const char *tg_status_name(enum tg_status st)
         return "internal";
     case TG_E_TIMEOUT:
         return "timeout";
+    case TG_E_RESET:
+        return "reset";
     }
     return "unknown";
 }

@@ -11,6 +11,7 @@ enum tg_status {
     TG_E_NOMEM = -5,    /* allocation failed */
     TG_E_INTERNAL = -6, /* system call failed or invariant broken */
     TG_E_TIMEOUT = -7,  /* a deadline passed */
+    TG_E_RESET = -8,    /* peer reset the connection (ECONNRESET) */
 };
 
 #define TG_MUST_USE          __attribute__((warn_unused_result))

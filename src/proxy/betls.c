@@ -325,7 +325,7 @@ ssize_t betls_read(struct conn *c, void *dst, size_t len)
     enum tg_status st = tls_read(c->http->be_ssl, dst, len, &n, &want);
     if (st == TG_OK)
         return (ssize_t)n;
-    if (st == TG_E_CLOSED)
+    if (st == TG_E_CLOSED || st == TG_E_RESET)
         return 0;
     errno = st == TG_E_AGAIN ? EAGAIN : EPROTO;
     return -1;

@@ -229,7 +229,7 @@ enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
         c->cli.can_read = errno != EAGAIN;
         return TG_E_AGAIN;
     }
-    return TG_E_CLOSED;
+    return errno == ECONNRESET ? TG_E_RESET : TG_E_CLOSED;
 }
 
 enum tg_status conn_cli_write(struct conn *c, const void *src, size_t len, size_t *n)

@@ -231,6 +231,13 @@ static bool pump_up(struct conn *c, bool *progress)
         } else if (st == TG_E_CLOSED) {
             c->cli.rd_shut = true;
             *progress = true;
+        } else if (st == TG_E_RESET) {
+            /* An abortive close: nothing can reach the client any more, and
+             * it withdrew what it had not yet had delivered. Close both
+             * sides now (as HAProxy and nginx do) rather than half-close
+             * toward the target and wait for its end. */
+            c->outcome = "client_reset";
+            return false;
         } else if (st == TG_E_PROTO) {
             c->outcome = "client_tls_error";
             return false;

@@ -48,7 +48,7 @@ static enum tg_status map_result(SSL *ssl, int rc, enum tls_want *want)
             *want = TLS_WANT_READ;
             return TG_E_AGAIN;
         }
-        return TG_E_CLOSED;
+        return ERR_peek_error() == 0 && errno == ECONNRESET ? TG_E_RESET : TG_E_CLOSED;
     default:
         return TG_E_PROTO;
     }
@@ -65,7 +65,7 @@ enum tg_status tls_handshake(SSL *ssl, enum tls_want *want)
     }
     enum tg_status st = map_result(ssl, rc, want);
     /* A peer that vanishes mid-handshake is a refused handshake too. */
-    return st == TG_E_CLOSED ? TG_E_PROTO : st;
+    return st == TG_E_CLOSED || st == TG_E_RESET ? TG_E_PROTO : st;
 }
 
 /* Records in the bool given to tls_report_reads() whether the socket's last

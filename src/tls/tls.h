@@ -127,7 +127,8 @@ enum tls_want { TLS_WANT_NONE, TLS_WANT_READ, TLS_WANT_WRITE };
 TG_MUST_USE enum tg_status tls_handshake(SSL *ssl, enum tls_want *want);
 
 /* Reads up to len bytes. TG_OK with *n > 0; TG_E_AGAIN with *want;
- * TG_E_CLOSED on close_notify or EOF; TG_E_PROTO on a TLS error. */
+ * TG_E_CLOSED on close_notify, EOF or a socket error; TG_E_RESET when the
+ * peer reset the connection; TG_E_PROTO on a TLS error. */
 TG_MUST_USE enum tg_status tls_read(SSL *ssl, void *dst, size_t len, size_t *n,
                                     enum tls_want *want);
 

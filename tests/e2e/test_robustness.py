@@ -153,10 +153,27 @@ def test_client_resets_mid_relay(serve, pki):
     s.close()
     rec = tg.access_for(port)
     assert rec["bytes_in"] == 2
+    assert rec["outcome"] == "client_reset", rec
     c = be.wait_conns(1, T(5))[0]
     assert c.done.wait(T(5)), "the backend side was not closed after the client reset"
     got, _ = tg_tls.roundtrip(tg.addr(), tg_tls.client_ctx(pki), b"next\n")
     assert got == b"next\n"
+
+
+def test_client_close_mid_relay_is_not_a_reset(serve, pki):
+    """The twin: a client that closes normally (FIN, nothing left unread)
+    ends the relay as "ok", the target's side closed after it."""
+    tg, be = serve(listener())
+    s = tg_tls.connect(tg.addr(), tg_tls.client_ctx(pki))
+    port = s.getsockname()[1]
+    s.sendall(b"x\n")
+    assert tg_tls.recv_exact(s, 2) == b"x\n"
+    s.close()
+    rec = tg.access_for(port)
+    assert rec["outcome"] == "ok", rec
+    assert rec["bytes_in"] == 2
+    c = be.wait_conns(1, T(5))[0]
+    assert c.done.wait(T(5))
 
 
 def test_connect_and_close_is_not_a_refused_handshake(serve):
