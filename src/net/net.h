@@ -2,14 +2,26 @@
 #define TG_NET_NET_H
 
 #include <stdbool.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
 #include "core/status.h"
 
+/* An IPv4 or IPv6 socket address: listeners, targets and peers are TCP over
+ * IP. 28 bytes instead of sockaddr_storage's 128, which every connection
+ * would carry twice (peer and local address). ss_family reads the family
+ * field that the three sockaddr types begin with. */
+union net_sockaddr {
+    sa_family_t ss_family;
+    struct sockaddr sa;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+};
+
 /* An address with its length, as the socket calls want it. */
 struct net_addr {
-    struct sockaddr_storage ss;
+    union net_sockaddr ss;
     socklen_t len;
 };
 

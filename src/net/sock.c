@@ -65,6 +65,12 @@ enum tg_status net_addr_parse(const char *s, bool allow_port0, struct net_addr *
         snprintf(err, err_len, "cannot resolve \"%s\": %s", host, gai_strerror(rc));
         return TG_E_CONFIG;
     }
+    if (res->ai_addrlen > sizeof(out->ss) ||
+        (res->ai_family != AF_INET && res->ai_family != AF_INET6)) {
+        snprintf(err, err_len, "cannot resolve \"%s\": not an IPv4 or IPv6 address", host);
+        freeaddrinfo(res);
+        return TG_E_CONFIG;
+    }
     memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
     out->len = res->ai_addrlen;
     freeaddrinfo(res);
