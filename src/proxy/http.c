@@ -166,7 +166,8 @@ static enum conn_state error_page(struct conn *c, unsigned status, const char *w
     net_addr_format(&c->peer, peer, sizeof(peer));
     log_info("event=http_error listener=%s " CONN_FMT " client=%s status=%u reason=\"%s\"",
              c->l->cfg->name, CONN_ARGS(c), peer, status, what);
-    c->outcome = "http_error";
+    if (strcmp(c->outcome, "ok") == 0)
+        c->outcome = "http_error"; /* a 502/503/504 keeps its own (no_target, ...) */
     if (c->http->sent_to_client)
         return CONN_ST_CLOSED;
     snprintf(body, sizeof(body), "%u %s: %s\n", status, http_reason(status), what);

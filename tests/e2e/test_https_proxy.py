@@ -391,7 +391,10 @@ def test_invalid_response_502(hserve, pki):
         r = c.request("GET", "/")
         assert r.status == 502
         assert c.closed_by_peer(T(10))
+        port = c.port
     tg.wait_event("http_error", status="502")
+    rec = tg.wait_access(lambda r: r["client"].endswith(f":{port}"))[0]
+    assert rec["status"] == 502 and rec["outcome"] == "bad_gateway", rec
 
 
 def test_backend_closes_without_answer_502(hserve, pki):
