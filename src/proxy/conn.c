@@ -76,8 +76,11 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     c->target = -1;
     c->lb_target = -1;
     c->peer = *peer;
-    c->t_accept = ev_now(w->loop);
-    c->last_activity = c->t_accept;
+    /* Durations (handshake, request, connection) are read from the clock,
+     * not the loop's cached time: a handshake can start and end within
+     * what the loop reports as one instant. Timers use the loop's time. */
+    c->t_accept = ev_time();
+    c->last_activity = ev_now(w->loop);
     c->outcome = "ok";
     c->group = l->cfg->target_group;
     c->relay_timeout = (ev_tstamp)l->cfg->idle_timeout_ms / 1000.0;
@@ -307,7 +310,7 @@ static enum conn_state st_handshake(struct conn *c)
         conn_log_rejection(c, reason, detail);
         return CONN_ST_CLOSED;
     }
-    c->t_handshake = ev_now(c->w->loop);
+    c->t_handshake = ev_time();
     if (c->cli.drained && !SSL_has_pending(c->ssl))
         c->cli.can_read = false; /* the handshake's last read() emptied the socket */
     shm_count_handshake(c->l->stats, SSL_version(c->ssl), SSL_session_reused(c->ssl) == 1,
@@ -502,13 +505,13 @@ static int http_fields(const struct conn *c, char *dst, size_t len, ev_tstamp no
 void conn_access_log(struct conn *c)
 {
     if (c->http != NULL && c->http->t_req > 0)
-        shm_count_request(c->l->stats, c->http->status, ev_now(c->w->loop) - c->http->t_req);
+        shm_count_request(c->l->stats, c->http->status, ev_time() - c->http->t_req);
     if (!log_access_enabled())
         return;
     struct tls_info info;
     char peer[64], ts[96], target[300] = "";
     char e_sni[512], e_subj[1100], e_iss[1100], e_target[600], extra[2400] = "";
-    ev_tstamp now = ev_now(c->w->loop);
+    ev_tstamp now = ev_time();
     ev_tstamp start = c->http != NULL && c->http->t_req > 0 ? c->http->t_req : c->t_accept;
 
     memset(&info, 0, sizeof(info));

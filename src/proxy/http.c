@@ -308,7 +308,7 @@ static bool host_matches_sni(struct conn *c, const char *host, size_t host_len)
 static void begin_request(struct conn *c)
 {
     struct http_conn *h = c->http;
-    h->t_req = ev_now(c->w->loop);
+    h->t_req = ev_time(); /* a duration's start: the clock (see conn_new) */
     h->t_upstream = 0;
     h->n_requests++;
     h->status = 0;
@@ -573,7 +573,7 @@ static enum conn_state start_exchange(struct conn *c)
     }
     h->req_done = h->m->req.body == HTTP_BODY_NONE;
     h1_next(&h->m->resp_p, h->m->req.method == HTTP_HEAD);
-    h->t_upstream = ev_now(c->w->loop);
+    h->t_upstream = ev_time();
     c->relay_timeout = (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
     return CONN_ST_RELAY;
 }

@@ -701,3 +701,27 @@ def test_body_after_head_response_never_reaches_next_request(hserve, pki):
         assert c.request("GET", "/g").body == b"real /g"
     with Client(tg.addr(), pki) as c:
         assert c.request("GET", "/g2").body == b"real /g2"
+
+
+# ---- times in the access log ----
+
+def test_access_log_times_are_measured(hserve, pki):
+    """A fast request still has a handshake and a duration above zero: they
+    are read from the clock, not from the loop's cached time."""
+    tg, be = hserve()
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/fast").status == 200
+        port = c.port
+    rec = tg.wait_access(lambda r: r["client"].endswith(f":{port}"))[0]
+    assert rec["handshake_ms"] > 0, rec
+    assert 0 < rec["duration_ms"] < 1000, rec
+
+
+def test_access_log_duration_covers_a_slow_backend(hserve, pki):
+    """The twin: a backend that takes 300 ms shows in duration and upstream."""
+    tg, be = hserve(handler=lambda req: Reply(body=b"late", delay=0.3))
+    with Client(tg.addr(), pki) as c:
+        assert c.request("GET", "/slow").status == 200
+        port = c.port
+    rec = tg.wait_access(lambda r: r["client"].endswith(f":{port}"))[0]
+    assert rec["duration_ms"] >= 300 and rec["upstream_ms"] >= 300, rec
