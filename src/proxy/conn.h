@@ -223,6 +223,29 @@ enum conn_state http_pick(struct conn *c);
 enum conn_state http_connect(struct conn *c);
 enum conn_state http_relay(struct conn *c);
 enum conn_state http_respond(struct conn *c);
+
+/* http_msg.c: a request's block (parsers, heads, cookie, log path) for c,
+ * from the worker's free list, parsers ready; false when out of memory.
+ * http_msg_put() gives it back once the request is logged. */
+bool http_msg_get(struct conn *c);
+void http_msg_put(struct http_conn *h);
+
+/* http_answer.c: responses tollgate makes itself. http_answer() queues one
+ * (extra: header lines, each ending in CRLF; body may be NULL) and returns
+ * CONN_ST_RESPOND, or CONN_ST_CLOSED when it cannot. http_error_page()
+ * logs the error and answers with a short text page, then the connection
+ * closes. */
+enum conn_state http_answer(struct conn *c, unsigned status, const char *ctype, const char *extra,
+                            const char *body, bool keep_alive);
+enum conn_state http_error_page(struct conn *c, unsigned status, const char *what);
+enum conn_state http_redirect(struct conn *c, const struct cfg_rule *r, const char *host,
+                              size_t host_len);
+enum conn_state http_respond_rule(struct conn *c, const struct cfg_rule *r);
+/* The Host value without its port; a request-target from its path on; the
+ * length of a target's path (before '?' or '#'). */
+void http_host_name(const char *host, size_t len, const char **name, size_t *name_len);
+void http_target_from_path(const struct http_head *rq, const char **p, size_t *len);
+size_t http_path_len(const char *target, size_t len);
 TG_MUST_USE enum tg_status http_conn_new(struct conn *c);
 void http_conn_free(struct conn *c);
 

@@ -18,82 +18,7 @@
 #define MAX_TARGETS  64
 #define MAX_CHAIN    4
 
-#define MSG_FREE_MAX 256 /* free request blocks kept by a worker */
-
 static enum conn_state start_exchange(struct conn *c);
-
-/* Free request blocks (struct http_msg) of this worker: a worker is one
- * process with one loop, so the list is its own and needs no lock. */
-static struct http_msg *msg_free_list;
-static size_t n_msg_free;
-
-/* Gives c the block of a request (its parsers, heads, cookie and log
- * path), from the free list when it has one, with both parsers ready for a
- * new message. False when out of memory. */
-static bool msg_get(struct conn *c)
-{
-    struct http_conn *h = c->http;
-    if (h->m != NULL)
-        return true;
-    struct http_msg *m = msg_free_list;
-    if (m != NULL) {
-        msg_free_list = m->next_free;
-        n_msg_free--;
-    } else {
-        m = malloc(sizeof(*m));
-        if (m == NULL)
-            return false;
-    }
-    m->next_free = NULL;
-    h1_init(&m->req_p, true, c->l->cfg->max_body_size);
-    h1_init(&m->resp_p, false, 0);
-    m->set_cookie[0] = '\0';
-    m->log_path[0] = '\0';
-    h->m = m;
-    return true;
-}
-
-/* Returns h's request block once the request is logged: an idle
- * keep-alive connection holds none. */
-static void msg_put(struct http_conn *h)
-{
-    struct http_msg *m = h->m;
-    if (m == NULL)
-        return;
-    h->m = NULL;
-    h->log_path = "";
-    if (n_msg_free >= MSG_FREE_MAX) {
-        free(m);
-        return;
-    }
-    m->next_free = msg_free_list;
-    msg_free_list = m;
-    n_msg_free++;
-}
-
-enum tg_status http_conn_new(struct conn *c)
-{
-    c->http = calloc(1, sizeof(*c->http));
-    if (c->http == NULL)
-        return TG_E_NOMEM;
-    c->http->log_path = "";
-    return TG_OK;
-}
-
-void http_conn_free(struct conn *c)
-{
-    struct http_conn *h = c->http;
-    if (h == NULL)
-        return;
-    msg_put(h);
-    betls_close(c);
-    h->cin.r = h->cin.w = 0;
-    h->bin.r = h->bin.w = 0;
-    conn_buf_put(c->w, &h->cin);
-    conn_buf_put(c->w, &h->bin);
-    free(h);
-    c->http = NULL;
-}
 
 static void release_buffers(struct conn *c)
 {
@@ -137,143 +62,6 @@ static ssize_t be_send(struct conn *c, const void *src, size_t len)
     return send(c->be.fd, src, len, MSG_NOSIGNAL);
 }
 
-/* Queues a response made by tollgate (respond rules, redirects, error
- * pages) and moves to RESPOND, which writes it out. */
-static enum conn_state respond(struct conn *c, unsigned status, const char *ctype,
-                               const char *extra, const char *body, bool keep_alive)
-{
-    struct http_conn *h = c->http;
-    bool head_only = h->m != NULL && h->m->req_p.head_done && h->m->req.method == HTTP_HEAD;
-    h->keep_alive = h->keep_alive && keep_alive;
-    h->status = status;
-    c->b2c.r = c->b2c.w = 0;
-    if (!conn_buf_get(c->w, &c->b2c))
-        return CONN_ST_CLOSED;
-    if (http_hdr_simple(status, ctype, extra, body, body ? strlen(body) : 0, h->keep_alive,
-                        head_only, &c->b2c) != TG_OK) {
-        log_err("event=http_error listener=%s " CONN_FMT " error=\"response does not fit\"",
-                c->l->cfg->name, CONN_ARGS(c));
-        return CONN_ST_CLOSED;
-    }
-    return CONN_ST_RESPOND;
-}
-
-/* An error page: short, says what happened, names nothing internal. The
- * connection closes after it, since the request stream may be out of step. */
-static enum conn_state error_page(struct conn *c, unsigned status, const char *what)
-{
-    char peer[64], body[256];
-    net_addr_format(&c->peer, peer, sizeof(peer));
-    log_info("event=http_error listener=%s " CONN_FMT " client=%s status=%u reason=\"%s\"",
-             c->l->cfg->name, CONN_ARGS(c), peer, status, what);
-    if (strcmp(c->outcome, "ok") == 0)
-        c->outcome = "http_error"; /* a 502/503/504 keeps its own (no_target, ...) */
-    if (c->http->sent_to_client)
-        return CONN_ST_CLOSED;
-    snprintf(body, sizeof(body), "%u %s: %s\n", status, http_reason(status), what);
-    return respond(c, status, "text/plain; charset=utf-8", NULL, body, false);
-}
-
-/* The Host value without its port, as a pointer and length. */
-static void host_name(const char *host, size_t len, const char **name, size_t *name_len)
-{
-    *name = host;
-    *name_len = len;
-    if (len > 0 && host[0] == '[') {
-        const char *close = memchr(host, ']', len);
-        if (close != NULL) {
-            *name = host + 1;
-            *name_len = (size_t)(close - host - 1);
-        }
-        return;
-    }
-    const char *colon = memchr(host, ':', len);
-    if (colon != NULL)
-        *name_len = (size_t)(colon - host);
-}
-
-static size_t path_len(const char *target, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (target[i] == '?' || target[i] == '#')
-            return i;
-    return len;
-}
-
-/* The request-target from its path on: an absolute-form target (RFC 9112
- * §3.2.2, "https://host/p?q", whose authority h1 checked against Host)
- * without its scheme and authority, so that rules and redirects see the
- * same path as for "/p?q". */
-static void target_from_path(const struct http_head *rq, const char **p, size_t *len)
-{
-    const char *t = http_span_ptr(rq, rq->target);
-    size_t n = rq->target.len;
-    *p = t;
-    *len = n;
-    if (n == 0 || t[0] == '/' || rq->method == HTTP_CONNECT)
-        return;
-    const char *sep = memchr(t, ':', n);
-    if (sep == NULL || (size_t)(t + n - sep) < 3 || sep[1] != '/' || sep[2] != '/')
-        return;
-    const char *q = sep + 3;
-    while (q < t + n && *q != '/' && *q != '?' && *q != '#')
-        q++;
-    *p = q;
-    *len = (size_t)(t + n - q);
-}
-
-static enum conn_state redirect(struct conn *c, const struct cfg_rule *r, const char *host,
-                                size_t host_len)
-{
-    const struct http_head *rq = &c->http->m->req;
-    const char *target;
-    size_t tlen;
-    target_from_path(rq, &target, &tlen);
-    size_t plen = path_len(target, tlen);
-    const char *query = target + plen;
-    size_t qlen = tlen - plen;
-    const char *hname = NULL;
-    size_t hlen = 0;
-    char port[16] = "", location[HTTP_MAX_TARGET_BYTES + 600];
-
-    host_name(host ? host : "", host ? host_len : 0, &hname, &hlen);
-    if (r->redirect_host != NULL) {
-        hname = r->redirect_host;
-        hlen = strlen(hname);
-    }
-    if (r->redirect_port != 0)
-        snprintf(port, sizeof(port), ":%u", r->redirect_port);
-    const char *scheme = r->redirect_scheme ? r->redirect_scheme : (c->ssl ? "https" : "http");
-    const char *path = r->redirect_path ? r->redirect_path : target;
-    int path_n = r->redirect_path ? (int)strlen(path) : (int)plen;
-    int n = snprintf(location, sizeof(location), "Location: %s://%.*s%s%.*s%.*s\r\n", scheme,
-                     (int)hlen, hname, port, path_n, path, (int)qlen, query);
-    if (n < 0 || (size_t)n >= sizeof(location))
-        return error_page(c, 414, "the redirect target would be too long");
-    return respond(c, r->redirect_status, NULL, location, NULL,
-                   c->http->m->req.body == HTTP_BODY_NONE);
-}
-
-static enum conn_state respond_rule(struct conn *c, const struct cfg_rule *r)
-{
-    char extra[2048];
-    size_t o = 0;
-    extra[0] = '\0';
-    for (size_t i = 0; i < r->n_respond_headers; i++) {
-        int n = snprintf(extra + o, sizeof(extra) - o, "%s: %s\r\n", r->respond_headers[i].name,
-                         r->respond_headers[i].value);
-        if (n < 0 || (size_t)n >= sizeof(extra) - o)
-            break;
-        o += (size_t)n;
-    }
-    bool has_ctype = false;
-    for (size_t i = 0; i < r->n_respond_headers; i++)
-        has_ctype = has_ctype || strcasecmp(r->respond_headers[i].name, "content-type") == 0;
-    return respond(c, r->respond_status,
-                   has_ctype || r->respond_body == NULL ? NULL : "text/plain; charset=utf-8",
-                   o > 0 ? extra : NULL, r->respond_body, c->http->m->req.body == HTTP_BODY_NONE);
-}
-
 /* True when a name is an IPv4 or IPv6 address literal. */
 static bool is_ip_literal(const char *name, size_t len)
 {
@@ -297,7 +85,7 @@ static bool host_matches_sni(struct conn *c, const char *host, size_t host_len)
     const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
     const char *name;
     size_t name_len;
-    host_name(host ? host : "", host_len, &name, &name_len);
+    http_host_name(host ? host : "", host_len, &name, &name_len);
     if (sni == NULL)
         return host == NULL || name_len == 0 || is_ip_literal(name, name_len);
     return name_len == strlen(sni) && strncasecmp(name, sni, name_len) == 0;
@@ -357,34 +145,34 @@ static enum conn_state request_ready(struct conn *c)
             if (c->reject_reason == NULL)
                 conn_log_rejection(c, reason, "answered with the on_reject page");
             c->outcome = "tls_rejected";
-            return respond(c, st, json ? "application/json" : "text/html; charset=utf-8", NULL,
-                           page, false);
+            return http_answer(c, st, json ? "application/json" : "text/html; charset=utf-8", NULL,
+                               page, false);
         }
     }
     if (rq->method == HTTP_CONNECT)
-        return error_page(c, 405, "CONNECT is not supported");
+        return http_error_page(c, 405, "CONNECT is not supported");
 
     const char *host = rq->host >= 0 ? http_span_ptr(rq, rq->h[rq->host].value) : NULL;
     size_t host_len = rq->host >= 0 ? rq->h[rq->host].value.len : 0;
     /* A certificate accepted for one name must not be used for another. */
     if (l->has_tls && l->tls.mode == CFG_TLS_MUTUAL && !host_matches_sni(c, host, host_len))
-        return error_page(c, 421, "the Host header does not match the TLS server name");
+        return http_error_page(c, 421, "the Host header does not match the TLS server name");
 
     const char *target;
     size_t tlen;
-    target_from_path(rq, &target, &tlen);
-    const struct cfg_rule *r = route_match(l, host, host_len, target, path_len(target, tlen));
+    http_target_from_path(rq, &target, &tlen);
+    const struct cfg_rule *r = route_match(l, host, host_len, target, http_path_len(target, tlen));
     const struct cfg_target_group *g = l->default_target_group;
     if (r != NULL) {
         if (r->has_respond)
-            return respond_rule(c, r);
+            return http_respond_rule(c, r);
         if (r->has_redirect)
-            return redirect(c, r, host, host_len);
+            return http_redirect(c, r, host, host_len);
         g = r->target_group;
     }
     if (g == NULL)
-        return respond(c, 404, "text/plain; charset=utf-8", NULL, "404 Not Found\n",
-                       rq->body == HTTP_BODY_NONE);
+        return http_answer(c, 404, "text/plain; charset=utf-8", NULL, "404 Not Found\n",
+                           rq->body == HTTP_BODY_NONE);
     c->group = g;
     return CONN_ST_PICK;
 }
@@ -396,14 +184,14 @@ enum conn_state http_read_head(struct conn *c)
         if (buf_is_empty(&h->cin))
             return CONN_ST_DRAIN; /* an idle keep-alive connection: close quietly */
         begin_request(c);
-        return error_page(c, 408, "the request head did not arrive in time");
+        return http_error_page(c, 408, "the request head did not arrive in time");
     }
     h->t_req = 0;
     for (;;) {
         if (!buf_is_empty(&h->cin)) {
             size_t len;
             const uint8_t *p = buf_rdata(&h->cin, &len);
-            if (!msg_get(c))
+            if (!http_msg_get(c))
                 return CONN_ST_CLOSED;
             bool first_bytes = h->m->req_p.fed == 0;
             enum tg_status st = h1_head(&h->m->req_p, &h->m->req, (const char *)p, len);
@@ -415,7 +203,7 @@ enum conn_state http_read_head(struct conn *c)
                 conn_set_timer(c, c->l->cfg->header_timeout_ms);
             if (st == TG_E_PROTO) {
                 begin_request(c);
-                return error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
+                return http_error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
             }
         }
         if (c->cli.rd_shut)
@@ -474,16 +262,16 @@ enum conn_state http_pick(struct conn *c)
         log_warn("event=all_targets_down listener=%s " CONN_FMT " target_group=%s action=reject",
                  c->l->cfg->name, CONN_ARGS(c), g->name);
         c->outcome = "all_targets_down";
-        return error_page(c, 503, "every target of the group is down");
+        return http_error_page(c, 503, "every target of the group is down");
     }
     if (t < 0 && h->be_tls_failed) {
         c->outcome = "backend_tls_failed";
-        return error_page(c, 502, "the TLS handshake with the backend failed");
+        return http_error_page(c, 502, "the TLS handshake with the backend failed");
     }
     if (t < 0) {
         c->outcome = "no_target";
-        return error_page(c, 503,
-                          c->n_tried > 0 ? "no target could be reached" : "no target available");
+        return http_error_page(
+            c, 503, c->n_tried > 0 ? "no target could be reached" : "no target available");
     }
     c->target = t;
     conn_lb_begin(c, t);
@@ -564,7 +352,7 @@ static enum conn_state start_exchange(struct conn *c)
     struct http_conn *h = c->http;
     c->c2b.r = c->c2b.w = 0;
     if (!write_request_head(c))
-        return error_page(c, 431, "the request head is too large to forward");
+        return http_error_page(c, 431, "the request head is too large to forward");
     /* A request without a body keeps its head in cin until the response
      * starts, so that a stale pooled connection can be retried. */
     if (h->m->req.body != HTTP_BODY_NONE) {
@@ -637,7 +425,7 @@ static enum conn_state backend_failed(struct conn *c, const char *why)
         return CONN_ST_CLOSED;
     }
     c->outcome = "bad_gateway";
-    return error_page(c, 502, why);
+    return http_error_page(c, 502, why);
 }
 
 /* Request body: cin to c2b, as much as fits. */
@@ -654,7 +442,7 @@ static enum conn_state request_body(struct conn *c, bool *progress)
         len = room;
     if (h1_body(&h->m->req_p, (const char *)src, len, &n, &done) != TG_OK) {
         close_backend(c);
-        return error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
+        return http_error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
     }
     memcpy(dst, src, n);
     buf_commit(&c->c2b, n);
@@ -879,7 +667,7 @@ static enum conn_state finish_request(struct conn *c)
     conn_access_log(c);
     h->t_req = 0;
     bool again = h->req_done && h->keep_alive && !client_done(c);
-    msg_put(h);
+    http_msg_put(h);
     if (!again)
         return CONN_ST_DRAIN;
     release_buffers(c);
@@ -918,7 +706,7 @@ enum conn_state http_relay(struct conn *c)
         if (!h->resp_head_done) {
             close_backend(c);
             c->outcome = "response_timeout";
-            return error_page(c, 504, "the backend did not answer in time");
+            return http_error_page(c, 504, "the backend did not answer in time");
         }
         c->outcome = "idle_timeout";
         return CONN_ST_CLOSED;
@@ -962,7 +750,7 @@ enum conn_state http_respond(struct conn *c)
     h->t_req = 0;
     buf_consume(&h->cin, h->head_in_cin);
     h->head_in_cin = 0;
-    msg_put(h);
+    http_msg_put(h);
     if (!h->keep_alive || client_done(c))
         return CONN_ST_DRAIN;
     release_buffers(c);
