@@ -122,15 +122,6 @@ static bool parse_addr(struct cfg_ctx *c, char *const *field, struct net_addr *o
     return false;
 }
 
-static bool addr_is_any(const struct net_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    if (a->ss.ss_family == AF_INET6)
-        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-    return false;
-}
-
 /* Both cannot be bound at once: same address, or a wildcard of the same
  * family on the same port (IPv6 sockets are v6only, so families differ). */
 static bool addr_overlap(const struct net_addr *a, const struct net_addr *b)
@@ -139,7 +130,7 @@ static bool addr_overlap(const struct net_addr *a, const struct net_addr *b)
         return false;
     if (net_addr_port(a) != net_addr_port(b))
         return false;
-    return net_addr_equal(a, b) || addr_is_any(a) || addr_is_any(b);
+    return net_addr_equal(a, b) || net_addr_is_any(a) || net_addr_is_any(b);
 }
 
 static void check_globals(struct cfg_ctx *c)

@@ -38,6 +38,9 @@ TG_MUST_USE enum tg_status net_addr_parse(const char *s, bool allow_port0, struc
 /* Formats an address as "1.2.3.4:80" or "[::1]:80" into dst. */
 void net_addr_format(const struct net_addr *a, char *dst, size_t dst_len);
 
+/* True for the wildcard address (0.0.0.0 or ::), whatever the port. */
+bool net_addr_is_any(const struct net_addr *a);
+
 /* Formats only the host part ("1.2.3.4", "::1"). */
 void net_addr_host(const struct net_addr *a, char *dst, size_t dst_len);
 

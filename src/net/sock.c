@@ -77,6 +77,15 @@ enum tg_status net_addr_parse(const char *s, bool allow_port0, struct net_addr *
     return TG_OK;
 }
 
+bool net_addr_is_any(const struct net_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return a->ss.sin.sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&a->ss.sin6.sin6_addr);
+    return false;
+}
+
 void net_addr_host(const struct net_addr *a, char *dst, size_t dst_len)
 {
     const void *src = NULL;

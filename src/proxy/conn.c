@@ -104,15 +104,6 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     return c;
 }
 
-static bool addr_is_wildcard(const struct net_addr *a)
-{
-    if (a->ss.ss_family == AF_INET)
-        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    if (a->ss.ss_family == AF_INET6)
-        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
-    return true;
-}
-
 const struct net_addr *conn_local_addr(struct conn *c)
 {
     if (c->local.len != 0)
@@ -120,7 +111,7 @@ const struct net_addr *conn_local_addr(struct conn *c)
     /* The listener's own address unless it is a wildcard (or port 0): one
      * getsockname() per connection saved, and only when asked for. */
     const struct net_addr *a = &c->l->cfg->addr;
-    if (!addr_is_wildcard(a) && net_addr_port(a) != 0) {
+    if (!net_addr_is_any(a) && net_addr_port(a) != 0) {
         c->local = *a;
         return &c->local;
     }
