@@ -14,45 +14,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "core/file.h"
 #include "tls/tls.h"
-
-/* Writes len bytes to path through a temporary file in the same directory
- * and a rename, so that readers never see half a file; mode is set before
- * any byte is written. */
-static enum tg_status write_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                                   char *err, size_t err_len)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp)) {
-        snprintf(err, err_len, "%s: path too long", path);
-        return TG_E_CONFIG;
-    }
-    int fd = mkstemp(tmp); /* 0600 from the start */
-    if (fd < 0) {
-        snprintf(err, err_len, "%s: cannot create: %s", path, strerror(errno));
-        return TG_E_CONFIG;
-    }
-    const unsigned char *p = data;
-    size_t done = 0;
-    bool is_ok = fchmod(fd, mode) == 0;
-    while (is_ok && done < len) {
-        ssize_t n = write(fd, p + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        is_ok = n > 0;
-        if (is_ok)
-            done += (size_t)n;
-    }
-    is_ok = is_ok && fsync(fd) == 0;
-    int saved = errno;
-    is_ok = close(fd) == 0 && is_ok;
-    if (is_ok && rename(tmp, path) == 0)
-        return TG_OK;
-    saved = is_ok ? errno : saved;
-    unlink(tmp);
-    snprintf(err, err_len, "%s: cannot write: %s", path, strerror(saved));
-    return TG_E_CONFIG;
-}
 
 /* Writes the contents of a memory BIO to path. */
 static enum tg_status write_bio(const char *path, BIO *bio, mode_t mode, char *err, size_t err_len)
@@ -63,7 +26,7 @@ static enum tg_status write_bio(const char *path, BIO *bio, mode_t mode, char *e
         snprintf(err, err_len, "%s: out of memory", path);
         return TG_E_NOMEM;
     }
-    return write_atomic(path, data, (size_t)len, mode, err, err_len);
+    return tg_write_file_atomic(path, data, (size_t)len, mode, err, err_len);
 }
 
 /* OUT.pem -> OUT.key (also for .crt and .cer); anything else gets ".key" added. */

@@ -6,6 +6,8 @@
  */
 #include "pki/pki.h"
 
+#include "core/file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -209,52 +211,18 @@ fail:
     return TG_E_INTERNAL;
 }
 
-/*
- * Writes bytes to dir/name, replacing any old file atomically: the data goes
- * to a temporary created 0600 by mkostemp, gets its final mode with fchmod,
- * and is renamed into place. A key is thus never readable by others, not
- * even for a moment.
- */
+/* Writes bytes to dir/name, replacing any old file atomically and never
+ * readable by others on the way (tg_write_file_atomic). */
 static enum tg_status write_file(struct pki_run *r, const char *name, mode_t mode, const void *data,
                                  size_t len)
 {
     char path[PATH_MAX];
-    char tmp[PATH_MAX];
-    const char *p = data;
-    bool is_created = false;
-    int fd = -1;
-    if (snprintf(path, sizeof(path), "%s/%s", r->o->dir, name) >= (int)sizeof(path) ||
-        snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", r->o->dir, name) >= (int)sizeof(tmp)) {
+    if (snprintf(path, sizeof(path), "%s/%s", r->o->dir, name) >= (int)sizeof(path)) {
         snprintf(r->err, r->err_len, "path too long: %s/%s", r->o->dir, name);
         return TG_E_CONFIG;
     }
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        goto fail;
-    is_created = true;
-    if (fchmod(fd, mode) != 0)
-        goto fail;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto fail;
-        p += n;
-        len -= (size_t)n;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0 || rename(tmp, path) != 0)
-        goto fail;
-    return TG_OK;
-fail:
-    snprintf(r->err, r->err_len, "cannot write %s: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    if (is_created)
-        unlink(tmp);
-    return TG_E_INTERNAL;
+    return tg_write_file_atomic(path, data, len, mode, r->err, r->err_len) == TG_OK ? TG_OK
+                                                                                    : TG_E_INTERNAL;
 }
 
 /* Writes what a memory BIO holds. */
