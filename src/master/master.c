@@ -478,6 +478,7 @@ int master_run_config(const char *path)
     m.health = health_new(m.loop, lb_shared_global());
     if (m.loop == NULL || tls_ticket_keys_generate(&m.keys) != TG_OK) {
         log_err("event=start_failed error=\"cannot initialise the event loop or the CSPRNG\"");
+        health_free(m.health);
         return 1;
     }
     struct diag d;
@@ -487,6 +488,7 @@ int master_run_config(const char *path)
         diag_print(&d, stderr);
         fprintf(stderr, "tollgate: %s: %zu error(s); not started\n", path, d.n_errors);
         diag_fini(&d);
+        health_free(m.health);
         return 1;
     }
     log_diag(&d);
@@ -507,6 +509,7 @@ int master_run_config(const char *path)
     m.gens = g;
     if (start_admin(&m, g) != TG_OK) {
         gen_free(&m, g);
+        health_free(m.health);
         return 1;
     }
     gen_start(&m, g);

@@ -27,12 +27,21 @@ def T(seconds):
 AUTO = object()  # placeholder for "give this listener a free loopback port"
 
 
+_ports_given = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A loopback port that was free a moment ago (the kernel picks it)."""
+    """A loopback port that was free a moment ago (the kernel picks it),
+    never one this test run was given before: two ports taken for the same
+    config (a listener and the admin endpoint) must differ."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_for(pred, timeout, interval=0.02, what="condition"):
