@@ -242,6 +242,11 @@ static void check_tls_mode(struct cfg_ctx *c, struct cfg_listener *l, struct cfg
         cfg_error_at(c, &t->on_reject,
                      "only used with protocol https, mode mutual and client_auth optional (a "
                      "refused handshake cannot show a page)");
+    if (was_set(c, &t->client_cert_header) &&
+        (l->protocol != CFG_PROTO_HTTPS || t->mode != CFG_TLS_MUTUAL))
+        cfg_error_at(c, &t->client_cert_header,
+                     "only used with protocol https and mode mutual (it says which client "
+                     "certificate headers are sent to the backend)");
 }
 
 static void check_tls_policy(struct cfg_ctx *c, struct cfg_tls *t)

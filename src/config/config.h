@@ -27,6 +27,16 @@ enum cfg_tls_mode { CFG_TLS_ONE_WAY, CFG_TLS_MUTUAL };
 enum cfg_client_auth { CFG_CLIENT_AUTH_REQUIRED, CFG_CLIENT_AUTH_OPTIONAL };
 enum cfg_tls_policy { CFG_POLICY_INTERMEDIATE, CFG_POLICY_MODERN, CFG_POLICY_CUSTOM };
 enum cfg_proxy_proto { CFG_PROXY_NONE, CFG_PROXY_V1, CFG_PROXY_V2 };
+/* What an https listener forwards of a client certificate: full (RFC 9440
+ * Client-Cert and Client-Cert-Chain, and the X-Client-* facts), leaf (no
+ * chain), hash (the facts only; X-Client-Fingerprint names the
+ * certificate), off (X-Client-Verify alone). */
+enum cfg_cert_header {
+    CFG_CERT_HEADER_FULL,
+    CFG_CERT_HEADER_LEAF,
+    CFG_CERT_HEADER_HASH,
+    CFG_CERT_HEADER_OFF
+};
 enum cfg_lb_algo { CFG_LB_WRR, CFG_LB_LEAST_CONN, CFG_LB_IP_HASH };
 enum cfg_hc_type { CFG_HC_NONE, CFG_HC_TCP, CFG_HC_HTTP, CFG_HC_HTTPS };
 enum cfg_sticky_type { CFG_STICKY_NONE, CFG_STICKY_SOURCE_IP, CFG_STICKY_COOKIE };
@@ -149,6 +159,7 @@ struct cfg_tls {
     char *groups;                    /* custom (also allowed for the others): "X25519:P-256" */
     bool strict_sni;                 /* default false */
     char *on_reject;                 /* NULL, or "page" (optional mutual on https) */
+    enum cfg_cert_header client_cert_header; /* https mutual; default full */
     struct cfg_pos pos, mode_pos, client_ca_pos;
 };
 

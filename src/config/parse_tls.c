@@ -134,15 +134,17 @@ static void parse_word(struct cfg_ctx *c, const struct cfg_val *kv, const char *
 void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_tls *t)
 {
     static const char *const keys[] = {
-        "mode",   "client_auth", "certificates", "client_ca", "verify_depth",
-        "policy", "min_version", "max_version",  "ciphers",   "ciphersuites",
-        "groups", "strict_sni",  "on_reject"};
+        "mode",   "client_auth", "certificates", "client_ca",         "verify_depth",
+        "policy", "min_version", "max_version",  "ciphers",           "ciphersuites",
+        "groups", "strict_sni",  "on_reject",    "client_cert_header"};
     static const char *const modes[] = {"one-way", "mutual"};
     static const char *const auths[] = {"required", "optional"};
     /* Same order as enum cfg_tls_policy. */
     static const char *const policies[] = {"intermediate", "modern", "custom"};
     static const char *const versions[] = {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
     static const char *const rejects[] = {"page"};
+    /* Same order as enum cfg_cert_header. */
+    static const char *const cert_headers[] = {"full", "leaf", "hash", "off"};
 
     t->pos = cfg_pos_of(v);
     t->mode = CFG_TLS_ONE_WAY;
@@ -206,6 +208,12 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
             break;
         case 12:
             parse_word(c, &kv, rejects, TG_ARRAY_LEN(rejects), &t->on_reject);
+            break;
+        case 13:
+            k = cfg_get_enum(c, &kv, cert_headers, TG_ARRAY_LEN(cert_headers),
+                             &t->client_cert_header);
+            if (k >= 0)
+                t->client_cert_header = (enum cfg_cert_header)k;
             break;
         default:
             break;

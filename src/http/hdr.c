@@ -339,20 +339,23 @@ static void put_client_cert(struct out *o, const struct tls_info *t, const struc
         put_text(o, why, 64);
     }
     put(o, "\r\n", 2);
-    if (!t->has_client_cert)
+    if (!t->has_client_cert || id->cert_header == CFG_CERT_HEADER_OFF)
         return;
     put_header_text(o, "X-Client-Subject", t->client_subject, sizeof(t->client_subject));
     put_header_text(o, "X-Client-Issuer", t->client_issuer, sizeof(t->client_issuer));
     put_header_text(o, "X-Client-Serial", t->client_serial, sizeof(t->client_serial));
     put_header_text(o, "X-Client-Fingerprint", t->client_fingerprint,
                     sizeof(t->client_fingerprint));
+    if (id->cert_header == CFG_CERT_HEADER_HASH)
+        return;
     /* RFC 9440 §2.2 and §2.3. */
     if (id->cert_der != NULL && id->cert_der_len > 0) {
         put_str(o, "Client-Cert: ");
         put_sf_binary(o, id->cert_der, id->cert_der_len);
         put(o, "\r\n", 2);
     }
-    if (id->n_chain > 0 && id->chain_der != NULL && id->chain_der_len != NULL) {
+    if (id->cert_header == CFG_CERT_HEADER_FULL && id->n_chain > 0 && id->chain_der != NULL &&
+        id->chain_der_len != NULL) {
         put_str(o, "Client-Cert-Chain: ");
         for (size_t i = 0; i < id->n_chain; i++) {
             if (i > 0)
@@ -393,16 +396,37 @@ static void write_request(struct out *o, const void *arg)
     put(o, "\r\n", 2);
 }
 
+/* The arguments of write_request for hd and id; kind and ip are the
+ * caller's, filled here. */
+static void request_args(struct req_args *a, const struct http_head *hd,
+                         const struct hdr_identity *id, uint8_t *kind, char *ip, size_t ip_len)
+{
+    *a = (struct req_args){.hd = hd, .id = id, .kind = kind, .n = n_headers(hd), .ip = ip};
+    classify(hd, true, hd->is_upgrade, kind, a->n);
+    ip[0] = '\0';
+    if (id->client != NULL)
+        net_addr_host(id->client, ip, ip_len);
+}
+
 enum tg_status http_hdr_request(const struct http_head *hd, const struct hdr_identity *id,
                                 struct buf *out)
 {
     uint8_t kind[HTTP_MAX_HEADERS];
-    char ip[INET6_ADDRSTRLEN] = "";
-    struct req_args a = {.hd = hd, .id = id, .kind = kind, .n = n_headers(hd), .ip = ip};
-    classify(hd, true, hd->is_upgrade, kind, a.n);
-    if (id->client != NULL)
-        net_addr_host(id->client, ip, sizeof(ip));
+    char ip[INET6_ADDRSTRLEN];
+    struct req_args a;
+    request_args(&a, hd, id, kind, ip, sizeof(ip));
     return emit(out, write_request, &a);
+}
+
+size_t http_hdr_request_size(const struct http_head *hd, const struct hdr_identity *id)
+{
+    uint8_t kind[HTTP_MAX_HEADERS];
+    char ip[INET6_ADDRSTRLEN];
+    struct req_args a;
+    request_args(&a, hd, id, kind, ip, sizeof(ip));
+    struct out o = {0};
+    write_request(&o, &a);
+    return o.n;
 }
 
 /* ---- responses to clients ---- */

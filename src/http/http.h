@@ -168,6 +168,7 @@ struct hdr_identity {
     const uint8_t *const *chain_der;
     const size_t *chain_der_len;
     size_t n_chain;
+    enum cfg_cert_header cert_header; /* which certificate headers (default full) */
 };
 
 /*
@@ -180,13 +181,24 @@ struct hdr_identity {
  * gets the client address appended (RFC 7239 §5.2 style list); then the
  * identity headers: X-Forwarded-Proto, -Port, X-Real-IP and, when tls is
  * set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and, with a client
- * certificate, RFC 9440 Client-Cert and Client-Cert-Chain, X-Client-Subject,
- * X-Client-Issuer, X-Client-Serial, X-Client-Fingerprint. With is_upgrade
+ * certificate, as id->cert_header says: X-Client-Subject, X-Client-Issuer,
+ * X-Client-Serial, X-Client-Fingerprint (not with off), RFC 9440 Client-Cert
+ * (full and leaf) and Client-Cert-Chain (full). With is_upgrade
  * it sends "Connection: upgrade" and the Upgrade header.
  * Returns TG_OK, or TG_E_AGAIN when out has not enough room (out unchanged).
  */
 TG_MUST_USE enum tg_status http_hdr_request(const struct http_head *hd,
                                             const struct hdr_identity *id, struct buf *out);
+
+/* The bytes http_hdr_request needs for hd and id: a buffer with that much
+ * free room takes the head. */
+size_t http_hdr_request_size(const struct http_head *hd, const struct hdr_identity *id);
+
+/* The largest head http_hdr_request may be asked to write: the client's
+ * head plus what tollgate adds, of which the certificate headers are the
+ * most (a client certificate chain is at most 100 KiB, OpenSSL's
+ * max_cert_list; base64 is 4/3 of it). A larger head is refused (431). */
+#define HTTP_MAX_FORWARD_HEAD_BYTES (HTTP_MAX_HEAD_BYTES + 160 * 1024)
 
 /*
  * Writes the response head to send to a client into out, all or nothing:

@@ -39,11 +39,32 @@ bool conn_buf_get(struct worker *w, struct buf *b)
     return true;
 }
 
+bool conn_buf_get_room(struct worker *w, struct buf *b, size_t need)
+{
+    if (need <= CONN_BUF_SIZE)
+        return conn_buf_get(w, b);
+    if (buf_has_mem(b) && b->cap - buf_len(b) >= need)
+        return true;
+    if (buf_has_mem(b) && !buf_is_empty(b))
+        return false;
+    conn_buf_put(w, b);
+    uint8_t *mem = malloc(need);
+    if (mem == NULL)
+        return false;
+    buf_attach(b, mem, need);
+    return true;
+}
+
 void conn_buf_put(struct worker *w, struct buf *b)
 {
     if (!buf_has_mem(b) || !buf_is_empty(b))
         return;
+    bool pooled = b->cap == CONN_BUF_SIZE;
     uint8_t *mem = buf_detach(b);
+    if (!pooled) {
+        free(mem); /* a one-off larger block (conn_buf_get_room) */
+        return;
+    }
     if (w->n_pool == w->pool_cap && w->pool_cap < POOL_MAX) {
         size_t cap = w->pool_cap ? w->pool_cap * 2 : 64;
         uint8_t **pool = realloc(w->pool, cap * sizeof(*pool));
@@ -501,7 +522,7 @@ void conn_access_log(struct conn *c)
         return;
     struct tls_info info;
     char peer[64], ts[96], target[300] = "";
-    char e_sni[512], e_subj[1100], e_iss[1100], e_target[600], extra[2400] = "";
+    char tls_fields[TLS_INFO_JSON_MAX], e_target[600], extra[2400] = "";
     ev_tstamp now = ev_time();
     ev_tstamp start = c->http != NULL && c->http->t_req > 0 ? c->http->t_req : c->t_accept;
 
@@ -515,9 +536,7 @@ void conn_access_log(struct conn *c)
         http_fields(c, extra, sizeof(extra), now);
     peer_str(c, peer, sizeof(peer));
     format_time(start, ts, sizeof(ts));
-    log_json_escape(e_sni, sizeof(e_sni), info.sni);
-    log_json_escape(e_subj, sizeof(e_subj), info.client_subject);
-    log_json_escape(e_iss, sizeof(e_iss), info.client_issuer);
+    tls_info_json(&info, tls_fields, sizeof(tls_fields));
     log_json_escape(e_target, sizeof(e_target), target);
 
     /* An https line counts the bytes since the previous line: this request's. */
@@ -528,17 +547,13 @@ void conn_access_log(struct conn *c)
         c->http->logged_in = c->bytes_in;
         c->http->logged_out = c->bytes_out;
     }
-    char line[6144];
+    char line[TLS_INFO_JSON_MAX + 4096];
     int n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"listener\":\"%s\",\"conn\":\"%d.%llu\",\"client\":\"%s\","
-                     "\"sni\":\"%s\",\"tls_version\":\"%s\",\"cipher\":\"%s\",\"resumed\":%s,"
-                     "\"client_subject\":\"%s\",\"client_issuer\":\"%s\",\"client_serial\":\"%s\","
-                     "\"client_fingerprint\":\"%s\",\"client_verify\":\"%s\",\"handshake_ms\":%.3f,"
+                     "%s,\"handshake_ms\":%.3f,"
                      "\"target\":\"%s\",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
                      "\"outcome\":\"%s\",\"reason\":\"%s\"%s}",
-                     ts, c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, e_sni,
-                     info.version, info.cipher, info.resumed ? "true" : "false", e_subj, e_iss,
-                     info.client_serial, info.client_fingerprint, info.client_verdict,
+                     ts, c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, tls_fields,
                      c->t_handshake > 0 ? (c->t_handshake - c->t_accept) * 1000.0 : 0.0, e_target,
                      (unsigned long long)(c->bytes_in - base_in),
                      (unsigned long long)(c->bytes_out - base_out), (now - start) * 1000.0,

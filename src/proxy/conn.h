@@ -167,6 +167,12 @@ struct worker {
  * False when out of memory. */
 bool conn_buf_get(struct worker *w, struct buf *b);
 
+/* Gives b at least need bytes of free room: a pooled block when need fits
+ * one, else a one-off block of need bytes (freed, not pooled, when put
+ * back). False when out of memory, or when b holds unread bytes in a
+ * block too small. */
+bool conn_buf_get_room(struct worker *w, struct buf *b, size_t need);
+
 /* Returns b's block to the pool when b is empty, so that an idle
  * connection holds no buffer memory. */
 void conn_buf_put(struct worker *w, struct buf *b);
@@ -200,6 +206,15 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail);
  * the client's certificate was accepted. *reason gets the reason code. */
 bool conn_reject_page_applies(const struct conn *c);
 unsigned conn_reject_page(struct conn *c, bool json, char *dst, size_t cap, const char **reason);
+
+/* The page itself, from the facts of the client's certificate and the CA
+ * names the listener accepts: HTML or JSON into dst (cap bytes, at least
+ * REJECT_PAGE_MIN), always complete and terminated; names are shown cut to 256 bytes
+ * and the CA list ends early rather than cut the page. Returns the status
+ * (495, 496) with *reason set, or 0 when info says the client verified. */
+#define REJECT_PAGE_MIN 4096
+unsigned reject_page_render(const struct tls_info *info, const STACK_OF(X509_NAME) *cas, bool json,
+                            char *dst, size_t cap, const char **reason);
 
 /* Target t of c->group is now in use by c (least_conn counts it until the
  * connection leaves CONNECT and RELAY). */

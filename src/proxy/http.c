@@ -298,15 +298,19 @@ static void der_free_all(uint8_t **ders, size_t n)
         OPENSSL_free(ders[i]);
 }
 
-/* Writes the rewritten request head into c2b. */
+/* Writes the rewritten request head into c2b, which grows past its pooled
+ * size for a head that needs it (a large client certificate), up to
+ * HTTP_MAX_FORWARD_HEAD_BYTES. */
 static bool write_request_head(struct conn *c)
 {
     struct http_conn *h = c->http;
     struct tls_info info;
+    enum cfg_cert_header what = c->l->cfg->tls.client_cert_header;
     struct hdr_identity id = {
         .client = &c->peer,
         .port = net_addr_port(&c->l->cfg->addr),
         .proto = c->ssl ? "https" : "http",
+        .cert_header = what,
     };
     uint8_t *ders[MAX_CHAIN + 1] = {0};
     const uint8_t *chain[MAX_CHAIN];
@@ -316,13 +320,15 @@ static bool write_request_head(struct conn *c)
         tls_info_get(c->ssl, &c->verdict, &info);
         id.tls = &info;
         X509 *leaf = SSL_get0_peer_certificate(c->ssl);
-        int n = leaf ? i2d_X509(leaf, &ders[0]) : 0;
+        bool send_der = what == CFG_CERT_HEADER_FULL || what == CFG_CERT_HEADER_LEAF;
+        int n = leaf && send_der ? i2d_X509(leaf, &ders[0]) : 0;
         if (n > 0) {
             lens[0] = (size_t)n;
             n_ders = 1;
             id.cert_der = ders[0];
             id.cert_der_len = lens[0];
-            STACK_OF(X509) *sk = SSL_get_peer_cert_chain(c->ssl);
+            STACK_OF(X509) *sk =
+                what == CFG_CERT_HEADER_FULL ? SSL_get_peer_cert_chain(c->ssl) : NULL;
             for (int i = 0; sk != NULL && i < sk_X509_num(sk) && n_ders <= MAX_CHAIN; i++) {
                 X509 *x = sk_X509_value(sk, i);
                 if (X509_cmp(x, leaf) == 0)
@@ -341,7 +347,9 @@ static bool write_request_head(struct conn *c)
     }
     size_t len;
     h->m->req.base = (const char *)buf_rdata(&h->cin, &len);
-    bool ok = conn_buf_get(c->w, &c->c2b) && http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
+    size_t need = http_hdr_request_size(&h->m->req, &id);
+    bool ok = need <= HTTP_MAX_FORWARD_HEAD_BYTES && conn_buf_get_room(c->w, &c->c2b, need) &&
+              http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
     der_free_all(ders, n_ders);
     return ok;
 }

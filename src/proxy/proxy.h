@@ -79,7 +79,9 @@ struct pp_info {
 
 /*
  * Encodes a v1 ("PROXY TCP4 ...\r\n") or v2 (binary, PROXY command) header
- * into dst. Returns TG_OK with *len set, TG_E_AGAIN when cap is too small.
+ * into dst. Returns TG_OK with *len set, TG_E_AGAIN when cap is too small
+ * (v2 sets *len to the size it needs; v1 needs at most 108 bytes), and for
+ * v2 TG_E_PROTO when a value cannot fit its 16-bit length field.
  * Addresses of another family than IPv4/IPv6, or of mixed families, are
  * encoded as "PROXY UNKNOWN" (v1) or AF_UNSPEC (v2) as the spec says.
  */

@@ -175,8 +175,10 @@ enum tg_status proxyproto_v2_encode(const struct pp_info *pi, uint8_t *dst, size
                   tlv_size(cert_len);
     if (ssl_len > PP2_MAX_VALUE || body > PP2_MAX_VALUE)
         return TG_E_PROTO;
-    if (PP2_HDR_LEN + body > cap)
+    if (PP2_HDR_LEN + body > cap) {
+        *len = PP2_HDR_LEN + body;
         return TG_E_AGAIN;
+    }
 
     uint8_t *p = dst;
     memcpy(p, pp2_sig, sizeof(pp2_sig));

@@ -7,6 +7,7 @@
  */
 #include "proxy/conn.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +21,7 @@ struct out {
     size_t len, cap;
 };
 
-static void put(struct out *o, const char *fmt, ...)
+TG_PRINTF(2, 3) static void put(struct out *o, const char *fmt, ...)
 {
     if (o->len >= o->cap)
         return;
@@ -32,38 +33,66 @@ static void put(struct out *o, const char *fmt, ...)
         o->len = (size_t)n < o->cap - o->len ? o->len + (size_t)n : o->cap - 1;
 }
 
-/* Text from the certificate (subject, issuer) or the client (SNI) is
- * attacker-chosen: escaped for HTML, or for a JSON string. */
-static void put_text(struct out *o, const char *s, bool json)
+/* What the page shows of a certificate name: enough to recognise it, and
+ * a bounded share of the page whatever the certificate holds. */
+#define SHOWN_NAME_MAX 256
+/* Room kept for what closes the page, so that it is never cut. */
+#define PAGE_TAIL 64
+
+/* Text from the certificate (subject, issuer) or the configuration (CA
+ * names), at most SHOWN_NAME_MAX bytes of it (cut at a character boundary,
+ * then "..."), escaped for HTML or as a JSON string. Written whole or not
+ * at all; returns whether it was. */
+static bool put_text(struct out *o, const char *s, bool json)
 {
-    if (json) {
-        char e[1100];
-        log_json_escape(e, sizeof(e), s);
-        put(o, "\"%s\"", e);
-        return;
+    char cut[SHOWN_NAME_MAX + 4];
+    size_t n = strnlen(s, SHOWN_NAME_MAX + 1);
+    if (n > SHOWN_NAME_MAX) {
+        n = SHOWN_NAME_MAX;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+        memcpy(cut, s, n);
+        memcpy(cut + n, "...", 4);
+        s = cut;
     }
-    for (; *s != '\0' && o->len + 8 < o->cap; s++) {
-        switch (*s) {
-        case '<':
-            put(o, "&lt;");
-            break;
-        case '>':
-            put(o, "&gt;");
-            break;
-        case '&':
-            put(o, "&amp;");
-            break;
-        case '"':
-            put(o, "&quot;");
-            break;
-        case '\'':
-            put(o, "&#39;");
-            break;
-        default:
-            o->p[o->len++] = *s;
-            o->p[o->len] = '\0';
+    char e[6 * (SHOWN_NAME_MAX + 3) + 3];
+    size_t len = 0;
+    if (json) {
+        e[len++] = '"';
+        len += log_json_escape(e + len, sizeof(e) - len - 1, s);
+        e[len++] = '"';
+    } else {
+        for (; *s != '\0'; s++) {
+            const char *rep = NULL;
+            switch (*s) {
+            case '<':
+                rep = "&lt;";
+                break;
+            case '>':
+                rep = "&gt;";
+                break;
+            case '&':
+                rep = "&amp;";
+                break;
+            case '"':
+                rep = "&quot;";
+                break;
+            case '\'':
+                rep = "&#39;";
+                break;
+            default:
+                e[len++] = *s;
+                continue;
+            }
+            memcpy(e + len, rep, strlen(rep));
+            len += strlen(rep);
         }
     }
+    e[len] = '\0';
+    if (o->len + len + PAGE_TAIL >= o->cap)
+        return false;
+    put(o, "%s", e);
+    return true;
 }
 
 /* Why a reason code refuses, in words. */
@@ -98,33 +127,36 @@ bool conn_reject_page_applies(const struct conn *c)
            strcmp(t->on_reject, "page") == 0;
 }
 
-unsigned conn_reject_page(struct conn *c, bool json, char *dst, size_t cap, const char **reason)
+unsigned reject_page_render(const struct tls_info *info, const STACK_OF(X509_NAME) *cas, bool json,
+                            char *dst, size_t cap, const char **reason)
 {
-    struct tls_info info;
-    tls_info_get(c->ssl, &c->verdict, &info);
-    if (info.client_verified)
+    assert(cap >= REJECT_PAGE_MIN);
+    if (info->client_verified)
         return 0;
-    *reason = info.has_client_cert ? info.client_verdict : "no_client_cert";
-    unsigned status = info.has_client_cert ? 495 : 496;
+    *reason = info->has_client_cert ? info->client_verdict : "no_client_cert";
+    unsigned status = info->has_client_cert ? 495 : 496;
     const char *title = status == 495 ? "SSL Certificate Error" : "SSL Certificate Required";
     struct out o = {dst, 0, cap};
     dst[0] = '\0';
-    STACK_OF(X509_NAME) *cas = SSL_get_client_CA_list(c->ssl);
-    char name[512];
+    char name[SHOWN_NAME_MAX + 8]; /* longer than shown, so a cut gets its "..." */
     if (json) {
         put(&o, "{\"status\":%u,\"reason\":\"%s\",\"message\":", status, *reason);
         put_text(&o, explain(*reason), true);
-        if (info.has_client_cert) {
+        if (info->has_client_cert) {
             put(&o, ",\"subject\":");
-            put_text(&o, info.client_subject, true);
+            put_text(&o, info->client_subject, true);
             put(&o, ",\"issuer\":");
-            put_text(&o, info.client_issuer, true);
+            put_text(&o, info->client_issuer, true);
         }
         put(&o, ",\"accepted_cas\":[");
         for (int i = 0; i < sk_X509_NAME_num(cas); i++) {
+            size_t before = o.len;
             tls_name_format(sk_X509_NAME_value(cas, i), name, sizeof(name));
             put(&o, i ? "," : "");
-            put_text(&o, name, true);
+            if (!put_text(&o, name, true)) {
+                o.len = before; /* no room: the list ends here */
+                break;
+            }
         }
         put(&o, "]}\n");
     } else {
@@ -133,21 +165,32 @@ unsigned conn_reject_page(struct conn *c, bool json, char *dst, size_t cap, cons
         put(&o, "<p>This site asks for a client certificate, and ");
         put_text(&o, explain(*reason), false);
         put(&o, " (<code>%s</code>).</p>\n", *reason);
-        if (info.has_client_cert) {
+        if (info->has_client_cert) {
             put(&o, "<p>Offered: subject <code>");
-            put_text(&o, info.client_subject, false);
+            put_text(&o, info->client_subject, false);
             put(&o, "</code>, issuer <code>");
-            put_text(&o, info.client_issuer, false);
+            put_text(&o, info->client_issuer, false);
             put(&o, "</code>.</p>\n");
         }
         put(&o, "<p>Accepted issuers:</p>\n<ul>\n");
         for (int i = 0; i < sk_X509_NAME_num(cas); i++) {
+            size_t before = o.len;
             tls_name_format(sk_X509_NAME_value(cas, i), name, sizeof(name));
             put(&o, "<li><code>");
-            put_text(&o, name, false);
+            if (!put_text(&o, name, false)) {
+                o.len = before; /* no room: the list ends here */
+                break;
+            }
             put(&o, "</code></li>\n");
         }
         put(&o, "</ul>\n</body></html>\n");
     }
     return status;
+}
+
+unsigned conn_reject_page(struct conn *c, bool json, char *dst, size_t cap, const char **reason)
+{
+    struct tls_info info;
+    tls_info_get(c->ssl, &c->verdict, &info);
+    return reject_page_render(&info, SSL_get_client_CA_list(c->ssl), json, dst, cap, reason);
 }

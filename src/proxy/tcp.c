@@ -93,10 +93,16 @@ static bool write_proxy_header(struct conn *c)
     pi.ssl_cipher = info.cipher;
 
     uint8_t *dst = buf_wspace(&c->c2b, &room);
-    if (pp == CFG_PROXY_V1)
+    if (pp == CFG_PROXY_V1) {
         st = proxyproto_v1_encode(&pi, dst, room, &len);
-    else
+    } else {
         st = proxyproto_v2_encode(&pi, dst, room, &len);
+        /* A large client certificate: a block that fits the header. */
+        if (st == TG_E_AGAIN && len > room && conn_buf_get_room(c->w, &c->c2b, len)) {
+            dst = buf_wspace(&c->c2b, &room);
+            st = proxyproto_v2_encode(&pi, dst, room, &len);
+        }
+    }
     OPENSSL_free(der);
     if (st != TG_OK)
         return false;

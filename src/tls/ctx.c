@@ -79,6 +79,12 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
         X509 *leaf = X509_STORE_CTX_get0_cert(xs);
         if (leaf != NULL && X509_up_ref(leaf) == 1)
             v->offered = leaf;
+        /* Facts that would not fit what tollgate forwards refuse the leaf. */
+        int lim = leaf != NULL ? tls_cert_limits(leaf) : X509_V_OK;
+        if (lim != X509_V_OK) {
+            ok = 0;
+            X509_STORE_CTX_set_error(xs, lim);
+        }
     }
     if (!ok && v != NULL && v->first_error == X509_V_OK) {
         v->first_error = X509_STORE_CTX_get_error(xs);

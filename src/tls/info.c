@@ -1,4 +1,12 @@
+/*
+ * The one place that turns a peer's certificate into identity facts. Every
+ * value here is chosen by the peer: each is bounded before it is written,
+ * and a certificate whose facts would not fit is refused at the handshake
+ * (tls_cert_limits), so that a verified client's facts are never cut.
+ */
 #include "tls/tls.h"
+
+#include "core/log.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -6,19 +14,63 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 
-void tls_name_format(X509_NAME *name, char *dst, size_t dst_len)
+/* RFC 4514 text with control characters escaped as \XX, other characters
+ * as UTF-8 (BMPString and UniversalString converted). */
+#define NAME_FLAGS  (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB)
+#define VALUE_FLAGS (ASN1_STRFLGS_RFC2253 & ~ASN1_STRFLGS_ESC_MSB)
+
+/* Copies what bio holds into dst, cut at a UTF-8 character boundary when it
+ * does not fit; returns the full length. */
+static size_t bio_take(BIO *bio, char *dst, size_t dst_len)
 {
+    char *mem = NULL;
+    long total = BIO_get_mem_data(bio, &mem);
+    size_t full = total > 0 ? (size_t)total : 0;
+    size_t n = full < dst_len ? full : dst_len - 1;
+    if (n < full)
+        while (n > 0 && ((unsigned char)mem[n] & 0xc0) == 0x80)
+            n--;
+    if (n > 0)
+        memcpy(dst, mem, n);
+    dst[n] = '\0';
+    return full;
+}
+
+size_t tls_name_format(X509_NAME *name, char *dst, size_t dst_len)
+{
+    size_t full = 0;
+    if (dst_len == 0)
+        return 0;
     dst[0] = '\0';
-    if (name == NULL || dst_len == 0)
-        return;
+    if (name == NULL)
+        return 0;
     BIO *bio = BIO_new(BIO_s_mem());
     if (bio == NULL)
-        return;
-    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
-        int n = BIO_read(bio, dst, (int)(dst_len - 1));
-        dst[n > 0 ? n : 0] = '\0';
-    }
+        return 0;
+    if (X509_NAME_print_ex(bio, name, 0, NAME_FLAGS) >= 0)
+        full = bio_take(bio, dst, dst_len);
     BIO_free(bio);
+    return full;
+}
+
+/* The first commonName of a name, escaped as in tls_name_format, so that an
+ * embedded NUL ("admin\0.example") reads as "admin\00.example", never as
+ * "admin". Returns the full length. */
+static size_t name_cn_format(X509_NAME *name, char *dst, size_t dst_len)
+{
+    size_t full = 0;
+    dst[0] = '\0';
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (i < 0)
+        return 0;
+    ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL)
+        return 0;
+    if (ASN1_STRING_print_ex(bio, v, VALUE_FLAGS) >= 0)
+        full = bio_take(bio, dst, dst_len);
+    BIO_free(bio);
+    return full;
 }
 
 static void hex_encode(const unsigned char *src, size_t len, char *dst, size_t dst_len)
@@ -32,23 +84,42 @@ static void hex_encode(const unsigned char *src, size_t len, char *dst, size_t d
     dst[o] = '\0';
 }
 
-static void client_cert_facts(X509 *cert, struct tls_info *info)
+int tls_cert_limits(X509 *cert)
 {
-    tls_name_format(X509_get_subject_name(cert), info->client_subject,
-                    sizeof(info->client_subject));
-    tls_name_format(X509_get_issuer_name(cert), info->client_issuer, sizeof(info->client_issuer));
-    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, info->client_cn,
-                              sizeof(info->client_cn));
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
+    if (serial == NULL || ASN1_STRING_length(serial) > TLS_SERIAL_MAX)
+        return TLS_V_ERR_SERIAL_TOO_LONG;
+    char probe[1];
+    if (tls_name_format(X509_get_subject_name(cert), probe, sizeof(probe)) > TLS_NAME_MAX ||
+        tls_name_format(X509_get_issuer_name(cert), probe, sizeof(probe)) > TLS_NAME_MAX)
+        return TLS_V_ERR_NAME_TOO_LONG;
+    return X509_V_OK;
+}
 
-    unsigned char serial[64];
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-    int n = bn ? BN_bn2bin(bn, serial) : 0;
-    if (n > 0 && (size_t)n <= sizeof(serial))
-        hex_encode(serial, (size_t)n, info->client_serial, sizeof(info->client_serial));
-    BN_free(bn);
+void tls_cert_facts(X509 *cert, struct tls_info *info)
+{
+    X509_NAME *subject = X509_get_subject_name(cert);
+    tls_name_format(subject, info->client_subject, sizeof(info->client_subject));
+    tls_name_format(X509_get_issuer_name(cert), info->client_issuer, sizeof(info->client_issuer));
+    name_cn_format(subject, info->client_cn, sizeof(info->client_cn));
+
+    /* ASN1_INTEGER keeps the magnitude, big-endian, without sign padding.
+     * A serial over RFC 5280's 20 octets is left out (and fails
+     * verification, see tls_cert_limits). */
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
+    int n = serial != NULL ? ASN1_STRING_length(serial) : 0;
+    info->client_serial[0] = '\0';
+    if (n > 0 && n <= TLS_SERIAL_MAX) {
+        size_t o = 0;
+        if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER)
+            info->client_serial[o++] = '-';
+        hex_encode(ASN1_STRING_get0_data(serial), (size_t)n, info->client_serial + o,
+                   sizeof(info->client_serial) - o);
+    }
 
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
+    info->client_fingerprint[0] = '\0';
     if (X509_digest(cert, EVP_sha256(), md, &md_len) == 1)
         hex_encode(md, md_len, info->client_fingerprint, sizeof(info->client_fingerprint));
 }
@@ -59,6 +130,7 @@ void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info)
     snprintf(info->version, sizeof(info->version), "%s", SSL_get_version(ssl));
     const char *cipher = SSL_get_cipher_name(ssl);
     snprintf(info->cipher, sizeof(info->cipher), "%s", cipher ? cipher : "");
+    /* OpenSSL refuses a host_name over 255 bytes or with a NUL in it. */
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     snprintf(info->sni, sizeof(info->sni), "%s", sni ? sni : "");
     const unsigned char *alpn = NULL;
@@ -76,8 +148,27 @@ void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info)
     if (cert == NULL)
         return;
     info->has_client_cert = true;
-    client_cert_facts(cert, info);
+    tls_cert_facts(cert, info);
     int err = v != NULL && v->first_error != X509_V_OK ? v->first_error : (int)info->verify_result;
     info->client_verified = err == X509_V_OK;
     info->client_verdict = info->client_verified ? "SUCCESS" : tls_reason_from_verify(err);
+}
+
+size_t tls_info_json(const struct tls_info *info, char *dst, size_t cap)
+{
+    char sni[6 * sizeof(info->sni)];
+    char subject[2 * TLS_NAME_MAX + 1], issuer[2 * TLS_NAME_MAX + 1];
+    log_json_escape(sni, sizeof(sni), info->sni);
+    log_json_escape(subject, sizeof(subject), info->client_subject);
+    log_json_escape(issuer, sizeof(issuer), info->client_issuer);
+    int n = snprintf(dst, cap,
+                     "\"sni\":\"%s\",\"tls_version\":\"%s\",\"cipher\":\"%s\",\"resumed\":%s,"
+                     "\"client_subject\":\"%s\",\"client_issuer\":\"%s\",\"client_serial\":\"%s\","
+                     "\"client_fingerprint\":\"%s\",\"client_verify\":\"%s\"",
+                     sni, info->version, info->cipher, info->resumed ? "true" : "false", subject,
+                     issuer, info->client_serial, info->client_fingerprint,
+                     info->client_verdict ? info->client_verdict : "NONE");
+    if (n < 0 || cap == 0)
+        return 0;
+    return (size_t)n < cap ? (size_t)n : cap - 1;
 }

@@ -147,6 +147,17 @@ TG_MUST_USE enum tg_status tls_shutdown(SSL *ssl, enum tls_want *want);
 
 /* ---- facts about an established session (info.c) ---- */
 
+/* RFC 5280 §4.1.2.2: a serial number is at most 20 octets. */
+#define TLS_SERIAL_MAX 20
+/* The longest subject or issuer name, as RFC 4514 text, that a client
+ * certificate may have; each is forwarded whole or the certificate fails. */
+#define TLS_NAME_MAX 4096
+
+/* Verification errors of tollgate's own, beyond OpenSSL's X509_V_ERR_*
+ * range, for client certificates whose facts exceed the limits above. */
+#define TLS_V_ERR_SERIAL_TOO_LONG 0x74670001 /* reason "serial_too_long" */
+#define TLS_V_ERR_NAME_TOO_LONG   0x74670002 /* reason "name_too_long" */
+
 struct tls_info {
     char version[16]; /* "TLSv1.3" */
     char cipher[64];
@@ -157,18 +168,40 @@ struct tls_info {
     bool client_verified;       /* verified against the client CA */
     const char *client_verdict; /* "SUCCESS", "NONE" or a reason code */
     long verify_result;         /* X509_V_* for PROXY v2 */
-    char client_subject[512];
-    char client_issuer[512];
-    char client_cn[256];
-    char client_serial[80];      /* hex */
-    char client_fingerprint[96]; /* SHA-256, hex with colons removed, lower case */
+    /* RFC 4514 text, control characters as \XX, UTF-8 otherwise; cut at
+     * a character boundary only for a certificate that failed. */
+    char client_subject[TLS_NAME_MAX + 1];
+    char client_issuer[TLS_NAME_MAX + 1];
+    char client_cn[256];                        /* the first CN, escaped the same way */
+    char client_serial[2 * TLS_SERIAL_MAX + 2]; /* hex, "-" first if negative; "" if too long */
+    char client_fingerprint[2 * 32 + 1];        /* SHA-256, lower-case hex */
 };
 
 /* Fills info from an established ssl and its verdict. */
 void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info);
 
-/* Formats a certificate's subject or issuer name as an RFC 2253 string. */
-void tls_name_format(X509_NAME *name, char *dst, size_t dst_len);
+/*
+ * The facts of info as JSON object members ("sni":"...", "tls_version",
+ * "cipher", "resumed", "client_subject", "client_issuer", "client_serial",
+ * "client_fingerprint", "client_verify"), peer text escaped, into dst.
+ * With cap >= TLS_INFO_JSON_MAX nothing is ever cut. Returns the length.
+ */
+#define TLS_INFO_JSON_MAX (6 * 256 + 4 * TLS_NAME_MAX + 1024)
+size_t tls_info_json(const struct tls_info *info, char *dst, size_t cap);
+
+/* Fills the client_* facts of info (subject, issuer, cn, serial,
+ * fingerprint) from cert, bounded whatever the certificate holds. */
+void tls_cert_facts(X509 *cert, struct tls_info *info);
+
+/* X509_V_OK when cert's facts fit the limits above, else
+ * TLS_V_ERR_SERIAL_TOO_LONG or TLS_V_ERR_NAME_TOO_LONG. Called by the
+ * verify callback on the client's leaf. */
+int tls_cert_limits(X509 *cert);
+
+/* Formats a certificate's subject or issuer name as RFC 4514 text into dst
+ * (terminated, cut at a UTF-8 character boundary when it does not fit).
+ * Returns the length of the whole text: dst was cut when it is >= dst_len. */
+size_t tls_name_format(X509_NAME *name, char *dst, size_t dst_len);
 
 /* ---- reading X.509 files, shared by load.c and the certificate tools (x509util.c) ---- */
 

@@ -48,6 +48,10 @@ const char *tls_reason_from_verify(int e)
         return "crl_missing";
     case X509_V_ERR_CRL_NOT_YET_VALID:
         return "crl_expired";
+    case TLS_V_ERR_SERIAL_TOO_LONG:
+        return "serial_too_long";
+    case TLS_V_ERR_NAME_TOO_LONG:
+        return "name_too_long";
     default:
         return "tls_error";
     }
