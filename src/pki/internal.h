@@ -123,7 +123,7 @@ struct pki_check_opts {
  * peer would: dates, revocation, trust, purpose, name, in that order (each
  * skipped when leaf is NULL).
  * Appends one object per check to checks: {"check", "verdict" ("pass",
- * "fail" or "skip"), "reason" (a DESIGN.md code or null), "detail"}. Sets
+ * "fail" or "skip"), "reason" (a reason code of docs/OPERATIONS.md, or null), "detail"}. Sets
  * *chain (when not NULL) to the chain as built, as a JSON array of
  * pki_cert_brief. Returns true when no check failed; *reason then is NULL,
  * else the reason of the first failed check.
@@ -190,7 +190,7 @@ void pki_client_cert_fini(struct pki_client_cert *c);
 /* 1 when a certificate of c expired, -1 when one is not yet valid, else 0. */
 int pki_client_cert_dates(const struct pki_client_cert *c);
 
-/* The DESIGN.md reason of a fatal alert (RFC 8446 §6.2) from a server, and
+/* The reason code of a fatal alert (RFC 8446 §6.2) from a server, and
  * its meaning; refined with what we sent and know of our certificate. */
 const char *pki_alert_reason(bool saw_request, int n_sent, const struct pki_client_cert *c,
                              int desc, const char **meaning);

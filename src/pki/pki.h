@@ -85,7 +85,7 @@ struct pki_verify_opts {
  *   {"file", "certificate": brief, "chain": [brief...], "trust", "at",
  *    "checks": [{"check", "verdict", "reason", "detail"}...], "ok", "reason"}
  * with checks dates, revocation, trust, purpose, name and reasons from
- * DESIGN.md (plus name_mismatch). TG_OK with *out set whatever the
+ * docs/OPERATIONS.md (plus name_mismatch). TG_OK with *out set whatever the
  * verdict; TG_E_CONFIG with err when the certificate cannot be read (err
  * starts with "cert:"), or --ca / --crl cannot (err starts with the option).
  */
