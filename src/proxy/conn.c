@@ -526,8 +526,7 @@ void conn_access_log(struct conn *c)
     ev_tstamp now = ev_time();
     ev_tstamp start = c->http != NULL && c->http->t_req > 0 ? c->http->t_req : c->t_accept;
 
-    memset(&info, 0, sizeof(info));
-    info.client_verdict = "NONE";
+    tls_info_clear(&info);
     if (c->ssl != NULL && c->t_handshake > 0)
         tls_info_get(c->ssl, &c->verdict, &info);
     if (c->target >= 0 && c->group != NULL)

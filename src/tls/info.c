@@ -124,9 +124,21 @@ void tls_cert_facts(X509 *cert, struct tls_info *info)
         hex_encode(md, md_len, info->client_fingerprint, sizeof(info->client_fingerprint));
 }
 
+void tls_info_clear(struct tls_info *info)
+{
+    /* Field by field: the name fields are 8 KiB that a request need not
+     * zero when the first byte terminates them. */
+    info->version[0] = info->cipher[0] = info->sni[0] = info->alpn[0] = '\0';
+    info->resumed = info->has_client_cert = info->client_verified = false;
+    info->client_verdict = "NONE";
+    info->verify_result = X509_V_OK;
+    info->client_subject[0] = info->client_issuer[0] = info->client_cn[0] = '\0';
+    info->client_serial[0] = info->client_fingerprint[0] = '\0';
+}
+
 void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info)
 {
-    memset(info, 0, sizeof(*info));
+    tls_info_clear(info);
     snprintf(info->version, sizeof(info->version), "%s", SSL_get_version(ssl));
     const char *cipher = SSL_get_cipher_name(ssl);
     snprintf(info->cipher, sizeof(info->cipher), "%s", cipher ? cipher : "");

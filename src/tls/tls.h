@@ -177,6 +177,9 @@ struct tls_info {
     char client_fingerprint[2 * 32 + 1];        /* SHA-256, lower-case hex */
 };
 
+/* Empties info: no TLS facts, verdict "NONE". */
+void tls_info_clear(struct tls_info *info);
+
 /* Fills info from an established ssl and its verdict. */
 void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info);
 
