@@ -196,9 +196,11 @@ size_t http_hdr_request_size(const struct http_head *hd, const struct hdr_identi
 
 /* The largest head http_hdr_request may be asked to write: the client's
  * head plus what tollgate adds, of which the certificate headers are the
- * most (a client certificate chain is at most 100 KiB, OpenSSL's
- * max_cert_list; base64 is 4/3 of it). A larger head is refused (431). */
-#define HTTP_MAX_FORWARD_HEAD_BYTES (HTTP_MAX_HEAD_BYTES + 160 * 1024)
+ * most (a client's certificate message is at most TLS_MAX_CLIENT_CHAIN;
+ * base64 is 4/3 of it), then the facts (two names of TLS_NAME_MAX). A
+ * larger head is refused (431). */
+#define HTTP_MAX_FORWARD_HEAD_BYTES                                                                \
+    (HTTP_MAX_HEAD_BYTES + TLS_MAX_CLIENT_CHAIN / 3 * 4 + 4 * TLS_NAME_MAX + 4096)
 
 /*
  * Writes the response head to send to a client into out, all or nothing:

@@ -55,6 +55,12 @@ bool conn_buf_get_room(struct worker *w, struct buf *b, size_t need)
     return true;
 }
 
+void conn_buf_shrink(struct worker *w, struct buf *b)
+{
+    if (b->cap > CONN_BUF_SIZE && buf_is_empty(b))
+        conn_buf_put(w, b);
+}
+
 void conn_buf_put(struct worker *w, struct buf *b)
 {
     if (!buf_has_mem(b) || !buf_is_empty(b))

@@ -173,6 +173,10 @@ bool conn_buf_get(struct worker *w, struct buf *b);
  * block too small. */
 bool conn_buf_get_room(struct worker *w, struct buf *b, size_t need);
 
+/* Frees b's one-off block as soon as b is empty, so that a large head
+ * costs its memory only while it is sent. */
+void conn_buf_shrink(struct worker *w, struct buf *b);
+
 /* Returns b's block to the pool when b is empty, so that an idle
  * connection holds no buffer memory. */
 void conn_buf_put(struct worker *w, struct buf *b);

@@ -588,6 +588,7 @@ static enum conn_state pump(struct conn *c, bool *progress)
         ssize_t n = be_send(c, src, len);
         if (n > 0) {
             buf_consume(&c->c2b, (size_t)n);
+            conn_buf_shrink(c->w, &c->c2b);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
             if (can_retry(c) || h->head_in_cin > 0)

@@ -255,6 +255,7 @@ static bool pump_up(struct conn *c, bool *progress)
         ssize_t n = be_send(c, src, len);
         if (n > 0) {
             buf_consume(&c->c2b, (size_t)n);
+            conn_buf_shrink(c->w, &c->c2b);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
             c->outcome = "backend_reset";

@@ -279,6 +279,9 @@ static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_S
     if (dup == NULL)
         return false;
     SSL_CTX_set_client_CA_list(ctx, dup);
+    /* What one client's chain may cost in memory, kept by OpenSSL for the
+     * connection whether or not it verifies. */
+    SSL_CTX_set_max_cert_list(ctx, TLS_MAX_CLIENT_CHAIN);
     return true;
 }
 

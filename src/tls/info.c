@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,17 +20,39 @@
 #define NAME_FLAGS  (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB)
 #define VALUE_FLAGS (ASN1_STRFLGS_RFC2253 & ~ASN1_STRFLGS_ESC_MSB)
 
-/* Copies what bio holds into dst, cut at a UTF-8 character boundary when it
- * does not fit; returns the full length. */
+/* The longest prefix of text[0, len) no longer than max that ends between
+ * two characters: never inside a UTF-8 sequence, nor inside an RFC 4514
+ * escape (a backslash and one character, or a backslash and two hex
+ * digits), so that a cut value never ends in a lone backslash that would
+ * escape whatever follows it. */
+static size_t safe_cut(const char *text, size_t len, size_t max)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)text[i];
+        size_t n = 1;
+        if (c == '\\')
+            n = i + 2 < len && isxdigit((unsigned char)text[i + 1]) &&
+                        isxdigit((unsigned char)text[i + 2])
+                    ? 3
+                    : 2;
+        else if (c >= 0xc0)
+            n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        if (i + n > max || i + n > len)
+            break;
+        i += n;
+    }
+    return i;
+}
+
+/* Copies what bio holds into dst, cut by safe_cut when it does not fit;
+ * returns the full length. */
 static size_t bio_take(BIO *bio, char *dst, size_t dst_len)
 {
     char *mem = NULL;
     long total = BIO_get_mem_data(bio, &mem);
     size_t full = total > 0 ? (size_t)total : 0;
-    size_t n = full < dst_len ? full : dst_len - 1;
-    if (n < full)
-        while (n > 0 && ((unsigned char)mem[n] & 0xc0) == 0x80)
-            n--;
+    size_t n = full < dst_len ? full : safe_cut(mem, full, dst_len - 1);
     if (n > 0)
         memcpy(dst, mem, n);
     dst[n] = '\0';
@@ -90,8 +113,10 @@ int tls_cert_limits(X509 *cert)
     if (serial == NULL || ASN1_STRING_length(serial) > TLS_SERIAL_MAX)
         return TLS_V_ERR_SERIAL_TOO_LONG;
     char probe[1];
-    if (tls_name_format(X509_get_subject_name(cert), probe, sizeof(probe)) > TLS_NAME_MAX ||
-        tls_name_format(X509_get_issuer_name(cert), probe, sizeof(probe)) > TLS_NAME_MAX)
+    X509_NAME *subject = X509_get_subject_name(cert);
+    if (tls_name_format(subject, probe, sizeof(probe)) > TLS_NAME_MAX ||
+        tls_name_format(X509_get_issuer_name(cert), probe, sizeof(probe)) > TLS_NAME_MAX ||
+        name_cn_format(subject, probe, sizeof(probe)) > TLS_CN_MAX)
         return TLS_V_ERR_NAME_TOO_LONG;
     return X509_V_OK;
 }

@@ -147,6 +147,11 @@ TG_MUST_USE enum tg_status tls_shutdown(SSL *ssl, enum tls_want *want);
 
 /* ---- facts about an established session (info.c) ---- */
 
+/* The largest Certificate message a client may send on a mutual listener
+ * (leaf and chain with their framing); a larger one fails the handshake. */
+#define TLS_MAX_CLIENT_CHAIN (64 * 1024)
+/* The longest first CN of a client certificate, as escaped text. */
+#define TLS_CN_MAX 255
 /* RFC 5280 §4.1.2.2: a serial number is at most 20 octets. */
 #define TLS_SERIAL_MAX 20
 /* The longest subject or issuer name, as RFC 4514 text, that a client
@@ -172,7 +177,7 @@ struct tls_info {
      * a character boundary only for a certificate that failed. */
     char client_subject[TLS_NAME_MAX + 1];
     char client_issuer[TLS_NAME_MAX + 1];
-    char client_cn[256];                        /* the first CN, escaped the same way */
+    char client_cn[TLS_CN_MAX + 1];             /* the first CN, escaped the same way */
     char client_serial[2 * TLS_SERIAL_MAX + 2]; /* hex, "-" first if negative; "" if too long */
     char client_fingerprint[2 * 32 + 1];        /* SHA-256, lower-case hex */
 };
@@ -197,7 +202,8 @@ size_t tls_info_json(const struct tls_info *info, char *dst, size_t cap);
 void tls_cert_facts(X509 *cert, struct tls_info *info);
 
 /* X509_V_OK when cert's facts fit the limits above, else
- * TLS_V_ERR_SERIAL_TOO_LONG or TLS_V_ERR_NAME_TOO_LONG. Called by the
+ * TLS_V_ERR_SERIAL_TOO_LONG or TLS_V_ERR_NAME_TOO_LONG (subject, issuer or
+ * first CN). Called by the
  * verify callback on the client's leaf. */
 int tls_cert_limits(X509 *cert);
 

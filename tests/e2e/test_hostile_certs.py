@@ -1,5 +1,5 @@
 """Hostile client certificates: serials of 120 and 300 octets, 300 SANs and
-40 OU components, an embedded NUL and a BMPString in the CN. On tcp_ssl and
+40 OU components, an embedded NUL and a BMPString in the CN, a CN of 300 characters. On tcp_ssl and
 https, client_auth optional and required: the worker never dies (its pid is
 the same after the attack), a valid client's connection opened before the
 attack still works after it, and each certificate gets the verdict it
@@ -131,7 +131,7 @@ def test_https_survives_hostile_certificates(hserve, pki, hostile, auth):
                     if kind == "bmp_cn":
                         assert f"CN={tg_hostile.BMP_CN}" in \
                             req.get("X-Client-Subject").encode("latin-1").decode()
-                    if kind in tg_hostile.REFUSED:
+                    if kind.startswith("serial"):
                         assert req.get("X-Client-Serial") == ""
                 assert good.request("GET", f"/after-{kind}-{how}").status == 200
                 n_reqs += 1

@@ -1,6 +1,6 @@
 """Client certificates an attacker would send: serial numbers far past RFC
 5280's 20 octets, hundreds of SANs and dozens of OU components, a CN with an
-embedded NUL, a BMPString CN. Each kind comes issued by the PKI's
+embedded NUL, a BMPString CN, a CN of 300 characters. Each kind comes issued by the PKI's
 intermediate (a CA-issued certificate gets past chain verification) and
 self-signed (what anybody can present to client_auth: optional).
 
@@ -15,6 +15,7 @@ import datetime
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from cryptography import x509
@@ -23,10 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-KINDS = ("serial120", "serial300", "many_names", "nul_cn", "bmp_cn")
+KINDS = ("serial120", "serial300", "many_names", "nul_cn", "bmp_cn", "long_cn")
 # Kinds whose facts exceed the limits tollgate forwards: refused with this
 # reason even when a trusted CA issued them.
-REFUSED = {"serial120": "serial_too_long", "serial300": "serial_too_long"}
+REFUSED = {"serial120": "serial_too_long", "serial300": "serial_too_long",
+           "long_cn": "name_too_long"}
 
 NUL_CN = "alice\x00.evil.example"
 BMP_CN = "bmp-\u00fc\u4e2d"
@@ -83,6 +85,12 @@ def _subject(kind):
     if kind == "bmp_cn":
         return x509.Name([org, x509.NameAttribute(NameOID.COMMON_NAME, BMP_CN,
                                                   _type=_ASN1Type.BMPString)])
+    if kind == "long_cn":
+        # Past X.520's 64 characters, which the cryptography package warns of.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cn = x509.NameAttribute(NameOID.COMMON_NAME, "c" * 300, _validate=False)
+        return x509.Name([org, cn])
     raise ValueError(kind)
 
 

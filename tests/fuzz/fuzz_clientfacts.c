@@ -54,11 +54,24 @@ static void check_text(const char *s, size_t cap)
     }
 }
 
+/* Cut or not, a name never ends inside an escape: an odd run of trailing
+ * backslashes would escape whatever a consumer puts after it. */
+static void check_escapes_whole(const char *s)
+{
+    size_t n = strlen(s), k = 0;
+    while (k < n && s[n - 1 - k] == '\\')
+        k++;
+    CHECK(k % 2 == 0);
+}
+
 static void check_facts(X509 *leaf, const struct tls_info *info, bool within_limits)
 {
     check_text(info->client_subject, sizeof(info->client_subject));
     check_text(info->client_issuer, sizeof(info->client_issuer));
     check_text(info->client_cn, sizeof(info->client_cn));
+    check_escapes_whole(info->client_subject);
+    check_escapes_whole(info->client_issuer);
+    check_escapes_whole(info->client_cn);
     size_t n = strnlen(info->client_serial, sizeof(info->client_serial));
     CHECK(n < sizeof(info->client_serial) && n <= 2 * TLS_SERIAL_MAX + 1);
     for (size_t i = 0; i < n; i++)
