@@ -6,7 +6,9 @@
  *
  * Checks: parsing the bytes in one call and in small steps agrees; an
  * accepted head stays inside the input and the limits, has clean names and
- * values and unambiguous framing (RFC 9112 §6.3); a refusal carries a
+ * values, unambiguous framing (RFC 9112 §6.3) and a Host that
+ * http_host_parse reads without '@', '/', whitespace or stray brackets (the
+ * parser is also run on the raw input alone); a refusal carries a
  * 4xx status; the matched rule really matches and a rule that matches is
  * never missed; the rewritten head is well formed with one of each identity
  * header, and all or nothing in a small buffer; the body decoder always
@@ -85,6 +87,47 @@ static void check_span(const struct http_head *hd, struct http_span s)
     CHECK((size_t)s.off + s.len <= hd->len);
 }
 
+/*
+ * A value http_host_parse accepted: uri-host [":" port] with nothing a
+ * backend could read as another host: no '@', '/', '\\', '%', whitespace
+ * or control bytes, brackets only around the whole of an IPv6 literal, a
+ * name within bounds and a port up to 65535. Refused values leave the
+ * result cleared.
+ */
+static void check_host(const char *s, size_t len)
+{
+    struct http_host h;
+    if (!http_host_parse(s, len, &h)) {
+        CHECK(h.name == NULL && h.name_len == 0 && !h.has_port);
+        return;
+    }
+    size_t open = 0, close = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        CHECK(c > 0x20 && c < 0x7f);
+        CHECK(c != '@' && c != '/' && c != '\\' && c != '%' && c != '?' && c != '#');
+        open += c == '[';
+        close += c == ']';
+    }
+    CHECK(open == close && open <= 1);
+    CHECK(open == 0 || (s[0] == '[' && h.kind == HTTP_HOST_IPV6));
+    CHECK(h.name_len <= HTTP_HOST_MAX_NAME);
+    CHECK(h.name_len <= len && h.name >= s && h.name + h.name_len <= s + len);
+    CHECK((h.kind == HTTP_HOST_EMPTY) == (len == 0));
+    CHECK(h.kind == HTTP_HOST_EMPTY || h.name_len > 0);
+    for (size_t i = 0; i < h.name_len; i++) {
+        CHECK(h.name[i] != '[' && h.name[i] != ']');
+        CHECK(h.kind == HTTP_HOST_IPV6 || h.name[i] != ':');
+    }
+    CHECK(!h.has_port || h.port <= 65535);
+    /* Parsing is stable: the name alone reads back as the same host. */
+    if (h.kind == HTTP_HOST_NAME || h.kind == HTTP_HOST_IPV4) {
+        struct http_host again;
+        CHECK(http_host_parse(h.name, h.name_len, &again));
+        CHECK(again.name_len <= h.name_len && !again.has_port);
+    }
+}
+
 /* What an accepted head must look like. */
 static void check_accepted(const struct h1 *h, const struct http_head *hd, size_t avail)
 {
@@ -139,6 +182,11 @@ static void check_accepted(const struct h1 *h, const struct http_head *hd, size_
 
     /* RFC 9112 §3.2: HTTP/1.1 requests carry Host. */
     CHECK(!(hd->major == 1 && hd->minor == 1) || hd->host >= 0);
+    /* An accepted Host is one the rules and the SNI check can read. */
+    if (hd->host >= 0) {
+        struct http_span v = hd->h[hd->host].value;
+        check_host(http_span_ptr(hd, v), v.len);
+    }
 }
 
 static bool same_span(struct http_span a, struct http_span b)
@@ -354,6 +402,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .chain_der_len = chain_len,
         .n_chain = info.has_client_cert ? 1 : 0,
     };
+
+    /* The host parser on its own, over the raw bytes. */
+    check_host(in, len < 512 ? len : 512);
 
     struct h1 *whole = malloc(sizeof(*whole)), *steps = malloc(sizeof(*steps));
     struct http_head *hd = malloc(sizeof(*hd)), *hd2 = malloc(sizeof(*hd2));

@@ -145,6 +145,18 @@ static void test_target_and_host(void **state)
         "GET https://evil/x HTTP/1.0\r\n\r\n",
         "GET /\r\nHost: h\r\n\r\n",
         "CONNECT \r\nHost: h:443\r\n\r\n",
+        /* Host is uri-host [":" port], read by http_host_parse. */
+        "GET / HTTP/1.1\r\nHost: [localhost]evil.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:evil.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: :443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:65536\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [v1.x]\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: %6cocalhost\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: ::1\r\n\r\n",
+        /* So is an absolute-form target's authority. */
+        "GET http://localhost:x/ HTTP/1.1\r\nHost: localhost:x\r\n\r\n",
+        "GET http:///x HTTP/1.1\r\nHost: \r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct parsed p;
@@ -159,6 +171,10 @@ static void test_target_and_host(void **state)
         "GET HTTPS://H.example:8443 HTTP/1.1\r\nHost: h.EXAMPLE:8443\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: LOCALHOST.\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+        "GET http://localhost:443/ HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         struct parsed p;
