@@ -129,6 +129,11 @@ static int decide_body(struct h1 *h)
 
     bool chunked = (h->p.flags & F_CHUNKED) != 0;
     bool has_length = (h->p.flags & F_CONTENT_LENGTH) != 0;
+    /* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+     * framing (a 1.0 hop may not decode chunked, and would read the body
+     * by other means); refused, whatever else frames it. */
+    if (h->n_transfer_encoding > 0 && hd->major == 1 && hd->minor == 0)
+        return refuse(h, h->is_request ? 400 : 502, "Transfer-Encoding in an HTTP/1.0 message");
     if (h->n_transfer_encoding > 0 && !chunked)
         return refuse(h, h->is_request ? 400 : 502, "Transfer-Encoding without final chunked");
     if (h->is_request) {

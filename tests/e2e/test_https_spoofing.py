@@ -1,9 +1,14 @@
-"""Host values read strictly as uri-host [":" port], so that the parser,
-routing and the mutual-TLS Host check see the same host."""
+"""Requests read one way only: HTTP/1.0 with Transfer-Encoding is refused,
+and Host values are read strictly as uri-host [":" port], so that the
+parser, routing and the mutual-TLS Host check see the same host."""
+
+import socket
+import threading
 
 import pytest
 
 from tg_http import Client, hbackend, hserve, https_listener  # noqa: F401
+from tg_proc import T
 
 
 def get(tg, pki, cert=None, headers=(), host="localhost", target="/"):
@@ -72,3 +77,58 @@ def test_host_rule_matches_the_checked_host(routed, pki, host):
     tg, site, rest = routed
     assert get(tg, pki, cert=pki.client("alice"), host=host).status == 200
     assert len(site.reqs()) == 1 and rest.reqs() == []
+
+
+def test_http10_transfer_encoding_refused(hserve, pki):
+    tg, be = hserve()
+    r = raw(tg, pki, b"POST /a HTTP/1.0\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n0\r\n\r\n")
+    assert r.status == 400
+    tg.wait_event("http_error", status="400")
+    # twins: HTTP/1.0 with Content-Length, HTTP/1.1 chunked.
+    r = raw(tg, pki, b"POST /b HTTP/1.0\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc")
+    assert r.status == 200
+    r = raw(tg, pki, b"POST /c HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n0\r\n\r\n")
+    assert r.status == 200
+    reqs = be.reqs()
+    assert [(q.target, q.version, bytes(q.body)) for q in reqs] == [
+        ("/b", "HTTP/1.0", b"abc"), ("/c", "HTTP/1.1", b"abc")]
+
+
+@pytest.mark.parametrize("version,status", [("1.0", 502), ("1.1", 200)])
+def test_http10_transfer_encoding_response_is_502(tollgate, pki, version, status):
+    """The same rule for a backend's HTTP/1.0 response (RFC 9112 §6.1)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(T(10))
+
+    def serve_one():
+        try:
+            s, _ = srv.accept()
+        except OSError:
+            return
+        with s:
+            s.settimeout(T(10))
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(4096)
+                if not d:
+                    return
+                buf += d
+            s.sendall(f"HTTP/{version} 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "3\r\nabc\r\n0\r\n\r\n".encode())
+
+    t = threading.Thread(target=serve_one, daemon=True)
+    t.start()
+    host, port = srv.getsockname()
+    tg = tollgate({"target_groups": {"g": {"targets": [{"address": f"{host}:{port}"}]}},
+                   "listeners": [https_listener()]})
+    try:
+        r = get(tg, pki)
+        assert r.status == status
+        assert status != 200 or r.body == b"abc"
+    finally:
+        t.join(T(10))
+        srv.close()

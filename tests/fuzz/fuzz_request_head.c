@@ -6,7 +6,7 @@
  *
  * Checks: parsing the bytes in one call and in small steps agrees; an
  * accepted head stays inside the input and the limits, has clean names and
- * values, unambiguous framing (RFC 9112 §6.3) and a Host that
+ * values, unambiguous framing (RFC 9112 §6.1, §6.3) and a Host that
  * http_host_parse reads without '@', '/', whitespace or stray brackets (the
  * parser is also run on the raw input alone); a refusal carries a
  * 4xx status; the matched rule really matches and a rule that matches is
@@ -165,8 +165,10 @@ static void check_accepted(const struct h1 *h, const struct http_head *hd, size_
         n_cl += http_span_ieq(hd, f->name, "content-length");
         n_te += http_span_ieq(hd, f->name, "transfer-encoding");
     }
-    /* RFC 9112 §6.3: never both, never two lengths. */
+    /* RFC 9112 §6.3: never both, never two lengths; §6.1: no
+     * Transfer-Encoding in HTTP/1.0. */
     CHECK(!(n_cl > 0 && n_te > 0));
+    CHECK(n_te == 0 || hd->minor == 1);
     CHECK(n_cl <= 1);
     CHECK(hd->body != HTTP_BODY_EOF);
     CHECK(hd->body != HTTP_BODY_CHUNKED || n_te >= 1);
