@@ -203,18 +203,24 @@ struct hdr_identity {
     const uint8_t *const *chain_der;
     const size_t *chain_der_len;
     size_t n_chain;
+    /* The listener's header policy. */
+    bool client_is_trusted_proxy; /* the client is in trusted_proxies */
+    bool allow_underscores;       /* allow_underscores_in_headers */
 };
 
 /*
  * Writes the request head to send to a backend into out, all or nothing:
  * the request line (the client's method, target and version); every header
  * except hop-by-hop ones (Connection and the headers it names, Keep-Alive,
- * TE, Trailer, Proxy-Connection, Upgrade unless is_upgrade) and except any
- * copy of the identity headers we set (X-Forwarded-Proto, X-Forwarded-Port,
- * X-Real-IP, Client-Cert, Client-Cert-Chain, X-Client-*); X-Forwarded-For
- * gets the client address appended (RFC 7239 §5.2 style list); then the
- * identity headers: X-Forwarded-Proto, -Port, X-Real-IP and, when tls is
- * set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and, with a client
+ * TE, Trailer, Proxy-Connection, Upgrade unless is_upgrade), except any
+ * copy of an identity header (X-Forwarded-*, Forwarded, X-Real-IP,
+ * Client-Cert, Client-Cert-Chain, X-Client-*) in any spelling ('_' read as
+ * '-', any case), and except names with '_' unless allow_underscores (and
+ * even then not Content_Length, Transfer_Encoding, Keep_Alive,
+ * Proxy_Connection); then X-Forwarded-For: the client's list followed by
+ * the client address when client_is_trusted_proxy, else the client address
+ * alone; then the identity headers: X-Forwarded-Proto, -Port, X-Real-IP
+ * and, when tls is set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and, with a client
  * certificate, RFC 9440 Client-Cert and Client-Cert-Chain, X-Client-Subject,
  * X-Client-Issuer, X-Client-Serial, X-Client-Fingerprint. With is_upgrade
  * it sends "Connection: upgrade" and the Upgrade header.

@@ -301,10 +301,14 @@ static bool write_request_head(struct conn *c)
 {
     struct http_conn *h = c->http;
     struct tls_info info;
+    const struct cfg_listener *l = c->l->cfg;
     struct hdr_identity id = {
         .client = &c->peer,
-        .port = net_addr_port(&c->l->cfg->addr),
+        .port = net_addr_port(&l->addr),
         .proto = c->ssl ? "https" : "http",
+        .client_is_trusted_proxy =
+            config_cidr_contains(l->trusted_proxies, l->n_trusted_proxies, &c->peer),
+        .allow_underscores = l->allow_underscores_in_headers,
     };
     uint8_t *ders[MAX_CHAIN + 1] = {0};
     const uint8_t *chain[MAX_CHAIN];
