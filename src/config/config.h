@@ -180,6 +180,7 @@ struct cfg_listener {
     struct cfg_cidr *trusted_proxies;      /* owned array (https, http) */
     size_t n_trusted_proxies;
     bool allow_underscores_in_headers; /* https/http; default false */
+    bool add_forwarded_header;         /* https/http; default false */
     struct cfg_rule *rules;            /* owned array (https, http) */
     size_t n_rules;
     char *default_target_group_name;

@@ -242,7 +242,8 @@ static const char *const listener_keys[] = {"name",
                                             "max_body_size",
                                             "rules",
                                             "trusted_proxies",
-                                            "allow_underscores_in_headers"};
+                                            "allow_underscores_in_headers",
+                                            "add_forwarded_header"};
 
 /* Index into listener_keys for the keys that need a protocol. */
 enum {
@@ -264,6 +265,7 @@ enum {
     LK_RULES,
     LK_TRUSTED_PROXIES,
     LK_ALLOW_UNDERSCORES_IN_HEADERS,
+    LK_ADD_FORWARDED_HEADER,
 };
 
 static void parse_listener_key(struct cfg_ctx *c, const struct cfg_val *kv, int k,
@@ -335,6 +337,9 @@ static void parse_listener_key(struct cfg_ctx *c, const struct cfg_val *kv, int 
         break;
     case LK_ALLOW_UNDERSCORES_IN_HEADERS:
         (void)cfg_get_bool(c, kv, &l->allow_underscores_in_headers);
+        break;
+    case LK_ADD_FORWARDED_HEADER:
+        (void)cfg_get_bool(c, kv, &l->add_forwarded_header);
         break;
     default:
         break;

@@ -382,6 +382,25 @@ static void put_forwarded_for(struct out *o, const struct req_args *a)
         put(o, "\r\n", 2);
 }
 
+/*
+ * RFC 7239 Forwarded with one element, ours: "for=" the client address
+ * (an IPv6 address bracketed and quoted, §6) and "proto=". A client's
+ * Forwarded never reaches here (it is dropped), trusted proxy or not.
+ */
+static void put_forwarded(struct out *o, const struct req_args *a)
+{
+    bool is_v6 = strchr(a->ip, ':') != NULL;
+    put_str(o, "Forwarded: for=");
+    put_str(o, is_v6 ? "\"[" : "");
+    put_text(o, a->ip, INET6_ADDRSTRLEN);
+    put_str(o, is_v6 ? "]\"" : "");
+    if (a->id->proto != NULL) {
+        put_str(o, ";proto=");
+        put_text(o, a->id->proto, 16);
+    }
+    put(o, "\r\n", 2);
+}
+
 static void put_client_cert(struct out *o, const struct tls_info *t, const struct hdr_identity *id)
 {
     put_str(o, "X-Client-Verify: ");
@@ -440,6 +459,8 @@ static void write_request(struct out *o, const void *arg)
     if (hd->is_upgrade)
         put_str(o, "Connection: upgrade\r\n");
     put_forwarded_for(o, a);
+    if (id->add_forwarded && a->ip[0] != '\0')
+        put_forwarded(o, a);
     if (id->proto != NULL)
         put_header_text(o, "X-Forwarded-Proto", id->proto, 16);
     put_str(o, "X-Forwarded-Port: ");

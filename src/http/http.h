@@ -206,6 +206,7 @@ struct hdr_identity {
     /* The listener's header policy. */
     bool client_is_trusted_proxy; /* the client is in trusted_proxies */
     bool allow_underscores;       /* allow_underscores_in_headers */
+    bool add_forwarded;           /* add_forwarded_header */
 };
 
 /*
@@ -219,9 +220,10 @@ struct hdr_identity {
  * even then not Content_Length, Transfer_Encoding, Keep_Alive,
  * Proxy_Connection); then X-Forwarded-For: the client's list followed by
  * the client address when client_is_trusted_proxy, else the client address
- * alone; then the identity headers: X-Forwarded-Proto, -Port, X-Real-IP
- * and, when tls is set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and, with a client
- * certificate, RFC 9440 Client-Cert and Client-Cert-Chain, X-Client-Subject,
+ * alone; with add_forwarded, RFC 7239 Forwarded: for=<client>;proto=<proto>
+ * (IPv6 as for="[addr]"); then the identity headers: X-Forwarded-Proto,
+ * -Port, X-Real-IP and, when tls is set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and,
+ * with a client certificate, RFC 9440 Client-Cert and Client-Cert-Chain, X-Client-Subject,
  * X-Client-Issuer, X-Client-Serial, X-Client-Fingerprint. With is_upgrade
  * it sends "Connection: upgrade" and the Upgrade header.
  * Returns TG_OK, or TG_E_AGAIN when out has not enough room (out unchanged).

@@ -309,6 +309,7 @@ static bool write_request_head(struct conn *c)
         .client_is_trusted_proxy =
             config_cidr_contains(l->trusted_proxies, l->n_trusted_proxies, &c->peer),
         .allow_underscores = l->allow_underscores_in_headers,
+        .add_forwarded = l->add_forwarded_header,
     };
     uint8_t *ders[MAX_CHAIN + 1] = {0};
     const uint8_t *chain[MAX_CHAIN];

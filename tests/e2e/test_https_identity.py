@@ -472,7 +472,7 @@ def test_optional_failed_reason_survives_resumption(hserve, pki, bad_certs, vers
 
 def test_forwarded_headers_ipv6_client(tollgate, hbackend, pki):
     hb = hbackend()
-    lst = https_listener(trusted_proxies=["::1"])
+    lst = https_listener(trusted_proxies=["::1"], add_forwarded_header=True)
     lst["listen"] = "[::1]:auto"
     tg = tollgate({"target_groups": {"g": {"targets": [{"address": hb.address}]}},
                    "listeners": [lst]})
@@ -481,4 +481,5 @@ def test_forwarded_headers_ipv6_client(tollgate, hbackend, pki):
     req = hb.reqs()[0]
     assert req.get("X-Forwarded-For") == "2001:db8::1, ::1"
     assert req.get("X-Real-IP") == "::1"
+    assert req.get("Forwarded") == 'for="[::1]";proto=https'  # RFC 7239 §6
     assert req.get("Host") == "[::1]"

@@ -105,6 +105,14 @@ def test_forwarded_for_appended_only_for_trusted_proxy(hserve, pki, nets, truste
     assert req.get("X-Real-IP") == "127.0.0.1"
 
 
+@pytest.mark.parametrize("add", [True, False])
+def test_forwarded_header_is_ours_only_when_asked(hserve, pki, add):
+    tg, be = hserve(https_listener(add_forwarded_header=add, trusted_proxies=["127.0.0.1"]))
+    get(tg, pki, headers=[("Forwarded", "for=10.6.6.6;proto=https")])
+    req = be.reqs()[0]
+    assert req.all("Forwarded") == (["for=127.0.0.1;proto=https"] if add else [])
+
+
 def check_lines(pki, listener_extra):
     port = free_port()
     return [

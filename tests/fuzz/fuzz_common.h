@@ -141,11 +141,12 @@ static inline const char *fz_header_value(const char *out, size_t len, const cha
  * The identity property of a rewritten request: exactly one of each header
  * we set and none of the client's, counted in every spelling ('_' as '-',
  * any case); no name with '_' unless allowed; X-Forwarded-For is our
- * address alone, or (from a trusted proxy) ends with it.
+ * address alone, or (from a trusted proxy) ends with it; Forwarded only
+ * when we add it, with our address.
  */
 static inline void fz_check_identity(const char *out, size_t len, const char *ip, bool has_tls,
                                      bool has_cert, bool has_cert_der, bool has_chain,
-                                     bool allow_underscores, bool trusted)
+                                     bool allow_underscores, bool trusted, bool forwarded)
 {
     CHECK(fz_count_folded(out, len, "x-real-ip", false) == 1);
     CHECK(fz_count_folded(out, len, "x-forwarded-for", false) == 1);
@@ -154,7 +155,7 @@ static inline void fz_check_identity(const char *out, size_t len, const char *ip
     CHECK(fz_count_folded(out, len, "x-forwarded-", true) == 3);
     CHECK(fz_count_folded(out, len, "x-forwarded-host", false) == 0);
     CHECK(fz_count_folded(out, len, "x-forwarded-client-cert", false) == 0);
-    CHECK(fz_count_folded(out, len, "forwarded", false) == 0);
+    CHECK(fz_count_folded(out, len, "forwarded", false) == (forwarded ? 1 : 0));
     CHECK(fz_count_folded(out, len, "x-client-verify", false) == (has_tls ? 1 : 0));
     CHECK(fz_count_folded(out, len, "x-client-", true) == (has_tls ? 1 + (has_cert ? 4 : 0) : 0));
     CHECK(fz_count_folded(out, len, "client-cert", false) == (has_tls && has_cert_der ? 1 : 0));
@@ -173,6 +174,14 @@ static inline void fz_check_identity(const char *out, size_t len, const char *ip
         CHECK(vlen == iplen);
     else
         CHECK(vlen == iplen || (vlen > iplen + 2 && memcmp(v + vlen - iplen - 2, ", ", 2) == 0));
+    if (forwarded) {
+        char want[96];
+        bool is_v6 = strchr(ip, ':') != NULL;
+        snprintf(want, sizeof(want), "for=%s%s%s;proto=", is_v6 ? "\"[" : "", ip,
+                 is_v6 ? "]\"" : "");
+        v = fz_header_value(out, len, "forwarded", &vlen);
+        CHECK(v != NULL && vlen > strlen(want) && memcmp(v, want, strlen(want)) == 0);
+    }
 }
 
 #ifndef TG_LIBFUZZER

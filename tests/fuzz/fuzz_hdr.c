@@ -191,7 +191,8 @@ static void run_both(const struct http_head *hd, const struct hdr_identity *id, 
         net_addr_host(id->client, ip, sizeof(ip));
         bool has_cert = id->tls && id->tls->has_client_cert;
         fz_check_identity(out, len, ip, id->tls != NULL, has_cert, id->cert_der_len > 0,
-                          id->n_chain > 0, id->allow_underscores, id->client_is_trusted_proxy);
+                          id->n_chain > 0, id->allow_underscores, id->client_is_trusted_proxy,
+                          id->add_forwarded);
         CHECK(count_named(out, len, "x-client-subject") == (has_cert ? 1 : 0));
         CHECK(count_named(out, len, "connection") == (hd->is_upgrade ? 1 : 0));
         CHECK(count_named(out, len, "keep-alive") == 0);
@@ -271,10 +272,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     const char *extra = flags & FZ_EXTRA ? "Set-Cookie: tg=1\r\n" : NULL;
     /* Every header policy of a listener: names with '_' allowed or not, the
-     * client a trusted proxy or not. */
-    for (int opt = 0; opt < (hd->is_request ? 4 : 1); opt++) {
+     * client a trusted proxy or not, Forwarded added or not. */
+    for (int opt = 0; opt < (hd->is_request ? 8 : 1); opt++) {
         id.allow_underscores = (opt & 1) != 0;
         id.client_is_trusted_proxy = (opt & 2) != 0;
+        id.add_forwarded = (opt & 4) != 0;
         run_both(hd, &id, (flags & FZ_KEEP_ALIVE) != 0, extra, small_cap, 4 * size + 65536);
     }
     free(hd);

@@ -310,7 +310,7 @@ static void check_rewrite(const struct http_head *hd, const struct hdr_identity 
     net_addr_host(id->client, ip, sizeof(ip));
     fz_check_identity(out, len, ip, id->tls != NULL, id->tls && id->tls->has_client_cert,
                       id->cert_der_len > 0, id->n_chain > 0, id->allow_underscores,
-                      id->client_is_trusted_proxy);
+                      id->client_is_trusted_proxy, id->add_forwarded);
     CHECK(fz_count_named(out, len, "connection") == (hd->is_upgrade ? 1 : 0));
     CHECK(fz_count_named(out, len, "keep-alive") == 0);
     CHECK(fz_count_named(out, len, "te") == 0);
@@ -435,10 +435,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_same(hd, hd2);
         check_route(hd);
         /* Every header policy: names with '_' allowed or not, the client a
-         * trusted proxy or not. */
-        for (int opt = 0; opt < 4; opt++) {
+         * trusted proxy or not, Forwarded added or not. */
+        for (int opt = 0; opt < 8; opt++) {
             id.allow_underscores = (opt & 1) != 0;
             id.client_is_trusted_proxy = (opt & 2) != 0;
+            id.add_forwarded = (opt & 4) != 0;
             check_rewrite(hd, &id, small_cap);
         }
         if (hd->is_upgrade || hd->method == HTTP_CONNECT || !hd->keep_alive)

@@ -310,6 +310,7 @@ static void test_defaults(void **state)
     assert_int_equal(l->max_body_size, 0);
     assert_int_equal(l->n_trusted_proxies, 0);
     assert_false(l->allow_underscores_in_headers);
+    assert_false(l->add_forwarded_header);
     assert_int_equal(l->tls.pos.line, 11);
     assert_int_equal(l->tls.pos.col, 5);
     assert_int_equal(l->listen_pos.line, 10);
@@ -363,6 +364,7 @@ static void test_every_key(void **state)
         "    max_connections: 1\n"
         "    trusted_proxies: [ 10.0.0.0/8, '2001:db8::/32', 192.0.2.7 ]\n"
         "    allow_underscores_in_headers: true\n"
+        "    add_forwarded_header: true\n"
         "    rules:\n"
         "      - { host: '*.example.com', respond: { status: 403, body: '',\n"
         "                                            headers: { X-Why: denied } } }\n"
@@ -435,6 +437,7 @@ static void test_every_key(void **state)
     assert_int_equal(l->trusted_proxies[1].prefix, 32);
     assert_int_equal(l->trusted_proxies[2].prefix, 32);
     assert_true(l->allow_underscores_in_headers);
+    assert_true(l->add_forwarded_header);
     assert_null(l->default_target_group);
     assert_string_equal(l->rules[0].host, "*.example.com");
     assert_int_equal(l->rules[0].respond_status, 403);
@@ -547,7 +550,7 @@ static void test_shape(void **state)
                   "max_connections, max_connections_per_client, handshake_timeout, idle_timeout, "
                   "connect_timeout, "
                   "header_timeout, response_timeout, max_body_size, rules, trusted_proxies, "
-                  "allow_underscores_in_headers)");
+                  "allow_underscores_in_headers, add_forwarded_header)");
     /* wrong types: a mapping, a sequence, a string, nothing */
     EXPECT_ERRORS(BASE HTTPS "    max_connections: { a: 1 }\n",
                   "t.yaml:13:5: listeners[0].max_connections: expected a whole number from 1 to "
@@ -723,11 +726,13 @@ static void test_trusted_proxies(void **state)
     EXPECT_ERRORS(BASE "listeners:\n"
                        "  - { name: a, protocol: tcp_ssl, listen: 127.0.0.1:1, target_group: web,\n"
                        "      tls: { certificates: [site] }, trusted_proxies: [ 10.0.0.0/8 ],\n"
-                       "      allow_underscores_in_headers: true }\n",
+                       "      allow_underscores_in_headers: true, add_forwarded_header: true }\n",
                   "t.yaml:9:38: listeners[0].trusted_proxies: only used with protocol https or "
                   "http",
                   "t.yaml:10:7: listeners[0].allow_underscores_in_headers: only used with "
-                  "protocol https or http");
+                  "protocol https or http",
+                  "t.yaml:10:43: listeners[0].add_forwarded_header: only used with protocol "
+                  "https or http");
 
     /* Twins: what each network holds and what it does not. */
     struct config *cfg = load_ok(BASE HTTPS "    trusted_proxies: [ 127.0.0.1/8, '2001:db8::/33',\n"

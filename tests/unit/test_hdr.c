@@ -476,6 +476,35 @@ static void test_forwarded_for_append(void **state)
         "\r\n");
 }
 
+/* RFC 7239 Forwarded: ours only when asked, one element, IPv6 quoted
+ * (§6); the client's is dropped either way. */
+static void test_forwarded_added(void **state)
+{
+    (void)state;
+    struct ident x;
+    ident_init(&x, "203.0.113.7:5555");
+    const char *req = "GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=10.0.0.1;proto=https\r\n"
+                      "forwarded: by=x\r\n\r\n";
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "\r\n");
+    x.id.add_forwarded = true;
+    x.id.client_is_trusted_proxy = true;
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n"
+                   "Forwarded: for=203.0.113.7;proto=https\r\n" IDENT_TAIL "\r\n");
+    ident_init(&x, "[2001:db8::1]:5555");
+    x.id.add_forwarded = true;
+    x.id.proto = "http";
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 2001:db8::1\r\n"
+                   "Forwarded: for=\"[2001:db8::1]\";proto=http\r\n"
+                   "X-Forwarded-Proto: http\r\nX-Forwarded-Port: 8443\r\n"
+                   "X-Real-IP: 2001:db8::1\r\n\r\n");
+}
+
 /* Names with '_': dropped by default; when allowed, kept unless they spell
  * a header we set or act on. */
 static void test_underscore_spellings(void **state)
@@ -863,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_forwarded_for_replaced),
         cmocka_unit_test(test_forwarded_for_append),
         cmocka_unit_test(test_underscore_spellings),
+        cmocka_unit_test(test_forwarded_added),
         cmocka_unit_test(test_client_cert_verified),
         cmocka_unit_test(test_client_cert_verdicts),
         cmocka_unit_test(test_client_cert_round_trip),
