@@ -222,11 +222,13 @@ struct hdr_identity {
  * the client address when client_is_trusted_proxy, else the client address
  * alone; with add_forwarded, RFC 7239 Forwarded: for=<client>;proto=<proto>
  * (IPv6 as for="[addr]"); then the identity headers: X-Forwarded-Proto,
- * -Port, X-Real-IP and, when tls is set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and,
- * with a client certificate, RFC 9440 Client-Cert and Client-Cert-Chain, X-Client-Subject,
- * X-Client-Issuer, X-Client-Serial, X-Client-Fingerprint. With is_upgrade
- * it sends "Connection: upgrade" and the Upgrade header.
- * Returns TG_OK, or TG_E_AGAIN when out has not enough room (out unchanged).
+ * -Port, X-Real-IP and, when tls is set, X-Client-Verify (SUCCESS, NONE or
+ * FAILED:<reason>) and, with a client certificate, RFC 9440 Client-Cert and
+ * Client-Cert-Chain, X-Client-Subject, X-Client-Issuer, X-Client-Serial,
+ * X-Client-Fingerprint. With is_upgrade it sends "Connection: upgrade" and
+ * the Upgrade header.
+ * Returns TG_OK, or TG_E_AGAIN when out has not enough room (out
+ * unchanged).
  */
 TG_MUST_USE enum tg_status http_hdr_request(const struct http_head *hd,
                                             const struct hdr_identity *id, struct buf *out);
