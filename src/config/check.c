@@ -299,8 +299,14 @@ static void check_listener_proto(struct cfg_ctx *c, struct cfg_listener *l)
         cfg_error_in(c, l, "tls", "required for protocol %s (at least certificates: [NAME])",
                      proto);
     if (l->protocol == CFG_PROTO_TCP_SSL) {
-        const void *fields[] = {&l->rules, &l->default_target_group_name, &l->header_timeout_ms,
-                                &l->response_timeout_ms, &l->max_body_size};
+        const void *fields[] = {&l->rules,
+                                &l->default_target_group_name,
+                                &l->header_timeout_ms,
+                                &l->response_timeout_ms,
+                                &l->max_body_size,
+                                &l->trusted_proxies,
+                                &l->allow_underscores_in_headers,
+                                &l->add_forwarded_header};
         for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
             if (was_set(c, fields[i]))
                 cfg_error_at(c, fields[i], "only used with protocol https or http");

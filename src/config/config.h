@@ -163,6 +163,13 @@ struct cfg_tls {
     struct cfg_pos pos, mode_pos, client_ca_pos;
 };
 
+/* An IPv4 or IPv6 network (listeners[].trusted_proxies). */
+struct cfg_cidr {
+    sa_family_t family; /* AF_INET or AF_INET6 */
+    unsigned prefix;    /* 0-32 or 0-128 */
+    uint8_t addr[16];   /* network byte order (4 bytes for AF_INET); bits past prefix are 0 */
+};
+
 struct cfg_listener {
     char *name;
     enum cfg_listener_proto protocol;
@@ -181,7 +188,11 @@ struct cfg_listener {
     uint64_t header_timeout_ms;            /* https/http; default 10s */
     uint64_t response_timeout_ms;          /* https/http; default 60s */
     uint64_t max_body_size;                /* https/http bytes; default 0 = unlimited */
-    struct cfg_rule *rules;                /* owned array (https, http) */
+    struct cfg_cidr *trusted_proxies;      /* owned array (https, http) */
+    size_t n_trusted_proxies;
+    bool allow_underscores_in_headers; /* https/http; default false */
+    bool add_forwarded_header;         /* https/http; default false */
+    struct cfg_rule *rules;            /* owned array (https, http) */
     size_t n_rules;
     char *default_target_group_name;
     struct cfg_target_group *default_target_group; /* resolved */
@@ -240,6 +251,16 @@ bool config_parse_size(const char *s, uint64_t *bytes);
 unsigned config_worker_count(const struct config *cfg);
 
 const char *config_proto_name(enum cfg_listener_proto p);
+
+/* Parses "ADDRESS" or "ADDRESS/PREFIX" (IPv4 or IPv6; a bare address is a
+ * /32 or /128) into *out, clearing host bits past the prefix. Strict: no
+ * spaces, no leading zeros in the prefix. False, with a reason in *why, when
+ * it is not one. */
+bool config_cidr_parse(const char *s, struct cfg_cidr *out, const char **why);
+
+/* True when a is inside one of the n networks (an IPv4-mapped IPv6 address
+ * counts as its IPv4 address). */
+bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct net_addr *a);
 
 /* Looks up by name; NULL when absent. */
 struct cfg_certificate *config_find_certificate(const struct config *cfg, const char *name);

@@ -1,6 +1,7 @@
 /* Freeing a config, look-ups and small accessors. */
 #include "config/internal.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@ static void listener_fini(struct cfg_listener *l)
         cfg_rule_fini(&l->rules[i]);
     free(l->rules);
     free(l->default_target_group_name);
+    free(l->trusted_proxies);
     memset(l, 0, sizeof(*l));
 }
 
@@ -145,4 +147,77 @@ struct cfg_target_group *config_find_target_group(const struct config *cfg, cons
             return &cfg->target_groups[i];
     }
     return NULL;
+}
+
+bool config_cidr_parse(const char *s, struct cfg_cidr *out, const char **why)
+{
+    char tmp[INET6_ADDRSTRLEN];
+    memset(out, 0, sizeof(*out));
+    const char *slash = strchr(s, '/');
+    size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+    *why = "not an IPv4 or IPv6 address";
+    if (alen == 0 || alen >= sizeof(tmp))
+        return false;
+    memcpy(tmp, s, alen);
+    tmp[alen] = '\0';
+    bool is_v6 = memchr(tmp, ':', alen) != NULL;
+    out->family = is_v6 ? AF_INET6 : AF_INET;
+    if (inet_pton(out->family, tmp, out->addr) != 1)
+        return false;
+    unsigned max = is_v6 ? 128 : 32;
+    out->prefix = max;
+    if (slash != NULL) {
+        const char *p = slash + 1;
+        size_t n = strlen(p);
+        *why = is_v6 ? "not a prefix length 0-128" : "not a prefix length 0-32";
+        if (n == 0 || n > 3 || (n > 1 && p[0] == '0'))
+            return false;
+        unsigned v = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (p[i] < '0' || p[i] > '9')
+                return false;
+            v = v * 10 + (unsigned)(p[i] - '0');
+        }
+        if (v > max)
+            return false;
+        out->prefix = v;
+    }
+    for (unsigned bit = out->prefix; bit < max; bit++)
+        out->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+    *why = NULL;
+    return true;
+}
+
+/* The first prefix bits of a and b are equal. */
+static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned prefix)
+{
+    unsigned whole = prefix / 8, rest = prefix % 8;
+    if (memcmp(a, b, whole) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+    return (a[whole] & mask) == (b[whole] & mask);
+}
+
+bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct net_addr *a)
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    sa_family_t family = a->ss.ss_family;
+    const uint8_t *bytes;
+    if (family == AF_INET) {
+        bytes = (const uint8_t *)&a->ss.sin.sin_addr;
+    } else if (family == AF_INET6) {
+        bytes = a->ss.sin6.sin6_addr.s6_addr;
+        if (memcmp(bytes, v4_mapped, sizeof(v4_mapped)) == 0) {
+            family = AF_INET;
+            bytes += sizeof(v4_mapped);
+        }
+    } else {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (nets[i].family == family && prefix_equal(nets[i].addr, bytes, nets[i].prefix))
+            return true;
+    return false;
 }

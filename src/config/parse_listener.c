@@ -201,6 +201,30 @@ static void parse_rules(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_l
         parse_rule(c, &item, &l->rules[l->n_rules++]);
 }
 
+/* trusted_proxies: [CIDR, ...]; every bad entry is reported at its position. */
+static void parse_trusted_proxies(struct cfg_ctx *c, const struct cfg_val *v,
+                                  struct cfg_listener *l)
+{
+    cfg_record(c, &l->trusted_proxies, false, v);
+    if (!cfg_is_seq(c, v) || cfg_count(v) == 0)
+        return;
+    l->trusted_proxies = cfg_calloc(c, cfg_count(v), sizeof(*l->trusted_proxies));
+    if (l->trusted_proxies == NULL)
+        return;
+    struct cfg_val item;
+    for (size_t i = 0; cfg_seq_next(c, v, &i, &item);) {
+        const struct ynode *node = item.node;
+        const char *why = "expected an address or network as a string";
+        if (node != NULL && node->kind == YN_SCALAR && !node->has_nul &&
+            config_cidr_parse(node->str, &l->trusted_proxies[l->n_trusted_proxies], &why)) {
+            l->n_trusted_proxies++;
+            continue;
+        }
+        cfg_error(c, &item,
+                  "%s (expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)", why);
+    }
+}
+
 static const char *const listener_keys[] = {"name",
                                             "protocol",
                                             "listen",
@@ -216,7 +240,10 @@ static const char *const listener_keys[] = {"name",
                                             "header_timeout",
                                             "response_timeout",
                                             "max_body_size",
-                                            "rules"};
+                                            "rules",
+                                            "trusted_proxies",
+                                            "allow_underscores_in_headers",
+                                            "add_forwarded_header"};
 
 /* Index into listener_keys for the keys that need a protocol. */
 enum {
@@ -236,6 +263,9 @@ enum {
     LK_RESPONSE_TIMEOUT,
     LK_MAX_BODY_SIZE,
     LK_RULES,
+    LK_TRUSTED_PROXIES,
+    LK_ALLOW_UNDERSCORES_IN_HEADERS,
+    LK_ADD_FORWARDED_HEADER,
 };
 
 static void parse_listener_key(struct cfg_ctx *c, const struct cfg_val *kv, int k,
@@ -301,6 +331,15 @@ static void parse_listener_key(struct cfg_ctx *c, const struct cfg_val *kv, int 
         break;
     case LK_RULES:
         parse_rules(c, kv, l);
+        break;
+    case LK_TRUSTED_PROXIES:
+        parse_trusted_proxies(c, kv, l);
+        break;
+    case LK_ALLOW_UNDERSCORES_IN_HEADERS:
+        (void)cfg_get_bool(c, kv, &l->allow_underscores_in_headers);
+        break;
+    case LK_ADD_FORWARDED_HEADER:
+        (void)cfg_get_bool(c, kv, &l->add_forwarded_header);
         break;
     default:
         break;

@@ -129,6 +129,11 @@ static int decide_body(struct h1 *h)
 
     bool chunked = (h->p.flags & F_CHUNKED) != 0;
     bool has_length = (h->p.flags & F_CONTENT_LENGTH) != 0;
+    /* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+     * framing (a 1.0 hop may not decode chunked, and would read the body
+     * by other means); refused, whatever else frames it. */
+    if (h->n_transfer_encoding > 0 && hd->major == 1 && hd->minor == 0)
+        return refuse(h, h->is_request ? 400 : 502, "Transfer-Encoding in an HTTP/1.0 message");
     if (h->n_transfer_encoding > 0 && !chunked)
         return refuse(h, h->is_request ? 400 : 502, "Transfer-Encoding without final chunked");
     if (h->is_request) {
@@ -168,14 +173,6 @@ static bool is_websocket(const struct http_head *hd)
     return hd->method == HTTP_GET && u >= 0 && http_span_ieq(hd, hd->h[u].value, "websocket");
 }
 
-/* RFC 3986 §3.2.2 and §3.2.3: what a Host value (uri-host [":" port]) may
- * hold: reg-name characters, IP literals in brackets, a port. */
-static bool is_host_char(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != '\0' && strchr("-._~%!$&'()*+,;=:[]", ch) != NULL);
-}
-
 static bool span_ieq_mem(const struct http_head *hd, struct http_span s, const char *p, size_t len)
 {
     if (s.len != len)
@@ -195,7 +192,8 @@ static bool span_ieq_mem(const struct http_head *hd, struct http_span s, const c
 
 /*
  * The request-target and Host of a request, as RFC 9112 §3.2 asks: a
- * target, at most one Host, with a valid value; "*" only for OPTIONS
+ * target, at most one Host, whose value http_host_parse accepts (the rules
+ * and the Host-vs-SNI check read it the same way); "*" only for OPTIONS
  * (§3.2.4); an absolute-form target (§3.2.2) only when its authority is the
  * Host value, since the next hop routes by the target's authority while
  * rules and the mTLS Host check look at Host. NULL when fine, else why not.
@@ -207,12 +205,11 @@ static const char *check_target_and_host(const struct http_head *hd)
         n_host += http_span_ieq(hd, hd->h[i].name, "host");
     if (n_host > 1)
         return "more than one Host";
+    struct http_host parsed;
     if (hd->host >= 0) {
         struct http_span v = hd->h[hd->host].value;
-        const char *p = http_span_ptr(hd, v);
-        for (size_t i = 0; i < v.len; i++)
-            if (!is_host_char((unsigned char)p[i]))
-                return "invalid Host value";
+        if (!http_host_parse(http_span_ptr(hd, v), v.len, &parsed))
+            return "invalid Host value";
     }
     const char *t = http_span_ptr(hd, hd->target);
     size_t tlen = hd->target.len;
@@ -233,6 +230,9 @@ static const char *check_target_and_host(const struct http_head *hd)
         auth_end++;
     if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL)
         return "userinfo in the request target"; /* RFC 9110 §4.2.4 */
+    if (!http_host_parse(auth, (size_t)(auth_end - auth), &parsed) ||
+        parsed.kind == HTTP_HOST_EMPTY)
+        return "invalid authority in the request target";
     if (hd->host < 0 || !span_ieq_mem(hd, hd->h[hd->host].value, auth, (size_t)(auth_end - auth)))
         return "absolute-form target whose authority is not the Host";
     return NULL;

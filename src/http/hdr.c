@@ -43,10 +43,32 @@ int http_head_find(const struct http_head *hd, const char *name)
     return -1;
 }
 
-static bool span_has_iprefix(const struct http_head *hd, struct http_span s, const char *prefix)
+/* A name's byte as a backend that folds names CGI-style (HTTP_X_CLIENT_VERIFY)
+ * or maps '_' to '-' reads it: lower case, '_' as '-'. */
+static unsigned char folded(unsigned char c)
 {
-    size_t n = strlen(prefix);
-    return s.len >= n && mem_ieq(http_span_ptr(hd, s), prefix, n);
+    return c == '_' ? '-' : lower(c);
+}
+
+/* True when name s, folded, is the lower-case literal lit ("x_client_verify"
+ * and "X-Client-Verify" both name x-client-verify); with is_prefix, when it
+ * starts with lit. */
+static bool name_is_folded(const struct http_head *hd, struct http_span s, const char *lit,
+                           bool is_prefix)
+{
+    size_t n = strlen(lit);
+    if (is_prefix ? s.len < n : s.len != n)
+        return false;
+    const char *p = http_span_ptr(hd, s);
+    for (size_t i = 0; i < n; i++)
+        if (folded((unsigned char)p[i]) != (unsigned char)lit[i])
+            return false;
+    return true;
+}
+
+static bool has_underscore(const struct http_head *hd, struct http_span s)
+{
+    return memchr(http_span_ptr(hd, s), '_', s.len) != NULL;
 }
 
 /* ---- which headers pass ---- */
@@ -66,13 +88,31 @@ static bool is_hop_by_hop(const struct http_head *hd, struct http_span name, boo
            (!keep_upgrade && http_span_ieq(hd, name, "upgrade"));
 }
 
-/* The identity headers we set: a client's copy is never believed. */
+/*
+ * Headers about the client or the connection: the ones we set and those a
+ * backend reads the same way (RFC 7239 Forwarded, X-Forwarded-Host,
+ * X-Forwarded-Client-Cert, ...). A client's copy is never believed, in any
+ * spelling: compared folded, so X_Client_Verify is X-Client-Verify.
+ */
 static bool is_identity(const struct http_head *hd, struct http_span name)
 {
-    return http_span_ieq(hd, name, "x-forwarded-proto") ||
-           http_span_ieq(hd, name, "x-forwarded-port") || http_span_ieq(hd, name, "x-real-ip") ||
-           http_span_ieq(hd, name, "client-cert") || http_span_ieq(hd, name, "client-cert-chain") ||
-           span_has_iprefix(hd, name, "x-client-");
+    return name_is_folded(hd, name, "x-forwarded-", true) ||
+           name_is_folded(hd, name, "forwarded", false) ||
+           name_is_folded(hd, name, "x-real-ip", false) ||
+           name_is_folded(hd, name, "client-cert", false) ||
+           name_is_folded(hd, name, "client-cert-chain", false) ||
+           name_is_folded(hd, name, "x-client-", true);
+}
+
+/* Names with a '-' that tollgate itself acts on: an underscore spelling of
+ * one could be read by a backend as the header tollgate did not see
+ * (Transfer_Encoding next to a Content-Length). */
+static bool is_acted_on_folded(const struct http_head *hd, struct http_span name)
+{
+    return name_is_folded(hd, name, "content-length", false) ||
+           name_is_folded(hd, name, "transfer-encoding", false) ||
+           name_is_folded(hd, name, "keep-alive", false) ||
+           name_is_folded(hd, name, "proxy-connection", false);
 }
 
 /*
@@ -120,16 +160,35 @@ static void drop_connection_tokens(const struct http_head *hd, struct http_span 
     }
 }
 
-static void classify(const struct http_head *hd, bool is_request, bool keep_upgrade, uint8_t *kind,
-                     size_t n)
+/*
+ * What becomes of one request header. A name with '_' is dropped unless the
+ * listener allows them (nginx's underscores_in_headers), and even then when
+ * it spells a header we set or act on. The client's X-Forwarded-For joins
+ * ours only when the client is a trusted proxy; otherwise ours replaces it.
+ */
+static uint8_t classify_request(const struct http_head *hd, struct http_span name,
+                                const struct hdr_identity *id)
+{
+    if (is_identity(hd, name)) {
+        bool is_xff = http_span_ieq(hd, name, "x-forwarded-for");
+        return is_xff && id->client_is_trusted_proxy ? HDR_XFF : HDR_DROP;
+    }
+    if (has_underscore(hd, name) && (!id->allow_underscores || is_acted_on_folded(hd, name)))
+        return HDR_DROP;
+    return HDR_KEEP;
+}
+
+/* id is NULL for a response. */
+static void classify(const struct http_head *hd, const struct hdr_identity *id, bool keep_upgrade,
+                     uint8_t *kind, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct http_span name = hd->h[i].name;
         kind[i] = HDR_KEEP;
-        if (is_hop_by_hop(hd, name, keep_upgrade) || (is_request && is_identity(hd, name)))
+        if (is_hop_by_hop(hd, name, keep_upgrade))
             kind[i] = HDR_DROP;
-        else if (is_request && http_span_ieq(hd, name, "x-forwarded-for"))
-            kind[i] = HDR_XFF;
+        else if (id != NULL)
+            kind[i] = classify_request(hd, name, id);
     }
     for (size_t i = 0; i < n; i++)
         if (http_span_ieq(hd, hd->h[i].name, "connection"))
@@ -323,6 +382,25 @@ static void put_forwarded_for(struct out *o, const struct req_args *a)
         put(o, "\r\n", 2);
 }
 
+/*
+ * RFC 7239 Forwarded with one element, ours: "for=" the client address
+ * (an IPv6 address bracketed and quoted, §6) and "proto=". A client's
+ * Forwarded never reaches here (it is dropped), trusted proxy or not.
+ */
+static void put_forwarded(struct out *o, const struct req_args *a)
+{
+    bool is_v6 = strchr(a->ip, ':') != NULL;
+    put_str(o, "Forwarded: for=");
+    put_str(o, is_v6 ? "\"[" : "");
+    put_text(o, a->ip, INET6_ADDRSTRLEN);
+    put_str(o, is_v6 ? "]\"" : "");
+    if (a->id->proto != NULL) {
+        put_str(o, ";proto=");
+        put_text(o, a->id->proto, 16);
+    }
+    put(o, "\r\n", 2);
+}
+
 static void put_client_cert(struct out *o, const struct tls_info *t, const struct hdr_identity *id)
 {
     put_str(o, "X-Client-Verify: ");
@@ -384,6 +462,8 @@ static void write_request(struct out *o, const void *arg)
     if (hd->is_upgrade)
         put_str(o, "Connection: upgrade\r\n");
     put_forwarded_for(o, a);
+    if (id->add_forwarded && a->ip[0] != '\0')
+        put_forwarded(o, a);
     if (id->proto != NULL)
         put_header_text(o, "X-Forwarded-Proto", id->proto, 16);
     put_str(o, "X-Forwarded-Port: ");
@@ -402,7 +482,7 @@ static void request_args(struct req_args *a, const struct http_head *hd,
                          const struct hdr_identity *id, uint8_t *kind, char *ip, size_t ip_len)
 {
     *a = (struct req_args){.hd = hd, .id = id, .kind = kind, .n = n_headers(hd), .ip = ip};
-    classify(hd, true, hd->is_upgrade, kind, a->n);
+    classify(hd, id, hd->is_upgrade, kind, a->n);
     ip[0] = '\0';
     if (id->client != NULL)
         net_addr_host(id->client, ip, ip_len);
@@ -473,7 +553,7 @@ enum tg_status http_hdr_response(const struct http_head *hd, bool keep_alive, co
     uint8_t kind[HTTP_MAX_HEADERS];
     struct resp_args a = {
         .hd = hd, .keep_alive = keep_alive, .extra = extra, .kind = kind, .n = n_headers(hd)};
-    classify(hd, false, hd->status == 101, kind, a.n);
+    classify(hd, NULL, hd->status == 101, kind, a.n);
     return emit(out, write_response, &a);
 }
 

@@ -125,11 +125,44 @@ TG_MUST_USE enum tg_status h1_head(struct h1 *h, struct http_head *hd, const cha
 TG_MUST_USE enum tg_status h1_body(struct h1 *h, const char *data, size_t len, size_t *n,
                                    bool *done);
 
+/* ---- the host a request names (host.c) ---- */
+
+#define HTTP_HOST_MAX_NAME 253 /* a DNS name's longest text form (RFC 1035 §2.3.4) */
+
+enum http_host_kind {
+    HTTP_HOST_EMPTY, /* an empty value (RFC 9112 §3.2) */
+    HTTP_HOST_NAME,  /* a reg-name */
+    HTTP_HOST_IPV4,  /* an IPv4address */
+    HTTP_HOST_IPV6,  /* "[" IPv6address "]" */
+};
+
+struct http_host {
+    enum http_host_kind kind;
+    const char *name; /* borrowed from the value: the host without brackets
+                       * and, for a reg-name, without one trailing dot */
+    size_t name_len;
+    bool has_port;
+    unsigned port; /* 0-65535 when has_port */
+};
+
+/*
+ * Parses a Host value or an absolute-form target's authority (len bytes at
+ * s, not terminated) as uri-host [":" port] (RFC 9110 §7.2, RFC 3986
+ * §3.2.2): a reg-name of unreserved and sub-delim characters (no
+ * percent-encoding, at most HTTP_HOST_MAX_NAME bytes), an IPv4 literal, or
+ * a bracketed IPv6 literal (no IPvFuture, no zone), then an optional port
+ * of 1 to 5 digits up to 65535. An empty value is accepted (kind EMPTY);
+ * an empty host with a port is not. Pure; returns false for anything else,
+ * with *out cleared.
+ */
+bool http_host_parse(const char *s, size_t len, struct http_host *out);
+
 /* ---- rules (route.c) ---- */
 
 /*
  * Picks the rule for a request on listener l. host is the Host header
- * value (may carry ":port", which is ignored; may be NULL), path the
+ * value, read with http_host_parse (its port is ignored; a value that does
+ * not parse, or NULL, matches no host rule), path the
  * request-target's path (the query, if any, is ignored for matching).
  * Among the rules that match, the one with the most specific host wins
  * (exact, then the longest "*.suffix", then none), then the longest path
@@ -149,8 +182,10 @@ const struct cfg_rule *route_match(const struct cfg_listener *l, const char *hos
  */
 size_t route_normalize_path(const char *path, size_t len, char *out, size_t cap);
 
-/* True when host (port ignored, case-insensitive) matches pattern: exact,
- * or "*.suffix" matching one or more labels before ".suffix". */
+/* True when the Host value host (read with http_host_parse, port ignored,
+ * case-insensitive) matches pattern: exact, or "*.suffix" matching one or
+ * more labels before ".suffix". A pattern may be a bracketed IPv6 literal;
+ * one trailing dot of either is ignored. False when host does not parse. */
 bool route_host_matches(const char *pattern, const char *host, size_t host_len);
 
 /* ---- header rewriting (hdr.c) ---- */
@@ -169,23 +204,33 @@ struct hdr_identity {
     const size_t *chain_der_len;
     size_t n_chain;
     enum cfg_cert_header cert_header; /* which certificate headers (default full) */
+    /* The listener's header policy. */
+    bool client_is_trusted_proxy; /* the client is in trusted_proxies */
+    bool allow_underscores;       /* allow_underscores_in_headers */
+    bool add_forwarded;           /* add_forwarded_header */
 };
 
 /*
  * Writes the request head to send to a backend into out, all or nothing:
  * the request line (the client's method, target and version); every header
  * except hop-by-hop ones (Connection and the headers it names, Keep-Alive,
- * TE, Trailer, Proxy-Connection, Upgrade unless is_upgrade) and except any
- * copy of the identity headers we set (X-Forwarded-Proto, X-Forwarded-Port,
- * X-Real-IP, Client-Cert, Client-Cert-Chain, X-Client-*); X-Forwarded-For
- * gets the client address appended (RFC 7239 §5.2 style list); then the
- * identity headers: X-Forwarded-Proto, -Port, X-Real-IP and, when tls is
- * set, X-Client-Verify (SUCCESS, NONE or FAILED:<reason>) and, with a client
- * certificate, as id->cert_header says: X-Client-Subject, X-Client-Issuer,
- * X-Client-Serial, X-Client-Fingerprint (not with off), RFC 9440 Client-Cert
- * (full and leaf) and Client-Cert-Chain (full). With is_upgrade
- * it sends "Connection: upgrade" and the Upgrade header.
- * Returns TG_OK, or TG_E_AGAIN when out has not enough room (out unchanged).
+ * TE, Trailer, Proxy-Connection, Upgrade unless is_upgrade), except any
+ * copy of an identity header (X-Forwarded-*, Forwarded, X-Real-IP,
+ * Client-Cert, Client-Cert-Chain, X-Client-*) in any spelling ('_' read as
+ * '-', any case), and except names with '_' unless allow_underscores (and
+ * even then not Content_Length, Transfer_Encoding, Keep_Alive,
+ * Proxy_Connection); then X-Forwarded-For: the client's list followed by
+ * the client address when client_is_trusted_proxy, else the client address
+ * alone; with add_forwarded, RFC 7239 Forwarded: for=<client>;proto=<proto>
+ * (IPv6 as for="[addr]"); then the identity headers: X-Forwarded-Proto,
+ * -Port, X-Real-IP and, when tls is set, X-Client-Verify (SUCCESS, NONE or
+ * FAILED:<reason>) and, with a client certificate, as cert_header says:
+ * X-Client-Subject, X-Client-Issuer, X-Client-Serial, X-Client-Fingerprint
+ * (not with off), RFC 9440 Client-Cert (full and leaf) and
+ * Client-Cert-Chain (full). With is_upgrade it sends "Connection: upgrade"
+ * and the Upgrade header.
+ * Returns TG_OK, or TG_E_AGAIN when out has not enough room (out
+ * unchanged).
  */
 TG_MUST_USE enum tg_status http_hdr_request(const struct http_head *hd,
                                             const struct hdr_identity *id, struct buf *out);

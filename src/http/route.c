@@ -16,28 +16,21 @@ static bool ieq(const char *a, const char *b, size_t len)
 }
 
 /*
- * The name part of a Host value or a rule's host: "[v6]" and "[v6]:port"
- * give what is inside the brackets, "name:port" gives "name", a bare IPv6
- * literal (more than one colon, no brackets) stays whole. One trailing dot
- * is dropped, since "example.com." names the same host as "example.com"
- * and must not slip past a rule written without it.
+ * The name of a rule's host pattern: "[v6]" gives what is inside the
+ * brackets, and one trailing dot is dropped, as http_host_parse does for a
+ * Host value, so that "example.com." names the same host as "example.com"
+ * and cannot slip past a rule written without it.
  */
-static void host_name(const char *s, size_t len, const char **name, size_t *name_len)
+static void pattern_name(const char *s, size_t len, const char **name, size_t *name_len)
 {
     *name = s;
     *name_len = len;
-    if (len > 0 && s[0] == '[') {
-        const char *close = memchr(s, ']', len);
-        if (close != NULL) {
-            *name = s + 1;
-            *name_len = (size_t)(close - s - 1);
-        }
+    if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+        *name = s + 1;
+        *name_len = len - 2;
         return;
     }
-    const char *colon = memchr(s, ':', len);
-    if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon - s) - 1) == NULL)
-        *name_len = (size_t)(colon - s);
-    if (*name_len > 1 && (*name)[*name_len - 1] == '.')
+    if (len > 1 && s[len - 1] == '.')
         (*name_len)--;
 }
 
@@ -46,13 +39,12 @@ enum host_rank { HOST_NONE, HOST_WILDCARD, HOST_EXACT };
 
 /* Matches and ranks one pattern. *suffix_len is the length of a wildcard's
  * ".suffix", so that the longest suffix wins among wildcards. */
-static bool host_match(const char *pattern, const char *host, size_t host_len, enum host_rank *rank,
+static bool host_match(const char *pattern, const struct http_host *host, enum host_rank *rank,
                        size_t *suffix_len)
 {
-    const char *name, *pat;
-    size_t name_len, pat_len;
-    host_name(host, host_len, &name, &name_len);
-    host_name(pattern, strlen(pattern), &pat, &pat_len);
+    const char *name = host->name, *pat;
+    size_t name_len = host->name_len, pat_len;
+    pattern_name(pattern, strlen(pattern), &pat, &pat_len);
     *suffix_len = 0;
     if (pat_len >= 2 && pat[0] == '*' && pat[1] == '.') {
         /* "*.suffix": at least one character of labels before ".suffix". */
@@ -72,9 +64,10 @@ bool route_host_matches(const char *pattern, const char *host, size_t host_len)
     size_t suffix_len;
     if (pattern == NULL)
         return true;
-    if (host == NULL)
+    struct http_host h;
+    if (host == NULL || !http_host_parse(host, host_len, &h))
         return false;
-    return host_match(pattern, host, host_len, &rank, &suffix_len);
+    return host_match(pattern, &h, &rank, &suffix_len);
 }
 
 /* Orders two matching rules: positive when a is more specific than b. */
@@ -168,6 +161,10 @@ const struct cfg_rule *route_match(const struct cfg_listener *l, const char *hos
     const struct cfg_rule *best = NULL;
     struct rank best_rank = {0};
     char norm[HTTP_MAX_TARGET_BYTES];
+    struct http_host h;
+    /* The parser refuses a Host that does not parse; one built some other
+     * way matches no host rule rather than some reading of it. */
+    bool has_host = host != NULL && http_host_parse(host, host_len, &h);
     if (path == NULL)
         path_len = 0;
     /* Only the path takes part in matching, never the query or fragment. */
@@ -186,7 +183,7 @@ const struct cfg_rule *route_match(const struct cfg_listener *l, const char *hos
         const struct cfg_rule *r = &l->rules[i];
         struct rank rk = {HOST_NONE, 0, 0};
         if (r->host != NULL) {
-            if (host == NULL || !host_match(r->host, host, host_len, &rk.host, &rk.suffix_len))
+            if (!has_host || !host_match(r->host, &h, &rk.host, &rk.suffix_len))
                 continue;
         }
         if (r->path != NULL) {

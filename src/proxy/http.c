@@ -1,6 +1,5 @@
 #include "proxy/conn.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,33 +61,32 @@ static ssize_t be_send(struct conn *c, const void *src, size_t len)
     return send(c->be.fd, src, len, MSG_NOSIGNAL);
 }
 
-/* True when a name is an IPv4 or IPv6 address literal. */
-static bool is_ip_literal(const char *name, size_t len)
+/* Case-insensitive equality of a parsed host name and the SNI name, one
+ * trailing dot of the SNI ignored as http_host_parse ignores the Host's. */
+static bool name_is_sni(const struct http_host *h, const char *sni)
 {
-    char tmp[INET6_ADDRSTRLEN];
-    struct in6_addr a6;
-    if (len == 0 || len >= sizeof(tmp))
-        return false;
-    memcpy(tmp, name, len);
-    tmp[len] = '\0';
-    return inet_pton(AF_INET, tmp, &a6) == 1 || inet_pton(AF_INET6, tmp, &a6) == 1;
+    size_t n = strlen(sni);
+    if (n > 1 && sni[n - 1] == '.')
+        n--;
+    return h->kind == HTTP_HOST_NAME && h->name_len == n && strncasecmp(h->name, sni, n) == 0;
 }
 
 /*
  * The Host of a request on a mutual listener names the host the TLS
  * handshake was for: the SNI name. Without SNI (a client that connected by
  * address) only an address or no Host passes, so that leaving SNI out is
- * no way around the check.
+ * no way around the check. The Host is read by http_host_parse, as the
+ * parser and the rules read it: what is compared is what is routed on.
  */
 static bool host_matches_sni(struct conn *c, const char *host, size_t host_len)
 {
     const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-    const char *name;
-    size_t name_len;
-    http_host_name(host ? host : "", host_len, &name, &name_len);
+    struct http_host h;
+    if (host != NULL && !http_host_parse(host, host_len, &h))
+        return false;
     if (sni == NULL)
-        return host == NULL || name_len == 0 || is_ip_literal(name, name_len);
-    return name_len == strlen(sni) && strncasecmp(name, sni, name_len) == 0;
+        return host == NULL || h.kind != HTTP_HOST_NAME;
+    return host != NULL && name_is_sni(&h, sni);
 }
 
 /* Forgets what the previous request on this connection left behind, so
@@ -305,12 +303,17 @@ static bool write_request_head(struct conn *c)
 {
     struct http_conn *h = c->http;
     struct tls_info info;
-    enum cfg_cert_header what = c->l->cfg->tls.client_cert_header;
+    const struct cfg_listener *l = c->l->cfg;
+    enum cfg_cert_header what = l->tls.client_cert_header;
     struct hdr_identity id = {
         .client = &c->peer,
-        .port = net_addr_port(&c->l->cfg->addr),
+        .port = net_addr_port(&l->addr),
         .proto = c->ssl ? "https" : "http",
         .cert_header = what,
+        .client_is_trusted_proxy =
+            config_cidr_contains(l->trusted_proxies, l->n_trusted_proxies, &c->peer),
+        .allow_underscores = l->allow_underscores_in_headers,
+        .add_forwarded = l->add_forwarded_header,
     };
     uint8_t *ders[MAX_CHAIN + 1] = {0};
     const uint8_t *chain[MAX_CHAIN];

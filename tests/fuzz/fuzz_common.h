@@ -1,6 +1,7 @@
 /*
  * Shared by the HTTP head fuzz targets: CHECK, a well-formedness check for
- * a head we write, and the replay main() that gcc builds use to run a
+ * a head we write, the identity-header property of a rewritten request,
+ * and the replay main() that gcc builds use to run a
  * corpus directory as a regression test (clang -DTG_LIBFUZZER builds use
  * libFuzzer's main instead). Included by exactly one .c per binary.
  */
@@ -69,6 +70,118 @@ static inline int fz_count_named(const char *out, size_t len, const char *name)
         p = eol + 2;
     }
     return n;
+}
+
+/* Header lines of a head we wrote whose name, lower-cased with '_' read as
+ * '-' (as a CGI-style backend folds it), is lit (lower case), or starts
+ * with lit when is_prefix. */
+static inline int fz_count_folded(const char *out, size_t len, const char *lit, bool is_prefix)
+{
+    int n = 0;
+    size_t nlen = strlen(lit);
+    const char *p = memchr(out, '\r', len), *end = out + len;
+    CHECK(p != NULL);
+    p += 2;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        CHECK(eol != NULL);
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        size_t name_len = colon != NULL ? (size_t)(colon - p) : 0;
+        bool same = is_prefix ? name_len >= nlen : name_len == nlen;
+        for (size_t i = 0; same && i < nlen; i++) {
+            char c = p[i] == '_' ? '-' : p[i];
+            same = (c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) == lit[i];
+        }
+        n += same;
+        p = eol + 2;
+    }
+    return n;
+}
+
+/* Header lines of a head we wrote with '_' in the name. */
+static inline int fz_count_underscore_names(const char *out, size_t len)
+{
+    int n = 0;
+    const char *p = memchr(out, '\r', len), *end = out + len;
+    CHECK(p != NULL);
+    p += 2;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        CHECK(eol != NULL);
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        n += colon != NULL && memchr(p, '_', (size_t)(colon - p)) != NULL;
+        p = eol + 2;
+    }
+    return n;
+}
+
+/* The value of the first header line named name (exactly, any case) of a
+ * head we wrote, and its length; NULL when there is none. */
+static inline const char *fz_header_value(const char *out, size_t len, const char *name,
+                                          size_t *vlen)
+{
+    size_t nlen = strlen(name);
+    const char *p = memchr(out, '\r', len), *end = out + len;
+    CHECK(p != NULL);
+    p += 2;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        CHECK(eol != NULL);
+        if ((size_t)(eol - p) >= nlen + 2 && p[nlen] == ':' && p[nlen + 1] == ' ' &&
+            strncasecmp(p, name, nlen) == 0) {
+            *vlen = (size_t)(eol - p) - nlen - 2;
+            return p + nlen + 2;
+        }
+        p = eol + 2;
+    }
+    return NULL;
+}
+
+/*
+ * The identity property of a rewritten request: exactly one of each header
+ * we set and none of the client's, counted in every spelling ('_' as '-',
+ * any case); no name with '_' unless allowed; X-Forwarded-For is our
+ * address alone, or (from a trusted proxy) ends with it; Forwarded only
+ * when we add it, with our address.
+ */
+static inline void fz_check_identity(const char *out, size_t len, const char *ip, bool has_tls,
+                                     bool has_cert, bool has_cert_der, bool has_chain,
+                                     bool allow_underscores, bool trusted, bool forwarded)
+{
+    CHECK(fz_count_folded(out, len, "x-real-ip", false) == 1);
+    CHECK(fz_count_folded(out, len, "x-forwarded-for", false) == 1);
+    CHECK(fz_count_folded(out, len, "x-forwarded-proto", false) == 1);
+    CHECK(fz_count_folded(out, len, "x-forwarded-port", false) == 1);
+    CHECK(fz_count_folded(out, len, "x-forwarded-", true) == 3);
+    CHECK(fz_count_folded(out, len, "x-forwarded-host", false) == 0);
+    CHECK(fz_count_folded(out, len, "x-forwarded-client-cert", false) == 0);
+    CHECK(fz_count_folded(out, len, "forwarded", false) == (forwarded ? 1 : 0));
+    CHECK(fz_count_folded(out, len, "x-client-verify", false) == (has_tls ? 1 : 0));
+    CHECK(fz_count_folded(out, len, "x-client-", true) == (has_tls ? 1 + (has_cert ? 4 : 0) : 0));
+    CHECK(fz_count_folded(out, len, "client-cert", false) == (has_tls && has_cert_der ? 1 : 0));
+    CHECK(fz_count_folded(out, len, "client-cert-chain", false) ==
+          (has_tls && has_cert && has_chain ? 1 : 0));
+    CHECK(fz_count_folded(out, len, "content-length", false) ==
+          fz_count_named(out, len, "content-length"));
+    CHECK(fz_count_folded(out, len, "transfer-encoding", false) ==
+          fz_count_named(out, len, "transfer-encoding"));
+    if (!allow_underscores)
+        CHECK(fz_count_underscore_names(out, len) == 0);
+    size_t vlen = 0, iplen = strlen(ip);
+    const char *v = fz_header_value(out, len, "x-forwarded-for", &vlen);
+    CHECK(v != NULL && vlen >= iplen && memcmp(v + vlen - iplen, ip, iplen) == 0);
+    if (!trusted)
+        CHECK(vlen == iplen);
+    else
+        CHECK(vlen == iplen || (vlen > iplen + 2 && memcmp(v + vlen - iplen - 2, ", ", 2) == 0));
+    if (forwarded) {
+        char want[96];
+        bool is_v6 = strchr(ip, ':') != NULL;
+        snprintf(want, sizeof(want), "for=%s%s%s;proto=", is_v6 ? "\"[" : "", ip,
+                 is_v6 ? "]\"" : "");
+        v = fz_header_value(out, len, "forwarded", &vlen);
+        CHECK(v != NULL && vlen > strlen(want) && memcmp(v, want, strlen(want)) == 0);
+    }
 }
 
 #ifndef TG_LIBFUZZER

@@ -308,6 +308,9 @@ static void test_defaults(void **state)
     assert_int_equal(l->header_timeout_ms, 10 * 1000);
     assert_int_equal(l->response_timeout_ms, 60 * 1000);
     assert_int_equal(l->max_body_size, 0);
+    assert_int_equal(l->n_trusted_proxies, 0);
+    assert_false(l->allow_underscores_in_headers);
+    assert_false(l->add_forwarded_header);
     assert_int_equal(l->tls.pos.line, 11);
     assert_int_equal(l->tls.pos.col, 5);
     assert_int_equal(l->listen_pos.line, 10);
@@ -359,6 +362,9 @@ static void test_every_key(void **state)
         "    response_timeout: 5s\n"
         "    max_body_size: 16k\n"
         "    max_connections: 1\n"
+        "    trusted_proxies: [ 10.0.0.0/8, '2001:db8::/32', 192.0.2.7 ]\n"
+        "    allow_underscores_in_headers: true\n"
+        "    add_forwarded_header: true\n"
         "    rules:\n"
         "      - { host: '*.example.com', respond: { status: 403, body: '',\n"
         "                                            headers: { X-Why: denied } } }\n"
@@ -426,6 +432,12 @@ static void test_every_key(void **state)
     assert_int_equal(l->response_timeout_ms, 5000);
     assert_int_equal(l->max_body_size, 16 * 1024);
     assert_int_equal(l->max_connections, 1);
+    assert_int_equal(l->n_trusted_proxies, 3);
+    assert_int_equal(l->trusted_proxies[1].family, AF_INET6);
+    assert_int_equal(l->trusted_proxies[1].prefix, 32);
+    assert_int_equal(l->trusted_proxies[2].prefix, 32);
+    assert_true(l->allow_underscores_in_headers);
+    assert_true(l->add_forwarded_header);
     assert_null(l->default_target_group);
     assert_string_equal(l->rules[0].host, "*.example.com");
     assert_int_equal(l->rules[0].respond_status, 403);
@@ -537,7 +549,8 @@ static void test_shape(void **state)
                   "protocol, listen, tls, target_group, default_target_group, proxy_protocol, "
                   "max_connections, max_connections_per_client, handshake_timeout, idle_timeout, "
                   "connect_timeout, "
-                  "header_timeout, response_timeout, max_body_size, rules)");
+                  "header_timeout, response_timeout, max_body_size, rules, trusted_proxies, "
+                  "allow_underscores_in_headers, add_forwarded_header)");
     /* wrong types: a mapping, a sequence, a string, nothing */
     EXPECT_ERRORS(BASE HTTPS "    max_connections: { a: 1 }\n",
                   "t.yaml:13:5: listeners[0].max_connections: expected a whole number from 1 to "
@@ -673,6 +686,75 @@ static void test_durations_and_sizes_in_config(void **state)
                   "a unit: 500ms, 2s, 5m, 1h; or 0)");
     struct config *cfg = load_ok(BASE HTTPS "    max_body_size: 1m\ndrain_timeout: 0\n", 0);
     assert_int_equal(cfg->drain_timeout_ms, 0);
+    config_free(cfg);
+}
+
+static bool in_nets(const struct cfg_cidr *nets, size_t n, const char *addr)
+{
+    struct net_addr a;
+    char err[128];
+    assert_int_equal(net_addr_parse(addr, false, &a, err, sizeof(err)), TG_OK);
+    return config_cidr_contains(nets, n, &a);
+}
+
+/* listeners[].trusted_proxies: strict networks, each error at its entry. */
+static void test_trusted_proxies(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(BASE HTTPS "    trusted_proxies: [ 10.0.0.0/33, 10.0.0/8, '::1/129', 10.0.0.0/,\n"
+                             "      ' 10.0.0.1', 10.0.0.0/08, 'fe80::1%eth0', [1], 10.0.0.0/-1,\n"
+                             "      10.0.0.1/8 ]\n",
+                  "t.yaml:13:24: listeners[0].trusted_proxies[0]: not a prefix length 0-32 "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)",
+                  "t.yaml:13:37: listeners[0].trusted_proxies[1]: not an IPv4 or IPv6 address "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)",
+                  "t.yaml:13:47: listeners[0].trusted_proxies[2]: not a prefix length 0-128 "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)",
+                  "t.yaml:13:58: listeners[0].trusted_proxies[3]: not a prefix length 0-32 "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)",
+                  "t.yaml:14:7: listeners[0].trusted_proxies[4]: not an IPv4 or IPv6 address "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)",
+                  "t.yaml:14:20: listeners[0].trusted_proxies[5]: not a prefix length 0-32 "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)",
+                  "t.yaml:14:33: listeners[0].trusted_proxies[6]: not an IPv4 or IPv6 address "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)",
+                  "t.yaml:14:49: listeners[0].trusted_proxies[7]: expected an address or network "
+                  "as a string (expected a network such as 10.0.0.0/8, 2001:db8::/32 or "
+                  "192.0.2.7)",
+                  "t.yaml:14:54: listeners[0].trusted_proxies[8]: not a prefix length 0-32 "
+                  "(expected a network such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)");
+    EXPECT_ERRORS(BASE "listeners:\n"
+                       "  - { name: a, protocol: tcp_ssl, listen: 127.0.0.1:1, target_group: web,\n"
+                       "      tls: { certificates: [site] }, trusted_proxies: [ 10.0.0.0/8 ],\n"
+                       "      allow_underscores_in_headers: true, add_forwarded_header: true }\n",
+                  "t.yaml:9:38: listeners[0].trusted_proxies: only used with protocol https or "
+                  "http",
+                  "t.yaml:10:7: listeners[0].allow_underscores_in_headers: only used with "
+                  "protocol https or http",
+                  "t.yaml:10:43: listeners[0].add_forwarded_header: only used with protocol "
+                  "https or http");
+
+    /* Twins: what each network holds and what it does not. */
+    struct config *cfg = load_ok(BASE HTTPS "    trusted_proxies: [ 127.0.0.1/8, '2001:db8::/33',\n"
+                                            "      192.0.2.7, '::1', 0.0.0.0/0 ]\n",
+                                 0);
+    const struct cfg_listener *l = &cfg->listeners[0];
+    assert_int_equal(l->n_trusted_proxies, 5);
+    assert_memory_equal(l->trusted_proxies[0].addr, "\x7f\0\0\0", 4); /* host bits cleared */
+    assert_true(in_nets(l->trusted_proxies, 1, "127.255.0.9:1"));
+    assert_false(in_nets(l->trusted_proxies, 1, "128.0.0.1:1"));
+    assert_true(in_nets(l->trusted_proxies, 2, "[2001:db8:7fff::1]:1"));
+    assert_false(in_nets(l->trusted_proxies, 2, "[2001:db8:8000::1]:1"));
+    assert_true(in_nets(l->trusted_proxies, 3, "192.0.2.7:1"));
+    assert_false(in_nets(l->trusted_proxies, 3, "192.0.2.8:1"));
+    assert_true(in_nets(l->trusted_proxies, 4, "[::1]:1"));
+    assert_false(in_nets(l->trusted_proxies, 4, "[::2]:1"));
+    /* An IPv4-mapped address is its IPv4 address; families never mix. */
+    assert_true(in_nets(l->trusted_proxies, 1, "[::ffff:127.0.0.1]:1"));
+    assert_false(in_nets(l->trusted_proxies + 1, 3, "[::ffff:127.0.0.1]:1"));
+    assert_true(in_nets(l->trusted_proxies, 5, "203.0.113.1:1"));
+    assert_false(in_nets(l->trusted_proxies, 4, "203.0.113.1:1"));
+    assert_false(in_nets(l->trusted_proxies, 0, "127.0.0.1:1"));
     config_free(cfg);
 }
 
@@ -1145,6 +1227,7 @@ int main(void)
         cmocka_unit_test(test_enums_and_names),
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_durations_and_sizes_in_config),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_required_keys),
         cmocka_unit_test(test_references),
         cmocka_unit_test(test_protocol_rules),

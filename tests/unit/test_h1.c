@@ -145,6 +145,18 @@ static void test_target_and_host(void **state)
         "GET https://evil/x HTTP/1.0\r\n\r\n",
         "GET /\r\nHost: h\r\n\r\n",
         "CONNECT \r\nHost: h:443\r\n\r\n",
+        /* Host is uri-host [":" port], read by http_host_parse. */
+        "GET / HTTP/1.1\r\nHost: [localhost]evil.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:evil.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: :443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:65536\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [v1.x]\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: %6cocalhost\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: ::1\r\n\r\n",
+        /* So is an absolute-form target's authority. */
+        "GET http://localhost:x/ HTTP/1.1\r\nHost: localhost:x\r\n\r\n",
+        "GET http:///x HTTP/1.1\r\nHost: \r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct parsed p;
@@ -159,6 +171,10 @@ static void test_target_and_host(void **state)
         "GET HTTPS://H.example:8443 HTTP/1.1\r\nHost: h.EXAMPLE:8443\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: LOCALHOST.\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+        "GET http://localhost:443/ HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         struct parsed p;
@@ -365,6 +381,36 @@ static void test_other_upgrades_are_plain(void **state)
     assert_true(p.hd.is_upgrade);
 }
 
+/* RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+ * framing, refused even when it ends in chunked. */
+static void test_http10_transfer_encoding(void **state)
+{
+    (void)state;
+    struct parsed p;
+    parse_request(&p, "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 400);
+    parse_request(&p, "POST /a HTTP/1.0\r\nHost: h\r\ntransfer-encoding: CHUNKED\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 400);
+    /* Twins: HTTP/1.0 with Content-Length, HTTP/1.1 chunked. */
+    parse_request(&p, "POST /a HTTP/1.0\r\nContent-Length: 3\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_int_equal(p.hd.body, HTTP_BODY_LENGTH);
+    parse_request(&p, "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 0);
+    assert_int_equal(p.st, TG_OK);
+    assert_int_equal(p.hd.body, HTTP_BODY_CHUNKED);
+
+    /* A response too: 502. */
+    static const char resp[] = "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    h1_init(&p.h, false, 0);
+    assert_int_equal(h1_head(&p.h, &p.hd, resp, strlen(resp)), TG_E_PROTO);
+    assert_int_equal(p.h.err_status, 502);
+    static const char resp11[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    h1_init(&p.h, false, 0);
+    assert_int_equal(h1_head(&p.h, &p.hd, resp11, strlen(resp11)), TG_OK);
+}
+
 static void test_http10_keepalive(void **state)
 {
     (void)state;
@@ -394,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_upgrade_and_expect),
         cmocka_unit_test(test_other_upgrades_are_plain),
         cmocka_unit_test(test_http10_keepalive),
+        cmocka_unit_test(test_http10_transfer_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

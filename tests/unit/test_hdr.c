@@ -303,6 +303,7 @@ static void test_request_ipv6_client(void **state)
     ident_init(&x, "[2001:db8::1]:5555");
     x.id.proto = "http";
     x.id.port = 80;
+    x.id.client_is_trusted_proxy = true;
     expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n", &x.id,
                    "GET / HTTP/1.1\r\nHost: h\r\n"
                    "X-Forwarded-For: 198.51.100.1, 2001:db8::1\r\n"
@@ -421,10 +422,12 @@ static void test_spoofed_identity_removed(void **state)
                    "X-CLIENT-ISSUER: CN=ca\r\nX-Client-Serial: 1\r\n"
                    "x-Client-Fingerprint: 00\r\nX-Client-Anything: 1\r\n"
                    "Forwarded: for=1.2.3.4\r\nX-Forwarded-Host: h\r\nX-Clientele: keep\r\n"
+                   "X-Forwarded-Client-Cert: Hash=00\r\nFORWARDED: by=x\r\n"
+                   "X-Forwarded-Server: s\r\nX-Forwarded: x\r\nForwarded-For: keep\r\n"
                    "Client-Certificate: keep\r\n\r\n",
                    &x.id,
-                   "GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=1.2.3.4\r\n"
-                   "X-Forwarded-Host: h\r\nX-Clientele: keep\r\nClient-Certificate: keep\r\n"
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Clientele: keep\r\nX-Forwarded: x\r\n"
+                   "Forwarded-For: keep\r\nClient-Certificate: keep\r\n"
                    "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "X-Client-Verify: NONE\r\n\r\n");
     /* On plain http too: no TLS facts, and still no client copies. */
     x.id.tls = NULL;
@@ -435,11 +438,31 @@ static void test_spoofed_identity_removed(void **state)
                    "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "\r\n");
 }
 
+/* The client's X-Forwarded-For is believed only from a trusted proxy. */
+static void test_forwarded_for_replaced(void **state)
+{
+    (void)state;
+    struct ident x;
+    ident_init(&x, "203.0.113.7:5555");
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.1\r\n"
+                   "x-forwarded-for: 198.51.100.2\r\n\r\n",
+                   &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "\r\n");
+    /* An underscore spelling is no way to keep a list, trusted or not. */
+    x.id.allow_underscores = true;
+    x.id.client_is_trusted_proxy = true;
+    expect_request("GET / HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 198.51.100.1\r\n\r\n", &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "\r\n");
+}
+
 static void test_forwarded_for_append(void **state)
 {
     (void)state;
     struct ident x;
     ident_init(&x, "203.0.113.7:5555");
+    x.id.client_is_trusted_proxy = true;
     expect_request("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n", &x.id,
                    "GET / HTTP/1.1\r\nHost: h\r\n"
                    "X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n" IDENT_TAIL "\r\n");
@@ -451,6 +474,89 @@ static void test_forwarded_for_append(void **state)
         "GET / HTTP/1.1\r\nHost: h\r\n"
         "X-Forwarded-For: 198.51.100.1, 198.51.100.2, 198.51.100.3, 203.0.113.7\r\n" IDENT_TAIL
         "\r\n");
+}
+
+/* RFC 7239 Forwarded: ours only when asked, one element, IPv6 quoted
+ * (§6); the client's is dropped either way. */
+static void test_forwarded_added(void **state)
+{
+    (void)state;
+    struct ident x;
+    ident_init(&x, "203.0.113.7:5555");
+    const char *req = "GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=10.0.0.1;proto=https\r\n"
+                      "forwarded: by=x\r\n\r\n";
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "\r\n");
+    x.id.add_forwarded = true;
+    x.id.client_is_trusted_proxy = true;
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n"
+                   "Forwarded: for=203.0.113.7;proto=https\r\n" IDENT_TAIL "\r\n");
+    ident_init(&x, "[2001:db8::1]:5555");
+    x.id.add_forwarded = true;
+    x.id.proto = "http";
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\n"
+                   "X-Forwarded-For: 2001:db8::1\r\n"
+                   "Forwarded: for=\"[2001:db8::1]\";proto=http\r\n"
+                   "X-Forwarded-Proto: http\r\nX-Forwarded-Port: 8443\r\n"
+                   "X-Real-IP: 2001:db8::1\r\n\r\n");
+}
+
+/* Names with '_': dropped by default; when allowed, kept unless they spell
+ * a header we set or act on. */
+static void test_underscore_spellings(void **state)
+{
+    (void)state;
+    static const char *const identity[] = {
+        "X_Client_Verify: SUCCESS",
+        "x_client_subject: CN=admin",
+        "X-Client_Verify: SUCCESS",
+        "X_Real_IP: 10.0.0.1",
+        "Client_Cert: :AAAA:",
+        "CLIENT_CERT_CHAIN: :AAAA:",
+        "X_Forwarded_Proto: http",
+        "X_Forwarded_Port: 1",
+        "X_Forwarded_Host: evil",
+        "X_Forwarded_For: 1.2.3.4",
+        "Content_Length: 5",
+        "Transfer_Encoding: chunked",
+        "Keep_Alive: 1",
+        "Proxy_Connection: close",
+    };
+    struct ident x;
+    ident_init(&x, "203.0.113.7:5555");
+    ident_tls(&x, false, false, "NONE");
+    for (int allow = 0; allow < 2; allow++) {
+        x.id.allow_underscores = allow != 0;
+        x.id.client_is_trusted_proxy = allow != 0;
+        for (size_t i = 0; i < sizeof(identity) / sizeof(identity[0]); i++) {
+            char req[256];
+            snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: h\r\n%s\r\nX-Custom: 1\r\n\r\n",
+                     identity[i]);
+            expect_request(req, &x.id,
+                           "GET / HTTP/1.1\r\nHost: h\r\nX-Custom: 1\r\n"
+                           "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL
+                           "X-Client-Verify: NONE\r\n\r\n");
+        }
+    }
+    /* Twins: an ordinary name with '_' only passes when allowed. */
+    const char *req = "GET / HTTP/1.1\r\nHost: h\r\nX_Custom: 1\r\nmy_header: 2\r\n"
+                      "X-Custom-Dash: 3\r\n\r\n";
+    x.id.allow_underscores = false;
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\nX-Custom-Dash: 3\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "X-Client-Verify: NONE\r\n\r\n");
+    x.id.allow_underscores = true;
+    expect_request(req, &x.id,
+                   "GET / HTTP/1.1\r\nHost: h\r\nX_Custom: 1\r\nmy_header: 2\r\n"
+                   "X-Custom-Dash: 3\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n" IDENT_TAIL "X-Client-Verify: NONE\r\n\r\n");
+    /* Responses come from our backend: names with '_' pass there. */
+    expect_response("HTTP/1.1 200 OK\r\nX_Backend: 1\r\nContent-Length: 0\r\n\r\n", true, NULL,
+                    "HTTP/1.1 200 OK\r\nX_Backend: 1\r\nContent-Length: 0\r\n\r\n");
 }
 
 /* Decodes the sf-binary ":b64:" at p (up to its closing colon) and checks
@@ -783,7 +889,10 @@ int main(void)
         cmocka_unit_test(test_connection_cannot_remove_framing),
         cmocka_unit_test(test_request_upgrade),
         cmocka_unit_test(test_spoofed_identity_removed),
+        cmocka_unit_test(test_forwarded_for_replaced),
         cmocka_unit_test(test_forwarded_for_append),
+        cmocka_unit_test(test_underscore_spellings),
+        cmocka_unit_test(test_forwarded_added),
         cmocka_unit_test(test_client_cert_verified),
         cmocka_unit_test(test_client_cert_verdicts),
         cmocka_unit_test(test_client_cert_round_trip),

@@ -72,10 +72,12 @@ static void test_ipv6_host(void **state)
     assert_true(host_ok("[::1]", "[::1]:8443"));
     assert_true(host_ok("::1", "[::1]:8443"));
     assert_true(host_ok("::1", "[::1]"));
-    assert_true(host_ok("::1", "::1"));
     assert_true(host_ok("2001:db8::1", "[2001:DB8::1]"));
     assert_false(host_ok("::1", "[::2]:8443"));
     assert_false(host_ok("::1", "[::1"));
+    /* A Host is uri-host: an IPv6 literal only in brackets. */
+    assert_false(host_ok("::1", "::1"));
+    assert_false(host_ok("::1", "[::1]evil"));
     assert_false(host_ok("127.0.0.1", "[::1]:8443"));
     assert_true(host_ok("127.0.0.1", "127.0.0.1:8443"));
 }
@@ -219,6 +221,137 @@ static void test_ipv6_host_rule(void **state)
     assert_int_equal(pick(rules, 2, "[::2]:8443", "/six"), -1);
 }
 
+/* ---- http_host_parse ---- */
+
+struct host_want {
+    enum http_host_kind kind;
+    const char *name;
+    bool has_port;
+    unsigned port;
+};
+
+static void host_is(const char *value, struct host_want w)
+{
+    struct http_host h;
+    if (!http_host_parse(value, strlen(value), &h))
+        fail_msg("Host \"%s\" refused", value);
+    assert_int_equal(h.kind, w.kind);
+    if (h.name_len != strlen(w.name) || memcmp(h.name, w.name, h.name_len) != 0)
+        fail_msg("Host \"%s\" gave name %.*s, want %s", value, (int)h.name_len, h.name, w.name);
+    assert_int_equal(h.has_port, w.has_port);
+    assert_int_equal(h.port, w.port);
+}
+
+static void host_refused(const char *value, size_t len)
+{
+    struct http_host h;
+    memset(&h, 0x55, sizeof(h));
+    if (http_host_parse(value, len, &h))
+        fail_msg("Host \"%.*s\" accepted", (int)len, value);
+    assert_null(h.name);
+    assert_int_equal(h.name_len, 0);
+}
+
+#define REFUSED(s) host_refused(s, strlen(s))
+
+/* RFC 9110 §7.2 and RFC 3986 §3.2.2, §3.2.3: uri-host [":" port]. */
+static void test_host_parse(void **state)
+{
+    (void)state;
+    host_is("localhost", (struct host_want){HTTP_HOST_NAME, "localhost", false, 0});
+    host_is("LocalHost:443", (struct host_want){HTTP_HOST_NAME, "LocalHost", true, 443});
+    host_is("localhost:65535", (struct host_want){HTTP_HOST_NAME, "localhost", true, 65535});
+    host_is("localhost:0", (struct host_want){HTTP_HOST_NAME, "localhost", true, 0});
+    host_is("a.b-c_d~e", (struct host_want){HTTP_HOST_NAME, "a.b-c_d~e", false, 0});
+    host_is("127.0.0.1", (struct host_want){HTTP_HOST_IPV4, "127.0.0.1", false, 0});
+    host_is("255.255.255.255:80", (struct host_want){HTTP_HOST_IPV4, "255.255.255.255", true, 80});
+    host_is("[::1]", (struct host_want){HTTP_HOST_IPV6, "::1", false, 0});
+    host_is("[::1]:443", (struct host_want){HTTP_HOST_IPV6, "::1", true, 443});
+    host_is("[2001:DB8::1.2.3.4]",
+            (struct host_want){HTTP_HOST_IPV6, "2001:DB8::1.2.3.4", false, 0});
+    host_is("", (struct host_want){HTTP_HOST_EMPTY, "", false, 0});
+    /* One trailing dot is dropped from a name, never from an address. */
+    host_is("localhost.", (struct host_want){HTTP_HOST_NAME, "localhost", false, 0});
+    host_is("LOCALHOST.:8443", (struct host_want){HTTP_HOST_NAME, "LOCALHOST", true, 8443});
+    host_is("localhost..", (struct host_want){HTTP_HOST_NAME, "localhost.", false, 0});
+    host_is(".", (struct host_want){HTTP_HOST_NAME, ".", false, 0});
+    /* Not dotted-quad: a reg-name, not an address. */
+    host_is("127.1", (struct host_want){HTTP_HOST_NAME, "127.1", false, 0});
+    host_is("127.0.0.01", (struct host_want){HTTP_HOST_NAME, "127.0.0.01", false, 0});
+    host_is("256.0.0.1", (struct host_want){HTTP_HOST_NAME, "256.0.0.1", false, 0});
+    host_is("127.0.0.1.", (struct host_want){HTTP_HOST_NAME, "127.0.0.1", false, 0});
+
+    /* Rejecting twins. Ports: empty, not decimal, too large, too long. */
+    REFUSED(":443");
+    REFUSED(":");
+    REFUSED("localhost:");
+    REFUSED("localhost:0x50");
+    REFUSED("localhost:65536");
+    REFUSED("localhost:99999");
+    REFUSED("localhost:000443");
+    REFUSED("localhost:+443");
+    REFUSED("localhost: 443");
+    REFUSED("localhost:evil.example");
+    REFUSED("localhost:443:443");
+    /* IP literals: only IPv6 in brackets, whole, nothing after but a port. */
+    REFUSED("[localhost]evil.example");
+    REFUSED("[localhost]");
+    REFUSED("[::1]evil.example");
+    REFUSED("[::1]:");
+    REFUSED("[::1]:x");
+    REFUSED("[::1]]");
+    REFUSED("[::1");
+    REFUSED("::1]");
+    REFUSED("::1");
+    REFUSED("[]");
+    REFUSED("[127.0.0.1]");
+    REFUSED("[v1.x]");
+    REFUSED("[fe80::1%25eth0]");
+    REFUSED("[::g]");
+    REFUSED("x[::1]");
+    /* Characters outside a reg-name. */
+    REFUSED("a b");
+    REFUSED(" localhost");
+    REFUSED("localhost\t");
+    REFUSED("a@b");
+    REFUSED("user@localhost");
+    REFUSED("a/b");
+    REFUSED("a\\b");
+    REFUSED("a?b");
+    REFUSED("a#b");
+    REFUSED("a\"b");
+    REFUSED("a<b");
+    REFUSED("%6cocalhost");
+    REFUSED("localhost%2e");
+    REFUSED("caf\xc3\xa9");
+    host_refused("local\0host", 10);
+    /* Length: 253 bytes pass (254 with the trailing dot), 254 do not. */
+    char name[300];
+    memset(name, 'a', sizeof(name));
+    host_refused(name, sizeof(name));
+    host_refused(name, 254);
+    struct http_host h;
+    assert_true(http_host_parse(name, 253, &h));
+    assert_int_equal(h.name_len, 253);
+    name[253] = '.';
+    assert_true(http_host_parse(name, 254, &h));
+    assert_int_equal(h.name_len, 253);
+}
+
+/* Rules read the Host as the parser does: a spelling the parser refuses
+ * matches no host rule, and one it accepts matches as parsed. */
+static void test_route_reads_host_as_parsed(void **state)
+{
+    (void)state;
+    struct cfg_rule rules[] = {RULE("localhost", "/"), RULE(NULL, "/")};
+    assert_int_equal(pick(rules, 2, "localhost", "/"), 0);
+    assert_int_equal(pick(rules, 2, "LOCALHOST.:443", "/"), 0);
+    assert_int_equal(pick(rules, 2, "localhost:evil.example", "/"), 1);
+    assert_int_equal(pick(rules, 2, "[localhost]evil.example", "/"), 1);
+    assert_int_equal(pick(rules, 2, "localhost:", "/"), 1);
+    assert_int_equal(pick(rules, 2, "%6cocalhost", "/"), 1);
+}
+
 static void norm_is(const char *in, const char *want)
 {
     char out[64];
@@ -296,6 +429,8 @@ int main(void)
         cmocka_unit_test(test_no_rules),
         cmocka_unit_test(test_normalize_path),
         cmocka_unit_test(test_path_rule_not_dodged),
+        cmocka_unit_test(test_host_parse),
+        cmocka_unit_test(test_route_reads_host_as_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
