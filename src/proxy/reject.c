@@ -20,6 +20,8 @@ struct out {
     size_t len, cap;
 };
 
+static void put(struct out *o, const char *fmt, ...) TG_PRINTF(2, 3);
+
 static void put(struct out *o, const char *fmt, ...)
 {
     if (o->len >= o->cap)
