@@ -69,11 +69,13 @@ def _write_key(path, key):
 
 def make_cert(out_dir, name, *, issuer_cert=None, issuer_key=None, not_before=None,
               not_after=None, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,), sans=None,
-              chain=(), cn=None):
+              chain=(), cn=None, key=None, digest=None):
     """Writes NAME.crt (leaf + chain) and NAME.key into out_dir; returns
-    (cert path, key path). Self-signed when issuer_key is None."""
+    (cert path, key path). Self-signed when issuer_key is None. key: the
+    leaf's private key (default a new P-256 one); digest: the signature's
+    hash (default SHA-256)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key or ec.generate_private_key(ec.SECP256R1())
     subject = _name(cn or name)
     self_signed = issuer_key is None
     issuer_name = subject if self_signed else issuer_cert.subject
@@ -100,7 +102,7 @@ def make_cert(out_dir, name, *, issuer_cert=None, issuer_key=None, not_before=No
         b = b.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False)
-    cert = b.sign(key if self_signed else issuer_key, hashes.SHA256())
+    cert = b.sign(key if self_signed else issuer_key, digest or hashes.SHA256())
     out_dir = Path(out_dir)
     crt_path, key_path = out_dir / f"{name}.crt", out_dir / f"{name}.key"
     pem = cert.public_bytes(serialization.Encoding.PEM)
