@@ -13,9 +13,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import tg_proc
 
-P12_PASSWORD = "tollgate"
-
-
 def load_cert(path):
     """The first certificate of a PEM file."""
     return x509.load_pem_x509_certificate(Path(path).read_bytes())
