@@ -265,7 +265,12 @@ static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_S
     SSL_CTX_set_verify(ctx, mode, verify_cb);
     X509_STORE_up_ref(store);
     SSL_CTX_set_cert_store(ctx, store);
-    /* One more for the chain depth of the leaf itself (SSL_CTX_set_verify_depth(3)). */
+    /* verify_depth is the number of intermediate CAs allowed between the
+     * client's certificate and the self-signed root its chain ends at (an
+     * intermediate that is in the CA bundle still counts), which is what
+     * OpenSSL's depth limit counts (SSL_CTX_set_verify_depth(3): depth N
+     * allows levels 0..N+1, leaf and root included). One more is refused
+     * with X509_V_ERR_CERT_CHAIN_TOO_LONG: reason chain_too_long. */
     SSL_CTX_set_verify_depth(ctx, (int)t->verify_depth);
     tls_ctx_set_verify_level(ctx);
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);

@@ -149,6 +149,23 @@ def mint_deep_chain(out_dir):
     return str(out_dir / "deep-root.crt"), leaf
 
 
+def mint_chains(out_dir, most):
+    """One root and, for n = 0..most, a client certificate n intermediates
+    below it: root <- ca1 <- ... <- caN <- leaf (no path length limits).
+    Returns (root cert path, {n: (leaf file with caN..ca1, key)})."""
+    out_dir = Path(out_dir)
+    root, root_key = make_ca(out_dir, "chain-root")
+    leaves = {0: make_cert(out_dir, "chain-leaf0", issuer_cert=root, issuer_key=root_key)}
+    cas = []
+    issuer, issuer_key = root, root_key
+    for n in range(1, most + 1):
+        issuer, issuer_key = make_ca(out_dir, f"chain-ca{n}", issuer, issuer_key)
+        cas.insert(0, issuer)
+        leaves[n] = make_cert(out_dir, f"chain-leaf{n}", issuer_cert=issuer,
+                              issuer_key=issuer_key, chain=tuple(cas))
+    return str(out_dir / "chain-root.crt"), leaves
+
+
 def mint_pki(base):
     """Runs `tollgate pki init` twice (ours and a foreign CA) and makes the
     bad client certificates. Returns (pki, foreign, bad) where bad maps a

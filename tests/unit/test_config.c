@@ -650,7 +650,7 @@ static void test_ranges(void **state)
                        "           verify_depth: 17 }\n"
                        "    rules: [ { respond: { status: 99 } },\n"
                        "             { redirect: { status: 305, port: 65536 } } ]\n",
-                  "t.yaml:12:12: listeners[0].tls.verify_depth: 17 is out of range (expected 1 to "
+                  "t.yaml:12:12: listeners[0].tls.verify_depth: 17 is out of range (expected 0 to "
                   "16)",
                   "t.yaml:13:27: listeners[0].rules[0].respond.status: 99 is out of range "
                   "(expected 200 to 599)",
@@ -882,6 +882,21 @@ static void test_optional_tcp_ssl_needs_proxy_v2(void **state)
                 0);
     assert_int_equal(cfg->listeners[0].tls.client_auth, CFG_CLIENT_AUTH_OPTIONAL);
     assert_int_equal(cfg->listeners[0].proxy_protocol, CFG_PROXY_V2);
+    config_free(cfg);
+}
+
+/* verify_depth counts intermediates: 0 (signed by the root) is allowed,
+ * the twin of 17 refused in test_ranges. */
+static void test_verify_depth_zero(void **state)
+{
+    (void)state;
+    struct config *cfg =
+        load_ok(BASE "listeners:\n"
+                     "  - { name: a, protocol: tcp_ssl, listen: 127.0.0.1:1, target_group: web,\n"
+                     "      tls: { mode: mutual, certificates: [site], client_ca: partners,\n"
+                     "             verify_depth: 0 } }\n",
+                0);
+    assert_int_equal(cfg->listeners[0].tls.verify_depth, 0);
     config_free(cfg);
 }
 
@@ -1201,6 +1216,7 @@ int main(void)
         cmocka_unit_test(test_protocol_rules),
         cmocka_unit_test(test_tls_rules),
         cmocka_unit_test(test_optional_tcp_ssl_needs_proxy_v2),
+        cmocka_unit_test(test_verify_depth_zero),
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_targets_and_checks),
         cmocka_unit_test(test_rules),
