@@ -33,6 +33,7 @@ e2e: build
 test: setup
 	$(MAKE) lint
 	$(MAKE) unit
+	bash scripts/check-hardening.sh build/tollgate
 	$(MAKE) e2e
 
 asan: setup build-asan/CMakeCache.txt

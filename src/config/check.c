@@ -237,6 +237,17 @@ static void check_tls_mode(struct cfg_ctx *c, struct cfg_listener *l, struct cfg
                 cfg_error_at(c, fields[i], "only used with mode: mutual (mode is one-way)");
         }
     }
+    /* tcp_ssl relays the bytes of every client that optional lets through;
+     * only the SSL TLV of PROXY v2 tells the target which ones were
+     * verified (https has X-Client-Verify). Without it the listener trusts
+     * everybody while looking as if it checked. */
+    if (l->protocol == CFG_PROTO_TCP_SSL && t->mode == CFG_TLS_MUTUAL &&
+        t->client_auth == CFG_CLIENT_AUTH_OPTIONAL && l->proxy_protocol != CFG_PROXY_V2 &&
+        was_set(c, &l->protocol) && !was_bad(c, &l->proxy_protocol))
+        cfg_error_at(c, &t->client_auth,
+                     "optional relays clients without a valid certificate, and without PROXY v2 "
+                     "the targets cannot tell them apart: set proxy_protocol: v2 (its SSL TLV "
+                     "carries the verdict) or client_auth: required");
     if (t->on_reject != NULL && (l->protocol != CFG_PROTO_HTTPS || t->mode != CFG_TLS_MUTUAL ||
                                  t->client_auth != CFG_CLIENT_AUTH_OPTIONAL))
         cfg_error_at(c, &t->on_reject,

@@ -150,7 +150,7 @@ struct cfg_tls {
     size_t n_certificates;
     char *client_ca_name;            /* required for mutual */
     struct cfg_client_ca *client_ca; /* resolved */
-    unsigned verify_depth;           /* default 3, 1..16 */
+    unsigned verify_depth;           /* intermediates allowed; default 3, 0..16 */
     enum cfg_tls_policy policy;      /* default intermediate */
     char *min_version;               /* custom: "TLSv1.2" or "TLSv1.3" (also TLSv1, TLSv1.1) */
     char *max_version;               /* custom */

@@ -181,7 +181,9 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
                 t->client_ca_pos = cfg_pos_of(&kv);
             break;
         case 4:
-            (void)cfg_get_uint(c, &kv, 1, 16, &t->verify_depth);
+            /* Intermediates between the leaf and the root, as OpenSSL counts
+             * them (SSL_CTX_set_verify_depth(3)): 0 = signed by the root. */
+            (void)cfg_get_uint(c, &kv, 0, 16, &t->verify_depth);
             break;
         case 5:
             k = cfg_get_enum(c, &kv, policies, TG_ARRAY_LEN(policies), &t->policy);

@@ -498,6 +498,7 @@ static SSL_CTX *group_ctx(const struct config *cfg, const struct cfg_target_grou
         return ctx;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    tls_ctx_set_verify_level(ctx);
     if (g->tls.ca == NULL) {
         SSL_CTX_set_default_verify_paths(ctx);
         return ctx;

@@ -67,7 +67,12 @@ static void print_howto(const char *dir)
            "    curl --cacert %s/pki/ca-bundle.crt --cert %s/pki/alice.crt --key "
            "%s/pki/alice.key \\\n"
            "      https://localhost:8444/hello\n"
-           "  without it (refused during the handshake, reason=no_client_cert):\n"
+           "  the same from alice.p12 (its password, random for each PKI, is in "
+           "p12-password.txt):\n"
+           "    curl --cacert %s/pki/ca-bundle.crt --cert-type P12 \\\n"
+           "      --cert \"%s/pki/alice.p12:$(cat %s/pki/p12-password.txt)\" "
+           "https://localhost:8444/hello\n"
+           "  without a certificate (refused during the handshake, reason=no_client_cert):\n"
            "    curl --cacert %s/pki/ca-bundle.crt https://localhost:8444/hello\n\n"
            "tcp_ssl, mutual TLS, on 127.0.0.1:9443 (echoes what you send):\n"
            "  with the client certificate (accepted, prints hello):\n"
@@ -85,7 +90,8 @@ static void print_howto(const char *dir)
            "%s/pki/revoked.key\n\n"
            "Check the config: tollgate check -c %s/tollgate.yaml\n"
            "Stop with Ctrl-C.\n\n",
-           dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir);
+           dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir,
+           dir);
     fflush(stdout);
 }
 

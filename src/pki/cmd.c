@@ -108,7 +108,8 @@ static void print_files(const struct pki_init_opts *o)
                is_revoked ? "; listed in clients.crl" : "");
     }
     printf("  %s/%-18s %s\n", o->dir, "clients.crl", "CRLs of the intermediate and the root");
-    printf("  %s/%-18s %s\n", o->dir, "p12-password.txt", "password of every .p12 file");
+    printf("  %s/%-18s %s\n", o->dir, "p12-password.txt",
+           "password of every .p12 file (random, new each run; mode 0600)");
 }
 
 static void print_next_steps(const struct pki_init_opts *o)

@@ -32,7 +32,7 @@
 #define PKI_INTER_DAYS     1825
 #define PKI_LEAF_DAYS      365
 #define PKI_CRL_DAYS       30
-#define PKI_P12_PASSWORD   "tollgate"
+#define PKI_P12_PW_BYTES   16 /* 128 random bits: 32 hex digits */
 #define PKI_ORG            "tollgate dev PKI"
 #define PKI_MAX_NAME       64
 #define PKI_REVOKED_CLIENT "revoked"
@@ -62,6 +62,7 @@ struct pki_run {
     char *err;
     size_t err_len;
     char tag[9];
+    char p12_password[2 * PKI_P12_PW_BYTES + 1]; /* new each run; cleared at the end */
 };
 
 /* File names the PKI itself uses; a client may not take them. */
@@ -270,12 +271,12 @@ static enum tg_status write_p12(struct pki_run *r, const char *name, const char 
     BIO *bio = NULL;
     STACK_OF(X509) *ca = sk_X509_new_null();
     if (ca != NULL && sk_X509_push(ca, inter->cert) > 0)
-        p12 = PKCS12_create(PKI_P12_PASSWORD, friendly, leaf->key, leaf->cert, ca, NID_aes_256_cbc,
+        p12 = PKCS12_create(r->p12_password, friendly, leaf->key, leaf->cert, ca, NID_aes_256_cbc,
                             NID_aes_256_cbc, PKCS12_DEFAULT_ITER, -1, 0);
     /* mac_iter -1 above leaves the MAC out, so that it is made here with
      * SHA-256 whatever the library's default. */
     if (p12 != NULL &&
-        PKCS12_set_mac(p12, PKI_P12_PASSWORD, -1, NULL, 0, PKCS12_DEFAULT_ITER, EVP_sha256()))
+        PKCS12_set_mac(p12, r->p12_password, -1, NULL, 0, PKCS12_DEFAULT_ITER, EVP_sha256()))
         bio = BIO_new(BIO_s_mem());
     if (bio != NULL && i2d_PKCS12_bio(bio, p12))
         st = write_bio(r, name, 0600, bio);
@@ -284,6 +285,28 @@ static enum tg_status write_p12(struct pki_run *r, const char *name, const char 
     BIO_free(bio);
     PKCS12_free(p12);
     sk_X509_free(ca);
+    return st;
+}
+
+/* A new random password for the .p12 files of this run, in hex (plain
+ * characters: it goes on command lines), written 0600 to p12-password.txt
+ * before any .p12 exists. */
+static enum tg_status make_p12_password(struct pki_run *r)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[PKI_P12_PW_BYTES];
+    char line[sizeof(r->p12_password) + 1];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return fail_ssl(r, "no random bytes");
+    for (size_t i = 0; i < sizeof(b); i++) {
+        r->p12_password[2 * i] = hex[b[i] >> 4];
+        r->p12_password[2 * i + 1] = hex[b[i] & 0x0f];
+    }
+    r->p12_password[2 * sizeof(b)] = '\0';
+    int n = snprintf(line, sizeof(line), "%s\n", r->p12_password);
+    enum tg_status st = write_file(r, "p12-password.txt", 0600, line, (size_t)n);
+    OPENSSL_cleanse(b, sizeof(b));
+    OPENSSL_cleanse(line, sizeof(line));
     return st;
 }
 
@@ -615,7 +638,9 @@ enum tg_status pki_init(const struct pki_init_opts *o, char *err, size_t err_len
         goto out;
     }
     snprintf(r.tag, sizeof(r.tag), "%02x%02x%02x%02x", tag[0], tag[1], tag[2], tag[3]);
-    st = issue_cas(&r, &root, &inter);
+    st = make_p12_password(&r);
+    if (st == TG_OK)
+        st = issue_cas(&r, &root, &inter);
     if (st == TG_OK)
         st = issue_servers(&r, &inter);
     for (size_t i = 0; i < opts.n_clients && st == TG_OK; i++)
@@ -624,10 +649,8 @@ enum tg_status pki_init(const struct pki_init_opts *o, char *err, size_t err_len
         st = issue_client(&r, &inter, PKI_REVOKED_CLIENT, &revoked);
     if (st == TG_OK)
         st = write_crls(&r, &root, &inter, revoked);
-    if (st == TG_OK)
-        st = write_file(&r, "p12-password.txt", 0600, PKI_P12_PASSWORD "\n",
-                        strlen(PKI_P12_PASSWORD "\n"));
 out:
+    OPENSSL_cleanse(r.p12_password, sizeof(r.p12_password));
     X509_free(revoked);
     pair_fini(&inter);
     pair_fini(&root);

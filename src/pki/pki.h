@@ -35,7 +35,8 @@ struct pki_init_opts {
  *   NAME.crt NAME.key NAME.p12        per client: leaf + intermediate, clientAuth
  *   revoked.crt .key .p12             a client listed in the CRL
  *   clients.crl                       intermediate's CRL (revoking "revoked") + root's CRL
- *   p12-password.txt                  the password of every .p12 ("tollgate")
+ *   p12-password.txt                  the password of every .p12: 32 random hex
+ *                                     digits, new each run, mode 0600
  * Server SANs: localhost, 127.0.0.1, ::1 and hosts. Keys are written 0600.
  * On failure err gets the reason and the status is returned.
  */

@@ -96,6 +96,7 @@ static SSL_CTX *group_ctx(const struct config *cfg, const struct cfg_target_grou
     if (offered_idx < 0)
         goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+    tls_ctx_set_verify_level(ctx);
     if (g->tls.ca == NULL) {
         if (SSL_CTX_set_default_verify_paths(ctx) != 1)
             goto fail;

@@ -21,7 +21,9 @@ struct out {
     size_t len, cap;
 };
 
-TG_PRINTF(2, 3) static void put(struct out *o, const char *fmt, ...)
+static void put(struct out *o, const char *fmt, ...) TG_PRINTF(2, 3);
+
+static void put(struct out *o, const char *fmt, ...)
 {
     if (o->len >= o->cap)
         return;

@@ -187,8 +187,10 @@ static bool apply_policy(SSL_CTX *ctx, const struct config *cfg, const struct cf
         if (t->ciphersuites != NULL)
             suites = t->ciphersuites;
     }
+    /* Old versions need SHA-1 signatures in the handshake; the level of
+     * client chain verification stays pinned (tls_ctx_set_verify_level). */
     if (min < TLS1_2_VERSION)
-        SSL_CTX_set_security_level(ctx, 0); /* old versions need SHA-1 signatures */
+        SSL_CTX_set_security_level(ctx, 0);
     if (!SSL_CTX_set_min_proto_version(ctx, min) || !SSL_CTX_set_max_proto_version(ctx, max)) {
         diag_ssl(d, cfg, t->pos, key, "cannot set the TLS versions");
         return false;
@@ -269,8 +271,14 @@ static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_S
     SSL_CTX_set_verify(ctx, mode, verify_cb);
     X509_STORE_up_ref(store);
     SSL_CTX_set_cert_store(ctx, store);
-    /* One more for the chain depth of the leaf itself (SSL_CTX_set_verify_depth(3)). */
+    /* verify_depth is the number of intermediate CAs allowed between the
+     * client's certificate and the self-signed root its chain ends at (an
+     * intermediate that is in the CA bundle still counts), which is what
+     * OpenSSL's depth limit counts (SSL_CTX_set_verify_depth(3): depth N
+     * allows levels 0..N+1, leaf and root included). One more is refused
+     * with X509_V_ERR_CERT_CHAIN_TOO_LONG: reason chain_too_long. */
     SSL_CTX_set_verify_depth(ctx, (int)t->verify_depth);
+    tls_ctx_set_verify_level(ctx);
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
     X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_CLIENT);
     if (t->client_ca->crl != NULL)

@@ -106,6 +106,20 @@ struct tls_verdict {
 void tls_verdict_attach(SSL *ssl, struct tls_verdict *v);
 void tls_verdict_fini(struct tls_verdict *v);
 
+/*
+ * The security level of certificate verification, whatever the protocol
+ * floor: 2 refuses RSA, DSA and DH keys under 2048 bits, EC keys under 224
+ * bits and SHA-1 (or weaker) signatures in the peer's chain below the trust
+ * anchor (X509_V_ERR_EE_KEY_TOO_SMALL, _CA_KEY_TOO_SMALL, _CA_MD_TOO_WEAK:
+ * reason bad_signature).
+ */
+#define TLS_VERIFY_AUTH_LEVEL 2
+
+/* Pins ctx's verification level at TLS_VERIFY_AUTH_LEVEL. Without it the
+ * context's security level decides, and the level 0 that TLS 1.0 and 1.1
+ * need would accept any chain. */
+void tls_ctx_set_verify_level(SSL_CTX *ctx);
+
 /* Maps an X509_V_ERR_* code to a stable reason code of DESIGN.md
  * ("cert_expired", "unknown_ca", ...); never NULL. */
 const char *tls_reason_from_verify(int x509_err);

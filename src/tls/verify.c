@@ -6,6 +6,11 @@
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
 
+void tls_ctx_set_verify_level(SSL_CTX *ctx)
+{
+    X509_VERIFY_PARAM_set_auth_level(SSL_CTX_get0_param(ctx), TLS_VERIFY_AUTH_LEVEL);
+}
+
 const char *tls_reason_from_verify(int e)
 {
     switch (e) {

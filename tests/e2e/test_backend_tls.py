@@ -84,8 +84,10 @@ class TlsBackend(ThreadingHTTPServer):
     and requests."""
     daemon_threads = True
 
-    def __init__(self, cert, key):
+    def __init__(self, cert, key, seclevel0=False):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if seclevel0:  # before loading: a weak certificate is refused otherwise
+            self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         self.ctx.load_cert_chain(cert, key)
         self.lock = threading.Lock()
         self.conns = self.resumed = self.refused = self.requests = 0
@@ -127,8 +129,8 @@ def pattern(n):
 def backends():
     made = []
 
-    def make(cert, key):
-        b = TlsBackend(cert, key)
+    def make(cert, key, **kw):
+        b = TlsBackend(cert, key, **kw)
         made.append(b)
         return b
 
@@ -334,6 +336,38 @@ def test_revoked(tollgate, pki, backends, tmp_path):
                     "listeners": [https_listener()],
                     "client_cas": dict(pki.client_cas(), **cas)}, name="tg2")
     assert get(tg2, pki, "/kept").status == 200
+
+
+SECLEVEL0_CONF = """openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+CipherString = DEFAULT:@SECLEVEL=0
+"""
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_weak_target_chain_refused_whatever_the_system_level(tollgate, pki, backends, tmp_path,
+                                                             monkeypatch):
+    """Target verification keeps security level 2 even when the system's
+    OpenSSL configuration lowers the default to 0: a target certificate
+    signed with SHA-1 is refused (bad_signature); twin: a normal one under
+    the same configuration is served."""
+    conf = tmp_path / "seclevel0.cnf"
+    conf.write_text(SECLEVEL0_CONF)
+    monkeypatch.setenv("OPENSSL_CONF", str(conf))
+    cert, key = server_cert(pki, tmp_path, "sha1-server", digest=hashes.SHA1())
+    be = backends(cert, key, seclevel0=True)
+    tg = start(tollgate, pki, [be.address], {"ca": "pki", "server_name": "localhost"})
+    assert_refused(tg, pki, be, "bad_signature")
+
+    ok = backends(pki.path("server-ecdsa.crt"), pki.path("server-ecdsa.key"), seclevel0=True)
+    tg2 = tollgate({"target_groups": {"g": {"targets": [{"address": ok.address}],
+                                            "tls": {"ca": "pki", "server_name": "localhost"}}},
+                    "listeners": [https_listener()], "client_cas": pki.client_cas()}, name="tg2")
+    assert get(tg2, pki, "/normal").status == 200
 
 
 def test_plain_target_is_refused(tollgate, pki):

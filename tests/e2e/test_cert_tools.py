@@ -562,7 +562,7 @@ def test_password_is_asked_on_a_terminal(pki):
         os.close(fd)
         return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
-    rc, out = run_with_tty(b"tollgate")
+    rc, out = run_with_tty(Path(pki.path("p12-password.txt")).read_bytes().strip())
     assert rc == 0 and "private key: EC P-256, matches certificate 1" in out, out
     rc, out = run_with_tty(b"wrong")
     assert rc == 1 and "wrong password" in out, out

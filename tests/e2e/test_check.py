@@ -352,3 +352,38 @@ def test_readme_config_examples_check(tmp_path, pki):
         path.write_text(text.replace("pki/", pki_dir))
         r = run_tollgate(["check", "-c", str(path)])
         assert r.returncode == 0, f"README example {i}:\n{r.stderr}"
+
+
+def optional_tcp_lines(pki, client_auth="optional", proxy=None):
+    """The tcp_ssl listener of base_lines made mutual with client_auth at
+    line 24 and, when given, proxy_protocol at line 28."""
+    lines = base_lines(pki)
+    lines[21] = "      mode: mutual"
+    lines = lines[:23] + [f"      client_auth: {client_auth}",   # 24
+                          "      client_ca: partners"] + lines[23:]
+    if proxy is not None:
+        lines.append(f"    proxy_protocol: {proxy}")            # 29
+    return lines
+
+
+@pytest.mark.parametrize("proxy", [None, "none", "v1"])
+def test_optional_tcp_ssl_without_proxy_v2_is_an_error(tmp_path, pki, proxy):
+    """mutual + optional on tcp_ssl relays every client, and without PROXY
+    v2 the target cannot learn which ones were verified: an error at
+    client_auth that names both ways out. Twins: proxy_protocol: v2, or
+    client_auth: required, pass."""
+    lines = optional_tcp_lines(pki, proxy=proxy)
+    r, path, diags = run_check(tmp_path, lines)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "configuration ok" not in r.stdout
+    d = find(diags, path, 24)[0]
+    assert d["col"] in cols(lines[23], "client_auth"), d
+    assert d["key"] == "listeners[0].tls.client_auth", d
+    assert "proxy_protocol: v2" in d["msg"] and "client_auth: required" in d["msg"], d
+
+    for twin in (optional_tcp_lines(pki, proxy="v2"),
+                 optional_tcp_lines(pki, client_auth="required", proxy=proxy)):
+        r, path, diags = run_check(tmp_path, twin)
+        assert r.returncode == 0, r.stderr
+        assert "configuration ok" in r.stdout
+        assert diags == [], r.stderr

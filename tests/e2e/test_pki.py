@@ -1,7 +1,12 @@
 """`tollgate pki init`: the files, their modes, and chains that openssl accepts."""
 
+import os
+import re
+import select
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography import x509
 
 import tg_certs
-from tg_proc import run_tollgate
+from tg_http import https_listener
+from tg_proc import TOLLGATE_BIN, T, run_tollgate
 
 EXPECTED = [
     "root.crt", "root.key", "intermediate.crt", "intermediate.key", "ca-bundle.crt",
@@ -132,13 +138,45 @@ def test_crl_file_holds_intermediate_and_root_crls(pki):
 
 def test_pkcs12_opens_with_the_documented_password(pki):
     pw = Path(pki.path("p12-password.txt")).read_text().strip()
-    assert pw == tg_certs.P12_PASSWORD
     key, cert, extra = pkcs12.load_key_and_certificates(
         Path(pki.path("alice.p12")).read_bytes(), pw.encode())
     assert cert == tg_certs.load_cert(pki.path("alice.crt"))
     assert key is not None
     with pytest.raises(ValueError):
         pkcs12.load_key_and_certificates(Path(pki.path("alice.p12")).read_bytes(), b"wrong")
+
+
+def test_pkcs12_password_is_random_per_run(tmp_path):
+    """Each run makes its own password: at least 128 bits, written 0600
+    beside the .p12 files, which open with it and not with the fixed
+    "tollgate" of older versions (the twin of the accepted password)."""
+    pws = []
+    for run in ("one", "two"):
+        d = tmp_path / run
+        r = run_tollgate(["pki", "init", str(d), "--clients", "carol"])
+        assert r.returncode == 0, r.stderr
+        f = d / "p12-password.txt"
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+        pw = f.read_text()
+        assert pw.endswith("\n") and pw.count("\n") == 1, repr(pw)
+        pw = pw.strip()
+        assert len(pw) >= 32 and all(c in "0123456789abcdef" for c in pw), pw
+        for name in ("carol.p12", "revoked.p12"):
+            data = (d / name).read_bytes()
+            key, cert, _ = pkcs12.load_key_and_certificates(data, pw.encode())
+            assert cert == tg_certs.load_cert(str(d / name.replace(".p12", ".crt")))
+            assert key is not None
+            with pytest.raises(ValueError):
+                pkcs12.load_key_and_certificates(data, b"tollgate")
+        # openssl agrees, reading the password from the file as documented.
+        ok = subprocess.run(["openssl", "pkcs12", "-in", str(d / "carol.p12"), "-noout",
+                             "-passin", f"file:{f}"], capture_output=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
+        bad = subprocess.run(["openssl", "pkcs12", "-in", str(d / "carol.p12"), "-noout",
+                              "-passin", "pass:tollgate"], capture_output=True, timeout=30)
+        assert bad.returncode != 0
+        pws.append(pw)
+    assert pws[0] != pws[1]
 
 
 def test_foreign_pki_does_not_chain_to_ours(pki, foreign_pki):
@@ -177,3 +215,63 @@ def test_pki_init_usage_errors_exit_2(args):
     r = run_tollgate(args)
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert r.stderr.strip()
+
+
+def demo_howto(d):
+    """What `tollgate demo --dir d` prints before it serves (it is stopped
+    once the text is out: the test does not depend on its fixed ports)."""
+    p = subprocess.Popen([TOLLGATE_BIN, "demo", "--dir", str(d)], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    out = b""
+    try:
+        deadline = time.monotonic() + T(30)
+        while b"Stop with Ctrl-C" not in out and time.monotonic() < deadline:
+            ready, _, _ = select.select([p.stdout], [], [], 0.2)
+            if ready:
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(T(10))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(T(10))
+        p.stdout.close()
+    text = out.decode(errors="replace")
+    assert "Stop with Ctrl-C" in text, text
+    return text
+
+
+def test_demo_prints_a_working_p12_command(tmp_path, tollgate):
+    """The demo's curl command for alice.p12 takes the password from
+    p12-password.txt and is accepted by a mutual listener with the demo's
+    PKI; twin: the same command with the old fixed password fails."""
+    d = tmp_path / "demo"
+    text = demo_howto(d)
+    m = re.search(r"^ +(curl [^\n]*--cert-type P12 \\\n[^\n]*alice\.p12[^\n]*)$", text, re.M)
+    assert m, f"no PKCS#12 command in the demo's text:\n{text}"
+    cmd = m.group(1).replace("\\\n", " ")
+    assert f"$(cat {d}/pki/p12-password.txt)" in cmd, cmd
+    assert stat.S_IMODE((d / "pki" / "p12-password.txt").stat().st_mode) == 0o600
+
+    pki = d / "pki"
+    tg = tollgate({
+        "certificates": {"ecdsa": {"cert": str(pki / "server-ecdsa.crt"),
+                                   "key": str(pki / "server-ecdsa.key")}},
+        "client_cas": {"pki": {"ca": str(pki / "ca-bundle.crt"), "crl": str(pki / "clients.crl")}},
+        "target_groups": {"g": {"targets": [{"address": "builtin:echo"}]}},
+        "listeners": [https_listener(mode="mutual")]})
+    here = cmd.replace("https://localhost:8444/", f"https://localhost:{tg.ports['main']}/")
+    assert here != cmd, cmd
+    r = subprocess.run(["bash", "-c", here], capture_output=True, text=True, timeout=T(30))
+    assert r.returncode == 0, (here, r.stderr)
+    assert '"x-client-verify":"SUCCESS"' in r.stdout and "CN=alice" in r.stdout, r.stdout
+
+    old = here.replace(f"$(cat {d}/pki/p12-password.txt)", "tollgate")
+    r = subprocess.run(["bash", "-c", old], capture_output=True, text=True, timeout=T(30))
+    assert r.returncode != 0 and "SUCCESS" not in r.stdout, (old, r.stdout)

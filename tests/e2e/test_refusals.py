@@ -157,6 +157,29 @@ def test_chain_too_long(tollgate, backend, pki, tmp_path):
     assert be.count() == 1
 
 
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_verify_depth_counts_intermediates(tollgate, backend, pki, tmp_path, depth):
+    """verify_depth N is the number of intermediates allowed between the
+    client's certificate and the root: exactly N intermediates pass (with N
+    = 0, a certificate signed by the root itself), N + 1 are refused with
+    chain_too_long and reach no backend."""
+    root, leaves = tg_certs.mint_chains(tmp_path, depth + 1)
+    be = backend()
+    tg = tollgate({"client_cas": {"chains": {"ca": root}},
+                   "target_groups": {"g": {"targets": [{"address": be.address}]}},
+                   "listeners": [listener(mode="mutual", client_ca="chains",
+                                          tls_extra={"verify_depth": depth})]})
+    got, info = tg_tls.roundtrip(tg.addr(), tg_tls.client_ctx(pki, cert=leaves[depth]), b"n\n")
+    assert got == b"n\n"
+    assert tg.access_for(info["local"][1])["client_verify"] == "SUCCESS"
+    assert be.count() == 1
+
+    ok, detail, port = tg_tls.attempt(tg.addr(), tg_tls.client_ctx(pki, cert=leaves[depth + 1]))
+    assert not ok, f"{depth + 1} intermediates passed verify_depth {depth}: {detail}"
+    assert tg.wait_rejection(port)["reason"] == "chain_too_long"
+    assert be.count() == 1
+
+
 def test_session_from_one_way_listener_does_not_skip_client_auth(tollgate, backend, pki):
     """Ticket keys are shared by every listener of an instance; a session won
     without a client certificate must not resume on a mutual listener."""

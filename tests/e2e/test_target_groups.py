@@ -447,6 +447,57 @@ def test_health_https(tollgate, pki, foreign_pki, ids, case):
         assert not tg.events("target_up", target=b.address)
 
 
+SECLEVEL0_CONF = """openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+CipherString = DEFAULT:@SECLEVEL=0
+"""
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_health_https_refuses_a_weak_chain_whatever_the_system_level(tollgate, pki, ids, tmp_path,
+                                                                   monkeypatch):
+    """https checks verify at security level 2 even when the system's
+    OpenSSL configuration lowers the default to 0: a target whose
+    certificate is signed with SHA-1 is down (tls_error, bad_signature);
+    twin: a normal certificate under the same configuration is up."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    import tg_certs
+    conf = tmp_path / "seclevel0.cnf"
+    conf.write_text(SECLEVEL0_CONF)
+    monkeypatch.setenv("OPENSSL_CONF", str(conf))
+    inter = tg_certs.load_cert(pki.path("intermediate.crt"))
+    inter_key = serialization.load_pem_private_key(
+        open(pki.path("intermediate.key"), "rb").read(), password=None)
+    cert, key = tg_certs.make_cert(tmp_path, "sha1-target", issuer_cert=inter,
+                                   issuer_key=inter_key, chain=(inter,),
+                                   eku=(ExtendedKeyUsageOID.SERVER_AUTH,), sans=["localhost"],
+                                   digest=hashes.SHA1())
+
+    def ctx(c, k):
+        x = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        x.set_ciphers("DEFAULT:@SECLEVEL=0")
+        x.load_cert_chain(c, k)
+        return x
+
+    weak = ids("weak", tls_ctx=ctx(cert, key))
+    good = ids("good", tls_ctx=ctx(pki.path("server-ecdsa.crt"), pki.path("server-ecdsa.key")))
+    cfg = tcp_cfg({"g": {"targets": targets((weak, 1), (good, 1)),
+                         "tls": {"ca": "roots", "server_name": "localhost"},
+                         "health_check": fast_check("https")}})
+    cfg["client_cas"] = dict(pki.client_cas(), roots={"ca": pki.path("root.crt")})
+    tg = tollgate(cfg)
+    tg.wait_event("target_up", target=good.address, timeout=T(10))
+    ev = tg.wait_event("target_down", target=weak.address, timeout=T(10))[0]
+    assert ev["cause"] == "tls_error" and ev["detail"] == "bad_signature", ev
+    assert not tg.events("target_up", target=weak.address)
+
+
 def test_reload_keeps_health(tollgate, pki, ids):
     """After SIGHUP a target that stays keeps its state: a down target is
     still down at once, with no new first check."""

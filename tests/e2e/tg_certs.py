@@ -13,9 +13,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import tg_proc
 
-P12_PASSWORD = "tollgate"
-
-
 def load_cert(path):
     """The first certificate of a PEM file."""
     return x509.load_pem_x509_certificate(Path(path).read_bytes())
@@ -69,11 +66,13 @@ def _write_key(path, key):
 
 def make_cert(out_dir, name, *, issuer_cert=None, issuer_key=None, not_before=None,
               not_after=None, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,), sans=None,
-              chain=(), cn=None):
+              chain=(), cn=None, key=None, digest=None):
     """Writes NAME.crt (leaf + chain) and NAME.key into out_dir; returns
-    (cert path, key path). Self-signed when issuer_key is None."""
+    (cert path, key path). Self-signed when issuer_key is None. key: the
+    leaf's private key (default a new P-256 one); digest: the signature's
+    hash (default SHA-256)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key or ec.generate_private_key(ec.SECP256R1())
     subject = _name(cn or name)
     self_signed = issuer_key is None
     issuer_name = subject if self_signed else issuer_cert.subject
@@ -100,7 +99,7 @@ def make_cert(out_dir, name, *, issuer_cert=None, issuer_key=None, not_before=No
         b = b.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False)
-    cert = b.sign(key if self_signed else issuer_key, hashes.SHA256())
+    cert = b.sign(key if self_signed else issuer_key, digest or hashes.SHA256())
     out_dir = Path(out_dir)
     crt_path, key_path = out_dir / f"{name}.crt", out_dir / f"{name}.key"
     pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -148,6 +147,23 @@ def mint_deep_chain(out_dir):
     ca2, ca2_key = make_ca(out_dir, "deep-ca2", ca1, ca1_key)
     leaf = make_cert(out_dir, "deep", issuer_cert=ca2, issuer_key=ca2_key, chain=(ca2, ca1))
     return str(out_dir / "deep-root.crt"), leaf
+
+
+def mint_chains(out_dir, most):
+    """One root and, for n = 0..most, a client certificate n intermediates
+    below it: root <- ca1 <- ... <- caN <- leaf (no path length limits).
+    Returns (root cert path, {n: (leaf file with caN..ca1, key)})."""
+    out_dir = Path(out_dir)
+    root, root_key = make_ca(out_dir, "chain-root")
+    leaves = {0: make_cert(out_dir, "chain-leaf0", issuer_cert=root, issuer_key=root_key)}
+    cas = []
+    issuer, issuer_key = root, root_key
+    for n in range(1, most + 1):
+        issuer, issuer_key = make_ca(out_dir, f"chain-ca{n}", issuer, issuer_key)
+        cas.insert(0, issuer)
+        leaves[n] = make_cert(out_dir, f"chain-leaf{n}", issuer_cert=issuer,
+                              issuer_key=issuer_key, chain=tuple(cas))
+    return str(out_dir / "chain-root.crt"), leaves
 
 
 def mint_pki(base):

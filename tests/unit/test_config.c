@@ -663,7 +663,7 @@ static void test_ranges(void **state)
                        "           verify_depth: 17 }\n"
                        "    rules: [ { respond: { status: 99 } },\n"
                        "             { redirect: { status: 305, port: 65536 } } ]\n",
-                  "t.yaml:12:12: listeners[0].tls.verify_depth: 17 is out of range (expected 1 to "
+                  "t.yaml:12:12: listeners[0].tls.verify_depth: 17 is out of range (expected 0 to "
                   "16)",
                   "t.yaml:13:27: listeners[0].rules[0].respond.status: 99 is out of range "
                   "(expected 200 to 599)",
@@ -914,6 +914,72 @@ static void test_tls_rules(void **state)
                   "TLSv1.3",
                   "t.yaml:36:56: listeners[2].tls.on_reject: unknown value \"pages\" (expected "
                   "page)");
+}
+
+/* tcp_ssl + mutual + optional relays every client: only PROXY v2 lets the
+ * target tell verified ones from the others. */
+static void test_optional_tcp_ssl_needs_proxy_v2(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(BASE "listeners:\n"
+                       "  - name: none\n"
+                       "    protocol: tcp_ssl\n"
+                       "    listen: 127.0.0.1:1\n"
+                       "    target_group: web\n"
+                       "    tls: { mode: mutual, client_auth: optional, certificates: [site],\n"
+                       "           client_ca: partners }\n"
+                       "  - name: v1\n"
+                       "    protocol: tcp_ssl\n"
+                       "    listen: 127.0.0.1:2\n"
+                       "    target_group: web\n"
+                       "    proxy_protocol: v1\n"
+                       "    tls:\n"
+                       "      mode: mutual\n"
+                       "      client_auth: optional\n"
+                       "      certificates: [site]\n"
+                       "      client_ca: partners\n",
+                  "t.yaml:12:26: listeners[0].tls.client_auth: optional relays clients without a "
+                  "valid certificate, and without PROXY v2 the targets cannot tell them apart: "
+                  "set proxy_protocol: v2 (its SSL TLV carries the verdict) or client_auth: "
+                  "required",
+                  "t.yaml:21:7: listeners[1].tls.client_auth: optional relays clients without a "
+                  "valid certificate, and without PROXY v2 the targets cannot tell them apart: "
+                  "set proxy_protocol: v2 (its SSL TLV carries the verdict) or client_auth: "
+                  "required");
+    /* The two ways out, and https (X-Client-Verify carries the verdict). */
+    struct config *cfg =
+        load_ok(BASE "listeners:\n"
+                     "  - { name: v2, protocol: tcp_ssl, listen: 127.0.0.1:1,\n"
+                     "      target_group: web, proxy_protocol: v2,\n"
+                     "      tls: { mode: mutual, client_auth: optional,\n"
+                     "             certificates: [site], client_ca: partners } }\n"
+                     "  - { name: req, protocol: tcp_ssl, listen: 127.0.0.1:2,\n"
+                     "      target_group: web,\n"
+                     "      tls: { mode: mutual, client_auth: required,\n"
+                     "             certificates: [site], client_ca: partners } }\n"
+                     "  - { name: web, protocol: https, listen: 127.0.0.1:3,\n"
+                     "      default_target_group: web,\n"
+                     "      tls: { mode: mutual, client_auth: optional,\n"
+                     "             certificates: [site], client_ca: partners } }\n",
+                0);
+    assert_int_equal(cfg->listeners[0].tls.client_auth, CFG_CLIENT_AUTH_OPTIONAL);
+    assert_int_equal(cfg->listeners[0].proxy_protocol, CFG_PROXY_V2);
+    config_free(cfg);
+}
+
+/* verify_depth counts intermediates: 0 (signed by the root) is allowed,
+ * the twin of 17 refused in test_ranges. */
+static void test_verify_depth_zero(void **state)
+{
+    (void)state;
+    struct config *cfg =
+        load_ok(BASE "listeners:\n"
+                     "  - { name: a, protocol: tcp_ssl, listen: 127.0.0.1:1, target_group: web,\n"
+                     "      tls: { mode: mutual, certificates: [site], client_ca: partners,\n"
+                     "             verify_depth: 0 } }\n",
+                0);
+    assert_int_equal(cfg->listeners[0].tls.verify_depth, 0);
+    config_free(cfg);
 }
 
 static void test_addresses(void **state)
@@ -1232,6 +1298,8 @@ int main(void)
         cmocka_unit_test(test_references),
         cmocka_unit_test(test_protocol_rules),
         cmocka_unit_test(test_tls_rules),
+        cmocka_unit_test(test_optional_tcp_ssl_needs_proxy_v2),
+        cmocka_unit_test(test_verify_depth_zero),
         cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_targets_and_checks),
         cmocka_unit_test(test_rules),

@@ -69,6 +69,18 @@ static EVP_PKEY *read_key(const char *path)
     return k;
 }
 
+/* The first line of base/p12-password.txt without its newline. */
+static void read_password(const char *base, char *pw, size_t len)
+{
+    FILE *f = fopen(path_of(base, "p12-password.txt"), "r");
+    assert_non_null(f);
+    assert_non_null(fgets(pw, (int)len, f));
+    fclose(f);
+    size_t n = strlen(pw);
+    assert_true(n > 0 && pw[n - 1] == '\n');
+    pw[n - 1] = '\0';
+}
+
 struct check {
     int purpose;        /* X509_PURPOSE_SSL_SERVER or _CLIENT */
     const char *host;   /* NULL: no name check */
@@ -203,11 +215,15 @@ static void test_files_and_modes(void **state)
     closedir(d);
     assert_int_equal(n_files, sizeof(public_files) / sizeof(public_files[0]) +
                                   sizeof(keys) / sizeof(keys[0]));
-    FILE *f = fopen(path_of(pki, "p12-password.txt"), "r");
-    char line[64] = "";
-    assert_non_null(fgets(line, sizeof(line), f));
-    fclose(f);
-    assert_string_equal(line, "tollgate\n");
+    /* The .p12 password: 128 random bits in hex, a new one for each PKI. */
+    char pw[64] = "";
+    char other[64] = "";
+    read_password(pki, pw, sizeof(pw));
+    read_password(foreign, other, sizeof(other));
+    assert_int_equal(strlen(pw), 32);
+    assert_int_equal(strspn(pw, "0123456789abcdef"), 32);
+    assert_int_equal(strlen(other), 32);
+    assert_string_not_equal(pw, other);
 
     /* Each leaf file: the leaf, then the intermediate. */
     X509 *inter = read_cert(path_of(pki, "intermediate.crt"));
@@ -386,11 +402,13 @@ static void test_p12(void **state)
     PKCS12 *p12 = d2i_PKCS12_bio(b, NULL);
     BIO_free(b);
     assert_non_null(p12);
-    assert_int_equal(PKCS12_verify_mac(p12, "tollgate", -1), 1);
+    char pw[64] = "";
+    read_password(pki, pw, sizeof(pw));
+    assert_int_equal(PKCS12_verify_mac(p12, pw, -1), 1);
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
     STACK_OF(X509) *ca = NULL;
-    assert_int_equal(PKCS12_parse(p12, "tollgate", &key, &cert, &ca), 1);
+    assert_int_equal(PKCS12_parse(p12, pw, &key, &cert, &ca), 1);
     X509 *bob = read_cert(path_of(pki, "bob.crt"));
     X509 *inter = read_cert(path_of(pki, "intermediate.crt"));
     assert_int_equal(X509_cmp(cert, bob), 0);
@@ -401,15 +419,19 @@ static void test_p12(void **state)
     X509_free(cert);
     sk_X509_pop_free(ca, X509_free);
 
-    /* The twin: a wrong password opens nothing. */
-    key = NULL;
-    cert = NULL;
-    ca = NULL;
-    assert_int_equal(PKCS12_verify_mac(p12, "tollgat", -1), 0);
-    assert_int_equal(PKCS12_parse(p12, "tollgat", &key, &cert, &ca), 0);
-    assert_null(key);
-    assert_null(cert);
-    ERR_clear_error();
+    /* The twins: a wrong password, and the fixed one of older versions,
+     * open nothing. */
+    static const char *const wrong[] = {"tollgate", "tollgat"};
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        key = NULL;
+        cert = NULL;
+        ca = NULL;
+        assert_int_equal(PKCS12_verify_mac(p12, wrong[i], -1), 0);
+        assert_int_equal(PKCS12_parse(p12, wrong[i], &key, &cert, &ca), 0);
+        assert_null(key);
+        assert_null(cert);
+        ERR_clear_error();
+    }
     PKCS12_free(p12);
     X509_free(inter);
     X509_free(bob);

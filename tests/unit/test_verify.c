@@ -27,6 +27,10 @@ static const struct {
     {X509_V_ERR_CERT_SIGNATURE_FAILURE, "bad_signature"},
     {X509_V_ERR_CRL_SIGNATURE_FAILURE, "bad_signature"},
     {X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE, "bad_signature"},
+    /* Too weak for TLS_VERIFY_AUTH_LEVEL: SHA-1, RSA under 2048 bits. */
+    {X509_V_ERR_CA_MD_TOO_WEAK, "bad_signature"},
+    {X509_V_ERR_EE_KEY_TOO_SMALL, "bad_signature"},
+    {X509_V_ERR_CA_KEY_TOO_SMALL, "bad_signature"},
     {X509_V_ERR_INVALID_PURPOSE, "wrong_purpose"},
     {X509_V_ERR_CERT_CHAIN_TOO_LONG, "chain_too_long"},
     {X509_V_ERR_PATH_LENGTH_EXCEEDED, "chain_too_long"},
@@ -45,6 +49,28 @@ static void test_mapped_codes(void **state)
             fail_msg("X509_V_ERR %d (%s): got \"%s\", want \"%s\"", mapped[i].err,
                      X509_verify_cert_error_string(mapped[i].err), got, mapped[i].reason);
     }
+}
+
+/* The verification level stays at 2 when the context's security level is
+ * dropped for old protocol versions, in either order; the twin: without
+ * it, verification follows the context (0). */
+static void test_verify_level_survives_security_level_0(void **state)
+{
+    (void)state;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(ctx);
+    SSL_CTX_set_security_level(ctx, 0);
+    assert_int_equal(X509_VERIFY_PARAM_get_auth_level(SSL_CTX_get0_param(ctx)), -1);
+    tls_ctx_set_verify_level(ctx);
+    SSL_CTX_set_security_level(ctx, 0);
+    assert_int_equal(X509_VERIFY_PARAM_get_auth_level(SSL_CTX_get0_param(ctx)),
+                     TLS_VERIFY_AUTH_LEVEL);
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    assert_int_equal(SSL_get_security_level(ssl), 0);
+    assert_int_equal(X509_VERIFY_PARAM_get_auth_level(SSL_get0_param(ssl)), 2);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
 }
 
 /* Codes with no reason of their own fall back to the generic one. */
@@ -72,6 +98,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mapped_codes),
+        cmocka_unit_test(test_verify_level_survives_security_level_0),
         cmocka_unit_test(test_unmapped_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
