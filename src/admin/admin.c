@@ -189,8 +189,13 @@ static void handle(struct admin_conn *c)
     bool is_post = hd->method == HTTP_POST;
     char path[64];
     snprintf(path, sizeof(path), "%.*s", (int)(tlen < 63 ? tlen : 63), target);
-    log_debug("event=admin_request client=%s method=%.*s path=%s", c->peer, (int)hd->method_s.len,
-              http_span_ptr(hd, hd->method_s), path);
+    if (log_get_level() >= LOG_LEVEL_DEBUG) {
+        char e_method[LOG_KV_MIN * 4], e_path[LOG_KV_MAX];
+        log_kv_escape(e_method, sizeof(e_method), http_span_ptr(hd, hd->method_s),
+                      hd->method_s.len);
+        log_kv_escape(e_path, sizeof(e_path), target, hd->target.len);
+        log_debug("event=admin_request client=%s method=%s path=%s", c->peer, e_method, e_path);
+    }
 
     if (strcmp(path, "/reload") == 0) {
         if (!is_post)
@@ -261,8 +266,10 @@ static void conn_read(struct admin_conn *c)
         if (st == TG_E_AGAIN)
             continue;
         if (st != TG_OK) {
-            log_info("event=admin_bad_request client=%s reason=\"%s\"", c->peer,
-                     c->parser.err_reason ? c->parser.err_reason : "malformed");
+            char e_reason[LOG_KV_MAX];
+            log_info("event=admin_bad_request client=%s reason=%s", c->peer,
+                     log_kv(e_reason, sizeof(e_reason),
+                            c->parser.err_reason ? c->parser.err_reason : "malformed"));
             respond_text(c, 400, "bad request\n");
             break;
         }
