@@ -213,6 +213,13 @@ void admin_config_dump(const struct config *cfg, FILE *out)
         fprintf(out, "admin:\n");
         kv_str(out, 2, "listen", cfg->admin_listen);
         fprintf(out, "  allow_remote: %s\n", cfg->admin_allow_remote ? "true" : "false");
+        fprintf(out, "  server_names:%s\n", cfg->n_admin_server_names ? "" : " []");
+        for (size_t i = 0; i < cfg->n_admin_server_names; i++) {
+            fprintf(out, "    - ");
+            str(out, cfg->admin_server_names[i]);
+            fputc('\n', out);
+        }
+        kv_str(out, 2, "token_file", cfg->admin_token_file);
     } else {
         fprintf(out, "# admin: absent, so no admin endpoint\n");
     }
