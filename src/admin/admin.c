@@ -83,6 +83,8 @@ static const char *status_text(unsigned status)
         return "Conflict";
     case 421:
         return "Misdirected Request";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -160,16 +162,19 @@ static void handle_reload(struct admin_conn *c)
     struct diag d;
     diag_init(&d);
     log_info("event=admin_reload client=%s", c->peer);
-    bool ok = a->ops.reload(a->ops.ctx, &d);
+    enum admin_reload r = a->ops.reload(a->ops.ctx, &d);
     unsigned gen = 0;
     struct admin_gen g;
     if (a->ops.generations(a->ops.ctx, &g, 1) == 1)
         gen = g.id;
-    json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "result", ok ? "ok" : "failed", "generation",
-                            (json_int_t)gen, "errors", diag_json(&d, DIAG_ERROR), "warnings",
-                            diag_json(&d, DIAG_WARNING));
+    static const char *const results[] = {"ok", "failed", "refused"};
+    json_t *doc =
+        json_pack("{s:s,s:i,s:o,s:o}", "result", results[r], "generation", (json_int_t)gen,
+                  "errors", diag_json(&d, DIAG_ERROR), "warnings", diag_json(&d, DIAG_WARNING));
+    if (doc != NULL && r == ADMIN_RELOAD_BUSY)
+        json_object_set_new(doc, "reason", json_string("too_many_draining"));
     diag_fini(&d);
-    respond_json(c, ok ? 200 : 409, doc, false);
+    respond_json(c, r == ADMIN_RELOAD_OK ? 200 : r == ADMIN_RELOAD_BUSY ? 429 : 409, doc, false);
 }
 
 static void handle_metrics(struct admin_conn *c, bool head_only)

@@ -43,14 +43,21 @@ struct admin_gen {
     double loaded_at; /* wall clock, seconds */
 };
 
+/* The result of a reload asked for on the admin endpoint. */
+enum admin_reload {
+    ADMIN_RELOAD_OK,     /* the new config serves */
+    ADMIN_RELOAD_FAILED, /* refused config: the previous one serves on */
+    ADMIN_RELOAD_BUSY,   /* not tried: max_draining_generations are draining */
+};
+
 /* What the admin endpoint asks of the master. */
 struct admin_ops {
     void *ctx;
     /* Fills up to max generations, the current one first; returns how many. */
     size_t (*generations)(void *ctx, struct admin_gen *out, size_t max);
-    /* Reloads as on SIGHUP. True when the new config now serves; every
-     * error and warning goes to d. May block (DNS, files). */
-    bool (*reload)(void *ctx, struct diag *d);
+    /* Reloads as on SIGHUP; every error and warning goes to d, and the
+     * reason when busy. May block (DNS, files). */
+    enum admin_reload (*reload)(void *ctx, struct diag *d);
     /*
      * Hook for the health-check module: appends the tollgate_target_up,
      * tollgate_health_checks_total and tollgate_target_connections_active

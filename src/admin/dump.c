@@ -228,6 +228,7 @@ void admin_config_dump(const struct config *cfg, FILE *out)
     duration(out, 0, "drain_timeout", cfg->drain_timeout_ms);
     fprintf(out, "max_connections: %u%s\n", cfg->max_connections,
             cfg->max_connections ? "" : "  # no limit for all listeners together");
+    fprintf(out, "max_draining_generations: %u\n", cfg->max_draining_generations);
     if (cfg->user != NULL)
         kv_str(out, 0, "user", cfg->user);
     fprintf(out, "certificates:%s\n", cfg->n_certificates ? "" : " {}");

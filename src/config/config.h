@@ -194,6 +194,8 @@ struct config {
     uint64_t drain_timeout_ms; /* default 30s */
     unsigned max_connections;  /* all listeners together, all workers; 0 = no limit (default) */
     char *user;                /* NULL = keep the user */
+    /* Reloads are refused while this many old generations drain; default 4. */
+    unsigned max_draining_generations;
 
     struct cfg_certificate *certificates; /* owned arrays */
     size_t n_certificates;

@@ -300,9 +300,17 @@ static void parse_log(struct cfg_ctx *c, const struct cfg_val *v)
 
 static void parse_root(struct cfg_ctx *c, const struct ynode *root)
 {
-    static const char *const keys[] = {"workers",   "admin",          "log",        "drain_timeout",
-                                       "user",      "certificates",   "client_cas", "target_groups",
-                                       "listeners", "max_connections"};
+    static const char *const keys[] = {"workers",
+                                       "admin",
+                                       "log",
+                                       "drain_timeout",
+                                       "user",
+                                       "certificates",
+                                       "client_cas",
+                                       "target_groups",
+                                       "listeners",
+                                       "max_connections",
+                                       "max_draining_generations"};
     struct config *cfg = c->cfg;
     struct cfg_val rv, kv;
     cfg_val_root(&rv, root);
@@ -346,6 +354,11 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
             break;
         case 9:
             (void)cfg_get_uint(c, &kv, 0, 10000000, &cfg->max_connections);
+            break;
+        case 10:
+            /* The current generation and this many draining ones fit the
+             * 16 generations /status and /metrics show. */
+            (void)cfg_get_uint(c, &kv, 1, 15, &cfg->max_draining_generations);
             break;
         default:
             break;
@@ -417,6 +430,7 @@ enum tg_status config_load_buffer(const char *name, const char *base_dir, const 
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->access_log = cfg_strdup(&c, "stdout");
     cfg->drain_timeout_ms = 30 * 1000;
+    cfg->max_draining_generations = 4;
 
     if (ydoc_parse(&doc, name, text, len, d) != TG_OK)
         goto out;

@@ -990,3 +990,56 @@ def test_admin_token_file_and_allow_remote_checked(tmp_path, pki):
     path, r = _check(tmp_path, pki, {"listen": f"0.0.0.0:{port}", "allow_remote": True,
                                      "token_file": str(token)})
     assert r.returncode == 0, r.stderr
+
+
+def test_reload_refused_while_too_many_generations_drain(tollgate, pki):
+    """Each reload leaves the previous generation draining while it has
+    connections; past max_draining_generations a reload is refused (POST
+    /reload 429, SIGHUP logged) until they have gone."""
+    cap = 2
+    port = free_port()
+    cfg = {
+        "admin": admin_cfg(port),
+        "drain_timeout": "120s",
+        "max_draining_generations": cap,
+        "target_groups": {"echo": {"targets": [{"address": "builtin:echo"}]}},
+        "listeners": [listener(name="main", group="echo")],
+    }
+    tg = tollgate(cfg)
+    ctx = tg_tls.client_ctx(pki)
+    held = []
+    try:
+        for gen in range(1, cap + 1):
+            s = tg_tls.connect(tg.addr("main"), ctx)
+            held.append(s)
+            s.sendall(b"x")
+            assert tg_tls.recv_exact(s, 1) == b"x"  # served by generation `gen`
+            st, _, body = admin_get(port, "/reload", method="POST")
+            assert st == 200, body
+            tg.wait_ready(generation=gen + 1)
+            # The old worker has closed its listening socket: the next
+            # connection can only go to the new generation.
+            tg.wait_event("worker_draining", count=gen)
+        # The current generation and `cap` draining ones, each held open.
+        assert metric(scrape(port), "tollgate_generations") == cap + 1
+        st, hdrs, body = admin_get(port, "/reload", method="POST")
+        doc = json.loads(body)
+        assert st == 429, body
+        assert doc["result"] == "refused" and doc["reason"] == "too_many_draining"
+        assert "max_draining_generations" in doc["errors"][0]
+        ev = tg.wait_event("reload_refused")[0]
+        assert ev["reason"] == "too_many_draining" and ev["generations"] == str(cap)
+        tg.signal(signal.SIGHUP)
+        tg.wait_event("reload_refused", count=2)
+        assert not re.search(rf"event=ready generation={cap + 2}\b", tg.log())
+        # The held connections still work: nothing was cut to make room.
+        for s in held:
+            s.sendall(b"y")
+            assert tg_tls.recv_exact(s, 1) == b"y"
+    finally:
+        for s in held:
+            s.close()
+    tg.wait_event("generation_retired", count=cap)
+    st, _, body = admin_get(port, "/reload", method="POST")
+    assert st == 200, body
+    tg.wait_ready(generation=cap + 2)

@@ -325,6 +325,7 @@ static void test_every_key(void **state)
         "workers: 4\n"
         "admin: { listen: 0.0.0.0:9902, allow_remote: true, token_file: pki/admin.token,\n"
         "         server_names: [admin.example, '[::1]'] }\n"
+        "max_draining_generations: 2\n"
         "log: { level: debug, access: logs/access.log }\n"
         "drain_timeout: 500ms\n"
         "user: root\n"
@@ -376,6 +377,7 @@ static void test_every_key(void **state)
     assert_int_equal(cfg->admin_token_len, 32);
     assert_int_equal(cfg->n_admin_server_names, 2);
     assert_string_equal(cfg->admin_server_names[1], "[::1]");
+    assert_int_equal(cfg->max_draining_generations, 2);
     assert_int_equal(cfg->log_level, LOG_LEVEL_DEBUG);
     assert_string_equal(cfg->access_log, path_of("logs/access.log"));
     assert_int_equal(cfg->drain_timeout_ms, 500);
@@ -537,7 +539,7 @@ static void test_shape(void **state)
     EXPECT_ERRORS(BASE HTTPS "worker: 2\n",
                   "t.yaml:13:1: worker: unknown key \"worker\" (expected one of: workers, admin, "
                   "log, drain_timeout, user, certificates, client_cas, target_groups, listeners, "
-                  "max_connections)");
+                  "max_connections, max_draining_generations)");
     EXPECT_ERRORS(BASE HTTPS "    idle: 5m\n",
                   "t.yaml:13:5: listeners[0].idle: unknown key \"idle\" (expected one of: name, "
                   "protocol, listen, tls, target_group, default_target_group, proxy_protocol, "
