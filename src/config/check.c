@@ -170,6 +170,10 @@ static void read_admin_token(struct cfg_ctx *c)
         close(fd);
         return;
     }
+    if ((sb.st_mode & 077) != 0)
+        cfg_warn_at(c, &cfg->admin_token_file,
+                    "\"%s\" can be read by other users (mode %03o); chmod 600 it",
+                    cfg->admin_token_file, (unsigned)(sb.st_mode & 0777));
     while (n < sizeof(buf)) {
         ssize_t r = read(fd, buf + n, sizeof(buf) - n);
         if (r < 0 && errno == EINTR)

@@ -983,10 +983,17 @@ def test_admin_token_file_and_allow_remote_checked(tmp_path, pki):
     assert r.returncode == 1 and "admin.token_file: cannot read" in r.stderr
     path, r = _check(tmp_path, pki, {"server_names": ["bad name"]})
     assert r.returncode == 1 and "admin.server_names[0]" in r.stderr, r.stderr
-    # Twins: a good token, with and without allow_remote.
+    # Twins: a good token, with and without allow_remote; readable by
+    # others it is a warning.
     token.write_text(TOKEN + "\n")
+    token.chmod(0o644)
     path, r = _check(tmp_path, pki, {"token_file": str(token)})
     assert r.returncode == 0, r.stderr
+    assert re.search(r"warning: admin\.token_file: .*can be read by other users \(mode 644\)",
+                     r.stderr), r.stderr
+    token.chmod(0o600)
+    path, r = _check(tmp_path, pki, {"token_file": str(token)})
+    assert r.returncode == 0 and "token_file" not in r.stderr, r.stderr
     path, r = _check(tmp_path, pki, {"listen": f"0.0.0.0:{port}", "allow_remote": True,
                                      "token_file": str(token)})
     assert r.returncode == 0, r.stderr

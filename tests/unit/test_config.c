@@ -49,6 +49,8 @@ static int setup(void **state)
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
         write_file(files[i], "content is not checked here\n");
     write_file("pki/admin.token", "unit-test-admin-token-0123456789\n");
+    if (chmod(path_of("pki/admin.token"), 0600) != 0)
+        return -1;
     return 0;
 }
 
