@@ -32,6 +32,7 @@ struct admin_conn {
     struct admin_out out; /* the whole answer */
     size_t sent;
     char peer[64];
+    char local[64]; /* the address it came in on, without the port */
 };
 
 static void conn_free(struct admin_conn *c)
@@ -70,12 +71,20 @@ static const char *status_text(unsigned status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
     case 409:
         return "Conflict";
+    case 421:
+        return "Misdirected Request";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -85,16 +94,16 @@ static const char *status_text(unsigned status)
     }
 }
 
-/* Replaces whatever c->out holds with a full response around body. */
-static void respond(struct admin_conn *c, unsigned status, const char *ctype, const char *allow,
+/* Replaces whatever c->out holds with a full response around body; extra
+ * is more header lines, each ending in CRLF (or NULL). */
+static void respond(struct admin_conn *c, unsigned status, const char *ctype, const char *extra,
                     const char *body, size_t body_len, bool head_only)
 {
     admin_out_fini(&c->out);
     admin_out_printf(&c->out,
                      "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n%s%s%sConnection: close\r\n\r\n",
-                     status, status_text(status), ctype, body_len, allow ? "Allow: " : "",
-                     allow ? allow : "", allow ? "\r\n" : "");
+                     "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+                     status, status_text(status), ctype, body_len, extra ? extra : "");
     if (!head_only && body_len > 0 && !c->out.failed) {
         admin_out_printf(&c->out, "%.*s", (int)body_len, body);
     }
@@ -153,16 +162,19 @@ static void handle_reload(struct admin_conn *c)
     struct diag d;
     diag_init(&d);
     log_info("event=admin_reload client=%s", c->peer);
-    bool ok = a->ops.reload(a->ops.ctx, &d);
+    enum admin_reload r = a->ops.reload(a->ops.ctx, &d);
     unsigned gen = 0;
     struct admin_gen g;
     if (a->ops.generations(a->ops.ctx, &g, 1) == 1)
         gen = g.id;
-    json_t *doc = json_pack("{s:s,s:i,s:o,s:o}", "result", ok ? "ok" : "failed", "generation",
-                            (json_int_t)gen, "errors", diag_json(&d, DIAG_ERROR), "warnings",
-                            diag_json(&d, DIAG_WARNING));
+    static const char *const results[] = {"ok", "failed", "refused"};
+    json_t *doc =
+        json_pack("{s:s,s:i,s:o,s:o}", "result", results[r], "generation", (json_int_t)gen,
+                  "errors", diag_json(&d, DIAG_ERROR), "warnings", diag_json(&d, DIAG_WARNING));
+    if (doc != NULL && r == ADMIN_RELOAD_BUSY)
+        json_object_set_new(doc, "reason", json_string("too_many_draining"));
     diag_fini(&d);
-    respond_json(c, ok ? 200 : 409, doc, false);
+    respond_json(c, r == ADMIN_RELOAD_OK ? 200 : r == ADMIN_RELOAD_BUSY ? 429 : 409, doc, false);
 }
 
 static void handle_metrics(struct admin_conn *c, bool head_only)
@@ -189,12 +201,39 @@ static void handle(struct admin_conn *c)
     bool is_post = hd->method == HTTP_POST;
     char path[64];
     snprintf(path, sizeof(path), "%.*s", (int)(tlen < 63 ? tlen : 63), target);
-    log_debug("event=admin_request client=%s method=%.*s path=%s", c->peer, (int)hd->method_s.len,
-              http_span_ptr(hd, hd->method_s), path);
+    if (log_get_level() >= LOG_LEVEL_DEBUG) {
+        char e_method[LOG_KV_MIN * 4], e_path[LOG_KV_MAX];
+        log_kv_escape(e_method, sizeof(e_method), http_span_ptr(hd, hd->method_s),
+                      hd->method_s.len);
+        log_kv_escape(e_path, sizeof(e_path), target, hd->target.len);
+        log_debug("event=admin_request client=%s method=%s path=%s", c->peer, e_method, e_path);
+    }
+
+    const char *why = NULL;
+    unsigned refused = admin_guard_check(&c->a->guard, hd, c->local, &why);
+    if (refused != 0) {
+        char e_host[LOG_KV_MAX] = "-";
+        if (hd->host >= 0)
+            log_kv_escape(e_host, sizeof(e_host), http_span_ptr(hd, hd->h[hd->host].value),
+                          hd->h[hd->host].value.len);
+        log_info("event=admin_refused client=%s status=%u reason=%s host=%s", c->peer, refused, why,
+                 e_host);
+        if (refused == 401)
+            respond(c, 401, "text/plain; charset=utf-8",
+                    "WWW-Authenticate: Bearer realm=\"tollgate admin\"\r\n",
+                    "a bearer token is required\n", 27, false);
+        else if (refused == 403)
+            respond_text(c, 403, "requests from web pages are refused\n");
+        else if (refused == 421)
+            respond_text(c, 421, "unknown Host; see admin.server_names\n");
+        else
+            respond_text(c, refused, "a Host header is required\n");
+        return;
+    }
 
     if (strcmp(path, "/reload") == 0) {
         if (!is_post)
-            respond(c, 405, "text/plain; charset=utf-8", "POST", "use POST\n", 9, false);
+            respond(c, 405, "text/plain; charset=utf-8", "Allow: POST\r\n", "use POST\n", 9, false);
         else
             handle_reload(c);
         return;
@@ -206,7 +245,7 @@ static void handle(struct admin_conn *c)
         return;
     }
     if (!is_get && !is_head) {
-        respond(c, 405, "text/plain; charset=utf-8", "GET, HEAD", "use GET\n", 8, false);
+        respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", "use GET\n", 8, false);
         return;
     }
     if (strcmp(path, "/metrics") == 0) {
@@ -261,8 +300,10 @@ static void conn_read(struct admin_conn *c)
         if (st == TG_E_AGAIN)
             continue;
         if (st != TG_OK) {
-            log_info("event=admin_bad_request client=%s reason=\"%s\"", c->peer,
-                     c->parser.err_reason ? c->parser.err_reason : "malformed");
+            char e_reason[LOG_KV_MAX];
+            log_info("event=admin_bad_request client=%s reason=%s", c->peer,
+                     log_kv(e_reason, sizeof(e_reason),
+                            c->parser.err_reason ? c->parser.err_reason : "malformed"));
             respond_text(c, 400, "bad request\n");
             break;
         }
@@ -314,6 +355,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->a = a;
         c->fd = fd;
         net_addr_format(&peer, c->peer, sizeof(c->peer));
+        struct net_addr local;
+        local.len = sizeof(local.ss);
+        if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == 0) {
+            net_addr_format(&local, c->local, sizeof(c->local));
+            char *colon = strrchr(c->local, ':');
+            if (colon != NULL)
+                *colon = '\0';
+        }
         h1_init(&c->parser, true, 0);
         ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
         c->io.data = c;
@@ -356,6 +405,7 @@ void admin_free(struct admin *a)
         free(t);
     }
     admin_certs_fini(&a->certs);
+    admin_guard_fini(&a->guard);
     free(a);
 }
 
@@ -367,15 +417,26 @@ enum tg_status admin_configure(struct admin *a, const struct config *cfg, struct
         listen_stop(a);
         return TG_OK;
     }
-    if (a->fd >= 0 && net_addr_equal(&a->addr, &cfg->admin_addr))
+    struct admin_guard guard = {0};
+    if (admin_guard_set(&guard, cfg) != TG_OK) {
+        diag_add(d, DIAG_ERROR, cfg->path, 0, 0, "admin", "out of memory");
+        return TG_E_CONFIG;
+    }
+    if (a->fd >= 0 && net_addr_equal(&a->addr, &cfg->admin_addr)) {
+        admin_guard_fini(&a->guard);
+        a->guard = guard;
         return TG_OK;
+    }
     int fd = -1;
     if (net_listen(&cfg->admin_addr, 64, &fd) != TG_OK) {
         diag_add(d, DIAG_ERROR, cfg->path, 0, 0, "admin.listen",
                  "cannot listen on %s: %s (is another process using it?)", cfg->admin_listen,
                  strerror(errno));
+        admin_guard_fini(&guard);
         return TG_E_CONFIG;
     }
+    admin_guard_fini(&a->guard);
+    a->guard = guard;
     listen_stop(a);
     a->fd = fd;
     a->addr = cfg->admin_addr;

@@ -18,7 +18,9 @@
  * "Observability"): GET /metrics (Prometheus text 0.0.4), GET /status
  * (JSON), GET /healthz (200 while serving, 503 while draining) and
  * POST /reload (the same as SIGHUP, answered with the result as JSON).
- * One request per connection, answered with Connection: close.
+ * One request per connection, answered with Connection: close. Every
+ * request passes the guard first (guard.c): a known Host, no sign of a web
+ * page, and the bearer token when admin.token_file is set.
  */
 
 /* A growable output string. On allocation failure it stops growing and
@@ -41,14 +43,21 @@ struct admin_gen {
     double loaded_at; /* wall clock, seconds */
 };
 
+/* The result of a reload asked for on the admin endpoint. */
+enum admin_reload {
+    ADMIN_RELOAD_OK,     /* the new config serves */
+    ADMIN_RELOAD_FAILED, /* refused config: the previous one serves on */
+    ADMIN_RELOAD_BUSY,   /* not tried: max_draining_generations are draining */
+};
+
 /* What the admin endpoint asks of the master. */
 struct admin_ops {
     void *ctx;
     /* Fills up to max generations, the current one first; returns how many. */
     size_t (*generations)(void *ctx, struct admin_gen *out, size_t max);
-    /* Reloads as on SIGHUP. True when the new config now serves; every
-     * error and warning goes to d. May block (DNS, files). */
-    bool (*reload)(void *ctx, struct diag *d);
+    /* Reloads as on SIGHUP; every error and warning goes to d, and the
+     * reason when busy. May block (DNS, files). */
+    enum admin_reload (*reload)(void *ctx, struct diag *d);
     /*
      * Hook for the health-check module: appends the tollgate_target_up,
      * tollgate_health_checks_total and tollgate_target_connections_active
@@ -90,6 +99,38 @@ void admin_retire(struct admin *a, const struct config *cfg, const struct shm_st
 
 /* Appends the whole /metrics page to o. */
 void admin_metrics(struct admin *a, struct admin_out *o);
+
+/* ---- the request guard, pure (guard.c) ---- */
+
+struct http_head;
+
+#define ADMIN_TOKEN_DIGEST 32
+
+struct admin_guard {
+    char **names; /* owned: Host names accepted (listen address, localhost, server_names) */
+    size_t n_names;
+    bool has_token;
+    unsigned char token_digest[ADMIN_TOKEN_DIGEST]; /* SHA-256 of the token */
+};
+
+/* Replaces g with the rules of cfg's admin block. On failure (TG_E_NOMEM,
+ * TG_E_INTERNAL) g is unchanged. */
+TG_MUST_USE enum tg_status admin_guard_set(struct admin_guard *g, const struct config *cfg);
+
+/* Frees the names and wipes g. */
+void admin_guard_fini(struct admin_guard *g);
+
+/*
+ * Whether the request hd may be served: 0, or the status to answer with
+ * *why a token for the log. 400 "no_host": HTTP/1.1 without Host. 421
+ * "unknown_host": Host (any port) is not an accepted name nor local_host
+ * (the address the connection came in on, "127.0.0.1" or "[::1]"; may be
+ * NULL). 403 "cross_site": an Origin header, or Sec-Fetch-Site other than
+ * same-origin or none. 401 "no_valid_token": a token is set and the request
+ * does not carry it as the one Authorization: Bearer header.
+ */
+unsigned admin_guard_check(const struct admin_guard *g, const struct http_head *hd,
+                           const char *local_host, const char **why);
 
 /* ---- metrics formatting, pure (metrics.c) ---- */
 

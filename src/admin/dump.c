@@ -213,6 +213,13 @@ void admin_config_dump(const struct config *cfg, FILE *out)
         fprintf(out, "admin:\n");
         kv_str(out, 2, "listen", cfg->admin_listen);
         fprintf(out, "  allow_remote: %s\n", cfg->admin_allow_remote ? "true" : "false");
+        fprintf(out, "  server_names:%s\n", cfg->n_admin_server_names ? "" : " []");
+        for (size_t i = 0; i < cfg->n_admin_server_names; i++) {
+            fprintf(out, "    - ");
+            str(out, cfg->admin_server_names[i]);
+            fputc('\n', out);
+        }
+        kv_str(out, 2, "token_file", cfg->admin_token_file);
     } else {
         fprintf(out, "# admin: absent, so no admin endpoint\n");
     }
@@ -221,6 +228,7 @@ void admin_config_dump(const struct config *cfg, FILE *out)
     duration(out, 0, "drain_timeout", cfg->drain_timeout_ms);
     fprintf(out, "max_connections: %u%s\n", cfg->max_connections,
             cfg->max_connections ? "" : "  # no limit for all listeners together");
+    fprintf(out, "max_draining_generations: %u\n", cfg->max_draining_generations);
     if (cfg->user != NULL)
         kv_str(out, 0, "user", cfg->user);
     fprintf(out, "certificates:%s\n", cfg->n_certificates ? "" : " {}");

@@ -61,6 +61,7 @@ struct admin {
     double last_reload_ok; /* wall clock; 0 = never */
     struct admin_total *totals;
     struct admin_certs certs; /* of the current generation */
+    struct admin_guard guard; /* of the current generation */
 };
 
 /* The slot the workers' pickers use for a target, or NULL (no shared

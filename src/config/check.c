@@ -133,15 +133,95 @@ static bool addr_overlap(const struct net_addr *a, const struct net_addr *b)
     return net_addr_equal(a, b) || net_addr_is_any(a) || net_addr_is_any(b);
 }
 
+/* RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+ * "+" / "/" ) *"=" */
+static bool is_b64token(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                     (s[i] >= '0' && s[i] <= '9') || strchr("-._~+/", s[i]) != NULL))
+        i++;
+    if (i == 0)
+        return false;
+    while (i < n && s[i] == '=')
+        i++;
+    return i == n;
+}
+
+/* Reads admin.token_file into cfg->admin_token: one line (a final newline
+ * is dropped), a bearer token of ADMIN_TOKEN_MIN to ADMIN_TOKEN_MAX
+ * characters. The token is never written into a message. */
+static void read_admin_token(struct cfg_ctx *c)
+{
+    enum { ADMIN_TOKEN_MIN = 16, ADMIN_TOKEN_MAX = 1024 };
+    struct config *cfg = c->cfg;
+    char buf[ADMIN_TOKEN_MAX + 3];
+    size_t n = 0;
+    int fd = open(cfg->admin_token_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        cfg_error_at(c, &cfg->admin_token_file, "cannot read \"%s\": %s", cfg->admin_token_file,
+                     strerror(errno));
+        return;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        cfg_error_at(c, &cfg->admin_token_file, "cannot read \"%s\": not a regular file",
+                     cfg->admin_token_file);
+        close(fd);
+        return;
+    }
+    if ((sb.st_mode & 077) != 0)
+        cfg_warn_at(c, &cfg->admin_token_file,
+                    "\"%s\" can be read by other users (mode %03o); chmod 600 it",
+                    cfg->admin_token_file, (unsigned)(sb.st_mode & 0777));
+    while (n < sizeof(buf)) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n < ADMIN_TOKEN_MIN || n > ADMIN_TOKEN_MAX)
+        cfg_error_at(c, &cfg->admin_token_file,
+                     "\"%s\" holds %s%zu characters; a token needs %d to %d (for example the "
+                     "output of: openssl rand -base64 32)",
+                     cfg->admin_token_file, n > ADMIN_TOKEN_MAX ? "more than " : "",
+                     n > ADMIN_TOKEN_MAX ? (size_t)ADMIN_TOKEN_MAX : n, ADMIN_TOKEN_MIN,
+                     ADMIN_TOKEN_MAX);
+    else if (!is_b64token(buf, n))
+        cfg_error_at(c, &cfg->admin_token_file,
+                     "\"%s\" must hold one line of letters, digits and -._~+/ (then = signs "
+                     "only), as a bearer token is written (RFC 6750 §2.1)",
+                     cfg->admin_token_file);
+    else if ((cfg->admin_token = cfg_calloc(c, 1, n + 1)) != NULL) {
+        memcpy(cfg->admin_token, buf, n);
+        cfg->admin_token_len = n;
+    }
+    explicit_bzero(buf, sizeof(buf));
+}
+
 static void check_globals(struct cfg_ctx *c)
 {
     struct config *cfg = c->cfg;
     if (cfg->admin_listen != NULL && parse_addr(c, &cfg->admin_listen, &cfg->admin_addr) &&
         !cfg->admin_allow_remote && !net_addr_is_loopback(&cfg->admin_addr))
         cfg_error_at(c, &cfg->admin_listen,
-                     "\"%s\" is not a loopback address; the admin endpoint has no authentication "
-                     "(set admin.allow_remote: true to expose it anyway)",
+                     "\"%s\" is not a loopback address (set admin.allow_remote: true, with "
+                     "admin.token_file, to expose the admin endpoint anyway)",
                      cfg->admin_listen);
+    if (cfg->admin_token_file != NULL)
+        read_admin_token(c);
+    if (cfg->admin_listen != NULL && cfg->admin_allow_remote && cfg->admin_token_file == NULL &&
+        !was_bad(c, &cfg->admin_token_file))
+        cfg_error_at(c, &cfg->admin_allow_remote,
+                     "allow_remote needs admin.token_file: an admin endpoint reachable from "
+                     "other hosts must ask for a bearer token");
     if (cfg->user != NULL && getpwnam(cfg->user) == NULL)
         cfg_error_at(c, &cfg->user, "unknown user \"%.64s\" (no such user on this system)",
                      cfg->user);

@@ -205,11 +205,19 @@ struct config {
     char *admin_listen; /* NULL = no admin endpoint */
     struct net_addr admin_addr;
     bool admin_allow_remote;
+    char **admin_server_names; /* owned: more Host names the admin endpoint answers to */
+    size_t n_admin_server_names;
+    char *admin_token_file; /* NULL = no bearer token */
+    char *admin_token;      /* owned: the token read from admin_token_file at load; wiped
+                             * when freed */
+    size_t admin_token_len;
     enum log_level log_level;  /* default info */
     char *access_log;          /* "stdout" (default), "off" or a path */
     uint64_t drain_timeout_ms; /* default 30s */
     unsigned max_connections;  /* all listeners together, all workers; 0 = no limit (default) */
     char *user;                /* NULL = keep the user */
+    /* Reloads are refused while this many old generations drain; default 4. */
+    unsigned max_draining_generations;
 
     struct cfg_certificate *certificates; /* owned arrays */
     size_t n_certificates;

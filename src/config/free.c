@@ -94,6 +94,13 @@ void config_free(struct config *cfg)
     free(cfg->listeners);
     free(cfg->path);
     free(cfg->admin_listen);
+    for (size_t i = 0; i < cfg->n_admin_server_names; i++)
+        free(cfg->admin_server_names[i]);
+    free(cfg->admin_server_names);
+    free(cfg->admin_token_file);
+    if (cfg->admin_token != NULL)
+        explicit_bzero(cfg->admin_token, cfg->admin_token_len);
+    free(cfg->admin_token);
     free(cfg->access_log);
     free(cfg->user);
     free(cfg);

@@ -191,9 +191,56 @@ static void parse_workers(struct cfg_ctx *c, const struct cfg_val *v)
     (void)cfg_get_uint(c, v, 1, 256, &cfg->workers);
 }
 
+/* A name for the Host header: letters, digits, '-', '.' (a DNS name or an
+ * IPv4 address), or an IPv6 address in brackets. */
+static bool admin_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return false;
+    bool v6 = s[0] == '[';
+    if (v6 && (n < 3 || s[n - 1] != ']'))
+        return false;
+    for (size_t i = v6 ? 1 : 0; i < (v6 ? n - 1 : n); i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || (v6 ? ch == ':' : ch == '-');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void parse_admin_server_names(struct cfg_ctx *c, const struct cfg_val *v)
+{
+    struct config *cfg = c->cfg;
+    if (!cfg_is_seq(c, v))
+        return;
+    cfg_record(c, &cfg->admin_server_names, false, v);
+    cfg->admin_server_names = cfg_calloc(c, cfg_count(v) + 1, sizeof(char *));
+    if (cfg->admin_server_names == NULL)
+        return;
+    struct cfg_val item;
+    for (size_t i = 0; cfg_seq_next(c, v, &i, &item);) {
+        char **slot = &cfg->admin_server_names[cfg->n_admin_server_names];
+        if (!cfg_get_str(c, &item, slot))
+            continue;
+        if (!admin_name_ok(*slot)) {
+            cfg_error(c, &item,
+                      "\"%.64s\" is not a host name (expected a name such as admin.example, an "
+                      "IPv4 address or an IPv6 address in brackets)",
+                      *slot);
+            free(*slot);
+            *slot = NULL;
+            continue;
+        }
+        cfg->n_admin_server_names++;
+    }
+}
+
 static void parse_admin(struct cfg_ctx *c, const struct cfg_val *v)
 {
-    static const char *const keys[] = {"listen", "allow_remote"};
+    static const char *const keys[] = {"listen", "allow_remote", "server_names", "token_file"};
     struct config *cfg = c->cfg;
     if (!cfg_is_map(c, v))
         return;
@@ -208,6 +255,12 @@ static void parse_admin(struct cfg_ctx *c, const struct cfg_val *v)
             break;
         case 1:
             (void)cfg_get_bool(c, &kv, &cfg->admin_allow_remote);
+            break;
+        case 2:
+            parse_admin_server_names(c, &kv);
+            break;
+        case 3:
+            (void)cfg_get_path(c, &kv, &cfg->admin_token_file);
             break;
         default:
             break;
@@ -247,9 +300,17 @@ static void parse_log(struct cfg_ctx *c, const struct cfg_val *v)
 
 static void parse_root(struct cfg_ctx *c, const struct ynode *root)
 {
-    static const char *const keys[] = {"workers",   "admin",          "log",        "drain_timeout",
-                                       "user",      "certificates",   "client_cas", "target_groups",
-                                       "listeners", "max_connections"};
+    static const char *const keys[] = {"workers",
+                                       "admin",
+                                       "log",
+                                       "drain_timeout",
+                                       "user",
+                                       "certificates",
+                                       "client_cas",
+                                       "target_groups",
+                                       "listeners",
+                                       "max_connections",
+                                       "max_draining_generations"};
     struct config *cfg = c->cfg;
     struct cfg_val rv, kv;
     cfg_val_root(&rv, root);
@@ -293,6 +354,11 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
             break;
         case 9:
             (void)cfg_get_uint(c, &kv, 0, 10000000, &cfg->max_connections);
+            break;
+        case 10:
+            /* The current generation and this many draining ones fit the
+             * 16 generations /status and /metrics show. */
+            (void)cfg_get_uint(c, &kv, 1, 15, &cfg->max_draining_generations);
             break;
         default:
             break;
@@ -364,6 +430,7 @@ enum tg_status config_load_buffer(const char *name, const char *base_dir, const 
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->access_log = cfg_strdup(&c, "stdout");
     cfg->drain_timeout_ms = 30 * 1000;
+    cfg->max_draining_generations = 4;
 
     if (ydoc_parse(&doc, name, text, len, d) != TG_OK)
         goto out;

@@ -147,33 +147,167 @@ void log_access_write(const char *line, size_t len)
     }
 }
 
+/* Length of the well-formed UTF-8 sequence at p (at most n bytes), or 0:
+ * RFC 3629 §4, so no overlong forms, no surrogates, nothing past U+10FFFF. */
+static size_t utf8_seq_len(const unsigned char *p, size_t n)
+{
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        len = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        len = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    if (p[0] == 0xe0)
+        lo = 0xa0;
+    else if (p[0] == 0xed)
+        hi = 0x9f;
+    else if (p[0] == 0xf0)
+        lo = 0x90;
+    else if (p[0] == 0xf4)
+        hi = 0x8f;
+    if (n < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return len;
+}
+
 size_t log_json_escape(char *dst, size_t dst_len, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     if (dst_len == 0)
         return 0;
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    size_t left = strlen((const char *)p);
+    while (left > 0) {
         char tmp[7];
-        size_t n = 0;
+        const char *out = tmp;
+        size_t n = 0, used = 1;
         if (*p == '"' || *p == '\\') {
             tmp[n++] = '\\';
             tmp[n++] = (char)*p;
         } else if (*p < 0x20 || *p == 0x7f) {
-            tmp[n++] = '\\';
-            tmp[n++] = 'u';
-            tmp[n++] = '0';
-            tmp[n++] = '0';
-            tmp[n++] = hex[*p >> 4];
-            tmp[n++] = hex[*p & 15];
-        } else {
+            memcpy(tmp, "\\u00", 4);
+            tmp[4] = hex[*p >> 4];
+            tmp[5] = hex[*p & 15];
+            n = 6;
+        } else if (*p < 0x80) {
             tmp[n++] = (char)*p;
+        } else if ((used = utf8_seq_len(p, left)) > 0) {
+            /* C1 controls (NEL among them) and U+2028/U+2029 end a line
+             * for some readers: escaped like the C0 ones. */
+            unsigned cp = 0;
+            if (used == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+                cp = p[1];
+            else if (used == 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+                cp = 0x2000u | (p[2] & 0x3fu); /* U+2028, U+2029 */
+            if (cp != 0) {
+                memcpy(tmp, "\\u", 2);
+                for (int k = 0; k < 4; k++)
+                    tmp[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
+                n = 6;
+            } else {
+                out = (const char *)p;
+                n = used;
+            }
+        } else {
+            /* A byte that is not part of well-formed UTF-8: U+FFFD, so the
+             * line stays valid JSON whatever the peer sent. */
+            memcpy(tmp, "\\ufffd", 6);
+            n = 6;
+            used = 1;
         }
         if (o + n >= dst_len)
+            break;
+        memcpy(dst + o, out, n);
+        o += n;
+        p += used;
+        left -= used;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+/* A byte that may stand in a key=value field as it is. */
+static bool kv_plain(unsigned char ch)
+{
+    return ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '=';
+}
+
+/* The escaped form of ch inside quotes into tmp (4 bytes); its length. */
+static size_t kv_quoted_char(unsigned char ch, char *tmp)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (ch == '"' || ch == '\\') {
+        tmp[0] = '\\';
+        tmp[1] = (char)ch;
+        return 2;
+    }
+    if (ch >= 0x20 && ch < 0x7f) {
+        tmp[0] = (char)ch;
+        return 1;
+    }
+    tmp[0] = '\\';
+    tmp[1] = 'x';
+    tmp[2] = hex[ch >> 4];
+    tmp[3] = hex[ch & 15];
+    return 4;
+}
+
+size_t log_kv_escape(char *dst, size_t dst_len, const char *src, size_t src_len)
+{
+    /* Never produced by escaping (a backslash from the peer is doubled). */
+    static const char cut[] = "\\...\"";
+    const unsigned char *s = (const unsigned char *)(src ? src : "");
+    if (src == NULL)
+        src_len = 0;
+    if (dst_len < LOG_KV_MIN) {
+        if (dst_len > 0)
+            dst[0] = '\0';
+        return 0;
+    }
+    bool quote = src_len == 0;
+    size_t need = 2; /* the quotes */
+    char tmp[4];
+    for (size_t i = 0; i < src_len; i++) {
+        quote = quote || !kv_plain(s[i]);
+        need += kv_quoted_char(s[i], tmp);
+    }
+    if (!quote && src_len < dst_len) {
+        memcpy(dst, s, src_len);
+        dst[src_len] = '\0';
+        return src_len;
+    }
+    bool is_cut = need >= dst_len;
+    /* What must still fit after the escaped bytes: the closing quote, or
+     * the marker (which ends in a quote); and the NUL. */
+    size_t tail = is_cut ? sizeof(cut) : 2;
+    size_t o = 0;
+    dst[o++] = '"';
+    for (size_t i = 0; i < src_len; i++) {
+        size_t n = kv_quoted_char(s[i], tmp);
+        if (o + n + tail > dst_len)
             break;
         memcpy(dst + o, tmp, n);
         o += n;
     }
+    if (is_cut) {
+        memcpy(dst + o, cut, sizeof(cut));
+        return o + sizeof(cut) - 1;
+    }
+    dst[o++] = '"';
     dst[o] = '\0';
     return o;
+}
+
+const char *log_kv(char *dst, size_t dst_len, const char *s)
+{
+    (void)log_kv_escape(dst, dst_len, s, s ? strlen(s) : 0);
+    return dst;
 }

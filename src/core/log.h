@@ -51,7 +51,31 @@ bool log_access_enabled(void);
 void log_access_write(const char *line, size_t len);
 
 /* Escapes s into dst as the inside of a JSON string (no quotes), truncating
- * to fit; dst is always terminated. Returns the length written. */
+ * to fit between escapes and whole UTF-8 characters; dst is always
+ * terminated. '"' and '\\' are backslashed; C0 and C1 controls, 0x7f,
+ * U+2028 and U+2029 are \uXXXX; other well-formed UTF-8 (RFC 3629) is
+ * kept; any other byte is \ufffd. Returns the length written. */
 size_t log_json_escape(char *dst, size_t dst_len, const char *s);
+
+/*
+ * Writes src[0..src_len) (any bytes, NUL included) into dst as one value of
+ * a key=value event-log field, terminated. A value of printable ASCII
+ * without space, '"', '\\' and '=' is written as it is. Any other value, and
+ * the empty one, is written in double quotes with '"' and '\\' backslashed
+ * and every byte below 0x20 or from 0x7f up as \xNN. A value that does not
+ * fit is cut between escapes and ends in the marker \..." (which escaping
+ * never produces). dst_len below LOG_KV_MIN gives "". Returns the length
+ * written. Every value a peer chose goes through this before it is logged.
+ */
+size_t log_kv_escape(char *dst, size_t dst_len, const char *src, size_t src_len);
+
+#define LOG_KV_MIN 8
+/* Room for a logged peer value: enough for a host name, a subject or a
+ * request path of ordinary size; longer ones are cut with the marker. */
+#define LOG_KV_MAX 512
+
+/* log_kv_escape of the NUL-terminated s (NULL as ""); returns dst, so that
+ * it can stand as a printf argument. */
+const char *log_kv(char *dst, size_t dst_len, const char *s);
 
 #endif

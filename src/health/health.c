@@ -166,14 +166,15 @@ static void hc_result(struct hc *c, bool is_ok, const char *cause, const char *d
     }
     atomic_store(&s->hc_ok, 0);
     uint32_t fail = atomic_fetch_add(&s->hc_fail, 1) + 1;
-    log_debug("event=health_check_failed target_group=%s target=%s cause=%s detail=\"%s\"",
-              c->g->name, c->t->address, cause, detail ? detail : "");
+    char e_detail[LOG_KV_MAX];
+    log_kv(e_detail, sizeof(e_detail), detail);
+    log_debug("event=health_check_failed target_group=%s target=%s cause=%s detail=%s", c->g->name,
+              c->t->address, cause, e_detail);
     if (was != LB_HEALTH_DOWN && fail >= hc->unhealthy_threshold) {
         atomic_store(&s->health, LB_HEALTH_DOWN);
-        log_warn("event=target_down target_group=%s target=%s check=%s cause=%s detail=\"%s\" "
+        log_warn("event=target_down target_group=%s target=%s check=%s cause=%s detail=%s "
                  "failures=%u",
-                 c->g->name, c->t->address, hc_type_name(hc->type), cause, detail ? detail : "",
-                 fail);
+                 c->g->name, c->t->address, hc_type_name(hc->type), cause, e_detail, fail);
     }
 }
 

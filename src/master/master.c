@@ -262,13 +262,37 @@ static void apply_logging(const struct config *cfg)
         log_warn("event=access_log_unavailable path=%s action=keep_previous", cfg->access_log);
 }
 
-/* SIGHUP and POST /reload. True when the new config serves; its errors and
- * warnings go to out when not NULL. */
-static bool reload(struct master *m, struct diag *out)
+/* Old generations whose workers still drain their connections. */
+static unsigned draining_generations(const struct master *m)
+{
+    unsigned n = 0;
+    for (const struct gen *g = m->gens; g != NULL; g = g->next)
+        n += g->is_retiring;
+    return n;
+}
+
+/* SIGHUP and POST /reload. Its errors and warnings go to out when not
+ * NULL. Refused without trying while max_draining_generations old ones
+ * still drain: each keeps its workers, TLS contexts and counters, so
+ * reloads in a loop would otherwise pile them up. */
+static enum admin_reload reload(struct master *m, struct diag *out)
 {
     struct diag local;
     diag_init(&local);
     struct diag *d = out != NULL ? out : &local;
+    unsigned draining = draining_generations(m);
+    unsigned limit = m->gens != NULL ? m->gens->cfg->max_draining_generations : 1;
+    if (draining >= limit) {
+        log_warn("event=reload_refused reason=too_many_draining generations=%u limit=%u "
+                 "action=keep_serving generation=%u",
+                 draining, limit, m->gens ? m->gens->id : 0);
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL,
+                 "%u old generations are still draining (max_draining_generations: %u); "
+                 "reload again once they have finished",
+                 draining, limit);
+        diag_fini(&local);
+        return ADMIN_RELOAD_BUSY;
+    }
     admin_sd_notify("RELOADING=1");
     log_info("event=reload_start config=%s", m->config_path);
     struct gen *g = gen_new(m, m->config_path, d);
@@ -283,7 +307,7 @@ static bool reload(struct master *m, struct diag *out)
         diag_fini(&local);
         admin_note_reload(m->admin, false, ev_time());
         admin_sd_notify("READY=1\nSTATUS=reload failed; serving the previous configuration");
-        return false;
+        return ADMIN_RELOAD_FAILED;
     }
     diag_fini(&local);
     admin_note_reload(m->admin, true, ev_time());
@@ -298,7 +322,7 @@ static bool reload(struct master *m, struct diag *out)
     }
     log_info("event=reload result=ok generation=%u", g->id);
     admin_sd_notify("READY=1\nSTATUS=serving");
-    return true;
+    return ADMIN_RELOAD_OK;
 }
 
 static void stop(struct master *m, const char *why)
@@ -428,10 +452,10 @@ static size_t admin_generations(void *ctx, struct admin_gen *out, size_t max)
     return n;
 }
 
-static bool admin_reload(void *ctx, struct diag *d)
+static enum admin_reload ops_reload(void *ctx, struct diag *d)
 {
     struct master *m = ctx;
-    return !m->is_stopping && reload(m, d);
+    return m->is_stopping ? ADMIN_RELOAD_FAILED : reload(m, d);
 }
 
 /* The admin endpoint of the first generation; refuses to start without it. */
@@ -440,7 +464,7 @@ static enum tg_status start_admin(struct master *m, struct gen *g)
     struct admin_ops ops = {
         .ctx = m,
         .generations = admin_generations,
-        .reload = admin_reload,
+        .reload = ops_reload,
     };
     m->admin = admin_new(m->loop, &ops);
     struct diag d;

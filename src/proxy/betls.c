@@ -218,10 +218,12 @@ enum conn_state betls_connect_failed(struct conn *c, const char *reason, const c
         tls_name_format(X509_get_issuer_name(crt), issuer, sizeof(issuer));
     }
     net_addr_format(&c->peer, peer, sizeof(peer));
+    char e_subj[LOG_KV_MAX], e_iss[LOG_KV_MAX], e_detail[LOG_KV_MAX];
     log_warn("event=backend_tls_failed listener=%s " CONN_FMT " client=%s target_group=%s "
-             "target=%s reason=%s subject=\"%s\" issuer=\"%s\" detail=\"%s\"",
-             c->l->cfg->name, CONN_ARGS(c), peer, c->group->name, t->address, reason, subject,
-             issuer, detail);
+             "target=%s reason=%s subject=%s issuer=%s detail=%s",
+             c->l->cfg->name, CONN_ARGS(c), peer, c->group->name, t->address, reason,
+             log_kv(e_subj, sizeof(e_subj), subject), log_kv(e_iss, sizeof(e_iss), issuer),
+             log_kv(e_detail, sizeof(e_detail), detail));
     /* A session that no longer gets through is not offered again. */
     struct betls_group *bg = group_of(c);
     if (bg != NULL) {

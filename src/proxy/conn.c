@@ -176,10 +176,13 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
         tls_name_format(X509_get_issuer_name(offered), issuer, sizeof(issuer));
     }
     peer_str(c, peer, sizeof(peer));
+    char e_sni[LOG_KV_MAX], e_subj[LOG_KV_MAX], e_iss[LOG_KV_MAX], e_detail[LOG_KV_MAX];
     log_warn("event=tls_handshake_failed listener=%s conn=%d.%llu client=%s sni=%s reason=%s "
-             "subject=\"%s\" issuer=\"%s\" detail=\"%s\"",
-             c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, sni ? sni : "-", reason,
-             subject, issuer, detail ? detail : "");
+             "subject=%s issuer=%s detail=%s",
+             c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer,
+             log_kv(e_sni, sizeof(e_sni), sni ? sni : "-"), reason,
+             log_kv(e_subj, sizeof(e_subj), subject), log_kv(e_iss, sizeof(e_iss), issuer),
+             log_kv(e_detail, sizeof(e_detail), detail));
     c->reject_reason = reason;
     c->outcome = "tls_rejected";
     shm_count_handshake_failure(c->l->stats, reason);

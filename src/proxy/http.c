@@ -423,8 +423,10 @@ static enum conn_state backend_failed(struct conn *c, const char *why)
 {
     struct http_conn *h = c->http;
     if (can_retry(c)) {
-        log_info("event=backend_retry listener=%s " CONN_FMT " target=%s reason=\"%s\"",
-                 c->l->cfg->name, CONN_ARGS(c), c->group->targets[c->target].address, why);
+        char e_why[LOG_KV_MAX];
+        log_info("event=backend_retry listener=%s " CONN_FMT " target=%s reason=%s",
+                 c->l->cfg->name, CONN_ARGS(c), c->group->targets[c->target].address,
+                 log_kv(e_why, sizeof(e_why), why));
         close_backend(c);
         h->retried = true;
         h->be_reused = false;

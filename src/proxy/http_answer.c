@@ -40,8 +40,9 @@ enum conn_state http_error_page(struct conn *c, unsigned status, const char *wha
 {
     char peer[64], body[256];
     net_addr_format(&c->peer, peer, sizeof(peer));
-    log_info("event=http_error listener=%s " CONN_FMT " client=%s status=%u reason=\"%s\"",
-             c->l->cfg->name, CONN_ARGS(c), peer, status, what);
+    char e_what[LOG_KV_MAX];
+    log_info("event=http_error listener=%s " CONN_FMT " client=%s status=%u reason=%s",
+             c->l->cfg->name, CONN_ARGS(c), peer, status, log_kv(e_what, sizeof(e_what), what));
     if (strcmp(c->outcome, "ok") == 0)
         c->outcome = "http_error"; /* a 502/503/504 keeps its own (no_target, ...) */
     if (c->http->sent_to_client)

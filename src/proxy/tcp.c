@@ -47,8 +47,9 @@ enum conn_state tcp_pick(struct conn *c)
 enum conn_state tcp_connect_failed(struct conn *c, const char *why)
 {
     const struct cfg_target *t = &c->group->targets[c->target];
-    log_warn("event=connect_failed listener=%s " CONN_FMT " target=%s error=\"%s\"",
-             c->l->cfg->name, CONN_ARGS(c), t->address, why);
+    char e_why[LOG_KV_MAX];
+    log_warn("event=connect_failed listener=%s " CONN_FMT " target=%s error=%s", c->l->cfg->name,
+             CONN_ARGS(c), t->address, log_kv(e_why, sizeof(e_why), why));
     ev_io_stop(c->w->loop, &c->be.io);
     c->be.events = 0;
     if (c->be.fd >= 0)

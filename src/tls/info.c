@@ -193,8 +193,10 @@ void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info)
 
 size_t tls_info_json(const struct tls_info *info, char *dst, size_t cap)
 {
+    /* JSON escaping at most triples a name (a C1 control, two bytes of
+     * UTF-8, becomes \u0085) and makes six bytes of any other byte. */
     char sni[6 * sizeof(info->sni)];
-    char subject[2 * TLS_NAME_MAX + 1], issuer[2 * TLS_NAME_MAX + 1];
+    char subject[3 * TLS_NAME_MAX + 1], issuer[3 * TLS_NAME_MAX + 1];
     log_json_escape(sni, sizeof(sni), info->sni);
     log_json_escape(subject, sizeof(subject), info->client_subject);
     log_json_escape(issuer, sizeof(issuer), info->client_issuer);

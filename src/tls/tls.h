@@ -208,7 +208,7 @@ void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info);
  * "client_fingerprint", "client_verify"), peer text escaped, into dst.
  * With cap >= TLS_INFO_JSON_MAX nothing is ever cut. Returns the length.
  */
-#define TLS_INFO_JSON_MAX (6 * 256 + 4 * TLS_NAME_MAX + 1024)
+#define TLS_INFO_JSON_MAX (6 * 256 + 6 * TLS_NAME_MAX + 1024)
 size_t tls_info_json(const struct tls_info *info, char *dst, size_t cap);
 
 /* Fills the client_* facts of info (subject, issuer, cn, serial,

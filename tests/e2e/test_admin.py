@@ -414,7 +414,9 @@ def test_non_loopback_admin_refused(tmp_path, pki):
                      r.stderr), r.stderr
     r = run_tollgate(["run", "-c", str(path)], timeout=T(15))
     assert r.returncode == 1 and "allow_remote" in r.stderr
-    cfg["admin"]["allow_remote"] = True
+    token = tmp_path / "admin.token"
+    token.write_text("x" * 32 + "\n")
+    cfg["admin"].update(allow_remote=True, token_file=str(token))
     path = tg.write_config(cfg)
     r = run_tollgate(["check", "-c", str(path)])
     assert r.returncode == 0, r.stderr
@@ -822,16 +824,17 @@ def _raw(port, data, timeout=None):
 
 def test_admin_refuses_bad_requests(admin_tg):
     port = admin_tg.admin_port
-    assert _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+    assert _raw(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").startswith(
+        b"HTTP/1.1 200 ")
     # Malformed, oversized and wrong-method requests get an answer, not a hang.
     assert _raw(port, b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").startswith(
         b"HTTP/1.1 400 ")
     big = b"GET /metrics HTTP/1.1\r\nX-Fill: " + b"a" * 9000 + b"\r\n\r\n"
     assert _raw(port, big).startswith(b"HTTP/1.1 400 ")
-    r = _raw(port, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = _raw(port, b"DELETE /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert r.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD" in r
     # HEAD: the headers of GET, no body.
-    r = _raw(port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = _raw(port, b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
     head, _, body = r.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and body == b""
     assert int(re.search(rb"Content-Length: (\d+)", head).group(1)) > 1000
@@ -839,3 +842,211 @@ def test_admin_refuses_bad_requests(admin_tg):
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"GET /met")
     assert admin_get(port, "/healthz")[0] == 200
+
+
+# ---- who may use the admin endpoint ---------------------------------------------------
+
+def _status(port, method="GET", path="/status", host="127.0.0.1", version="1.1", headers=()):
+    """Status code of one raw request (host None: no Host header)."""
+    req = f"{method} {path} HTTP/{version}\r\n"
+    if host is not None:
+        req += f"Host: {host}\r\n"
+    for k, v in headers:
+        req += f"{k}: {v}\r\n"
+    if method == "POST":
+        req += "Content-Length: 0\r\n"
+    resp = _raw(port, (req + "\r\n").encode())
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", resp)
+    assert m, resp[:200]
+    return int(m.group(1)), resp
+
+
+def test_admin_host_must_name_the_endpoint(admin_tg):
+    """DNS rebinding: a page on evil.example whose name now resolves to
+    127.0.0.1 sends Host: evil.example; only the endpoint's own names pass."""
+    tg, port = admin_tg, admin_tg.admin_port
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.2", "localhost.evil.example",
+                 f"127.0.0.1.evil.example:{port}", "[::1]"):
+        st, _ = _status(port, host=host)
+        assert st == 421, host
+    assert tg.events("admin_refused", reason="unknown_host", host="evil.example")
+    st, _ = _status(port, method="POST", path="/reload", host="evil.example")
+    assert st == 421 and not tg.events("reload_start")
+    # HTTP/1.1 needs a Host (RFC 9112 §3.2); HTTP/1.0 predates it.
+    assert _status(port, host=None)[0] == 400
+    assert _status(port, host=None, version="1.0")[0] == 200
+    # Twins: the listen address with or without a port, and localhost.
+    for host in (f"127.0.0.1:{port}", "127.0.0.1", "localhost", f"LocalHost:{port}",
+                 "localhost:8080"):
+        st, _ = _status(port, host=host)
+        assert st == 200, host
+
+
+def test_admin_server_names(tollgate):
+    port = free_port()
+    cfg = base_config(port)
+    cfg["admin"]["server_names"] = ["admin.example", "[::1]"]
+    tg = tollgate(cfg)
+    assert _status(port, host="admin.example")[0] == 200
+    assert _status(port, host=f"ADMIN.example:{port}")[0] == 200
+    assert _status(port, host="[::1]:9901")[0] == 200
+    assert _status(port, host="other.example")[0] == 421
+    assert _status(port, host="admin.example.evil")[0] == 421
+    assert tg.events("admin_refused", host="admin.example.evil")
+
+
+def test_admin_refuses_requests_from_web_pages(admin_tg):
+    tg, port = admin_tg, admin_tg.admin_port
+    for hdr in (("Origin", "http://evil.example"), ("Origin", "null"),
+                ("Origin", f"http://127.0.0.1:{port}"), ("Sec-Fetch-Site", "cross-site"),
+                ("Sec-Fetch-Site", "same-site")):
+        st, _ = _status(port, headers=[hdr])
+        assert st == 403, hdr
+        st, _ = _status(port, method="POST", path="/reload", headers=[hdr])
+        assert st == 403, hdr
+    assert not tg.events("reload_start"), "a refused POST /reload must not reload"
+    assert tg.events("admin_refused", reason="cross_site")
+    # Twins: a page of the endpoint itself, and a navigation typed by the user.
+    for hdr in (("Sec-Fetch-Site", "same-origin"), ("Sec-Fetch-Site", "none")):
+        assert _status(port, headers=[hdr])[0] == 200, hdr
+    st, resp = _status(port, method="POST", path="/reload", headers=[("Sec-Fetch-Site", "none")])
+    assert st == 200, resp
+
+
+TOKEN = "s3cr3t-Token_for.the~admin+endpoint/="
+
+
+@pytest.fixture
+def token_tg(tollgate, tmp_path):
+    token = tmp_path / "admin.token"
+    token.write_text(TOKEN + "\n")
+    port = free_port()
+    cfg = base_config(port)
+    cfg["admin"]["token_file"] = str(token)
+    tg = tollgate(cfg)
+    tg.admin_port = port
+    return tg
+
+
+def test_admin_token_required(token_tg):
+    tg, port = token_tg, token_tg.admin_port
+    for auth in (None, f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN}x", f"Bearer {TOKEN.upper()}",
+                 "Bearer ", f"Basic {TOKEN}", f"Bearer{TOKEN}", TOKEN):
+        hdrs = [("Authorization", auth)] if auth is not None else []
+        for path in ("/status", "/metrics", "/healthz"):
+            st, resp = _status(port, path=path, headers=hdrs)
+            assert st == 401, (auth, path)
+            assert b"\r\nWWW-Authenticate: Bearer" in resp
+        st, _ = _status(port, method="POST", path="/reload", headers=hdrs)
+        assert st == 401
+    # Twice the right token is not one right token.
+    st, _ = _status(port, headers=[("Authorization", f"Bearer {TOKEN}")] * 2)
+    assert st == 401
+    assert not tg.events("reload_start")
+    assert tg.events("admin_refused", reason="no_valid_token")
+    assert TOKEN not in tg.log(), "the token must never be logged"
+    # Twins: the right token, whatever the case of the scheme.
+    for auth in (f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER  {TOKEN}"):
+        assert _status(port, headers=[("Authorization", auth)])[0] == 200, auth
+    st, resp = _status(port, method="POST", path="/reload",
+                       headers=[("Authorization", f"Bearer {TOKEN}")])
+    assert st == 200, resp
+    assert TOKEN not in tg.log()
+
+
+def _check(tmp_path, pki, admin):
+    cfg = base_config(free_port())
+    cfg["admin"].update(admin)
+    tg = Tollgate(tmp_path / "chk", pki)
+    path = tg.write_config(cfg)
+    return path, run_tollgate(["check", "-c", str(path)])
+
+
+def test_admin_token_file_and_allow_remote_checked(tmp_path, pki):
+    port = free_port()
+    # allow_remote without a token is refused, at the key.
+    path, r = _check(tmp_path, pki, {"listen": f"0.0.0.0:{port}", "allow_remote": True})
+    assert r.returncode == 1
+    assert re.search(rf"{re.escape(str(path))}:\d+:\d+: admin\.allow_remote: .*token_file",
+                     r.stderr), r.stderr
+    token = tmp_path / "t.token"
+    for text, why in (("", "0 characters"), ("short\n", "5 characters"),
+                      ("has space in it, 20+ chars\n", "one line"),
+                      ("x" * 2000, "more than 1024")):
+        token.write_text(text)
+        path, r = _check(tmp_path, pki, {"token_file": str(token)})
+        assert r.returncode == 1, text
+        assert re.search(rf"{re.escape(str(path))}:\d+:\d+: admin\.token_file: .*{why}",
+                         r.stderr), r.stderr
+        assert text.strip() == "" or text.strip() not in r.stderr
+    path, r = _check(tmp_path, pki, {"token_file": str(tmp_path / "missing")})
+    assert r.returncode == 1 and "admin.token_file: cannot read" in r.stderr
+    path, r = _check(tmp_path, pki, {"server_names": ["bad name"]})
+    assert r.returncode == 1 and "admin.server_names[0]" in r.stderr, r.stderr
+    # Twins: a good token, with and without allow_remote; readable by
+    # others it is a warning.
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o644)
+    path, r = _check(tmp_path, pki, {"token_file": str(token)})
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"warning: admin\.token_file: .*can be read by other users \(mode 644\)",
+                     r.stderr), r.stderr
+    token.chmod(0o600)
+    path, r = _check(tmp_path, pki, {"token_file": str(token)})
+    assert r.returncode == 0 and "token_file" not in r.stderr, r.stderr
+    path, r = _check(tmp_path, pki, {"listen": f"0.0.0.0:{port}", "allow_remote": True,
+                                     "token_file": str(token)})
+    assert r.returncode == 0, r.stderr
+
+
+def test_reload_refused_while_too_many_generations_drain(tollgate, pki):
+    """Each reload leaves the previous generation draining while it has
+    connections; past max_draining_generations a reload is refused (POST
+    /reload 429, SIGHUP logged) until they have gone."""
+    cap = 2
+    port = free_port()
+    cfg = {
+        "admin": admin_cfg(port),
+        "drain_timeout": "120s",
+        "max_draining_generations": cap,
+        "target_groups": {"echo": {"targets": [{"address": "builtin:echo"}]}},
+        "listeners": [listener(name="main", group="echo")],
+    }
+    tg = tollgate(cfg)
+    ctx = tg_tls.client_ctx(pki)
+    held = []
+    try:
+        for gen in range(1, cap + 1):
+            s = tg_tls.connect(tg.addr("main"), ctx)
+            held.append(s)
+            s.sendall(b"x")
+            assert tg_tls.recv_exact(s, 1) == b"x"  # served by generation `gen`
+            st, _, body = admin_get(port, "/reload", method="POST")
+            assert st == 200, body
+            tg.wait_ready(generation=gen + 1)
+            # The old worker has closed its listening socket: the next
+            # connection can only go to the new generation.
+            tg.wait_event("worker_draining", count=gen)
+        # The current generation and `cap` draining ones, each held open.
+        assert metric(scrape(port), "tollgate_generations") == cap + 1
+        st, hdrs, body = admin_get(port, "/reload", method="POST")
+        doc = json.loads(body)
+        assert st == 429, body
+        assert doc["result"] == "refused" and doc["reason"] == "too_many_draining"
+        assert "max_draining_generations" in doc["errors"][0]
+        ev = tg.wait_event("reload_refused")[0]
+        assert ev["reason"] == "too_many_draining" and ev["generations"] == str(cap)
+        tg.signal(signal.SIGHUP)
+        tg.wait_event("reload_refused", count=2)
+        assert not re.search(rf"event=ready generation={cap + 2}\b", tg.log())
+        # The held connections still work: nothing was cut to make room.
+        for s in held:
+            s.sendall(b"y")
+            assert tg_tls.recv_exact(s, 1) == b"y"
+    finally:
+        for s in held:
+            s.close()
+    tg.wait_event("generation_retired", count=cap)
+    st, _, body = admin_get(port, "/reload", method="POST")
+    assert st == 200, body
+    tg.wait_ready(generation=cap + 2)

@@ -21,7 +21,7 @@ static char dir[] = "/tmp/tg-test-config-XXXXXX";
 
 static const char *const files[] = {
     "pki/server-ecdsa.crt", "pki/server-ecdsa.key", "pki/server-rsa.crt", "pki/server-rsa.key",
-    "pki/root.crt",         "pki/clients.crl",      "pki/password.txt"};
+    "pki/root.crt",         "pki/clients.crl",      "pki/password.txt",   "pki/admin.token"};
 
 /* A path under dir in one of 16 rotating buffers. */
 static const char *path_of(const char *name)
@@ -48,6 +48,9 @@ static int setup(void **state)
         return -1;
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
         write_file(files[i], "content is not checked here\n");
+    write_file("pki/admin.token", "unit-test-admin-token-0123456789\n");
+    if (chmod(path_of("pki/admin.token"), 0600) != 0)
+        return -1;
     return 0;
 }
 
@@ -325,7 +328,9 @@ static void test_every_key(void **state)
     (void)state;
     struct config *cfg = load_ok(
         "workers: 4\n"
-        "admin: { listen: 0.0.0.0:9902, allow_remote: true }\n"
+        "admin: { listen: 0.0.0.0:9902, allow_remote: true, token_file: pki/admin.token,\n"
+        "         server_names: [admin.example, '[::1]'] }\n"
+        "max_draining_generations: 2\n"
         "log: { level: debug, access: logs/access.log }\n"
         "drain_timeout: 500ms\n"
         "user: root\n"
@@ -376,6 +381,11 @@ static void test_every_key(void **state)
     assert_int_equal(cfg->workers, 4);
     assert_int_equal(config_worker_count(cfg), 4);
     assert_true(cfg->admin_allow_remote);
+    assert_string_equal(cfg->admin_token, "unit-test-admin-token-0123456789");
+    assert_int_equal(cfg->admin_token_len, 32);
+    assert_int_equal(cfg->n_admin_server_names, 2);
+    assert_string_equal(cfg->admin_server_names[1], "[::1]");
+    assert_int_equal(cfg->max_draining_generations, 2);
     assert_int_equal(cfg->log_level, LOG_LEVEL_DEBUG);
     assert_string_equal(cfg->access_log, path_of("logs/access.log"));
     assert_int_equal(cfg->drain_timeout_ms, 500);
@@ -543,7 +553,7 @@ static void test_shape(void **state)
     EXPECT_ERRORS(BASE HTTPS "worker: 2\n",
                   "t.yaml:13:1: worker: unknown key \"worker\" (expected one of: workers, admin, "
                   "log, drain_timeout, user, certificates, client_cas, target_groups, listeners, "
-                  "max_connections)");
+                  "max_connections, max_draining_generations)");
     EXPECT_ERRORS(BASE HTTPS "    idle: 5m\n",
                   "t.yaml:13:5: listeners[0].idle: unknown key \"idle\" (expected one of: name, "
                   "protocol, listen, tls, target_group, default_target_group, proxy_protocol, "
@@ -1002,9 +1012,8 @@ static void test_addresses(void **state)
         "t.yaml:8:23: target_groups.echo.targets[2].address: expected \"HOST:PORT\", got "
         "\"127.0.0.1\"",
         "t.yaml:8:47: target_groups.echo.targets[3].address: bad port \"0\" (1-65535)",
-        "t.yaml:9:10: admin.listen: \"0.0.0.0:9901\" is not a loopback address; the "
-        "admin endpoint has no authentication (set admin.allow_remote: true to expose it "
-        "anyway)",
+        "t.yaml:9:10: admin.listen: \"0.0.0.0:9901\" is not a loopback address (set "
+        "admin.allow_remote: true, with admin.token_file, to expose the admin endpoint anyway)",
         "t.yaml:12:32: listeners[1].listen: 0.0.0.0:8080 is already used by listener "
         "\"a\" (line 11)",
         "t.yaml:13:32: listeners[2].listen: 127.0.0.1:8080 overlaps 0.0.0.0:8080 of "
@@ -1014,8 +1023,9 @@ static void test_addresses(void **state)
         "t.yaml:16:32: listeners[5].listen: expected \"HOST:PORT\", got \"8080\"",
         "t.yaml:17:7: listeners[6].name: duplicate listener name \"a\" (first used at "
         "line 11)");
-    struct config *cfg =
-        load_ok(BASE HTTPS "admin: { listen: 0.0.0.0:9901, allow_remote: true }\n", 0);
+    struct config *cfg = load_ok(BASE HTTPS "admin: { listen: 0.0.0.0:9901, allow_remote: true,\n"
+                                            "         token_file: pki/admin.token }\n",
+                                 0);
     assert_true(cfg->admin_allow_remote);
     config_free(cfg);
 }
