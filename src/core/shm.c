@@ -76,12 +76,13 @@ enum shm_tls_version shm_tls_version_of(int protocol)
     }
 }
 
-/* DESIGN.md "Rejection reasons", same order. */
+/* The rejection reasons (docs/OPERATIONS.md), tls_error last. */
 static const char *const reasons[SHM_REASON_COUNT] = {
-    "no_client_cert",   "cert_expired", "cert_not_yet_valid", "cert_revoked",
-    "unknown_ca",       "self_signed",  "bad_signature",      "wrong_purpose",
-    "chain_too_long",   "crl_expired",  "crl_missing",        "protocol_version",
-    "no_shared_cipher", "unknown_sni",  "handshake_timeout",  "tls_error",
+    "no_client_cert",    "cert_expired",     "cert_not_yet_valid", "cert_revoked",
+    "unknown_ca",        "self_signed",      "bad_signature",      "wrong_purpose",
+    "chain_too_long",    "crl_expired",      "crl_missing",        "serial_too_long",
+    "name_too_long",     "protocol_version", "no_shared_cipher",   "unknown_sni",
+    "handshake_timeout", "tls_error",
 };
 
 const char *shm_reason_name(size_t i)

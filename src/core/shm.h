@@ -25,8 +25,8 @@ enum shm_tls_version {
     SHM_TLS_COUNT
 };
 
-/* The rejection reasons of DESIGN.md, in that order. */
-#define SHM_REASON_COUNT 16
+/* The rejection reasons (docs/OPERATIONS.md), tls_error last. */
+#define SHM_REASON_COUNT 18
 
 /* Histogram upper bounds in seconds (the +Inf bucket comes after them). */
 #define SHM_HIST_BOUNDS 16

@@ -13,7 +13,8 @@ from tg_proc import T, listener
 
 REASONS = {"no_client_cert", "cert_expired", "cert_not_yet_valid", "cert_revoked", "unknown_ca",
            "self_signed", "bad_signature", "wrong_purpose", "chain_too_long", "crl_expired",
-           "crl_missing", "protocol_version", "no_shared_cipher", "unknown_sni",
+           "crl_missing", "serial_too_long", "name_too_long", "protocol_version",
+           "no_shared_cipher", "unknown_sni",
            "handshake_timeout", "tls_error"}
 
 GARBAGE = {
