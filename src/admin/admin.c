@@ -695,7 +695,7 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
             admin_out_printf(o, "%d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
         }
     }
-    /* DESIGN.md's name for the same gauge. */
+    /* The documented name for the same gauge. */
     family(o, "tollgate_backend_up", "gauge",
            "1 when a target may be picked (as tollgate_target_up).");
     for (size_t i = 0; i < cfg->n_target_groups; i++) {

@@ -14,8 +14,8 @@
 #include "core/status.h"
 
 /*
- * The admin endpoint, served by the master on its libev loop (DESIGN.md
- * "Observability"): GET /metrics (Prometheus text 0.0.4), GET /status
+ * The admin endpoint, served by the master on its libev loop (see
+ * docs/OPERATIONS.md): GET /metrics (Prometheus text 0.0.4), GET /status
  * (JSON), GET /healthz (200 while serving, 503 while draining) and
  * POST /reload (the same as SIGHUP, answered with the result as JSON).
  * One request per connection, answered with Connection: close. Every

@@ -139,7 +139,7 @@ void admin_certs_metrics(const struct admin_certs *c, struct admin_out *o)
         admin_label_escape(o, c->v[i].serial);
         admin_out_printf(o, "\"} %lld\n", (long long)c->v[i].not_after);
     }
-    /* DESIGN.md's name: per certificates/client_cas entry, the seconds until
+    /* The documented name: per certificates/client_cas entry, the seconds until
      * the first of its certificates expires (negative once one has). */
     admin_out_printf(o, "# HELP tollgate_certificate_expiry_seconds Seconds until the first "
                         "certificate of a certificates or client_cas entry expires.\n"

@@ -1,5 +1,5 @@
 /* TLS to the targets of https target groups that have a tls block: the
- * client side of DESIGN.md (trust, dates, revocation, name). */
+ * client side of the TLS checks (trust, dates, revocation, name). */
 #include "proxy/conn.h"
 
 #include <arpa/inet.h>

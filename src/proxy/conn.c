@@ -163,7 +163,7 @@ static void peer_str(const struct conn *c, char *dst, size_t len)
     net_addr_format(&c->peer, dst, len);
 }
 
-/* One line per refused handshake (DESIGN.md "Rejection reasons"). */
+/* One line per refused handshake, with its reason code. */
 void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
 {
     char peer[64], subject[512] = "", issuer[512] = "";
@@ -508,7 +508,7 @@ static void format_time(ev_tstamp t, char *dst, size_t len)
 }
 
 /* Appends the HTTP fields of the current request: method, path, status,
- * upstream time (DESIGN.md "Observability"). */
+ * upstream time. */
 static int http_fields(const struct conn *c, char *dst, size_t len, ev_tstamp now)
 {
     const struct http_conn *h = c->http;

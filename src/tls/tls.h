@@ -120,7 +120,8 @@ void tls_verdict_fini(struct tls_verdict *v);
  * need would accept any chain. */
 void tls_ctx_set_verify_level(SSL_CTX *ctx);
 
-/* Maps an X509_V_ERR_* code to a stable reason code of DESIGN.md
+/* Maps an X509_V_ERR_* code (or a TLS_V_ERR_* of ours) to a stable reason
+ * code of docs/OPERATIONS.md
  * ("cert_expired", "unknown_ca", ...); never NULL. */
 const char *tls_reason_from_verify(int x509_err);
 
