@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import tg_certs
+import tg_tls
 import tg_proc
 from tg_http import Client, https_listener
 from tg_proc import T, listener, wait_for
@@ -338,16 +339,6 @@ def test_revoked(tollgate, pki, backends, tmp_path):
     assert get(tg2, pki, "/kept").status == 200
 
 
-SECLEVEL0_CONF = """openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-CipherString = DEFAULT:@SECLEVEL=0
-"""
-
-
 @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 def test_weak_target_chain_refused_whatever_the_system_level(tollgate, pki, backends, tmp_path,
                                                              monkeypatch):
@@ -356,7 +347,7 @@ def test_weak_target_chain_refused_whatever_the_system_level(tollgate, pki, back
     signed with SHA-1 is refused (bad_signature); twin: a normal one under
     the same configuration is served."""
     conf = tmp_path / "seclevel0.cnf"
-    conf.write_text(SECLEVEL0_CONF)
+    conf.write_text(tg_tls.SECLEVEL0_CONF)
     monkeypatch.setenv("OPENSSL_CONF", str(conf))
     cert, key = server_cert(pki, tmp_path, "sha1-server", digest=hashes.SHA1())
     be = backends(cert, key, seclevel0=True)

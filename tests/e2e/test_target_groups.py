@@ -447,16 +447,6 @@ def test_health_https(tollgate, pki, foreign_pki, ids, case):
         assert not tg.events("target_up", target=b.address)
 
 
-SECLEVEL0_CONF = """openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-CipherString = DEFAULT:@SECLEVEL=0
-"""
-
-
 @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 def test_health_https_refuses_a_weak_chain_whatever_the_system_level(tollgate, pki, ids, tmp_path,
                                                                    monkeypatch):
@@ -469,7 +459,7 @@ def test_health_https_refuses_a_weak_chain_whatever_the_system_level(tollgate, p
 
     import tg_certs
     conf = tmp_path / "seclevel0.cnf"
-    conf.write_text(SECLEVEL0_CONF)
+    conf.write_text(tg_tls.SECLEVEL0_CONF)
     monkeypatch.setenv("OPENSSL_CONF", str(conf))
     inter = tg_certs.load_cert(pki.path("intermediate.crt"))
     inter_key = serialization.load_pem_private_key(

@@ -16,6 +16,18 @@ TLS_VERSIONS = {
 }
 
 
+# An OpenSSL configuration that lowers the system's default security level
+# to 0 (for OPENSSL_CONF), to show that tollgate pins its own.
+SECLEVEL0_CONF = """openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+CipherString = DEFAULT:@SECLEVEL=0
+"""
+
+
 def client_ctx(pki, cert=None, version=None, ciphers=None, verify=True, seclevel0=False):
     """A client SSLContext trusting the PKI's root. cert: (crt, key) or None.
     version: "1.2" etc. pins min and max."""

@@ -129,25 +129,6 @@ static void build_head(struct http_head *hd, const char *text, size_t len, bool 
     hd->host = http_head_find(hd, "host");
 }
 
-/* Header lines (after the first line) whose name is exactly name,
- * case-insensitively. */
-static int count_named(const char *out, size_t len, const char *name)
-{
-    int n = 0;
-    size_t nlen = strlen(name);
-    const char *p = memchr(out, '\r', len), *end = out + len;
-    CHECK(p != NULL);
-    p += 2;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        CHECK(eol != NULL);
-        if ((size_t)(eol - p) > nlen && p[nlen] == ':' && strncasecmp(p, name, nlen) == 0)
-            n++;
-        p = eol + 2;
-    }
-    return n;
-}
-
 /* A well-formed head: CRLF-terminated lines, no CR or LF inside one, a
  * colon in every header line, and the only empty line at the end. */
 static void check_head(const char *out, size_t len)
@@ -193,12 +174,12 @@ static void run_both(const struct http_head *hd, const struct hdr_identity *id, 
         fz_check_identity(out, len, ip, id->tls != NULL, has_cert, id->cert_der_len > 0,
                           id->n_chain > 0, id->allow_underscores, id->client_is_trusted_proxy,
                           id->add_forwarded);
-        CHECK(count_named(out, len, "x-client-subject") == (has_cert ? 1 : 0));
-        CHECK(count_named(out, len, "connection") == (hd->is_upgrade ? 1 : 0));
-        CHECK(count_named(out, len, "keep-alive") == 0);
+        CHECK(fz_count_named(out, len, "x-client-subject") == (has_cert ? 1 : 0));
+        CHECK(fz_count_named(out, len, "connection") == (hd->is_upgrade ? 1 : 0));
+        CHECK(fz_count_named(out, len, "keep-alive") == 0);
     } else {
-        CHECK(count_named(out, len, "connection") == (hd->status == 101 || !keep_alive ? 1 : 0));
-        CHECK(count_named(out, len, "upgrade") <= (hd->status == 101 ? HTTP_MAX_HEADERS : 0));
+        CHECK(fz_count_named(out, len, "connection") == (hd->status == 101 || !keep_alive ? 1 : 0));
+        CHECK(fz_count_named(out, len, "upgrade") <= (hd->status == 101 ? HTTP_MAX_HEADERS : 0));
     }
 
     CHECK(buf_init(&small, small_cap + 16) == TG_OK);
