@@ -350,9 +350,13 @@ static bool write_request_head(struct conn *c)
     }
     size_t len;
     h->m->req.base = (const char *)buf_rdata(&h->cin, &len);
-    size_t need = http_hdr_request_size(&h->m->req, &id);
-    bool ok = need <= HTTP_MAX_FORWARD_HEAD_BYTES && conn_buf_get_room(c->w, &c->c2b, need) &&
-              http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
+    bool ok = conn_buf_get(c->w, &c->c2b) && http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
+    if (!ok && buf_has_mem(&c->c2b)) {
+        /* Only a head that does not fit the pooled block is measured. */
+        size_t need = http_hdr_request_size(&h->m->req, &id);
+        ok = need <= HTTP_MAX_FORWARD_HEAD_BYTES && conn_buf_get_room(c->w, &c->c2b, need) &&
+             http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
+    }
     der_free_all(ders, n_ders);
     return ok;
 }
