@@ -91,3 +91,16 @@ void suggest_print_unknown(FILE *out, const char *prog, const char *what, const 
     else
         fprintf(out, "%s: unknown %s '%s'\n", prog, what, word);
 }
+
+int suggest_usage_error(FILE *out, const char *cmd, const char *arg, const char *const *opts,
+                        size_t n_opts)
+{
+    char prog[80];
+    snprintf(prog, sizeof(prog), "tollgate %s", cmd);
+    if (arg[0] == '-' && arg[1] != '\0')
+        suggest_print_unknown(out, prog, "option", arg, opts, n_opts);
+    else
+        fprintf(out, "%s: unexpected argument '%s'\n", prog, arg);
+    fprintf(out, "see \"tollgate %s --help\"\n", cmd);
+    return 2;
+}

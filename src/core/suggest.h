@@ -37,4 +37,14 @@ const char *suggest_closest(const char *word, const char *const *cands, size_t n
 void suggest_print_unknown(FILE *out, const char *prog, const char *what, const char *word,
                            const char *const *cands, size_t n_cands);
 
+/*
+ * An argument that "tollgate CMD" (e.g. "cert verify") does not take: writes
+ * "tollgate CMD: unknown option 'ARG'" with the closest of opts (as
+ * suggest_print_unknown) when arg starts with '-', else "tollgate CMD:
+ * unexpected argument 'ARG'", then where the help is. Returns 2, the exit
+ * code of a usage error.
+ */
+int suggest_usage_error(FILE *out, const char *cmd, const char *arg, const char *const *opts,
+                        size_t n_opts);
+
 #endif

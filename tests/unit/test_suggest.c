@@ -10,20 +10,20 @@
 
 #include "core/suggest.h"
 
-static const char *const commands[] = {"run", "check", "demo", "pki", "cert", "probe", "version",
-                                       "help"};
-static const char *const probe_opts[] = {"--sni",     "--ca",       "--cert",          "--key",
-                                         "--crl",     "--timeout",  "--password-file", "--json",
-                                         "--tls1.2",  "--tls1.3",   "--help"};
+static const char *const commands[] = {"run",  "check", "demo",    "pki",
+                                       "cert", "probe", "version", "help"};
+static const char *const probe_opts[] = {"--sni",    "--ca",      "--cert",          "--key",
+                                         "--crl",    "--timeout", "--password-file", "--json",
+                                         "--tls1.2", "--tls1.3",  "--help"};
 
 static void test_distance(void **state)
 {
     (void)state;
     assert_int_equal(suggest_distance("check", "check"), 0);
-    assert_int_equal(suggest_distance("chek", "check"), 1);      /* deletion */
-    assert_int_equal(suggest_distance("checkk", "check"), 1);    /* insertion */
-    assert_int_equal(suggest_distance("chuck", "check"), 1);     /* substitution */
-    assert_int_equal(suggest_distance("--sin", "--sni"), 1);     /* transposition */
+    assert_int_equal(suggest_distance("chek", "check"), 1);   /* deletion */
+    assert_int_equal(suggest_distance("checkk", "check"), 1); /* insertion */
+    assert_int_equal(suggest_distance("chuck", "check"), 1);  /* substitution */
+    assert_int_equal(suggest_distance("--sin", "--sni"), 1);  /* transposition */
     assert_int_equal(suggest_distance("", "abc"), 3);
     assert_int_equal(suggest_distance("abc", ""), 3);
     assert_int_equal(suggest_distance("ca", "abc"), 3); /* OSA, not full Damerau: 3, not 2 */
@@ -60,8 +60,8 @@ static void test_no_suggestion_when_nothing_is_close(void **state)
     assert_null(suggest_closest("start", commands, n));
     assert_string_equal(suggest_closest("chxxk", commands, n), "check"); /* 2 edits, 5 bytes */
     assert_null(suggest_closest("cxxxk", commands, n));                  /* 3 edits: too far */
-    assert_string_equal(suggest_closest("rn", commands, n), "run");     /* 1 edit, 2 bytes */
-    assert_null(suggest_closest("xx", commands, n));                    /* 2 edits, 2 bytes */
+    assert_string_equal(suggest_closest("rn", commands, n), "run");      /* 1 edit, 2 bytes */
+    assert_null(suggest_closest("xx", commands, n));                     /* 2 edits, 2 bytes */
     assert_null(suggest_closest("", commands, n));
     assert_null(suggest_closest("v", commands, n)); /* one byte: too short for a prefix */
     assert_null(suggest_closest("chek", commands, 0));
@@ -110,6 +110,25 @@ static void test_print_unknown(void **state)
                              "tollgate: unknown command 'xyzzy'\n");
 }
 
+static void test_usage_error(void **state)
+{
+    (void)state;
+    static const char *const opts[] = {"--sni", "--ca"};
+    char out[256] = {0};
+    FILE *f = fmemopen(out, sizeof(out) - 1, "w");
+    assert_non_null(f);
+    assert_int_equal(suggest_usage_error(f, "probe", "--sin", opts, 2), 2);
+    assert_int_equal(suggest_usage_error(f, "probe", "--foo", opts, 2), 2);
+    assert_int_equal(suggest_usage_error(f, "probe", "extra", opts, 2), 2);
+    fclose(f);
+    assert_string_equal(out, "tollgate probe: unknown option '--sin'; did you mean '--sni'?\n"
+                             "see \"tollgate probe --help\"\n"
+                             "tollgate probe: unknown option '--foo'\n"
+                             "see \"tollgate probe --help\"\n"
+                             "tollgate probe: unexpected argument 'extra'\n"
+                             "see \"tollgate probe --help\"\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -120,6 +139,7 @@ int main(void)
         cmocka_unit_test(test_suggests_close_options),
         cmocka_unit_test(test_no_suggestion_for_far_or_ambiguous_options),
         cmocka_unit_test(test_print_unknown),
+        cmocka_unit_test(test_usage_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
