@@ -44,23 +44,22 @@ static void usage(FILE *out)
 
 static void run_usage(FILE *out)
 {
-    fputs(
-        "usage: tollgate run -c FILE\n"
-        "  Runs the master and its workers in the foreground, logging to stderr, until\n"
-        "  SIGTERM or SIGQUIT (drain, then exit 0). The config is checked first, as by\n"
-        "  \"tollgate check\"; with an error nothing starts. SIGHUP reloads the config\n"
-        "  without dropping a connection; SIGUSR1 reopens the access log file.\n"
-        "\n"
-        "options:\n"
-        "  -c, --config FILE  the config (YAML; docs/CONFIG.md has every key)\n"
-        "  -h, --help         this help\n"
-        "\n"
-        "examples:\n"
-        "  tollgate run -c /etc/tollgate/tollgate.yaml\n"
-        "  systemctl reload tollgate    # SIGHUP to the master, as contrib/tollgate.service does\n"
-        "\n"
-        "exit codes: 0 after a clean stop, 1 when it cannot start, 2 usage error.\n",
-        out);
+    fputs("usage: tollgate run -c FILE\n"
+          "  Runs the master and its workers in the foreground, logging to stderr, until\n"
+          "  SIGTERM or SIGQUIT (drain, then exit 0). The config is checked first, as by\n"
+          "  \"tollgate check\"; with an error nothing starts. SIGHUP reloads the config\n"
+          "  without dropping a connection; SIGUSR1 reopens the access log file.\n"
+          "\n"
+          "options:\n"
+          "  -c, --config FILE  the config (YAML; docs/CONFIG.md has every key)\n"
+          "  -h, --help         this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate run -c /etc/tollgate/tollgate.yaml\n"
+          "  systemctl reload tollgate        # under systemd: SIGHUP to the master\n"
+          "\n"
+          "exit codes: 0 after a clean stop, 1 when it cannot start, 2 usage error.\n",
+          out);
 }
 
 static void check_usage(FILE *out)

@@ -19,10 +19,12 @@ static const char *const init_opts[] = {"--key", "--hosts", "--clients", "--help
 
 static void usage(FILE *out)
 {
-    fputs("usage: tollgate pki init DIR [--key ecdsa|rsa] [--hosts h1,h2] [--clients alice,bob]\n"
-          "  Writes a development PKI into DIR (created if missing; files replaced): a root\n"
-          "  and an intermediate CA, server certificates for localhost, client certificates,\n"
-          "  a CRL, and PKCS#12 copies. Keys are mode 0600. Not for production.\n"
+    fputs("usage: tollgate pki init DIR [--key ecdsa|rsa] [--hosts h1,h2]\n"
+          "                         [--clients alice,bob]\n"
+          "  Writes a development PKI into DIR (created if missing; files replaced): a\n"
+          "  root and an intermediate CA, server certificates for localhost, client\n"
+          "  certificates, a CRL, and PKCS#12 copies. Keys are mode 0600. Not for\n"
+          "  production.\n"
           "\n"
           "options:\n"
           "  --key      key type of the CAs and client certificates (default ecdsa);\n"
@@ -35,7 +37,7 @@ static void usage(FILE *out)
           "\n"
           "examples:\n"
           "  tollgate pki init pki\n"
-          "  tollgate pki init /tmp/pki --hosts api.example.com,10.0.0.5 --clients alice,bob\n"
+          "  tollgate pki init /tmp/pki --hosts api.example.com,10.0.0.5 --clients bob\n"
           "  tollgate pki init pki --key rsa\n"
           "\n"
           "exit codes: 0 written, 1 it could not be written, 2 usage error.\n",

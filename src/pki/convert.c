@@ -209,28 +209,30 @@ static const char *const convert_opts[] = {"-o",     "--out", "--key-out", "--pa
 
 static void usage(FILE *out)
 {
-    fputs(
-        "usage: tollgate cert convert IN -o OUT.pem [--key-out KEY.pem] [--password-file F] "
-        "[--json]\n"
-        "  Converts DER, PKCS#7 and PKCS#12 (also legacy RC2 ones) and encrypted PEM keys to\n"
-        "  the PEM that tollgate and cloud load balancers take: OUT.pem has the certificates\n"
-        "  leaf first, then each issuer; the key goes unencrypted, mode 0600, to its own file.\n"
-        "\n"
-        "options:\n"
-        "  -o, --out        the certificates, PEM, leaf first\n"
-        "  --key-out        the private key, PEM, unencrypted, mode 0600 (default: OUT.key)\n"
-        "  --password-file  file whose first line is the password of IN (asked on a\n"
-        "                   terminal when missing)\n"
-        "  --json           the result as JSON\n"
-        "  -h, --help       this help\n"
-        "\n"
-        "examples:\n"
-        "  tollgate cert convert site.pfx -o site.pem --key-out site.key --password-file pass.txt\n"
-        "  tollgate cert convert chain.p7b -o chain.pem\n"
-        "  tollgate cert convert server.der -o server.pem\n"
-        "\n"
-        "exit codes: 0 written, 1 IN cannot be read or converted, 2 usage error.\n",
-        out);
+    fputs("usage: tollgate cert convert IN -o OUT.pem [--key-out KEY.pem]\n"
+          "                             [--password-file F] [--json]\n"
+          "  Converts DER, PKCS#7 and PKCS#12 (also legacy RC2 ones) and encrypted PEM\n"
+          "  keys to the PEM that tollgate and cloud load balancers take: OUT.pem has the\n"
+          "  certificates leaf first, then each issuer; the key goes unencrypted, mode\n"
+          "  0600, to its own file.\n"
+          "\n"
+          "options:\n"
+          "  -o, --out        the certificates, PEM, leaf first\n"
+          "  --key-out        the private key, PEM, unencrypted, mode 0600\n"
+          "                   (default: OUT.key)\n"
+          "  --password-file  file whose first line is the password of IN (asked on a\n"
+          "                   terminal when missing)\n"
+          "  --json           the result as JSON\n"
+          "  -h, --help       this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate cert convert site.pfx -o site.pem --key-out site.key \\\n"
+          "      --password-file pass.txt\n"
+          "  tollgate cert convert chain.p7b -o chain.pem\n"
+          "  tollgate cert convert server.der -o server.pem\n"
+          "\n"
+          "exit codes: 0 written, 1 IN cannot be read or converted, 2 usage error.\n",
+          out);
 }
 
 static void print_report(const json_t *r)

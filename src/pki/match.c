@@ -109,8 +109,8 @@ static const char *const match_opts[] = {"--cert", "--key", "--password-file", "
 static void usage(FILE *out)
 {
     fputs("usage: tollgate cert match --cert C --key K [--password-file F] [--json]\n"
-          "  Whether the private key in K belongs to the certificate in C (RSA, ECDSA, EdDSA;\n"
-          "  any file format).\n"
+          "  Whether the private key in K belongs to the certificate in C (RSA, ECDSA,\n"
+          "  EdDSA; any file format).\n"
           "\n"
           "options:\n"
           "  --cert           the certificate (the first one of the file)\n"
@@ -123,8 +123,8 @@ static void usage(FILE *out)
           "  tollgate cert match --cert pki/server-ecdsa.crt --key pki/server-ecdsa.key\n"
           "  tollgate cert match --cert site.p12 --key site.p12 --password-file pass.txt\n"
           "\n"
-          "exit codes: 0 the key belongs to the certificate, 1 it does not (or a file cannot\n"
-          "be read), 2 usage error.\n",
+          "exit codes: 0 the key belongs to the certificate, 1 it does not (or a file\n"
+          "cannot be read), 2 usage error.\n",
           out);
 }
 

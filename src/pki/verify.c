@@ -641,11 +641,11 @@ static const char *const verify_opts[] = {"--ca", "--crl",           "--host", "
 static void usage(FILE *out)
 {
     fputs("usage: tollgate cert verify CERT [--ca CA] [--crl CRL]... [--host NAME]\n"
-          "                            [--purpose server|client] [--at TIME] [--password-file F]\n"
-          "                            [--json]\n"
-          "  Checks CERT (with the chain in its file) as a TLS peer would, one check at a time:\n"
-          "  dates, revocation, trust, purpose, name, each PASS, FAIL or SKIP, and the reason\n"
-          "  code tollgate's logs would give.\n"
+          "                            [--purpose server|client] [--at TIME]\n"
+          "                            [--password-file F] [--json]\n"
+          "  Checks CERT (with the chain in its file) as a TLS peer would, one check at a\n"
+          "  time: dates, revocation, trust, purpose, name, each PASS, FAIL or SKIP, and\n"
+          "  the reason code tollgate's logs would give.\n"
           "\n"
           "options:\n"
           "  --ca             trusted CA certificates (default: the system trust store)\n"
@@ -659,13 +659,14 @@ static void usage(FILE *out)
           "  -h, --help       this help\n"
           "\n"
           "examples:\n"
-          "  tollgate cert verify pki/server-ecdsa.crt --ca pki/ca-bundle.crt --host localhost\n"
-          "  tollgate cert verify pki/revoked.crt --ca pki/ca-bundle.crt --crl pki/clients.crl \\\n"
-          "      --purpose client\n"
+          "  tollgate cert verify pki/server-ecdsa.crt --ca pki/ca-bundle.crt \\\n"
+          "      --host localhost\n"
+          "  tollgate cert verify pki/revoked.crt --ca pki/ca-bundle.crt \\\n"
+          "      --crl pki/clients.crl --purpose client\n"
           "  tollgate cert verify site.pem --at 2027-01-01\n"
           "\n"
-          "exit codes: 0 every check passes, 1 rejected, 2 usage error or an unreadable --ca or "
-          "--crl.\n",
+          "exit codes: 0 every check passes, 1 rejected, 2 usage error or an unreadable\n"
+          "--ca or --crl.\n",
           out);
 }
 

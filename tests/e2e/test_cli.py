@@ -30,6 +30,8 @@ def test_help_has_description_options_and_examples(cmd):
     examples = out.split("examples:", 1)[1].strip().splitlines()
     assert examples[0].strip().startswith("tollgate " + " ".join(cmd[:1])), examples
     assert run_tollgate([*cmd, "-h"]).stdout == out
+    too_wide = [ln for ln in out.splitlines() if len(ln) > 80]
+    assert not too_wide, too_wide  # fits a terminal
 
 
 @pytest.mark.parametrize("cmd", [c for c in COMMANDS if c], ids=name)
