@@ -1,4 +1,6 @@
-/* tollgate: one binary for the daemon and its tooling. */
+/* tollgate: one binary for the daemon and its tooling. Exit codes: 0 success
+ * (and help), 1 the config, certificate or handshake checked is bad, 2 usage
+ * error. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -6,42 +8,257 @@
 #include <openssl/opensslv.h>
 
 #include "admin/admin.h"
+#include "core/suggest.h"
 #include "master/master.h"
 #include "pki/pki.h"
 
+static const char *const commands[] = {"run",  "check", "demo",    "pki",
+                                       "cert", "probe", "version", "help"};
+
 static void usage(FILE *out)
 {
-    fputs("usage:\n"
-          "  tollgate run   -c tollgate.yaml      run in the foreground\n"
-          "  tollgate check -c tollgate.yaml [-T] validate config, files, certificates;\n"
-          "                                       -T prints it with every default\n"
-          "  tollgate demo  [--dir DIR]           dev PKI + listeners + built-in backend\n"
-          "  tollgate pki init DIR [--key ecdsa|rsa] [--hosts h1,h2] [--clients alice,bob]\n"
-          "  tollgate cert inspect FILE...        PEM, DER, PKCS#7, PKCS#12: chain, dates\n"
-          "  tollgate cert verify CERT --ca CA [--crl CRL] [--host NAME]\n"
-          "                       [--purpose server|client]\n"
-          "  tollgate cert match  --cert C --key K\n"
-          "  tollgate cert convert IN -o OUT.pem [--password-file F]\n"
-          "  tollgate probe HOST:PORT [--sni NAME] [--ca CA] [--cert C --key K] [--crl CRL]\n"
-          "  tollgate version\n",
+    fputs("usage: tollgate COMMAND [OPTIONS]\n"
+          "  A TLS-terminating load balancer: tcp_ssl and https listeners, one-way or\n"
+          "  mutual TLS, target groups with health checks, and certificate tooling.\n"
+          "\n"
+          "commands:\n"
+          "  run       run the master and its workers in the foreground\n"
+          "  check     validate a config: every error as file:line:col, then warnings\n"
+          "  demo      write a dev PKI and a config with built-in backends, and run it\n"
+          "  pki init  write a development PKI: CAs, server and client certificates\n"
+          "  cert      inspect, verify, match and convert certificates and keys\n"
+          "  probe     connect as a TLS client and say why a handshake is refused\n"
+          "  version   print the version of tollgate and of its OpenSSL\n"
+          "\"tollgate COMMAND --help\" (or \"tollgate help COMMAND\") describes one.\n"
+          "\n"
+          "examples:\n"
+          "  tollgate pki init pki\n"
+          "  tollgate check -c /etc/tollgate/tollgate.yaml\n"
+          "  tollgate run -c /etc/tollgate/tollgate.yaml\n"
+          "  tollgate probe localhost:8443 --ca pki/ca-bundle.crt\n"
+          "\n"
+          "exit codes: 0 success (also for --help), 1 the config, certificate or\n"
+          "handshake checked is bad, or run could not start; 2 usage error.\n",
           out);
 }
 
-static bool check_wants_dump(int argc, char **argv)
+static void run_usage(FILE *out)
 {
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "-T") == 0)
-            return true;
-    return false;
+    fputs("usage: tollgate run -c FILE\n"
+          "  Runs the master and its workers in the foreground, logging to stderr, until\n"
+          "  SIGTERM or SIGQUIT (drain, then exit 0). The config is checked first, as by\n"
+          "  \"tollgate check\"; with an error nothing starts. SIGHUP reloads the config\n"
+          "  without dropping a connection; SIGUSR1 reopens the access log file.\n"
+          "\n"
+          "options:\n"
+          "  -c, --config FILE  the config (YAML; docs/CONFIG.md has every key)\n"
+          "  -h, --help         this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate run -c /etc/tollgate/tollgate.yaml\n"
+          "  systemctl reload tollgate        # under systemd: SIGHUP to the master\n"
+          "\n"
+          "exit codes: 0 after a clean stop, 1 when it cannot start, 2 usage error.\n",
+          out);
 }
 
-/* tollgate check -T -c FILE */
-static int check_dump(int argc, char **argv)
+static void check_usage(FILE *out)
 {
-    for (int i = 2; i + 1 < argc; i++)
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0)
-            return admin_cmd_check_dump(argv[i + 1]);
-    fprintf(stderr, "usage: tollgate check -c tollgate.yaml -T\n");
+    fputs("usage: tollgate check -c FILE [--format text|json] [-T]\n"
+          "  Loads the config and everything it names (certificates, keys, CAs, CRLs)\n"
+          "  and reports every error at once as FILE:LINE:COL: KEY: MESSAGE, then the\n"
+          "  warnings (certificates about to expire, stale CRLs, ...). Nothing starts.\n"
+          "\n"
+          "options:\n"
+          "  -c, --config FILE   the config to check\n"
+          "  --format text|json  text (default): findings on stderr, a summary line;\n"
+          "                      json: one object on stdout for CI pipelines:\n"
+          "                      {\"ok\": BOOL, \"errors\": [{\"file\", \"line\", \"column\",\n"
+          "                      \"key\", \"message\"}], \"warnings\": [...]}\n"
+          "  -T, --dump          print the config with every default filled in\n"
+          "                      (text only)\n"
+          "  -h, --help          this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate check -c /etc/tollgate/tollgate.yaml\n"
+          "  tollgate check -c tollgate.yaml --format json | jq '.errors[].message'\n"
+          "  tollgate check -c tollgate.yaml -T\n"
+          "\n"
+          "exit codes: 0 valid (warnings allowed), 1 at least one error, 2 usage error.\n",
+          out);
+}
+
+static void version_usage(FILE *out)
+{
+    fputs("usage: tollgate version\n"
+          "  Prints the version of tollgate and of the OpenSSL it was built with.\n"
+          "\n"
+          "options:\n"
+          "  -h, --help  this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate version\n"
+          "  tollgate --version\n",
+          out);
+}
+
+static bool is_help(const char *a)
+{
+    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+}
+
+/*
+ * Matches "NAME VALUE" and "NAME=VALUE" at argv[*i] for either spelling.
+ * Returns 0 when argv[*i] is another argument, 1 with *value set (and *i
+ * advanced past a separate value), -1 when the value is missing.
+ */
+static int opt_value(int argc, char **argv, int *i, const char *short_name, const char *long_name,
+                     const char **value)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(long_name);
+    if (strncmp(a, long_name, n) == 0 && a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (strcmp(a, long_name) != 0 && (short_name == NULL || strcmp(a, short_name) != 0))
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const char *const opts[] = {"-c", "--config", "--help"};
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        int m = opt_value(argc, argv, &i, "-c", "--config", &path);
+        if (m > 0)
+            continue;
+        if (m < 0) {
+            fprintf(stderr, "tollgate run: %s needs a file\n", argv[i]);
+            return 2;
+        }
+        if (is_help(argv[i])) {
+            run_usage(stdout);
+            return 0;
+        }
+        return suggest_usage_error(stderr, "run", argv[i], opts, TG_ARRAY_LEN(opts));
+    }
+    if (path == NULL) {
+        fprintf(stderr, "tollgate run: which config? give -c FILE\n");
+        run_usage(stderr);
+        return 2;
+    }
+    return master_run_config(path);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    static const char *const opts[] = {"-c", "--config", "--format", "-T", "--dump", "--help"};
+    static const char *const formats[] = {"text", "json"};
+    const char *path = NULL;
+    const char *format = "text";
+    bool is_dump = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int m = opt_value(argc, argv, &i, "-c", "--config", &path);
+        if (m == 0)
+            m = opt_value(argc, argv, &i, NULL, "--format", &format);
+        if (m > 0)
+            continue;
+        if (m < 0) {
+            fprintf(stderr, "tollgate check: %s needs a value\n", a);
+            return 2;
+        }
+        if (is_help(a)) {
+            check_usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "-T") == 0 || strcmp(a, "--dump") == 0) {
+            is_dump = true;
+            continue;
+        }
+        return suggest_usage_error(stderr, "check", a, opts, TG_ARRAY_LEN(opts));
+    }
+    if (strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
+        suggest_print_unknown(stderr, "tollgate check", "format", format, formats,
+                              TG_ARRAY_LEN(formats));
+        fprintf(stderr, "--format takes text or json; see \"tollgate check --help\"\n");
+        return 2;
+    }
+    bool is_json = strcmp(format, "json") == 0;
+    if (path == NULL) {
+        fprintf(stderr, "tollgate check: which config? give -c FILE\n");
+        check_usage(stderr);
+        return 2;
+    }
+    if (is_dump && is_json) {
+        fprintf(stderr, "tollgate check: -T prints YAML; it does not combine with --format json\n");
+        return 2;
+    }
+    if (is_dump)
+        return admin_cmd_check_dump(path);
+    return master_cmd_check(path, is_json);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    static const char *const opts[] = {"--help"};
+    if (argc > 1 && is_help(argv[1])) {
+        version_usage(stdout);
+        return 0;
+    }
+    if (argc > 1)
+        return suggest_usage_error(stderr, "version", argv[1], opts, TG_ARRAY_LEN(opts));
+    printf("tollgate %s (OpenSSL %s)\n", TG_VERSION, OPENSSL_VERSION_STR);
+    return 0;
+}
+
+/* tollgate pki init ...: "init" is the only subcommand so far. */
+static int cmd_pki(int argc, char **argv)
+{
+    static const char *const subs[] = {"init"};
+    static char *help_argv[] = {"init", "--help", NULL};
+    if (argc < 2) {
+        fprintf(stderr, "usage: tollgate pki init DIR [OPTIONS]\n"
+                        "see \"tollgate pki init --help\"\n");
+        return 2;
+    }
+    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0)
+        return pki_cmd_init(2, help_argv);
+    if (strcmp(argv[1], "init") == 0)
+        return pki_cmd_init(argc - 1, argv + 1);
+    suggest_print_unknown(stderr, "tollgate pki", "subcommand", argv[1], subs, TG_ARRAY_LEN(subs));
+    fprintf(stderr, "see \"tollgate pki init --help\"\n");
+    return 2;
+}
+
+static int dispatch(int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc, argv);
+    if (strcmp(cmd, "check") == 0)
+        return cmd_check(argc, argv);
+    if (strcmp(cmd, "demo") == 0)
+        return master_cmd_demo(argc, argv);
+    if (strcmp(cmd, "pki") == 0)
+        return cmd_pki(argc, argv);
+    if (strcmp(cmd, "cert") == 0)
+        return pki_cmd_cert(argc, argv);
+    if (strcmp(cmd, "probe") == 0)
+        return pki_cmd_probe(argc, argv);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return cmd_version(argc, argv);
+    static const char *const opts[] = {"--help", "--version"};
+    if (cmd[0] == '-')
+        suggest_print_unknown(stderr, "tollgate", "option", cmd, opts, TG_ARRAY_LEN(opts));
+    else
+        suggest_print_unknown(stderr, "tollgate", "command", cmd, commands, TG_ARRAY_LEN(commands));
+    fprintf(stderr, "see \"tollgate --help\" for the commands\n");
     return 2;
 }
 
@@ -52,30 +269,18 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "run") == 0)
-        return master_cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "check") == 0) {
-        if (check_wants_dump(argc, argv))
-            return check_dump(argc, argv);
-        return master_cmd_check(argc - 1, argv + 1);
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        if (argc < 3 || strcmp(cmd, "help") != 0) {
+            usage(stdout);
+            return 0;
+        }
+        /* tollgate help COMMAND [SUB]: the same as tollgate COMMAND [SUB] --help */
+        char *help_argv[4] = {argv[2], NULL, NULL, NULL};
+        int n = 1;
+        if (argc > 3 && argv[3][0] != '-')
+            help_argv[n++] = argv[3];
+        help_argv[n++] = "--help";
+        return dispatch(n, help_argv);
     }
-    if (strcmp(cmd, "demo") == 0)
-        return master_cmd_demo(argc - 1, argv + 1);
-    if (strcmp(cmd, "pki") == 0 && argc >= 3 && strcmp(argv[2], "init") == 0)
-        return pki_cmd_init(argc - 2, argv + 2);
-    if (strcmp(cmd, "cert") == 0)
-        return pki_cmd_cert(argc - 1, argv + 1);
-    if (strcmp(cmd, "probe") == 0)
-        return pki_cmd_probe(argc - 1, argv + 1);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("tollgate %s (%s)\n", TG_VERSION, OPENSSL_VERSION_STR);
-        return 0;
-    }
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    fprintf(stderr, "tollgate: unknown command \"%s\"\n", cmd);
-    usage(stderr);
-    return 2;
+    return dispatch(argc - 1, argv + 1);
 }

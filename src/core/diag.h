@@ -49,6 +49,23 @@ void diag_print(const struct diag *d, FILE *out);
 /* Formats entry i into dst like diag_print does, without the newline. */
 void diag_format(const struct diag *d, size_t i, char *dst, size_t dst_len);
 
+/*
+ * Writes the entries as one JSON object and a newline:
+ * {"ok": BOOL, "errors": [ENTRY...], "warnings": [ENTRY...]}, each ENTRY
+ * {"file": STR|null, "line": INT, "column": INT, "key": STR|null, "message": STR}
+ * (line and column 0 when unknown); ok is true when there is no error. Strings
+ * are escaped by diag_json_string, so the output is valid JSON whatever bytes
+ * a message holds.
+ */
+void diag_print_json(const struct diag *d, FILE *out);
+
+/*
+ * Writes s as a JSON string literal (RFC 8259 §7): quotes, '\\' and control
+ * bytes escaped, and each byte that is not part of well-formed UTF-8 written
+ * as U+FFFD. NULL is written as null.
+ */
+void diag_json_string(FILE *out, const char *s);
+
 static inline bool diag_has_errors(const struct diag *d)
 {
     return d->n_errors > 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/suggest.h"
 #include "pki/pki.h"
 
 /* The embedded default: every listener kind in both TLS modes, served by
@@ -95,15 +96,43 @@ static void print_howto(const char *dir)
     fflush(stdout);
 }
 
+static void usage(FILE *out)
+{
+    fputs("usage: tollgate demo [--dir DIR]\n"
+          "  Writes a development PKI and a config into DIR (default ./tollgate-demo),\n"
+          "  prints the commands to try, and runs tollgate in the foreground with three\n"
+          "  listeners on 127.0.0.1 served by the built-in echo backend: https one-way\n"
+          "  (8443), https mutual TLS (8444) and tcp_ssl mutual TLS (9443). Ctrl-C stops\n"
+          "  it.\n"
+          "\n"
+          "options:\n"
+          "  --dir DIR   where to write pki/ and tollgate.yaml (created if missing;\n"
+          "              files replaced)\n"
+          "  -h, --help  this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate demo\n"
+          "  tollgate demo --dir /tmp/tg-demo\n"
+          "\n"
+          "exit codes: 0 after a clean stop, 1 when it cannot start, 2 usage error.\n",
+          out);
+}
+
 int master_cmd_demo(int argc, char **argv)
 {
+    static const char *const opts[] = {"--dir", "--help"};
     const char *dir = "tollgate-demo";
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
             dir = argv[++i];
-        } else {
-            fprintf(stderr, "usage: tollgate demo [--dir DIR]\n");
+        } else if (strcmp(argv[i], "--dir") == 0) {
+            fprintf(stderr, "tollgate demo: --dir needs a directory\n");
             return 2;
+        } else {
+            return suggest_usage_error(stderr, "demo", argv[i], opts, TG_ARRAY_LEN(opts));
         }
     }
     char pki_dir[4096], cfg_path[4096], err[512];

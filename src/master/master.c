@@ -481,15 +481,6 @@ static enum tg_status start_admin(struct master *m, struct gen *g)
     return TG_OK;
 }
 
-static const char *config_arg(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
-            return argv[i + 1];
-    }
-    return NULL;
-}
-
 int master_run_config(const char *path)
 {
     struct master m;
@@ -554,36 +545,26 @@ int master_run_config(const char *path)
     return 0;
 }
 
-int master_cmd_run(int argc, char **argv)
+int master_cmd_check(const char *path, bool is_json)
 {
-    const char *path = config_arg(argc, argv);
-    if (path == NULL) {
-        fprintf(stderr, "usage: tollgate run -c tollgate.yaml\n");
-        return 2;
-    }
-    return master_run_config(path);
-}
-
-int master_cmd_check(int argc, char **argv)
-{
-    const char *path = config_arg(argc, argv);
-    if (path == NULL) {
-        fprintf(stderr, "usage: tollgate check -c tollgate.yaml\n");
-        return 2;
-    }
     struct diag d;
     struct config *cfg = NULL;
     diag_init(&d);
     if (config_load(path, &cfg, &d) == TG_OK)
         tls_config_check(cfg, &d);
-    diag_print(&d, stderr);
     int rc = diag_has_errors(&d) ? 1 : 0;
+    if (is_json) {
+        diag_print_json(&d, stdout);
+        goto out;
+    }
+    diag_print(&d, stderr);
     if (rc == 0)
         printf("%s: configuration ok (%zu warning%s)\n", path, d.n_warnings,
                d.n_warnings == 1 ? "" : "s");
     else
         fprintf(stderr, "%s: %zu error%s, %zu warning%s\n", path, d.n_errors,
                 d.n_errors == 1 ? "" : "s", d.n_warnings, d.n_warnings == 1 ? "" : "s");
+out:
     config_free(cfg);
     diag_fini(&d);
     return rc;

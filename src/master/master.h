@@ -1,14 +1,16 @@
 #ifndef TG_MASTER_MASTER_H
 #define TG_MASTER_MASTER_H
 
+#include <stdbool.h>
+
 /* Command-line entry points; each returns the process exit code
  * (0 success, 1 bad config or refused, 2 usage error). */
 
-/* tollgate run -c FILE: master + workers in the foreground until SIGTERM. */
-int master_cmd_run(int argc, char **argv);
-
-/* tollgate check -c FILE: every config error at once, then warnings. */
-int master_cmd_check(int argc, char **argv);
+/* tollgate check -c FILE [--format json]: loads and checks the config at path
+ * and reports every error, then every warning: as "file:line:col: key:
+ * message" lines on stderr and a summary line, or as one JSON object on
+ * stdout (diag_print_json) when is_json. Returns 0 without errors, 1 with. */
+int master_cmd_check(const char *path, bool is_json);
 
 /* tollgate demo [--dir DIR]: writes a dev PKI and config, then runs it. */
 int master_cmd_demo(int argc, char **argv);

@@ -5,16 +5,34 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/suggest.h"
+
 static void usage(FILE *out)
 {
-    fputs("usage:\n"
-          "  tollgate cert inspect FILE... [--password-file F] [--json]\n"
-          "  tollgate cert verify CERT [--ca CA] [--crl CRL]... [--host NAME]\n"
-          "                       [--purpose server|client] [--at TIME] [--json]\n"
-          "  tollgate cert match --cert C --key K [--json]\n"
-          "  tollgate cert convert IN -o OUT.pem [--key-out KEY.pem] [--password-file F]\n"
-          "Files may be PEM, DER, PKCS#7 or PKCS#12. \"tollgate cert SUBCOMMAND --help\" says "
-          "more.\n",
+    fputs("usage: tollgate cert SUBCOMMAND [OPTIONS]\n"
+          "  Answers the usual certificate questions with OpenSSL's C API. Files may be\n"
+          "  PEM, DER, PKCS#7 or PKCS#12; every subcommand takes --json.\n"
+          "\n"
+          "subcommands:\n"
+          "  inspect FILE... [--password-file F]\n"
+          "      every certificate and key, the chain as found, what is wrong with it\n"
+          "  verify CERT [--ca CA] [--crl CRL]... [--host NAME] [--purpose server|client]\n"
+          "              [--at TIME]\n"
+          "      the checks a TLS peer makes, one by one, with the reason codes of the logs\n"
+          "  match --cert C --key K\n"
+          "      whether the key belongs to the certificate\n"
+          "  convert IN -o OUT.pem [--key-out KEY.pem] [--password-file F]\n"
+          "      to PEM, leaf first, the key unencrypted in its own file\n"
+          "\"tollgate cert SUBCOMMAND --help\" says more.\n"
+          "\n"
+          "examples:\n"
+          "  tollgate cert inspect pki/alice.p12 --password-file pki/p12-password.txt\n"
+          "  tollgate cert verify pki/alice.crt --ca pki/ca-bundle.crt \\\n"
+          "      --crl pki/clients.crl --purpose client\n"
+          "  tollgate cert match --cert pki/server-ecdsa.crt --key pki/server-ecdsa.key\n"
+          "  tollgate cert convert site.pfx -o site.pem --password-file pfx-pass.txt\n"
+          "\n"
+          "exit codes: 0 good, 1 bad (rejected, mismatch, unreadable), 2 usage error.\n",
           out);
 }
 
@@ -41,7 +59,11 @@ int pki_cmd_cert(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "tollgate cert: unknown subcommand \"%s\"\n", argv[1]);
-    usage(stderr);
+    static const char *const names[] = {"inspect", "verify", "match", "convert", "--help"};
+    if (argv[1][0] == '-')
+        return suggest_usage_error(stderr, "cert", argv[1], names, TG_ARRAY_LEN(names));
+    suggest_print_unknown(stderr, "tollgate cert", "subcommand", argv[1], names,
+                          TG_ARRAY_LEN(names) - 1);
+    fprintf(stderr, "see \"tollgate cert --help\"\n");
     return 2;
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/suggest.h"
+
 /* A comma-separated list split in place: items point into buf. */
 struct pki_list {
     char *buf;          /* owned */
@@ -13,16 +15,32 @@ struct pki_list {
     size_t n;
 };
 
+static const char *const init_opts[] = {"--key", "--hosts", "--clients", "--help"};
+
 static void usage(FILE *out)
 {
-    fputs("usage: tollgate pki init DIR [--key ecdsa|rsa] [--hosts h1,h2] [--clients alice,bob]\n"
-          "  Writes a development PKI into DIR (created if missing; files replaced).\n"
+    fputs("usage: tollgate pki init DIR [--key ecdsa|rsa] [--hosts h1,h2]\n"
+          "                         [--clients alice,bob]\n"
+          "  Writes a development PKI into DIR (created if missing; files replaced): a\n"
+          "  root and an intermediate CA, server certificates for localhost, client\n"
+          "  certificates, a CRL, and PKCS#12 copies. Keys are mode 0600. Not for\n"
+          "  production.\n"
+          "\n"
+          "options:\n"
           "  --key      key type of the CAs and client certificates (default ecdsa);\n"
           "             servers get both an ECDSA P-256 and an RSA-2048 certificate\n"
           "  --hosts    extra server names (DNS names or IP addresses) besides\n"
           "             localhost, 127.0.0.1 and ::1\n"
           "  --clients  client certificates to issue (default alice); a client named\n"
-          "             \"revoked\" is always added and listed in clients.crl\n",
+          "             \"revoked\" is always added and listed in clients.crl\n"
+          "  -h, --help this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate pki init pki\n"
+          "  tollgate pki init /tmp/pki --hosts api.example.com,10.0.0.5 --clients bob\n"
+          "  tollgate pki init pki --key rsa\n"
+          "\n"
+          "exit codes: 0 written, 1 it could not be written, 2 usage error.\n",
           out);
 }
 
@@ -167,8 +185,7 @@ int pki_cmd_init(int argc, char **argv)
                 goto out;
             }
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "tollgate pki init: unknown option \"%s\"\n", a);
-            usage(stderr);
+            suggest_usage_error(stderr, "pki init", a, init_opts, TG_ARRAY_LEN(init_opts));
             goto out;
         } else if (o.dir == NULL) {
             o.dir = a;

@@ -14,6 +14,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "core/suggest.h"
+
 #include "core/file.h"
 #include "tls/tls.h"
 
@@ -202,14 +204,34 @@ out:
     return st;
 }
 
+static const char *const convert_opts[] = {"-o",     "--out", "--key-out", "--password-file",
+                                           "--json", "--help"};
+
 static void usage(FILE *out)
 {
-    fputs("usage: tollgate cert convert IN -o OUT.pem [--key-out KEY.pem] [--password-file F] "
-          "[--json]\n"
-          "  Converts DER, PKCS#7 and PKCS#12 (also legacy RC2 ones) and encrypted PEM keys to\n"
-          "  the PEM that tollgate and cloud load balancers take: OUT.pem has the certificates\n"
-          "  leaf first, then each issuer; the key goes unencrypted, mode 0600, to its own file\n"
-          "  (default: OUT.key).\n",
+    fputs("usage: tollgate cert convert IN -o OUT.pem [--key-out KEY.pem]\n"
+          "                             [--password-file F] [--json]\n"
+          "  Converts DER, PKCS#7 and PKCS#12 (also legacy RC2 ones) and encrypted PEM\n"
+          "  keys to the PEM that tollgate and cloud load balancers take: OUT.pem has the\n"
+          "  certificates leaf first, then each issuer; the key goes unencrypted, mode\n"
+          "  0600, to its own file.\n"
+          "\n"
+          "options:\n"
+          "  -o, --out        the certificates, PEM, leaf first\n"
+          "  --key-out        the private key, PEM, unencrypted, mode 0600\n"
+          "                   (default: OUT.key)\n"
+          "  --password-file  file whose first line is the password of IN (asked on a\n"
+          "                   terminal when missing)\n"
+          "  --json           the result as JSON\n"
+          "  -h, --help       this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate cert convert site.pfx -o site.pem --key-out site.key \\\n"
+          "      --password-file pass.txt\n"
+          "  tollgate cert convert chain.p7b -o chain.pem\n"
+          "  tollgate cert convert server.der -o server.pem\n"
+          "\n"
+          "exit codes: 0 written, 1 IN cannot be read or converted, 2 usage error.\n",
           out);
 }
 
@@ -251,11 +273,12 @@ int pki_cmd_convert(int argc, char **argv)
             o.key_out = v;
         } else if (m == 0 && (m = pki_opt(argc, argv, &i, "--password-file", &v)) > 0) {
             o.password_file = v;
-        } else if (m < 0 || (argv[i][0] == '-' && argv[i][1] != '\0') || o.in != NULL) {
-            fprintf(stderr, "tollgate cert convert: %s \"%s\"\n",
-                    m < 0 ? "a value is missing after" : "unexpected argument", argv[i]);
-            usage(stderr);
+        } else if (m < 0) {
+            fprintf(stderr, "tollgate cert convert: %s needs a value\n", argv[i]);
             return 2;
+        } else if ((argv[i][0] == '-' && argv[i][1] != '\0') || o.in != NULL) {
+            return suggest_usage_error(stderr, "cert convert", argv[i], convert_opts,
+                                       TG_ARRAY_LEN(convert_opts));
         } else {
             o.in = argv[i];
         }

@@ -10,6 +10,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "core/suggest.h"
+
 #include "tls/tls.h"
 
 static void add_msg(json_t *list, const char *code, const char *fmt, ...) TG_PRINTF(3, 4);
@@ -448,14 +450,29 @@ static void print_file(const json_t *f)
                                               pki_json_get_str(v, "message", "?"));
 }
 
+static const char *const inspect_opts[] = {"--password-file", "--json", "--help"};
+
 static void usage(FILE *out)
 {
     fputs("usage: tollgate cert inspect FILE... [--password-file F] [--json]\n"
-          "  Shows every certificate and key of each FILE (PEM, DER, PKCS#7, PKCS#12): names,\n"
-          "  dates, key, usages, fingerprints, the chain as found, and what is wrong with it.\n"
+          "  Shows every certificate and key of each FILE (PEM, DER, PKCS#7, PKCS#12):\n"
+          "  names, dates, key, usages, fingerprints, the chain as found, and what is\n"
+          "  wrong with it (out_of_order, missing_intermediate, expired, expiring_soon,\n"
+          "  weak_key, weak_signature, key_mismatch).\n"
+          "\n"
+          "options:\n"
           "  --password-file  file whose first line is the password of encrypted keys and\n"
           "                   PKCS#12 files (asked on a terminal when missing)\n"
-          "  --json           the same as JSON\n",
+          "  --json           the same as JSON\n"
+          "  -h, --help       this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate cert inspect pki/server-ecdsa.crt\n"
+          "  tollgate cert inspect pki/alice.p12 --password-file pki/p12-password.txt\n"
+          "  tollgate cert inspect chain.pem site.key --json\n"
+          "\n"
+          "exit codes: 0 every file read (warnings are in the report), 1 a file cannot be\n"
+          "read, 2 usage error.\n",
           out);
 }
 
@@ -479,9 +496,8 @@ int pki_cmd_inspect(int argc, char **argv)
             }
             password_file = v;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "tollgate cert inspect: unknown option \"%s\"\n", argv[i]);
-            usage(stderr);
-            return 2;
+            return suggest_usage_error(stderr, "cert inspect", argv[i], inspect_opts,
+                                       TG_ARRAY_LEN(inspect_opts));
         } else {
             n_files++;
         }

@@ -8,6 +8,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "core/suggest.h"
+
 #include "tls/tls.h"
 
 enum tg_status pki_match(const char *cert_path, const char *key_path, const char *password_file,
@@ -102,11 +104,27 @@ out:
     return st;
 }
 
+static const char *const match_opts[] = {"--cert", "--key", "--password-file", "--json", "--help"};
+
 static void usage(FILE *out)
 {
     fputs("usage: tollgate cert match --cert C --key K [--password-file F] [--json]\n"
-          "  Whether the private key in K belongs to the certificate in C (RSA, ECDSA, EdDSA;\n"
-          "  any file format). Exit 0 when it does, 1 when it does not.\n",
+          "  Whether the private key in K belongs to the certificate in C (RSA, ECDSA,\n"
+          "  EdDSA; any file format).\n"
+          "\n"
+          "options:\n"
+          "  --cert           the certificate (the first one of the file)\n"
+          "  --key            the private key\n"
+          "  --password-file  file whose first line is the password of an encrypted key\n"
+          "  --json           the result as JSON\n"
+          "  -h, --help       this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate cert match --cert pki/server-ecdsa.crt --key pki/server-ecdsa.key\n"
+          "  tollgate cert match --cert site.p12 --key site.p12 --password-file pass.txt\n"
+          "\n"
+          "exit codes: 0 the key belongs to the certificate, 1 it does not (or a file\n"
+          "cannot be read), 2 usage error.\n",
           out);
 }
 
@@ -130,11 +148,12 @@ int pki_cmd_match(int argc, char **argv)
             key = v;
         } else if (m == 0 && (m = pki_opt(argc, argv, &i, "--password-file", &v)) > 0) {
             password_file = v;
-        } else {
-            fprintf(stderr, "tollgate cert match: %s \"%s\"\n",
-                    m < 0 ? "a value is missing after" : "unexpected argument", argv[i]);
-            usage(stderr);
+        } else if (m < 0) {
+            fprintf(stderr, "tollgate cert match: %s needs a value\n", argv[i]);
             return 2;
+        } else {
+            return suggest_usage_error(stderr, "cert match", argv[i], match_opts,
+                                       TG_ARRAY_LEN(match_opts));
         }
     }
     if (cert == NULL || key == NULL) {

@@ -9,22 +9,47 @@
 
 #include <openssl/ssl.h>
 
+#include "core/suggest.h"
+
 #define PROBE_MAX_CRLS 16
+
+static const char *const probe_opts[] = {
+    "--sni",    "--ca",      "--cert",          "--key",  "--crl",  "--tls1.2",
+    "--tls1.3", "--timeout", "--password-file", "--json", "--help",
+};
 
 static void usage(FILE *out)
 {
-    fputs("usage: tollgate probe HOST:PORT [--sni NAME] [--ca CA] [--cert C --key K] [--crl CRL]\n"
-          "                      [--tls1.2|--tls1.3] [--password-file F] [--timeout SECONDS]\n"
-          "                      [--json]\n"
-          "  Connects as a TLS client and shows each step: what we offer, what the server\n"
-          "  answers, its chain, the checks a client makes on it, whether it asks for a client\n"
-          "  certificate (and from which CAs), and why it refuses, if it does.\n"
-          "  Exit 0 when the server accepts and every check passes, 1 otherwise.\n"
-          "  --sni      name to send and to check the certificate against (default: HOST)\n"
-          "  --ca       CA certificates to trust (default: the system trust store)\n"
-          "  --cert     client certificate (any format); --key its key if in another file\n"
-          "  --crl      CRL file(s) to check the server's chain against\n"
-          "  --timeout  handshake timeout in seconds (default 5; connect: 3)\n",
+    fputs("usage: tollgate probe HOST:PORT [--sni NAME] [--ca CA] [--cert C --key K]\n"
+          "                      [--crl CRL] [--tls1.2|--tls1.3] [--password-file F]\n"
+          "                      [--timeout SECONDS] [--json]\n"
+          "  Connects as a TLS client and shows each step: what we offer, what the\n"
+          "  server answers, its chain, the checks a client makes on it, whether it asks\n"
+          "  for a client certificate (and from which CAs), and why it refuses, if it\n"
+          "  does.\n"
+          "\n"
+          "options:\n"
+          "  --sni            name to send and to check the certificate against\n"
+          "                   (default: HOST)\n"
+          "  --ca             CA certificates to trust (default: the system trust store)\n"
+          "  --cert           client certificate to present (any format)\n"
+          "  --key            its private key, when not in the --cert file\n"
+          "  --crl            CRL file(s) to check the server's chain against (up to 16)\n"
+          "  --tls1.2, --tls1.3  offer only that version\n"
+          "  --password-file  file whose first line is the password of --cert or --key\n"
+          "  --timeout        handshake timeout in seconds, 1 to 300 (default 5;\n"
+          "                   connect: 3)\n"
+          "  --json           the report as JSON\n"
+          "  -h, --help       this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate probe localhost:8443 --ca pki/ca-bundle.crt\n"
+          "  tollgate probe localhost:8443 --ca pki/ca-bundle.crt --cert pki/alice.crt \\\n"
+          "      --key pki/alice.key\n"
+          "  tollgate probe 10.0.0.5:443 --sni api.example.com --tls1.2 --json\n"
+          "\n"
+          "exit codes: 0 the server accepts and every check passes, 1 otherwise,\n"
+          "2 usage error.\n",
           out);
 }
 
@@ -171,9 +196,7 @@ int pki_cmd_probe(int argc, char **argv)
             fprintf(stderr, "tollgate probe: %s needs a value\n", a);
             return 2;
         } else if ((a[0] == '-' && a[1] != '\0') || o.target != NULL) {
-            fprintf(stderr, "tollgate probe: unexpected argument \"%s\"\n", a);
-            usage(stderr);
-            return 2;
+            return suggest_usage_error(stderr, "probe", a, probe_opts, TG_ARRAY_LEN(probe_opts));
         } else {
             o.target = a;
         }

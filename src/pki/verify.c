@@ -15,6 +15,8 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include "core/suggest.h"
+
 #include "tls/tls.h"
 
 #define VERIFY_MAX_ERRORS 32
@@ -633,18 +635,38 @@ out:
     return st;
 }
 
+static const char *const verify_opts[] = {"--ca", "--crl",           "--host", "--purpose",
+                                          "--at", "--password-file", "--json", "--help"};
+
 static void usage(FILE *out)
 {
     fputs("usage: tollgate cert verify CERT [--ca CA] [--crl CRL]... [--host NAME]\n"
-          "                            [--purpose server|client] [--at TIME] [--password-file F]\n"
-          "                            [--json]\n"
-          "  Checks CERT (with the chain in its file) as a TLS peer would, one check at a time:\n"
-          "  dates, revocation, trust, purpose, name. Exit 0 when every check passes, else 1.\n"
-          "  --ca       trusted CA certificates (default: the system trust store)\n"
-          "  --crl      CRL file(s); revocation is checked only with them\n"
-          "  --host     DNS name or IP address the certificate must cover\n"
-          "  --purpose  server (TLS server authentication) or client\n"
-          "  --at       check at another time: 2026-01-31, 2026-01-31T12:00:00Z or @EPOCH (UTC)\n",
+          "                            [--purpose server|client] [--at TIME]\n"
+          "                            [--password-file F] [--json]\n"
+          "  Checks CERT (with the chain in its file) as a TLS peer would, one check at a\n"
+          "  time: dates, revocation, trust, purpose, name, each PASS, FAIL or SKIP, and\n"
+          "  the reason code tollgate's logs would give.\n"
+          "\n"
+          "options:\n"
+          "  --ca             trusted CA certificates (default: the system trust store)\n"
+          "  --crl            CRL file(s); revocation is checked only with them\n"
+          "  --host           DNS name or IP address the certificate must cover\n"
+          "  --purpose        server (TLS server authentication) or client\n"
+          "  --at             check at another time: 2026-01-31, 2026-01-31T12:00:00Z or\n"
+          "                   @EPOCH (UTC)\n"
+          "  --password-file  file whose first line is the password of CERT\n"
+          "  --json           the result as JSON\n"
+          "  -h, --help       this help\n"
+          "\n"
+          "examples:\n"
+          "  tollgate cert verify pki/server-ecdsa.crt --ca pki/ca-bundle.crt \\\n"
+          "      --host localhost\n"
+          "  tollgate cert verify pki/revoked.crt --ca pki/ca-bundle.crt \\\n"
+          "      --crl pki/clients.crl --purpose client\n"
+          "  tollgate cert verify site.pem --at 2027-01-01\n"
+          "\n"
+          "exit codes: 0 every check passes, 1 rejected, 2 usage error or an unreadable\n"
+          "--ca or --crl.\n",
           out);
 }
 
@@ -715,9 +737,8 @@ int pki_cmd_verify(int argc, char **argv)
             fprintf(stderr, "tollgate cert verify: %s needs a value\n", a);
             return 2;
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "tollgate cert verify: unknown option \"%s\"\n", a);
-            usage(stderr);
-            return 2;
+            return suggest_usage_error(stderr, "cert verify", a, verify_opts,
+                                       TG_ARRAY_LEN(verify_opts));
         } else if (o.cert == NULL) {
             o.cert = a;
         } else {

@@ -1,12 +1,14 @@
 """`tollgate check`: every error class with file:line:col, all errors at once,
 warnings, exit codes."""
 
+import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tg_proc import free_port, run_tollgate
+from tg_proc import T, TOLLGATE_BIN, free_port, run_tollgate
 
 DIAG = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<warn>warning: )?"
                   r"(?P<key>[^:]+): (?P<msg>.+)$")
@@ -387,3 +389,106 @@ def test_optional_tcp_ssl_without_proxy_v2_is_an_error(tmp_path, pki, proxy):
         assert r.returncode == 0, r.stderr
         assert "configuration ok" in r.stdout
         assert diags == [], r.stderr
+
+
+# ---- --format json ----------------------------------------------------------
+
+def run_check_json(path):
+    r = run_tollgate(["check", "-c", str(path), "--format", "json"])
+    return r, json.loads(r.stdout)
+
+
+def assert_entry_shape(e):
+    assert set(e) == {"file", "line", "column", "key", "message"}, e
+    assert isinstance(e["line"], int) and isinstance(e["column"], int)
+    assert isinstance(e["message"], str) and e["message"]
+
+
+def test_json_good_config_is_ok(tmp_path, pki):
+    r, path, _ = run_check(tmp_path, base_lines(pki))
+    assert r.returncode == 0
+    rj, doc = run_check_json(path)
+    assert rj.returncode == 0, rj.stderr
+    assert doc["ok"] is True and doc["errors"] == [], doc
+    assert isinstance(doc["warnings"], list)
+    assert rj.stderr == ""  # everything a pipeline reads is on stdout
+
+
+def test_json_bad_config_same_errors_as_text(tmp_path, pki):
+    """Every error of the text form, at the same file:line:col, is in the JSON
+    form, no more and no fewer; the exit code is the same."""
+    lines = base_lines(pki)
+    for name in ("wrong_type", "bad_duration", "missing_file", "dangling_cert",
+                 "mutual_without_ca"):
+        lines, _, _, _ = MUTATIONS[name](lines)
+    r, path, diags = run_check(tmp_path, lines)
+    assert r.returncode == 1
+    rj, doc = run_check_json(path)
+    assert rj.returncode == 1, rj.stderr
+    assert doc["ok"] is False
+    for e in doc["errors"] + doc["warnings"]:
+        assert_entry_shape(e)
+    text_errors = sorted((d["file"], d["line"], d["col"], d["key"], d["msg"])
+                         for d in diags if not d["warn"])
+    json_errors = sorted((e["file"], e["line"], e["column"], e["key"], e["message"])
+                         for e in doc["errors"])
+    assert len(text_errors) >= 5
+    assert json_errors == text_errors
+    text_warnings = [d for d in diags if d["warn"]]
+    assert len(doc["warnings"]) == len(text_warnings)
+
+
+def test_json_stays_valid_with_hostile_bytes_in_a_message(tmp_path, pki):
+    """A YAML string with quotes, a backslash, a newline, control bytes and a
+    stray byte that is not UTF-8 ends up in an error message (an unknown
+    target group): the output is still one JSON document, and the message
+    holds the name as it was written."""
+    name = 'we"b\\x\n\x01\x1f\x7f'
+    lines = base_lines(pki)
+    lines[23] = "    target_group: " + json.dumps(name)
+    r, path, diags = run_check(tmp_path, lines)
+    assert r.returncode == 1
+    rj, doc = run_check_json(path)
+    assert rj.returncode == 1
+    assert any(name in e["message"] and e["line"] == 24 for e in doc["errors"]), doc
+
+
+def test_json_stays_valid_with_hostile_bytes_in_a_path(tmp_path, pki):
+    """Paths are bytes, not UTF-8: a config whose name holds a quote, a
+    newline, a control byte and a byte that is not UTF-8 gives valid UTF-8
+    JSON (U+FFFD for the stray byte) naming that file."""
+    lines, _, _, _ = MUTATIONS["wrong_type"](base_lines(pki))
+    name = b'we"ird\n\x01\xff.yaml'
+    path = bytes(tmp_path) + b"/" + name
+    with open(path, "wb") as f:
+        f.write(("\n".join(lines) + "\n").encode())
+    r = subprocess.run([TOLLGATE_BIN.encode(), b"check", b"-c", path, b"--format", b"json"],
+                       capture_output=True, timeout=T(60))
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout.decode("utf-8"))  # strict: valid UTF-8, no raw control byte
+    files = {e["file"] for e in doc["errors"]}
+    assert files == {str(tmp_path) + '/we"ird\n\x01\ufffd.yaml'}, files
+
+
+def test_json_missing_file_is_a_finding(tmp_path):
+    rj, doc = run_check_json(tmp_path / "missing.yaml")
+    assert rj.returncode == 1
+    assert doc["ok"] is False and doc["errors"], doc
+    assert any("missing.yaml" in (e["file"] or "") + e["message"] for e in doc["errors"])
+
+
+@pytest.mark.parametrize("args", [["--format", "yaml"], ["--format"], ["--format", "json", "-T"]])
+def test_json_format_usage_errors(tmp_path, pki, args):
+    r, path, _ = run_check(tmp_path, base_lines(pki))
+    assert r.returncode == 0
+    r = run_tollgate(["check", "-c", str(path), *args])
+    assert r.returncode == 2, (args, r.stderr)
+    assert r.stdout == ""
+
+
+def test_text_is_the_default_and_explicit(tmp_path, pki):
+    lines, _, _, _ = MUTATIONS["wrong_type"](base_lines(pki))
+    r, path, diags = run_check(tmp_path, lines)
+    rt = run_tollgate(["check", "-c", str(path), "--format=text"])
+    assert (rt.returncode, rt.stdout, rt.stderr) == (r.returncode, r.stdout, r.stderr)
+    assert diags and r.stdout == ""

@@ -200,6 +200,15 @@ class Tollgate:
         os.replace(tmp, self.config_path)
 
     # -- process --
+    def start_text(self, text, ports, wait=True):
+        """Starts from config text written by hand (not rendered from a dict);
+        ports maps each listener's name to the port its text gives it."""
+        self.ports = dict(ports)
+        self.hosts = {n: "127.0.0.1" for n in ports}
+        self.write_raw_config(text)
+        self._spawn()
+        return self.wait_ready() if wait else self
+
     def start(self, cfg, wait=True, retries=3):
         for attempt in range(retries):
             self.ports = {}
