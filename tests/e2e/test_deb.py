@@ -12,13 +12,14 @@ import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tg_proc import REPO, T, wait_for
+from tg_proc import REPO, T, free_port, wait_for
 
 TOOLS = {
     "dpkg-buildpackage": "dpkg-dev",
@@ -236,9 +237,14 @@ def test_packaged_binary_is_hardened(deb, tmp_path):
     assert {"stack protector", "relro", "pie", "cet"} <= set(hardening_missing(plain))
 
 
+def scratch_user():
+    """A user that exists here for `user:`; root may not be the workers' user."""
+    return "nobody" if os.geteuid() == 0 else run(["id", "-un"]).stdout.strip()
+
+
 def scratch_config(deb, user):
     """The shipped config with /etc/tollgate/ moved into the scratch root and
-    `user:` set to one that exists here; a PKI from `pki init` in place."""
+    `user:` set to one that exists here."""
     etc = deb["root"] / "etc/tollgate"
     text = (etc / "tollgate.yaml").read_text()
     assert "/etc/tollgate/pki/" in text and re.search(r"^user: tollgate\b", text, re.M)
@@ -253,8 +259,7 @@ def test_extracted_binary_runs_and_checks_the_shipped_config(deb):
     tg = str(deb["root"] / "usr/sbin/tollgate")
     r = run([tg, "version"])
     assert r.returncode == 0 and r.stdout.startswith(f"tollgate {deb['version']} "), r.stdout
-    user = run(["id", "-un"]).stdout.strip()
-    cfg = scratch_config(deb, user)
+    cfg = scratch_config(deb, scratch_user())
     # Fresh, before any certificate exists: check refuses the config (why
     # the package does not start the service), naming the missing PKI.
     r = run([tg, "check", "-c", str(cfg)])
@@ -266,6 +271,67 @@ def test_extracted_binary_runs_and_checks_the_shipped_config(deb):
     assert r.returncode == 0, r.stderr
     r = run([tg, "check", "-c", str(cfg)])
     assert r.returncode == 0 and "configuration ok" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def handshake(port, ca, wait_for_refusal=False):
+    """A TLS client without a certificate to 127.0.0.1:port: the peer's
+    certificate, or the error. Under TLS 1.3 a server refuses a missing
+    client certificate after the handshake: wait_for_refusal reads for it."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=T(5)) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                if wait_for_refusal:
+                    tls.recv(1)
+                return tls.getpeercert()
+    except (ssl.SSLError, OSError) as e:
+        return e
+
+
+def test_extracted_binary_serves_the_shipped_config(deb, tmp_path):
+    """The shipped config, its addresses moved to free loopback ports, run
+    by the packaged binary: one-way TLS is served with the PKI's server
+    certificate, the mutual listener refuses a client without one."""
+    pki = deb["root"] / "etc/tollgate/pki"
+    tg = str(deb["root"] / "usr/sbin/tollgate")
+    if not (pki / "server-ecdsa.crt").exists():
+        assert run([tg, "pki", "init", str(pki)]).returncode == 0
+    cfg = scratch_config(deb, scratch_user())
+    text = cfg.read_text()
+    ports = {}
+    for addr in ("0.0.0.0:443", "0.0.0.0:5443", "0.0.0.0:80", "127.0.0.1:9901"):
+        assert addr in text, addr
+        ports[addr] = free_port()
+        text = text.replace(addr, f"127.0.0.1:{ports[addr]}")
+    text = text.replace("/var/log/tollgate/access.log", str(tmp_path / "access.log"))
+    if os.geteuid() != 0:
+        text = re.sub(r"^user: .*$", "", text, flags=re.M)  # only root can switch users
+    cfg.write_text(text)
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([tg, "run", "-c", str(cfg)], stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        admin = ports["127.0.0.1:9901"]
+
+        def ready():
+            try:
+                url = f"http://127.0.0.1:{admin}/healthz"
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    return resp.status == 200
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                return False
+        wait_for(ready, T(15), what="/healthz 200")
+        peer = handshake(ports["0.0.0.0:443"], pki / "ca-bundle.crt")
+        assert isinstance(peer, dict), peer
+        assert ("DNS", "localhost") in peer["subjectAltName"]
+        refused = handshake(ports["0.0.0.0:5443"], pki / "ca-bundle.crt", wait_for_refusal=True)
+        assert isinstance(refused, ssl.SSLError) and "alert" in str(refused), refused
+        wait_for(lambda: "reason=no_client_cert" in log.read_text(), T(5),
+                 what="event=tls_handshake_failed reason=no_client_cert")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=T(60))
 
 
 def test_maintainer_scripts_parse(deb):
