@@ -2,7 +2,7 @@
 JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all setup build release asan fuzz valgrind test unit e2e demo bench lint format clean
+.PHONY: all setup build release asan fuzz valgrind test unit e2e demo bench lint format clean deb
 
 all: build
 
@@ -95,6 +95,25 @@ lint:
 
 format:
 	clang-format -i $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]')
+
+# Debian package (debian/): the files git knows (committed or not, minus the
+# ignored ones) are copied to DEB_WORK and built there with
+# `dpkg-buildpackage -us -uc -b`; the .deb files land in DEB_DIST.
+DEB_JOBS ?= 2
+DEB_WORK ?= $(CURDIR)/build-deb
+DEB_DIST ?= $(CURDIR)/dist
+
+deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+		{ echo "deb: needs dpkg-dev, debhelper, fakeroot and lintian (apt-get install them)" >&2; exit 1; }
+	rm -rf $(DEB_WORK)
+	mkdir -p $(DEB_WORK)/tollgate $(DEB_DIST)
+	git ls-files -z --cached --others --exclude-standard | \
+		tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(DEB_WORK)/tollgate
+	cd $(DEB_WORK)/tollgate && DEB_BUILD_OPTIONS="parallel=$(DEB_JOBS) $(DEB_BUILD_OPTIONS)" \
+		dpkg-buildpackage -us -uc -b
+	cp $(DEB_WORK)/*.deb $(DEB_DIST)/
+	@ls -1 $(DEB_DIST)/*.deb
 
 clean:
 	rm -rf build build-asan build-release build-fuzz
