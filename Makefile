@@ -6,8 +6,9 @@ PYTEST ?= /usr/bin/python3 -m pytest
 
 all: build
 
+# SETUP_PURPOSE: what scripts/setup.sh installs packages for (see the script).
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh $(SETUP_PURPOSE)
 
 build/CMakeCache.txt:
 	cmake --preset debug >/dev/null
@@ -29,6 +30,11 @@ unit: build
 
 e2e: build
 	TOLLGATE_BIN=$(CURDIR)/build/tollgate $(PYTEST) -q tests/e2e
+
+test asan valgrind: SETUP_PURPOSE = test
+fuzz: SETUP_PURPOSE = fuzz
+demo: SETUP_PURPOSE = demo
+bench: SETUP_PURPOSE = bench
 
 test: setup
 	$(MAKE) lint
