@@ -126,14 +126,14 @@ format:
 # Man pages, made with pandoc from markdown: tollgate.yaml(5) from
 # docs/CONFIG.md itself, with a NAME/SYNOPSIS header (man/tollgate.yaml.5.head.md),
 # so the reference and the man page cannot drift apart; tollgate(8) from
-# man/tollgate.8.md. pandoc reads the GitHub markdown the docs are written in
-# (tables included) as it is; scdoc would need every page rewritten in its own
-# syntax. --shift-heading-level-by=-1 makes each page's "#" title the man
+# man/tollgate.8.md (pandoc's markdown, for its definition lists). pandoc
+# reads the GitHub markdown the docs are written in (tables included) as it
+# is; scdoc would need every page rewritten in its own syntax. --shift-heading-level-by=-1 makes each page's "#" title the man
 # title and its "##" sections man sections.
 MAN_DIR := build-release/man
 MANPAGES := $(MAN_DIR)/tollgate.8 $(MAN_DIR)/tollgate.yaml.5
 PANDOC ?= pandoc
-PANDOC_MAN = $(PANDOC) --standalone --from gfm --to man --shift-heading-level-by=-1 \
+PANDOC_MAN = $(PANDOC) --standalone --to man --shift-heading-level-by=-1 \
 	--lua-filter man/tables.lua --metadata date="" --metadata footer="tollgate $(VERSION)" --metadata header="tollgate"
 VERSION := $(shell sed -n "s/^project.tollgate VERSION \([0-9.]*\).*/\1/p" CMakeLists.txt)
 
@@ -141,11 +141,11 @@ man: $(MANPAGES)
 
 $(MAN_DIR)/tollgate.8: man/tollgate.8.md man/tables.lua Makefile
 	@mkdir -p $(MAN_DIR)
-	$(PANDOC_MAN) --metadata section=8 -o $@ $<
+	$(PANDOC_MAN) --from markdown --metadata section=8 -o $@ $<
 
 $(MAN_DIR)/tollgate.yaml.5: man/tollgate.yaml.5.head.md docs/CONFIG.md man/tables.lua Makefile
 	@mkdir -p $(MAN_DIR)
-	$(PANDOC_MAN) --metadata section=5 -o $@ man/tollgate.yaml.5.head.md docs/CONFIG.md
+	$(PANDOC_MAN) --from gfm --metadata section=5 -o $@ man/tollgate.yaml.5.head.md docs/CONFIG.md
 
 # Installs what `make` built. Never overwrites an existing config: an edited
 # $(SYSCONFDIR)/tollgate/tollgate.yaml stays, and `make uninstall` leaves it

@@ -261,6 +261,8 @@ def test_tollgate8_documents_every_command_and_option(dest):
         assert re.search(rf"^{section}$", out, re.M), section
     for sig in ("SIGHUP", "SIGTERM", "SIGUSR1"):
         assert sig in out
+    # Each command is a term with its description indented below it.
+    assert re.search(r"^ {7}run -c FILE\n {14}Start the master", out, re.M), out[:3000]
 
 
 # ---- bash completion -----------------------------------------------------------------------
