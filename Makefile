@@ -139,6 +139,12 @@ VERSION := $(shell sed -n "s/^project.tollgate VERSION \([0-9.]*\).*/\1/p" CMake
 
 man: $(MANPAGES)
 
+$(MANPAGES): | pandoc-present
+.PHONY: pandoc-present
+pandoc-present:
+	@command -v $(PANDOC) >/dev/null || { echo "make: $(PANDOC) makes the man pages;" \
+		"install it with scripts/setup.sh build (make setup)" >&2; exit 1; }
+
 $(MAN_DIR)/tollgate.8: man/tollgate.8.md man/tables.lua Makefile
 	@mkdir -p $(MAN_DIR)
 	$(PANDOC_MAN) --from markdown --metadata section=8 -o $@ $<
@@ -151,10 +157,14 @@ $(MAN_DIR)/tollgate.yaml.5: man/tollgate.yaml.5.head.md docs/CONFIG.md man/table
 # $(SYSCONFDIR)/tollgate/tollgate.yaml stays, and `make uninstall` leaves it
 # (and $(SYSCONFDIR)/tollgate/) too. The unit's paths follow SBINDIR and SYSCONFDIR.
 install: all
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
-		$(DESTDIR)$(LOGROTATEDIR) $(DESTDIR)$(BASHCOMPDIR) \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	$(INSTALL) -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/tollgate
+	@# Only missing directories are made (0755): install -d would also chmod
+	@# an existing one, such as a setgid /usr/local/sbin.
+	@for d in $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(LOGROTATEDIR) \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8; do \
+		[ -d $$d ] || { echo "$(INSTALL) -d -m 0755 $$d"; $(INSTALL) -d -m 0755 $$d; } || exit 1; \
+	done
+	@# The config directory holds keys: made 0750 when it does not exist yet.
+	[ -d $(DESTDIR)$(SYSCONFDIR)/tollgate ] || $(INSTALL) -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/tollgate
 	$(INSTALL) -m 0755 build-release/tollgate $(DESTDIR)$(SBINDIR)/tollgate
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.yaml ]; then \
 		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.yaml"; \

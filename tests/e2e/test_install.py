@@ -72,6 +72,19 @@ def test_install_puts_every_file_with_its_mode_and_nothing_else(dest):
     assert stat.S_IMODE((dest / "etc/tollgate").stat().st_mode) == 0o750
 
 
+def test_install_leaves_the_mode_of_existing_directories_alone(tmp_path):
+    """Twin of the above: directories that exist (a setgid sbin, a config
+    directory the operator opened up) keep their mode."""
+    (tmp_path / "usr/sbin").mkdir(parents=True)
+    (tmp_path / "usr/sbin").chmod(0o2775)
+    (tmp_path / "etc/tollgate").mkdir(parents=True)
+    (tmp_path / "etc/tollgate").chmod(0o755)
+    install(tmp_path)
+    assert stat.S_IMODE((tmp_path / "usr/sbin").stat().st_mode) == 0o2775
+    assert stat.S_IMODE((tmp_path / "etc/tollgate").stat().st_mode) == 0o755
+    assert (tmp_path / "usr/sbin/tollgate").is_file()
+
+
 def test_install_writes_the_example_config_and_the_sources_unchanged(dest):
     assert (dest / "etc/tollgate/tollgate.yaml").read_bytes() == \
         (REPO / "contrib/tollgate.yaml").read_bytes()
