@@ -38,12 +38,13 @@ DOCS=(pandoc)
 DEMO=(openssl curl)
 # Test tools: cmocka (unit), pytest and real clients (e2e), promtool from
 # prometheus (test_admin checks /metrics with it), clang-format (lint),
-# clang and its runtimes (asan with clang), valgrind, man-db (the install
-# test renders the man pages), chromium (headless, the admin status page),
-# and what building and checking the .deb takes.
+# clang and its runtimes (asan with clang), valgrind, man-db and logrotate
+# (the install test renders the man pages and rotates with the installed
+# file), chromium (headless, the admin status page), and what building and
+# checking the .deb takes.
 TEST=(libcmocka-dev clang-format clang libclang-rt-dev valgrind
     python3 python3-pytest python3-cryptography openssl curl gnutls-bin nghttp2-client
-    prometheus man-db chromium debhelper lintian dpkg-dev fakeroot)
+    prometheus man-db logrotate chromium debhelper lintian dpkg-dev fakeroot)
 FUZZ=(clang libclang-rt-dev)
 # bench/run.sh runs haproxy and nginx from its own temporary configs.
 BENCH=(haproxy nginx libnginx-mod-stream wrk linux-perf openssl python3)

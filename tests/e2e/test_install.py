@@ -3,6 +3,7 @@ its place with its mode, the unit's paths following PREFIX, the installed
 binary checking the installed example config, man pages that render without
 a warning and cover every command and top-level key, the bash completion."""
 
+import grp
 import os
 import pwd
 import re
@@ -11,7 +12,8 @@ import stat
 import subprocess
 
 import pytest
-from tg_proc import REPO, T
+import tg_tls
+from tg_proc import REPO, T, group, listener, wait_for
 
 MAKE_TIMEOUT = 900  # a first `make install` builds the release binary
 
@@ -131,6 +133,50 @@ def test_logrotate_rotates_the_example_access_log_and_sends_sigusr1(dest):
     # docs/OPERATIONS.md says which signal reopens the access log.
     ops = (REPO / "docs/OPERATIONS.md").read_text()
     assert re.search(r"`SIGUSR1` \| reopen the access log", ops)
+
+
+ROTATE_SIGNAL = "systemctl kill --kill-who=main --signal=SIGUSR1 tollgate.service"
+
+
+def test_installed_logrotate_file_rotates_and_tollgate_reopens(dest, tollgate, backend, pki,
+                                                              tmp_path):
+    """The installed file, run by logrotate itself, on a running tollgate's
+    access log: only the log path, the owner of the new file and the
+    signal's addressee (systemctl, the unit's main PID) are swapped for this
+    test's; every other directive is the installed one."""
+    logrotate = shutil.which("logrotate", path=os.environ["PATH"] + ":/usr/sbin")
+    if logrotate is None:
+        pytest.skip("logrotate not installed (Debian package logrotate; scripts/setup.sh test)")
+    be = backend()
+    tg = tollgate({"workers": 2, "target_groups": {"g": group(be.address)},
+                   "listeners": [listener()]})
+    ctx = tg_tls.client_ctx(pki)
+    _, info1 = tg_tls.roundtrip(tg.addr(), ctx, b"1\n")
+    tg.access_for(info1["local"][1])
+
+    text = (dest / "etc/logrotate.d/tollgate").read_text()
+    assert text.count("/var/log/tollgate/*.log {") == 1 and text.count(ROTATE_SIGNAL) == 1
+    assert text.count("create 0640 tollgate adm") == 1
+    me, my_group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    text = (text.replace("/var/log/tollgate/*.log {", f"{tg.access_path} {{")
+            .replace(ROTATE_SIGNAL, f"kill -USR1 {tg.pid}")
+            .replace("create 0640 tollgate adm", f"create 0640 {me} {my_group}"))
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(text)
+    conf.chmod(0o644)
+    r = run([logrotate, "--force", "--state", str(tmp_path / "state"), str(conf)])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    rotated = tg.access_path.with_name(tg.access_path.name + ".1")  # delaycompress
+    assert f":{info1['local'][1]}\"" in rotated.read_text()
+    assert stat.S_IMODE(tg.access_path.stat().st_mode) == 0o640
+    workers = set(tg.worker_pids())
+    wait_for(lambda: workers <= {e["_pid"] for e in tg.events("access_log_reopened")}, T(5),
+             what="both workers reopening the access log")
+    _, info2 = tg_tls.roundtrip(tg.addr(), ctx, b"2\n")
+    assert tg.access_for(info2["local"][1])["bytes_in"] == 2
+    # Twin: the record after the rotation is not in the rotated file.
+    assert f":{info2['local'][1]}\"" not in rotated.read_text()
 
 
 def test_second_install_keeps_an_edited_config(tmp_path):

@@ -47,7 +47,7 @@ def test_test_installs_every_tool_the_suite_uses():
     pkgs = set(packages("test"))
     needed = {"libcmocka-dev", "clang-format", "clang", "libclang-rt-dev", "valgrind",
               "python3-pytest", "python3-cryptography", "openssl", "curl", "gnutls-bin",
-              "nghttp2-client", "prometheus", "pandoc", "man-db", "chromium", "debhelper",
+              "nghttp2-client", "prometheus", "pandoc", "man-db", "logrotate", "chromium", "debhelper",
               "lintian", "dpkg-dev", "fakeroot"}
     assert needed <= pkgs, needed - pkgs
     # Twin: the peers of the benchmark are not test tools.
