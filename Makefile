@@ -2,17 +2,39 @@
 JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all setup build release asan fuzz valgrind test unit e2e demo bench lint format clean deb
+# Installation directories (GNU names). `make install` writes only under
+# $(DESTDIR), so a package build can run it into its staging directory:
+#   make install DESTDIR=debian/tmp PREFIX=/usr
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+# sbin, as haproxy and nginx: the daemon is started by root (systemd) to bind
+# low ports and read private keys, and the certificate tools are operator tools.
+SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+# A directory systemd reads: /usr/local/lib/systemd/system for /usr/local,
+# /usr/lib/systemd/system for /usr (Debian's packages may give /lib/...).
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
+INSTALL ?= install
 
-all: build
+.PHONY: all setup build debug release man asan fuzz valgrind test unit e2e demo bench lint \
+	format clean install uninstall deb
 
+# Plain `make`: the optimized, hardened release binary (build-release/, the
+# one `make install` installs) and the man pages.
+all: release man
+
+# SETUP_PURPOSE: what scripts/setup.sh installs packages for (see the script).
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh $(SETUP_PURPOSE)
 
 build/CMakeCache.txt:
 	cmake --preset debug >/dev/null
 
-build: build/CMakeCache.txt
+# The debug build (build/), which make unit, e2e, test and valgrind use.
+debug build: build/CMakeCache.txt
 	cmake --build build -j $(JOBS)
 
 build-release/CMakeCache.txt:
@@ -29,6 +51,11 @@ unit: build
 
 e2e: build
 	TOLLGATE_BIN=$(CURDIR)/build/tollgate $(PYTEST) -q tests/e2e
+
+test asan valgrind: SETUP_PURPOSE = test
+fuzz: SETUP_PURPOSE = fuzz
+demo: SETUP_PURPOSE = demo
+bench: SETUP_PURPOSE = bench
 
 test: setup
 	$(MAKE) lint
@@ -96,6 +123,70 @@ lint:
 format:
 	clang-format -i $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]')
 
+# Man pages, made with pandoc from markdown: tollgate.yaml(5) from
+# docs/CONFIG.md itself, with a NAME/SYNOPSIS header (man/tollgate.yaml.5.head.md),
+# so the reference and the man page cannot drift apart; tollgate(8) from
+# man/tollgate.8.md (pandoc's markdown, for its definition lists). pandoc
+# reads the GitHub markdown the docs are written in (tables included) as it
+# is; scdoc would need every page rewritten in its own syntax. --shift-heading-level-by=-1 makes each page's "#" title the man
+# title and its "##" sections man sections.
+MAN_DIR := build-release/man
+MANPAGES := $(MAN_DIR)/tollgate.8 $(MAN_DIR)/tollgate.yaml.5
+PANDOC ?= pandoc
+PANDOC_MAN = $(PANDOC) --standalone --to man --shift-heading-level-by=-1 \
+	--lua-filter man/tables.lua --metadata date="" --metadata footer="tollgate $(VERSION)" --metadata header="tollgate"
+VERSION := $(shell sed -n "s/^project.tollgate VERSION \([0-9.]*\).*/\1/p" CMakeLists.txt)
+
+man: $(MANPAGES)
+
+$(MANPAGES): | pandoc-present
+.PHONY: pandoc-present
+pandoc-present:
+	@command -v $(PANDOC) >/dev/null || { echo "make: $(PANDOC) makes the man pages;" \
+		"install it with scripts/setup.sh build (make setup)" >&2; exit 1; }
+
+$(MAN_DIR)/tollgate.8: man/tollgate.8.md man/tables.lua Makefile
+	@mkdir -p $(MAN_DIR)
+	$(PANDOC_MAN) --from markdown --metadata section=8 -o $@ $<
+
+$(MAN_DIR)/tollgate.yaml.5: man/tollgate.yaml.5.head.md docs/CONFIG.md man/tables.lua Makefile
+	@mkdir -p $(MAN_DIR)
+	$(PANDOC_MAN) --from gfm --metadata section=5 -o $@ man/tollgate.yaml.5.head.md docs/CONFIG.md
+
+# Installs what `make` built. Never overwrites an existing config: an edited
+# $(SYSCONFDIR)/tollgate/tollgate.yaml stays, and `make uninstall` leaves it
+# (and $(SYSCONFDIR)/tollgate/) too. The unit's paths follow SBINDIR and SYSCONFDIR.
+install: all
+	@# Only missing directories are made (0755): install -d would also chmod
+	@# an existing one, such as a setgid /usr/local/sbin.
+	@for d in $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(LOGROTATEDIR) \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8; do \
+		[ -d $$d ] || { echo "$(INSTALL) -d -m 0755 $$d"; $(INSTALL) -d -m 0755 $$d; } || exit 1; \
+	done
+	@# The config directory holds keys: made 0750 when it does not exist yet.
+	[ -d $(DESTDIR)$(SYSCONFDIR)/tollgate ] || $(INSTALL) -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/tollgate
+	$(INSTALL) -m 0755 build-release/tollgate $(DESTDIR)$(SBINDIR)/tollgate
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.yaml ]; then \
+		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.yaml"; \
+	else \
+		echo "$(INSTALL) -m 0640 contrib/tollgate.yaml $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.yaml"; \
+		$(INSTALL) -m 0640 contrib/tollgate.yaml $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.yaml; \
+	fi
+	sed -e 's|/usr/local/sbin/tollgate|$(SBINDIR)/tollgate|g' \
+		-e 's|/etc/tollgate/|$(SYSCONFDIR)/tollgate/|g' contrib/tollgate.service \
+		>$(DESTDIR)$(SYSTEMDUNITDIR)/tollgate.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/tollgate.service
+	$(INSTALL) -m 0644 contrib/tollgate.logrotate $(DESTDIR)$(LOGROTATEDIR)/tollgate
+	$(INSTALL) -m 0644 contrib/tollgate.bash-completion $(DESTDIR)$(BASHCOMPDIR)/tollgate
+	$(INSTALL) -m 0644 $(MAN_DIR)/tollgate.8 $(DESTDIR)$(MANDIR)/man8/tollgate.8
+	$(INSTALL) -m 0644 $(MAN_DIR)/tollgate.yaml.5 $(DESTDIR)$(MANDIR)/man5/tollgate.yaml.5
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/tollgate $(DESTDIR)$(SYSTEMDUNITDIR)/tollgate.service \
+		$(DESTDIR)$(LOGROTATEDIR)/tollgate $(DESTDIR)$(BASHCOMPDIR)/tollgate \
+		$(DESTDIR)$(MANDIR)/man8/tollgate.8 $(DESTDIR)$(MANDIR)/man5/tollgate.yaml.5
+	@echo "uninstall: left $(DESTDIR)$(SYSCONFDIR)/tollgate/ (the config and keys) in place"
+
 # Debian package (debian/): the files git knows (committed or not, minus the
 # ignored ones) are copied to DEB_WORK and built there with
 # `dpkg-buildpackage -us -uc -b`; the .deb files land in DEB_DIST.
@@ -116,4 +207,4 @@ deb:
 	@ls -1 $(DEB_DIST)/*.deb
 
 clean:
-	rm -rf build build-asan build-release build-fuzz
+	rm -rf build build-asan build-release build-fuzz build-deb dist
