@@ -40,19 +40,21 @@ class Browser:
         self.next_id = 0
         cmd_r, self.cmd_w = os.pipe()
         self.ans_r, ans_w = os.pipe()
-
-        def fds():  # in the child; dup2 leaves the copies inheritable
-            os.dup2(cmd_r, 3)
-            os.dup2(ans_w, 4)
-
-        self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--remote-debugging-pipe", f"--user-data-dir={workdir / 'chromium-profile'}",
-             "--disable-background-networking", "--disable-extensions", "--disable-sync",
-             "--window-size=1280,1600", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(workdir / "chromium.stderr", "wb"), preexec_fn=fds,
-            close_fds=False, start_new_session=True)
+        argv = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--remote-debugging-pipe", f"--user-data-dir={workdir / 'chromium-profile'}",
+                "--disable-background-networking", "--disable-extensions", "--disable-sync",
+                "--window-size=1280,1600", "about:blank"]
+        # posix_spawn runs no Python in the child; the pipe ends land on the
+        # fds the protocol names (dup2 leaves them inheritable), every other
+        # fd of ours is close-on-exec.
+        self.pid = os.posix_spawn(CHROMIUM, argv, os.environ, setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 2, str(workdir / "chromium.stderr"),
+             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            (os.POSIX_SPAWN_DUP2, cmd_r, 3),
+            (os.POSIX_SPAWN_DUP2, ans_w, 4),
+        ])
         os.close(cmd_r)
         os.close(ans_w)
         threading.Thread(target=self._read, daemon=True).start()
@@ -144,11 +146,13 @@ class Browser:
             self.call("Browser.close", timeout=T(5))
         except (AssertionError, queue.Empty, OSError):
             pass
-        try:
-            self.proc.wait(T(10))
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(T(5))
+        deadline = time.monotonic() + T(10)
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.killpg(self.pid, 9)
+                os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.05)
         os.close(self.cmd_w)
         os.close(self.ans_r)
 
