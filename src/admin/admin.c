@@ -95,20 +95,27 @@ static const char *status_text(unsigned status)
     }
 }
 
+#define ADMIN_HTML "text/html; charset=utf-8"
+
 /* Replaces whatever c->out holds with a full response around body; extra
- * is more header lines, each ending in CRLF (or NULL: a Content-Security-Policy
- * that forbids everything, since no answer but the page is meant to render). */
+ * is more header lines, each ending in CRLF (or NULL). Every answer but the
+ * page (the one ADMIN_HTML answer, which brings its own policy) gets a
+ * Content-Security-Policy that forbids everything: nothing else is meant
+ * to render in a browser. */
 static void respond(struct admin_conn *c, unsigned status, const char *ctype, const char *extra,
                     const char *body, size_t body_len, bool head_only)
 {
     admin_out_fini(&c->out);
-    admin_out_printf(
-        &c->out,
-        "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-        "X-Frame-Options: DENY\r\n%sConnection: close\r\n\r\n",
-        status, status_text(status), ctype, body_len,
-        extra ? extra : "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n");
+    bool is_html = strcmp(ctype, ADMIN_HTML) == 0;
+    admin_out_printf(&c->out,
+                     "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                     "X-Frame-Options: DENY\r\n%s%sConnection: close\r\n\r\n",
+                     status, status_text(status), ctype, body_len,
+                     is_html ? ""
+                             : "Content-Security-Policy: default-src 'none'; "
+                               "frame-ancestors 'none'\r\n",
+                     extra ? extra : "");
     if (!head_only && body_len > 0 && !c->out.failed) {
         admin_out_printf(&c->out, "%.*s", (int)body_len, body);
     }
@@ -205,8 +212,8 @@ static void handle_page(struct admin_conn *c, bool is_get, bool is_head)
         respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", "use GET\n", 8, false);
         return;
     }
-    respond(c, 200, "text/html; charset=utf-8", admin_ui_headers(), (const char *)admin_ui_page,
-            admin_ui_page_len, is_head);
+    respond(c, 200, ADMIN_HTML, admin_ui_headers(), (const char *)admin_ui_page, admin_ui_page_len,
+            is_head);
 }
 
 static void handle(struct admin_conn *c)

@@ -245,6 +245,7 @@ def test_ui_page_headers(ui_tg):
     assert h["x-content-type-options"] == "nosniff"
     st, h, _ = admin_get(ui_tg.admin_port, "/", method="POST")
     assert st == 405 and h["allow"] == "GET, HEAD"
+    assert h["content-security-policy"].startswith("default-src 'none'"), h
     assert admin_get(ui_tg.admin_port, "/uix")[0] == 404
 
 
@@ -358,7 +359,10 @@ def test_ui_token_data_needs_token(token_tg):
     and /metrics still need it."""
     port = token_tg.admin_port
     assert admin_get(port, "/")[0] == 200
-    assert admin_get(port, "/status")[0] == 401
+    st, h, _ = admin_get(port, "/status")
+    assert st == 401 and h["www-authenticate"].startswith("Bearer")
+    assert h["content-security-policy"].startswith("default-src 'none'"), h
+    assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
     assert admin_get(port, "/metrics")[0] == 401
     assert admin_get(port, "/status", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
     # The guard's other checks still apply to the page.
