@@ -57,6 +57,7 @@ static void listen_stop(struct admin *a)
 {
     if (a->fd < 0)
         return;
+    ev_timer_stop(a->loop, &a->hist_timer);
     ev_io_stop(a->loop, &a->accept_w);
     close(a->fd);
     a->fd = -1;
@@ -94,16 +95,27 @@ static const char *status_text(unsigned status)
     }
 }
 
+#define ADMIN_HTML "text/html; charset=utf-8"
+
 /* Replaces whatever c->out holds with a full response around body; extra
- * is more header lines, each ending in CRLF (or NULL). */
+ * is more header lines, each ending in CRLF (or NULL). Every answer but the
+ * page (the one ADMIN_HTML answer, which brings its own policy) gets a
+ * Content-Security-Policy that forbids everything: nothing else is meant
+ * to render in a browser. */
 static void respond(struct admin_conn *c, unsigned status, const char *ctype, const char *extra,
                     const char *body, size_t body_len, bool head_only)
 {
     admin_out_fini(&c->out);
+    bool is_html = strcmp(ctype, ADMIN_HTML) == 0;
     admin_out_printf(&c->out,
                      "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
-                     status, status_text(status), ctype, body_len, extra ? extra : "");
+                     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                     "X-Frame-Options: DENY\r\n%s%sConnection: close\r\n\r\n",
+                     status, status_text(status), ctype, body_len,
+                     is_html ? ""
+                             : "Content-Security-Policy: default-src 'none'; "
+                               "frame-ancestors 'none'\r\n",
+                     extra ? extra : "");
     if (!head_only && body_len > 0 && !c->out.failed) {
         admin_out_printf(&c->out, "%.*s", (int)body_len, body);
     }
@@ -189,6 +201,21 @@ static void handle_metrics(struct admin_conn *c, bool head_only)
     admin_out_fini(&body);
 }
 
+static bool is_page(const char *path)
+{
+    return strcmp(path, "/") == 0 || strcmp(path, "/ui") == 0;
+}
+
+static void handle_page(struct admin_conn *c, bool is_get, bool is_head)
+{
+    if (!is_get && !is_head) {
+        respond(c, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n", "use GET\n", 8, false);
+        return;
+    }
+    respond(c, 200, ADMIN_HTML, admin_ui_headers(), (const char *)admin_ui_page, admin_ui_page_len,
+            is_head);
+}
+
 static void handle(struct admin_conn *c)
 {
     struct http_head *hd = &c->head;
@@ -211,6 +238,13 @@ static void handle(struct admin_conn *c)
 
     const char *why = NULL;
     unsigned refused = admin_guard_check(&c->a->guard, hd, c->local, &why);
+    /* The page holds no data and cannot be fetched with a header by a
+     * navigation: it is served without the token (the Host and web-page
+     * checks still apply) and asks for the token itself. */
+    if (refused == 401 && is_page(path)) {
+        handle_page(c, is_get, is_head);
+        return;
+    }
     if (refused != 0) {
         char e_host[LOG_KV_MAX] = "-";
         if (hd->host >= 0)
@@ -231,6 +265,10 @@ static void handle(struct admin_conn *c)
         return;
     }
 
+    if (is_page(path)) {
+        handle_page(c, is_get, is_head);
+        return;
+    }
     if (strcmp(path, "/reload") == 0) {
         if (!is_post)
             respond(c, 405, "text/plain; charset=utf-8", "Allow: POST\r\n", "use POST\n", 9, false);
@@ -241,7 +279,7 @@ static void handle(struct admin_conn *c)
     bool known = strcmp(path, "/metrics") == 0 || strcmp(path, "/status") == 0 ||
                  strcmp(path, "/healthz") == 0;
     if (!known) {
-        respond_text(c, 404, "not found; try /metrics, /status, /healthz or POST /reload\n");
+        respond_text(c, 404, "not found; try /, /metrics, /status, /healthz or POST /reload\n");
         return;
     }
     if (!is_get && !is_head) {
@@ -380,6 +418,19 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- the object ---- */
 
+/* Refusal totals are sampled this often (seconds) for the per-minute
+ * counts of /status, whether or not anyone reads it. */
+#define ADMIN_HIST_EVERY 10.0
+
+static void hist_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    admin_hist_sample(t->data, (double)now.tv_sec);
+}
+
 struct admin *admin_new(struct ev_loop *loop, const struct admin_ops *ops)
 {
     struct admin *a = calloc(1, sizeof(*a));
@@ -406,6 +457,7 @@ void admin_free(struct admin *a)
     }
     admin_certs_fini(&a->certs);
     admin_guard_fini(&a->guard);
+    admin_hist_fini(&a->hist);
     free(a);
 }
 
@@ -443,6 +495,9 @@ enum tg_status admin_configure(struct admin *a, const struct config *cfg, struct
     ev_io_init(&a->accept_w, accept_cb, fd, EV_READ);
     a->accept_w.data = a;
     ev_io_start(a->loop, &a->accept_w);
+    ev_timer_init(&a->hist_timer, hist_timer_cb, 0., ADMIN_HIST_EVERY);
+    a->hist_timer.data = a;
+    ev_timer_start(a->loop, &a->hist_timer);
     char addr[64];
     net_addr_format(&a->addr, addr, sizeof(addr));
     log_info("event=admin_listening address=%s", addr);
@@ -488,296 +543,4 @@ void admin_retire(struct admin *a, const struct config *cfg, const struct shm_st
         }
         shm_listener_stats_add(&t->s, &stats->listeners[i]);
     }
-}
-
-/* ---- /metrics ---- */
-
-/* One listener's counters summed over the retired totals and every live
- * generation. */
-struct lsum {
-    const char *name;               /* borrowed */
-    const struct cfg_listener *cfg; /* borrowed, newest generation that has it; may be NULL */
-    struct shm_listener_stats s;    /* sums */
-    int64_t active;
-};
-
-static struct lsum *lsum_find(struct lsum *v, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(v[i].name, name) == 0)
-            return &v[i];
-    return NULL;
-}
-
-static size_t collect(struct admin *a, struct admin_gen *gens, size_t n_gens, struct lsum **out)
-{
-    size_t cap = 0, n = 0;
-    for (struct admin_total *t = a->totals; t != NULL; t = t->next)
-        cap++;
-    for (size_t g = 0; g < n_gens; g++)
-        cap += gens[g].cfg->n_listeners;
-    struct lsum *v = calloc(cap + 1, sizeof(*v));
-    if (v == NULL)
-        return 0;
-    for (size_t g = 0; g < n_gens; g++) {
-        for (size_t i = 0; i < gens[g].cfg->n_listeners && i < gens[g].stats->n_listeners; i++) {
-            const struct cfg_listener *l = &gens[g].cfg->listeners[i];
-            struct lsum *s = lsum_find(v, n, l->name);
-            if (s == NULL) {
-                s = &v[n++];
-                s->name = l->name;
-                s->cfg = l;
-            }
-            shm_listener_stats_add(&s->s, &gens[g].stats->listeners[i]);
-            s->active += atomic_load_explicit(&gens[g].stats->listeners[i].conns_active,
-                                              memory_order_relaxed);
-        }
-    }
-    for (struct admin_total *t = a->totals; t != NULL; t = t->next) {
-        struct lsum *s = lsum_find(v, n, t->listener);
-        if (s == NULL) {
-            s = &v[n++];
-            s->name = t->listener;
-        }
-        shm_listener_stats_add(&s->s, &t->s);
-    }
-    *out = v;
-    return n;
-}
-
-static void family(struct admin_out *o, const char *name, const char *type, const char *help)
-{
-    admin_out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void sample_start(struct admin_out *o, const char *name, const char *listener)
-{
-    admin_out_printf(o, "%s{listener=\"", name);
-    admin_label_escape(o, listener);
-    admin_out_printf(o, "\"");
-}
-
-static void sample_u64(struct admin_out *o, uint64_t v)
-{
-    admin_out_printf(o, "} %llu\n", (unsigned long long)v);
-}
-
-static void listener_metrics(struct admin_out *o, struct lsum *v, size_t n)
-{
-    family(o, "tollgate_connections_total", "counter", "Client connections accepted.");
-    for (size_t i = 0; i < n; i++) {
-        sample_start(o, "tollgate_connections_total", v[i].name);
-        sample_u64(o, shm_get(&v[i].s.conns_total));
-    }
-    family(o, "tollgate_connections_active", "gauge", "Client connections open now.");
-    for (size_t i = 0; i < n; i++) {
-        sample_start(o, "tollgate_connections_active", v[i].name);
-        admin_out_printf(o, "} %lld\n", (long long)(v[i].active > 0 ? v[i].active : 0));
-    }
-    family(o, "tollgate_connections_refused_total", "counter",
-           "Client connections closed at once because max_connections was reached.");
-    for (size_t i = 0; i < n; i++) {
-        sample_start(o, "tollgate_connections_refused_total", v[i].name);
-        sample_u64(o, shm_get(&v[i].s.conns_refused));
-    }
-    family(o, "tollgate_tls_handshakes_total", "counter",
-           "TLS handshakes completed, by protocol version and session resumption.");
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].cfg != NULL && !v[i].cfg->has_tls)
-            continue;
-        for (size_t ver = 0; ver < SHM_TLS_COUNT; ver++) {
-            for (int r = 0; r < 2; r++) {
-                uint64_t x = shm_get(&v[i].s.hs_by_version[ver][r]);
-                if (x == 0 && ver != SHM_TLS_V1_2 && ver != SHM_TLS_V1_3)
-                    continue;
-                sample_start(o, "tollgate_tls_handshakes_total", v[i].name);
-                admin_out_printf(o, ",version=\"%s\",resumed=\"%s\"",
-                                 shm_tls_version_name((enum shm_tls_version)ver),
-                                 r ? "true" : "false");
-                sample_u64(o, x);
-            }
-        }
-    }
-    family(o, "tollgate_tls_handshake_failures_total", "counter",
-           "TLS handshakes refused or failed, by rejection reason.");
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].cfg != NULL && !v[i].cfg->has_tls)
-            continue;
-        for (size_t r = 0; r < SHM_REASON_COUNT; r++) {
-            sample_start(o, "tollgate_tls_handshake_failures_total", v[i].name);
-            admin_out_printf(o, ",reason=\"%s\"", shm_reason_name(r));
-            sample_u64(o, shm_get(&v[i].s.hs_failures[r]));
-        }
-    }
-    family(o, "tollgate_tls_handshake_duration_seconds", "histogram",
-           "Time from accept to a completed TLS handshake.");
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].cfg != NULL && !v[i].cfg->has_tls)
-            continue;
-        struct admin_out lab = {0};
-        admin_out_printf(&lab, "listener=\"");
-        admin_label_escape(&lab, v[i].name);
-        admin_out_printf(&lab, "\"");
-        if (!lab.failed)
-            admin_out_histogram(o, "tollgate_tls_handshake_duration_seconds", lab.p,
-                                &v[i].s.hs_duration);
-        admin_out_fini(&lab);
-    }
-    family(o, "tollgate_requests_total", "counter",
-           "HTTP requests answered (https and http listeners), by status code.");
-    for (size_t i = 0; i < n; i++) {
-        for (size_t code = 0; code < SHM_STATUS_COUNT; code++) {
-            uint64_t x = shm_get(&v[i].s.requests[code]);
-            if (x == 0)
-                continue;
-            sample_start(o, "tollgate_requests_total", v[i].name);
-            admin_out_printf(o, ",code=\"%zu\"", code + SHM_STATUS_MIN);
-            sample_u64(o, x);
-        }
-    }
-    family(o, "tollgate_request_duration_seconds", "histogram",
-           "Time from the first byte of a request head to the end of its response.");
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].cfg != NULL && v[i].cfg->protocol == CFG_PROTO_TCP_SSL)
-            continue;
-        struct admin_out lab = {0};
-        admin_out_printf(&lab, "listener=\"");
-        admin_label_escape(&lab, v[i].name);
-        admin_out_printf(&lab, "\"");
-        if (!lab.failed)
-            admin_out_histogram(o, "tollgate_request_duration_seconds", lab.p,
-                                &v[i].s.req_duration);
-        admin_out_fini(&lab);
-    }
-    family(o, "tollgate_bytes_total", "counter",
-           "Bytes from clients (in) and to clients (out), counted when a connection closes.");
-    for (size_t i = 0; i < n; i++) {
-        sample_start(o, "tollgate_bytes_total", v[i].name);
-        admin_out_printf(o, ",direction=\"in\"");
-        sample_u64(o, shm_get(&v[i].s.bytes_in));
-        sample_start(o, "tollgate_bytes_total", v[i].name);
-        admin_out_printf(o, ",direction=\"out\"");
-        sample_u64(o, shm_get(&v[i].s.bytes_out));
-    }
-}
-
-/* The slot the workers' pickers use for a target, or NULL (no shared
- * table, or the table was full: such a target is always up). */
-const struct lb_slot *admin_target_slot(const struct cfg_target_group *g, size_t t)
-{
-    const struct lb_shared *sh = lb_shared_global();
-    int i = sh ? lb_shared_find(sh, g->name, g->targets[t].address) : -1;
-    return i >= 0 ? &sh->slots[i] : NULL;
-}
-
-static void target_sample(struct admin_out *o, const char *name, const struct cfg_target_group *g,
-                          size_t t)
-{
-    admin_out_printf(o, "%s{target_group=\"", name);
-    admin_label_escape(o, g->name);
-    admin_out_printf(o, "\",target=\"");
-    admin_label_escape(o, g->targets[t].address);
-    admin_out_printf(o, "\"} ");
-}
-
-/* tollgate_target_up and tollgate_target_connections_active from the
- * shared lb table, for the current generation's targets. */
-static void target_metrics(const struct config *cfg, struct admin_out *o)
-{
-    int64_t now = lb_now_ms();
-    family(o, "tollgate_target_up", "gauge",
-           "1 when a target may be picked: not marked down by health checks, not ejected.");
-    for (size_t i = 0; i < cfg->n_target_groups; i++) {
-        const struct cfg_target_group *g = &cfg->target_groups[i];
-        for (size_t t = 0; t < g->n_targets; t++) {
-            const struct lb_slot *sl = admin_target_slot(g, t);
-            target_sample(o, "tollgate_target_up", g, t);
-            admin_out_printf(o, "%d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
-        }
-    }
-    /* The documented name for the same gauge. */
-    family(o, "tollgate_backend_up", "gauge",
-           "1 when a target may be picked (as tollgate_target_up).");
-    for (size_t i = 0; i < cfg->n_target_groups; i++) {
-        const struct cfg_target_group *g = &cfg->target_groups[i];
-        for (size_t t = 0; t < g->n_targets; t++) {
-            const struct lb_slot *sl = admin_target_slot(g, t);
-            admin_out_printf(o, "tollgate_backend_up{group=\"");
-            admin_label_escape(o, g->name);
-            admin_out_printf(o, "\",target=\"");
-            admin_label_escape(o, g->targets[t].address);
-            admin_out_printf(o, "\"} %d\n", sl == NULL || lb_slot_is_up(sl, now) ? 1 : 0);
-        }
-    }
-    family(o, "tollgate_health_checks_total", "counter",
-           "Active health checks of a target, by result: pass, refused, timeout, status, "
-           "tls_error, error.");
-    for (size_t i = 0; i < cfg->n_target_groups; i++) {
-        const struct cfg_target_group *g = &cfg->target_groups[i];
-        for (size_t t = 0; g->health_check.type != CFG_HC_NONE && t < g->n_targets; t++) {
-            const struct lb_slot *sl = admin_target_slot(g, t);
-            if (sl == NULL || g->targets[t].is_builtin)
-                continue; /* never checked */
-            for (int r = 0; r < LB_HC_RESULTS; r++) {
-                admin_out_printf(o, "tollgate_health_checks_total{target_group=\"");
-                admin_label_escape(o, g->name);
-                admin_out_printf(o, "\",target=\"");
-                admin_label_escape(o, g->targets[t].address);
-                admin_out_printf(o, "\",result=\"%s\"} %llu\n", lb_hc_result_name(r),
-                                 (unsigned long long)atomic_load_explicit(&sl->hc_total[r],
-                                                                          memory_order_relaxed));
-            }
-        }
-    }
-    family(o, "tollgate_target_connections_active", "gauge",
-           "Connections to a target in use now, over every worker.");
-    for (size_t i = 0; i < cfg->n_target_groups; i++) {
-        const struct cfg_target_group *g = &cfg->target_groups[i];
-        for (size_t t = 0; t < g->n_targets; t++) {
-            const struct lb_slot *sl = admin_target_slot(g, t);
-            int32_t n = sl ? atomic_load_explicit(&sl->active, memory_order_relaxed) : 0;
-            target_sample(o, "tollgate_target_connections_active", g, t);
-            admin_out_printf(o, "%d\n", n > 0 ? (int)n : 0);
-        }
-    }
-}
-
-void admin_metrics(struct admin *a, struct admin_out *o)
-{
-    struct admin_gen gens[ADMIN_MAX_GENS];
-    size_t n_gens = a->ops.generations(a->ops.ctx, gens, ADMIN_MAX_GENS);
-    struct lsum *v = NULL;
-    size_t n = collect(a, gens, n_gens, &v);
-
-    family(o, "tollgate_build_info", "gauge", "The running build.");
-    admin_out_printf(o, "tollgate_build_info{version=\"%s\"} 1\n", TG_VERSION);
-    listener_metrics(o, v, n);
-    free(v);
-
-    family(o, "tollgate_config_reloads_total", "counter",
-           "Configuration reloads (SIGHUP or POST /reload), by result.");
-    admin_out_printf(o, "tollgate_config_reloads_total{result=\"success\"} %llu\n",
-                     (unsigned long long)a->reloads_ok);
-    admin_out_printf(o, "tollgate_config_reloads_total{result=\"failure\"} %llu\n",
-                     (unsigned long long)a->reloads_failed);
-    family(o, "tollgate_config_last_reload_success_timestamp_seconds", "gauge",
-           "When the serving configuration was loaded (Unix time).");
-    double last = a->last_reload_ok;
-    if (last == 0 && n_gens > 0)
-        last = gens[0].loaded_at;
-    admin_out_printf(o, "tollgate_config_last_reload_success_timestamp_seconds ");
-    admin_out_double(o, last);
-    admin_out_printf(o, "\n");
-    family(o, "tollgate_generations", "gauge",
-           "Config generations with running workers (more than 1 while old ones drain).");
-    admin_out_printf(o, "tollgate_generations %zu\n", n_gens);
-
-    if (n_gens > 0) {
-        admin_certs_update(&a->certs, gens[0].id, gens[0].cfg);
-        admin_certs_metrics(&a->certs, o);
-    }
-    if (a->ops.target_metrics != NULL)
-        a->ops.target_metrics(a->ops.ctx, o);
-    else if (n_gens > 0)
-        target_metrics(gens[0].cfg, o);
 }

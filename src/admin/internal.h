@@ -38,6 +38,55 @@ void admin_certs_metrics(const struct admin_certs *c, struct admin_out *o);
 /* A new JSON array describing every certificate (days left from now). */
 json_t *admin_certs_json(const struct admin_certs *c);
 
+/* ---- refused handshakes (refusals.c, pure) ---- */
+
+/* Replaces every byte of s that is not part of well-formed UTF-8 (RFC 3629)
+ * with '?', so that peer text can become a JSON string. */
+void admin_utf8_clean(char *s);
+
+/* A new JSON object for one refusal of listener (names cleaned), or NULL. */
+json_t *admin_refusal_json(const struct shm_refusal *r, const char *listener);
+
+/* How far back the per-minute counts of refusals go. */
+#define ADMIN_HIST_MINUTES 60
+
+struct admin_hist_listener;
+
+/* Refusals by reason per minute, per listener name, from the totals the
+ * master samples (every few seconds and on each /status). */
+struct admin_hist {
+    struct admin_hist_listener *ls; /* owned list */
+};
+
+/* Notes the totals of listener (by reason, monotonic) at now_unix. */
+TG_MUST_USE enum tg_status admin_hist_note(struct admin_hist *h, const char *listener,
+                                           const uint64_t totals[SHM_REASON_COUNT],
+                                           int64_t now_unix);
+
+/* Forgets listeners not sampled for the last hour. */
+void admin_hist_prune(struct admin_hist *h, int64_t now_unix);
+void admin_hist_fini(struct admin_hist *h);
+
+/* {"start_unix":S,"step_seconds":60,"by_reason":{"unknown_ca":[60 counts],...}}
+ * for the hour ending with the minute of now_unix (oldest first); only the
+ * reasons with a refusal in it. A refusal counts in the minute of the first
+ * sample that saw it; the listener's first sample is the baseline. NULL
+ * when out of memory. */
+json_t *admin_hist_json(const struct admin_hist *h, const char *listener, int64_t now_unix);
+
+/* ---- the status page (ui.c; the bytes are generated from ui.html) ---- */
+
+extern const unsigned char admin_ui_page[];
+extern const size_t admin_ui_page_len;
+
+/* Writes into out the Content-Security-Policy of page: nothing but its own
+ * inline <script> and <style> (by SHA-256) and fetch to the same origin.
+ * False when page lacks either element or out is too small. */
+bool admin_ui_csp_for(const char *page, size_t len, char *out, size_t cap);
+
+/* The extra header lines (CRLF-terminated) the page is served with. */
+const char *admin_ui_headers(void);
+
 #define ADMIN_MAX_GENS 16
 
 /* Counters of a listener that no live generation has any more, or of the
@@ -62,7 +111,27 @@ struct admin {
     struct admin_total *totals;
     struct admin_certs certs; /* of the current generation */
     struct admin_guard guard; /* of the current generation */
+    struct admin_hist hist;   /* refusals per minute */
+    ev_timer hist_timer;      /* samples the totals into hist */
 };
+
+/* Samples every listener's refusal totals into a->hist at wall time now. */
+void admin_hist_sample(struct admin *a, double now);
+
+/* One listener's counters summed over the retired totals and every live
+ * generation. */
+struct admin_lsum {
+    const char *name;               /* borrowed */
+    const struct cfg_listener *cfg; /* borrowed, newest generation that has it; may be NULL */
+    struct shm_listener_stats s;    /* sums (the refusal ring stays empty) */
+    int64_t active;
+};
+
+/* Sums every listener's counters over gens and the retired totals into a
+ * new array *out (free() it); returns its length, 0 with *out untouched
+ * when out of memory. */
+size_t admin_collect(struct admin *a, struct admin_gen *gens, size_t n_gens,
+                     struct admin_lsum **out);
 
 /* The slot the workers' pickers use for a target, or NULL (no shared
  * table, or the table was full: such a target is always up). */

@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -60,6 +61,21 @@ static json_t *last_check_json(const struct lb_slot *sl)
     return j;
 }
 
+/* The last change of health, null before the first one. */
+static json_t *last_change_json(const struct lb_slot *sl)
+{
+    int64_t at = atomic_load_explicit(&sl->hc_change_unix_ms, memory_order_relaxed);
+    if (at <= 0)
+        return json_null();
+    double at_s = (double)at / 1000.0;
+    json_t *j = json_pack("{s:s}", "cause", sl->hc_change_cause);
+    if (j == NULL)
+        return json_null();
+    json_object_set_new(j, "at", iso_time(at_s));
+    json_object_set_new(j, "at_unix", json_real(at_s));
+    return j;
+}
+
 static json_t *target_json(const struct cfg_target_group *g, size_t t)
 {
     static const char *const healths[] = {"unknown", "up", "down"};
@@ -81,6 +97,9 @@ static json_t *target_json(const struct cfg_target_group *g, size_t t)
     json_object_set_new(j, "ejected_for_ms", json_integer(eject > now ? eject - now : 0));
     json_object_set_new(j, "active_connections",
                         json_integer(atomic_load_explicit(&sl->active, memory_order_relaxed)));
+    json_object_set_new(
+        j, "connections_total",
+        json_integer((json_int_t)atomic_load_explicit(&sl->conns_total, memory_order_relaxed)));
     json_object_set_new(j, "checks_ok_in_a_row",
                         json_integer(atomic_load_explicit(&sl->hc_ok, memory_order_relaxed)));
     json_object_set_new(j, "checks_failed_in_a_row",
@@ -89,6 +108,7 @@ static json_t *target_json(const struct cfg_target_group *g, size_t t)
                         json_integer(atomic_load_explicit(&sl->conn_fail, memory_order_relaxed)));
     if (g->health_check.type != CFG_HC_NONE && !g->targets[t].is_builtin) {
         json_object_set_new(j, "last_check", last_check_json(sl));
+        json_object_set_new(j, "last_change", last_change_json(sl));
         json_t *totals = json_object();
         for (int r = 0; r < LB_HC_RESULTS; r++)
             json_object_set_new(totals, lb_hc_result_name(r),
@@ -97,6 +117,68 @@ static json_t *target_json(const struct cfg_target_group *g, size_t t)
         json_object_set_new(j, "checks_total", totals);
     }
     return j;
+}
+
+void admin_hist_sample(struct admin *a, double now)
+{
+    struct admin_gen gens[ADMIN_MAX_GENS];
+    size_t n_gens = a->ops.generations(a->ops.ctx, gens, ADMIN_MAX_GENS);
+    struct admin_lsum *v = NULL;
+    size_t n = admin_collect(a, gens, n_gens, &v);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t totals[SHM_REASON_COUNT];
+        for (size_t r = 0; r < SHM_REASON_COUNT; r++)
+            totals[r] = shm_get(&v[i].s.hs_failures[r]);
+        if (admin_hist_note(&a->hist, v[i].name, totals, (int64_t)now) != TG_OK)
+            break;
+    }
+    free(v);
+    admin_hist_prune(&a->hist, (int64_t)now);
+}
+
+/* The last refusals over every listener of the live generations, newest
+ * first, at most ADMIN_RECENT_REFUSALS. */
+#define ADMIN_RECENT_REFUSALS 20
+
+struct named_refusal {
+    struct shm_refusal r;
+    const char *listener; /* borrowed */
+};
+
+static int newest_first(const void *x, const void *y)
+{
+    const struct named_refusal *a = x, *b = y;
+    return a->r.unix_ms < b->r.unix_ms ? 1 : a->r.unix_ms > b->r.unix_ms ? -1 : 0;
+}
+
+static json_t *recent_refusals_json(const struct admin_gen *gens, size_t n_gens)
+{
+    size_t cap = 0;
+    for (size_t g = 0; g < n_gens; g++)
+        cap += gens[g].stats->n_listeners * SHM_REFUSALS;
+    struct named_refusal *v = calloc(cap + 1, sizeof(*v));
+    json_t *arr = json_array();
+    if (v == NULL || arr == NULL) {
+        free(v);
+        return arr;
+    }
+    size_t n = 0;
+    for (size_t g = 0; g < n_gens; g++) {
+        const struct config *cfg = gens[g].cfg;
+        for (size_t i = 0; i < cfg->n_listeners && i < gens[g].stats->n_listeners; i++) {
+            struct shm_refusal got[SHM_REFUSALS];
+            size_t k = shm_read_refusals(&gens[g].stats->listeners[i], got, SHM_REFUSALS);
+            for (size_t j = 0; j < k && n < cap; j++) {
+                v[n].r = got[j];
+                v[n++].listener = cfg->listeners[i].name;
+            }
+        }
+    }
+    qsort(v, n, sizeof(*v), newest_first);
+    for (size_t i = 0; i < n && i < ADMIN_RECENT_REFUSALS; i++)
+        json_array_append_new(arr, admin_refusal_json(&v[i].r, v[i].listener));
+    free(v);
+    return arr;
 }
 
 json_t *admin_status_json(struct admin *a)
@@ -120,6 +202,9 @@ json_t *admin_status_json(struct admin *a)
     if (n_gens == 0)
         return doc;
 
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    admin_hist_sample(a, (double)now.tv_sec);
     const struct config *cfg = gens[0].cfg;
     json_t *config = json_object();
     char *abs = realpath(cfg->path, NULL);
@@ -155,12 +240,17 @@ json_t *admin_status_json(struct admin *a)
             if (l->tls.client_ca_name != NULL)
                 json_object_set_new(jl, "client_ca", json_string(l->tls.client_ca_name));
         }
+        if (jl != NULL && l->has_tls) {
+            json_object_set_new(jl, "refusals_last_hour",
+                                admin_hist_json(&a->hist, l->name, (int64_t)now.tv_sec));
+        }
         const char *tg = l->target_group_name ? l->target_group_name : l->default_target_group_name;
         if (jl != NULL && tg != NULL)
             json_object_set_new(jl, "target_group", json_string(tg));
         json_array_append_new(ls, jl);
     }
     json_object_set_new(doc, "listeners", ls);
+    json_object_set_new(doc, "recent_refusals", recent_refusals_json(gens, n_gens));
 
     json_t *tgs = a->ops.target_status ? a->ops.target_status(a->ops.ctx) : NULL;
     if (tgs == NULL) {

@@ -148,6 +148,56 @@ void shm_count_handshake_failure(struct shm_listener_stats *s, const char *reaso
     shm_add(&s->hs_failures[shm_reason_index(reason)], 1);
 }
 
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+    size_t n = src != NULL ? strnlen(src, cap - 1) : 0;
+    if (n > 0)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+void shm_note_refusal(struct shm_listener_stats *s, const char *reason, const char *client,
+                      const char *subject, const char *issuer, int64_t unix_ms)
+{
+    struct shm_refusal_ring *ring = &s->refusals;
+    uint64_t t = atomic_fetch_add_explicit(&ring->next, 1, memory_order_relaxed);
+    struct shm_refusal_slot *e = &ring->v[t % SHM_REFUSALS];
+    atomic_store_explicit(&e->seq, 2 * t + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    e->r.unix_ms = unix_ms;
+    e->r.reason = (uint32_t)shm_reason_index(reason);
+    copy_cut(e->r.client, sizeof(e->r.client), client);
+    copy_cut(e->r.subject, sizeof(e->r.subject), subject);
+    copy_cut(e->r.issuer, sizeof(e->r.issuer), issuer);
+    atomic_store_explicit(&e->seq, 2 * t + 2, memory_order_release);
+}
+
+size_t shm_read_refusals(const struct shm_listener_stats *s, struct shm_refusal *out, size_t max)
+{
+    const struct shm_refusal_ring *ring = &s->refusals;
+    uint64_t next = atomic_load_explicit(&ring->next, memory_order_acquire);
+    size_t n = 0;
+    for (uint64_t k = 0; k < SHM_REFUSALS && k < next && n < max; k++) {
+        uint64_t t = next - 1 - k;
+        const struct shm_refusal_slot *e = &ring->v[t % SHM_REFUSALS];
+        uint64_t before = atomic_load_explicit(&e->seq, memory_order_acquire);
+        if (before != 2 * t + 2)
+            continue; /* being written, or already overwritten by a newer one */
+        out[n] = e->r;
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&e->seq, memory_order_relaxed) != before)
+            continue;
+        /* Whatever a torn copy holds, it ends inside its field. */
+        out[n].client[sizeof(out[n].client) - 1] = '\0';
+        out[n].subject[sizeof(out[n].subject) - 1] = '\0';
+        out[n].issuer[sizeof(out[n].issuer) - 1] = '\0';
+        if (out[n].reason >= SHM_REASON_COUNT)
+            out[n].reason = SHM_REASON_COUNT - 1;
+        n++;
+    }
+    return n;
+}
+
 void shm_count_request(struct shm_listener_stats *s, unsigned status, double seconds)
 {
     if (status < SHM_STATUS_MIN || status >= SHM_STATUS_MIN + SHM_STATUS_COUNT)

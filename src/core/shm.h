@@ -46,6 +46,34 @@ struct shm_hist {
  * (config workers: at most 256). */
 #define SHM_MAX_WORKERS 256
 
+/* The last refused handshakes of a listener, for the admin status page.
+ * Subject and issuer are peer-controlled: cut to SHM_REFUSAL_NAME - 1 bytes
+ * (whatever they hold) and always NUL-terminated when read back. */
+#define SHM_REFUSALS     16
+#define SHM_REFUSAL_NAME 256
+#define SHM_REFUSAL_PEER 64
+
+struct shm_refusal {
+    int64_t unix_ms; /* when it was refused */
+    uint32_t reason; /* shm_reason_name() slot */
+    char client[SHM_REFUSAL_PEER];
+    char subject[SHM_REFUSAL_NAME]; /* RFC 2253 text as logged; "" when none offered */
+    char issuer[SHM_REFUSAL_NAME];
+};
+
+/* A ring written by every worker without a lock: each entry carries a
+ * sequence number (odd while it is written) so that a reader skips an entry
+ * it caught half-written. */
+struct shm_refusal_slot {
+    _Atomic uint64_t seq; /* 0: never written; 2t+1 while refusal t is written, then 2t+2 */
+    struct shm_refusal r;
+};
+
+struct shm_refusal_ring {
+    _Atomic uint64_t next; /* refusals ever noted; refusal t goes to v[t % SHM_REFUSALS] */
+    struct shm_refusal_slot v[SHM_REFUSALS];
+};
+
 struct shm_listener_stats {
     _Atomic int64_t conns_active;
     _Atomic int64_t conns_active_by_worker[SHM_MAX_WORKERS];
@@ -61,6 +89,7 @@ struct shm_listener_stats {
     _Atomic uint64_t requests[SHM_STATUS_COUNT]; /* by status - SHM_STATUS_MIN */
     struct shm_hist hs_duration;
     struct shm_hist req_duration;
+    struct shm_refusal_ring refusals; /* not folded by shm_listener_stats_add */
 };
 
 struct shm_stats {
@@ -114,6 +143,15 @@ void shm_count_accept(struct shm_listener_stats *s);
 void shm_count_close(struct shm_listener_stats *s, uint64_t bytes_in, uint64_t bytes_out);
 void shm_count_handshake(struct shm_listener_stats *s, int protocol, bool resumed, double seconds);
 void shm_count_handshake_failure(struct shm_listener_stats *s, const char *reason);
+/* Notes one refused handshake in the listener's ring (any of the strings
+ * may be NULL; each is cut to fit). */
+void shm_note_refusal(struct shm_listener_stats *s, const char *reason, const char *client,
+                      const char *subject, const char *issuer, int64_t unix_ms);
+
+/* Copies up to max whole entries of the ring, newest first, into out;
+ * returns how many. Entries being written at that moment are skipped. */
+size_t shm_read_refusals(const struct shm_listener_stats *s, struct shm_refusal *out, size_t max);
+
 /* An https/http request answered with status (ignored unless 100..599). */
 void shm_count_request(struct shm_listener_stats *s, unsigned status, double seconds);
 

@@ -154,10 +154,12 @@ static void hc_result(struct hc *c, bool is_ok, const char *cause, const char *d
         atomic_store(&s->eject_until_ms, 0);
         if (was == LB_HEALTH_UNKNOWN) {
             atomic_store(&s->health, LB_HEALTH_UP);
+            lb_slot_note_change(s, "first_check", unix_ms());
             log_info("event=target_up target_group=%s target=%s check=%s cause=first_check",
                      c->g->name, c->t->address, hc_type_name(hc->type));
         } else if (was == LB_HEALTH_DOWN && ok >= hc->healthy_threshold) {
             atomic_store(&s->health, LB_HEALTH_UP);
+            lb_slot_note_change(s, "passed", unix_ms());
             log_info("event=target_up target_group=%s target=%s check=%s cause=passed "
                      "successes=%u",
                      c->g->name, c->t->address, hc_type_name(hc->type), ok);
@@ -172,6 +174,7 @@ static void hc_result(struct hc *c, bool is_ok, const char *cause, const char *d
               c->t->address, cause, e_detail);
     if (was != LB_HEALTH_DOWN && fail >= hc->unhealthy_threshold) {
         atomic_store(&s->health, LB_HEALTH_DOWN);
+        lb_slot_note_change(s, cause, unix_ms());
         log_warn("event=target_down target_group=%s target=%s check=%s cause=%s detail=%s "
                  "failures=%u",
                  c->g->name, c->t->address, hc_type_name(hc->type), cause, e_detail, fail);
@@ -531,9 +534,11 @@ static void forget_group(struct health *h, const struct cfg_target_group *g)
         if (slot < 0)
             continue;
         struct lb_slot *s = &h->sh->slots[slot];
-        if (atomic_exchange(&s->health, LB_HEALTH_UNKNOWN) == LB_HEALTH_DOWN)
+        if (atomic_exchange(&s->health, LB_HEALTH_UNKNOWN) == LB_HEALTH_DOWN) {
+            lb_slot_note_change(s, "checks_removed", unix_ms());
             log_info("event=target_up target_group=%s target=%s cause=checks_removed", g->name,
                      g->targets[j].address);
+        }
         atomic_store(&s->hc_ok, 0);
         atomic_store(&s->hc_fail, 0);
     }

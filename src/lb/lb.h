@@ -82,6 +82,13 @@ struct lb_slot {
     _Atomic int64_t hc_last_unix_ms;
     char hc_last_cause[LB_HC_CAUSE_MAX];
     char hc_last_detail[LB_HC_DETAIL_MAX];
+    /* The last change of health (master): when (Unix ms; 0 = none yet) and
+     * why: "first_check", "passed", "checks_removed", or the failing check's
+     * cause. */
+    _Atomic int64_t hc_change_unix_ms;
+    char hc_change_cause[LB_HC_CAUSE_MAX];
+    /* Connections ever begun to the target, across workers (its traffic). */
+    _Atomic uint64_t conns_total;
 };
 
 /* sticky: source_ip: a client address of a group bound to a target slot
@@ -152,6 +159,10 @@ const char *lb_hc_result_name(enum lb_hc_result r);
  * truncated to fit). Does not block. */
 void lb_slot_note_check(struct lb_slot *s, enum lb_hc_result r, const char *cause,
                         const char *detail, int64_t unix_ms);
+
+/* Master: notes that slot s changed health at unix_ms because of cause
+ * (truncated to fit). Does not block. */
+void lb_slot_note_change(struct lb_slot *s, const char *cause, int64_t unix_ms);
 
 /* CLOCK_MONOTONIC in milliseconds (the same in every process). */
 int64_t lb_now_ms(void);

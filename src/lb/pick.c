@@ -375,8 +375,11 @@ static void count_active(struct lb_state *s, struct lb_group *lg, int t, int32_t
 
 void lb_conn_begin(struct lb_state *s, const struct cfg_target_group *g, int t)
 {
-    if (lb_target_slot(s, g, t) != NULL)
-        count_active(s, lb_group_of(s, g), t, 1);
+    struct lb_slot *sl = lb_target_slot(s, g, t);
+    if (sl == NULL)
+        return;
+    atomic_fetch_add_explicit(&sl->conns_total, 1, memory_order_relaxed);
+    count_active(s, lb_group_of(s, g), t, 1);
 }
 
 void lb_conn_end(struct lb_state *s, const struct cfg_target_group *g, int t)

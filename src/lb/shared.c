@@ -229,6 +229,12 @@ void lb_slot_note_check(struct lb_slot *s, enum lb_hc_result r, const char *caus
     atomic_store_explicit(&s->hc_last_unix_ms, unix_ms, memory_order_relaxed);
 }
 
+void lb_slot_note_change(struct lb_slot *s, const char *cause, int64_t unix_ms)
+{
+    snprintf(s->hc_change_cause, sizeof(s->hc_change_cause), "%s", cause ? cause : "");
+    atomic_store_explicit(&s->hc_change_unix_ms, unix_ms, memory_order_relaxed);
+}
+
 bool lb_slot_is_up(const struct lb_slot *s, int64_t now_ms)
 {
     if (atomic_load_explicit(&s->health, memory_order_relaxed) == LB_HEALTH_DOWN)

@@ -186,6 +186,10 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
     c->reject_reason = reason;
     c->outcome = "tls_rejected";
     shm_count_handshake_failure(c->l->stats, reason);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    shm_note_refusal(c->l->stats, reason, peer, subject, issuer,
+                     (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
 }
 
 struct buf *conn_client_inbuf(struct conn *c)

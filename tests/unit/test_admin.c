@@ -1,7 +1,9 @@
 /* The pure parts of /metrics (src/admin/metrics.c) and the shared counters
  * (src/core/shm.c): label escaping, histogram lines, bucket boundaries,
  * reason and version slots, folding a retired generation. The request
- * guard (src/admin/guard.c): Host, Origin, Sec-Fetch-Site, bearer token. */
+ * guard (src/admin/guard.c): Host, Origin, Sec-Fetch-Site, bearer token.
+ * The status page's data (src/admin/refusals.c, shm.c): the ring of last
+ * refusals, peer text made valid UTF-8, refusals per minute; its CSP (ui.c). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include "admin/admin.h"
+#include "admin/internal.h"
 #include "core/shm.h"
 #include "http/http.h"
 #include "net/net.h"
@@ -305,14 +308,188 @@ static void test_guard_token(void **state)
     admin_guard_fini(&g);
 }
 
+/* ---- the last refusals ---- */
+
+static void test_refusal_ring(void **state)
+{
+    (void)state;
+    struct shm_listener_stats *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    struct shm_refusal got[SHM_REFUSALS + 4];
+    /* Empty: nothing to read. */
+    assert_int_equal(shm_read_refusals(s, got, SHM_REFUSALS), 0);
+    char long_name[SHM_REFUSAL_NAME * 2];
+    memset(long_name, 'A', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    for (int i = 0; i < SHM_REFUSALS + 3; i++) {
+        char subject[32];
+        snprintf(subject, sizeof(subject), "CN=c%d", i);
+        shm_note_refusal(s, i == 0 ? "no_such_reason" : "unknown_ca", "127.0.0.1:1",
+                         i == SHM_REFUSALS + 2 ? long_name : subject, NULL, 1000 + i);
+    }
+    size_t n = shm_read_refusals(s, got, SHM_REFUSALS + 4);
+    /* Bounded: only the last SHM_REFUSALS, newest first. */
+    assert_int_equal(n, SHM_REFUSALS);
+    assert_int_equal(got[0].unix_ms, 1000 + SHM_REFUSALS + 2);
+    assert_int_equal(strlen(got[0].subject), SHM_REFUSAL_NAME - 1);
+    assert_string_equal(got[1].subject, "CN=c17");
+    assert_string_equal(got[1].issuer, "");
+    assert_string_equal(shm_reason_name(got[1].reason), "unknown_ca");
+    assert_int_equal(got[SHM_REFUSALS - 1].unix_ms, 1000 + 3);
+    /* max is honoured. */
+    assert_int_equal(shm_read_refusals(s, got, 2), 2);
+    /* An entry caught while it is written (odd sequence) is skipped. */
+    uint64_t t = atomic_load(&s->refusals.next) - 1;
+    atomic_store(&s->refusals.v[t % SHM_REFUSALS].seq, 2 * t + 1);
+    n = shm_read_refusals(s, got, SHM_REFUSALS);
+    assert_int_equal(n, SHM_REFUSALS - 1);
+    assert_string_equal(got[0].subject, "CN=c17");
+    free(s);
+
+    /* The first refusal had an unknown reason: it counts as tls_error. */
+    s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    shm_note_refusal(s, "no_such_reason", NULL, NULL, NULL, 5);
+    assert_int_equal(shm_read_refusals(s, got, 1), 1);
+    assert_string_equal(shm_reason_name(got[0].reason), "tls_error");
+    assert_string_equal(got[0].subject, "");
+    free(s);
+}
+
+static void test_utf8_clean(void **state)
+{
+    (void)state;
+    char ok[] = "CN=J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x94\x92 <script>";
+    admin_utf8_clean(ok);
+    assert_string_equal(ok, "CN=J\xc3\xbcrgen \xe2\x82\xac \xf0\x9f\x94\x92 <script>");
+    /* Rejecting twins: a lone continuation byte, an overlong '/', a
+     * surrogate, a sequence cut by the end, a byte never valid. */
+    char bad[] = "a\x80"
+                 "b\xc0\xaf"
+                 "c\xed\xa0\x80"
+                 "d\xff\xe2\x82";
+    admin_utf8_clean(bad);
+    assert_string_equal(bad, "a?b??c???d???");
+}
+
+static void test_refusal_json(void **state)
+{
+    (void)state;
+    struct shm_refusal r = {.unix_ms = 1700000000123, .reason = 4};
+    snprintf(r.client, sizeof(r.client), "127.0.0.1:5");
+    snprintf(r.subject, sizeof(r.subject), "CN=\\<script\\>alert(1)\\</script\\>\xff");
+    snprintf(r.issuer, sizeof(r.issuer), "CN=ca");
+    json_t *j = admin_refusal_json(&r, "mtls");
+    assert_non_null(j);
+    /* Invalid UTF-8 is made valid so the string exists; markup stays text
+     * for the page to show with textContent. */
+    assert_string_equal(json_string_value(json_object_get(j, "subject")),
+                        "CN=\\<script\\>alert(1)\\</script\\>?");
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), "unknown_ca");
+    assert_string_equal(json_string_value(json_object_get(j, "listener")), "mtls");
+    assert_string_equal(json_string_value(json_object_get(j, "at")), "2023-11-14T22:13:20Z");
+    json_decref(j);
+    /* A subject that fills its field without a NUL is still cut. */
+    memset(r.subject, 'x', sizeof(r.subject));
+    j = admin_refusal_json(&r, "mtls");
+    assert_non_null(j);
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "subject"))),
+                     SHM_REFUSAL_NAME - 1);
+    json_decref(j);
+}
+
+static json_int_t minute_count(json_t *h, const char *reason, size_t i)
+{
+    json_t *arr = json_object_get(json_object_get(h, "by_reason"), reason);
+    return arr ? json_integer_value(json_array_get(arr, i)) : -1;
+}
+
+static void test_refusals_per_minute(void **state)
+{
+    (void)state;
+    struct admin_hist h = {0};
+    uint64_t tot[SHM_REASON_COUNT] = {0};
+    int64_t t0 = 6000000; /* a minute boundary */
+    size_t ca = shm_reason_index("unknown_ca"), nc = shm_reason_index("no_client_cert");
+    tot[ca] = 7; /* before the first sample: not counted anywhere */
+    assert_int_equal(admin_hist_note(&h, "mtls", tot, t0), TG_OK);
+    tot[ca] = 9; /* two refusals in minute 0 */
+    assert_int_equal(admin_hist_note(&h, "mtls", tot, t0 + 30), TG_OK);
+    tot[ca] = 10; /* one more in minute 1 */
+    assert_int_equal(admin_hist_note(&h, "mtls", tot, t0 + 65), TG_OK);
+    tot[nc] = 4; /* minute 2 not sampled; minute 3: four */
+    assert_int_equal(admin_hist_note(&h, "mtls", tot, t0 + 185), TG_OK);
+    tot[nc] = 5;
+    assert_int_equal(admin_hist_note(&h, "mtls", tot, t0 + 190), TG_OK);
+
+    json_t *j = admin_hist_json(&h, "mtls", t0 + 190);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "step_seconds")), 60);
+    /* The hour ends with minute 3 (the last slot, 59). */
+    assert_int_equal(json_integer_value(json_object_get(j, "start_unix")), t0 + 180 - 59 * 60);
+    assert_int_equal(minute_count(j, "unknown_ca", 56), 2);
+    assert_int_equal(minute_count(j, "unknown_ca", 57), 1);
+    assert_int_equal(minute_count(j, "unknown_ca", 58), 0);
+    /* Minute 2 was not sampled: what happened then counts in minute 3. */
+    assert_int_equal(minute_count(j, "no_client_cert", 59), 5);
+    assert_int_equal(minute_count(j, "no_client_cert", 57), 0);
+    /* Rejecting twin: reasons without a refusal are left out. */
+    assert_int_equal(minute_count(j, "cert_expired", 0), -1);
+    json_decref(j);
+
+    /* An hour later the old minutes are gone; an unknown listener is empty. */
+    j = admin_hist_json(&h, "mtls", t0 + 185 + 3600);
+    assert_int_equal(json_object_size(json_object_get(j, "by_reason")), 0);
+    json_decref(j);
+    j = admin_hist_json(&h, "other", t0);
+    assert_int_equal(json_object_size(json_object_get(j, "by_reason")), 0);
+    json_decref(j);
+    /* A listener not sampled for over an hour is forgotten. */
+    admin_hist_prune(&h, t0 + 190 + 61 * 60);
+    assert_null(h.ls);
+    admin_hist_fini(&h);
+}
+
+static void test_ui_csp(void **state)
+{
+    (void)state;
+    char csp[400];
+    const char page[] = "<html><style>p{}</style><script>x</script></html>";
+    assert_true(admin_ui_csp_for(page, strlen(page), csp, sizeof(csp)));
+    assert_non_null(
+        strstr(csp, "script-src 'sha256-LXEWQrcmsEQBYnyp+6wy9chTD7GQPMTbAiWHF5IaSIE='"));
+    assert_non_null(strstr(csp, "style-src 'sha256-gG2yISYereRMiG2lMXrbiUgi0Ubw9p7QCeWcroOvy9Y='"));
+    assert_non_null(strstr(csp, "default-src 'none'"));
+    assert_null(strstr(csp, "unsafe"));
+    /* Rejecting twins: no script, an unclosed one, no room. */
+    const char noscript[] = "<html><style>p{}</style></html>";
+    assert_false(admin_ui_csp_for(noscript, strlen(noscript), csp, sizeof(csp)));
+    const char open[] = "<style>p{}</style><script>x";
+    assert_false(admin_ui_csp_for(open, strlen(open), csp, sizeof(csp)));
+    assert_false(admin_ui_csp_for(page, strlen(page), csp, 60));
+    /* The page built into the binary has both. */
+    assert_true(admin_ui_csp_for((const char *)admin_ui_page, admin_ui_page_len, csp, sizeof(csp)));
+    assert_non_null(strstr(admin_ui_headers(), "Content-Security-Policy: default-src 'none'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_label_escape),         cmocka_unit_test(test_out_grows),
-        cmocka_unit_test(test_out_double),           cmocka_unit_test(test_hist_boundaries),
-        cmocka_unit_test(test_histogram_lines),      cmocka_unit_test(test_reasons_and_versions),
-        cmocka_unit_test(test_counting_and_folding), cmocka_unit_test(test_guard_host),
-        cmocka_unit_test(test_guard_web_pages),      cmocka_unit_test(test_guard_token),
+        cmocka_unit_test(test_label_escape),
+        cmocka_unit_test(test_out_grows),
+        cmocka_unit_test(test_out_double),
+        cmocka_unit_test(test_hist_boundaries),
+        cmocka_unit_test(test_histogram_lines),
+        cmocka_unit_test(test_reasons_and_versions),
+        cmocka_unit_test(test_counting_and_folding),
+        cmocka_unit_test(test_guard_host),
+        cmocka_unit_test(test_guard_web_pages),
+        cmocka_unit_test(test_guard_token),
+        cmocka_unit_test(test_refusal_ring),
+        cmocka_unit_test(test_utf8_clean),
+        cmocka_unit_test(test_refusal_json),
+        cmocka_unit_test(test_refusals_per_minute),
+        cmocka_unit_test(test_ui_csp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
