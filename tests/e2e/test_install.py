@@ -283,16 +283,25 @@ def test_config_man_page_lists_every_top_level_key(dest):
         assert re.search(rf"^{re.escape(h)}$", out, re.M), h
 
 
+COMMANDS = ["run", "check", "demo", "pki init", "cert inspect", "cert verify", "cert match",
+            "cert convert", "probe", "version"]
+
+
 def usage_lines(binary):
-    """`tollgate --help`, one entry per command (continuation lines joined)."""
-    r = run([binary, "--help"])
-    assert r.returncode == 0, r.stderr
+    """The usage line of each command's --help (continuation lines joined),
+    as "tollgate COMMAND OPTIONS..."."""
     entries = []
-    for ln in r.stdout.splitlines()[1:]:
-        if ln.strip().startswith("tollgate "):
-            entries.append(ln.strip())
-        elif entries:
-            entries[-1] += " " + ln.strip()
+    for cmd in COMMANDS:
+        r = run([binary, *cmd.split(), "--help"])
+        assert r.returncode == 0, (cmd, r.stderr)
+        lines = r.stdout.splitlines()
+        assert lines[0].startswith("usage: tollgate "), (cmd, lines[0])
+        entry = lines[0][len("usage: "):]
+        for ln in lines[1:]:
+            if not ln.startswith("      ") or not ln.strip().startswith("["):
+                break
+            entry += " " + ln.strip()
+        entries.append(entry)
     return entries
 
 
@@ -302,7 +311,7 @@ def command_of(entry):
 
 
 def options_of(entry):
-    return sorted(set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", entry)))
+    return sorted(set(re.findall(r"(?<![\w-])(--?[A-Za-z](?:[\w-]|\.\d)*)", entry)))
 
 
 def test_tollgate8_documents_every_command_and_option(dest):
