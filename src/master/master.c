@@ -264,8 +264,8 @@ static void rotate_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * leaving file mode starts over with a fresh key. */
 static void apply_ticket_keys(struct master *m, const struct config *cfg)
 {
-    ev_timer_stop(m->loop, &m->rotate);
     if (cfg->ticket_keys != NULL) {
+        ev_timer_stop(m->loop, &m->rotate);
         ticket_set_wipe(&m->keys);
         m->keys = *cfg->ticket_keys;
         m->is_key_file = true;
@@ -282,9 +282,14 @@ static void apply_ticket_keys(struct master *m, const struct config *cfg)
         explicit_bzero(&fresh, sizeof(fresh));
         ticket_shm_publish(m->tickets, &m->keys);
     }
+    /* A reload that keeps the interval keeps the countdown: reloads more
+     * frequent than the interval must not postpone rotation for ever. */
     double every = (double)cfg->ticket_key_rotation_ms / 1000.0;
-    ev_timer_set(&m->rotate, every, every);
-    ev_timer_start(m->loop, &m->rotate);
+    if (!ev_is_active(&m->rotate) || m->rotate.repeat != every) {
+        ev_timer_stop(m->loop, &m->rotate);
+        ev_timer_set(&m->rotate, every, every);
+        ev_timer_start(m->loop, &m->rotate);
+    }
     log_info("event=ticket_keys source=generated keys=%zu rotation_ms=%llu", m->keys.n,
              (unsigned long long)cfg->ticket_key_rotation_ms);
 }

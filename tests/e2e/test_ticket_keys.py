@@ -4,6 +4,7 @@ several instances (ticket_keys_file), its reload, and config errors."""
 import base64
 import os
 import signal
+import time
 
 import pytest
 
@@ -75,6 +76,24 @@ def test_rotation_keeps_two_old_keys(tollgate, backend, pki, version):
     reused, _ = resume(slow, ctx, slow_old)
     assert reused, "with a 1h rotation the same old ticket should resume"
     assert not slow.events("ticket_key_rotated")
+
+
+def test_frequent_reloads_do_not_postpone_rotation(tollgate, backend):
+    """Reloads closer together than ticket_key_rotation keep its countdown
+    (restarting it at each reload would mean a key that never rotates);
+    a session made before them all still resumes after them."""
+    be = backend()
+    cfg = cfg_of(be, ticket_key_rotation="2s")
+    tg = tollgate(cfg)
+    r0 = rotations(tg)
+    deadline = time.monotonic() + T(15)
+    gen = 1
+    while rotations(tg) < r0 + 2:
+        assert time.monotonic() < deadline, f"no rotation over {gen - 1} reloads"
+        gen += 1
+        reload(tg, cfg, gen)
+        tg.wait_event("generation_retired", generation=gen - 1)
+    assert gen >= 4, "reloads came too slowly to test anything"
 
 
 @pytest.mark.parametrize("version", VERSIONS)
