@@ -116,6 +116,11 @@ def test_shared_key_file_resumes_across_instances(tollgate, backend, pki, versio
     reused, _ = resume(one, ctx, info["session"])
     assert reused
     assert not one.events("ticket_key_rotated")
+    assert one.events("ticket_keys", source="file", keys=2)
+    for tg in (one, two):
+        log = tg.log()
+        for k in keys:  # never a byte of a key in the event log
+            assert k[:16].hex() not in log and base64.b64encode(k)[:20].decode() not in log
 
 
 def reload(tg, cfg, generation):
