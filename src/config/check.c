@@ -11,6 +11,7 @@
 #include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -206,6 +207,54 @@ static void read_admin_token(struct cfg_ctx *c)
     explicit_bzero(buf, sizeof(buf));
 }
 
+/* Reads ticket_keys_file into cfg->ticket_keys (ticket_file_parse). */
+static void read_ticket_keys(struct cfg_ctx *c)
+{
+    enum { MAX_LEN = 4096 };
+    struct config *cfg = c->cfg;
+    uint8_t buf[MAX_LEN + 1];
+    char why[160];
+    size_t n = 0;
+    int fd = open(cfg->ticket_keys_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        cfg_error_at(c, &cfg->ticket_keys_file, "cannot read \"%s\": %s", cfg->ticket_keys_file,
+                     strerror(errno));
+        return;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        cfg_error_at(c, &cfg->ticket_keys_file, "cannot read \"%s\": not a regular file",
+                     cfg->ticket_keys_file);
+        close(fd);
+        return;
+    }
+    if ((sb.st_mode & 077) != 0)
+        cfg_warn_at(c, &cfg->ticket_keys_file,
+                    "\"%s\" can be read by other users (mode %03o); chmod 600 it",
+                    cfg->ticket_keys_file, (unsigned)(sb.st_mode & 0777));
+    while (n < sizeof(buf)) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    struct ticket_set *set = cfg_calloc(c, 1, sizeof(*set));
+    if (n > MAX_LEN)
+        cfg_error_at(c, &cfg->ticket_keys_file, "\"%s\" is larger than %d bytes",
+                     cfg->ticket_keys_file, MAX_LEN);
+    else if (set != NULL && !ticket_file_parse(buf, n, set, why, sizeof(why)))
+        cfg_error_at(c, &cfg->ticket_keys_file, "\"%s\" %s", cfg->ticket_keys_file, why);
+    else if (set != NULL) {
+        cfg->ticket_keys = set;
+        set = NULL;
+    }
+    free(set);
+    explicit_bzero(buf, sizeof(buf));
+}
+
 static void check_globals(struct cfg_ctx *c)
 {
     struct config *cfg = c->cfg;
@@ -217,6 +266,8 @@ static void check_globals(struct cfg_ctx *c)
                      cfg->admin_listen);
     if (cfg->admin_token_file != NULL)
         read_admin_token(c);
+    if (cfg->ticket_keys_file != NULL)
+        read_ticket_keys(c);
     if (cfg->admin_listen != NULL && cfg->admin_allow_remote && cfg->admin_token_file == NULL &&
         !was_bad(c, &cfg->admin_token_file))
         cfg_error_at(c, &cfg->admin_allow_remote,

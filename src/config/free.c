@@ -103,6 +103,10 @@ void config_free(struct config *cfg)
     free(cfg->admin_token);
     free(cfg->access_log);
     free(cfg->user);
+    free(cfg->ticket_keys_file);
+    if (cfg->ticket_keys != NULL)
+        ticket_set_wipe(cfg->ticket_keys);
+    free(cfg->ticket_keys);
     free(cfg);
 }
 

@@ -298,6 +298,20 @@ static void parse_log(struct cfg_ctx *c, const struct cfg_val *v)
     }
 }
 
+/* 1s lets tests watch rotations; 168h (7 days) keeps a leaked key's reach bounded. */
+static void parse_ticket_rotation(struct cfg_ctx *c, const struct cfg_val *kv)
+{
+    enum { MIN_MS = 1000, MAX_MS = 7 * 24 * 3600 * 1000 };
+    uint64_t *ms = &c->cfg->ticket_key_rotation_ms;
+    if (!cfg_get_duration(c, kv, ms))
+        return;
+    if (*ms < MIN_MS || *ms > MAX_MS) {
+        cfg_error_at(c, ms,
+                     "must be between 1s and 168h (how often a new session-ticket key is made)");
+        *ms = 3600 * 1000;
+    }
+}
+
 static void parse_root(struct cfg_ctx *c, const struct ynode *root)
 {
     static const char *const keys[] = {"workers",
@@ -310,7 +324,9 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
                                        "target_groups",
                                        "listeners",
                                        "max_connections",
-                                       "max_draining_generations"};
+                                       "max_draining_generations",
+                                       "ticket_key_rotation",
+                                       "ticket_keys_file"};
     struct config *cfg = c->cfg;
     struct cfg_val rv, kv;
     cfg_val_root(&rv, root);
@@ -359,6 +375,12 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
             /* The current generation and this many draining ones fit the
              * 16 generations /status and /metrics show. */
             (void)cfg_get_uint(c, &kv, 1, 15, &cfg->max_draining_generations);
+            break;
+        case 11:
+            parse_ticket_rotation(c, &kv);
+            break;
+        case 12:
+            (void)cfg_get_path(c, &kv, &cfg->ticket_keys_file);
             break;
         default:
             break;
@@ -431,6 +453,7 @@ enum tg_status config_load_buffer(const char *name, const char *base_dir, const 
     cfg->access_log = cfg_strdup(&c, "stdout");
     cfg->drain_timeout_ms = 30 * 1000;
     cfg->max_draining_generations = 4;
+    cfg->ticket_key_rotation_ms = 3600 * 1000;
 
     if (ydoc_parse(&doc, name, text, len, d) != TG_OK)
         goto out;

@@ -48,7 +48,11 @@ struct gen {
 struct master {
     struct ev_loop *loop;
     const char *config_path;
-    struct tls_ticket_keys keys;
+    struct ticket_shm *tickets; /* owned; shared with every worker */
+    struct ticket_set keys;     /* what tickets holds; the master's copy */
+    bool is_key_file;           /* keys come from ticket_keys_file: no rotation */
+    uint64_t rotations;
+    ev_timer rotate;
     struct gen *gens; /* gens[0] is current unless is_stopping */
     struct lsock *socks;
     unsigned next_gen;
@@ -150,7 +154,7 @@ static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
             /* tls_config_check already reported the warnings once. */
             struct diag again;
             diag_init(&again);
-            enum tg_status st = tls_server_new(cfg, l, &m->keys, &g->pls[i].tls, &again);
+            enum tg_status st = tls_server_new(cfg, l, m->tickets, &g->pls[i].tls, &again);
             diag_append_errors(d, &again);
             diag_fini(&again);
             if (st != TG_OK)
@@ -195,6 +199,8 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
     m->health = NULL;
     ev_child_stop(m->loop, &m->child);
     ev_timer_stop(m->loop, &m->respawn);
+    ev_timer_stop(m->loop, &m->rotate);
+    ticket_set_wipe(&m->keys); /* workers read the shared set only */
     admin_free(m->admin);
     m->admin = NULL;
     ev_loop_fork(m->loop);
@@ -231,6 +237,61 @@ static bool spawn(struct master *m, struct gen *g, unsigned slot)
     g->started[slot] = ev_now(m->loop);
     g->n_alive++;
     return true;
+}
+
+/* A new key encrypts from now on; the two before it still decrypt. */
+static void rotate_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = t->data;
+    struct ticket_key fresh;
+    if (m->is_key_file || tls_ticket_key_generate(&fresh) != TG_OK) {
+        log_err("event=ticket_key_rotation_failed action=keep_keys");
+        return;
+    }
+    ticket_set_rotate(&m->keys, &fresh);
+    explicit_bzero(&fresh, sizeof(fresh));
+    ticket_shm_publish(m->tickets, &m->keys);
+    m->rotations++;
+    log_info("event=ticket_key_rotated rotation=%llu keys=%zu", (unsigned long long)m->rotations,
+             m->keys.n);
+}
+
+/* Publishes the keys a newly loaded config asks for: those of its
+ * ticket_keys_file, or generated ones rotated every ticket_key_rotation.
+ * Generated keys survive a reload (sessions made before it still resume);
+ * leaving file mode starts over with a fresh key. */
+static void apply_ticket_keys(struct master *m, const struct config *cfg)
+{
+    if (cfg->ticket_keys != NULL) {
+        ev_timer_stop(m->loop, &m->rotate);
+        ticket_set_wipe(&m->keys);
+        m->keys = *cfg->ticket_keys;
+        m->is_key_file = true;
+        ticket_shm_publish(m->tickets, &m->keys);
+        log_info("event=ticket_keys source=file keys=%zu", m->keys.n);
+        return;
+    }
+    if (m->is_key_file || m->keys.n == 0) {
+        struct ticket_key fresh;
+        ticket_set_wipe(&m->keys);
+        m->is_key_file = false;
+        if (tls_ticket_key_generate(&fresh) == TG_OK)
+            ticket_set_rotate(&m->keys, &fresh);
+        explicit_bzero(&fresh, sizeof(fresh));
+        ticket_shm_publish(m->tickets, &m->keys);
+    }
+    /* A reload that keeps the interval keeps the countdown: reloads more
+     * frequent than the interval must not postpone rotation for ever. */
+    double every = (double)cfg->ticket_key_rotation_ms / 1000.0;
+    if (!ev_is_active(&m->rotate) || m->rotate.repeat != every) {
+        ev_timer_stop(m->loop, &m->rotate);
+        ev_timer_set(&m->rotate, every, every);
+        ev_timer_start(m->loop, &m->rotate);
+    }
+    log_info("event=ticket_keys source=generated keys=%zu rotation_ms=%llu", m->keys.n,
+             (unsigned long long)cfg->ticket_key_rotation_ms);
 }
 
 static void gen_start(struct master *m, struct gen *g)
@@ -312,6 +373,7 @@ static enum admin_reload reload(struct master *m, struct diag *out)
     diag_fini(&local);
     admin_note_reload(m->admin, true, ev_time());
     apply_logging(g->cfg);
+    apply_ticket_keys(m, g->cfg);
     struct gen *old = m->gens;
     g->next = old;
     m->gens = g;
@@ -491,11 +553,15 @@ int master_run_config(const char *path)
     /* Target health and connection counts, shared with every worker. */
     lb_shared_set_global(lb_shared_new(LB_SHARED_SLOTS));
     m.health = health_new(m.loop, lb_shared_global());
-    if (m.loop == NULL || tls_ticket_keys_generate(&m.keys) != TG_OK) {
-        log_err("event=start_failed error=\"cannot initialise the event loop or the CSPRNG\"");
+    m.tickets = ticket_shm_new();
+    if (m.loop == NULL || m.tickets == NULL) {
+        log_err("event=start_failed error=\"cannot initialise the event loop or shared memory\"");
         health_free(m.health);
+        ticket_shm_free(m.tickets);
         return 1;
     }
+    ev_init(&m.rotate, rotate_cb);
+    m.rotate.data = &m;
     struct diag d;
     diag_init(&d);
     struct gen *g = gen_new(&m, path, &d);
@@ -504,11 +570,20 @@ int master_run_config(const char *path)
         fprintf(stderr, "tollgate: %s: %zu error(s); not started\n", path, d.n_errors);
         diag_fini(&d);
         health_free(m.health);
+        ticket_shm_free(m.tickets);
         return 1;
     }
     log_diag(&d);
     diag_fini(&d);
     apply_logging(g->cfg);
+    apply_ticket_keys(&m, g->cfg);
+    if (m.keys.n == 0) {
+        log_err("event=start_failed error=\"cannot generate a session-ticket key\"");
+        gen_free(&m, g);
+        health_free(m.health);
+        ticket_shm_free(m.tickets);
+        return 1;
+    }
 
     watch_signal(&m, &m.sig_hup, SIGHUP);
     watch_signal(&m, &m.sig_term, SIGTERM);
@@ -525,6 +600,7 @@ int master_run_config(const char *path)
     if (start_admin(&m, g) != TG_OK) {
         gen_free(&m, g);
         health_free(m.health);
+        ticket_shm_free(m.tickets);
         return 1;
     }
     gen_start(&m, g);
@@ -541,6 +617,9 @@ int master_run_config(const char *path)
             close(s->fd);
         free(s);
     }
+    ev_timer_stop(m.loop, &m.rotate);
+    ticket_set_wipe(&m.keys);
+    ticket_shm_free(m.tickets);
     log_info("event=master_exit");
     return 0;
 }

@@ -62,11 +62,6 @@ static struct tls_verdict *verdict_of(SSL *ssl)
     return SSL_get_ex_data(ssl, verdict_index());
 }
 
-enum tg_status tls_ticket_keys_generate(struct tls_ticket_keys *keys)
-{
-    return RAND_bytes(keys->bytes, sizeof(keys->bytes)) == 1 ? TG_OK : TG_E_INTERNAL;
-}
-
 /* Records the first verification error. In optional mode the handshake goes
  * on and the verdict travels to the backend instead. */
 static int verify_cb(int ok, X509_STORE_CTX *xs)
@@ -310,7 +305,7 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 }
 
 static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
-                        const struct tls_ticket_keys *keys, struct diag *d)
+                        const struct ticket_shm *tickets, struct diag *d)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
@@ -332,7 +327,10 @@ static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
     /* Stateless tickets only: a per-process cache could not be shared. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
-    SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)keys->bytes, sizeof(keys->bytes));
+    if (tls_ticket_use(ctx, tickets) != TG_OK) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     set_session_context(ctx, l);
     if (l->protocol == CFG_PROTO_HTTPS)
         SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
@@ -375,7 +373,7 @@ static struct tls_bucket *bucket_for(struct tls_server *s, X509 *leaf, int key_t
 
 static bool add_certificate(struct tls_server *s, const struct config *cfg,
                             const struct cfg_listener *l, const struct cfg_certificate *c,
-                            const struct tls_ticket_keys *keys, struct diag *d)
+                            const struct ticket_shm *tickets, struct diag *d)
 {
     struct tls_chain chain = {0};
     bool ok = false;
@@ -387,7 +385,7 @@ static bool add_certificate(struct tls_server *s, const struct config *cfg,
     struct tls_bucket *b = bucket_for(s, chain.leaf, key_type);
     if (b == NULL) {
         b = &s->buckets[s->n_buckets];
-        b->ctx = new_ctx(cfg, l, keys, d);
+        b->ctx = new_ctx(cfg, l, tickets, d);
         if (b->ctx == NULL)
             goto out;
         X509_up_ref(chain.leaf);
@@ -408,7 +406,7 @@ out:
 }
 
 enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
-                              const struct tls_ticket_keys *keys, struct tls_server **out,
+                              const struct ticket_shm *tickets, struct tls_server **out,
                               struct diag *d)
 {
     const struct cfg_tls *t = &l->tls;
@@ -427,7 +425,7 @@ enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listene
         goto out;
     }
     for (size_t i = 0; i < t->n_certificates; i++)
-        if (!add_certificate(s, cfg, l, t->certificates[i], keys, d))
+        if (!add_certificate(s, cfg, l, t->certificates[i], tickets, d))
             goto out;
     if (s->n_buckets == 0)
         goto out;

@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "core/diag.h"
 #include "core/status.h"
+#include "core/ticket.h"
 
 /* ---- loading certificates, keys, CA bundles and CRLs (load.c) ---- */
 
@@ -65,13 +66,15 @@ void tls_config_check(const struct config *cfg, struct diag *d);
 
 /* ---- server contexts (ctx.c) ---- */
 
-/* 80 bytes of session-ticket key material: name (16), HMAC (32), AES (32). */
-struct tls_ticket_keys {
-    uint8_t bytes[80];
-};
+/* ---- session tickets (ticket.c) ---- */
 
-/* Fills keys from the CSPRNG. */
-TG_MUST_USE enum tg_status tls_ticket_keys_generate(struct tls_ticket_keys *keys);
+/* Fills a key (name, HMAC secret, AES key) from the CSPRNG. */
+TG_MUST_USE enum tg_status tls_ticket_key_generate(struct ticket_key *key);
+
+/* Makes ctx encrypt tickets with the newest key of the set in shm and
+ * decrypt with any key of it (matched by name); a ticket under an older
+ * key is renewed. shm must outlive ctx. */
+TG_MUST_USE enum tg_status tls_ticket_use(SSL_CTX *ctx, const struct ticket_shm *shm);
 
 struct tls_server;
 
@@ -83,8 +86,8 @@ struct tls_server;
  * is owned by the caller (tls_server_free).
  */
 TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
-                                          const struct tls_ticket_keys *keys,
-                                          struct tls_server **out, struct diag *d);
+                                          const struct ticket_shm *tickets, struct tls_server **out,
+                                          struct diag *d);
 void tls_server_free(struct tls_server *s);
 
 /* A new server-side SSL for an accepted fd, or NULL when out of memory. */

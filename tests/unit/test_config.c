@@ -271,6 +271,9 @@ static void test_defaults(void **state)
     assert_string_equal(cfg->access_log, "stdout");
     assert_int_equal(cfg->drain_timeout_ms, 30 * 1000);
     assert_null(cfg->user);
+    assert_int_equal(cfg->ticket_key_rotation_ms, 3600 * 1000);
+    assert_null(cfg->ticket_keys_file);
+    assert_null(cfg->ticket_keys);
 
     const struct cfg_target_group *g = &cfg->target_groups[0];
     assert_int_equal(g->algorithm, CFG_LB_WRR);
@@ -331,6 +334,7 @@ static void test_every_key(void **state)
         "admin: { listen: 0.0.0.0:9902, allow_remote: true, token_file: pki/admin.token,\n"
         "         server_names: [admin.example, '[::1]'] }\n"
         "max_draining_generations: 2\n"
+        "ticket_key_rotation: 90s\n"
         "log: { level: debug, access: logs/access.log }\n"
         "drain_timeout: 500ms\n"
         "user: root\n"
@@ -386,6 +390,7 @@ static void test_every_key(void **state)
     assert_int_equal(cfg->n_admin_server_names, 2);
     assert_string_equal(cfg->admin_server_names[1], "[::1]");
     assert_int_equal(cfg->max_draining_generations, 2);
+    assert_int_equal(cfg->ticket_key_rotation_ms, 90 * 1000);
     assert_int_equal(cfg->log_level, LOG_LEVEL_DEBUG);
     assert_string_equal(cfg->access_log, path_of("logs/access.log"));
     assert_int_equal(cfg->drain_timeout_ms, 500);
@@ -550,10 +555,11 @@ static void test_shape(void **state)
     EXPECT_ERRORS("- a\n", "t.yaml:1:1: the top level must be a mapping with keys such as "
                            "listeners, target_groups and certificates");
     EXPECT_ERRORS("listeners: []\n", "t.yaml:1:1: listeners: at least one listener is required");
-    EXPECT_ERRORS(BASE HTTPS "worker: 2\n",
-                  "t.yaml:13:1: worker: unknown key \"worker\" (expected one of: workers, admin, "
-                  "log, drain_timeout, user, certificates, client_cas, target_groups, listeners, "
-                  "max_connections, max_draining_generations)");
+    EXPECT_ERRORS(
+        BASE HTTPS "worker: 2\n",
+        "t.yaml:13:1: worker: unknown key \"worker\" (expected one of: workers, admin, "
+        "log, drain_timeout, user, certificates, client_cas, target_groups, listeners, "
+        "max_connections, max_draining_generations, ticket_key_rotation, ticket_keys_file)");
     EXPECT_ERRORS(BASE HTTPS "    idle: 5m\n",
                   "t.yaml:13:5: listeners[0].idle: unknown key \"idle\" (expected one of: name, "
                   "protocol, listen, tls, target_group, default_target_group, proxy_protocol, "
