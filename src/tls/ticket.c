@@ -60,8 +60,11 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
         goto out;
     if (!set_hmac(hctx, k) || EVP_DecryptInit_ex(cctx, g_aes, NULL, ticket_key_aes(k), iv) != 1)
         rc = -1;
+    else if (!is_current || SSL_version(ssl) >= TLS1_3_VERSION)
+        rc = 2; /* renew: TLS 1.3 sends a fresh ticket after a resumption
+                 * only when asked to, as OpenSSL's own keys would */
     else
-        rc = is_current ? 1 : 2;
+        rc = 1;
 out:
     OPENSSL_cleanse(&set, sizeof(set));
     return rc;

@@ -229,3 +229,20 @@ def test_rotation_bounds(tmp_path, pki, value, ok):
     assert r.returncode == 1
     assert [(d["line"], d["key"]) for d in diags] == [(n, "ticket_key_rotation")], r.stderr
     assert diags[0]["col"] in cols(f"ticket_key_rotation: {value}", "ticket_key_rotation")
+
+
+def test_tls13_resumption_hands_out_a_fresh_ticket(tollgate, backend, pki, tmp_path):
+    """A client that always resumes with the ticket it got last (as browsers
+    and OpenSSL's own clients do) resumes every time: a TLS 1.3 resumption
+    gets a new ticket, as it does with OpenSSL's built-in ticket keys.
+    Twin: TLS 1.2 keeps its ticket while the key is current."""
+    tg = tollgate(cfg_of(backend()))
+    for version, fresh in (("1.3", True), ("1.2", False)):
+        ctx = tg_tls.client_ctx(pki, version=version)
+        reused, session = resume(tg, ctx, None)
+        assert not reused
+        for _ in range(4):
+            reused, new = resume(tg, ctx, session)
+            assert reused, f"TLS {version}: the last ticket did not resume"
+            assert (new.id != session.id) == fresh, f"TLS {version}: fresh ticket {fresh} expected"
+            session = new
