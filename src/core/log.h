@@ -53,7 +53,7 @@ void log_access_write(const char *line, size_t len);
 /* Escapes s into dst as the inside of a JSON string (no quotes), truncating
  * to fit between escapes and whole UTF-8 characters; dst is always
  * terminated. '"' and '\\' are backslashed; C0 and C1 controls, 0x7f,
- * U+2028 and U+2029 are \uXXXX; other well-formed UTF-8 (RFC 3629) is
+ * U+2028 and U+2029 are \u escapes (\u0085, \u2028); other well-formed UTF-8 (RFC 3629) is
  * kept; any other byte is \ufffd. Returns the length written. */
 size_t log_json_escape(char *dst, size_t dst_len, const char *s);
 
