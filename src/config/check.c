@@ -149,6 +149,42 @@ static bool is_b64token(const char *s, size_t n)
     return i == n;
 }
 
+/*
+ * Reads a file of secrets named by the config key at field (path): a
+ * regular file, read whole up to cap bytes into buf (*n; more than cap
+ * means the file is larger). A file other users can read is a warning.
+ * False, with the error given, when it cannot be read.
+ */
+static bool read_secret_file(struct cfg_ctx *c, const void *field, const char *path, void *buf,
+                             size_t cap, size_t *n)
+{
+    *n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        cfg_error_at(c, field, "cannot read \"%s\": %s", path, strerror(errno));
+        return false;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        cfg_error_at(c, field, "cannot read \"%s\": not a regular file", path);
+        close(fd);
+        return false;
+    }
+    if ((sb.st_mode & 077) != 0)
+        cfg_warn_at(c, field, "\"%s\" can be read by other users (mode %03o); chmod 600 it", path,
+                    (unsigned)(sb.st_mode & 0777));
+    while (*n < cap) {
+        ssize_t r = read(fd, (char *)buf + *n, cap - *n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        *n += (size_t)r;
+    }
+    close(fd);
+    return true;
+}
+
 /* Reads admin.token_file into cfg->admin_token: one line (a final newline
  * is dropped), a bearer token of ADMIN_TOKEN_MIN to ADMIN_TOKEN_MAX
  * characters. The token is never written into a message. */
@@ -158,32 +194,8 @@ static void read_admin_token(struct cfg_ctx *c)
     struct config *cfg = c->cfg;
     char buf[ADMIN_TOKEN_MAX + 3];
     size_t n = 0;
-    int fd = open(cfg->admin_token_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        cfg_error_at(c, &cfg->admin_token_file, "cannot read \"%s\": %s", cfg->admin_token_file,
-                     strerror(errno));
+    if (!read_secret_file(c, &cfg->admin_token_file, cfg->admin_token_file, buf, sizeof(buf), &n))
         return;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        cfg_error_at(c, &cfg->admin_token_file, "cannot read \"%s\": not a regular file",
-                     cfg->admin_token_file);
-        close(fd);
-        return;
-    }
-    if ((sb.st_mode & 077) != 0)
-        cfg_warn_at(c, &cfg->admin_token_file,
-                    "\"%s\" can be read by other users (mode %03o); chmod 600 it",
-                    cfg->admin_token_file, (unsigned)(sb.st_mode & 0777));
-    while (n < sizeof(buf)) {
-        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
     if (n > 0 && buf[n - 1] == '\n')
         n--;
     if (n > 0 && buf[n - 1] == '\r')
@@ -215,32 +227,8 @@ static void read_ticket_keys(struct cfg_ctx *c)
     uint8_t buf[MAX_LEN + 1];
     char why[160];
     size_t n = 0;
-    int fd = open(cfg->ticket_keys_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        cfg_error_at(c, &cfg->ticket_keys_file, "cannot read \"%s\": %s", cfg->ticket_keys_file,
-                     strerror(errno));
+    if (!read_secret_file(c, &cfg->ticket_keys_file, cfg->ticket_keys_file, buf, sizeof(buf), &n))
         return;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        cfg_error_at(c, &cfg->ticket_keys_file, "cannot read \"%s\": not a regular file",
-                     cfg->ticket_keys_file);
-        close(fd);
-        return;
-    }
-    if ((sb.st_mode & 077) != 0)
-        cfg_warn_at(c, &cfg->ticket_keys_file,
-                    "\"%s\" can be read by other users (mode %03o); chmod 600 it",
-                    cfg->ticket_keys_file, (unsigned)(sb.st_mode & 0777));
-    while (n < sizeof(buf)) {
-        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
     struct ticket_set *set = cfg_calloc(c, 1, sizeof(*set));
     if (n > MAX_LEN)
         cfg_error_at(c, &cfg->ticket_keys_file, "\"%s\" is larger than %d bytes",
