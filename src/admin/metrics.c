@@ -163,6 +163,19 @@ static void sample_u64(struct admin_out *o, uint64_t v)
     admin_out_printf(o, "} %llu\n", (unsigned long long)v);
 }
 
+/* One listener's histogram of family name. */
+static void listener_histogram(struct admin_out *o, const char *name, const char *listener,
+                               const struct shm_hist *h)
+{
+    struct admin_out lab = {0};
+    admin_out_printf(&lab, "listener=\"");
+    admin_label_escape(&lab, listener);
+    admin_out_printf(&lab, "\"");
+    if (!lab.failed)
+        admin_out_histogram(o, name, lab.p, h);
+    admin_out_fini(&lab);
+}
+
 static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n)
 {
     family(o, "tollgate_connections_total", "counter", "Client connections accepted.");
@@ -215,14 +228,8 @@ static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n
     for (size_t i = 0; i < n; i++) {
         if (v[i].cfg != NULL && !v[i].cfg->has_tls)
             continue;
-        struct admin_out lab = {0};
-        admin_out_printf(&lab, "listener=\"");
-        admin_label_escape(&lab, v[i].name);
-        admin_out_printf(&lab, "\"");
-        if (!lab.failed)
-            admin_out_histogram(o, "tollgate_tls_handshake_duration_seconds", lab.p,
-                                &v[i].s.hs_duration);
-        admin_out_fini(&lab);
+        listener_histogram(o, "tollgate_tls_handshake_duration_seconds", v[i].name,
+                           &v[i].s.hs_duration);
     }
     family(o, "tollgate_requests_total", "counter",
            "HTTP requests answered (https and http listeners), by status code.");
@@ -241,14 +248,7 @@ static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n
     for (size_t i = 0; i < n; i++) {
         if (v[i].cfg != NULL && v[i].cfg->protocol == CFG_PROTO_TCP_SSL)
             continue;
-        struct admin_out lab = {0};
-        admin_out_printf(&lab, "listener=\"");
-        admin_label_escape(&lab, v[i].name);
-        admin_out_printf(&lab, "\"");
-        if (!lab.failed)
-            admin_out_histogram(o, "tollgate_request_duration_seconds", lab.p,
-                                &v[i].s.req_duration);
-        admin_out_fini(&lab);
+        listener_histogram(o, "tollgate_request_duration_seconds", v[i].name, &v[i].s.req_duration);
     }
     family(o, "tollgate_bytes_total", "counter",
            "Bytes from clients (in) and to clients (out), counted when a connection closes.");
