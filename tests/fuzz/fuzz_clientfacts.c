@@ -130,22 +130,6 @@ static void check_proxy_v2(const struct tls_info *info, const uint8_t *der, size
     free(out);
 }
 
-/* The value of the one header named name in a head we wrote, or NULL. */
-static const char *header_value(const char *head, size_t len, const char *name, size_t *vlen)
-{
-    size_t nlen = strlen(name);
-    const char *p = memchr(head, '\n', len) + 1, *end = head + len;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if ((size_t)(eol - p) > nlen + 1 && strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
-            *vlen = (size_t)(eol - p) - nlen - 2;
-            return p + nlen + 2;
-        }
-        p = eol + 2;
-    }
-    return NULL;
-}
-
 static void check_headers(const struct tls_info *info, const uint8_t *const *ders,
                           const size_t *lens, size_t n_ders)
 {
@@ -186,7 +170,7 @@ static void check_headers(const struct tls_info *info, const uint8_t *const *der
         CHECK(fz_count_named(out, len, "Client-Cert-Chain") ==
               (mode == CFG_CERT_HEADER_FULL && n_ders > 1 ? 1 : 0));
         size_t vlen = 0;
-        const char *v = header_value(out, len, "Client-Cert", &vlen);
+        const char *v = fz_header_value(out, len, "Client-Cert", &vlen);
         if (leaf) {
             CHECK(v != NULL && vlen >= 2 && v[0] == ':' && v[vlen - 1] == ':');
             uint8_t *dec = malloc(vlen);

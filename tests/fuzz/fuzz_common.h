@@ -53,22 +53,36 @@ static inline void fz_check_head(const char *out, size_t len)
     CHECK(p == end);
 }
 
-/* Header lines of a head we wrote (after its first line) named name,
- * case-insensitively. */
+/* The header lines of a head we wrote, one by one after its first line:
+ * *line gets the next line and *line_len its length (without CRLF). Start
+ * with *pos = NULL; false when there is none left. */
+static inline bool fz_next_line(const char *out, size_t len, const char **pos, const char **line,
+                                size_t *line_len)
+{
+    const char *end = out + len;
+    if (*pos == NULL) {
+        *pos = memchr(out, '\r', len);
+        CHECK(*pos != NULL);
+        *pos += 2;
+    }
+    if (*pos >= end)
+        return false;
+    const char *eol = memchr(*pos, '\r', (size_t)(end - *pos));
+    CHECK(eol != NULL);
+    *line = *pos;
+    *line_len = (size_t)(eol - *pos);
+    *pos = eol + 2;
+    return true;
+}
+
+/* Header lines of a head we wrote named name, case-insensitively. */
 static inline int fz_count_named(const char *out, size_t len, const char *name)
 {
     int n = 0;
-    size_t nlen = strlen(name);
-    const char *p = memchr(out, '\r', len), *end = out + len;
-    CHECK(p != NULL);
-    p += 2;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        CHECK(eol != NULL);
-        if ((size_t)(eol - p) > nlen && p[nlen] == ':' && strncasecmp(p, name, nlen) == 0)
-            n++;
-        p = eol + 2;
-    }
+    size_t nlen = strlen(name), ll;
+    const char *pos = NULL, *l;
+    while (fz_next_line(out, len, &pos, &l, &ll))
+        n += ll > nlen && l[nlen] == ':' && strncasecmp(l, name, nlen) == 0;
     return n;
 }
 
@@ -78,22 +92,17 @@ static inline int fz_count_named(const char *out, size_t len, const char *name)
 static inline int fz_count_folded(const char *out, size_t len, const char *lit, bool is_prefix)
 {
     int n = 0;
-    size_t nlen = strlen(lit);
-    const char *p = memchr(out, '\r', len), *end = out + len;
-    CHECK(p != NULL);
-    p += 2;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        CHECK(eol != NULL);
-        const char *colon = memchr(p, ':', (size_t)(eol - p));
-        size_t name_len = colon != NULL ? (size_t)(colon - p) : 0;
+    size_t nlen = strlen(lit), ll;
+    const char *pos = NULL, *l;
+    while (fz_next_line(out, len, &pos, &l, &ll)) {
+        const char *colon = memchr(l, ':', ll);
+        size_t name_len = colon != NULL ? (size_t)(colon - l) : 0;
         bool same = is_prefix ? name_len >= nlen : name_len == nlen;
         for (size_t i = 0; same && i < nlen; i++) {
-            char c = p[i] == '_' ? '-' : p[i];
+            char c = l[i] == '_' ? '-' : l[i];
             same = (c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c) == lit[i];
         }
         n += same;
-        p = eol + 2;
     }
     return n;
 }
@@ -102,15 +111,11 @@ static inline int fz_count_folded(const char *out, size_t len, const char *lit, 
 static inline int fz_count_underscore_names(const char *out, size_t len)
 {
     int n = 0;
-    const char *p = memchr(out, '\r', len), *end = out + len;
-    CHECK(p != NULL);
-    p += 2;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        CHECK(eol != NULL);
-        const char *colon = memchr(p, ':', (size_t)(eol - p));
-        n += colon != NULL && memchr(p, '_', (size_t)(colon - p)) != NULL;
-        p = eol + 2;
+    size_t ll;
+    const char *pos = NULL, *l;
+    while (fz_next_line(out, len, &pos, &l, &ll)) {
+        const char *colon = memchr(l, ':', ll);
+        n += colon != NULL && memchr(l, '_', (size_t)(colon - l)) != NULL;
     }
     return n;
 }
@@ -120,19 +125,14 @@ static inline int fz_count_underscore_names(const char *out, size_t len)
 static inline const char *fz_header_value(const char *out, size_t len, const char *name,
                                           size_t *vlen)
 {
-    size_t nlen = strlen(name);
-    const char *p = memchr(out, '\r', len), *end = out + len;
-    CHECK(p != NULL);
-    p += 2;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        CHECK(eol != NULL);
-        if ((size_t)(eol - p) >= nlen + 2 && p[nlen] == ':' && p[nlen + 1] == ' ' &&
-            strncasecmp(p, name, nlen) == 0) {
-            *vlen = (size_t)(eol - p) - nlen - 2;
-            return p + nlen + 2;
+    size_t nlen = strlen(name), ll;
+    const char *pos = NULL, *l;
+    while (fz_next_line(out, len, &pos, &l, &ll)) {
+        if (ll >= nlen + 2 && l[nlen] == ':' && l[nlen + 1] == ' ' &&
+            strncasecmp(l, name, nlen) == 0) {
+            *vlen = ll - nlen - 2;
+            return l + nlen + 2;
         }
-        p = eol + 2;
     }
     return NULL;
 }
