@@ -50,6 +50,16 @@ enum admin_reload {
     ADMIN_RELOAD_BUSY,   /* not tried: max_draining_generations are draining */
 };
 
+/* A client CA as the current generation verifies with it (/status,
+ * /metrics): what its trust holds. */
+struct admin_trust {
+    const char *client_ca;                    /* borrowed: the client_cas entry */
+    char crl_number[48];                      /* "" when none */
+    int64_t crl_this_update, crl_next_update; /* unix seconds; 0 when no CRL */
+    size_t n_crls, n_revoked;
+    int64_t loaded_at; /* unix seconds: the last (re)load of its files */
+};
+
 /* What the admin endpoint asks of the master. */
 struct admin_ops {
     void *ctx;
@@ -67,6 +77,9 @@ struct admin_ops {
     /* Hook for /status: returns a new jansson array of target groups with
      * each target's health (json_t *, owned by the caller), or NULL. */
     void *(*target_status)(void *ctx);
+    /* Fills up to max client CAs of the current generation, each once;
+     * returns how many. NULL: none shown. */
+    size_t (*trusts)(void *ctx, struct admin_trust *out, size_t max);
 };
 
 struct admin;

@@ -1,9 +1,11 @@
 #include "admin/admin.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin/internal.h"
 #include "lb/lb.h"
@@ -176,6 +178,51 @@ static void listener_histogram(struct admin_out *o, const char *name, const char
     admin_out_fini(&lab);
 }
 
+/* A per-reason counter array (at offset off in the listener stats) of
+ * the re-judging reasons, for every mutual listener. */
+static void recheck_counters(struct admin_out *o, const struct admin_lsum *v, size_t n,
+                             const char *name, size_t off)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].cfg != NULL && !v[i].cfg->has_tls)
+            continue;
+        const _Atomic uint64_t *c = (const _Atomic uint64_t *)((const char *)&v[i].s + off);
+        for (size_t r = 0; shm_recheck_reasons[r] != NULL; r++) {
+            sample_start(o, name, v[i].name);
+            admin_out_printf(o, ",reason=\"%s\"", shm_recheck_reasons[r]);
+            sample_u64(o, shm_get(&c[shm_reason_index(shm_recheck_reasons[r])]));
+        }
+    }
+}
+
+/* Per client CA with CRLs: seconds until the soonest nextUpdate (negative
+ * once past: its clients are refused) and the serials its CRLs revoke. */
+static void trust_metrics(struct admin *a, struct admin_out *o)
+{
+    struct admin_trust v[64];
+    size_t n = a->ops.trusts != NULL ? a->ops.trusts(a->ops.ctx, v, TG_ARRAY_LEN(v)) : 0;
+    int64_t now = (int64_t)time(NULL);
+    family(o, "tollgate_crl_next_update_seconds", "gauge",
+           "Seconds until the soonest nextUpdate of a client CA's CRLs (negative once past: "
+           "the clients it covers are refused with crl_expired).");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].crl_next_update == 0)
+            continue;
+        admin_out_printf(o, "tollgate_crl_next_update_seconds{client_ca=\"");
+        admin_label_escape(o, v[i].client_ca);
+        admin_out_printf(o, "\"} %lld\n", (long long)(v[i].crl_next_update - now));
+    }
+    family(o, "tollgate_crl_revoked_serials", "gauge",
+           "Serials the CRLs of a client CA revoke, as loaded.");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].n_crls == 0)
+            continue;
+        admin_out_printf(o, "tollgate_crl_revoked_serials{client_ca=\"");
+        admin_label_escape(o, v[i].client_ca);
+        admin_out_printf(o, "\"} %zu\n", v[i].n_revoked);
+    }
+}
+
 static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n)
 {
     family(o, "tollgate_connections_total", "counter", "Client connections accepted.");
@@ -217,12 +264,22 @@ static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n
     for (size_t i = 0; i < n; i++) {
         if (v[i].cfg != NULL && !v[i].cfg->has_tls)
             continue;
-        for (size_t r = 0; r < SHM_REASON_COUNT; r++) {
+        for (size_t r = 0; r < SHM_HANDSHAKE_REASONS; r++) {
             sample_start(o, "tollgate_tls_handshake_failures_total", v[i].name);
             admin_out_printf(o, ",reason=\"%s\"", shm_reason_name(r));
             sample_u64(o, shm_get(&v[i].s.hs_failures[r]));
         }
     }
+    family(o, "tollgate_tls_resumptions_refused_total", "counter",
+           "Offered TLS sessions judged again and refused (a full handshake followed), by "
+           "reason.");
+    recheck_counters(o, v, n, "tollgate_tls_resumptions_refused_total",
+                     offsetof(struct shm_listener_stats, resume_refused));
+    family(o, "tollgate_connections_cut_total", "counter",
+           "Established connections closed because their client certificate stopped being "
+           "valid (on_revoke, on_expiry), by reason.");
+    recheck_counters(o, v, n, "tollgate_connections_cut_total",
+                     offsetof(struct shm_listener_stats, conns_cut));
     family(o, "tollgate_tls_handshake_duration_seconds", "histogram",
            "Time from accept to a completed TLS handshake.");
     for (size_t i = 0; i < n; i++) {
@@ -374,6 +431,7 @@ void admin_metrics(struct admin *a, struct admin_out *o)
     if (n_gens > 0) {
         admin_certs_update(&a->certs, gens[0].id, gens[0].cfg);
         admin_certs_metrics(&a->certs, o);
+        trust_metrics(a, o);
     }
     if (a->ops.target_metrics != NULL)
         a->ops.target_metrics(a->ops.ctx, o);

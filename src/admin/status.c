@@ -181,6 +181,36 @@ static json_t *recent_refusals_json(const struct admin_gen *gens, size_t n_gens)
     return arr;
 }
 
+static json_t *unix_or_null(int64_t t)
+{
+    return t != 0 ? iso_time((double)t) : json_null();
+}
+
+/* Each client CA in use: its CRL (number, dates, revoked serials) and
+ * when its files were last loaded. */
+static json_t *trusts_json(struct admin *a)
+{
+    struct admin_trust v[64];
+    size_t n = a->ops.trusts != NULL ? a->ops.trusts(a->ops.ctx, v, TG_ARRAY_LEN(v)) : 0;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        json_t *j = json_pack("{s:s,s:I,s:I,s:o}", "name", v[i].client_ca, "crls",
+                              (json_int_t)v[i].n_crls, "revoked", (json_int_t)v[i].n_revoked,
+                              "loaded_at", unix_or_null(v[i].loaded_at));
+        if (j == NULL)
+            continue;
+        json_object_set_new(j, "crl_number",
+                            v[i].crl_number[0] ? json_string(v[i].crl_number) : json_null());
+        json_object_set_new(j, "crl_this_update", unix_or_null(v[i].crl_this_update));
+        json_object_set_new(j, "crl_next_update", unix_or_null(v[i].crl_next_update));
+        json_object_set_new(j, "crl_next_update_unix",
+                            v[i].crl_next_update ? json_integer((json_int_t)v[i].crl_next_update)
+                                                 : json_null());
+        json_array_append_new(arr, j);
+    }
+    return arr;
+}
+
 json_t *admin_status_json(struct admin *a)
 {
     struct admin_gen gens[ADMIN_MAX_GENS];
@@ -268,5 +298,6 @@ json_t *admin_status_json(struct admin *a)
 
     admin_certs_update(&a->certs, gens[0].id, cfg);
     json_object_set_new(doc, "certificates", admin_certs_json(&a->certs));
+    json_object_set_new(doc, "client_cas", trusts_json(a));
     return doc;
 }

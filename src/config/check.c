@@ -350,7 +350,8 @@ static void check_tls_mode(struct cfg_ctx *c, struct cfg_listener *l, struct cfg
         if (t->client_ca_name != NULL)
             t->client_ca = ref_client_ca(c, &t->client_ca_name);
     } else {
-        const void *fields[] = {&t->client_auth, &t->client_ca_name, &t->verify_depth};
+        const void *fields[] = {&t->client_auth, &t->client_ca_name, &t->verify_depth,
+                                &t->on_revoke, &t->on_expiry};
         for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
             if (was_set(c, fields[i]))
                 cfg_error_at(c, fields[i], "only used with mode: mutual (mode is one-way)");

@@ -38,6 +38,9 @@ enum cfg_cert_header {
     CFG_CERT_HEADER_HASH,
     CFG_CERT_HEADER_OFF
 };
+/* on_revoke, on_expiry: what happens to an established connection whose
+ * client certificate stops being valid. */
+enum cfg_on_invalid { CFG_ON_INVALID_CLOSE, CFG_ON_INVALID_KEEP };
 enum cfg_lb_algo { CFG_LB_WRR, CFG_LB_LEAST_CONN, CFG_LB_IP_HASH };
 enum cfg_hc_type { CFG_HC_NONE, CFG_HC_TCP, CFG_HC_HTTP, CFG_HC_HTTPS };
 enum cfg_sticky_type { CFG_STICKY_NONE, CFG_STICKY_SOURCE_IP, CFG_STICKY_COOKIE };
@@ -55,8 +58,9 @@ struct cfg_certificate {
 /* client_cas.NAME: { ca, crl } */
 struct cfg_client_ca {
     char *name;
-    char *ca;  /* path: one or more PEM CA certificates */
-    char *crl; /* path or NULL: one or more PEM CRLs */
+    char *ca;                   /* path: one or more PEM CA certificates */
+    char *crl;                  /* path or NULL: one or more PEM CRLs */
+    uint64_t check_interval_ms; /* crl_check_interval: default 5s; 0 = never */
     struct cfg_pos pos, ca_pos, crl_pos;
 };
 
@@ -161,6 +165,9 @@ struct cfg_tls {
     bool strict_sni;                 /* default false */
     char *on_reject;                 /* NULL, or "page" (optional mutual on https) */
     enum cfg_cert_header client_cert_header; /* https mutual; default full */
+    uint64_t session_lifetime_ms;            /* default 1h; 1s..168h */
+    enum cfg_on_invalid on_revoke;           /* mutual; default close */
+    enum cfg_on_invalid on_expiry;           /* mutual; default close */
     struct cfg_pos pos, mode_pos, client_ca_pos;
 };
 

@@ -53,9 +53,12 @@ void cfg_parse_certificates(struct cfg_ctx *c, const struct cfg_val *v)
     }
 }
 
+#define CRL_CHECK_INTERVAL_DEFAULT_MS (5 * 1000)
+
 static void parse_client_ca(struct cfg_ctx *c, const struct cfg_val *ev, struct cfg_client_ca *e)
 {
-    static const char *const keys[] = {"ca", "crl"};
+    static const char *const keys[] = {"ca", "crl", "crl_check_interval"};
+    e->check_interval_ms = CRL_CHECK_INTERVAL_DEFAULT_MS;
     if (!cfg_is_map(c, ev))
         return;
     bool has_ca = false;
@@ -70,6 +73,15 @@ static void parse_client_ca(struct cfg_ctx *c, const struct cfg_val *ev, struct 
         case 1:
             if (cfg_get_path(c, &kv, &e->crl))
                 e->crl_pos = cfg_pos_of(&kv);
+            break;
+        case 2:
+            if (cfg_get_duration(c, &kv, &e->check_interval_ms) && e->check_interval_ms != 0 &&
+                (e->check_interval_ms < 1000 || e->check_interval_ms > 3600 * 1000)) {
+                cfg_error_at(c, &e->check_interval_ms,
+                             "must be 0 (off) or between 1s and 1h (how often the CA and CRL "
+                             "files are looked at for changes)");
+                e->check_interval_ms = CRL_CHECK_INTERVAL_DEFAULT_MS;
+            }
             break;
         default:
             break;
@@ -131,12 +143,42 @@ static void parse_word(struct cfg_ctx *c, const struct cfg_val *kv, const char *
     *out = s;
 }
 
+#define SESSION_LIFETIME_DEFAULT_MS (3600 * 1000)
+
+/* RFC 8446 §4.6.1: a ticket lives at most 7 days. */
+static void parse_session_lifetime(struct cfg_ctx *c, const struct cfg_val *kv, struct cfg_tls *t)
+{
+    enum { MIN_MS = 1000, MAX_MS = 7 * 24 * 3600 * 1000 };
+    if (!cfg_get_duration(c, kv, &t->session_lifetime_ms))
+        return;
+    if (t->session_lifetime_ms < MIN_MS || t->session_lifetime_ms > MAX_MS) {
+        cfg_error_at(c, &t->session_lifetime_ms,
+                     "must be between 1s and 168h (how long a TLS session may be resumed after "
+                     "its first full handshake)");
+        t->session_lifetime_ms = SESSION_LIFETIME_DEFAULT_MS;
+    }
+}
+
 void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_tls *t)
 {
-    static const char *const keys[] = {
-        "mode",   "client_auth", "certificates", "client_ca",         "verify_depth",
-        "policy", "min_version", "max_version",  "ciphers",           "ciphersuites",
-        "groups", "strict_sni",  "on_reject",    "client_cert_header"};
+    static const char *const keys[] = {"mode",
+                                       "client_auth",
+                                       "certificates",
+                                       "client_ca",
+                                       "verify_depth",
+                                       "policy",
+                                       "min_version",
+                                       "max_version",
+                                       "ciphers",
+                                       "ciphersuites",
+                                       "groups",
+                                       "strict_sni",
+                                       "on_reject",
+                                       "client_cert_header",
+                                       "session_lifetime",
+                                       "on_revoke",
+                                       "on_expiry"};
+    static const char *const on_invalid[] = {"close", "keep"};
     static const char *const modes[] = {"one-way", "mutual"};
     static const char *const auths[] = {"required", "optional"};
     /* Same order as enum cfg_tls_policy. */
@@ -151,6 +193,7 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
     t->client_auth = CFG_CLIENT_AUTH_REQUIRED;
     t->verify_depth = 3;
     t->policy = CFG_POLICY_INTERMEDIATE;
+    t->session_lifetime_ms = SESSION_LIFETIME_DEFAULT_MS;
     cfg_record(c, t, true, v);
     if (!cfg_is_map(c, v))
         return;
@@ -216,6 +259,19 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
                              &t->client_cert_header);
             if (k >= 0)
                 t->client_cert_header = (enum cfg_cert_header)k;
+            break;
+        case 14:
+            parse_session_lifetime(c, &kv, t);
+            break;
+        case 15:
+            k = cfg_get_enum(c, &kv, on_invalid, TG_ARRAY_LEN(on_invalid), &t->on_revoke);
+            if (k >= 0)
+                t->on_revoke = (enum cfg_on_invalid)k;
+            break;
+        case 16:
+            k = cfg_get_enum(c, &kv, on_invalid, TG_ARRAY_LEN(on_invalid), &t->on_expiry);
+            if (k >= 0)
+                t->on_expiry = (enum cfg_on_invalid)k;
             break;
         default:
             break;

@@ -76,13 +76,20 @@ enum shm_tls_version shm_tls_version_of(int protocol)
     }
 }
 
-/* The rejection reasons (docs/OPERATIONS.md), tls_error last. */
+/* The rejection reasons (docs/OPERATIONS.md): those of a handshake, tls_error
+ * last of them (SHM_HANDSHAKE_REASONS), then those of a judging again. */
 static const char *const reasons[SHM_REASON_COUNT] = {
     "no_client_cert",    "cert_expired",     "cert_not_yet_valid", "cert_revoked",
     "unknown_ca",        "self_signed",      "bad_signature",      "wrong_purpose",
     "chain_too_long",    "crl_expired",      "crl_missing",        "serial_too_long",
     "name_too_long",     "protocol_version", "no_shared_cipher",   "unknown_sni",
-    "handshake_timeout", "tls_error",
+    "handshake_timeout", "tls_error",        "session_expired",    "session_incomplete",
+    "trust_changed",
+};
+
+const char *const shm_recheck_reasons[] = {
+    "cert_expired",  "cert_not_yet_valid", "cert_revoked",       "crl_expired", "crl_missing",
+    "trust_changed", "session_expired",    "session_incomplete", NULL,
 };
 
 const char *shm_reason_name(size_t i)
@@ -95,7 +102,7 @@ size_t shm_reason_index(const char *reason)
     for (size_t i = 0; reason != NULL && i < SHM_REASON_COUNT; i++)
         if (strcmp(reasons[i], reason) == 0)
             return i;
-    return SHM_REASON_COUNT - 1;
+    return SHM_REASON_TLS_ERROR;
 }
 
 /* This process's worker slot; set once after fork. */
@@ -148,6 +155,16 @@ void shm_count_handshake_failure(struct shm_listener_stats *s, const char *reaso
     shm_add(&s->hs_failures[shm_reason_index(reason)], 1);
 }
 
+void shm_count_resumption_refused(struct shm_listener_stats *s, const char *reason)
+{
+    shm_add(&s->resume_refused[shm_reason_index(reason)], 1);
+}
+
+void shm_count_conn_cut(struct shm_listener_stats *s, const char *reason)
+{
+    shm_add(&s->conns_cut[shm_reason_index(reason)], 1);
+}
+
 static void copy_cut(char *dst, size_t cap, const char *src)
 {
     size_t n = src != NULL ? strnlen(src, cap - 1) : 0;
@@ -192,7 +209,7 @@ size_t shm_read_refusals(const struct shm_listener_stats *s, struct shm_refusal 
         out[n].subject[sizeof(out[n].subject) - 1] = '\0';
         out[n].issuer[sizeof(out[n].issuer) - 1] = '\0';
         if (out[n].reason >= SHM_REASON_COUNT)
-            out[n].reason = SHM_REASON_COUNT - 1;
+            out[n].reason = SHM_REASON_TLS_ERROR;
         n++;
     }
     return n;
@@ -226,8 +243,11 @@ void shm_listener_stats_add(struct shm_listener_stats *dst, const struct shm_lis
     for (size_t v = 0; v < SHM_TLS_COUNT; v++)
         for (size_t r = 0; r < 2; r++)
             shm_add(&dst->hs_by_version[v][r], shm_get(&src->hs_by_version[v][r]));
-    for (size_t i = 0; i < SHM_REASON_COUNT; i++)
+    for (size_t i = 0; i < SHM_REASON_COUNT; i++) {
         shm_add(&dst->hs_failures[i], shm_get(&src->hs_failures[i]));
+        shm_add(&dst->resume_refused[i], shm_get(&src->resume_refused[i]));
+        shm_add(&dst->conns_cut[i], shm_get(&src->conns_cut[i]));
+    }
     for (size_t i = 0; i < SHM_STATUS_COUNT; i++)
         shm_add(&dst->requests[i], shm_get(&src->requests[i]));
     hist_add(&dst->hs_duration, &src->hs_duration);

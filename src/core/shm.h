@@ -25,8 +25,13 @@ enum shm_tls_version {
     SHM_TLS_COUNT
 };
 
-/* The rejection reasons (docs/OPERATIONS.md), tls_error last. */
-#define SHM_REASON_COUNT 18
+/* The rejection reasons (docs/OPERATIONS.md). */
+#define SHM_REASON_COUNT 21
+/* The first SHM_HANDSHAKE_REASONS of them (tls_error last) are those a
+ * handshake is refused for; the others only refuse a session or cut a
+ * connection that is judged again. */
+#define SHM_HANDSHAKE_REASONS 18
+#define SHM_REASON_TLS_ERROR  (SHM_HANDSHAKE_REASONS - 1)
 
 /* Histogram upper bounds in seconds (the +Inf bucket comes after them). */
 #define SHM_HIST_BOUNDS 16
@@ -86,7 +91,9 @@ struct shm_listener_stats {
     _Atomic uint64_t bytes_out;                       /* to clients */
     _Atomic uint64_t hs_by_version[SHM_TLS_COUNT][2]; /* [version][resumed] */
     _Atomic uint64_t hs_failures[SHM_REASON_COUNT];
-    _Atomic uint64_t requests[SHM_STATUS_COUNT]; /* by status - SHM_STATUS_MIN */
+    _Atomic uint64_t resume_refused[SHM_REASON_COUNT]; /* sessions judged again and refused */
+    _Atomic uint64_t conns_cut[SHM_REASON_COUNT];      /* live connections closed on a re-judging */
+    _Atomic uint64_t requests[SHM_STATUS_COUNT];       /* by status - SHM_STATUS_MIN */
     struct shm_hist hs_duration;
     struct shm_hist req_duration;
     struct shm_refusal_ring refusals; /* not folded by shm_listener_stats_add */
@@ -143,6 +150,13 @@ void shm_count_accept(struct shm_listener_stats *s);
 void shm_count_close(struct shm_listener_stats *s, uint64_t bytes_in, uint64_t bytes_out);
 void shm_count_handshake(struct shm_listener_stats *s, int protocol, bool resumed, double seconds);
 void shm_count_handshake_failure(struct shm_listener_stats *s, const char *reason);
+void shm_count_resumption_refused(struct shm_listener_stats *s, const char *reason);
+void shm_count_conn_cut(struct shm_listener_stats *s, const char *reason);
+
+/* The reasons a session or a live connection is judged again for
+ * (tls_trust_recheck and the session's own limits), in metric order;
+ * NULL-terminated. */
+extern const char *const shm_recheck_reasons[];
 /* Notes one refused handshake in the listener's ring (any of the strings
  * may be NULL; each is cut to fit). */
 void shm_note_refusal(struct shm_listener_stats *s, const char *reason, const char *client,

@@ -309,15 +309,37 @@ static enum conn_state st_accepted(struct conn *c)
     return CONN_ST_TLS_HANDSHAKE;
 }
 
+/* One line for a session the client offered and tollgate refused: the
+ * handshake went on as a full one. An expired session is routine; the
+ * other reasons say the client's certificate is no longer what it was. */
+static void log_resumption_refused(struct conn *c)
+{
+    const char *why = c->verdict.resume_refused;
+    if (why == NULL)
+        return;
+    c->verdict.resume_refused = NULL;
+    char peer[64];
+    peer_str(c, peer, sizeof(peer));
+    if (strcmp(why, "session_expired") == 0)
+        log_info("event=resumption_refused listener=%s conn=%d.%llu client=%s reason=%s",
+                 c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, why);
+    else
+        log_warn("event=resumption_refused listener=%s conn=%d.%llu client=%s reason=%s",
+                 c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, why);
+    shm_count_resumption_refused(c->l->stats, why);
+}
+
 static enum conn_state st_handshake(struct conn *c)
 {
     if (c->timed_out) {
+        log_resumption_refused(c);
         conn_log_rejection(c, "handshake_timeout", "no complete handshake in time");
         return CONN_ST_CLOSED;
     }
     enum tg_status st = tls_handshake(c->ssl, &c->want);
     if (st == TG_E_AGAIN)
         return CONN_ST_TLS_HANDSHAKE;
+    log_resumption_refused(c);
     if (st != TG_OK && BIO_number_read(SSL_get_rbio(c->ssl)) == 0) {
         /* Not a refused handshake: a port check or a scanner that connected
          * and left without sending a byte. Noted, not counted as a failure. */
@@ -340,6 +362,13 @@ static enum conn_state st_handshake(struct conn *c)
         c->cli.can_read = false; /* the handshake's last read() emptied the socket */
     shm_count_handshake(c->l->stats, SSL_version(c->ssl), SSL_session_reused(c->ssl) == 1,
                         c->t_handshake - c->t_accept);
+    const struct cfg_tls *t = &c->l->cfg->tls;
+    if (t->mode == CFG_TLS_MUTUAL && t->on_expiry == CFG_ON_INVALID_CLOSE) {
+        c->cert_not_after = tls_client_not_after(c->ssl, &c->verdict);
+        if (c->cert_not_after > 0 &&
+            (c->w->next_expiry == 0 || c->cert_not_after < c->w->next_expiry))
+            c->w->next_expiry = c->cert_not_after;
+    }
     return c->http != NULL ? CONN_ST_READ_HEAD : CONN_ST_PICK;
 }
 
@@ -620,6 +649,9 @@ void conn_run(struct conn *c)
     for (;;) {
         const conn_handler *handlers = c->http != NULL ? http_handlers : tcp_handlers;
         enum conn_state next = handlers[c->st](c);
+        /* A cut connection finishes its request in flight, never another. */
+        if (next == CONN_ST_READ_HEAD && c->cut_reason != NULL && c->st != CONN_ST_READ_HEAD)
+            next = CONN_ST_CLOSED;
         if (next == c->st)
             break;
         log_debug("event=conn_state conn=%d.%llu from=%s to=%s", tg_pid(),
@@ -664,4 +696,101 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     c->timed_out = true;
     conn_run(c);
+}
+
+/* Whether an https request is being forwarded or answered: it may finish
+ * before its connection is cut. */
+static bool request_in_flight(const struct conn *c)
+{
+    if (c->http == NULL || c->http->is_tunnel)
+        return false;
+    return c->st == CONN_ST_PICK || c->st == CONN_ST_CONNECT || c->st == CONN_ST_RELAY ||
+           c->st == CONN_ST_RESPOND;
+}
+
+static bool is_expiry(const char *why)
+{
+    return strcmp(why, "cert_expired") == 0 || strcmp(why, "cert_not_yet_valid") == 0;
+}
+
+/* Closes c because its client certificate is no longer valid (why): at
+ * once, or after the https request in flight. One log line, a metric. */
+static void conn_cut(struct conn *c, const char *why, const struct tls_trust *t)
+{
+    struct tls_info info;
+    char peer[64], e_subj[LOG_KV_MAX];
+    const char *crl_number = t != NULL ? tls_trust_info(t)->crl_number : "";
+    bool expiry = is_expiry(why);
+    tls_info_clear(&info);
+    X509 *leaf = SSL_get0_peer_certificate(c->ssl);
+    if (leaf != NULL)
+        tls_cert_facts(leaf, &info);
+    peer_str(c, peer, sizeof(peer));
+    bool later = request_in_flight(c);
+    log_warn("event=%s listener=%s conn=%d.%llu client=%s reason=%s serial=%s subject=%s "
+             "crl_number=%s action=%s",
+             expiry ? "connection_expired" : "connection_revoked", c->l->cfg->name, tg_pid(),
+             (unsigned long long)c->id, peer, why, info.client_serial[0] ? info.client_serial : "-",
+             log_kv(e_subj, sizeof(e_subj), info.client_subject), crl_number[0] ? crl_number : "-",
+             later ? "close_after_request" : "close");
+    shm_count_conn_cut(c->l->stats, why);
+    c->cut_reason = why;
+    if (later) {
+        c->http->keep_alive = false;
+        return;
+    }
+    c->outcome = expiry ? "expired" : "revoked";
+    c->reject_reason = why;
+    /* One try at close_notify: the socket closes right after either way. */
+    if (conn_cli_close_notify(c) == TG_E_AGAIN)
+        log_debug("event=close_notify_pending conn=%d.%llu", tg_pid(), (unsigned long long)c->id);
+    conn_lb_step(c, c->st, CONN_ST_CLOSED);
+    c->st = CONN_ST_CLOSED;
+    conn_free(c);
+}
+
+/* Whether c has a verified client certificate its listener judges. */
+static bool is_judged(const struct conn *c)
+{
+    return c->ssl != NULL && c->t_handshake > 0 && c->cut_reason == NULL &&
+           c->st != CONN_ST_DRAIN && c->st != CONN_ST_CLOSED;
+}
+
+void conn_recheck_trust(struct worker *w, struct wlistener *l, const struct tls_trust *t)
+{
+    const struct cfg_tls *cfg = &l->cfg->tls;
+    int64_t now = (int64_t)time(NULL);
+    struct conn *next;
+    for (struct conn *c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        struct tls_facts f;
+        if (c->l != l || !is_judged(c) || !tls_facts_of(c->ssl, &f))
+            continue;
+        const char *why = tls_trust_recheck(t, &f, now);
+        /* Other CA certificates: the chain may still verify under them. */
+        if (why != NULL && strcmp(why, "trust_changed") == 0)
+            why = tls_reverify(c->ssl, t);
+        if (why == NULL)
+            continue;
+        enum cfg_on_invalid on = is_expiry(why) ? cfg->on_expiry : cfg->on_revoke;
+        if (on == CFG_ON_INVALID_CLOSE)
+            conn_cut(c, why, t);
+    }
+}
+
+void conn_expire_due(struct worker *w, int64_t now)
+{
+    struct conn *next;
+    w->next_expiry = 0;
+    for (struct conn *c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->cert_not_after == 0 || !is_judged(c))
+            continue;
+        if (now > c->cert_not_after) {
+            conn_cut(c, "cert_expired", NULL);
+            continue;
+        }
+        if (w->next_expiry == 0 || c->cert_not_after < w->next_expiry)
+            w->next_expiry = c->cert_not_after;
+    }
 }

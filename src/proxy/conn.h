@@ -40,6 +40,8 @@ struct wlistener {
     struct tls_server *tls;         /* borrowed */
     struct shm_listener_stats *stats;
     ev_io accept_w;
+    struct tls_trust_watch watch; /* mutual: the client CA's files */
+    ev_tstamp next_trust_check;
 };
 
 /* One end of a connection. rd_shut: we saw its EOF; wr_shut: we shut our
@@ -103,6 +105,8 @@ struct conn {
     struct http_conn *http;                  /* owned; https/http listeners only */
     int lb_target;                           /* counted as in use by lb, -1 when none */
     const struct cfg_target_group *lb_group; /* borrowed: lb_target's group */
+    int64_t cert_not_after; /* on_expiry close: the client chain's notAfter (unix s); 0 = none */
+    const char *cut_reason; /* set once the client's certificate was judged invalid */
 };
 
 /* What only a request in progress needs (http.c): taken from the worker's
@@ -154,6 +158,8 @@ struct worker {
     bool is_draining;
     ev_timer drain_timer;
     ev_timer accept_pause; /* accept paused after EMFILE */
+    ev_timer trust_tick;   /* mutual listeners: trust files and certificate expiry, every second */
+    int64_t next_expiry;   /* the earliest cert_not_after of the connections; 0 = none */
     ev_signal sig_term, sig_quit, sig_usr1, sig_hup;
     struct lb_state *lb; /* owned picker state for cfg's target groups */
     struct bpool *bpool; /* owned idle backend connections */
@@ -200,6 +206,14 @@ TG_MUST_USE enum tg_status conn_cli_close_notify(struct conn *c);
  * the listener's when it is not a wildcard, else getsockname(); len 0 when
  * that failed. */
 const struct net_addr *conn_local_addr(struct conn *c);
+
+/* Judges every established connection of l again under t (its new
+ * trust) and cuts those it no longer accepts (on_revoke, on_expiry). */
+void conn_recheck_trust(struct worker *w, struct wlistener *l, const struct tls_trust *t);
+
+/* Cuts the connections whose client certificate is past its notAfter
+ * (on_expiry: close) at unix time now, and sets w->next_expiry anew. */
+void conn_expire_due(struct worker *w, int64_t now);
 
 /* Writes the access log line of a connection (tcp_ssl) or a request. */
 void conn_access_log(struct conn *c);

@@ -332,6 +332,12 @@ static bool write_request_head(struct conn *c)
             id.cert_der_len = lens[0];
             STACK_OF(X509) *sk =
                 what == CFG_CERT_HEADER_FULL ? SSL_get_peer_cert_chain(c->ssl) : NULL;
+            /* A resumed session has no chain of its own: the ticket kept
+             * the one its first handshake got. */
+            if (what == CFG_CERT_HEADER_FULL && sk == NULL) {
+                size_t kept = tls_session_chain(c->ssl, chain, lens + 1, MAX_CHAIN);
+                n_ders += kept;
+            }
             for (int i = 0; sk != NULL && i < sk_X509_num(sk) && n_ders <= MAX_CHAIN; i++) {
                 X509 *x = sk_X509_value(sk, i);
                 if (X509_cmp(x, leaf) == 0)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -337,6 +338,54 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     }
 }
 
+/* A listener's client CA files changed: verify new handshakes under the
+ * new trust, and judge the established connections again. */
+static void trust_poll(struct worker *w, struct wlistener *l, const struct tls_trust *current)
+{
+    const struct cfg_client_ca *ca = l->cfg->tls.client_ca;
+    struct tls_trust *fresh = NULL;
+    char err[256];
+    enum tg_status st =
+        tls_trust_watch_poll(&l->watch, w->cfg, ca, current, &fresh, err, sizeof(err));
+    if (st == TG_E_AGAIN)
+        return;
+    if (st != TG_OK) {
+        /* The master logs the refusal once (event=trust_reload_failed). */
+        log_debug("event=trust_reload_failed listener=%s client_ca=%s", l->cfg->name, ca->name);
+        return;
+    }
+    if (tls_server_set_trust(l->tls, fresh) != TG_OK) {
+        log_err("event=trust_apply_failed listener=%s client_ca=%s error=\"out of memory\"",
+                l->cfg->name, ca->name);
+        tls_trust_unref(fresh);
+        return;
+    }
+    const struct tls_trust_info *info = tls_trust_info(fresh);
+    log_info("event=trust_applied listener=%s client_ca=%s crl_number=%s", l->cfg->name, ca->name,
+             info->crl_number[0] ? info->crl_number : "-");
+    conn_recheck_trust(w, l, fresh);
+    tls_trust_unref(fresh);
+}
+
+static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = t->data;
+    ev_tstamp now = ev_now(loop);
+    for (size_t i = 0; i < w->n_ls; i++) {
+        struct wlistener *l = &w->ls[i];
+        const struct tls_trust *current = l->tls != NULL ? tls_server_trust(l->tls) : NULL;
+        uint64_t every = current != NULL ? l->cfg->tls.client_ca->check_interval_ms : 0;
+        if (every == 0 || now < l->next_trust_check)
+            continue;
+        l->next_trust_check = now + (ev_tstamp)every / 1000.0;
+        trust_poll(w, l, current);
+    }
+    int64_t unix_now = (int64_t)time(NULL);
+    if (w->next_expiry != 0 && unix_now > w->next_expiry)
+        conn_expire_due(w, unix_now);
+}
+
 static void watch_signal(struct worker *w, ev_signal *s, int signum)
 {
     ev_signal_init(s, signal_cb, signum);
@@ -380,6 +429,13 @@ int proxy_worker_main(const struct proxy_worker_args *a)
     w.drain_timer.data = &w;
     ev_init(&w.accept_pause, accept_pause_cb);
     w.accept_pause.data = &w;
+    bool is_mutual = false;
+    for (size_t i = 0; i < w.n_ls; i++)
+        is_mutual = is_mutual || (w.ls[i].tls != NULL && tls_server_trust(w.ls[i].tls) != NULL);
+    ev_timer_init(&w.trust_tick, trust_tick_cb, 1., 1.);
+    w.trust_tick.data = &w;
+    if (is_mutual)
+        ev_timer_start(w.loop, &w.trust_tick);
     watch_signal(&w, &w.sig_term, SIGTERM);
     watch_signal(&w, &w.sig_quit, SIGQUIT);
     watch_signal(&w, &w.sig_usr1, SIGUSR1);

@@ -33,6 +33,10 @@ struct tls_server {
     struct tls_bucket *buckets; /* owned array; buckets[0] is the default */
     size_t n_buckets;
     bool strict_sni;
+    /* How sessions live and are re-judged; policy.trust is the client
+     * trust (one reference; NULL for one-way), replaced by
+     * tls_server_set_trust. */
+    struct tls_session_policy policy;
 };
 
 static int g_verdict_idx = -1;
@@ -57,7 +61,7 @@ void tls_verdict_fini(struct tls_verdict *v)
     v->offered = NULL;
 }
 
-static struct tls_verdict *verdict_of(SSL *ssl)
+struct tls_verdict *tls_verdict_of(SSL *ssl)
 {
     return SSL_get_ex_data(ssl, verdict_index());
 }
@@ -69,8 +73,12 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
     SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
     if (ssl == NULL)
         return ok;
-    struct tls_verdict *v = verdict_of(ssl);
+    struct tls_verdict *v = tls_verdict_of(ssl);
     if (v != NULL && v->offered == NULL) {
+        /* The trust this chain is judged under, for the session's facts. */
+        const struct tls_session_policy *p = tls_session_policy_of(SSL_get_SSL_CTX(ssl));
+        if (p != NULL && p->trust != NULL)
+            memcpy(v->verified_ca, tls_trust_info(p->trust)->ca_digest, TLS_DIGEST_LEN);
         X509 *leaf = X509_STORE_CTX_get0_cert(xs);
         if (leaf != NULL && X509_up_ref(leaf) == 1)
             v->offered = leaf;
@@ -122,7 +130,7 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     }
     if (!s->strict_sni)
         return SSL_TLSEXT_ERR_OK;
-    struct tls_verdict *v = verdict_of(ssl);
+    struct tls_verdict *v = tls_verdict_of(ssl);
     if (v != NULL)
         v->sni_fail = "unknown_sni";
     *alert = SSL_AD_UNRECOGNIZED_NAME;
@@ -224,10 +232,10 @@ static void digest_file(EVP_MD_CTX *md, const char *path)
 
 /*
  * The session id context binds a session (and a ticket, whose keys outlive
- * reloads) to the listener and to its client verification: mode, CA bundle
- * and CRL by content. A client revoked by an updated CRL, or verified by a
- * CA since removed, cannot resume a session made before: it gets a full
- * handshake and the new verdict.
+ * reloads) to the listener and to its client verification settings: mode,
+ * depth and the CA bundle by content. Revocation is not in it: every
+ * resumption is judged again under the current CRLs (session.c), so a new
+ * CRL refuses the sessions of the clients it revokes, not everybody's.
  */
 static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l)
 {
@@ -243,11 +251,8 @@ static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l)
         EVP_Digest(material, (size_t)n, md, &md_len, EVP_sha256(), NULL);
     } else {
         EVP_DigestUpdate(m, material, (size_t)n);
-        if (t->mode == CFG_TLS_MUTUAL && t->client_ca != NULL) {
+        if (t->mode == CFG_TLS_MUTUAL && t->client_ca != NULL)
             digest_file(m, t->client_ca->ca);
-            if (t->client_ca->crl != NULL)
-                digest_file(m, t->client_ca->crl);
-        }
         EVP_DigestFinal_ex(m, md, &md_len);
         EVP_MD_CTX_free(m);
     }
@@ -256,16 +261,28 @@ static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l)
     SSL_CTX_set_session_id_context(ctx, md, md_len);
 }
 
-static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_STORE *store,
-                              STACK_OF(X509_NAME) *names)
+/* Makes ctx verify clients under trust: its store and the CA names sent
+ * in the CertificateRequest. */
+static bool use_trust(SSL_CTX *ctx, const struct tls_trust *trust)
+{
+    STACK_OF(X509_NAME) *dup = SSL_dup_CA_list(tls_trust_names(trust));
+    if (dup == NULL)
+        return false;
+    SSL_CTX_set1_cert_store(ctx, tls_trust_store(trust));
+    SSL_CTX_set_client_CA_list(ctx, dup);
+    return true;
+}
+
+static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l,
+                              const struct tls_trust *trust)
 {
     const struct cfg_tls *t = &l->tls;
     int mode = SSL_VERIFY_PEER;
     if (t->client_auth == CFG_CLIENT_AUTH_REQUIRED)
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(ctx, mode, verify_cb);
-    X509_STORE_up_ref(store);
-    SSL_CTX_set_cert_store(ctx, store);
+    if (!use_trust(ctx, trust))
+        return false;
     /* verify_depth is the number of intermediate CAs allowed between the
      * client's certificate and the self-signed root its chain ends at (an
      * intermediate that is in the CA bundle still counts), which is what
@@ -278,10 +295,6 @@ static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l, X509_S
     X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_CLIENT);
     if (t->client_ca->crl != NULL)
         X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    STACK_OF(X509_NAME) *dup = SSL_dup_CA_list(names);
-    if (dup == NULL)
-        return false;
-    SSL_CTX_set_client_CA_list(ctx, dup);
     /* What one client's chain may cost in memory, kept by OpenSSL for the
      * connection whether or not it verifies. */
     SSL_CTX_set_max_cert_list(ctx, TLS_MAX_CLIENT_CHAIN);
@@ -304,8 +317,9 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
-static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
-                        const struct ticket_shm *tickets, struct diag *d)
+static SSL_CTX *new_ctx(struct tls_server *s, const struct config *cfg,
+                        const struct cfg_listener *l, const struct ticket_shm *tickets,
+                        struct diag *d)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
@@ -327,7 +341,7 @@ static SSL_CTX *new_ctx(const struct config *cfg, const struct cfg_listener *l,
     /* Stateless tickets only: a per-process cache could not be shared. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
-    if (tls_ticket_use(ctx, tickets) != TG_OK) {
+    if (tls_ticket_use(ctx, tickets) != TG_OK || tls_session_use(ctx, &s->policy) != TG_OK) {
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -385,7 +399,7 @@ static bool add_certificate(struct tls_server *s, const struct config *cfg,
     struct tls_bucket *b = bucket_for(s, chain.leaf, key_type);
     if (b == NULL) {
         b = &s->buckets[s->n_buckets];
-        b->ctx = new_ctx(cfg, l, tickets, d);
+        b->ctx = new_ctx(s, cfg, l, tickets, d);
         if (b->ctx == NULL)
             goto out;
         X509_up_ref(chain.leaf);
@@ -411,14 +425,13 @@ enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listene
 {
     const struct cfg_tls *t = &l->tls;
     enum tg_status st = TG_E_CONFIG;
-    X509_STORE *store = NULL;
-    STACK_OF(X509_NAME) *names = NULL;
     struct tls_server *s = calloc(1, sizeof(*s));
     *out = NULL;
     verdict_index();
     if (s == NULL)
         return TG_E_NOMEM;
     s->strict_sni = t->strict_sni;
+    s->policy.lifetime_s = t->session_lifetime_ms / 1000;
     s->buckets = calloc(t->n_certificates ? t->n_certificates : 1, sizeof(*s->buckets));
     if (s->buckets == NULL) {
         st = TG_E_NOMEM;
@@ -430,10 +443,10 @@ enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listene
     if (s->n_buckets == 0)
         goto out;
     if (t->mode == CFG_TLS_MUTUAL) {
-        if (tls_load_client_ca(cfg, t->client_ca, &store, &names, d) != TG_OK)
+        if (tls_trust_load(cfg, t->client_ca, &s->policy.trust, d) != TG_OK)
             goto out;
         for (size_t i = 0; i < s->n_buckets; i++)
-            if (!setup_client_auth(s->buckets[i].ctx, l, store, names))
+            if (!setup_client_auth(s->buckets[i].ctx, l, s->policy.trust))
                 goto out;
     }
     SSL_CTX_set_tlsext_servername_callback(s->buckets[0].ctx, sni_cb);
@@ -442,10 +455,25 @@ enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listene
     s = NULL;
     st = TG_OK;
 out:
-    sk_X509_NAME_pop_free(names, X509_NAME_free);
-    X509_STORE_free(store);
     tls_server_free(s);
     return st;
+}
+
+const struct tls_trust *tls_server_trust(const struct tls_server *s)
+{
+    return s->policy.trust;
+}
+
+enum tg_status tls_server_set_trust(struct tls_server *s, struct tls_trust *trust)
+{
+    if (s->policy.trust == NULL || trust == NULL)
+        return TG_E_INTERNAL;
+    for (size_t i = 0; i < s->n_buckets; i++)
+        if (!use_trust(s->buckets[i].ctx, trust))
+            return TG_E_NOMEM;
+    tls_trust_unref(s->policy.trust);
+    s->policy.trust = tls_trust_ref(trust);
+    return TG_OK;
 }
 
 void tls_server_free(struct tls_server *s)
@@ -457,6 +485,7 @@ void tls_server_free(struct tls_server *s)
         X509_free(s->buckets[i].leaf);
     }
     free(s->buckets);
+    tls_trust_unref(s->policy.trust);
     free(s);
 }
 

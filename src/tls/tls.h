@@ -64,6 +64,154 @@ TG_MUST_USE enum tg_status tls_load_client_ca(const struct config *cfg,
  * problem into d (used by `tollgate check` and before every (re)load). */
 void tls_config_check(const struct config *cfg, struct diag *d);
 
+/* ---- client trust: a client_cas entry as loaded (trust.c) ---- */
+
+/* Digests tollgate keeps of names and CA sets: SHA-256, cut. */
+#define TLS_DIGEST_LEN 16
+
+/* What a trust holds, for /status, /metrics and the log. */
+struct tls_trust_info {
+    uint8_t ca_digest[TLS_DIGEST_LEN]; /* of the CA certificates, in order */
+    char crl_number[48];               /* the newest CRL's cRLNumber, decimal; "" when none */
+    int64_t crl_last_update;           /* unix seconds: the newest CRL's lastUpdate; 0 = none */
+    int64_t crl_next_update;           /* the soonest nextUpdate of all CRLs; 0 = no CRL */
+    size_t n_crls, n_revoked;          /* CRLs, and revoked serials over all of them */
+    int64_t loaded_at;                 /* unix seconds */
+};
+
+struct tls_trust;
+
+/* What stat() says of a file: a change of any field is a change. */
+struct tls_file_sig {
+    bool exists;
+    uint64_t dev, ino;
+    int64_t size, mtime_ns, ctime_ns;
+};
+void tls_file_sig_get(const char *path, struct tls_file_sig *sig);
+
+/* Loads a client_cas entry (tls_load_client_ca) into a new trust with one
+ * reference; errors and warnings go to d. */
+TG_MUST_USE enum tg_status tls_trust_load(const struct config *cfg, const struct cfg_client_ca *ca,
+                                          struct tls_trust **out, struct diag *d);
+struct tls_trust *tls_trust_ref(struct tls_trust *t);
+void tls_trust_unref(struct tls_trust *t);
+X509_STORE *tls_trust_store(const struct tls_trust *t);
+STACK_OF(X509_NAME) *tls_trust_names(const struct tls_trust *t);
+const struct tls_trust_info *tls_trust_info(const struct tls_trust *t);
+bool tls_trust_is_crl_checked(const struct tls_trust *t);
+
+/* Watches a client CA's files for a trust in use. */
+struct tls_trust_watch {
+    bool has_failed; /* the files as they were at the last refused load */
+    struct tls_file_sig failed_ca, failed_crl;
+};
+
+/*
+ * Looks at ca's files (stat only, unless they changed since current was
+ * loaded): TG_E_AGAIN when nothing changed (or the change was already
+ * refused); TG_OK with *out a new trust (one reference) when they changed
+ * and load; else the status of the failed load, with its first error in
+ * err (once per change: the same files are not tried again).
+ */
+TG_MUST_USE enum tg_status tls_trust_watch_poll(struct tls_trust_watch *w, const struct config *cfg,
+                                                const struct cfg_client_ca *ca,
+                                                const struct tls_trust *current,
+                                                struct tls_trust **out, char *err, size_t err_len);
+
+/* An ASN1_TIME as unix seconds (0 when unreadable). */
+int64_t tls_time_unix(const ASN1_TIME *t);
+/* The first TLS_DIGEST_LEN bytes of SHA-256 over name's DER. */
+void tls_name_digest(const X509_NAME *name, uint8_t out[TLS_DIGEST_LEN]);
+
+/* ---- what a session remembers of its client (session.c) ---- */
+
+/* A certificate of a verified chain, as a CRL names it. */
+#define TLS_FACTS_SERIAL_MAX 32
+struct tls_cert_ref {
+    uint8_t issuer[TLS_DIGEST_LEN]; /* tls_name_digest of its issuer */
+    uint8_t serial_len;
+    bool is_serial_negative;
+    uint8_t serial[TLS_FACTS_SERIAL_MAX]; /* the INTEGER's content octets */
+};
+
+/* Leaf, at most 16 intermediates (verify_depth), root. */
+#define TLS_FACTS_MAX_CERTS 18
+/* The most of the client's chain a session keeps for Client-Cert-Chain. */
+#define TLS_FACTS_CHAIN_MAX (16 * 1024)
+
+/*
+ * What a session keeps of its first full handshake, in every ticket made
+ * from it, so that a resumption is judged again and forwards the same
+ * identity: when it began, and for a verified client certificate, the
+ * validity window of its chain, the CA set it was verified under, each
+ * certificate as a CRL names it, and the chain the client sent.
+ */
+struct tls_facts {
+    int64_t first_time; /* unix seconds of the first full handshake */
+    bool has_client;    /* a verified client certificate: the fields below are set */
+    bool is_complete;   /* every certificate of the chain is in certs */
+    bool is_chain_kept; /* chain holds what the client sent after its leaf */
+    int64_t not_before; /* the latest notBefore of the verified chain */
+    int64_t not_after;  /* the earliest notAfter */
+    uint8_t ca_digest[TLS_DIGEST_LEN];
+    size_t n_certs;
+    struct tls_cert_ref certs[TLS_FACTS_MAX_CERTS];
+    const uint8_t *chain; /* DER certificates, each after its length (u32, big-endian); borrowed */
+    size_t chain_len;
+};
+
+/* The encoded facts are at most this long. */
+#define TLS_FACTS_ENCODED_MAX                                                                      \
+    (64 + TLS_FACTS_MAX_CERTS * (TLS_DIGEST_LEN + 2 + TLS_FACTS_SERIAL_MAX) + TLS_FACTS_CHAIN_MAX)
+
+/* Encodes f into dst: the length, or 0 when cap is too small. */
+size_t tls_facts_encode(const struct tls_facts *f, uint8_t *dst, size_t cap);
+/* Decodes what tls_facts_encode made; f->chain points into src. False
+ * when src is not such an encoding (bounded: never reads past len). */
+bool tls_facts_decode(const uint8_t *src, size_t len, struct tls_facts *f);
+
+/* The facts of an established connection's client, from its session's
+ * ticket data or else its verified chain: false when there is no verified
+ * client certificate. f->chain may point into ssl's session. */
+bool tls_facts_of(SSL *ssl, struct tls_facts *f);
+
+/*
+ * Judges f again under t at time now: NULL while it still holds, else the
+ * reason: cert_expired, cert_not_yet_valid (the chain's window),
+ * trust_changed (other CA certificates), crl_expired, crl_missing,
+ * cert_revoked (with CRL checking). Cheap: no signature is checked.
+ */
+const char *tls_trust_recheck(const struct tls_trust *t, const struct tls_facts *f, int64_t now);
+
+/* Verifies an established connection's client chain (what it sent, or
+ * what its session kept) under t, with the connection's verification
+ * settings: NULL when it verifies, else the reason. For a change of CA
+ * certificates, where tls_trust_recheck can only say trust_changed. */
+const char *tls_reverify(SSL *ssl, const struct tls_trust *t);
+
+/* The certificates a resumed session's client sent after its leaf (DER,
+ * borrowed from the session): how many, at most max. 0 on a full
+ * handshake (SSL_get_peer_cert_chain has them) or when not kept. */
+size_t tls_session_chain(SSL *ssl, const uint8_t **ders, size_t *lens, size_t max);
+
+/*
+ * How a listener's sessions live: at most lifetime_s from their first full
+ * handshake, never past the client certificate's notAfter, and re-judged
+ * under the current trust on every resumption. trust is the listener's
+ * current client trust (NULL for one-way); whoever swaps it keeps a
+ * reference.
+ */
+struct tls_session_policy {
+    uint64_t lifetime_s;
+    struct tls_trust *trust;
+};
+
+/* Installs the ticket callbacks that keep and check the facts on ctx;
+ * p must outlive ctx. */
+TG_MUST_USE enum tg_status tls_session_use(SSL_CTX *ctx, struct tls_session_policy *p);
+/* The policy tls_session_use put on ctx, or NULL. */
+const struct tls_session_policy *tls_session_policy_of(SSL_CTX *ctx);
+
 /* ---- server contexts (ctx.c) ---- */
 
 /* ---- session tickets (ticket.c) ---- */
@@ -90,6 +238,15 @@ TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct
                                           struct diag *d);
 void tls_server_free(struct tls_server *s);
 
+/* The listener's client trust (NULL for one-way). */
+const struct tls_trust *tls_server_trust(const struct tls_server *s);
+
+/* Verifies new handshakes of a mutual listener under trust (a reference is
+ * taken) and judges resumptions under it; the old trust is released once
+ * nothing uses it. Connections already established are the caller's to
+ * judge again (tls_facts_of, tls_trust_recheck). */
+TG_MUST_USE enum tg_status tls_server_set_trust(struct tls_server *s, struct tls_trust *trust);
+
 /* A new server-side SSL for an accepted fd, or NULL when out of memory. */
 SSL *tls_server_ssl_new(struct tls_server *s, int fd);
 
@@ -102,7 +259,20 @@ struct tls_verdict {
     int error_depth;      /* depth of that error */
     const char *sni_fail; /* set to "unknown_sni" when strict SNI refused */
     X509 *offered;        /* owned reference: the leaf the client offered, if any */
+    /* A session the client offered and tollgate refused, and why (a reason
+     * of tls_trust_recheck, or session_expired, session_incomplete): the
+     * handshake went on as a full one. NULL when none was refused. */
+    const char *resume_refused;
+    int64_t resumed_not_after;           /* a resumed session's client chain notAfter; 0 = none */
+    uint8_t verified_ca[TLS_DIGEST_LEN]; /* the trust's CA digest when the chain was verified */
 };
+
+/* The verdict tls_verdict_attach put on ssl, or NULL. */
+struct tls_verdict *tls_verdict_of(SSL *ssl);
+
+/* The earliest notAfter of an established connection's verified client
+ * chain (unix seconds), or 0 when it has no verified client certificate. */
+int64_t tls_client_not_after(SSL *ssl, const struct tls_verdict *v);
 
 /* Clears v and attaches it to ssl so that the verify and SNI callbacks can
  * fill it. Release with tls_verdict_fini. */
