@@ -390,7 +390,8 @@ class Tollgate:
         except FileNotFoundError:
             return []
         out = []
-        for line in text.splitlines():
+        # A line not yet ended with its newline is still being written.
+        for line in text.split("\n")[:-1]:
             if not line.strip():
                 continue
             rec = json.loads(line)
