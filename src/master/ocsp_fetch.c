@@ -272,7 +272,7 @@ static void transfer_done(struct entry *e, CURLcode rc)
     curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &code);
     double retry_in = e->backoff;
     bool ok = false;
-    if (e->is_too_large) {
+    if (e->is_too_large || rc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(detail, sizeof(detail), "the response exceeds %d bytes", OCSP_RESP_MAX);
         failed(e, "too_large", detail, retry_in);
     } else if (rc != CURLE_OK) {

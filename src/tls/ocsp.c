@@ -233,6 +233,50 @@ out:
     return st;
 }
 
+void tls_ocsp_config_check(const struct config *cfg, const struct cfg_certificate *c,
+                           const struct tls_chain *chain, struct diag *d)
+{
+    char url[1024], key[256], err[300], detail[300];
+    if (c->ocsp == CFG_OCSP_OFF)
+        return;
+    bool has_url = tls_ocsp_url(chain->leaf, url, sizeof(url));
+    if (c->ocsp_file == NULL && !has_url)
+        return;
+    X509 *issuer = tls_ocsp_issuer(chain->leaf, chain->chain);
+    if (issuer == NULL) {
+        snprintf(key, sizeof(key), "certificates.%s.cert", c->name);
+        diag_add(d, DIAG_WARNING, cfg->path, c->cert_pos.line, c->cert_pos.col, key,
+                 "%s: OCSP stapling needs the issuer of the certificate in this file; add it "
+                 "after the certificate (or set ocsp: off)",
+                 c->cert);
+        return;
+    }
+    if (c->ocsp_file == NULL)
+        return;
+    uint8_t *buf = OPENSSL_malloc(OCSP_RESP_MAX);
+    size_t len = 0;
+    struct tls_ocsp_facts f;
+    const char *reason = NULL;
+    snprintf(key, sizeof(key), "certificates.%s.ocsp_file", c->name);
+    if (buf == NULL)
+        return;
+    if (tls_ocsp_read_file(c->ocsp_file, buf, OCSP_RESP_MAX, &len, err, sizeof(err)) != TG_OK) {
+        snprintf(detail, sizeof(detail), "%s", err);
+        reason = "unreadable";
+    } else if (tls_ocsp_check(buf, len, chain->leaf, issuer, (int64_t)time(NULL), &f, &reason,
+                              detail, sizeof(detail)) == TG_OK &&
+               f.status != TLS_OCSP_GOOD) {
+        reason = f.status == TLS_OCSP_REVOKED ? "revoked" : "status_unknown";
+        snprintf(detail, sizeof(detail), "the response says the certificate is %s",
+                 tls_ocsp_status_name(f.status));
+    }
+    if (reason != NULL)
+        diag_add(d, DIAG_WARNING, cfg->path, c->ocsp_file_pos.line, c->ocsp_file_pos.col, key,
+                 "%s: %s: %s; no good response is stapled until the file holds one", c->ocsp_file,
+                 reason, detail);
+    OPENSSL_free(buf);
+}
+
 const char *tls_ocsp_status_name(enum tls_ocsp_status s)
 {
     return s == TLS_OCSP_GOOD ? "good" : s == TLS_OCSP_REVOKED ? "revoked" : "unknown";

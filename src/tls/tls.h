@@ -304,6 +304,12 @@ TG_MUST_USE enum tg_status tls_ocsp_check(const uint8_t *der, size_t len, X509 *
                                           int64_t now, struct tls_ocsp_facts *out,
                                           const char **reason, char *detail, size_t detail_len);
 
+/* Warns (into d, at the entry's keys) when c would staple but its file
+ * lacks the issuer of the certificate, or its ocsp_file holds no response
+ * that tls_ocsp_check accepts now. chain is c as loaded. */
+void tls_ocsp_config_check(const struct config *cfg, const struct cfg_certificate *c,
+                           const struct tls_chain *chain, struct diag *d);
+
 /* "good", "revoked" or "unknown". */
 const char *tls_ocsp_status_name(enum tls_ocsp_status s);
 

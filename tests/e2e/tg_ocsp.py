@@ -94,7 +94,16 @@ class OcspPki:
                      .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]),
                                     False)
                      .sign(self.ca_key, hashes.SHA256()))
+        # An impostor: the intermediate's name with a key nobody trusts.
         self.wrong_key = ec.generate_private_key(ec.SECP256R1())
+        self.impostor = (x509.CertificateBuilder()
+                         .subject_name(self.ca.subject)
+                         .issuer_name(self.ca.subject)
+                         .public_key(self.wrong_key.public_key())
+                         .serial_number(x509.random_serial_number())
+                         .not_valid_before(now - datetime.timedelta(days=1))
+                         .not_valid_after(now + datetime.timedelta(days=90))
+                         .sign(self.wrong_key, hashes.SHA256()))
         # Files: the server certificate with its chain (the issuer must be
         # there), its key, the trust anchor, the responder's.
         (self.dir / "server.crt").write_bytes(_pem(self.leaf) + _pem(self.ca))
@@ -149,7 +158,7 @@ class OcspPki:
                 [self.resp])
             key = self.resp_key
         elif signer == "wrong":
-            b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, self.ca)
+            b = b.responder_id(ocsp.OCSPResponderEncoding.NAME, self.impostor)
             key = self.wrong_key
         else:
             b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, self.ca)
@@ -227,9 +236,8 @@ class OpensslResponder:
         return self.http.requests if self.http else 0
 
     def stop(self):
-        if self.http is not None:
+        if self.http is not None and not self.http.stopped:
             self.http.stop()
-        self.http = None
 
 
 class ScriptedResponder:
@@ -266,9 +274,13 @@ class ScriptedResponder:
         _wait_port(self.port)
         return self
 
+    stopped = False
+
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        if not self.stopped:
+            self.server.shutdown()
+            self.server.server_close()
+        self.stopped = True
 
 
 def s_client_status(addr, pki, tls="-tls1_3", ask=True, timeout=None):
