@@ -215,11 +215,19 @@ def test_oversize_and_garbage_answers_are_refused(tollgate, opki, responders):
     assert req.serial_number == opki.leaf.serial_number
 
 
-def test_ocsp_off_and_no_responder_url(tollgate, opki, responders, pki):
-    responders(tg_ocsp.OpensslResponder(opki, "good"))
-    tg = tollgate(config(opki, ocsp="off"))
+def test_ocsp_off_asks_nothing_and_staples_nothing(tollgate, opki, responders):
+    """The twin of test_good_response_is_stapled, with ocsp: off."""
+    r = responders(tg_ocsp.OpensslResponder(opki, "good"))
+    admin = free_port()
+    tg = tollgate(config(opki, admin, ocsp="off"))
     assert staple(tg, opki) is None
-    assert responders and not tg.events("ocsp_updated") and not tg.events("ocsp_fetch_failed")
+    assert r.requests == 0
+    assert not tg.events("ocsp_updated") and not tg.events("ocsp_fetch_failed")
+    _, body = admin_get(admin, "/status")
+    leaf = [c for c in json.loads(body)["certificates"] if c["name"] == "site"][0]
+    assert leaf["ocsp"]["status"] == "off" and leaf["ocsp"]["stapled"] is False, leaf
+    _, text = admin_get(admin, "/metrics")
+    assert "tollgate_ocsp_staple_next_update_seconds" not in text
 
 
 def test_client_that_does_not_ask_gets_no_status(tollgate, opki, responders):
