@@ -32,7 +32,7 @@ set -euo pipefail
 POLICY_RC_D=${POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
 BUILD=(build-essential cmake pkg-config libssl-dev libev-dev libfyaml-dev node-llhttp
-    libjansson-dev)
+    libjansson-dev libcurl4-openssl-dev)
 # pandoc turns docs/CONFIG.md and man/tollgate.8.md into the man pages.
 DOCS=(pandoc)
 DEMO=(openssl curl)

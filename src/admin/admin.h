@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "core/diag.h"
+#include "core/ocsp_shm.h"
 #include "core/shm.h"
 #include "core/status.h"
 
@@ -39,6 +40,7 @@ struct admin_gen {
     unsigned id;
     const struct config *cfg;
     const struct shm_stats *stats;
+    const struct ocsp_shm *ocsp; /* slot i: cfg->certificates[i]; may be NULL */
     bool is_retiring;
     double loaded_at; /* wall clock, seconds */
 };

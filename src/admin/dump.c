@@ -242,6 +242,9 @@ void admin_config_dump(const struct config *cfg, FILE *out)
             kv_str(out, 4, "key", c->key);
         if (c->password_file)
             kv_str(out, 4, "password_file", c->password_file);
+        fprintf(out, "    ocsp: %s\n", c->ocsp == CFG_OCSP_OFF ? "off" : "auto");
+        if (c->ocsp_file)
+            kv_str(out, 4, "ocsp_file", c->ocsp_file);
     }
     fprintf(out, "client_cas:%s\n", cfg->n_client_cas ? "" : " {}");
     for (size_t i = 0; i < cfg->n_client_cas; i++) {

@@ -38,6 +38,20 @@ void admin_certs_metrics(const struct admin_certs *c, struct admin_out *o);
 /* A new JSON array describing every certificate (days left from now). */
 json_t *admin_certs_json(const struct admin_certs *c);
 
+/* ---- OCSP staples (ocsp.c) ---- */
+
+/* A new JSON object describing slot of shm at Unix time now ("status",
+ * "stapled", "this_update", "next_update", "next_update_unix",
+ * "updated_at", "last_error", "last_error_at"), or JSON null. */
+json_t *admin_ocsp_json(const struct ocsp_shm *shm, size_t slot, int64_t now);
+
+/* Sets "ocsp" on each server leaf of certs (admin_certs_json of cfg). */
+void admin_ocsp_annotate(json_t *certs, const struct config *cfg, const struct ocsp_shm *shm);
+
+/* Appends tollgate_ocsp_staple_next_update_seconds and
+ * tollgate_ocsp_staple_status for the certificates of cfg that staple. */
+void admin_ocsp_metrics(const struct config *cfg, const struct ocsp_shm *shm, struct admin_out *o);
+
 /* ---- refused handshakes (refusals.c, pure) ---- */
 
 /* Replaces every byte of s that is not part of well-formed UTF-8 (RFC 3629)

@@ -432,6 +432,7 @@ void admin_metrics(struct admin *a, struct admin_out *o)
         admin_certs_update(&a->certs, gens[0].id, gens[0].cfg);
         admin_certs_metrics(&a->certs, o);
         trust_metrics(a, o);
+        admin_ocsp_metrics(gens[0].cfg, gens[0].ocsp, o);
     }
     if (a->ops.target_metrics != NULL)
         a->ops.target_metrics(a->ops.ctx, o);

@@ -297,7 +297,9 @@ json_t *admin_status_json(struct admin *a)
     json_object_set_new(doc, "target_groups", tgs);
 
     admin_certs_update(&a->certs, gens[0].id, cfg);
-    json_object_set_new(doc, "certificates", admin_certs_json(&a->certs));
+    json_t *certs = admin_certs_json(&a->certs);
+    admin_ocsp_annotate(certs, cfg, gens[0].ocsp);
+    json_object_set_new(doc, "certificates", certs);
     json_object_set_new(doc, "client_cas", trusts_json(a));
     return doc;
 }

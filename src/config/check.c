@@ -268,6 +268,10 @@ static void check_globals(struct cfg_ctx *c)
         check_file(c, &cfg->certificates[i].cert);
         check_file(c, &cfg->certificates[i].key);
         check_file(c, &cfg->certificates[i].password_file);
+        check_file(c, &cfg->certificates[i].ocsp_file);
+        if (cfg->certificates[i].ocsp_file != NULL && cfg->certificates[i].ocsp == CFG_OCSP_OFF)
+            cfg_error_at(c, &cfg->certificates[i].ocsp_file,
+                         "ocsp_file is set but ocsp is off: remove one of the two");
     }
     for (size_t i = 0; i < cfg->n_client_cas; i++) {
         check_file(c, &cfg->client_cas[i].ca);

@@ -46,13 +46,20 @@ enum cfg_hc_type { CFG_HC_NONE, CFG_HC_TCP, CFG_HC_HTTP, CFG_HC_HTTPS };
 enum cfg_sticky_type { CFG_STICKY_NONE, CFG_STICKY_SOURCE_IP, CFG_STICKY_COOKIE };
 enum cfg_all_down { CFG_ALL_DOWN_FAIL_OPEN, CFG_ALL_DOWN_REJECT };
 
-/* certificates.NAME: { cert, key, password_file } */
+/* certificates.NAME.ocsp: whether the master obtains an OCSP response that
+ * workers staple (auto: when the certificate names an OCSP responder or
+ * ocsp_file is set), or never (off). */
+enum cfg_ocsp { CFG_OCSP_AUTO, CFG_OCSP_OFF };
+
+/* certificates.NAME: { cert, key, password_file, ocsp, ocsp_file } */
 struct cfg_certificate {
     char *name;
     char *cert;          /* path: leaf then chain (PEM; later issues: DER, PKCS#7, PKCS#12) */
     char *key;           /* path; NULL when the cert file also holds the key (PKCS#12) */
     char *password_file; /* path or NULL */
-    struct cfg_pos pos, cert_pos, key_pos, password_file_pos;
+    enum cfg_ocsp ocsp;  /* default auto */
+    char *ocsp_file;     /* path or NULL: a DER OCSP response, re-read when it changes */
+    struct cfg_pos pos, cert_pos, key_pos, password_file_pos, ocsp_pos, ocsp_file_pos;
 };
 
 /* client_cas.NAME: { ca, crl } */

@@ -78,6 +78,7 @@ void config_free(struct config *cfg)
         free(c->cert);
         free(c->key);
         free(c->password_file);
+        free(c->ocsp_file);
     }
     free(cfg->certificates);
     for (size_t i = 0; i < cfg->n_client_cas; i++) {

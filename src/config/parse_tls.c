@@ -7,9 +7,12 @@
 static void parse_certificate(struct cfg_ctx *c, const struct cfg_val *ev,
                               struct cfg_certificate *e)
 {
-    static const char *const keys[] = {"cert", "key", "password_file"};
+    static const char *const keys[] = {"cert", "key", "password_file", "ocsp", "ocsp_file"};
+    /* Same order as enum cfg_ocsp. */
+    static const char *const ocsp_modes[] = {"auto", "off"};
     if (!cfg_is_map(c, ev))
         return;
+    int k;
     bool has_cert = false;
     struct cfg_val kv;
     for (size_t i = 0; cfg_map_next(c, ev, &i, &kv);) {
@@ -26,6 +29,17 @@ static void parse_certificate(struct cfg_ctx *c, const struct cfg_val *ev,
         case 2:
             if (cfg_get_path(c, &kv, &e->password_file))
                 e->password_file_pos = cfg_pos_of(&kv);
+            break;
+        case 3:
+            k = cfg_get_enum(c, &kv, ocsp_modes, TG_ARRAY_LEN(ocsp_modes), &e->ocsp);
+            if (k >= 0) {
+                e->ocsp = (enum cfg_ocsp)k;
+                e->ocsp_pos = cfg_pos_of(&kv);
+            }
+            break;
+        case 4:
+            if (cfg_get_path(c, &kv, &e->ocsp_file))
+                e->ocsp_file_pos = cfg_pos_of(&kv);
             break;
         default:
             break;

@@ -16,6 +16,7 @@
 #include "core/shm.h"
 #include "health/health.h"
 #include "lb/lb.h"
+#include "master/internal.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
 
@@ -45,7 +46,9 @@ struct gen {
     struct gen_trust *trusts;   /* cfg->n_listeners */
     struct lsock **socks;       /* cfg->n_listeners, borrowed references */
     struct shm_stats *stats;
-    pid_t *pids; /* one per slot; 0 when not running */
+    struct ocsp_shm *ocsp;         /* one slot per certificates: entry */
+    struct ocsp_fetch *ocsp_fetch; /* owned; NULL once the generation retires */
+    pid_t *pids;                   /* one per slot; 0 when not running */
     ev_tstamp *started;
     unsigned n_workers;
     unsigned n_alive;
@@ -94,6 +97,8 @@ static void gen_free(struct master *m, struct gen *g)
             free(s);
         }
     }
+    ocsp_fetch_free(g->ocsp_fetch);
+    ocsp_shm_free(g->ocsp);
     shm_stats_free(g->stats);
     free(g->trusts);
     free(g->pls);
@@ -154,8 +159,9 @@ static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
     g->pids = calloc(g->n_workers, sizeof(*g->pids));
     g->started = calloc(g->n_workers, sizeof(*g->started));
     g->stats = shm_stats_new(cfg->n_listeners);
+    g->ocsp = ocsp_shm_new(cfg->n_certificates);
     if (g->pls == NULL || g->trusts == NULL || g->socks == NULL || g->pids == NULL ||
-        g->started == NULL || g->stats == NULL) {
+        g->started == NULL || g->stats == NULL || g->ocsp == NULL) {
         diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "out of memory");
         goto fail;
     }
@@ -166,7 +172,7 @@ static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
             /* tls_config_check already reported the warnings once. */
             struct diag again;
             diag_init(&again);
-            enum tg_status st = tls_server_new(cfg, l, m->tickets, &g->pls[i].tls, &again);
+            enum tg_status st = tls_server_new(cfg, l, m->tickets, g->ocsp, &g->pls[i].tls, &again);
             diag_append_errors(d, &again);
             diag_fini(&again);
             if (st != TG_OK)
@@ -213,6 +219,8 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
     ev_timer_stop(m->loop, &m->respawn);
     ev_timer_stop(m->loop, &m->rotate);
     ticket_set_wipe(&m->keys); /* workers read the shared set only */
+    for (struct gen *o = m->gens; o != NULL; o = o->next)
+        ocsp_fetch_forget(o->ocsp_fetch);
     admin_free(m->admin);
     m->admin = NULL;
     ev_loop_fork(m->loop);
@@ -392,6 +400,11 @@ static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void gen_start(struct master *m, struct gen *g)
 {
+    /* Before the workers: a response kept from the generation before is
+     * in the slots when they start. */
+    g->ocsp_fetch = ocsp_fetch_new(m->loop, g->cfg, g->ocsp, g->next ? g->next->ocsp_fetch : NULL);
+    if (g->ocsp_fetch == NULL)
+        log_err("event=ocsp_unavailable generation=%u reason=out_of_memory", g->id);
     for (unsigned i = 0; i < g->n_workers; i++)
         spawn(m, g, i);
     char path[64];
@@ -477,6 +490,11 @@ static enum admin_reload reload(struct master *m, struct diag *out)
     if (old != NULL && !old->is_retiring) {
         old->is_retiring = true;
         gen_signal(old, SIGTERM);
+    }
+    /* Its workers accept no more handshakes: nothing left to staple for. */
+    for (struct gen *o = old; o != NULL; o = o->next) {
+        ocsp_fetch_free(o->ocsp_fetch);
+        o->ocsp_fetch = NULL;
     }
     log_info("event=reload result=ok generation=%u", g->id);
     admin_sd_notify("READY=1\nSTATUS=serving");
@@ -603,6 +621,7 @@ static size_t admin_generations(void *ctx, struct admin_gen *out, size_t max)
         out[n].id = g->id;
         out[n].cfg = g->cfg;
         out[n].stats = g->stats;
+        out[n].ocsp = g->ocsp;
         out[n].is_retiring = g->is_retiring;
         out[n].loaded_at = g->loaded_at;
         n++;
@@ -680,6 +699,9 @@ int master_run_config(const char *path)
     lb_shared_set_global(lb_shared_new(LB_SHARED_SLOTS));
     m.health = health_new(m.loop, lb_shared_global());
     m.tickets = ticket_shm_new();
+    if (!ocsp_fetch_global_init())
+        log_warn("event=ocsp_unavailable reason=no_http_client detail=\"libcurl could not "
+                 "start; responses are read from ocsp_file only\"");
     if (m.loop == NULL || m.tickets == NULL) {
         log_err("event=start_failed error=\"cannot initialise the event loop or shared memory\"");
         health_free(m.health);
@@ -750,6 +772,7 @@ int master_run_config(const char *path)
     ev_timer_stop(m.loop, &m.trust_tick);
     ticket_set_wipe(&m.keys);
     ticket_shm_free(m.tickets);
+    ocsp_fetch_global_fini();
     log_info("event=master_exit");
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "core/status.h"
@@ -200,5 +201,18 @@ const char *pki_alert_name(int desc);
 
 /* Prints a probe result (pki_probe) for a person. */
 void pki_probe_print(const json_t *res);
+
+/*
+ * The OCSP response ssl's server stapled, checked against the server's leaf
+ * (first of peer) and its issuer (from peer, else from trust) at now:
+ * {"requested", "stapled", "bytes", "status", "this_update", "next_update",
+ * "next_update_in_seconds", "verdict" ("none": nothing stapled, "pass",
+ * "fail", "skip": the issuer is unknown), "reason" (cert_revoked,
+ * ocsp_unknown, or "ocsp_" and a tls_ocsp_check reason), "detail"}.
+ */
+json_t *pki_probe_ocsp(SSL *ssl, STACK_OF(X509) *peer, X509_STORE *trust, time_t now);
+
+/* Prints the "OCSP staple:" section of the report. */
+void pki_probe_ocsp_print(const json_t *ocsp);
 
 #endif

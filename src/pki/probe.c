@@ -75,6 +75,8 @@ static const char *handshake_name(unsigned type, const unsigned char *msg, size_
         return "EncryptedExtensions";
     case SSL3_MT_CERTIFICATE:
         return "Certificate";
+    case SSL3_MT_CERTIFICATE_STATUS:
+        return "CertificateStatus";
     case SSL3_MT_SERVER_KEY_EXCHANGE:
         return "ServerKeyExchange";
     case SSL3_MT_CERTIFICATE_REQUEST:
@@ -488,7 +490,7 @@ static json_t *issuer_listed(const struct pki_client_cert *c, const json_t *ca_n
 
 /* Everything after the wire: the server's chain and our checks on it, what
  * happened to our certificate, the final verdict. */
-static void finish(struct probe *p, const struct pki_client_cert *c, SSL *ssl,
+static void finish(struct probe *p, const struct pki_client_cert *c, SSL *ssl, bool is_done,
                    const struct pki_check_opts *co, json_t *res)
 {
     char text[800];
@@ -556,7 +558,12 @@ static void finish(struct probe *p, const struct pki_client_cert *c, SSL *ssl,
                  "empty: our certificate does not suit the server's request (signature "
                  "algorithms)");
     step_detail(p->steps, ">", "Certificate", text);
-    json_object_set_new(res, "ok", json_boolean(is_accepted && are_checks_ok));
+    /* A staple only counts once the handshake is done: before that
+     * OpenSSL may hold a response it has not matched to anything. */
+    json_t *ocsp = pki_probe_ocsp(is_done ? ssl : NULL, p->peer, co->trust, now);
+    bool is_staple_ok = strcmp(pki_json_get_str(ocsp, "verdict", ""), "fail") != 0;
+    json_object_set_new(res, "ocsp_staple", ocsp);
+    json_object_set_new(res, "ok", json_boolean(is_accepted && are_checks_ok && is_staple_ok));
 }
 
 static void free_probe(struct probe *p)
@@ -579,6 +586,7 @@ enum tg_status pki_probe(const struct pki_probe_opts *o, json_t **out, char *err
     SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
     int fd = -1;
+    bool is_done = false; /* the handshake completed */
     json_t *res = NULL;
     enum tg_status st = TG_E_CONFIG;
     *out = NULL;
@@ -635,11 +643,14 @@ enum tg_status pki_probe(const struct pki_probe_opts *o, json_t **out, char *err
         BIO_set_callback_arg(bio, (char *)&p);
         SSL_set_bio(ssl, bio, bio);
         SSL_set_app_data(ssl, &p);
+        /* RFC 6066 §8: ask for the certificate status, to report the staple. */
+        SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
         SSL_set_cert_cb(ssl, cert_cb, &p);
         int timeout = o->handshake_timeout_ms > 0 ? o->handshake_timeout_ms : PROBE_HANDSHAKE_MS;
         int ssl_err = 0;
         size_t n = 0;
         enum hs_result hr = drive(ssl, fd, pki_now_ms() + timeout, false, &ssl_err, &n);
+        is_done = hr == HS_DONE;
         if (hr == HS_DONE)
             after_handshake(&p, &c, ssl, fd, o, res);
         else
@@ -655,7 +666,7 @@ enum tg_status pki_probe(const struct pki_probe_opts *o, json_t **out, char *err
         .name_flag = "--sni",
         .purpose = X509_PURPOSE_SSL_SERVER,
     };
-    finish(&p, &c, ssl, &co, res);
+    finish(&p, &c, ssl, is_done, &co, res);
     json_object_set(res, "steps", p.steps);
     *out = res;
     res = NULL;

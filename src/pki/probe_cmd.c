@@ -25,8 +25,8 @@ static void usage(FILE *out)
           "                      [--timeout SECONDS] [--json]\n"
           "  Connects as a TLS client and shows each step: what we offer, what the\n"
           "  server answers, its chain, the checks a client makes on it, whether it asks\n"
-          "  for a client certificate (and from which CAs), and why it refuses, if it\n"
-          "  does.\n"
+          "  for a client certificate (and from which CAs), why it refuses, if it\n"
+          "  does, and the OCSP response it staples, checked.\n"
           "\n"
           "options:\n"
           "  --sni            name to send and to check the certificate against\n"
@@ -133,6 +133,7 @@ void pki_probe_print(const json_t *res)
             printf("checks on the server certificate: none (no certificate was received)\n");
         }
         print_client_cert(res);
+        pki_probe_ocsp_print(json_object_get(res, "ocsp_staple"));
     }
     const char *verdict = json_is_true(json_object_get(outcome, "accepted"))  ? "ACCEPTED"
                           : !is_connected                                     ? "NO CONNECTION"
@@ -141,8 +142,14 @@ void pki_probe_print(const json_t *res)
     const char *reason = pki_json_get_str(outcome, "reason", NULL);
     printf("outcome: %s%s%s%s: %s\n", verdict, reason ? " (" : "", reason ? reason : "",
            reason ? ")" : "", pki_json_get_str(outcome, "meaning", ""));
+    const json_t *ocsp = json_object_get(res, "ocsp_staple");
+    bool is_checks_ok = !json_is_string(json_object_get(res, "checks_reason"));
     if (json_is_true(json_object_get(res, "ok")))
         printf("result: OK\n");
+    else if (json_is_true(json_object_get(outcome, "accepted")) && is_checks_ok &&
+             strcmp(pki_json_get_str(ocsp, "verdict", ""), "fail") == 0)
+        printf("result: FAILED: the stapled OCSP response is a problem (%s)\n",
+               pki_json_get_str(ocsp, "reason", "?"));
     else if (json_is_true(json_object_get(outcome, "accepted")))
         printf("result: FAILED: a check on the server certificate failed (%s)\n",
                pki_json_get_str(res, "checks_reason", "?"));

@@ -387,7 +387,8 @@ static struct tls_bucket *bucket_for(struct tls_server *s, X509 *leaf, int key_t
 
 static bool add_certificate(struct tls_server *s, const struct config *cfg,
                             const struct cfg_listener *l, const struct cfg_certificate *c,
-                            const struct ticket_shm *tickets, struct diag *d)
+                            const struct ticket_shm *tickets, const struct ocsp_shm *ocsp,
+                            struct diag *d)
 {
     struct tls_chain chain = {0};
     bool ok = false;
@@ -412,6 +413,10 @@ static bool add_certificate(struct tls_server *s, const struct config *cfg,
         diag_ssl(d, cfg, c->pos, key, "cannot use this certificate and key");
         goto out;
     }
+    if (tls_ocsp_staple(b->ctx, chain.leaf, ocsp, (size_t)(c - cfg->certificates)) != TG_OK) {
+        diag_ssl(d, cfg, c->pos, key, "cannot set up OCSP stapling");
+        goto out;
+    }
     b->key_types[b->n_key_types++] = key_type;
     ok = true;
 out:
@@ -420,8 +425,8 @@ out:
 }
 
 enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
-                              const struct ticket_shm *tickets, struct tls_server **out,
-                              struct diag *d)
+                              const struct ticket_shm *tickets, const struct ocsp_shm *ocsp,
+                              struct tls_server **out, struct diag *d)
 {
     const struct cfg_tls *t = &l->tls;
     enum tg_status st = TG_E_CONFIG;
@@ -438,7 +443,7 @@ enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listene
         goto out;
     }
     for (size_t i = 0; i < t->n_certificates; i++)
-        if (!add_certificate(s, cfg, l, t->certificates[i], tickets, d))
+        if (!add_certificate(s, cfg, l, t->certificates[i], tickets, ocsp, d))
             goto out;
     if (s->n_buckets == 0)
         goto out;

@@ -472,8 +472,10 @@ void tls_config_check(const struct config *cfg, struct diag *d)
         struct tls_chain chain;
         /* Problems are in d; the loaded objects are not needed here. */
         enum tg_status st = tls_load_certificate(cfg, &cfg->certificates[i], &chain, d);
-        if (st == TG_OK)
+        if (st == TG_OK) {
+            tls_ocsp_config_check(cfg, &cfg->certificates[i], &chain, d);
             tls_chain_fini(&chain);
+        }
     }
     for (size_t i = 0; i < cfg->n_client_cas; i++) {
         enum tg_status st = tls_load_client_ca(cfg, &cfg->client_cas[i], NULL, NULL, d);

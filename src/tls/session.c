@@ -26,7 +26,7 @@
 #define F_CHAIN_KEPT  0x04
 /* A ticket holds at most 0xFF00 bytes of encoded session in OpenSSL 3.0;
  * the chain is dropped when the session would come near it. */
-#define TICKET_SESSION_MAX 0xFF00
+#define TICKET_SESSION_MAX   0xFF00
 #define TICKET_SESSION_SLACK 4096
 
 static int g_policy_idx = -1;

@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "core/diag.h"
+#include "core/ocsp_shm.h"
 #include "core/status.h"
 #include "core/ticket.h"
 
@@ -229,12 +230,14 @@ struct tls_server;
 /*
  * Builds the server side of one listener: one SSL_CTX per certificate set
  * (SNI picks among them by SAN), the policy, client verification for mutual
- * mode, the shared session-ticket keys and a session id context bound to
- * the listener's trust configuration. Errors go to d. The returned object
- * is owned by the caller (tls_server_free).
+ * mode, the shared session-ticket keys, a session id context bound to
+ * the listener's trust configuration, and OCSP stapling from ocsp (one slot
+ * per cfg->certificates entry; NULL: none). Errors go to d. The returned
+ * object is owned by the caller (tls_server_free).
  */
 TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
-                                          const struct ticket_shm *tickets, struct tls_server **out,
+                                          const struct ticket_shm *tickets,
+                                          const struct ocsp_shm *ocsp, struct tls_server **out,
                                           struct diag *d);
 void tls_server_free(struct tls_server *s);
 
@@ -422,5 +425,77 @@ TG_MUST_USE enum tg_status tls_read_password_file(const char *path, char *dst, s
 
 /* Formats a certificate or CRL time as "2026-01-31 23:59:59 UTC". */
 void tls_time_format(const ASN1_TIME *t, char *dst, size_t dst_len);
+
+/* ---- OCSP stapling (ocsp.c) ---- */
+
+/* How far in the future a response's thisUpdate may be (clock skew). A
+ * response is never accepted at or after its nextUpdate. */
+#define TLS_OCSP_LEEWAY 300
+
+enum tls_ocsp_status { TLS_OCSP_GOOD, TLS_OCSP_REVOKED, TLS_OCSP_UNKNOWN };
+
+/* What a response that passed tls_ocsp_check says about the certificate. */
+struct tls_ocsp_facts {
+    enum tls_ocsp_status status;
+    int64_t this_update; /* Unix seconds */
+    int64_t next_update;
+    int64_t revoked_at;    /* REVOKED: when (0 when unreadable) */
+    int revocation_reason; /* REVOKED: OCSP_REVOKED_STATUS_*, -1 when not given */
+};
+
+/* The first http:// OCSP responder URL of cert's Authority Information
+ * Access into dst (terminated); false, dst "", when there is none (other
+ * schemes are not used) or it does not fit. */
+bool tls_ocsp_url(X509 *cert, char *dst, size_t dst_len);
+
+/* The certificate of certs that issued leaf (borrowed), or NULL. */
+X509 *tls_ocsp_issuer(X509 *leaf, STACK_OF(X509) *certs);
+
+/* The DER OCSP request for leaf (RFC 6960 §4.1: one CertID, SHA-1 hashes
+ * of the issuer's name and key, no nonce so that responses can be cached).
+ * *der is OPENSSL_malloc'd, owned by the caller. TG_E_NOMEM on failure. */
+TG_MUST_USE enum tg_status tls_ocsp_request(X509 *leaf, X509 *issuer, unsigned char **der,
+                                            size_t *len);
+
+/*
+ * Checks len bytes of a DER OCSPResponse (hostile: from a responder or a
+ * file) about leaf, issued by issuer, at Unix time now: one whole DER
+ * structure (1 to OCSP_RESP_MAX bytes, nothing after it), responseStatus
+ * successful, a basic response signed by issuer or by a responder
+ * certificate issuer signed for id-kp-OCSPSigning and valid at now, a
+ * SingleResponse for leaf's CertID, a nextUpdate, thisUpdate at most
+ * TLS_OCSP_LEEWAY seconds ahead and nextUpdate after now. TG_OK with out
+ * filled (the status may be good, revoked or unknown); else TG_E_PROTO
+ * (TG_E_NOMEM) with *reason one of malformed, not_successful,
+ * bad_signature, wrong_certificate, no_next_update, not_yet_valid,
+ * expired, and what exactly in detail. Clears OpenSSL's error queue.
+ */
+TG_MUST_USE enum tg_status tls_ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer,
+                                          int64_t now, struct tls_ocsp_facts *out,
+                                          const char **reason, char *detail, size_t detail_len);
+
+/* Warns (into d, at the entry's keys) when c would staple but its file
+ * lacks the issuer of the certificate, or its ocsp_file holds no response
+ * that tls_ocsp_check accepts now. chain is c as loaded. */
+void tls_ocsp_config_check(const struct config *cfg, const struct cfg_certificate *c,
+                           const struct tls_chain *chain, struct diag *d);
+
+/* "good", "revoked" or "unknown". */
+const char *tls_ocsp_status_name(enum tls_ocsp_status s);
+
+/* Reads an ocsp_file (a regular file of 1 to cap bytes) into buf. TG_E_CONFIG
+ * with the reason in err otherwise. Never blocks on a FIFO. */
+TG_MUST_USE enum tg_status tls_ocsp_read_file(const char *path, uint8_t *buf, size_t cap,
+                                              size_t *len, char *err, size_t err_len);
+
+/*
+ * Makes ctx staple, for leaf, the response of slot of shm: when a client
+ * asks for the certificate status, the status callback copies the slot
+ * (while its nextUpdate has not passed) into the handshake. Nothing when
+ * shm is NULL or slot is out of range. shm must outlive ctx and leaf. The
+ * callback never blocks and costs nothing to clients that do not ask.
+ */
+TG_MUST_USE enum tg_status tls_ocsp_staple(SSL_CTX *ctx, X509 *leaf, const struct ocsp_shm *shm,
+                                           size_t slot);
 
 #endif

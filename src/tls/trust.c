@@ -18,9 +18,9 @@
 #include "tls/tls.h"
 
 struct crl_entry {
-    X509_CRL *crl;                      /* owned reference */
-    uint8_t issuer[TLS_DIGEST_LEN];     /* tls_name_digest of its issuer */
-    int64_t last_update, next_update;   /* unix seconds; next_update INT64_MAX when absent */
+    X509_CRL *crl;                    /* owned reference */
+    uint8_t issuer[TLS_DIGEST_LEN];   /* tls_name_digest of its issuer */
+    int64_t last_update, next_update; /* unix seconds; next_update INT64_MAX when absent */
 };
 
 struct tls_trust {

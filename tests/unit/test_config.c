@@ -1174,7 +1174,7 @@ static void test_many_errors(void **state)
         "t.yaml:1:1: workers: unknown value \"many\" (expected auto or a whole number "
         "from 1 to 256)",
         "t.yaml:3:39: certificates.site.kye: unknown key \"kye\" (expected one of: "
-        "cert, key, password_file)",
+        "cert, key, password_file, ocsp, ocsp_file)",
         "t.yaml:5:10: target_groups.web.algorithm: unknown value \"random\" (expected "
         "wrr, least_conn or ip_hash)",
         "t.yaml:5:64: target_groups.web.targets[0].weight: 2000 is out of range "
