@@ -70,6 +70,12 @@ SCENARIOS = {
                      "hs", "https_ecdsa", ["-r"], "conn/s", "hs_resume"),
     "resume_tcp": ("resumed TLS 1.3 handshakes/s (session tickets), ECDSA, tcp_ssl",
                    "hs", "tcp_ecdsa", ["-r"], "conn/s", "hs_resume"),
+    "resume_mtls_https": ("resumed mutual-TLS handshakes/s (tickets; the client certificate "
+                          "judged again on each), ECDSA, https",
+                          "hs", "https_mtls", ["@mtls", "-r"], "conn/s", "hs_resume"),
+    "resume_mtls_tcp": ("resumed mutual-TLS handshakes/s (tickets; the client certificate "
+                        "judged again on each), ECDSA, tcp_ssl",
+                        "hs", "tcp_mtls", ["@mtls", "-r"], "conn/s", "hs_resume"),
     "mtls_https": ("mutual-TLS full handshakes/s, ECDSA server and client, https",
                    "hs", "https_mtls", ["@mtls"], "conn/s", "hs_mtls"),
     "mtls_tcp": ("mutual-TLS full handshakes/s, ECDSA server and client, tcp_ssl",
