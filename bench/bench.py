@@ -272,7 +272,7 @@ certificates:
   ecdsa: {{ cert: {pki}/server-ecdsa.crt, key: {pki}/server-ecdsa.key }}
   rsa:   {{ cert: {pki}/server-rsa.crt, key: {pki}/server-rsa.key }}
 client_cas:
-  clients: {{ ca: {pki}/root.crt }}
+  clients: {{ ca: {pki}/root.crt, crl: {pki}/clients.crl }}
 target_groups:
   http:   {{ targets: [ {{ address: 127.0.0.1:{BACK['http']} }} ] }}
   echo:   {{ targets: [ {{ address: 127.0.0.1:{BACK['echo']} }} ] }}
@@ -290,7 +290,7 @@ class Haproxy(Server):
     def command(self):
         pki = os.path.join(self.work, "pki")
         p = lambda k: server_port("haproxy", k)
-        mtls = f"ca-file {pki}/root.crt verify required"
+        mtls = f"ca-file {pki}/root.crt crl-file {pki}/clients.crl verify required"
         cfg = f"""global
     nbthread 1
     maxconn 9950
@@ -366,7 +366,8 @@ class Nginx(Server):
         ssl = "ssl_protocols TLSv1.3;\n    ssl_ecdh_curve X25519;\n    ssl_session_tickets on;"
         cert = lambda k: (f"ssl_certificate {pki}/server-{k}.crt; "
                           f"ssl_certificate_key {pki}/server-{k}.key;")
-        mtls = f"ssl_client_certificate {pki}/root.crt; ssl_verify_client on; ssl_verify_depth 3;"
+        mtls = (f"ssl_client_certificate {pki}/root.crt; ssl_crl {pki}/clients.crl; "
+                "ssl_verify_client on; ssl_verify_depth 3;")
         loc = ("location / { proxy_pass http://be_http; proxy_http_version 1.1; "
                "proxy_set_header Connection \"\"; proxy_set_header Host $host; "
                "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "

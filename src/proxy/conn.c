@@ -310,8 +310,9 @@ static enum conn_state st_accepted(struct conn *c)
 }
 
 /* One line for a session the client offered and tollgate refused: the
- * handshake went on as a full one. An expired session is routine; the
- * other reasons say the client's certificate is no longer what it was. */
+ * handshake went on as a full one. An expired or incomplete session is
+ * routine; the other reasons say the client's certificate is no longer
+ * what it was. */
 static void log_resumption_refused(struct conn *c)
 {
     const char *why = c->verdict.resume_refused;
@@ -320,7 +321,7 @@ static void log_resumption_refused(struct conn *c)
     c->verdict.resume_refused = NULL;
     char peer[64];
     peer_str(c, peer, sizeof(peer));
-    if (strcmp(why, "session_expired") == 0)
+    if (strcmp(why, "session_expired") == 0 || strcmp(why, "session_incomplete") == 0)
         log_info("event=resumption_refused listener=%s conn=%d.%llu client=%s reason=%s",
                  c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, why);
     else

@@ -353,6 +353,22 @@ def test_ui_expiring_certificate_red(ui_tg, browser):
                       "td.parentNode.innerText.split('\\t')[0])") == ["soon"]
 
 
+def test_ui_client_ca_crl_red_near_next_update(ui_tg, browser):
+    """The client CA table shows each CA's CRL; a next update within a day is
+    red, one further away is not."""
+    browser.navigate(f"http://127.0.0.1:{ui_tg.admin_port}/ui")
+    browser.wait_js("document.body.dataset.loaded === '1'", "the page to load")
+    got = rows(browser, "client-cas")
+    assert len(got) >= 2 and got[1].split("\t")[0] == "pki", got
+    now = int(time.time())
+    browser.js("renderClientCas({client_cas: [{name: 'soon', crl_number: '3', "
+               f"crl_next_update: 'x', crl_next_update_unix: {now + 3600}, revoked: 1}}, "
+               "{name: 'later', crl_number: '4', crl_next_update: 'y', "
+               f"crl_next_update_unix: {now + 3 * 86400}, revoked: 0}}]}})")
+    assert browser.js("[...document.querySelectorAll('#client-cas td.red')].map(td => "
+                      "td.parentNode.innerText.split('\\t')[0])") == ["soon"]
+
+
 @pytest.fixture
 def token_tg(tollgate, backend, tmp_path):
     token = tmp_path / "admin.token"
