@@ -161,7 +161,11 @@ static void dump_listener(FILE *out, const struct cfg_listener *l)
                     t->client_auth == CFG_CLIENT_AUTH_OPTIONAL ? "optional" : "required");
             kv_str(out, 6, "client_ca", t->client_ca_name);
             fprintf(out, "      verify_depth: %u\n", t->verify_depth);
+            fprintf(out, "      on_revoke: %s\n      on_expiry: %s\n",
+                    t->on_revoke == CFG_ON_INVALID_KEEP ? "keep" : "close",
+                    t->on_expiry == CFG_ON_INVALID_KEEP ? "keep" : "close");
         }
+        duration(out, 6, "session_lifetime", t->session_lifetime_ms);
         fprintf(out, "      certificates: [");
         for (size_t i = 0; i < t->n_certificates; i++) {
             fputs(i ? ", " : "", out);
@@ -255,6 +259,7 @@ void admin_config_dump(const struct config *cfg, FILE *out)
         kv_str(out, 4, "ca", c->ca);
         if (c->crl)
             kv_str(out, 4, "crl", c->crl);
+        duration(out, 4, "crl_check_interval", c->check_interval_ms);
     }
     fprintf(out, "target_groups:%s\n", cfg->n_target_groups ? "" : " {}");
     for (size_t i = 0; i < cfg->n_target_groups; i++)
