@@ -364,6 +364,14 @@ static enum conn_state st_handshake(struct conn *c)
     shm_count_handshake(c->l->stats, SSL_version(c->ssl), SSL_session_reused(c->ssl) == 1,
                         c->t_handshake - c->t_accept);
     const struct cfg_tls *t = &c->l->cfg->tls;
+    /* The client CA files changed between the client's certificate (or
+     * offered session) being judged and the handshake's end. */
+    const char *late = t->mode == CFG_TLS_MUTUAL ? conn_judge_late(c) : NULL;
+    if (late != NULL) {
+        conn_log_rejection(c, late,
+                           "judged again: the client CA files changed during the handshake");
+        return CONN_ST_CLOSED;
+    }
     if (t->mode == CFG_TLS_MUTUAL && t->on_expiry == CFG_ON_INVALID_CLOSE) {
         c->cert_not_after = tls_client_not_after(c->ssl, &c->verdict);
         if (c->cert_not_after > 0 &&
@@ -607,6 +615,8 @@ void conn_access_log(struct conn *c)
 static void conn_free(struct conn *c)
 {
     struct worker *w = c->w;
+    if (c->cut_deadline > 0)
+        w->n_cut_pending--;
     /* https logs each request when it completes; what is left is a
      * request cut short or a connection refused before any. */
     if (c->http == NULL || c->http->t_req > 0 ||
@@ -714,8 +724,22 @@ static bool is_expiry(const char *why)
     return strcmp(why, "cert_expired") == 0 || strcmp(why, "cert_not_yet_valid") == 0;
 }
 
+/* Closes c now: its access-log outcome says why. */
+static void close_cut(struct conn *c, const char *why)
+{
+    c->outcome = is_expiry(why) ? "expired" : "revoked";
+    c->reject_reason = why;
+    /* One try at close_notify: the socket closes right after either way. */
+    if (conn_cli_close_notify(c) == TG_E_AGAIN)
+        log_debug("event=close_notify_pending conn=%d.%llu", tg_pid(), (unsigned long long)c->id);
+    conn_lb_step(c, c->st, CONN_ST_CLOSED);
+    c->st = CONN_ST_CLOSED;
+    conn_free(c);
+}
+
 /* Closes c because its client certificate is no longer valid (why): at
- * once, or after the https request in flight. One log line, a metric. */
+ * once, or after the https request in flight (within the listener's
+ * response_timeout: conn_cut_overdue). One log line, a metric. */
 static void conn_cut(struct conn *c, const char *why, const struct tls_trust *t)
 {
     struct tls_info info;
@@ -738,16 +762,40 @@ static void conn_cut(struct conn *c, const char *why, const struct tls_trust *t)
     c->cut_reason = why;
     if (later) {
         c->http->keep_alive = false;
+        c->cut_deadline = ev_now(c->w->loop) + (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
+        c->w->n_cut_pending++;
         return;
     }
-    c->outcome = expiry ? "expired" : "revoked";
-    c->reject_reason = why;
-    /* One try at close_notify: the socket closes right after either way. */
-    if (conn_cli_close_notify(c) == TG_E_AGAIN)
-        log_debug("event=close_notify_pending conn=%d.%llu", tg_pid(), (unsigned long long)c->id);
-    conn_lb_step(c, c->st, CONN_ST_CLOSED);
-    c->st = CONN_ST_CLOSED;
-    conn_free(c);
+    close_cut(c, why);
+}
+
+void conn_cut_overdue(struct worker *w, ev_tstamp now)
+{
+    struct conn *next;
+    for (struct conn *c = w->conns; c != NULL && w->n_cut_pending > 0; c = next) {
+        next = c->next;
+        if (c->cut_deadline > 0 && now >= c->cut_deadline && c->st != CONN_ST_CLOSED) {
+            log_warn("event=connection_cut_overdue listener=%s conn=%d.%llu reason=%s "
+                     "effect=\"the request in flight did not end within response_timeout\"",
+                     c->l->cfg->name, tg_pid(), (unsigned long long)c->id, c->cut_reason);
+            close_cut(c, c->cut_reason);
+        }
+    }
+}
+
+const char *conn_judge_late(struct conn *c)
+{
+    struct tls_trust *cur = tls_server_trust(c->l->tls);
+    struct tls_facts f;
+    if (cur == NULL || c->verdict.judged_under == 0 ||
+        c->verdict.judged_under == tls_trust_serial(cur) || !tls_facts_of(c->ssl, &f))
+        return NULL;
+    const char *why = tls_trust_recheck(cur, &f, (int64_t)time(NULL));
+    /* Other CA certificates, or a CRL only the chain can verify: verify the
+     * chain again under them. */
+    if (why != NULL && (strcmp(why, "trust_changed") == 0 || strcmp(why, "bad_signature") == 0))
+        why = tls_reverify(c->ssl, cur);
+    return why;
 }
 
 /* Whether c has a verified client certificate its listener judges. */
@@ -757,7 +805,7 @@ static bool is_judged(const struct conn *c)
            c->st != CONN_ST_DRAIN && c->st != CONN_ST_CLOSED;
 }
 
-void conn_recheck_trust(struct worker *w, struct wlistener *l, const struct tls_trust *t)
+void conn_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t)
 {
     const struct cfg_tls *cfg = &l->cfg->tls;
     int64_t now = (int64_t)time(NULL);
@@ -768,8 +816,9 @@ void conn_recheck_trust(struct worker *w, struct wlistener *l, const struct tls_
         if (c->l != l || !is_judged(c) || !tls_facts_of(c->ssl, &f))
             continue;
         const char *why = tls_trust_recheck(t, &f, now);
-        /* Other CA certificates: the chain may still verify under them. */
-        if (why != NULL && strcmp(why, "trust_changed") == 0)
+        /* Other CA certificates, or a CRL only the chain can verify: verify
+         * the chain again under them. */
+        if (why != NULL && (strcmp(why, "trust_changed") == 0 || strcmp(why, "bad_signature") == 0))
             why = tls_reverify(c->ssl, t);
         if (why == NULL)
             continue;

@@ -42,6 +42,7 @@ struct wlistener {
     ev_io accept_w;
     struct tls_trust_watch watch; /* mutual: the client CA's files */
     ev_tstamp next_trust_check;
+    uint64_t stale_judged; /* tls_trust_serial whose CRL nextUpdate passing was judged */
 };
 
 /* One end of a connection. rd_shut: we saw its EOF; wr_shut: we shut our
@@ -107,6 +108,7 @@ struct conn {
     const struct cfg_target_group *lb_group; /* borrowed: lb_target's group */
     int64_t cert_not_after; /* on_expiry close: the client chain's notAfter (unix s); 0 = none */
     const char *cut_reason; /* set once the client's certificate was judged invalid */
+    ev_tstamp cut_deadline; /* cut after its request in flight: closed by then at the latest */
 };
 
 /* What only a request in progress needs (http.c): taken from the worker's
@@ -160,6 +162,7 @@ struct worker {
     ev_timer accept_pause; /* accept paused after EMFILE */
     ev_timer trust_tick;   /* mutual listeners: trust files and certificate expiry, every second */
     int64_t next_expiry;   /* the earliest cert_not_after of the connections; 0 = none */
+    size_t n_cut_pending;  /* connections with a cut_deadline */
     ev_signal sig_term, sig_quit, sig_usr1, sig_hup;
     struct lb_state *lb; /* owned picker state for cfg's target groups */
     struct bpool *bpool; /* owned idle backend connections */
@@ -209,7 +212,16 @@ const struct net_addr *conn_local_addr(struct conn *c);
 
 /* Judges every established connection of l again under t (its new
  * trust) and cuts those it no longer accepts (on_revoke, on_expiry). */
-void conn_recheck_trust(struct worker *w, struct wlistener *l, const struct tls_trust *t);
+void conn_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t);
+
+/* Closes the cut connections whose request in flight outlived their
+ * cut_deadline. */
+void conn_cut_overdue(struct worker *w, ev_tstamp now);
+
+/* For a connection whose handshake just ended: the reason to refuse it
+ * when the trust it was judged under is no longer the listener's and the
+ * current one does not accept it; NULL otherwise. */
+const char *conn_judge_late(struct conn *c);
 
 /* Cuts the connections whose client certificate is past its notAfter
  * (on_expiry: close) at unix time now, and sets w->next_expiry anew. */

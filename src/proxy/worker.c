@@ -382,6 +382,21 @@ static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         trust_poll(w, l, current);
     }
     int64_t unix_now = (int64_t)time(NULL);
+    /* A CRL past its nextUpdate (with no fresher one of its issuer) refuses
+     * the clients it covers from then on, the connected ones too. */
+    for (size_t i = 0; i < w->n_ls; i++) {
+        struct wlistener *l = &w->ls[i];
+        struct tls_trust *cur = l->tls != NULL ? tls_server_trust(l->tls) : NULL;
+        if (cur == NULL || l->stale_judged == tls_trust_serial(cur))
+            continue;
+        int64_t until = tls_trust_info(cur)->crl_next_update;
+        if (until != 0 && unix_now > until) {
+            l->stale_judged = tls_trust_serial(cur);
+            conn_recheck_trust(w, l, cur);
+        }
+    }
+    if (w->n_cut_pending > 0)
+        conn_cut_overdue(w, now);
     if (w->next_expiry != 0 && unix_now > w->next_expiry)
         conn_expire_due(w, unix_now);
 }

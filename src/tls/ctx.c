@@ -77,8 +77,10 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
     if (v != NULL && v->offered == NULL) {
         /* The trust this chain is judged under, for the session's facts. */
         const struct tls_session_policy *p = tls_session_policy_of(SSL_get_SSL_CTX(ssl));
-        if (p != NULL && p->trust != NULL)
+        if (p != NULL && p->trust != NULL) {
             memcpy(v->verified_ca, tls_trust_info(p->trust)->ca_digest, TLS_DIGEST_LEN);
+            v->judged_under = tls_trust_serial(p->trust);
+        }
         X509 *leaf = X509_STORE_CTX_get0_cert(xs);
         if (leaf != NULL && X509_up_ref(leaf) == 1)
             v->offered = leaf;
@@ -464,7 +466,7 @@ out:
     return st;
 }
 
-const struct tls_trust *tls_server_trust(const struct tls_server *s)
+struct tls_trust *tls_server_trust(const struct tls_server *s)
 {
     return s->policy.trust;
 }
@@ -473,9 +475,22 @@ enum tg_status tls_server_set_trust(struct tls_server *s, struct tls_trust *trus
 {
     if (s->policy.trust == NULL || trust == NULL)
         return TG_E_INTERNAL;
-    for (size_t i = 0; i < s->n_buckets; i++)
-        if (!use_trust(s->buckets[i].ctx, trust))
-            return TG_E_NOMEM;
+    /* Every context or none: the CA lists are made first. */
+    STACK_OF(X509_NAME) **lists = calloc(s->n_buckets, sizeof(*lists));
+    bool ok = lists != NULL;
+    for (size_t i = 0; ok && i < s->n_buckets; i++)
+        ok = (lists[i] = SSL_dup_CA_list(tls_trust_names(trust))) != NULL;
+    if (!ok) {
+        for (size_t i = 0; lists != NULL && i < s->n_buckets; i++)
+            sk_X509_NAME_pop_free(lists[i], X509_NAME_free);
+        free(lists);
+        return TG_E_NOMEM;
+    }
+    for (size_t i = 0; i < s->n_buckets; i++) {
+        SSL_CTX_set1_cert_store(s->buckets[i].ctx, tls_trust_store(trust));
+        SSL_CTX_set_client_CA_list(s->buckets[i].ctx, lists[i]);
+    }
+    free(lists);
     tls_trust_unref(s->policy.trust);
     s->policy.trust = tls_trust_ref(trust);
     return TG_OK;

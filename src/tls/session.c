@@ -404,6 +404,7 @@ static SSL_TICKET_RETURN dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char
     if (v != NULL) {
         v->resume_refused = NULL;
         v->resumed_not_after = not_after;
+        v->judged_under = p->trust != NULL ? tls_trust_serial(p->trust) : 0;
     }
     return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
 }

@@ -75,8 +75,11 @@ struct tls_trust_info {
     uint8_t ca_digest[TLS_DIGEST_LEN]; /* of the CA certificates, in order */
     char crl_number[48];               /* the newest CRL's cRLNumber, decimal; "" when none */
     int64_t crl_last_update;           /* unix seconds: the newest CRL's lastUpdate; 0 = none */
-    int64_t crl_next_update;           /* the soonest nextUpdate of all CRLs; 0 = no CRL */
+    int64_t crl_next_update;           /* the first time an issuer has no CRL in date (the
+                                        * latest nextUpdate of its CRLs, soonest over
+                                        * issuers); 0 = no CRL */
     size_t n_crls, n_revoked;          /* CRLs, and revoked serials over all of them */
+    size_t n_bad_signatures;           /* CRLs whose issuer is in the bundle but did not sign */
     int64_t loaded_at;                 /* unix seconds */
 };
 
@@ -100,6 +103,9 @@ X509_STORE *tls_trust_store(const struct tls_trust *t);
 STACK_OF(X509_NAME) *tls_trust_names(const struct tls_trust *t);
 const struct tls_trust_info *tls_trust_info(const struct tls_trust *t);
 bool tls_trust_is_crl_checked(const struct tls_trust *t);
+/* A number no other trust loaded by this process has: which trust judged
+ * a handshake (struct tls_verdict's judged_under). */
+uint64_t tls_trust_serial(const struct tls_trust *t);
 
 /* Watches a client CA's files for a trust in use. */
 struct tls_trust_watch {
@@ -179,10 +185,14 @@ bool tls_facts_of(SSL *ssl, struct tls_facts *f);
 /*
  * Judges f again under t at time now: NULL while it still holds, else the
  * reason: cert_expired, cert_not_yet_valid (the chain's window),
- * trust_changed (other CA certificates), crl_expired, crl_missing,
- * cert_revoked (with CRL checking). Cheap: no signature is checked.
+ * trust_changed (other CA certificates), and with CRL checking, for each
+ * certificate of the chain, crl_missing (no CRL of its issuer),
+ * bad_signature (none signed by the issuer), cert_revoked (on a signed
+ * one), crl_expired (no signed one in date). Cheap: only a CRL whose
+ * issuer is not in the bundle has its signature checked, once, with the
+ * intermediate of f's chain (t remembers it).
  */
-const char *tls_trust_recheck(const struct tls_trust *t, const struct tls_facts *f, int64_t now);
+const char *tls_trust_recheck(struct tls_trust *t, const struct tls_facts *f, int64_t now);
 
 /* Verifies an established connection's client chain (what it sent, or
  * what its session kept) under t, with the connection's verification
@@ -242,7 +252,7 @@ TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct
 void tls_server_free(struct tls_server *s);
 
 /* The listener's client trust (NULL for one-way). */
-const struct tls_trust *tls_server_trust(const struct tls_server *s);
+struct tls_trust *tls_server_trust(const struct tls_server *s);
 
 /* Verifies new handshakes of a mutual listener under trust (a reference is
  * taken) and judges resumptions under it; the old trust is released once
@@ -268,6 +278,8 @@ struct tls_verdict {
     const char *resume_refused;
     int64_t resumed_not_after;           /* a resumed session's client chain notAfter; 0 = none */
     uint8_t verified_ca[TLS_DIGEST_LEN]; /* the trust's CA digest when the chain was verified */
+    uint64_t judged_under; /* tls_trust_serial of the trust that verified the chain or judged
+                            * the resumed session; 0 = none */
 };
 
 /* The verdict tls_verdict_attach put on ssl, or NULL. */

@@ -2,8 +2,9 @@
  * Client trust: a client_cas entry as loaded (CA certificates, CRLs), with
  * what it takes to judge a certificate again later without its chain
  * being verified anew: an index of the CRLs by issuer and a digest of the
- * CA certificates. A trust is immutable once loaded and refcounted, so a
- * new one can replace it while handshakes and connections still use it.
+ * CA certificates. A trust is refcounted and, but for the CRL signatures
+ * it learns to trust (crl_verified), immutable once loaded, so a new one
+ * can replace it while handshakes and connections still use it.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
@@ -21,10 +23,17 @@ struct crl_entry {
     X509_CRL *crl;                    /* owned reference */
     uint8_t issuer[TLS_DIGEST_LEN];   /* tls_name_digest of its issuer */
     int64_t last_update, next_update; /* unix seconds; next_update INT64_MAX when absent */
+    /* Whether its signature verified: with a CA of the bundle at load, or
+     * later with an intermediate a verified client chain holds (whose DER
+     * is kept, so that the same intermediate costs a memcmp next time). */
+    bool is_verified, is_bad;
+    uint8_t *verifier_der; /* owned */
+    size_t verifier_len;
 };
 
 struct tls_trust {
     unsigned refs;
+    uint64_t serial;                     /* tls_trust_serial */
     struct tls_file_sig ca_sig, crl_sig; /* the files as they were just before loading */
     X509_STORE *store;
     STACK_OF(X509_NAME) *names;
@@ -79,8 +88,41 @@ out:
     EVP_MD_CTX_free(m);
 }
 
+/* Verifies e's signature with the CA certificates of the bundle that
+ * name its issuer; leaves it unverified when the bundle has none. */
+static void verify_with_bundle(struct tls_trust *t, struct crl_entry *e)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(t->store);
+    ERR_set_mark();
+    for (int i = 0; i < sk_X509_OBJECT_num(objs) && !e->is_verified; i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (x == NULL || X509_NAME_cmp(X509_get_subject_name(x), X509_CRL_get_issuer(e->crl)) != 0)
+            continue;
+        if (X509_CRL_verify(e->crl, X509_get0_pubkey(x)) == 1)
+            e->is_verified = true;
+        else
+            e->is_bad = true; /* its issuer is here, and did not sign it */
+    }
+    ERR_pop_to_mark();
+    if (e->is_verified)
+        e->is_bad = false;
+}
+
+/* The latest nextUpdate of the CRLs of e's issuer: when that issuer's
+ * clients start being refused (crl_expired). */
+static int64_t issuer_next_update(const struct tls_trust *t, const struct crl_entry *e)
+{
+    int64_t latest = e->next_update;
+    for (size_t k = 0; k < t->n_crls; k++)
+        if (memcmp(t->crls[k].issuer, e->issuer, TLS_DIGEST_LEN) == 0 &&
+            t->crls[k].next_update > latest)
+            latest = t->crls[k].next_update;
+    return latest;
+}
+
 /* Indexes the CRLs of store and fills the facts /status shows: the newest
- * CRL's number and dates, and the revoked serials of all. */
+ * CRL's number and dates, the revoked serials of all, and the first time
+ * an issuer is left with no CRL in date. */
 static bool index_crls(struct tls_trust *t)
 {
     STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(t->store);
@@ -91,7 +133,6 @@ static bool index_crls(struct tls_trust *t)
     if (t->crls == NULL)
         return false;
     struct tls_trust_info *info = &t->info;
-    info->crl_next_update = INT64_MAX;
     for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
         X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
         if (crl == NULL || X509_CRL_up_ref(crl) != 1)
@@ -102,10 +143,10 @@ static bool index_crls(struct tls_trust *t)
         e->last_update = tls_time_unix(X509_CRL_get0_lastUpdate(crl));
         const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
         e->next_update = next != NULL ? tls_time_unix(next) : INT64_MAX;
+        verify_with_bundle(t, e);
+        info->n_bad_signatures += e->is_bad;
         STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
         info->n_revoked += (size_t)(rev != NULL ? sk_X509_REVOKED_num(rev) : 0);
-        if (e->next_update < info->crl_next_update)
-            info->crl_next_update = e->next_update;
         if (e->last_update >= info->crl_last_update) {
             info->crl_last_update = e->last_update;
             ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
@@ -116,8 +157,12 @@ static bool index_crls(struct tls_trust *t)
         }
     }
     info->n_crls = t->n_crls;
-    if (t->n_crls == 0)
-        info->crl_next_update = 0;
+    info->crl_next_update = t->n_crls > 0 ? INT64_MAX : 0;
+    for (size_t k = 0; k < t->n_crls; k++) {
+        int64_t until = issuer_next_update(t, &t->crls[k]);
+        if (until < info->crl_next_update)
+            info->crl_next_update = until;
+    }
     return true;
 }
 
@@ -163,6 +208,8 @@ enum tg_status tls_trust_load(const struct config *cfg, const struct cfg_client_
         goto out;
     }
     t->info.loaded_at = (int64_t)time(NULL);
+    static uint64_t serials;
+    t->serial = ++serials;
     *out = t;
     t = NULL;
 out:
@@ -181,8 +228,10 @@ void tls_trust_unref(struct tls_trust *t)
 {
     if (t == NULL || --t->refs > 0)
         return;
-    for (size_t i = 0; i < t->n_crls; i++)
+    for (size_t i = 0; i < t->n_crls; i++) {
         X509_CRL_free(t->crls[i].crl);
+        free(t->crls[i].verifier_der);
+    }
     free(t->crls);
     sk_X509_NAME_pop_free(t->names, X509_NAME_free);
     X509_STORE_free(t->store);
@@ -209,6 +258,11 @@ bool tls_trust_is_crl_checked(const struct tls_trust *t)
     return t->is_crl_checked;
 }
 
+uint64_t tls_trust_serial(const struct tls_trust *t)
+{
+    return t->serial;
+}
+
 /* Whether serial (as recorded in a session's facts) is on crl. */
 static bool is_revoked(X509_CRL *crl, const struct tls_cert_ref *r)
 {
@@ -228,7 +282,51 @@ static bool is_revoked(X509_CRL *crl, const struct tls_cert_ref *r)
     return revoked;
 }
 
-const char *tls_trust_recheck(const struct tls_trust *t, const struct tls_facts *f, int64_t now)
+/* Whether e's signature verified, trying the certificates of the client
+ * chain f kept (verified under this trust's CA set when the session began)
+ * for an issuer the bundle does not hold. */
+static bool crl_verified(struct crl_entry *e, const struct tls_facts *f)
+{
+    if (e->is_verified || e->is_bad)
+        return e->is_verified;
+    size_t off = 0;
+    while (f->is_chain_kept && off + 4 <= f->chain_len) {
+        const uint8_t *q = f->chain + off;
+        size_t len = (size_t)q[0] << 24 | (size_t)q[1] << 16 | (size_t)q[2] << 8 | q[3];
+        if (len > f->chain_len - off - 4)
+            break;
+        off += 4 + len;
+        q += 4;
+        if (e->verifier_der != NULL && len == e->verifier_len &&
+            memcmp(q, e->verifier_der, len) == 0)
+            return true;
+        const unsigned char *p = q;
+        X509 *x = d2i_X509(NULL, &p, (long)len);
+        uint8_t subject[TLS_DIGEST_LEN];
+        bool ok = false;
+        if (x != NULL) {
+            tls_name_digest(X509_get_subject_name(x), subject);
+            ERR_set_mark();
+            ok = memcmp(subject, e->issuer, TLS_DIGEST_LEN) == 0 &&
+                 X509_CRL_verify(e->crl, X509_get0_pubkey(x)) == 1;
+            ERR_pop_to_mark();
+        }
+        X509_free(x);
+        if (!ok)
+            continue;
+        uint8_t *copy = malloc(len);
+        if (copy != NULL) {
+            memcpy(copy, q, len);
+            free(e->verifier_der);
+            e->verifier_der = copy;
+            e->verifier_len = len;
+        }
+        return true;
+    }
+    return false;
+}
+
+const char *tls_trust_recheck(struct tls_trust *t, const struct tls_facts *f, int64_t now)
 {
     if (!f->has_client)
         return NULL;
@@ -240,21 +338,31 @@ const char *tls_trust_recheck(const struct tls_trust *t, const struct tls_facts 
         return "trust_changed";
     if (!t->is_crl_checked)
         return NULL;
+    /* As OpenSSL's own check: each certificate needs a CRL of its issuer
+     * that is signed by that issuer and in date; a serial on any signed CRL
+     * of its issuer is revoked. A CRL that does not verify counts for
+     * nothing (a forged one can neither clear nor condemn). */
     for (size_t i = 0; i < f->n_certs; i++) {
         const struct tls_cert_ref *r = &f->certs[i];
-        bool has_crl = false;
+        bool has_crl = false, has_signed = false, has_current = false;
         for (size_t k = 0; k < t->n_crls; k++) {
-            const struct crl_entry *e = &t->crls[k];
+            struct crl_entry *e = &t->crls[k];
             if (memcmp(e->issuer, r->issuer, TLS_DIGEST_LEN) != 0)
                 continue;
             has_crl = true;
-            if (now > e->next_update || now < e->last_update)
-                return "crl_expired";
+            if (!crl_verified(e, f))
+                continue;
+            has_signed = true;
             if (is_revoked(e->crl, r))
                 return "cert_revoked";
+            has_current = has_current || (now >= e->last_update && now <= e->next_update);
         }
         if (!has_crl)
             return "crl_missing";
+        if (!has_signed)
+            return "bad_signature";
+        if (!has_current)
+            return "crl_expired";
     }
     return NULL;
 }
@@ -288,6 +396,15 @@ enum tg_status tls_trust_watch_poll(struct tls_trust_watch *w, const struct conf
     diag_init(&d);
     struct tls_trust *t = NULL;
     enum tg_status st = tls_trust_load(cfg, ca, &t, &d);
+    if (st == TG_OK && t->info.n_bad_signatures > 0) {
+        /* Forged, or signed by another key: the CRL in use stays. */
+        diag_add(&d, DIAG_ERROR, NULL, 0, 0, NULL,
+                 "%s: %zu CRL(s) not signed by their issuer's CA in %s", ca->crl,
+                 t->info.n_bad_signatures, ca->ca);
+        tls_trust_unref(t);
+        t = NULL;
+        st = TG_E_CONFIG;
+    }
     if (st == TG_OK) {
         w->has_failed = false;
         *out = t;
