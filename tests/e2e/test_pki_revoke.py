@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 import tg_certs
 import tg_tls
@@ -133,9 +134,10 @@ def test_revoking_twice_changes_nothing(tmp_path):
 
 
 def test_refusals_leave_the_crl_alone(tmp_path):
-    """A certificate of another PKI, a CA revoking itself, an unknown client
-    and a missing CA key are refused with exit 1 and a reason; clients.crl
-    is untouched. The twin: the same PKI's client is accepted."""
+    """A certificate of another PKI, a CA revoking itself, an unknown client,
+    a forged CRL in clients.crl and a missing CA key are refused with exit 1
+    and a reason; clients.crl is untouched. The twin: the same PKI's client
+    is accepted."""
     pki = init(tmp_path)
     foreign = init(tmp_path, "foreign", clients="alice")
     crl = pki.dir / "clients.crl"
@@ -150,6 +152,19 @@ def test_refusals_leave_the_crl_alone(tmp_path):
         assert r.returncode == 1, (args, r.stdout, r.stderr)
         assert why.lower() in r.stderr.lower() and r.stdout == "", (args, r.stderr)
         assert crl.read_bytes() == data, args
+    # A CRL in our intermediate's name, signed by another key: not ours to keep.
+    now = datetime.datetime.utcnow()
+    forged = (x509.CertificateRevocationListBuilder()
+              .issuer_name(ca(pki, "intermediate").subject)
+              .last_update(now).next_update(now + datetime.timedelta(days=1))
+              .sign(serialization.load_pem_private_key(
+                  Path(foreign.path("intermediate.key")).read_bytes(), None), hashes.SHA256()))
+    with_forged = forged.public_bytes(serialization.Encoding.PEM) + data
+    crl.write_bytes(with_forged)
+    r = revoke(pki, "alice")
+    assert r.returncode == 1 and "does not verify" in r.stderr, r.stderr
+    assert crl.read_bytes() == with_forged
+    crl.write_bytes(data)
     key = pki.dir / "intermediate.key"
     os.rename(key, pki.dir / "intermediate.key.away")
     r = revoke(pki, "alice")
