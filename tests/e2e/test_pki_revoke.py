@@ -35,7 +35,8 @@ def revoke(pki, *args):
 
 def crls(pki):
     """The CRLs of clients.crl, in file order."""
-    return [x509.load_pem_x509_crl(b) for b in PEM_CRL.findall((pki.dir / "clients.crl").read_bytes())]
+    data = (pki.dir / "clients.crl").read_bytes()
+    return [x509.load_pem_x509_crl(b) for b in PEM_CRL.findall(data)]
 
 
 def ca(pki, name):
@@ -52,8 +53,9 @@ def number(crl):
 
 def openssl_verify(pki, name):
     return subprocess.run(
-        ["openssl", "verify", "-crl_check_all", "-CAfile", pki.path("root.crt"), "-untrusted",
-         pki.path("intermediate.crt"), "-CRLfile", pki.path("clients.crl"), pki.path(f"{name}.crt")],
+        ["openssl", "verify", "-crl_check_all", "-CAfile", pki.path("root.crt"),
+         "-untrusted", pki.path("intermediate.crt"), "-CRLfile", pki.path("clients.crl"),
+         pki.path(f"{name}.crt")],
         capture_output=True, text=True, timeout=T(30))
 
 
