@@ -22,13 +22,14 @@ static void usage(FILE *out)
           "  mutual TLS, target groups with health checks, and certificate tooling.\n"
           "\n"
           "commands:\n"
-          "  run       run the master and its workers in the foreground\n"
-          "  check     validate a config: every error as file:line:col, then warnings\n"
-          "  demo      write a dev PKI and a config with built-in backends, and run it\n"
-          "  pki init  write a development PKI: CAs, server and client certificates\n"
-          "  cert      inspect, verify, match and convert certificates and keys\n"
-          "  probe     connect as a TLS client and say why a handshake is refused\n"
-          "  version   print the version of tollgate and of its OpenSSL\n"
+          "  run         run the master and its workers in the foreground\n"
+          "  check       validate a config: every error as file:line:col, then warnings\n"
+          "  demo        write a dev PKI and a config with built-in backends, and run it\n"
+          "  pki init    write a development PKI: CAs, server and client certificates\n"
+          "  pki revoke  add a certificate of that PKI to its CA's CRL (clients.crl)\n"
+          "  cert        inspect, verify, match and convert certificates and keys\n"
+          "  probe       connect as a TLS client and say why a handshake is refused\n"
+          "  version     print the version of tollgate and of its OpenSSL\n"
           "\"tollgate COMMAND --help\" (or \"tollgate help COMMAND\") describes one.\n"
           "\n"
           "examples:\n"
@@ -217,22 +218,48 @@ static int cmd_version(int argc, char **argv)
     return 0;
 }
 
-/* tollgate pki init ...: "init" is the only subcommand so far. */
+static void pki_usage(FILE *out)
+{
+    fputs("usage: tollgate pki SUBCOMMAND [OPTIONS]\n"
+          "  A development PKI written with OpenSSL's API, for demos, tests and first\n"
+          "  experiments. Not for production: the CA keys sit next to everything else.\n"
+          "\n"
+          "subcommands:\n"
+          "  init DIR [--key ecdsa|rsa] [--hosts h1,h2] [--clients alice,bob]\n"
+          "      root and intermediate CAs, server and client certificates, a CRL\n"
+          "  revoke DIR NAME|CERTFILE [--reason REASON] [--crl-days N]\n"
+          "      add a certificate to its CA's CRL in DIR/clients.crl\n"
+          "\"tollgate pki SUBCOMMAND --help\" says more.\n"
+          "\n"
+          "examples:\n"
+          "  tollgate pki init pki --clients alice,bob\n"
+          "  tollgate pki revoke pki alice\n"
+          "\n"
+          "exit codes: 0 done, 1 refused or failed, 2 usage error.\n",
+          out);
+}
+
+/* tollgate pki init|revoke ... */
 static int cmd_pki(int argc, char **argv)
 {
-    static const char *const subs[] = {"init"};
-    static char *help_argv[] = {"init", "--help", NULL};
+    static const char *const subs[] = {"init", "revoke", "--help"};
     if (argc < 2) {
-        fprintf(stderr, "usage: tollgate pki init DIR [OPTIONS]\n"
-                        "see \"tollgate pki init --help\"\n");
+        pki_usage(stderr);
         return 2;
     }
-    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0)
-        return pki_cmd_init(2, help_argv);
+    if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        pki_usage(stdout);
+        return 0;
+    }
     if (strcmp(argv[1], "init") == 0)
         return pki_cmd_init(argc - 1, argv + 1);
-    suggest_print_unknown(stderr, "tollgate pki", "subcommand", argv[1], subs, TG_ARRAY_LEN(subs));
-    fprintf(stderr, "see \"tollgate pki init --help\"\n");
+    if (strcmp(argv[1], "revoke") == 0)
+        return pki_cmd_revoke(argc - 1, argv + 1);
+    if (argv[1][0] == '-')
+        return suggest_usage_error(stderr, "pki", argv[1], subs, TG_ARRAY_LEN(subs));
+    suggest_print_unknown(stderr, "tollgate pki", "subcommand", argv[1], subs,
+                          TG_ARRAY_LEN(subs) - 1);
+    fprintf(stderr, "see \"tollgate pki --help\"\n");
     return 2;
 }
 

@@ -4,6 +4,7 @@
  * end-to-end tests and first experiments. Not for production: the CA keys
  * sit next to everything else.
  */
+#include "pki/internal.h"
 #include "pki/pki.h"
 
 #include "core/file.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -31,7 +33,6 @@
 #define PKI_ROOT_DAYS      3650
 #define PKI_INTER_DAYS     1825
 #define PKI_LEAF_DAYS      365
-#define PKI_CRL_DAYS       30
 #define PKI_P12_PW_BYTES   16 /* 128 random bits: 32 hex digits */
 #define PKI_ORG            "tollgate dev PKI"
 #define PKI_MAX_NAME       64
@@ -505,72 +506,55 @@ static enum tg_status issue_client(struct pki_run *r, const struct pki_pair *int
     return st;
 }
 
-static bool crl_add_revoked(X509_CRL *crl, X509 *cert, ASN1_TIME *when)
-{
-    X509_REVOKED *rev = X509_REVOKED_new();
-    ASN1_ENUMERATED *reason = ASN1_ENUMERATED_new();
-    bool ok = rev != NULL && reason != NULL &&
-              X509_REVOKED_set_serialNumber(rev, X509_get_serialNumber(cert)) &&
-              X509_REVOKED_set_revocationDate(rev, when) &&
-              ASN1_ENUMERATED_set(reason, CRL_REASON_KEY_COMPROMISE) &&
-              X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0) &&
-              X509_CRL_add0_revoked(crl, rev);
-    ASN1_ENUMERATED_free(reason);
-    if (!ok)
-        X509_REVOKED_free(rev);
-    return ok;
-}
-
-/* A v2 CRL of issuer listing revoked (when not NULL), valid PKI_CRL_DAYS. */
-static X509_CRL *make_crl(const struct pki_pair *issuer, X509 *revoked)
-{
-    X509_CRL *crl = X509_CRL_new();
-    ASN1_TIME *last = X509_gmtime_adj(NULL, -PKI_HOUR);
-    ASN1_TIME *next = X509_gmtime_adj(NULL, PKI_CRL_DAYS * PKI_DAY - PKI_HOUR);
-    ASN1_INTEGER *number = ASN1_INTEGER_new();
-    X509_EXTENSION *aki = NULL;
-    X509V3_CTX ctx;
-    bool ok = crl != NULL && last != NULL && next != NULL && number != NULL &&
-              X509_CRL_set_version(crl, X509_CRL_VERSION_2) &&
-              X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer->cert)) &&
-              X509_CRL_set1_lastUpdate(crl, last) && X509_CRL_set1_nextUpdate(crl, next) &&
-              (revoked == NULL || crl_add_revoked(crl, revoked, last)) &&
-              ASN1_INTEGER_set(number, 1) &&
-              X509_CRL_add1_ext_i2d(crl, NID_crl_number, number, 0, 0);
-    if (ok) {
-        X509V3_set_ctx(&ctx, issuer->cert, NULL, NULL, crl, 0);
-        aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
-        ok = aki != NULL && X509_CRL_add_ext(crl, aki, -1) && X509_CRL_sort(crl) &&
-             X509_CRL_sign(crl, issuer->key, EVP_sha256()) > 0;
-    }
-    X509_EXTENSION_free(aki);
-    ASN1_INTEGER_free(number);
-    ASN1_TIME_free(next);
-    ASN1_TIME_free(last);
-    if (!ok) {
-        X509_CRL_free(crl);
-        crl = NULL;
-    }
-    return crl;
-}
-
 /* clients.crl: the intermediate's CRL (revoking revoked) and the root's
  * (empty, so that checking the whole chain finds one for every CA). */
 static enum tg_status write_crls(struct pki_run *r, const struct pki_pair *root,
                                  const struct pki_pair *inter, X509 *revoked)
 {
     enum tg_status st = TG_E_INTERNAL;
-    X509_CRL *inter_crl = make_crl(inter, revoked);
-    X509_CRL *root_crl = make_crl(root, NULL);
-    BIO *bio = BIO_new(BIO_s_mem());
+    time_t now = time(NULL);
+    X509_CRL *inter_crl = NULL;
+    X509_CRL *root_crl = NULL;
+    BIO *bio = NULL;
+    BIGNUM *one = BN_new();
+    ASN1_TIME *when = X509_time_adj_ex(NULL, 0, -PKI_HOUR, &now);
+    X509_REVOKED *entry = when != NULL ? pki_crl_entry(X509_get0_serialNumber(revoked), when,
+                                                       CRL_REASON_KEY_COMPROMISE)
+                                       : NULL;
+    STACK_OF(X509_REVOKED) *entries = sk_X509_REVOKED_new_null();
+    if (one == NULL || !BN_one(one) || entry == NULL || entries == NULL ||
+        sk_X509_REVOKED_push(entries, entry) <= 0)
+        goto fail;
+    entry = NULL; /* in entries */
+    struct pki_crl_spec spec = {
+        .issuer = inter->cert,
+        .key = inter->key,
+        .entries = entries,
+        .number = one,
+        .now = now,
+        .days = PKI_CRL_DAYS,
+    };
+    inter_crl = pki_crl_make(&spec);
+    spec.issuer = root->cert;
+    spec.key = root->key;
+    spec.entries = NULL;
+    root_crl = pki_crl_make(&spec);
+    bio = BIO_new(BIO_s_mem());
     if (inter_crl == NULL || root_crl == NULL || bio == NULL ||
         !PEM_write_bio_X509_CRL(bio, inter_crl) || !PEM_write_bio_X509_CRL(bio, root_crl))
-        st = fail_ssl(r, "cannot make the CRLs");
-    else
-        st = write_bio(r, "clients.crl", 0644, bio);
+        goto fail;
+    st = write_bio(r, "clients.crl", 0644, bio);
+    goto out;
+fail:
+    st = fail_ssl(r, "cannot make the CRLs");
+out:
     BIO_free(bio);
     X509_CRL_free(root_crl);
     X509_CRL_free(inter_crl);
+    sk_X509_REVOKED_pop_free(entries, X509_REVOKED_free);
+    X509_REVOKED_free(entry);
+    ASN1_TIME_free(when);
+    BN_free(one);
     return st;
 }
 

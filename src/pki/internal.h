@@ -150,6 +150,37 @@ int pki_cmd_verify(int argc, char **argv);
 int pki_cmd_match(int argc, char **argv);
 int pki_cmd_convert(int argc, char **argv);
 
+/* ---- CRLs of the development PKI (crl.c), for pki init and pki revoke ---- */
+
+#define PKI_CRL_DAYS       30 /* how long a CRL of pki init or pki revoke is valid */
+#define PKI_CRL_DAYS_MAX   3650
+#define PKI_CRL_NUMBER_MAX 20 /* octets of a cRLNumber (RFC 5280 §5.2.3) */
+
+/* One CRL to sign. */
+struct pki_crl_spec {
+    X509 *issuer;                    /* borrowed: the CA whose CRL it is */
+    EVP_PKEY *key;                   /* borrowed: the CA's key */
+    STACK_OF(X509_REVOKED) *entries; /* borrowed, each entry copied; NULL: none */
+    const BIGNUM *number;            /* borrowed: the cRLNumber */
+    time_t now;
+    long days; /* valid this long from its lastUpdate */
+};
+
+/*
+ * A revoked entry: serial, revocation date when, and the reason code
+ * (CRL_REASON_*; the extension is left out for 0, unspecified, and for -1).
+ * Owned by the caller; NULL when out of memory.
+ */
+X509_REVOKED *pki_crl_entry(const ASN1_INTEGER *serial, const ASN1_TIME *when, int reason);
+
+/*
+ * A v2 CRL as s says, signed with SHA-256: lastUpdate an hour before now
+ * (a peer whose clock is a little behind accepts it, as the certificates of
+ * pki init), nextUpdate days after that, a cRLNumber and the authority key
+ * identifier. Owned by the caller; NULL on failure (OpenSSL's error queued).
+ */
+X509_CRL *pki_crl_make(const struct pki_crl_spec *s);
+
 /* ---- tollgate probe (probe.c, probe_util.c, probe_cmd.c) ---- */
 
 struct pki_probe_opts;

@@ -1,6 +1,7 @@
 #ifndef TG_PKI_PKI_H
 #define TG_PKI_PKI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -41,6 +42,47 @@ struct pki_init_opts {
  * On failure err gets the reason and the status is returned.
  */
 TG_MUST_USE enum tg_status pki_init(const struct pki_init_opts *o, char *err, size_t err_len);
+
+/* tollgate pki revoke DIR NAME|CERTFILE [--reason R] [--crl-days N] */
+int pki_cmd_revoke(int argc, char **argv);
+
+#define PKI_SERIAL_TEXT_MAX (2 * 20 + 2) /* RFC 5280 §4.1.2.2: 20 octets, in hex, a sign */
+
+struct pki_revoke_opts {
+    const char *dir;  /* as pki init wrote it */
+    const char *cert; /* NAME: dir/NAME.crt; with a '/' (or when dir/NAME.crt does not
+                         exist but the file NAME does): the certificate's file */
+    int reason;       /* CRL_REASON_*; 0 (unspecified): the entry has no reason */
+    long crl_days;    /* validity of the new CRLs; 0: as pki init (30 days) */
+};
+
+struct pki_revoke_result {
+    char cert[4096];                  /* the file read */
+    char serial[PKI_SERIAL_TEXT_MAX]; /* lower-case hex, as the event log writes it */
+    char subject[512];
+    const char *ca;          /* "intermediate" or "root": whose CRL lists it */
+    bool is_already_revoked; /* nothing was written */
+    char revoked_at[64];     /* is_already_revoked: the entry's revocation date */
+    char crl_number[64];     /* decimal: the new one (or the current one) */
+    char next_update[64];    /* of the new CRLs */
+    int n_revoked;           /* entries on that CA's CRL now */
+};
+
+/*
+ * Adds the serial of o->cert to the CRL of its issuer (dir's intermediate or
+ * root CA: issuer name and signature) in dir/clients.crl, keeping every entry
+ * the file lists, and writes the file again atomically (0644): the
+ * intermediate's CRL then the root's, both with the next cRLNumber (the
+ * highest in the file plus one), made by pki_crl_make and signed with the
+ * CA keys of dir. A serial already listed is left alone
+ * (res->is_already_revoked, TG_OK, nothing written). TG_E_CONFIG with err
+ * when a CA file or key is missing or wrong, the certificate is not of
+ * this PKI, or dir/clients.crl holds what cannot be kept (a CRL of another
+ * issuer, a bad signature); the file is then untouched. Blocks on file I/O
+ * and on another pki revoke of the same dir.
+ */
+TG_MUST_USE enum tg_status pki_revoke(const struct pki_revoke_opts *o,
+                                      struct pki_revoke_result *res, char *err, size_t err_len);
 
 /* ---- certificate tooling (inspect.c, verify.c, match.c, convert.c, probe.c) ---- */
 

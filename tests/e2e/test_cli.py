@@ -7,7 +7,8 @@ import pytest
 from tg_proc import run_tollgate
 
 COMMANDS = [
-    [], ["run"], ["check"], ["demo"], ["pki", "init"], ["cert"], ["cert", "inspect"],
+    [], ["run"], ["check"], ["demo"], ["pki"], ["pki", "init"], ["pki", "revoke"], ["cert"],
+    ["cert", "inspect"],
     ["cert", "verify"], ["cert", "match"], ["cert", "convert"], ["probe"], ["version"],
 ]
 
@@ -39,7 +40,8 @@ def test_help_command_is_the_same_as_dash_dash_help(cmd):
     assert run_tollgate(["help", *cmd]).stdout == run_tollgate([*cmd, "--help"]).stdout
 
 
-@pytest.mark.parametrize("cmd", [["run"], ["check"], ["pki", "init"], ["cert"], ["probe"],
+@pytest.mark.parametrize("cmd", [["run"], ["check"], ["pki", "init"], ["pki", "revoke"],
+                                 ["pki", "revoke", "d"], ["cert"], ["probe"],
                                  ["cert", "inspect"], ["cert", "verify"], ["cert", "match"],
                                  ["cert", "convert"], ["pki"], []], ids=name)
 def test_missing_arguments_are_usage_errors(cmd):
@@ -55,6 +57,9 @@ CLOSE = [
     (["prboe", "x:1"], "probe"),
     (["--hlep"], "--help"),
     (["pki", "int", "d"], "init"),
+    (["pki", "revok", "d", "alice"], "revoke"),
+    (["pki", "revoke", "d", "alice", "--reson", "superseded"], "--reason"),
+    (["pki", "revoke", "d", "alice", "--reason", "keyCompromize"], "keyCompromise"),
     (["cert", "inspcet", "f"], "inspect"),
     (["run", "--conifg", "x"], "--config"),
     (["check", "--fromat", "json", "-c", "x"], "--format"),
@@ -85,6 +90,7 @@ FAR = [
     ["xyzzy"],
     ["--frobnicate"],
     ["pki", "destroy", "d"],
+    ["pki", "revoke", "d", "alice", "--reason", "certificateHold"],
     ["cert", "sign", "f"],
     ["run", "--verbose"],
     ["check", "-c", "x", "--format", "yaml"],
@@ -113,6 +119,6 @@ def test_version():
 
 def test_top_level_help_lists_every_command_and_exit_codes():
     out = run_tollgate(["--help"]).stdout
-    for cmd in ("run", "check", "demo", "pki init", "cert", "probe", "version"):
+    for cmd in ("run", "check", "demo", "pki init", "pki revoke", "cert", "probe", "version"):
         assert f"\n  {cmd} " in out, cmd
     assert "exit codes: 0" in out and "2 usage error" in out

@@ -283,8 +283,8 @@ def test_config_man_page_lists_every_top_level_key(dest):
         assert re.search(rf"^{re.escape(h)}$", out, re.M), h
 
 
-COMMANDS = ["run", "check", "demo", "pki init", "cert inspect", "cert verify", "cert match",
-            "cert convert", "probe", "version"]
+COMMANDS = ["run", "check", "demo", "pki init", "pki revoke", "cert inspect", "cert verify",
+            "cert match", "cert convert", "probe", "version"]
 
 
 def usage_lines(binary):
@@ -355,7 +355,7 @@ def test_completion_file_parses(dest):
 def test_completion_completes_commands(dest):
     assert complete(dest, "ce") == ["cert"]
     assert complete(dest, "cert", "ve") == ["verify"]
-    assert complete(dest, "pki", "") == ["init"]
+    assert complete(dest, "pki", "") == ["init", "revoke"]
     assert complete(dest, "pki", "init", "d", "--key", "") == ["ecdsa", "rsa"]
     # Twin: nothing for what is no command.
     assert complete(dest, "xy") == []

@@ -489,18 +489,23 @@ static void test_replace(void **state)
     X509_free(before);
 }
 
-static int run_cmd(int argc, const char **argv)
+static int run_cmd_of(int (*cmd)(int, char **), int argc, const char **argv)
 {
     /* The command prints a summary; keep test output readable. */
     fflush(stdout);
     int saved = dup(STDOUT_FILENO);
     FILE *null = freopen("/dev/null", "w", stdout);
     assert_non_null(null);
-    int rc = pki_cmd_init(argc, (char **)argv);
+    int rc = cmd(argc, (char **)argv);
     fflush(stdout);
     dup2(saved, STDOUT_FILENO);
     close(saved);
     return rc;
+}
+
+static int run_cmd(int argc, const char **argv)
+{
+    return run_cmd_of(pki_cmd_init, argc, argv);
 }
 
 static void test_cmd(void **state)
@@ -538,6 +543,208 @@ static void test_cmd(void **state)
     assert_int_equal(run_cmd(3, reserved), 2);
 }
 
+/* The bytes of a file (at most 64 KiB), for "unchanged" checks. */
+static size_t slurp(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, len, f);
+    assert_true(feof(f));
+    fclose(f);
+    return n;
+}
+
+/* The cRLNumber of the first CRL of path issued by the subject of ca_file. */
+static long crl_number_of(const char *path, const char *ca_file, int *n_revoked)
+{
+    X509 *ca = read_cert(ca_file);
+    BIO *b = BIO_new_file(path, "r");
+    assert_non_null(b);
+    X509_CRL *crl;
+    long number = -1;
+    while (number < 0 && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0) {
+            assert_int_equal(X509_CRL_verify(crl, X509_get0_pubkey(ca)), 1);
+            ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+            assert_non_null(num);
+            number = ASN1_INTEGER_get(num);
+            ASN1_INTEGER_free(num);
+            STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl); /* NULL: none */
+            *n_revoked = rev != NULL ? sk_X509_REVOKED_num(rev) : 0;
+        }
+        X509_CRL_free(crl);
+    }
+    ERR_clear_error();
+    BIO_free(b);
+    X509_free(ca);
+    assert_true(number >= 0);
+    return number;
+}
+
+static void test_revoke(void **state)
+{
+    (void)state;
+    static const char *const clients[] = {"alice", "bob"};
+    char d[700];
+    char err[512];
+    char before[65536];
+    char after[65536];
+    int n = 0;
+    struct pki_revoke_result res;
+    snprintf(d, sizeof(d), "%s/rev", dir);
+    struct pki_init_opts io = {.dir = d, .clients = clients, .n_clients = 2};
+    assert_int_equal(pki_init(&io, err, sizeof(err)), TG_OK);
+    char crl[700];
+    snprintf(crl, sizeof(crl), "%s", path_of(d, "clients.crl"));
+    struct check c = {.purpose = X509_PURPOSE_SSL_CLIENT, .crl = crl, .anchor = d};
+
+    struct pki_revoke_opts o = {.dir = d, .cert = "alice", .reason = CRL_REASON_SUPERSEDED};
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_OK);
+    assert_false(res.is_already_revoked);
+    assert_string_equal(res.ca, "intermediate");
+    assert_string_equal(res.crl_number, "2");
+    assert_int_equal(res.n_revoked, 2); /* "revoked" of pki init is kept */
+    assert_mode(crl, 0644);
+    assert_int_equal(verify(path_of(d, "alice.crt"), &c), X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(verify(path_of(d, "revoked.crt"), &c), X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(verify(path_of(d, "bob.crt"), &c), X509_V_OK); /* the twin */
+    assert_int_equal(crl_number_of(crl, path_of(d, "intermediate.crt"), &n), 2);
+    assert_int_equal(n, 2);
+    assert_int_equal(crl_number_of(crl, path_of(d, "root.crt"), &n), 2);
+    assert_int_equal(n, 0);
+
+    /* Again: already revoked, and the file stays as it is. */
+    size_t len = slurp(crl, before, sizeof(before));
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_OK);
+    assert_true(res.is_already_revoked);
+    assert_string_equal(res.crl_number, "2");
+    assert_int_equal(slurp(crl, after, sizeof(after)), len);
+    assert_memory_equal(before, after, len);
+
+    /* A path works too; the intermediate goes on the root's CRL and with it
+     * every client falls. */
+    o.cert = path_of(d, "intermediate.crt");
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_OK);
+    assert_string_equal(res.ca, "root");
+    assert_string_equal(res.crl_number, "3");
+    assert_int_equal(crl_number_of(crl, path_of(d, "root.crt"), &n), 3);
+    assert_int_equal(n, 1);
+    assert_int_equal(crl_number_of(crl, path_of(d, "intermediate.crt"), &n), 3);
+    assert_int_equal(n, 2);
+    assert_int_equal(verify(path_of(d, "bob.crt"), &c), X509_V_ERR_CERT_REVOKED);
+
+    /* Without clients.crl, a new one from number 1. */
+    assert_int_equal(remove(crl), 0);
+    o.cert = "bob";
+    o.crl_days = 2;
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_OK);
+    assert_string_equal(res.crl_number, "1");
+    assert_int_equal(crl_number_of(crl, path_of(d, "intermediate.crt"), &n), 1);
+    assert_int_equal(n, 1);
+    assert_int_equal(verify(path_of(d, "alice.crt"), &c), X509_V_OK);
+}
+
+/* Each refusal leaves clients.crl as it was. */
+static void test_revoke_refusals(void **state)
+{
+    (void)state;
+    char d[700];
+    char err[512];
+    char before[65536];
+    char after[65536];
+    struct pki_revoke_result res;
+    snprintf(d, sizeof(d), "%s/refuse", dir);
+    struct pki_init_opts io = {.dir = d};
+    assert_int_equal(pki_init(&io, err, sizeof(err)), TG_OK);
+    char crl[700];
+    snprintf(crl, sizeof(crl), "%s", path_of(d, "clients.crl"));
+    size_t len = slurp(crl, before, sizeof(before));
+    const char *refused[] = {
+        path_of(foreign, "alice.crt"), /* another PKI's client */
+        path_of(foreign, "root.crt"),  /* another PKI's CA */
+        "root",                        /* a CA does not revoke itself */
+        "nobody",                      /* no such client */
+        path_of(d, "alice.key"),       /* no certificate in it */
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct pki_revoke_opts o = {.dir = d, .cert = refused[i]};
+        err[0] = '\0';
+        assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_E_CONFIG);
+        assert_true(err[0] != '\0');
+        assert_int_equal(slurp(crl, after, sizeof(after)), len);
+        assert_memory_equal(before, after, len);
+    }
+
+    /* A missing CA key. */
+    char moved[700];
+    snprintf(moved, sizeof(moved), "%s.away", path_of(d, "intermediate.key"));
+    assert_int_equal(rename(path_of(d, "intermediate.key"), moved), 0);
+    struct pki_revoke_opts o = {.dir = d, .cert = "alice"};
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_E_CONFIG);
+    assert_non_null(strstr(err, "intermediate.key"));
+    /* The root's key in its place: it does not belong to the intermediate. */
+    FILE *f = fopen(path_of(d, "intermediate.key"), "w");
+    assert_non_null(f);
+    char key[8192];
+    fwrite(key, 1, slurp(path_of(d, "root.key"), key, sizeof(key)), f);
+    fclose(f);
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_E_CONFIG);
+    assert_non_null(strstr(err, "does not belong"));
+    assert_int_equal(rename(moved, path_of(d, "intermediate.key")), 0);
+
+    /* A CRL of another CA in clients.crl is not dropped silently. */
+    char foreign_crl[65536];
+    size_t flen = slurp(path_of(foreign, "clients.crl"), foreign_crl, sizeof(foreign_crl));
+    f = fopen(crl, "ab");
+    assert_non_null(f);
+    fwrite(foreign_crl, 1, flen, f);
+    fclose(f);
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_E_CONFIG);
+    assert_non_null(strstr(err, "not rewriting"));
+    /* The twin: the file as pki init wrote it is taken. */
+    f = fopen(crl, "wb");
+    assert_non_null(f);
+    fwrite(before, 1, len, f);
+    fclose(f);
+    assert_int_equal(pki_revoke(&o, &res, err, sizeof(err)), TG_OK);
+    assert_string_equal(res.crl_number, "2");
+}
+
+static void test_revoke_cmd(void **state)
+{
+    (void)state;
+    char d[700];
+    char err[256];
+    snprintf(d, sizeof(d), "%s/revcmd", dir);
+    struct pki_init_opts io = {.dir = d};
+    assert_int_equal(pki_init(&io, err, sizeof(err)), TG_OK);
+    const char *ok[] = {"revoke", d, "alice", "--reason=keyCompromise", "--crl-days", "7"};
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 6, ok), 0);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 6, ok), 0); /* already revoked */
+    const char *help[] = {"revoke", "--help"};
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 2, help), 0);
+    const char *refused[] = {"revoke", d, "root"};
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 3, refused), 1);
+
+    /* The twins: every usage error exits 2. */
+    const char *no_cert[] = {"revoke", d};
+    const char *bad_reason[] = {"revoke", d, "alice", "--reason", "certificateHold"};
+    const char *no_reason[] = {"revoke", d, "alice", "--reason"};
+    const char *zero_days[] = {"revoke", d, "alice", "--crl-days", "0"};
+    const char *many_days[] = {"revoke", d, "alice", "--crl-days=3651"};
+    const char *junk_days[] = {"revoke", d, "alice", "--crl-days", "7d"};
+    const char *unknown[] = {"revoke", d, "alice", "--force"};
+    const char *extra[] = {"revoke", d, "alice", "bob"};
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 2, no_cert), 2);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 5, bad_reason), 2);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 4, no_reason), 2);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 5, zero_days), 2);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 4, many_days), 2);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 5, junk_days), 2);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 4, unknown), 2);
+    assert_int_equal(run_cmd_of(pki_cmd_revoke, 4, extra), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +757,9 @@ int main(void)
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_replace),
         cmocka_unit_test(test_cmd),
+        cmocka_unit_test(test_revoke),
+        cmocka_unit_test(test_revoke_refusals),
+        cmocka_unit_test(test_revoke_cmd),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
