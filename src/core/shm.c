@@ -88,8 +88,9 @@ static const char *const reasons[SHM_REASON_COUNT] = {
 };
 
 const char *const shm_recheck_reasons[] = {
-    "cert_expired",  "cert_not_yet_valid", "cert_revoked",       "crl_expired", "crl_missing",
-    "trust_changed", "session_expired",    "session_incomplete", NULL,
+    "cert_expired",    "cert_not_yet_valid", "cert_revoked", "crl_expired",
+    "crl_missing",     "bad_signature",      "unknown_ca",   "trust_changed",
+    "session_expired", "session_incomplete", NULL,
 };
 
 const char *shm_reason_name(size_t i)

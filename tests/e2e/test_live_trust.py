@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 import tg_http
 import tg_tls
@@ -277,3 +278,193 @@ def test_crl_near_its_next_update_is_warned_about(tollgate, backend, pki, tmp_pa
     assert not tg2.events("crl_next_update_soon")
     left = metric(scrape(port), "tollgate_crl_next_update_seconds", client_ca="pki")
     assert 0 < left <= 7200
+
+
+def records(data):
+    """The TLS records of a byte string, each whole."""
+    out, i = [], 0
+    while i + 5 <= len(data):
+        n = int.from_bytes(data[i + 3:i + 5], "big")
+        out.append(data[i:i + 5 + n])
+        i += 5 + n
+    assert i == len(data)
+    return out
+
+
+def test_trust_change_during_a_handshake_is_judged_at_its_end(tollgate, backend, pki, tmp_path):
+    """A client whose certificate was verified, then revoked by a CRL loaded
+    before it sent its Finished, is refused when the handshake ends
+    (cert_revoked); not one byte reaches the backend. Twin: the same held
+    handshake without a CRL change completes."""
+    crl = tmp_path / "clients.crl"
+    write_crl(pki, crl, number=1)
+    be = backend()
+    tg = tollgate(trust_cfg(pki, be, crl))
+    ctx = tg_tls.client_ctx(pki, cert=pki.client("alice"), version="1.3")
+
+    def held(change):
+        m = tg_tls.MemTLS(tg.addr(), ctx)
+        m.sock.sendall(m.client_hello())
+        while True:  # the client finishes its side once it has the server's flight
+            try:
+                m.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                m._fill()
+        recs = records(m.out.read())
+        assert len(recs) >= 3, recs
+        for r in recs[:-1]:  # Certificate and CertificateVerify: verified now
+            m.sock.sendall(r)
+        time.sleep(0.3)
+        change()
+        m.sock.sendall(recs[-1])  # Finished
+        m.send(b"held handshake\n")
+        try:
+            got = b""
+            while len(got) < 15:
+                chunk = m.recv()
+                if not chunk:
+                    break
+                got += chunk
+            return got
+        except (ssl.SSLError, OSError):
+            return b""
+        finally:
+            m.close()
+
+    assert held(lambda: None) == b"held handshake\n", "the twin: a held handshake completes"
+
+    def revoke():
+        write_crl(pki, crl, revoked=(serial_of(pki.client("alice")[0]),), number=2)
+        tg.wait_event("trust_applied", timeout=T(10), crl_number="2")
+    assert held(revoke) == b"", "a client revoked during its handshake got through"
+    rej = wait_for(lambda: [e for e in tg.rejections() if e["reason"] == "cert_revoked"], T(10),
+                   what="the late refusal")[0]
+    assert "judged again" in rej["detail"]
+    assert sum(b"held handshake" in bytes(c.data) for c in be.snapshot()) == 1
+
+
+def forged_crl(pki, path, number):
+    """The intermediate's CRL, empty, signed by a key that is not the CA's
+    (the root's CRL is genuine)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = b""
+    for name, key in (("intermediate", ec.generate_private_key(ec.SECP256R1())),
+                      ("root", load_key(pki, "root"))):
+        cert = x509.load_pem_x509_certificate(Path(pki.path(f"{name}.crt")).read_bytes())
+        b = (x509.CertificateRevocationListBuilder().issuer_name(cert.subject)
+             .last_update(now - datetime.timedelta(minutes=5))
+             .next_update(now + datetime.timedelta(days=7))
+             .add_extension(x509.CRLNumber(number), critical=False))
+        out += b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_bytes(out)
+    os.replace(tmp, path)
+
+
+def test_forged_crl_clears_nobody(tollgate, backend, pki, tmp_path):
+    """A CRL that names the right issuer but is not signed by it counts for
+    nothing: alice, revoked by the genuine CRL, cannot resume after a forged
+    empty one replaces it (bad_signature), and the live connections are
+    judged by full verification, which refuses the forged CRL too. Twin:
+    before the forgery, bob's session resumes."""
+    crl = tmp_path / "clients.crl"
+    write_crl(pki, crl, number=1)
+    be = backend()
+    tg = tollgate(trust_cfg(pki, be, crl))
+    ctx = {n: tg_tls.client_ctx(pki, cert=pki.client(n), version="1.3") for n in ("alice", "bob")}
+    sessions = {}
+    for n, c in ctx.items():
+        _, info = tg_tls.roundtrip(tg.addr(), c, b"a\n")
+        sessions[n] = info["session"]
+    write_crl(pki, crl, revoked=(serial_of(pki.client("alice")[0]),), number=2)
+    tg.wait_event("trust_applied", timeout=T(10), crl_number="2")
+    with tg_tls.connect(tg.addr(), ctx["bob"], session=sessions["bob"]) as s:
+        assert s.session_reused and echo_ok(s), "the twin: bob resumes under the genuine CRL"
+    forged_crl(pki, crl, number=3)
+    tg.wait_event("trust_applied", timeout=T(10), crl_number="3")
+    ok, _, _ = tg_tls.attempt(tg.addr(), ctx["alice"], session=sessions["alice"])
+    assert not ok, "a forged CRL let a revoked client resume"
+    tg.wait_event("resumption_refused", reason="bad_signature")
+
+
+def test_crl_past_its_next_update_cuts_live_connections(tollgate, backend, pki, tmp_path):
+    """When the only CRL of the clients' issuer passes its nextUpdate, new
+    handshakes are refused (crl_expired) and so are the connected clients:
+    their connections close."""
+    crl = tmp_path / "clients.crl"
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=4)
+    write_crl(pki, crl, number=1, next_update=until)
+    be = backend()
+    tg = tollgate(trust_cfg(pki, be, crl))
+    ctx = tg_tls.client_ctx(pki, cert=pki.client("alice"), version="1.3")
+    with tg_tls.connect(tg.addr(), ctx) as s:
+        assert echo_ok(s)
+        assert is_closed(s, timeout=until.timestamp() - time.time() + T(5))
+        assert time.time() > until.timestamp(), "closed before the CRL's nextUpdate"
+    ev = tg.wait_event("connection_revoked")[0]
+    assert ev["reason"] == "crl_expired"
+    assert not tg_tls.attempt(tg.addr(), ctx)[0]
+
+
+def test_stale_crl_beside_a_fresh_one_refuses_nobody(tollgate, backend, pki, tmp_path):
+    """An old CRL past its nextUpdate next to the issuer's fresh one (a file
+    that keeps both): the fresh one decides, as in a full handshake; no live
+    connection is cut, sessions resume, and no crl_expired is logged."""
+    crl = tmp_path / "clients.crl"
+    write_crl(pki, crl, number=1)
+    be = backend()
+    tg = tollgate(trust_cfg(pki, be, crl))
+    ctx = tg_tls.client_ctx(pki, cert=pki.client("alice"), version="1.3")
+    with tg_tls.connect(tg.addr(), ctx) as s:
+        assert echo_ok(s)
+        session = s.session
+        now = datetime.datetime.now(datetime.timezone.utc)
+        inter = x509.load_pem_x509_certificate(Path(pki.path("intermediate.crt")).read_bytes())
+        old = (x509.CertificateRevocationListBuilder().issuer_name(inter.subject)
+               .last_update(now - datetime.timedelta(days=10))
+               .next_update(now - datetime.timedelta(days=3))
+               .add_extension(x509.CRLNumber(1), critical=False)
+               .sign(load_key(pki, "intermediate"), hashes.SHA256())
+               .public_bytes(serialization.Encoding.PEM))
+        fresh = tmp_path / "fresh.crl"
+        write_crl(pki, fresh, number=2)
+        tmp = tmp_path / "both.tmp"
+        tmp.write_bytes(old + fresh.read_bytes())
+        os.replace(tmp, crl)
+        tg.wait_event("trust_applied", timeout=T(10))
+        time.sleep(1.5)
+        assert echo_ok(s), "a stale CRL beside a fresh one cut a client"
+    with tg_tls.connect(tg.addr(), ctx, session=session) as s2:
+        assert s2.session_reused and echo_ok(s2)
+    assert not tg.events("connection_revoked") and not tg.events("crl_expired")
+
+
+def test_cut_request_that_never_ends_is_closed_within_response_timeout(hserve, pki, tmp_path):
+    """A revoked client whose request body never ends gets response_timeout
+    (2s here) after the cut, then its connection is closed
+    (event=connection_cut_overdue)."""
+    crl = tmp_path / "clients.crl"
+    write_crl(pki, crl)
+    tg, be = hserve(tg_http.https_listener(mode="mutual", response_timeout="2s"),
+                    client_cas={"pki": {"ca": pki.path("root.crt"), "crl": str(crl),
+                                        "crl_check_interval": "1s"}})
+    c = Client(tg.addr(), pki, cert=pki.client("alice"))
+    c.send(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\nstart")
+    write_crl(pki, crl, revoked=(serial_of(pki.client("alice")[0]),), number=2)
+    deadline = time.monotonic() + T(20)
+    cut_at = None
+    closed = False
+    while time.monotonic() < deadline and not closed:
+        try:
+            c.send(b"x")  # a trickle: never idle, never done
+        except OSError:
+            closed = True
+            break
+        if cut_at is None and tg.events("connection_revoked", action="close_after_request"):
+            cut_at = time.monotonic()
+        closed = is_closed(c.sock, timeout=0.3)
+    assert cut_at is not None, "the request in flight was not cut after it"
+    assert closed, "the cut connection outlived response_timeout"
+    ev = tg.wait_event("connection_cut_overdue")[0]
+    assert ev["reason"] == "cert_revoked"
