@@ -393,9 +393,13 @@ static SSL_TICKET_RETURN dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char
     default:
         return SSL_TICKET_RETURN_ABORT;
     }
+    struct tls_verdict *v = tls_verdict_of(ssl);
+    /* TLS 1.3 lets a ClientHello offer many tickets: once one is refused,
+     * the others of that hello are not judged (nor resumed). */
+    if (v != NULL && v->resume_refused != NULL)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
     int64_t not_after = 0;
     const char *why = judge(p, sess, (int64_t)time(NULL), &not_after);
-    struct tls_verdict *v = tls_verdict_of(ssl);
     if (why != NULL) {
         if (v != NULL)
             v->resume_refused = why;
