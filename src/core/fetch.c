@@ -38,7 +38,7 @@ struct fetch {
     struct ev_loop *loop;
     CURLM *multi; /* owned */
     ev_timer timer;
-    struct sockw *socks;     /* owned list */
+    struct sockw *socks;      /* owned list */
     struct fetch_xfer *xfers; /* owned list: the transfers in progress */
 };
 

@@ -47,8 +47,8 @@ struct fetch_req {
     const char *accept;       /* Accept header, or NULL */
     const void *body;         /* copied */
     size_t body_len;
-    size_t max_response;  /* a larger response fails with too_large */
-    long timeout_ms;      /* the whole transfer */
+    size_t max_response; /* a larger response fails with too_large */
+    long timeout_ms;     /* the whole transfer */
     long connect_timeout_ms;
 };
 

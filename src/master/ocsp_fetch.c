@@ -47,10 +47,10 @@ struct entry {
     size_t len;
     struct tls_ocsp_facts facts;
     struct fetch_xfer *xfer; /* the transfer in progress (at most one), or NULL */
-    double backoff;   /* the wait after the next failure */
-    ev_timer next;    /* the next fetch, or the next look at the file */
-    ev_timer expire;  /* at the staple's nextUpdate */
-    struct stat seen; /* the file as last read */
+    double backoff;          /* the wait after the next failure */
+    ev_timer next;           /* the next fetch, or the next look at the file */
+    ev_timer expire;         /* at the staple's nextUpdate */
+    struct stat seen;        /* the file as last read */
     bool has_seen;
     bool is_missing; /* its absence was logged */
 };
