@@ -83,8 +83,8 @@ static const char *const reasons[SHM_REASON_COUNT] = {
     "unknown_ca",        "self_signed",      "bad_signature",      "wrong_purpose",
     "chain_too_long",    "crl_expired",      "crl_missing",        "serial_too_long",
     "name_too_long",     "protocol_version", "no_shared_cipher",   "unknown_sni",
-    "handshake_timeout", "tls_error",        "session_expired",    "session_incomplete",
-    "trust_changed",
+    "handshake_timeout", "ocsp_unavailable", "tls_error",          "session_expired",
+    "session_incomplete", "trust_changed",
 };
 
 const char *const shm_recheck_reasons[] = {
