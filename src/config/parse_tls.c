@@ -71,8 +71,7 @@ void cfg_parse_certificates(struct cfg_ctx *c, const struct cfg_val *v)
 
 static void parse_client_ca(struct cfg_ctx *c, const struct cfg_val *ev, struct cfg_client_ca *e)
 {
-    static const char *const keys[] = {"ca", "crl", "crl_check_interval", "ocsp",
-                                       "ocsp_responder"};
+    static const char *const keys[] = {"ca", "crl", "crl_check_interval", "ocsp", "ocsp_responder"};
     /* Same order as enum cfg_client_ocsp. */
     static const char *const ocsp_modes[] = {"off", "prefer", "require"};
     int k;

@@ -116,8 +116,7 @@ void ocspc_free(struct ocspc *o)
 }
 
 /* The leaf's serial and subject for a log line. */
-static void describe(X509 *leaf, char *serial, size_t serial_len, char *subject,
-                     size_t subject_len)
+static void describe(X509 *leaf, char *serial, size_t serial_len, char *subject, size_t subject_len)
 {
     struct tls_info *info = OPENSSL_malloc(sizeof(*info));
     snprintf(serial, serial_len, "-");
@@ -142,8 +141,8 @@ static void unavailable(struct ocspc *o, const struct tls_cert_ref *key, X509 *l
     tls_ocsp_cache_put(o->cache, key, TLS_OCSP_V_UNAVAILABLE,
                        (int64_t)time(NULL) + TLS_OCSP_CACHE_FAILURE_TTL);
     describe(leaf, serial, sizeof(serial), subject, sizeof(subject));
-    log_warn("event=ocsp_unavailable serial=%s subject=%s reason=%s detail=%s retry_in=%ds",
-             serial, subject, reason, log_kv(e_detail, sizeof(e_detail), detail),
+    log_warn("event=ocsp_unavailable serial=%s subject=%s reason=%s detail=%s retry_in=%ds", serial,
+             subject, reason, log_kv(e_detail, sizeof(e_detail), detail),
              TLS_OCSP_CACHE_FAILURE_TTL);
 }
 

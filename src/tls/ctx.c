@@ -89,8 +89,7 @@ struct tls_verdict *tls_verdict_of(SSL *ssl)
  * resumes the job here. Nothing on this stack (the job's own, 32 KiB)
  * logs or talks to libcurl.
  */
-static int ocsp_judge(struct tls_verdict *v, const struct tls_session_policy *p,
-                      X509_STORE_CTX *xs)
+static int ocsp_judge(struct tls_verdict *v, const struct tls_session_policy *p, X509_STORE_CTX *xs)
 {
     X509 *leaf = X509_STORE_CTX_get0_cert(xs);
     struct tls_cert_ref key;

@@ -59,8 +59,8 @@ static void test_expiry(void **state)
     struct tls_ocsp_cache *c = tls_ocsp_cache_new(4);
     enum tls_ocsp_verdict v;
     struct tls_cert_ref a = key(1, 1);
-    struct tls_ocsp_facts f = {.status = TLS_OCSP_GOOD, .this_update = NOW - 10,
-                               .next_update = NOW + 30};
+    struct tls_ocsp_facts f = {
+        .status = TLS_OCSP_GOOD, .this_update = NOW - 10, .next_update = NOW + 30};
     tls_ocsp_cache_put(c, &a, TLS_OCSP_V_GOOD, tls_ocsp_cache_until(&f, NOW));
     assert_true(tls_ocsp_cache_get(c, &a, NOW + 29, &v));
     /* At nextUpdate it is no longer believed, and it is gone. */
