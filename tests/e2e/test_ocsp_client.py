@@ -402,6 +402,14 @@ def test_check_rejects_bad_ocsp_values(tmp_path, opki):
     path.write_text("\n".join(lines) + "\n")
     r = run_tollgate(["check", "-c", str(path)])
     assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr, r.stderr
+    # A client CA with ocsp on that no mutual listener uses: a warning.
+    lines[13] = "    tls: { mode: one-way, certificates: [site] }"
+    path.write_text("\n".join(lines) + "\n")
+    r = run_tollgate(["check", "-c", str(path)])
+    assert r.returncode == 0, r.stderr
+    assert f"{path}:6:5: warning: client_cas.clients.ocsp: no mutual listener" in r.stderr, \
+        r.stderr
 
 
 def test_stop_while_a_handshake_waits(tollgate, opki, responders):
