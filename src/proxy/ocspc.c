@@ -207,10 +207,7 @@ static void lookup_done(void *arg, const struct fetch_result *res)
 static struct lookup *find(struct ocspc *o, const struct tls_cert_ref *key)
 {
     for (struct lookup *lk = o->lookups; lk != NULL; lk = lk->next) {
-        if (lk->key.serial_len == key->serial_len &&
-            lk->key.is_serial_negative == key->is_serial_negative &&
-            memcmp(lk->key.issuer, key->issuer, TLS_DIGEST_LEN) == 0 &&
-            memcmp(lk->key.serial, key->serial, key->serial_len) == 0)
+        if (tls_cert_ref_equal(&lk->key, key))
             return lk;
     }
     return NULL;

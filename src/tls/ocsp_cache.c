@@ -58,7 +58,7 @@ void tls_ocsp_cache_free(struct tls_ocsp_cache *c)
     free(c);
 }
 
-static bool same_key(const struct tls_cert_ref *a, const struct tls_cert_ref *b)
+bool tls_cert_ref_equal(const struct tls_cert_ref *a, const struct tls_cert_ref *b)
 {
     return a->serial_len == b->serial_len && a->is_serial_negative == b->is_serial_negative &&
            memcmp(a->issuer, b->issuer, TLS_DIGEST_LEN) == 0 &&
@@ -82,7 +82,7 @@ static size_t bucket_of(const struct tls_ocsp_cache *c, const struct tls_cert_re
 static uint32_t find(struct tls_ocsp_cache *c, const struct tls_cert_ref *key, uint32_t **link)
 {
     uint32_t *p = &c->buckets[bucket_of(c, key)];
-    while (*p != NIL && !same_key(&c->slots[*p].key, key))
+    while (*p != NIL && !tls_cert_ref_equal(&c->slots[*p].key, key))
         p = &c->slots[*p].next;
     *link = p;
     return *p;

@@ -138,6 +138,8 @@ struct tls_cert_ref {
 /* x as a CRL (and the OCSP cache) names it: false when its serial is
  * longer than TLS_FACTS_SERIAL_MAX octets. */
 bool tls_cert_ref_of(X509 *x, struct tls_cert_ref *r);
+/* The same certificate: issuer digest, serial and its sign. */
+bool tls_cert_ref_equal(const struct tls_cert_ref *a, const struct tls_cert_ref *b);
 
 /* Leaf, at most 16 intermediates (verify_depth), root. */
 #define TLS_FACTS_MAX_CERTS 18
