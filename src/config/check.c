@@ -276,6 +276,33 @@ static void check_globals(struct cfg_ctx *c)
     for (size_t i = 0; i < cfg->n_client_cas; i++) {
         check_file(c, &cfg->client_cas[i].ca);
         check_file(c, &cfg->client_cas[i].crl);
+        if (cfg->client_cas[i].ocsp_responder != NULL &&
+            cfg->client_cas[i].ocsp == CFG_CLIENT_OCSP_OFF && !was_bad(c, &cfg->client_cas[i].ocsp))
+            cfg_error_at(c, &cfg->client_cas[i].ocsp_responder,
+                         "ocsp_responder is set but ocsp is off: set ocsp: prefer or require, or "
+                         "remove ocsp_responder");
+    }
+}
+
+/* OCSP is asked only for the client certificates of mutual listeners: a
+ * client CA with ocsp on that no such listener uses checks nothing (the
+ * certificates of targets are not asked about). */
+static void check_client_ocsp(struct cfg_ctx *c)
+{
+    struct config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->n_client_cas; i++) {
+        struct cfg_client_ca *ca = &cfg->client_cas[i];
+        if (ca->ocsp == CFG_CLIENT_OCSP_OFF)
+            continue;
+        bool used = false;
+        for (size_t j = 0; j < cfg->n_listeners && !used; j++)
+            used = cfg->listeners[j].has_tls && cfg->listeners[j].tls.mode == CFG_TLS_MUTUAL &&
+                   cfg->listeners[j].tls.client_ca == ca;
+        if (!used)
+            cfg_warn_at(c, &ca->ocsp,
+                        "no mutual listener uses client CA \"%.64s\": ocsp checks nothing here "
+                        "(only client certificates are asked about, not those of targets)",
+                        ca->name ? ca->name : "");
     }
 }
 
@@ -549,4 +576,5 @@ void cfg_check(struct cfg_ctx *c)
         check_group(c, &cfg->target_groups[i]);
     for (size_t i = 0; i < cfg->n_listeners; i++)
         check_listener(c, i);
+    check_client_ocsp(c);
 }

@@ -62,12 +62,20 @@ struct cfg_certificate {
     struct cfg_pos pos, cert_pos, key_pos, password_file_pos, ocsp_pos, ocsp_file_pos;
 };
 
-/* client_cas.NAME: { ca, crl } */
+/* client_cas.NAME.ocsp: whether mutual listeners ask the OCSP responder of
+ * each client certificate for its status (off: never; prefer: a revoked
+ * certificate is refused, an unanswered question is not; require: only a
+ * certificate the responder says is good is accepted). */
+enum cfg_client_ocsp { CFG_CLIENT_OCSP_OFF, CFG_CLIENT_OCSP_PREFER, CFG_CLIENT_OCSP_REQUIRE };
+
+/* client_cas.NAME: { ca, crl, crl_check_interval, ocsp, ocsp_responder } */
 struct cfg_client_ca {
     char *name;
     char *ca;                   /* path: one or more PEM CA certificates */
     char *crl;                  /* path or NULL: one or more PEM CRLs */
     uint64_t check_interval_ms; /* crl_check_interval: default 5s; 0 = never */
+    enum cfg_client_ocsp ocsp;  /* default off */
+    char *ocsp_responder;       /* http:// URL or NULL: overrides each certificate's AIA */
     struct cfg_pos pos, ca_pos, crl_pos;
 };
 

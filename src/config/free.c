@@ -85,6 +85,7 @@ void config_free(struct config *cfg)
         free(cfg->client_cas[i].name);
         free(cfg->client_cas[i].ca);
         free(cfg->client_cas[i].crl);
+        free(cfg->client_cas[i].ocsp_responder);
     }
     free(cfg->client_cas);
     for (size_t i = 0; i < cfg->n_target_groups; i++)

@@ -71,7 +71,10 @@ void cfg_parse_certificates(struct cfg_ctx *c, const struct cfg_val *v)
 
 static void parse_client_ca(struct cfg_ctx *c, const struct cfg_val *ev, struct cfg_client_ca *e)
 {
-    static const char *const keys[] = {"ca", "crl", "crl_check_interval"};
+    static const char *const keys[] = {"ca", "crl", "crl_check_interval", "ocsp", "ocsp_responder"};
+    /* Same order as enum cfg_client_ocsp. */
+    static const char *const ocsp_modes[] = {"off", "prefer", "require"};
+    int k;
     e->check_interval_ms = CRL_CHECK_INTERVAL_DEFAULT_MS;
     if (!cfg_is_map(c, ev))
         return;
@@ -96,6 +99,22 @@ static void parse_client_ca(struct cfg_ctx *c, const struct cfg_val *ev, struct 
                              "files are looked at for changes)");
                 e->check_interval_ms = CRL_CHECK_INTERVAL_DEFAULT_MS;
             }
+            break;
+        case 3:
+            k = cfg_get_enum(c, &kv, ocsp_modes, TG_ARRAY_LEN(ocsp_modes), &e->ocsp);
+            if (k >= 0)
+                e->ocsp = (enum cfg_client_ocsp)k;
+            break;
+        case 4:
+            /* RFC 6960 Appendix A: plain HTTP; a fetch over TLS could need
+             * the very revocation status it is fetching. */
+            if (cfg_get_str(c, &kv, &e->ocsp_responder) &&
+                (strncmp(e->ocsp_responder, "http://", 7) != 0 || e->ocsp_responder[7] == '\0' ||
+                 strlen(e->ocsp_responder) >= 1024))
+                cfg_error_at(c, &e->ocsp_responder,
+                             "\"%.64s\" is not an http:// URL of at most 1023 characters (OCSP "
+                             "is asked over plain HTTP, RFC 6960 Appendix A)",
+                             e->ocsp_responder);
             break;
         default:
             break;

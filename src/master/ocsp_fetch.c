@@ -9,7 +9,6 @@
  */
 #include "master/internal.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fetch.h"
 #include "core/log.h"
 #include "tls/tls.h"
 
@@ -30,13 +30,6 @@
 #define OCSP_URL_MAX            1024
 
 enum src { SRC_NONE, SRC_URL, SRC_FILE };
-
-/* A socket libcurl asked us to watch. */
-struct sockw {
-    ev_io io;
-    struct ocsp_fetch *f;
-    struct sockw *next;
-};
 
 /* One certificates: entry. */
 struct entry {
@@ -53,17 +46,11 @@ struct entry {
     uint8_t *der;
     size_t len;
     struct tls_ocsp_facts facts;
-    /* The transfer in progress (at most one). */
-    CURL *easy;                 /* owned */
-    struct curl_slist *headers; /* owned */
-    uint8_t *body;              /* owned: OCSP_RESP_MAX bytes while a transfer runs */
-    size_t body_len;
-    bool is_too_large;
-    char curl_err[CURL_ERROR_SIZE];
-    double backoff;   /* the wait after the next failure */
-    ev_timer next;    /* the next fetch, or the next look at the file */
-    ev_timer expire;  /* at the staple's nextUpdate */
-    struct stat seen; /* the file as last read */
+    struct fetch_xfer *xfer; /* the transfer in progress (at most one), or NULL */
+    double backoff;          /* the wait after the next failure */
+    ev_timer next;           /* the next fetch, or the next look at the file */
+    ev_timer expire;         /* at the staple's nextUpdate */
+    struct stat seen;        /* the file as last read */
     bool has_seen;
     bool is_missing; /* its absence was logged */
 };
@@ -72,26 +59,19 @@ struct ocsp_fetch {
     struct ev_loop *loop;
     const struct config *cfg;
     struct ocsp_shm *shm;
-    CURLM *multi; /* owned; NULL when libcurl could not start */
-    ev_timer curl_timer;
-    struct sockw *socks; /* owned list */
+    struct fetch *fetch; /* owned; NULL when libcurl could not start */
     struct entry *v;     /* owned array, one per cfg->certificates */
     size_t n;
 };
 
-static bool g_curl_ok;
-
 bool ocsp_fetch_global_init(void)
 {
-    g_curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-    return g_curl_ok;
+    return fetch_global_init();
 }
 
 void ocsp_fetch_global_fini(void)
 {
-    if (g_curl_ok)
-        curl_global_cleanup();
-    g_curl_ok = false;
+    fetch_global_fini();
 }
 
 static const char *src_name(enum src s)
@@ -237,197 +217,48 @@ static void refresh_later(struct entry *e)
     e->backoff = OCSP_RETRY_FIRST;
 }
 
-static size_t body_cb(char *data, size_t size, size_t nmemb, void *arg)
+static void transfer_done(void *arg, const struct fetch_result *r)
 {
     struct entry *e = arg;
-    size_t n = size * nmemb;
-    if (n > OCSP_RESP_MAX - e->body_len) {
-        e->is_too_large = true;
-        return 0; /* aborts the transfer (CURLE_WRITE_ERROR) */
-    }
-    memcpy(e->body + e->body_len, data, n);
-    e->body_len += n;
-    return n;
-}
-
-static void end_transfer(struct entry *e)
-{
-    if (e->easy != NULL) {
-        curl_multi_remove_handle(e->f->multi, e->easy);
-        curl_easy_cleanup(e->easy);
-    }
-    e->easy = NULL;
-    curl_slist_free_all(e->headers);
-    e->headers = NULL;
-    free(e->body);
-    e->body = NULL;
-    e->body_len = 0;
-    e->is_too_large = false;
-}
-
-static void transfer_done(struct entry *e, CURLcode rc)
-{
-    long code = 0;
-    char detail[OCSP_URL_MAX + CURL_ERROR_SIZE + 64];
-    curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &code);
     double retry_in = e->backoff;
     bool ok = false;
-    if (e->is_too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-        snprintf(detail, sizeof(detail), "the response exceeds %d bytes", OCSP_RESP_MAX);
-        failed(e, "too_large", detail, retry_in);
-    } else if (rc != CURLE_OK) {
-        snprintf(detail, sizeof(detail), "%s: %s", e->url,
-                 e->curl_err[0] ? e->curl_err : curl_easy_strerror(rc));
-        failed(e, rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "unreachable", detail, retry_in);
-    } else if (code != 200) {
-        snprintf(detail, sizeof(detail), "%s answered HTTP %ld", e->url, code);
-        failed(e, "http_status", detail, retry_in);
-    } else {
-        ok = take(e, e->body, e->body_len, "responder", retry_in);
-    }
-    end_transfer(e);
+    e->xfer = NULL; /* freed by the fetcher once this returns */
+    if (r->ok)
+        ok = take(e, r->body, r->len, "responder", retry_in);
+    else
+        failed(e, r->reason, r->detail, retry_in);
     if (ok)
         refresh_later(e);
     else
         retry_later(e);
 }
 
-static void finish_transfers(struct ocsp_fetch *f)
-{
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(f->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        CURL *easy = msg->easy_handle;
-        CURLcode rc = msg->data.result;
-        struct entry *e = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&e);
-        if (e != NULL && e->easy == easy)
-            transfer_done(e, rc);
-    }
-}
-
 static void start_fetch(struct entry *e)
 {
     struct ocsp_fetch *f = e->f;
-    if (e->easy != NULL)
+    if (e->xfer != NULL)
         return;
-    if (f->multi == NULL) {
+    if (f->fetch == NULL) {
         failed(e, "no_http_client", "libcurl could not be initialised", e->backoff);
         retry_later(e);
         return;
     }
-    e->curl_err[0] = '\0';
-    e->easy = curl_easy_init();
-    e->body = malloc(OCSP_RESP_MAX);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/ocsp-request");
-    if (h != NULL)
-        e->headers = h;
-    if (h != NULL && (h = curl_slist_append(e->headers, "Accept: application/ocsp-response")))
-        e->headers = h;
-    if (e->easy == NULL || e->body == NULL || h == NULL) {
-        end_transfer(e);
-        failed(e, "out_of_memory", "cannot start a transfer", e->backoff);
-        retry_later(e);
-        return;
-    }
-    CURL *c = e->easy;
-    bool ok =
-        curl_easy_setopt(c, CURLOPT_URL, e->url) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http") == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_POST, 1L) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, e->req) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)e->req_len) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, e->headers) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_cb) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, e) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_PRIVATE, e) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, e->curl_err) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)OCSP_FETCH_TIMEOUT_MS) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)OCSP_CONNECT_TIMEOUT_MS) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)OCSP_RESP_MAX) == CURLE_OK &&
-        curl_easy_setopt(c, CURLOPT_USERAGENT, "tollgate/" TG_VERSION) == CURLE_OK &&
-        curl_multi_add_handle(f->multi, c) == CURLM_OK;
-    if (!ok) {
-        end_transfer(e);
-        failed(e, "unreachable", "cannot set up the HTTP request", e->backoff);
+    struct fetch_req rq = {
+        .url = e->url,
+        .content_type = "application/ocsp-request",
+        .accept = "application/ocsp-response",
+        .body = e->req,
+        .body_len = e->req_len,
+        .max_response = OCSP_RESP_MAX,
+        .timeout_ms = OCSP_FETCH_TIMEOUT_MS,
+        .connect_timeout_ms = OCSP_CONNECT_TIMEOUT_MS,
+    };
+    char err[128];
+    enum tg_status st = fetch_post(f->fetch, &rq, transfer_done, e, &e->xfer, err, sizeof(err));
+    if (st != TG_OK) {
+        failed(e, st == TG_E_NOMEM ? "out_of_memory" : "unreachable", err, e->backoff);
         retry_later(e);
     }
-}
-
-static void io_cb(struct ev_loop *loop, ev_io *io, int revents);
-
-static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    (void)easy;
-    struct ocsp_fetch *f = userp;
-    struct sockw *w = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (w == NULL)
-            return 0;
-        ev_io_stop(f->loop, &w->io);
-        for (struct sockw **pp = &f->socks; *pp != NULL; pp = &(*pp)->next) {
-            if (*pp == w) {
-                *pp = w->next;
-                break;
-            }
-        }
-        curl_multi_assign(f->multi, s, NULL);
-        free(w);
-        return 0;
-    }
-    if (w == NULL) {
-        w = calloc(1, sizeof(*w));
-        if (w == NULL)
-            return -1;
-        ev_init(&w->io, io_cb);
-        w->f = f;
-        w->next = f->socks;
-        f->socks = w;
-        curl_multi_assign(f->multi, s, w);
-    }
-    int events = ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    ev_io_stop(f->loop, &w->io);
-    ev_io_set(&w->io, s, events);
-    ev_io_start(f->loop, &w->io);
-    return 0;
-}
-
-static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    (void)loop;
-    struct sockw *w = (struct sockw *)io;
-    struct ocsp_fetch *f = w->f;
-    int fd = io->fd; /* w may be freed by the call below */
-    int action =
-        ((revents & EV_READ) ? CURL_CSELECT_IN : 0) | ((revents & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-    int running = 0;
-    curl_multi_socket_action(f->multi, fd, action, &running);
-    finish_transfers(f);
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    (void)multi;
-    struct ocsp_fetch *f = userp;
-    ev_timer_stop(f->loop, &f->curl_timer);
-    if (timeout_ms >= 0) {
-        ev_timer_set(&f->curl_timer, (double)timeout_ms / 1000.0, 0.);
-        ev_timer_start(f->loop, &f->curl_timer);
-    }
-    return 0;
-}
-
-static void curl_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct ocsp_fetch *f = t->data;
-    int running = 0;
-    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    finish_transfers(f);
 }
 
 /* ---- files ---- */
@@ -600,14 +431,7 @@ struct ocsp_fetch *ocsp_fetch_new(struct ev_loop *loop, const struct config *cfg
         free(f);
         return NULL;
     }
-    ev_init(&f->curl_timer, curl_timer_cb);
-    f->curl_timer.data = f;
-    if (g_curl_ok && (f->multi = curl_multi_init()) != NULL) {
-        curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-        curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
-        curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-        curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
-    }
+    f->fetch = fetch_new(loop);
     for (size_t i = 0; i < f->n; i++) {
         struct entry *e = &f->v[i];
         e->f = f;
@@ -630,21 +454,14 @@ void ocsp_fetch_free(struct ocsp_fetch *f)
         struct entry *e = &f->v[i];
         ev_timer_stop(f->loop, &e->next);
         ev_timer_stop(f->loop, &e->expire);
-        end_transfer(e);
+        fetch_cancel(e->xfer);
+        e->xfer = NULL;
         OPENSSL_free(e->req);
         free(e->der);
         X509_free(e->leaf);
         X509_free(e->issuer);
     }
-    if (f->multi != NULL)
-        curl_multi_cleanup(f->multi);
-    ev_timer_stop(f->loop, &f->curl_timer);
-    while (f->socks != NULL) {
-        struct sockw *w = f->socks;
-        f->socks = w->next;
-        ev_io_stop(f->loop, &w->io);
-        free(w);
-    }
+    fetch_free(f->fetch);
     free(f->v);
     free(f);
 }
@@ -657,9 +474,5 @@ void ocsp_fetch_forget(struct ocsp_fetch *f)
         ev_timer_stop(f->loop, &f->v[i].next);
         ev_timer_stop(f->loop, &f->v[i].expire);
     }
-    ev_timer_stop(f->loop, &f->curl_timer);
-    for (struct sockw *w = f->socks; w != NULL; w = w->next) {
-        ev_io_stop(f->loop, &w->io);
-        close(w->io.fd);
-    }
+    fetch_forget(f->fetch);
 }

@@ -338,8 +338,14 @@ static enum conn_state st_handshake(struct conn *c)
         return CONN_ST_CLOSED;
     }
     enum tg_status st = tls_handshake(c->ssl, &c->want);
+    /* Suspended for an OCSP lookup: wait for it (no socket interest, see
+     * conn_update_io), or run on at once when the answer is known. */
+    while (st == TG_E_AGAIN && c->want == TLS_WANT_OCSP && c->ocsp_lookup == NULL &&
+           !ocspc_wait(c->w->ocspc, c))
+        st = tls_handshake(c->ssl, &c->want);
     if (st == TG_E_AGAIN)
         return CONN_ST_TLS_HANDSHAKE;
+    tls_verdict_handshake_done(&c->verdict);
     log_resumption_refused(c);
     if (st != TG_OK && BIO_number_read(SSL_get_rbio(c->ssl)) == 0) {
         /* Not a refused handshake: a port check or a scanner that connected
@@ -507,7 +513,9 @@ static void conn_update_io(struct conn *c)
     int ce = 0, be = 0;
     switch (c->st) {
     case CONN_ST_TLS_HANDSHAKE:
-        ce = c->want == TLS_WANT_WRITE ? EV_WRITE : EV_READ;
+        /* Waiting for OCSP: the lookup runs the connection again. */
+        if (c->want != TLS_WANT_OCSP)
+            ce = c->want == TLS_WANT_WRITE ? EV_WRITE : EV_READ;
         break;
     case CONN_ST_DRAIN:
         ce = c->want == TLS_WANT_READ ? EV_READ : EV_WRITE;
@@ -625,6 +633,17 @@ static void conn_free(struct conn *c)
     ev_io_stop(w->loop, &c->cli.io);
     ev_io_stop(w->loop, &c->be.io);
     ev_timer_stop(w->loop, &c->timer);
+    if (c->ssl != NULL && c->verdict.is_ocsp_waiting) {
+        /* A handshake suspended for OCSP (closed by its timeout, or at
+         * exit): off the waiters, then its job resumed and refused, so
+         * that OpenSSL ends it before the SSL goes. */
+        ocspc_cancel(c);
+        c->verdict.is_ocsp_abort = true;
+        enum tls_want want;
+        enum tg_status st = tls_handshake(c->ssl, &want);
+        (void)st;
+        ERR_clear_error();
+    }
     if (c->ssl != NULL) {
         /* Never block here: a quiet shutdown just drops the session. */
         SSL_set_quiet_shutdown(c->ssl, 1);

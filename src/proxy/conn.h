@@ -109,6 +109,10 @@ struct conn {
     int64_t cert_not_after; /* on_expiry close: the client chain's notAfter (unix s); 0 = none */
     const char *cut_reason; /* set once the client's certificate was judged invalid */
     ev_tstamp cut_deadline; /* cut after its request in flight: closed by then at the latest */
+    /* TLS_HANDSHAKE suspended for an OCSP lookup (ocspc.c): the lookup
+     * it waits on (borrowed) and its place among that lookup's waiters. */
+    struct lookup *ocsp_lookup;
+    struct conn *ocsp_prev, *ocsp_next;
 };
 
 /* What only a request in progress needs (http.c): taken from the worker's
@@ -167,6 +171,7 @@ struct worker {
     struct lb_state *lb; /* owned picker state for cfg's target groups */
     struct bpool *bpool; /* owned idle backend connections */
     struct betls *betls; /* owned backend TLS contexts and sessions, made on first use */
+    struct ocspc *ocspc; /* owned; NULL when no listener checks client OCSP */
     uint8_t **pool;      /* owned free CONN_BUF_SIZE blocks */
     size_t n_pool;
     size_t pool_cap;
@@ -249,6 +254,24 @@ unsigned reject_page_render(const struct tls_info *info, const STACK_OF(X509_NAM
 /* Target t of c->group is now in use by c (least_conn counts it until the
  * connection leaves CONNECT and RELAY). */
 void conn_lb_begin(struct conn *c, int t);
+
+/* ocspc.c: OCSP for client certificates, per worker (the cache and the
+ * lookups in flight). NULL when out of memory. */
+struct ocspc;
+struct lookup;
+struct ocspc *ocspc_new(struct worker *w);
+void ocspc_free(struct ocspc *o);
+/* The cache the listeners' verify callbacks and resumptions consult. */
+struct tls_ocsp_cache *ocspc_cache(struct ocspc *o);
+/* c's handshake was suspended for the OCSP status of its client's leaf
+ * (c->verdict.ocsp_leaf): true when c now waits for a lookup (one fetch
+ * per certificate; conn_run(c) is called when it ends, with
+ * c->verdict.ocsp_result set); false when the result is set at once
+ * (cached meanwhile, or unavailable: no issuer, no URL, no HTTP client,
+ * too many lookups): run the handshake again. o may be NULL. */
+bool ocspc_wait(struct ocspc *o, struct conn *c);
+/* Takes c off the waiters of its lookup, if any (c is closing). */
+void ocspc_cancel(struct conn *c);
 
 /* tcp.c: the tcp_ssl handlers, also the tunnel after a WebSocket upgrade */
 enum conn_state tcp_pick(struct conn *c);

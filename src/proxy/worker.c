@@ -440,6 +440,19 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         ev_io_init(&l->accept_w, accept_cb, l->fd, EV_READ);
         l->accept_w.data = l;
     }
+    /* OCSP for client certificates: one cache for the worker, consulted by
+     * every listener whose client CA has ocsp on. */
+    for (size_t i = 0; i < w.n_ls; i++) {
+        struct wlistener *l = &w.ls[i];
+        if (l->tls == NULL || l->cfg->tls.mode != CFG_TLS_MUTUAL ||
+            l->cfg->tls.client_ca->ocsp == CFG_CLIENT_OCSP_OFF)
+            continue;
+        if (w.ocspc == NULL && (w.ocspc = ocspc_new(&w)) == NULL) {
+            log_err("event=worker_start_failed error=\"out of memory\"");
+            return 1;
+        }
+        tls_server_set_ocsp_cache(l->tls, ocspc_cache(w.ocspc));
+    }
     ev_init(&w.drain_timer, drain_timeout_cb);
     w.drain_timer.data = &w;
     ev_init(&w.accept_pause, accept_pause_cb);
@@ -461,6 +474,8 @@ int proxy_worker_main(const struct proxy_worker_args *a)
              w.n_ls);
     ev_run(w.loop, 0);
     lb_state_drop_conns(w.lb);
+    ocspc_free(w.ocspc);
+    w.ocspc = NULL;
     log_info("event=worker_exit generation=%u slot=%u open_connections=%zu", a->generation, a->slot,
              w.n_conns);
     return 0;

@@ -39,6 +39,11 @@ static enum tg_status map_result(SSL *ssl, int rc, enum tls_want *want)
     case SSL_ERROR_WANT_WRITE:
         *want = TLS_WANT_WRITE;
         return TG_E_AGAIN;
+    case SSL_ERROR_WANT_ASYNC:
+        /* The verify callback paused the handshake's job for an OCSP
+         * lookup (ctx.c); only calling again resumes it. */
+        *want = TLS_WANT_OCSP;
+        return TG_E_AGAIN;
     case SSL_ERROR_ZERO_RETURN:
         return TG_E_CLOSED;
     case SSL_ERROR_SYSCALL:
@@ -61,6 +66,8 @@ enum tg_status tls_handshake(SSL *ssl, enum tls_want *want)
     if (rc == 1) {
         *want = TLS_WANT_NONE;
         ERR_clear_error();
+        /* Reads and writes need no job: they never wait for a lookup. */
+        SSL_clear_mode(ssl, SSL_MODE_ASYNC);
         return TG_OK;
     }
     enum tg_status st = map_result(ssl, rc, want);

@@ -132,6 +132,13 @@ enum tg_status tls_ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *
                               struct tls_ocsp_facts *out, const char **reason, char *detail,
                               size_t detail_len)
 {
+    return tls_ocsp_check_ex(der, len, leaf, issuer, now, 0, out, reason, detail, detail_len);
+}
+
+enum tg_status tls_ocsp_check_ex(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer,
+                                 int64_t now, unsigned flags, struct tls_ocsp_facts *out,
+                                 const char **reason, char *detail, size_t detail_len)
+{
     enum tg_status st = TG_E_PROTO;
     OCSP_RESPONSE *resp = NULL;
     OCSP_BASICRESP *bs = NULL;
@@ -187,13 +194,14 @@ enum tg_status tls_ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *
         snprintf(detail, detail_len, "unreadable thisUpdate or nextUpdate");
         goto out;
     }
-    if (next_upd == NULL) {
+    bool has_next = next_upd != NULL;
+    if (!has_next && (flags & TLS_OCSP_NO_NEXT_UPDATE_OK) == 0) {
         *reason = "no_next_update";
         snprintf(detail, detail_len,
                  "no nextUpdate: nothing says when it expires, so it is never stapled");
         goto out;
     }
-    if (out->next_update <= out->this_update) {
+    if (has_next && out->next_update <= out->this_update) {
         snprintf(detail, detail_len, "nextUpdate is not after thisUpdate");
         goto out;
     }
@@ -203,7 +211,7 @@ enum tg_status tls_ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *
                  (long long)(out->this_update - now));
         goto out;
     }
-    if (out->next_update <= now) {
+    if (has_next && out->next_update <= now) {
         *reason = "expired";
         snprintf(detail, detail_len, "nextUpdate passed %lld s ago",
                  (long long)(now - out->next_update));

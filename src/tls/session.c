@@ -194,6 +194,20 @@ bool tls_facts_decode(const uint8_t *src, size_t len, struct tls_facts *f)
     return !r.is_bad && r.off == len;
 }
 
+bool tls_cert_ref_of(X509 *x, struct tls_cert_ref *r)
+{
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(x);
+    int sl = ASN1_STRING_length(serial);
+    memset(r, 0, sizeof(*r));
+    if (sl < 0 || sl > TLS_FACTS_SERIAL_MAX)
+        return false;
+    tls_name_digest(X509_get_issuer_name(x), r->issuer);
+    r->serial_len = (uint8_t)sl;
+    r->is_serial_negative = ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER;
+    memcpy(r->serial, ASN1_STRING_get0_data(serial), (size_t)sl);
+    return true;
+}
+
 /* Fills the chain-derived facts of a full handshake's verified client. */
 static bool facts_from_handshake(SSL *ssl, const struct tls_verdict *v, int64_t now,
                                  struct tls_facts *f, uint8_t *chain_buf, size_t chain_cap)
@@ -217,17 +231,11 @@ static bool facts_from_handshake(SSL *ssl, const struct tls_verdict *v, int64_t 
             f->not_before = nb;
         if (na < f->not_after)
             f->not_after = na;
-        const ASN1_INTEGER *serial = X509_get0_serialNumber(x);
-        int sl = ASN1_STRING_length(serial);
-        if (f->n_certs == TLS_FACTS_MAX_CERTS || sl < 0 || sl > TLS_FACTS_SERIAL_MAX) {
+        if (f->n_certs == TLS_FACTS_MAX_CERTS || !tls_cert_ref_of(x, &f->certs[f->n_certs])) {
             f->is_complete = false;
             continue;
         }
-        struct tls_cert_ref *r = &f->certs[f->n_certs++];
-        tls_name_digest(X509_get_issuer_name(x), r->issuer);
-        r->serial_len = (uint8_t)sl;
-        r->is_serial_negative = ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER;
-        memcpy(r->serial, ASN1_STRING_get0_data(serial), (size_t)sl);
+        f->n_certs++;
     }
     /* The chain the client sent after its leaf, framed, if the ticket has
      * room for it beside the leaf OpenSSL keeps. */
@@ -374,7 +382,17 @@ static const char *judge(const struct tls_session_policy *p, SSL_SESSION *sess, 
     *not_after = f.not_after;
     if (p->trust == NULL)
         return "trust_changed";
-    return tls_trust_recheck(p->trust, &f, now);
+    const char *why = tls_trust_recheck(p->trust, &f, now);
+    if (why != NULL)
+        return why;
+    /* OCSP: what this worker last heard of the leaf (certs[0]). Only a
+     * revocation refuses: a miss (or a failure) does not hold up a
+     * resumption, whose certificate was judged at its full handshake. */
+    enum tls_ocsp_verdict seen;
+    if (p->ocsp_mode != CFG_CLIENT_OCSP_OFF && p->ocsp_cache != NULL && f.n_certs > 0 &&
+        tls_ocsp_cache_get(p->ocsp_cache, &f.certs[0], now, &seen) && seen == TLS_OCSP_V_REVOKED)
+        return "cert_revoked";
+    return NULL;
 }
 
 static SSL_TICKET_RETURN dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,

@@ -141,6 +141,12 @@ struct tls_cert_ref {
     uint8_t serial[TLS_FACTS_SERIAL_MAX]; /* the INTEGER's content octets */
 };
 
+/* x as a CRL (and the OCSP cache) names it: false when its serial is
+ * longer than TLS_FACTS_SERIAL_MAX octets. */
+bool tls_cert_ref_of(X509 *x, struct tls_cert_ref *r);
+/* The same certificate: issuer digest, serial and its sign. */
+bool tls_cert_ref_equal(const struct tls_cert_ref *a, const struct tls_cert_ref *b);
+
 /* Leaf, at most 16 intermediates (verify_depth), root. */
 #define TLS_FACTS_MAX_CERTS 18
 /* The most of the client's chain a session keeps for Client-Cert-Chain. */
@@ -212,9 +218,17 @@ size_t tls_session_chain(SSL *ssl, const uint8_t **ders, size_t *lens, size_t ma
  * current client trust (NULL for one-way); whoever swaps it keeps a
  * reference.
  */
+struct tls_ocsp_cache;
 struct tls_session_policy {
     uint64_t lifetime_s;
     struct tls_trust *trust;
+    /* OCSP for client certificates (mutual listeners): the client CA's
+     * mode, its responder override (borrowed from the config; NULL: each
+     * certificate's AIA), and the worker's cache (borrowed; NULL until a
+     * worker sets it: then nothing is asked). */
+    enum cfg_client_ocsp ocsp_mode;
+    const char *ocsp_responder;
+    struct tls_ocsp_cache *ocsp_cache;
 };
 
 /* Installs the ticket callbacks that keep and check the facts on ctx;
@@ -260,8 +274,21 @@ struct tls_trust *tls_server_trust(const struct tls_server *s);
  * judge again (tls_facts_of, tls_trust_recheck). */
 TG_MUST_USE enum tg_status tls_server_set_trust(struct tls_server *s, struct tls_trust *trust);
 
-/* A new server-side SSL for an accepted fd, or NULL when out of memory. */
+/* Makes the listener's verify callback and resumption judge consult cache
+ * (borrowed; it must outlive s's handshakes) when its client CA has ocsp
+ * on. Called by each worker for its own cache. */
+void tls_server_set_ocsp_cache(struct tls_server *s, struct tls_ocsp_cache *cache);
+
+/* A new server-side SSL for an accepted fd, or NULL when out of memory.
+ * On a listener with client OCSP on, the SSL runs its handshake as an
+ * OpenSSL async job (SSL_MODE_ASYNC) so that the verify callback can
+ * suspend it while the status is looked up (tls_handshake: TLS_WANT_OCSP). */
 SSL *tls_server_ssl_new(struct tls_server *s, int fd);
+
+/* What is known of a client certificate: the responder said good or
+ * revoked, or no usable answer came (no URL, timeout, HTTP error, a
+ * response that fails tls_ocsp_check, status unknown). */
+enum tls_ocsp_verdict { TLS_OCSP_V_GOOD, TLS_OCSP_V_REVOKED, TLS_OCSP_V_UNAVAILABLE };
 
 /* ---- per-connection verdicts (verify.c) ---- */
 
@@ -280,6 +307,20 @@ struct tls_verdict {
     uint8_t verified_ca[TLS_DIGEST_LEN]; /* the trust's CA digest when the chain was verified */
     uint64_t judged_under; /* tls_trust_serial of the trust that verified the chain or judged
                             * the resumed session; 0 = none */
+    /* OCSP for the client's leaf. The verify callback, on a cache miss,
+     * sets ocsp_leaf and ocsp_issuer (owned references) and suspends the
+     * handshake; whoever looks the status up sets ocsp_result (or
+     * ocsp_abort, to end a handshake that nobody waits for any more) and
+     * runs the handshake again. */
+    X509 *ocsp_leaf, *ocsp_issuer;
+    const char *ocsp_responder; /* the listener's override, borrowed; NULL: the AIA */
+    bool is_ocsp_waiting;       /* suspended until ocsp_result is set */
+    bool is_ocsp_abort;
+    bool is_ocsp_done; /* the leaf was judged once */
+    enum tls_ocsp_verdict ocsp_result;
+    /* A reference on the trust whose store the suspended verification
+     * uses, so that a trust swapped meanwhile outlives it. */
+    struct tls_trust *ocsp_trust;
 };
 
 /* The verdict tls_verdict_attach put on ssl, or NULL. */
@@ -293,6 +334,9 @@ int64_t tls_client_not_after(SSL *ssl, const struct tls_verdict *v);
  * fill it. Release with tls_verdict_fini. */
 void tls_verdict_attach(SSL *ssl, struct tls_verdict *v);
 void tls_verdict_fini(struct tls_verdict *v);
+/* Once the handshake ended (either way): drops what only a handshake
+ * suspended for OCSP needed. */
+void tls_verdict_handshake_done(struct tls_verdict *v);
 
 /*
  * The security level of certificate verification, whatever the protocol
@@ -323,7 +367,10 @@ const char *tls_reason_from_handshake(SSL *ssl, const struct tls_verdict *v, cha
 
 /* ---- non-blocking I/O (io.c); only this module calls SSL_read/SSL_write ---- */
 
-enum tls_want { TLS_WANT_NONE, TLS_WANT_READ, TLS_WANT_WRITE };
+/* TLS_WANT_OCSP: the handshake is suspended in the verify callback until
+ * the client certificate's OCSP status is known (struct tls_verdict);
+ * nothing on the socket moves it on. */
+enum tls_want { TLS_WANT_NONE, TLS_WANT_READ, TLS_WANT_WRITE, TLS_WANT_OCSP };
 
 /* One step of the server handshake. TG_OK when done; TG_E_AGAIN with *want
  * set; TG_E_PROTO when refused (the caller asks tls_reason_from_handshake). */
@@ -365,6 +412,9 @@ TG_MUST_USE enum tg_status tls_shutdown(SSL *ssl, enum tls_want *want);
  * range, for client certificates whose facts exceed the limits above. */
 #define TLS_V_ERR_SERIAL_TOO_LONG 0x74670001 /* reason "serial_too_long" */
 #define TLS_V_ERR_NAME_TOO_LONG   0x74670002 /* reason "name_too_long" */
+/* The OCSP status of a client certificate could not be learned under
+ * ocsp: require. */
+#define TLS_V_ERR_OCSP_UNAVAILABLE 0x74670003 /* reason "ocsp_unavailable" */
 
 struct tls_info {
     char version[16]; /* "TLSv1.3" */
@@ -485,6 +535,41 @@ TG_MUST_USE enum tg_status tls_ocsp_request(X509 *leaf, X509 *issuer, unsigned c
 TG_MUST_USE enum tg_status tls_ocsp_check(const uint8_t *der, size_t len, X509 *leaf, X509 *issuer,
                                           int64_t now, struct tls_ocsp_facts *out,
                                           const char **reason, char *detail, size_t detail_len);
+
+/* tls_ocsp_check, and with TLS_OCSP_NO_NEXT_UPDATE_OK a response without
+ * nextUpdate passes too (out->next_update 0): RFC 6960 §4.2.2.1 allows
+ * one, and a cache can believe it briefly where a staple could not. */
+#define TLS_OCSP_NO_NEXT_UPDATE_OK 0x1u
+TG_MUST_USE enum tg_status tls_ocsp_check_ex(const uint8_t *der, size_t len, X509 *leaf,
+                                             X509 *issuer, int64_t now, unsigned flags,
+                                             struct tls_ocsp_facts *out, const char **reason,
+                                             char *detail, size_t detail_len);
+
+/* ---- OCSP for client certificates: the per-worker cache (ocsp_cache.c) ---- */
+
+/* How long a response without nextUpdate is believed, and a failure
+ * (so that a responder outage costs one fetch per certificate per
+ * TLS_OCSP_CACHE_FAILURE_TTL, not one per handshake). Seconds. */
+#define TLS_OCSP_CACHE_MAX_AGE     300
+#define TLS_OCSP_CACHE_FAILURE_TTL 30
+/* Entries per worker; a full cache drops the oldest. */
+#define TLS_OCSP_CACHE_ENTRIES 16384
+
+/* A cache of cap entries (NULL when out of memory or cap is 0). */
+struct tls_ocsp_cache *tls_ocsp_cache_new(size_t cap);
+void tls_ocsp_cache_free(struct tls_ocsp_cache *c);
+/* The verdict for key at unix time now: false when there is none or it
+ * expired (an expired entry is dropped). */
+bool tls_ocsp_cache_get(struct tls_ocsp_cache *c, const struct tls_cert_ref *key, int64_t now,
+                        enum tls_ocsp_verdict *out);
+/* Keeps verdict for key until expires_at, replacing what was there; when
+ * the cache is full the entry written longest ago goes. */
+void tls_ocsp_cache_put(struct tls_ocsp_cache *c, const struct tls_cert_ref *key,
+                        enum tls_ocsp_verdict verdict, int64_t expires_at);
+size_t tls_ocsp_cache_len(const struct tls_ocsp_cache *c);
+/* Until when a checked response f is believed: its nextUpdate, or
+ * TLS_OCSP_CACHE_MAX_AGE from now without one. */
+int64_t tls_ocsp_cache_until(const struct tls_ocsp_facts *f, int64_t now);
 
 /* Warns (into d, at the entry's keys) when c would staple but its file
  * lacks the issuer of the certificate, or its ocsp_file holds no response

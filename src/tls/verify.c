@@ -57,6 +57,8 @@ const char *tls_reason_from_verify(int e)
         return "serial_too_long";
     case TLS_V_ERR_NAME_TOO_LONG:
         return "name_too_long";
+    case TLS_V_ERR_OCSP_UNAVAILABLE:
+        return "ocsp_unavailable";
     default:
         return "tls_error";
     }

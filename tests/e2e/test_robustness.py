@@ -15,7 +15,7 @@ REASONS = {"no_client_cert", "cert_expired", "cert_not_yet_valid", "cert_revoked
            "self_signed", "bad_signature", "wrong_purpose", "chain_too_long", "crl_expired",
            "crl_missing", "serial_too_long", "name_too_long", "protocol_version",
            "no_shared_cipher", "unknown_sni",
-           "handshake_timeout", "tls_error"}
+           "handshake_timeout", "ocsp_unavailable", "tls_error"}
 
 GARBAGE = {
     "http": b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",

@@ -133,6 +133,32 @@ class OcspPki:
     def path(self, name):
         return str(self.dir / name)
 
+    def client(self, name, url=None, aia=True):
+        """A client certificate issued by the intermediate (clientAuth), whose
+        AIA names url (the loopback responder by default; none when not aia).
+        Writes NAME.crt and NAME.key; returns the certificate."""
+        now = _now()
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (x509.CertificateBuilder()
+             .subject_name(_name(name))
+             .issuer_name(self.ca.subject)
+             .public_key(key.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(days=1))
+             .not_valid_after(now + datetime.timedelta(days=90))
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False))
+        if aia:
+            b = b.add_extension(x509.AuthorityInformationAccess([
+                x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                       x509.UniformResourceIdentifier(url or self.url))]), False)
+        cert = b.sign(self.ca_key, hashes.SHA256())
+        (self.dir / f"{name}.crt").write_bytes(_pem(cert))
+        _write_key(self.dir / f"{name}.key", key)
+        # The client CA bundle: the intermediate that issues clients and its root.
+        (self.dir / "client-ca.crt").write_bytes(_pem(self.ca) + _pem(self.root))
+        return cert
+
     def certificate_entry(self, **extra):
         d = {"cert": self.path("server.crt"), "key": self.path("server.key")}
         d.update(extra)
@@ -191,25 +217,31 @@ class OpensslResponder:
     behind a loopback HTTP server: `openssl ocsp -port` would listen on
     every address, so each request is answered with -reqin/-respout."""
 
-    def __init__(self, pki, status="good", nmin=60):
+    def __init__(self, pki, status="good", nmin=60, certs=None):
+        """certs: [(certificate, "good" | "revoked")] to list; by default the
+        server leaf with status."""
         self.pki = pki
         self.status = status
         self.nmin = nmin
+        self.certs = certs
         self.http = None
         self.n = 0
 
     def write_index(self):
-        exp = self.pki.leaf.not_valid_after.strftime("%y%m%d%H%M%SZ")
-        serial = format(self.pki.leaf.serial_number, "X")
-        if len(serial) % 2:
-            serial = "0" + serial
-        dn = "/O=tollgate ocsp e2e/CN=localhost"
-        if self.status == "revoked":
-            rev = (_now() - datetime.timedelta(hours=1)).strftime("%y%m%d%H%M%SZ")
-            line = f"R\t{exp}\t{rev}\t{serial}\tunknown\t{dn}\n"
-        else:
-            line = f"V\t{exp}\t\t{serial}\tunknown\t{dn}\n"
-        Path(self.pki.path("index.txt")).write_text(line)
+        lines = []
+        for cert, status in self.certs or [(self.pki.leaf, self.status)]:
+            exp = cert.not_valid_after.strftime("%y%m%d%H%M%SZ")
+            serial = format(cert.serial_number, "X")
+            if len(serial) % 2:
+                serial = "0" + serial
+            cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+            dn = f"/O=tollgate ocsp e2e/CN={cn}"
+            if status == "revoked":
+                rev = (_now() - datetime.timedelta(hours=1)).strftime("%y%m%d%H%M%SZ")
+                lines.append(f"R\t{exp}\t{rev}\t{serial}\tunknown\t{dn}\n")
+            else:
+                lines.append(f"V\t{exp}\t\t{serial}\tunknown\t{dn}\n")
+        Path(self.pki.path("index.txt")).write_text("".join(lines))
         Path(self.pki.path("index.txt.attr")).write_text("unique_subject = no\n")
 
     def answer(self, req):

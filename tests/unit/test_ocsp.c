@@ -232,6 +232,23 @@ static void test_dates(void **state)
     assert_string_equal(check(der, n, &f), "not_yet_valid");
     n = make_resp(der, sizeof(der), g.leaf, V_OCSP_CERTSTATUS_GOOD, -60, NO_NEXT, g.ca, g.ca_key);
     assert_string_equal(check(der, n, &f), "no_next_update");
+    /* The client-certificate cache may believe it briefly: accepted with
+     * TLS_OCSP_NO_NEXT_UPDATE_OK, nextUpdate 0; thisUpdate still checked. */
+    const char *reason = NULL;
+    char detail[300];
+    assert_int_equal(tls_ocsp_check_ex(der, n, g.leaf, g.ca, (int64_t)time(NULL),
+                                       TLS_OCSP_NO_NEXT_UPDATE_OK, &f, &reason, detail,
+                                       sizeof(detail)),
+                     TG_OK);
+    assert_int_equal(f.next_update, 0);
+    assert_int_equal(f.status, TLS_OCSP_GOOD);
+    n = make_resp(der, sizeof(der), g.leaf, V_OCSP_CERTSTATUS_GOOD, TLS_OCSP_LEEWAY + 60, NO_NEXT,
+                  g.ca, g.ca_key);
+    assert_int_equal(tls_ocsp_check_ex(der, n, g.leaf, g.ca, (int64_t)time(NULL),
+                                       TLS_OCSP_NO_NEXT_UPDATE_OK, &f, &reason, detail,
+                                       sizeof(detail)),
+                     TG_E_PROTO);
+    assert_string_equal(reason, "not_yet_valid");
 }
 
 static void test_unsuccessful(void **state)

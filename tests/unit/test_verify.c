@@ -39,6 +39,7 @@ static const struct {
     {X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER, "crl_missing"},
     {TLS_V_ERR_SERIAL_TOO_LONG, "serial_too_long"},
     {TLS_V_ERR_NAME_TOO_LONG, "name_too_long"},
+    {TLS_V_ERR_OCSP_UNAVAILABLE, "ocsp_unavailable"},
 };
 
 static void test_mapped_codes(void **state)
