@@ -70,15 +70,6 @@ struct admin_ops {
     /* Reloads as on SIGHUP; every error and warning goes to d, and the
      * reason when busy. May block (DNS, files). */
     enum admin_reload (*reload)(void *ctx, struct diag *d);
-    /*
-     * Hook for the health-check module: appends the tollgate_target_up,
-     * tollgate_health_checks_total and tollgate_target_connections_active
-     * families (with HELP and TYPE) to o. NULL until that module exists.
-     */
-    void (*target_metrics)(void *ctx, struct admin_out *o);
-    /* Hook for /status: returns a new jansson array of target groups with
-     * each target's health (json_t *, owned by the caller), or NULL. */
-    void *(*target_status)(void *ctx);
     /* Fills up to max client CAs of the current generation, each once;
      * returns how many. NULL: none shown. */
     size_t (*trusts)(void *ctx, struct admin_trust *out, size_t max);

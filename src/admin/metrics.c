@@ -434,8 +434,6 @@ void admin_metrics(struct admin *a, struct admin_out *o)
         trust_metrics(a, o);
         admin_ocsp_metrics(gens[0].cfg, gens[0].ocsp, o);
     }
-    if (a->ops.target_metrics != NULL)
-        a->ops.target_metrics(a->ops.ctx, o);
-    else if (n_gens > 0)
+    if (n_gens > 0)
         target_metrics(gens[0].cfg, o);
 }

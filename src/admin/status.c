@@ -282,17 +282,14 @@ json_t *admin_status_json(struct admin *a)
     json_object_set_new(doc, "listeners", ls);
     json_object_set_new(doc, "recent_refusals", recent_refusals_json(gens, n_gens));
 
-    json_t *tgs = a->ops.target_status ? a->ops.target_status(a->ops.ctx) : NULL;
-    if (tgs == NULL) {
-        /* The shared lb table: what the health checks and pickers know. */
-        tgs = json_array();
-        for (size_t i = 0; i < cfg->n_target_groups; i++) {
-            const struct cfg_target_group *g = &cfg->target_groups[i];
-            json_t *ts = json_array();
-            for (size_t k = 0; k < g->n_targets; k++)
-                json_array_append_new(ts, target_json(g, k));
-            json_array_append_new(tgs, json_pack("{s:s,s:o}", "name", g->name, "targets", ts));
-        }
+    /* The shared lb table: what the health checks and pickers know. */
+    json_t *tgs = json_array();
+    for (size_t i = 0; i < cfg->n_target_groups; i++) {
+        const struct cfg_target_group *g = &cfg->target_groups[i];
+        json_t *ts = json_array();
+        for (size_t k = 0; k < g->n_targets; k++)
+            json_array_append_new(ts, target_json(g, k));
+        json_array_append_new(tgs, json_pack("{s:s,s:o}", "name", g->name, "targets", ts));
     }
     json_object_set_new(doc, "target_groups", tgs);
 

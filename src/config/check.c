@@ -347,8 +347,9 @@ static void check_group(struct cfg_ctx *c, struct cfg_target_group *g)
     }
     if (g->n_targets > 0 && total_weight == 0)
         cfg_warn_at(c, &g->targets, "every target has weight 0: the group gets no traffic");
-    if (g->n_targets > 64)
-        cfg_warn_at(c, &g->targets, "%zu targets: only the first 64 get traffic", g->n_targets);
+    if (g->n_targets > CFG_MAX_TARGETS)
+        cfg_warn_at(c, &g->targets, "%zu targets: only the first %d get traffic", g->n_targets,
+                    CFG_MAX_TARGETS);
     check_health_check(c, &g->health_check);
     if (g->sticky.type != CFG_STICKY_COOKIE && !was_bad(c, &g->sticky.type) &&
         was_set(c, &g->sticky.name))

@@ -79,6 +79,10 @@ struct cfg_client_ca {
     struct cfg_pos pos, ca_pos, crl_pos;
 };
 
+/* The targets of a group that get traffic (a 64-bit mask per connection
+ * tracks the tried ones); check warns about more. */
+#define CFG_MAX_TARGETS 64
+
 struct cfg_target {
     char *address;   /* as written: "127.0.0.1:8080", "[::1]:80", "host:port", "builtin:echo" */
     bool is_builtin; /* "builtin:echo" */

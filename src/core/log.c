@@ -28,17 +28,6 @@ enum log_level log_get_level(void)
     return g_level;
 }
 
-bool log_level_parse(const char *s, enum log_level *out)
-{
-    for (size_t i = 0; i < TG_ARRAY_LEN(level_names); i++) {
-        if (strcmp(s, level_names[i]) == 0) {
-            *out = (enum log_level)i;
-            return true;
-        }
-    }
-    return false;
-}
-
 static int cached_pid;
 
 static void pid_forget(void)

@@ -16,9 +16,6 @@ enum log_level { LOG_LEVEL_ERR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 
-/* Parses "error", "warn", "info", "debug". Returns false for anything else. */
-bool log_level_parse(const char *s, enum log_level *out);
-
 void log_msg(enum log_level level, const char *fmt, ...) TG_PRINTF(2, 3);
 
 /* This process's id without a system call each time: cached, and reset in

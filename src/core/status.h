@@ -18,7 +18,4 @@ enum tg_status {
 #define TG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #define TG_ARRAY_LEN(a)      (sizeof(a) / sizeof((a)[0]))
 
-/* Returns a static, lower-case name for a status ("ok", "again", ...). */
-const char *tg_status_name(enum tg_status st);
-
 #endif

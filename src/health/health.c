@@ -398,19 +398,6 @@ static void hc_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
         hc_result(c, false, "timeout", "no answer within the timeout");
 }
 
-/* The host part of a target address as written ("h:80", "[::1]:80"). */
-static void address_host(const char *addr, char *dst, size_t len)
-{
-    const char *start = addr, *end = strrchr(addr, ':');
-    if (addr[0] == '[') {
-        start = addr + 1;
-        end = strchr(addr, ']');
-    }
-    if (end == NULL)
-        end = addr + strlen(addr);
-    snprintf(dst, len, "%.*s", (int)(end - start), start);
-}
-
 /* SNI and the name to verify: tls.server_name, else the health check's
  * Host without its port, else the target's host. */
 static bool hc_ssl_setup(struct hc *c)
@@ -420,22 +407,13 @@ static bool hc_ssl_setup(struct hc *c)
     if (g->tls.server_name != NULL)
         snprintf(name, sizeof(name), "%s", g->tls.server_name);
     else if (g->health_check.host != NULL)
-        address_host(g->health_check.host, name, sizeof(name));
+        net_address_host(g->health_check.host, name, sizeof(name));
     else
-        address_host(c->t->address, name, sizeof(name));
+        net_address_host(c->t->address, name, sizeof(name));
     c->ssl = SSL_new(c->ctx);
     if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
         return false;
-    unsigned char ip[16];
-    bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
-    if (!is_ip && SSL_set_tlsext_host_name(c->ssl, name) != 1)
-        return false;
-    if (g->tls.verify) {
-        X509_VERIFY_PARAM *p = SSL_get0_param(c->ssl);
-        if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(p, name) != 1 : SSL_set1_host(c->ssl, name) != 1)
-            return false;
-    }
-    return true;
+    return tls_client_set_peer(c->ssl, name, g->tls.verify);
 }
 
 static void hc_start(struct hc *c)

@@ -103,7 +103,7 @@ static int value_target(struct lb_state *s, struct lb_group *lg, const char *v, 
     if (!cookie_mac(s, lg->g, v, (size_t)(dot2 - v), want) ||
         CRYPTO_memcmp(mac, want, MAC_LEN) != 0 || exp <= now_s)
         return -1;
-    for (size_t i = 0; i < lg->g->n_targets && i < LB_MAX_TARGETS; i++) {
+    for (size_t i = 0; i < lg->g->n_targets && i < CFG_MAX_TARGETS; i++) {
         if (lg->hash[i] == id)
             return (int)i;
     }

@@ -8,9 +8,6 @@
 
 #include "config/config.h"
 
-/* Groups are capped at 64 targets (config check). */
-#define LB_MAX_TARGETS 64
-
 /* lb_pick results besides a target index. */
 #define LB_NONE   (-1) /* nothing eligible: every target skipped or of weight 0 */
 #define LB_REJECT (-2) /* every eligible target is down and the group says reject */

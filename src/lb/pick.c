@@ -310,11 +310,11 @@ static int pick(struct lb_state *s, const struct cfg_target_group *g, const stru
     struct lb_group *lg = lb_group_of(s, g);
     if (lg == NULL)
         return LB_NONE;
-    bool mask[LB_MAX_TARGETS];
-    size_t n = g->n_targets < LB_MAX_TARGETS ? g->n_targets : LB_MAX_TARGETS;
+    bool mask[CFG_MAX_TARGETS];
+    size_t n = g->n_targets < CFG_MAX_TARGETS ? g->n_targets : CFG_MAX_TARGETS;
     size_t n_eligible = 0, n_up = 0;
     int64_t now = lb_now_ms();
-    bool is_up[LB_MAX_TARGETS];
+    bool is_up[CFG_MAX_TARGETS];
     for (size_t i = 0; i < n; i++) {
         is_up[i] = false;
         mask[i] = g->targets[i].weight == 0 || (skip != NULL && skip[i]);

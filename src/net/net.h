@@ -41,6 +41,15 @@ void net_addr_format(const struct net_addr *a, char *dst, size_t dst_len);
 /* True for the wildcard address (0.0.0.0 or ::), whatever the port. */
 bool net_addr_is_any(const struct net_addr *a);
 
+/* Whether s is an IPv4 or IPv6 address literal (no brackets, no port):
+ * what TLS clients check as an IP SAN and never send as SNI. */
+bool net_is_ip_literal(const char *s);
+
+/* The host part of an address as written, "h:80" or "[::1]:80" (a
+ * bracketed IPv6 address loses its brackets; no port leaves it whole),
+ * into dst, cut to len - 1 bytes. */
+void net_address_host(const char *addr, char *dst, size_t len);
+
 /* Formats only the host part ("1.2.3.4", "::1"). */
 void net_addr_host(const struct net_addr *a, char *dst, size_t dst_len);
 

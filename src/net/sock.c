@@ -200,3 +200,21 @@ void net_set_nodelay(int fd)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
+
+bool net_is_ip_literal(const char *s)
+{
+    unsigned char a[16];
+    return s != NULL && (inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1);
+}
+
+void net_address_host(const char *addr, char *dst, size_t len)
+{
+    const char *start = addr, *end = strrchr(addr, ':');
+    if (addr[0] == '[') {
+        start = addr + 1;
+        end = strchr(addr, ']');
+    }
+    if (end == NULL)
+        end = addr + strlen(addr);
+    snprintf(dst, len, "%.*s", (int)(end - start), start);
+}

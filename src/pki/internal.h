@@ -194,8 +194,6 @@ int pki_wait_fd(int fd, short events, int64_t deadline);
 /* "host:port" or "[v6]:port" into host and port; false when malformed. */
 bool pki_split_target(const char *target, char *host, size_t host_len, char *port, size_t port_len);
 
-bool pki_is_ip(const char *host);
-
 /*
  * Connects to host:port (every address in turn) within timeout_ms and
  * returns the non-blocking socket; addr gets the address used, msg what

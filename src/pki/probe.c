@@ -617,7 +617,7 @@ enum tg_status pki_probe(const struct pki_probe_opts *o, json_t **out, char *err
         snprintf(err, err_len, "cannot set up a TLS client (out of memory)");
         goto out;
     }
-    const char *sni = o->sni ? o->sni : pki_is_ip(host) ? NULL : host;
+    const char *sni = o->sni ? o->sni : net_is_ip_literal(host) ? NULL : host;
     pki_json_set_str(res, "target", o->target);
     pki_json_set_str(res, "sni", sni);
     json_object_set_new(res, "client_hello", client_hello_json(o, sni, &c));

@@ -70,12 +70,6 @@ bool pki_split_target(const char *t, char *host, size_t host_len, char *port, si
     return true;
 }
 
-bool pki_is_ip(const char *host)
-{
-    unsigned char a[16];
-    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
-}
-
 static void addr_format(const struct addrinfo *a, const char *port, char *dst, size_t dst_len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";

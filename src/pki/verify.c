@@ -311,14 +311,13 @@ static void pass_revocation(struct verdict *v, const struct pki_check_opts *o, i
 
 static void check_name(struct verdict *v, X509 *leaf, const struct pki_check_opts *o)
 {
-    unsigned char addr[16];
     char *peer = NULL;
     if (o->name == NULL) {
         v->verdict = "skip";
         detail_add(v, "not checked (no %s given)", o->name_flag ? o->name_flag : "name");
         return;
     }
-    bool is_ip = inet_pton(AF_INET, o->name, addr) == 1 || inet_pton(AF_INET6, o->name, addr) == 1;
+    bool is_ip = net_is_ip_literal(o->name);
     int rc =
         is_ip ? X509_check_ip_asc(leaf, o->name, 0) : X509_check_host(leaf, o->name, 0, 0, &peer);
     if (rc == 1) {

@@ -15,16 +15,14 @@
 
 #include "core/log.h"
 
-#define CONN_FMT     "conn=%d.%llu"
 #define CONN_ARGS(c) tg_pid(), (unsigned long long)(c)->id
-#define MAX_TARGETS  64
 
 /* A group's client context and the last session of each of its targets,
  * for resumption. */
 struct betls_group {
     SSL_CTX *ctx; /* owned; NULL until first used */
     bool is_failed;
-    SSL_SESSION *sess[MAX_TARGETS]; /* owned */
+    SSL_SESSION *sess[CFG_MAX_TARGETS]; /* owned */
 };
 
 /* A worker's backend TLS state, one entry per target group of its config. */
@@ -152,36 +150,10 @@ static struct betls_group *group_of(struct conn *c)
     return bg->ctx != NULL ? bg : NULL;
 }
 
-void betls_free(struct betls *b)
-{
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < b->n_groups; i++) {
-        for (size_t t = 0; t < MAX_TARGETS; t++)
-            SSL_SESSION_free(b->groups[i].sess[t]);
-        SSL_CTX_free(b->groups[i].ctx);
-    }
-    free(b->groups);
-    free(b);
-}
-
 bool betls_wanted(const struct conn *c)
 {
-    return c->group != NULL && c->group->tls.enabled && c->target >= 0 && c->target < MAX_TARGETS &&
-           !c->group->targets[c->target].is_builtin;
-}
-
-/* The host part of a target address as written ("h:80", "[::1]:80"). */
-static void address_host(const char *addr, char *dst, size_t len)
-{
-    const char *start = addr, *end = strrchr(addr, ':');
-    if (addr[0] == '[') {
-        start = addr + 1;
-        end = strchr(addr, ']');
-    }
-    if (end == NULL)
-        end = addr + strlen(addr);
-    snprintf(dst, len, "%.*s", (int)(end - start), start);
+    return c->group != NULL && c->group->tls.enabled && c->target >= 0 &&
+           c->target < CFG_MAX_TARGETS && !c->group->targets[c->target].is_builtin;
 }
 
 /* SNI (names only: RFC 6066 §3 has no addresses) and the name or address
@@ -189,19 +161,11 @@ static void address_host(const char *addr, char *dst, size_t len)
 static bool set_names(SSL *ssl, const struct cfg_target_group *g, const struct cfg_target *t)
 {
     char name[256];
-    unsigned char ip[16];
     if (g->tls.server_name != NULL)
         snprintf(name, sizeof(name), "%s", g->tls.server_name);
     else
-        address_host(t->address, name, sizeof(name));
-    bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
-    if (!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1)
-        return false;
-    if (!g->tls.verify)
-        return true;
-    if (is_ip)
-        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1;
-    return SSL_set1_host(ssl, name) == 1;
+        net_address_host(t->address, name, sizeof(name));
+    return tls_client_set_peer(ssl, name, g->tls.verify);
 }
 
 /* Logs the failure, forgets the connection and marks the target tried. */

@@ -54,15 +54,6 @@ static void drop(struct pooled *e)
     free(e);
 }
 
-void bpool_free(struct bpool *p)
-{
-    if (p == NULL)
-        return;
-    while (p->head != NULL)
-        drop(p->head);
-    free(p);
-}
-
 static void pooled_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;

@@ -108,7 +108,7 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
      * what the loop reports as one instant. Timers use the loop's time. */
     c->t_accept = ev_time();
     c->last_activity = ev_now(w->loop);
-    c->outcome = "ok";
+    c->outcome = CONN_OUT_OK;
     c->group = l->cfg->target_group;
     c->relay_timeout = (ev_tstamp)l->cfg->idle_timeout_ms / 1000.0;
     ev_io_init(&c->cli.io, io_cb, fd, 0);
@@ -184,7 +184,7 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
              log_kv(e_subj, sizeof(e_subj), subject), log_kv(e_iss, sizeof(e_iss), issuer),
              log_kv(e_detail, sizeof(e_detail), detail));
     c->reject_reason = reason;
-    c->outcome = "tls_rejected";
+    c->outcome = CONN_OUT_TLS_REJECTED;
     shm_count_handshake_failure(c->l->stats, reason);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -301,7 +301,7 @@ static enum conn_state st_accepted(struct conn *c)
     if (c->ssl == NULL) {
         log_err("event=conn_error listener=%s conn=%d.%llu error=\"cannot create SSL\"",
                 c->l->cfg->name, tg_pid(), (unsigned long long)c->id);
-        c->outcome = "internal_error";
+        c->outcome = CONN_OUT_INTERNAL_ERROR;
         return CONN_ST_CLOSED;
     }
     tls_verdict_attach(c->ssl, &c->verdict);
@@ -355,7 +355,7 @@ static enum conn_state st_handshake(struct conn *c)
         peer_str(c, peer, sizeof(peer));
         log_info("event=client_closed_before_hello listener=%s conn=%d.%llu client=%s",
                  c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer);
-        c->outcome = "client_closed";
+        c->outcome = CONN_OUT_CLIENT_CLOSED;
         return CONN_ST_CLOSED;
     }
     if (st != TG_OK) {
@@ -572,6 +572,32 @@ static int http_fields(const struct conn *c, char *dst, size_t len, ev_tstamp no
                     e_method, e_path, h->status, upstream, h->n_requests);
 }
 
+static const char *const outcome_names[CONN_OUT_COUNT] = {
+    [CONN_OUT_OK] = "ok",
+    [CONN_OUT_TLS_REJECTED] = "tls_rejected",
+    [CONN_OUT_CLIENT_CLOSED] = "client_closed",
+    [CONN_OUT_CLIENT_RESET] = "client_reset",
+    [CONN_OUT_CLIENT_TLS_ERROR] = "client_tls_error",
+    [CONN_OUT_ALL_TARGETS_DOWN] = "all_targets_down",
+    [CONN_OUT_NO_TARGET] = "no_target",
+    [CONN_OUT_BACKEND_TLS_FAILED] = "backend_tls_failed",
+    [CONN_OUT_BACKEND_RESET] = "backend_reset",
+    [CONN_OUT_BACKEND_TRUNCATED] = "backend_truncated",
+    [CONN_OUT_BAD_GATEWAY] = "bad_gateway",
+    [CONN_OUT_HTTP_ERROR] = "http_error",
+    [CONN_OUT_IDLE_TIMEOUT] = "idle_timeout",
+    [CONN_OUT_RESPONSE_TIMEOUT] = "response_timeout",
+    [CONN_OUT_REVOKED] = "revoked",
+    [CONN_OUT_EXPIRED] = "expired",
+    [CONN_OUT_OUT_OF_MEMORY] = "out_of_memory",
+    [CONN_OUT_INTERNAL_ERROR] = "internal_error",
+};
+
+const char *conn_outcome_name(enum conn_outcome o)
+{
+    return o < CONN_OUT_COUNT && outcome_names[o] != NULL ? outcome_names[o] : "internal_error";
+}
+
 /* One JSON line per tcp_ssl connection or https request. */
 void conn_access_log(struct conn *c)
 {
@@ -606,16 +632,17 @@ void conn_access_log(struct conn *c)
         c->http->logged_out = c->bytes_out;
     }
     char line[TLS_INFO_JSON_MAX + 4096];
-    int n = snprintf(line, sizeof(line),
-                     "{\"time\":\"%s\",\"listener\":\"%s\",\"conn\":\"%d.%llu\",\"client\":\"%s\","
-                     "%s,\"handshake_ms\":%.3f,"
-                     "\"target\":\"%s\",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
-                     "\"outcome\":\"%s\",\"reason\":\"%s\"%s}",
-                     ts, c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, tls_fields,
-                     c->t_handshake > 0 ? (c->t_handshake - c->t_accept) * 1000.0 : 0.0, e_target,
-                     (unsigned long long)(c->bytes_in - base_in),
-                     (unsigned long long)(c->bytes_out - base_out), (now - start) * 1000.0,
-                     c->outcome, c->reject_reason ? c->reject_reason : "", extra);
+    int n =
+        snprintf(line, sizeof(line),
+                 "{\"time\":\"%s\",\"listener\":\"%s\",\"conn\":\"%d.%llu\",\"client\":\"%s\","
+                 "%s,\"handshake_ms\":%.3f,"
+                 "\"target\":\"%s\",\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
+                 "\"outcome\":\"%s\",\"reason\":\"%s\"%s}",
+                 ts, c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer, tls_fields,
+                 c->t_handshake > 0 ? (c->t_handshake - c->t_accept) * 1000.0 : 0.0, e_target,
+                 (unsigned long long)(c->bytes_in - base_in),
+                 (unsigned long long)(c->bytes_out - base_out), (now - start) * 1000.0,
+                 conn_outcome_name(c->outcome), c->reject_reason ? c->reject_reason : "", extra);
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -746,7 +773,7 @@ static bool is_expiry(const char *why)
 /* Closes c now: its access-log outcome says why. */
 static void close_cut(struct conn *c, const char *why)
 {
-    c->outcome = is_expiry(why) ? "expired" : "revoked";
+    c->outcome = is_expiry(why) ? CONN_OUT_EXPIRED : CONN_OUT_REVOKED;
     c->reject_reason = why;
     /* One try at close_notify: the socket closes right after either way. */
     if (conn_cli_close_notify(c) == TG_E_AGAIN)

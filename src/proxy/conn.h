@@ -32,6 +32,37 @@ enum conn_state {
 
 struct worker;
 
+/* What became of a tcp_ssl connection or an https request: the access
+ * log's "outcome" (conn_outcome_name). */
+enum conn_outcome {
+    CONN_OUT_OK,
+    CONN_OUT_TLS_REJECTED,
+    CONN_OUT_CLIENT_CLOSED,
+    CONN_OUT_CLIENT_RESET,
+    CONN_OUT_CLIENT_TLS_ERROR,
+    CONN_OUT_ALL_TARGETS_DOWN,
+    CONN_OUT_NO_TARGET,
+    CONN_OUT_BACKEND_TLS_FAILED,
+    CONN_OUT_BACKEND_RESET,
+    CONN_OUT_BACKEND_TRUNCATED,
+    CONN_OUT_BAD_GATEWAY,
+    CONN_OUT_HTTP_ERROR,
+    CONN_OUT_IDLE_TIMEOUT,
+    CONN_OUT_RESPONSE_TIMEOUT,
+    CONN_OUT_REVOKED,
+    CONN_OUT_EXPIRED,
+    CONN_OUT_OUT_OF_MEMORY,
+    CONN_OUT_INTERNAL_ERROR,
+    CONN_OUT_COUNT
+};
+
+/* The access-log name of o: "ok", "tls_rejected", "no_target", ... */
+const char *conn_outcome_name(enum conn_outcome o);
+
+/* How a connection is named in the event log: "conn=" CONN_FMT's pid and
+ * connection id (tg_pid(), (unsigned long long)c->id). */
+#define CONN_FMT "conn=%d.%llu"
+
 /* A listener as one worker runs it. */
 struct wlistener {
     struct worker *w;               /* borrowed */
@@ -80,8 +111,8 @@ struct conn {
     struct conn *prev, *next; /* the worker's list */
     uint64_t id;
     enum conn_state st;
-    struct side cli; /* the client, over TLS */
-    struct side be;  /* the backend, plaintext */
+    struct side cli; /* the client: TLS (plain on http listeners) */
+    struct side be;  /* the backend: plain, or TLS when its group re-encrypts (http->be_ssl) */
     SSL *ssl;
     enum tls_want want; /* what the last TLS call on cli waits for */
     struct tls_verdict verdict;
@@ -94,12 +125,12 @@ struct conn {
     ev_tstamp last_activity;
     ev_tstamp t_accept, t_handshake;
     int target;     /* index into the group, -1 before PICK */
-    uint64_t tried; /* bit i: target i failed to connect (groups have at most 64) */
+    uint64_t tried; /* bit i: target i failed to connect (i < CFG_MAX_TARGETS) */
     unsigned n_tried;
     struct net_addr peer;  /* the client */
     struct net_addr local; /* the address it connected to; see conn_local_addr() */
     uint64_t bytes_in, bytes_out;
-    const char *outcome; /* for the access log: "ok", a reason code, ... */
+    enum conn_outcome outcome; /* for the access log */
     const char *reject_reason;
     ev_tstamp relay_timeout;                 /* seconds of silence allowed in RELAY */
     const struct cfg_target_group *group;    /* borrowed: where target points */
@@ -325,7 +356,6 @@ struct buf *conn_backend_inbuf(struct conn *c);
 /* bpool.c: idle keep-alive backend connections, per worker and target */
 struct bpool;
 struct bpool *bpool_new(struct worker *w);
-void bpool_free(struct bpool *p);
 /* An idle connection to (g, target) or -1; *ssl gets its TLS (owned by
  * the caller now), NULL when plain. */
 int bpool_take(struct bpool *p, const struct cfg_target_group *g, int target, SSL **ssl);
@@ -335,7 +365,6 @@ void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, in
 
 /* betls.c: TLS to the targets of https groups with a tls block */
 struct betls;
-void betls_free(struct betls *b);
 /* True when c's group re-encrypts to its current target (never to
  * builtin:echo). */
 bool betls_wanted(const struct conn *c);

@@ -12,9 +12,7 @@
 
 #include "core/log.h"
 
-#define CONN_FMT     "conn=%d.%llu"
 #define CONN_ARGS(c) tg_pid(), (unsigned long long)(c)->id
-#define MAX_TARGETS  64
 #define MAX_CHAIN    4
 
 static enum conn_state start_exchange(struct conn *c);
@@ -110,7 +108,7 @@ static void begin_request(struct conn *c)
     h->req_bytes = h->resp_bytes = 0;
     h->log_method[0] = '\0';
     h->log_path = "";
-    c->outcome = "ok";
+    c->outcome = CONN_OUT_OK;
     c->target = -1;
     c->tried = 0;
     c->n_tried = 0;
@@ -142,7 +140,7 @@ static enum conn_state request_ready(struct conn *c)
         if (st != 0) {
             if (c->reject_reason == NULL)
                 conn_log_rejection(c, reason, "answered with the on_reject page");
-            c->outcome = "tls_rejected";
+            c->outcome = CONN_OUT_TLS_REJECTED;
             return http_answer(c, st, json ? "application/json" : "text/html; charset=utf-8", NULL,
                                page, false);
         }
@@ -237,8 +235,8 @@ enum conn_state http_pick(struct conn *c)
 {
     const struct cfg_target_group *g = c->group;
     struct http_conn *h = c->http;
-    bool skip[MAX_TARGETS];
-    for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
+    bool skip[CFG_MAX_TARGETS];
+    for (size_t i = 0; i < g->n_targets && i < CFG_MAX_TARGETS; i++)
         skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
     /* sticky cookie: the target it names, while the head is in cin */
     bool is_cookie = g->sticky.type == CFG_STICKY_COOKIE;
@@ -259,15 +257,15 @@ enum conn_state http_pick(struct conn *c)
     if (t == LB_REJECT) {
         log_warn("event=all_targets_down listener=%s " CONN_FMT " target_group=%s action=reject",
                  c->l->cfg->name, CONN_ARGS(c), g->name);
-        c->outcome = "all_targets_down";
+        c->outcome = CONN_OUT_ALL_TARGETS_DOWN;
         return http_error_page(c, 503, "every target of the group is down");
     }
     if (t < 0 && h->be_tls_failed) {
-        c->outcome = "backend_tls_failed";
+        c->outcome = CONN_OUT_BACKEND_TLS_FAILED;
         return http_error_page(c, 502, "the TLS handshake with the backend failed");
     }
     if (t < 0) {
-        c->outcome = "no_target";
+        c->outcome = CONN_OUT_NO_TARGET;
         return http_error_page(
             c, 503, c->n_tried > 0 ? "no target could be reached" : "no target available");
     }
@@ -444,10 +442,10 @@ static enum conn_state backend_failed(struct conn *c, const char *why)
     }
     close_backend(c);
     if (h->resp_head_done) {
-        c->outcome = "backend_truncated";
+        c->outcome = CONN_OUT_BACKEND_TRUNCATED;
         return CONN_ST_CLOSED;
     }
-    c->outcome = "bad_gateway";
+    c->outcome = CONN_OUT_BAD_GATEWAY;
     return http_error_page(c, 502, why);
 }
 
@@ -543,7 +541,7 @@ static enum conn_state response_body(struct conn *c, bool *progress)
             len = room;
         if (h1_body(&h->m->resp_p, (const char *)src, len, &n, &done) != TG_OK) {
             close_backend(c);
-            c->outcome = "bad_gateway";
+            c->outcome = CONN_OUT_BAD_GATEWAY;
             return CONN_ST_CLOSED;
         }
         memcpy(dst, src, n);
@@ -556,7 +554,7 @@ static enum conn_state response_body(struct conn *c, bool *progress)
     if (!h->resp_done && c->be.rd_shut && buf_is_empty(&h->bin)) {
         if (h->m->resp.body != HTTP_BODY_EOF) {
             close_backend(c);
-            c->outcome = "backend_truncated";
+            c->outcome = CONN_OUT_BACKEND_TRUNCATED;
             return CONN_ST_CLOSED;
         }
         h->resp_done = true;
@@ -590,7 +588,7 @@ static enum conn_state pump(struct conn *c, bool *progress)
         } else if (st != TG_E_AGAIN) {
             c->cli.rd_shut = true;
             if (!h->req_done) {
-                c->outcome = "client_closed";
+                c->outcome = CONN_OUT_CLIENT_CLOSED;
                 return CONN_ST_CLOSED;
             }
         }
@@ -657,7 +655,7 @@ static enum conn_state pump(struct conn *c, bool *progress)
             *progress = true;
         } else if (st != TG_E_AGAIN) {
             close_backend(c);
-            c->outcome = "client_reset";
+            c->outcome = CONN_OUT_CLIENT_RESET;
             return CONN_ST_CLOSED;
         }
     }
@@ -729,10 +727,10 @@ enum conn_state http_relay(struct conn *c)
     if (c->timed_out) {
         if (!h->resp_head_done) {
             close_backend(c);
-            c->outcome = "response_timeout";
+            c->outcome = CONN_OUT_RESPONSE_TIMEOUT;
             return http_error_page(c, 504, "the backend did not answer in time");
         }
-        c->outcome = "idle_timeout";
+        c->outcome = CONN_OUT_IDLE_TIMEOUT;
         return CONN_ST_CLOSED;
     }
     bool any = false, progress;

@@ -10,7 +10,6 @@
 
 #include "core/log.h"
 
-#define CONN_FMT     "conn=%d.%llu"
 #define CONN_ARGS(c) tg_pid(), (unsigned long long)(c)->id
 
 /* Queues a response made by tollgate (respond rules, redirects, error
@@ -43,8 +42,8 @@ enum conn_state http_error_page(struct conn *c, unsigned status, const char *wha
     char e_what[LOG_KV_MAX];
     log_info("event=http_error listener=%s " CONN_FMT " client=%s status=%u reason=%s",
              c->l->cfg->name, CONN_ARGS(c), peer, status, log_kv(e_what, sizeof(e_what), what));
-    if (strcmp(c->outcome, "ok") == 0)
-        c->outcome = "http_error"; /* a 502/503/504 keeps its own (no_target, ...) */
+    if (c->outcome == CONN_OUT_OK)
+        c->outcome = CONN_OUT_HTTP_ERROR; /* a 502/503/504 keeps its own (no_target, ...) */
     if (c->http->sent_to_client)
         return CONN_ST_CLOSED;
     snprintf(body, sizeof(body), "%u %s: %s\n", status, http_reason(status), what);

@@ -9,17 +9,15 @@
 
 #include "core/log.h"
 
-#define CONN_FMT     "conn=%d.%llu"
 #define CONN_ARGS(c) tg_pid(), (unsigned long long)(c)->id
 
 /* Groups are capped at 64 targets (config check), so a mask covers them. */
-#define MAX_TARGETS 64
 
 enum conn_state tcp_pick(struct conn *c)
 {
     const struct cfg_target_group *g = c->group;
-    bool skip[MAX_TARGETS];
-    for (size_t i = 0; i < g->n_targets && i < MAX_TARGETS; i++)
+    bool skip[CFG_MAX_TARGETS];
+    for (size_t i = 0; i < g->n_targets && i < CFG_MAX_TARGETS; i++)
         skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
     int t = lb_pick(c->w->lb, g, &c->peer, skip);
     if (t == LB_REJECT) {
@@ -28,7 +26,7 @@ enum conn_state tcp_pick(struct conn *c)
         log_warn("event=all_targets_down listener=%s " CONN_FMT " client=%s target_group=%s "
                  "action=reject",
                  c->l->cfg->name, CONN_ARGS(c), peer, g->name);
-        c->outcome = "all_targets_down";
+        c->outcome = CONN_OUT_ALL_TARGETS_DOWN;
         return CONN_ST_DRAIN;
     }
     if (t < 0) {
@@ -36,7 +34,7 @@ enum conn_state tcp_pick(struct conn *c)
         net_addr_format(&c->peer, peer, sizeof(peer));
         log_warn("event=no_target listener=%s " CONN_FMT " client=%s group=%s tried=%u",
                  c->l->cfg->name, CONN_ARGS(c), peer, g->name, c->n_tried);
-        c->outcome = "no_target";
+        c->outcome = CONN_OUT_NO_TARGET;
         return CONN_ST_DRAIN;
     }
     c->target = t;
@@ -118,7 +116,7 @@ static enum conn_state connected(struct conn *c)
     if (!conn_buf_get(c->w, &c->c2b) || !write_proxy_header(c)) {
         log_err("event=conn_error listener=%s " CONN_FMT " error=\"PROXY header does not fit\"",
                 c->l->cfg->name, CONN_ARGS(c));
-        c->outcome = "internal_error";
+        c->outcome = CONN_OUT_INTERNAL_ERROR;
         return CONN_ST_CLOSED;
     }
     return CONN_ST_RELAY;
@@ -225,7 +223,7 @@ static bool pump_up(struct conn *c, bool *progress)
 {
     if (!c->cli.rd_shut && c->cli.can_read && !buf_is_full(&c->c2b)) {
         if (!conn_buf_get(c->w, &c->c2b)) {
-            c->outcome = "out_of_memory";
+            c->outcome = CONN_OUT_OUT_OF_MEMORY;
             return false;
         }
         size_t room, n = 0;
@@ -243,10 +241,10 @@ static bool pump_up(struct conn *c, bool *progress)
              * it withdrew what it had not yet had delivered. Close both
              * sides now (as HAProxy and nginx do) rather than half-close
              * toward the target and wait for its end. */
-            c->outcome = "client_reset";
+            c->outcome = CONN_OUT_CLIENT_RESET;
             return false;
         } else if (st == TG_E_PROTO) {
-            c->outcome = "client_tls_error";
+            c->outcome = CONN_OUT_CLIENT_TLS_ERROR;
             return false;
         }
     }
@@ -259,7 +257,7 @@ static bool pump_up(struct conn *c, bool *progress)
             conn_buf_shrink(c->w, &c->c2b);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            c->outcome = "backend_reset";
+            c->outcome = CONN_OUT_BACKEND_RESET;
             return false;
         }
     }
@@ -276,7 +274,7 @@ static bool pump_down(struct conn *c, bool *progress)
 {
     if (!c->be.rd_shut && be_readable(c) && !buf_is_full(&c->b2c)) {
         if (!conn_buf_get(c->w, &c->b2c)) {
-            c->outcome = "out_of_memory";
+            c->outcome = CONN_OUT_OUT_OF_MEMORY;
             return false;
         }
         size_t room;
@@ -291,7 +289,7 @@ static bool pump_down(struct conn *c, bool *progress)
         } else if (errno == EAGAIN) {
             c->be.can_read = false;
         } else if (errno != EINTR) {
-            c->outcome = "backend_reset";
+            c->outcome = CONN_OUT_BACKEND_RESET;
             return false;
         }
     }
@@ -304,7 +302,7 @@ static bool pump_down(struct conn *c, bool *progress)
             c->bytes_out += n;
             *progress = true;
         } else if (st != TG_E_AGAIN) {
-            c->outcome = "client_reset";
+            c->outcome = CONN_OUT_CLIENT_RESET;
             return false;
         }
     }
@@ -324,7 +322,7 @@ static bool pump_down(struct conn *c, bool *progress)
 enum conn_state tcp_relay(struct conn *c)
 {
     if (c->timed_out) {
-        c->outcome = "idle_timeout";
+        c->outcome = CONN_OUT_IDLE_TIMEOUT;
         return CONN_ST_CLOSED;
     }
     bool any = false, progress;

@@ -237,6 +237,13 @@ TG_MUST_USE enum tg_status tls_session_use(SSL_CTX *ctx, struct tls_session_poli
 /* The policy tls_session_use put on ctx, or NULL. */
 const struct tls_session_policy *tls_session_policy_of(SSL_CTX *ctx);
 
+/* ---- tollgate as a TLS client (client.c) ---- */
+
+/* Sets the name ssl expects of the server: SNI (not for an IP address
+ * literal) and, with verify, the host name or IP address the certificate
+ * must match. False when OpenSSL refuses it. */
+bool tls_client_set_peer(SSL *ssl, const char *name, bool verify);
+
 /* ---- server contexts (ctx.c) ---- */
 
 /* ---- session tickets (ticket.c) ---- */
@@ -365,7 +372,9 @@ const char *tls_reason_from_verify(int x509_err);
 const char *tls_reason_from_handshake(SSL *ssl, const struct tls_verdict *v, char *detail,
                                       size_t detail_len);
 
-/* ---- non-blocking I/O (io.c); only this module calls SSL_read/SSL_write ---- */
+/* ---- non-blocking I/O (io.c): every SSL_read/SSL_write of the proxied
+ * connections, client and backend side (the health checks' own client and
+ * probe drive OpenSSL themselves) ---- */
 
 /* TLS_WANT_OCSP: the handshake is suspended in the verify callback until
  * the client certificate's OCSP status is known (struct tls_verdict);
