@@ -12,7 +12,6 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "core/log.h"
 #include "net/net.h"
@@ -245,24 +244,13 @@ static void hc_check_response(struct hc *c, bool is_eof)
     hc_result(c, true, cause, NULL);
 }
 
-/* TLS failure: the verify reason when the certificate was refused. */
+/* TLS failure: the reason code a backend connection would log
+ * (tls_client_failure), or OpenSSL's words when there is no precise one. */
 static void hc_tls_failed(struct hc *c)
 {
-    char detail[256] = "";
-    long v = SSL_get_verify_result(c->ssl);
-    unsigned long e = ERR_peek_last_error();
-    if (e != 0)
-        ERR_error_string_n(e, detail, sizeof(detail));
-    ERR_clear_error();
-    if (v != X509_V_OK) {
-        /* The stable reason code when there is one, else OpenSSL's words
-         * (a name mismatch has no code of its own). */
-        const char *reason = tls_reason_from_verify((int)v);
-        if (strcmp(reason, "tls_error") == 0)
-            reason = X509_verify_cert_error_string(v);
-        hc_result(c, false, "tls_error", reason);
-    } else
-        hc_result(c, false, "tls_error", detail[0] ? detail : "handshake failed");
+    char detail[256];
+    const char *reason = tls_client_failure(c->ssl, detail, sizeof(detail));
+    hc_result(c, false, "tls_error", strcmp(reason, "tls_error") == 0 ? detail : reason);
 }
 
 /* One step of SSL I/O: false when it must wait (interest set) or failed
@@ -468,38 +456,18 @@ static bool hc_build_request(struct hc *c)
     return true;
 }
 
-/* The client context of a group's https checks. */
+/* The client context of a group's https checks: the one backend
+ * connections use, without their session cache, so that every check
+ * judges the certificate the target has now. */
 static SSL_CTX *group_ctx(const struct config *cfg, const struct cfg_target_group *g)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (!g->tls.verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-        return ctx;
+    char err[256];
+    SSL_CTX *ctx = tls_client_ctx_new(cfg, g, err, sizeof(err));
+    if (ctx == NULL) {
+        char e_err[LOG_KV_MAX];
+        log_err("event=health_check_setup_failed target_group=%s error=%s", g->name,
+                log_kv(e_err, sizeof(e_err), err));
     }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    tls_ctx_set_verify_level(ctx);
-    if (g->tls.ca == NULL) {
-        SSL_CTX_set_default_verify_paths(ctx);
-        return ctx;
-    }
-    X509_STORE *store = NULL;
-    struct diag d;
-    diag_init(&d);
-    enum tg_status st = tls_load_client_ca(cfg, g->tls.ca, &store, NULL, &d);
-    diag_fini(&d);
-    if (st != TG_OK || store == NULL) {
-        X509_STORE_free(store);
-        SSL_CTX_free(ctx);
-        log_err("event=health_check_setup_failed target_group=%s error=\"cannot load ca %s\"",
-                g->name, g->tls.ca_name);
-        return NULL;
-    }
-    if (g->tls.ca->crl != NULL)
-        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    SSL_CTX_set_cert_store(ctx, store);
     return ctx;
 }
 

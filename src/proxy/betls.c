@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <openssl/x509v3.h>
 
 #include "core/log.h"
 
@@ -45,79 +44,21 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     return 1; /* the reference is ours now */
 }
 
-/* The ex_data slot of a backend SSL that keeps the certificate the target
- * offered (a failed handshake keeps none of its own), for the log. */
-static int offered_idx = -1;
-
-static void offered_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-                         void *argp)
-{
-    (void)parent;
-    (void)ad;
-    (void)idx;
-    (void)argl;
-    (void)argp;
-    X509_free(ptr);
-}
-
-static int verify_cb(int ok, X509_STORE_CTX *x)
-{
-    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
-    X509 *leaf = X509_STORE_CTX_get0_cert(x);
-    if (ssl != NULL && leaf != NULL && SSL_get_ex_data(ssl, offered_idx) == NULL &&
-        X509_up_ref(leaf) == 1 && SSL_set_ex_data(ssl, offered_idx, leaf) != 1)
-        X509_free(leaf);
-    return ok;
-}
-
-/* The client context of a group: trust anchors from its client_cas entry
- * (with CRL checking when it has a CRL), or the system store. */
+/* The client context of a group (tls_client_ctx_new) with a session
+ * cache of one session per target, kept by new_session_cb. */
 static SSL_CTX *group_ctx(const struct config *cfg, const struct cfg_target_group *g)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    X509_STORE *store = NULL;
-    if (ctx == NULL)
-        goto fail;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
-                                 SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    char err[256];
+    SSL_CTX *ctx = tls_client_ctx_new(cfg, g, err, sizeof(err));
+    if (ctx == NULL) {
+        char e_err[LOG_KV_MAX];
+        log_err("event=backend_tls_setup_failed target_group=%s ca=%s error=%s", g->name,
+                g->tls.ca_name ? g->tls.ca_name : "-", log_kv(e_err, sizeof(e_err), err));
+        return NULL;
+    }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
-    if (!g->tls.verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-        return ctx;
-    }
-    if (offered_idx < 0)
-        offered_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, offered_free);
-    if (offered_idx < 0)
-        goto fail;
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
-    tls_ctx_set_verify_level(ctx);
-    if (g->tls.ca == NULL) {
-        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-            goto fail;
-        return ctx;
-    }
-    struct diag d;
-    diag_init(&d);
-    enum tg_status st = tls_load_client_ca(cfg, g->tls.ca, &store, NULL, &d);
-    diag_fini(&d);
-    if (st != TG_OK || store == NULL)
-        goto fail;
-    if (g->tls.ca->crl != NULL)
-        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    SSL_CTX_set_cert_store(ctx, store);
     return ctx;
-fail:
-    X509_STORE_free(store);
-    SSL_CTX_free(ctx);
-    ERR_clear_error();
-    log_err("event=backend_tls_setup_failed target_group=%s ca=%s error=\"cannot build the "
-            "client context\"",
-            g->name, g->tls.ca_name ? g->tls.ca_name : "-");
-    return NULL;
 }
 
 /* The entry of c's group, its context made on first use; NULL when it
@@ -174,9 +115,7 @@ enum conn_state betls_connect_failed(struct conn *c, const char *reason, const c
     char peer[64], subject[512] = "", issuer[512] = "";
     const struct cfg_target *t = &c->group->targets[c->target];
     SSL *ssl = c->http->be_ssl;
-    X509 *crt = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
-    if (crt == NULL && ssl != NULL && offered_idx >= 0)
-        crt = SSL_get_ex_data(ssl, offered_idx);
+    X509 *crt = ssl ? tls_client_offered_cert(ssl) : NULL;
     if (crt != NULL) {
         tls_name_format(X509_get_subject_name(crt), subject, sizeof(subject));
         tls_name_format(X509_get_issuer_name(crt), issuer, sizeof(issuer));
@@ -229,22 +168,6 @@ static bool start(struct conn *c)
     return true;
 }
 
-/* The stable reason code of a failed handshake: the certificate check
- * that failed, else what the TLS layer said. */
-static const char *failure_reason(SSL *ssl, char *detail, size_t detail_len)
-{
-    long v = SSL_get_verify_result(ssl);
-    if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-        ERR_clear_error();
-        snprintf(detail, detail_len, "%s", X509_verify_cert_error_string(v));
-        return "name_mismatch";
-    }
-    const char *reason = tls_reason_from_handshake(ssl, NULL, detail, detail_len);
-    if (v != X509_V_OK)
-        snprintf(detail, detail_len, "%s", X509_verify_cert_error_string(v));
-    return reason;
-}
-
 /* Watches the backend socket for what the handshake waits for.
  * conn_update_io() asks for writability throughout CONNECT and leaves a
  * side alone whose recorded interest is already what it wants: so the
@@ -280,7 +203,7 @@ enum tg_status betls_handshake(struct conn *c)
         return TG_OK;
     }
     char detail[256];
-    const char *reason = failure_reason(ssl, detail, sizeof(detail));
+    const char *reason = tls_client_failure(ssl, detail, sizeof(detail));
     (void)betls_connect_failed(c, reason, detail);
     return TG_E_PROTO;
 }

@@ -237,12 +237,51 @@ TG_MUST_USE enum tg_status tls_session_use(SSL_CTX *ctx, struct tls_session_poli
 /* The policy tls_session_use put on ctx, or NULL. */
 const struct tls_session_policy *tls_session_policy_of(SSL_CTX *ctx);
 
-/* ---- tollgate as a TLS client (client.c) ---- */
+/* ---- tollgate as a TLS client (client.c): backend re-encryption and
+ * https health checks ---- */
+
+/*
+ * The client context of target group g (g->tls enabled), the same for
+ * every connection tollgate makes to its targets: TLS 1.2 or 1.3, no
+ * renegotiation or compression, a bare EOF read as the end, chain
+ * verification pinned at TLS_VERIFY_AUTH_LEVEL. With g->tls.verify the
+ * server's chain is checked against the trust anchors of g->tls.ca (loaded
+ * with tls_load_client_ca; every certificate of the chain checked against
+ * its CRLs when the entry has any) or the system store; without it any
+ * certificate is accepted. No session cache: a caller that resumes adds
+ * its own. Returns the context (owned by the caller) or NULL with the
+ * reason in err. Reads files, so it can block.
+ */
+SSL_CTX *tls_client_ctx_new(const struct config *cfg, const struct cfg_target_group *g, char *err,
+                            size_t err_len);
 
 /* Sets the name ssl expects of the server: SNI (not for an IP address
  * literal) and, with verify, the host name or IP address the certificate
  * must match. False when OpenSSL refuses it. */
 bool tls_client_set_peer(SSL *ssl, const char *name, bool verify);
+
+/* The leaf certificate the server offered on an SSL of a context made by
+ * tls_client_ctx_new, also when the handshake refused it; NULL when none
+ * came. Borrowed from ssl. */
+X509 *tls_client_offered_cert(SSL *ssl);
+
+/*
+ * The reason code of a failed client handshake: name_mismatch for a host
+ * name or IP address the certificate does not carry, else the code
+ * tls_reason_from_verify gives a verify_result other than X509_V_OK, else
+ * the code of OpenSSL error err (tls_reason_from_ssl_error:
+ * protocol_version, no_shared_cipher), else "tls_error". Never NULL.
+ */
+const char *tls_client_reason(long verify_result, unsigned long err);
+
+/*
+ * Why a client handshake on ssl failed: tls_client_reason of its verify
+ * result (only when it verifies the server) and of the OpenSSL error queue
+ * (consumed). detail gets the words for the log: OpenSSL's text of the
+ * verify result or of the first error, or what happened when there is
+ * none (the server closed the connection, or the socket failed).
+ */
+const char *tls_client_failure(SSL *ssl, char *detail, size_t detail_len);
 
 /* ---- server contexts (ctx.c) ---- */
 
@@ -363,6 +402,10 @@ void tls_ctx_set_verify_level(SSL_CTX *ctx);
  * code of docs/OPERATIONS.md
  * ("cert_expired", "unknown_ca", ...); never NULL. */
 const char *tls_reason_from_verify(int x509_err);
+
+/* The reason code of an OpenSSL error of the SSL library that has one of
+ * its own (protocol_version, no_shared_cipher, no_client_cert), else NULL. */
+const char *tls_reason_from_ssl_error(unsigned long err);
 
 /*
  * The reason a handshake failed, from the verdict, the OpenSSL error queue

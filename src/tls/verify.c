@@ -64,8 +64,7 @@ const char *tls_reason_from_verify(int e)
     }
 }
 
-/* Maps the library reason of the first SSL-library error to a code. */
-static const char *reason_from_ssl_error(unsigned long err)
+const char *tls_reason_from_ssl_error(unsigned long err)
 {
     if (ERR_GET_LIB(err) != ERR_LIB_SSL)
         return NULL;
@@ -104,7 +103,7 @@ const char *tls_reason_from_handshake(SSL *ssl, const struct tls_verdict *v, cha
             ERR_error_string_n(e, detail, detail_len);
         }
         if (reason == NULL)
-            reason = reason_from_ssl_error(e);
+            reason = tls_reason_from_ssl_error(e);
     }
     if (v != NULL && v->sni_fail != NULL)
         return v->sni_fail;

@@ -8,6 +8,7 @@ certificates of the run's PKI or minted here from its intermediate CA."""
 
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import threading
@@ -391,6 +392,73 @@ def test_plain_target_is_refused(tollgate, pki):
         assert ev["reason"] in ("tls_error", "protocol_version"), ev
     finally:
         ls.close()
+
+
+# ---- the same words from the backend connection and the health check ----
+
+def _status_target(port, address):
+    """The /status entry of address in group g."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=T(10))
+    try:
+        c.request("GET", "/status")
+        doc = json.loads(c.getresponse().read())
+    finally:
+        c.close()
+    return next(t for g in doc["target_groups"] if g["name"] == "g"
+                for t in g["targets"] if t["address"] == address)
+
+
+@pytest.mark.parametrize("case", ["good", "expired", "wrong_name", "unknown_ca"])
+def test_backend_and_health_check_give_the_same_reason(tollgate, pki, foreign_pki, backends,
+                                                       tmp_path, case):
+    """One target, reached by requests and by https health checks of the
+    same group: a bad certificate gets the same reason code in the
+    backend_tls_failed line, the health check's target_down detail and
+    /status last_check.detail. Twin: a good certificate passes both."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    tls = {"ca": "pki", "server_name": "localhost"}
+    cert, key = pki.path("server-ecdsa.crt"), pki.path("server-ecdsa.key")
+    if case == "expired":
+        cert, key = server_cert(pki, tmp_path, "expired-server", not_before=now - 30 * DAY,
+                                not_after=now - DAY)
+    elif case == "wrong_name":
+        tls["server_name"] = "other.example"
+    elif case == "unknown_ca":
+        cert, key = foreign_pki.path("server-ecdsa.crt"), foreign_pki.path("server-ecdsa.key")
+    be = backends(cert, key)
+    port = tg_proc.free_port()
+    check = {"type": "https", "path": "/health", "interval": "300ms", "timeout": "2s",
+             "healthy_threshold": 1, "unhealthy_threshold": 1}
+    tg = tollgate({"admin": {"listen": f"127.0.0.1:{port}"},
+                   "target_groups": {"g": {"targets": [{"address": be.address}], "tls": tls,
+                                           "health_check": check}},
+                   "listeners": [https_listener(connect_timeout="5s")],
+                   "client_cas": pki.client_cas()})
+    if case == "good":
+        assert get(tg, pki, "/fine").status == 200
+        tg.wait_event("target_up", target=be.address, timeout=T(10))
+        lc = wait_for(lambda: (_status_target(port, be.address).get("last_check") or None),
+                      T(10), what="a first check in /status")
+        assert lc["result"] == "pass" and lc["detail"] == "", lc
+        assert tg.events("backend_tls_failed") == [] and tg.events("target_down") == []
+        return
+    want = {"expired": "cert_expired", "wrong_name": "name_mismatch",
+            "unknown_ca": "unknown_ca"}[case]
+    r = get(tg, pki, "/bad")
+    assert r.status == 502, (r.status, r.body)
+    failed = tg.wait_event("backend_tls_failed", timeout=T(10))[0]
+    down = tg.wait_event("target_down", target=be.address, timeout=T(10))[0]
+
+    def last_check():
+        lc = _status_target(port, be.address).get("last_check")
+        return lc if lc and lc["cause"] == "tls_error" else None
+    lc = wait_for(last_check, T(10), what="a failed check in /status")
+    assert failed["target"] == be.address, failed
+    assert down["cause"] == "tls_error", down
+    got = (failed["reason"], down["detail"], lc["detail"])
+    assert got == (want, want, want), (failed, down, lc)
+    assert lc["result"] == "tls_error", lc
+    assert be.requests == 0
 
 
 def cpu_seconds(pid):

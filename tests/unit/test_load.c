@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "tls/tls.h"
+#include "unit_x509.h"
 
 #define DAY (24L * 3600)
 
@@ -43,16 +44,6 @@ static const char *path_of(const char *name)
     return p;
 }
 
-static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    assert_non_null(ext);
-    assert_int_equal(X509_add_ext(x, ext, -1), 1);
-    X509_EXTENSION_free(ext);
-}
-
 /* A certificate for key, signed by issuer (self-signed when NULL), valid from
  * now + from to now + to (seconds). */
 static X509 *make_cert(const char *cn, EVP_PKEY *key, const struct pair *issuer, long from, long to,
@@ -70,9 +61,10 @@ static X509 *make_cert(const char *cn, EVP_PKEY *key, const struct pair *issuer,
     X509_gmtime_adj(X509_getm_notAfter(x), to);
     X509_set_pubkey(x, key);
     X509 *signer = issuer ? issuer->cert : x;
-    add_ext(x, signer, NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
-    add_ext(x, signer, NID_subject_key_identifier, "hash");
-    add_ext(x, signer, NID_authority_key_identifier, "keyid:always");
+    unit_add_ext(x, signer, NID_basic_constraints,
+                 is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+    unit_add_ext(x, signer, NID_subject_key_identifier, "hash");
+    unit_add_ext(x, signer, NID_authority_key_identifier, "keyid:always");
     assert_true(X509_sign(x, issuer ? issuer->key : key, EVP_sha256()) > 0);
     return x;
 }

@@ -19,6 +19,7 @@
 
 #include "core/ocsp_shm.h"
 #include "tls/tls.h"
+#include "unit_x509.h"
 
 #define NO_NEXT LONG_MIN
 
@@ -28,16 +29,6 @@ struct pki {
 };
 
 static struct pki g;
-
-static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    assert_non_null(e);
-    assert_int_equal(X509_add_ext(x, e, -1), 1);
-    X509_EXTENSION_free(e);
-}
 
 /* A certificate for cn with key, signed by issuer (self-signed when NULL). */
 static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
@@ -54,11 +45,11 @@ static X509 *make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *is
     X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
     X509_set_pubkey(x, key);
     if (issuer == NULL)
-        add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE");
+        unit_add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE");
     if (eku != NULL)
-        add_ext(x, issuer, NID_ext_key_usage, eku);
+        unit_add_ext(x, issuer, NID_ext_key_usage, eku);
     if (aia != NULL)
-        add_ext(x, issuer, NID_info_access, aia);
+        unit_add_ext(x, issuer, NID_info_access, aia);
     assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
     return x;
 }
