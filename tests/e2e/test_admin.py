@@ -153,12 +153,9 @@ def https_requests(tg, pki, paths, version=None):
 
 
 def counters(samples):
-    """Every counter-like series (not gauges, buckets or sums)."""
-    skip = ("_bucket", "_sum", "tollgate_connections_active", "tollgate_generations",
-            "tollgate_config_last_reload", "tollgate_certificate_not_after", "tollgate_build_info",
-            "tollgate_certificate_expiry_seconds", "tollgate_backend_up", "tollgate_target_up",
-            "tollgate_target_connections_active")
-    return {k: v for k, v in samples.items() if not any(s in k[0] for s in skip)}
+    """Every counter series and histogram count (names ending in _total or
+    _count); gauges (seconds left, states, connections open) may go down."""
+    return {k: v for k, v in samples.items() if k[0].endswith(("_total", "_count"))}
 
 
 def deltas(before, after):
