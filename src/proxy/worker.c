@@ -168,7 +168,7 @@ static bool clients_rebuild(struct worker *w)
     clients.used = 0;
     clients.built_at = ev_now(w->loop);
     clients.expected = w->n_conns;
-    for (const struct conn *c = w->conns; c != NULL; c = c->next) {
+    for (const struct session *c = w->conns; c != NULL; c = c->next) {
         struct client_ref r;
         client_ref_init(&r, w, c->l, &c->peer);
         if (r.listener != 0)
@@ -181,7 +181,7 @@ static bool clients_rebuild(struct worker *w)
 static uint32_t client_scan(const struct worker *w, const struct client_ref *r)
 {
     uint32_t n = 0;
-    for (const struct conn *c = w->conns; c != NULL; c = c->next) {
+    for (const struct session *c = w->conns; c != NULL; c = c->next) {
         struct client_ref cr;
         client_ref_init(&cr, w, c->l, &c->peer);
         n += cr.listener == r->listener && memcmp(cr.addr, r->addr, sizeof(r->addr)) == 0;
@@ -278,7 +278,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             continue;
         }
         /* TCP_NODELAY comes from the listening socket (net_listen). */
-        struct conn *c = conn_new(w, l, fd, &peer);
+        struct session *c = conn_new(w, l, fd, &peer);
         if (c == NULL) {
             log_err("event=accept_failed listener=%s error=\"out of memory\"", l->cfg->name);
             close(fd);
