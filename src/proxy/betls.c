@@ -1,6 +1,7 @@
 /* TLS to the targets of https target groups that have a tls block: the
  * client side of the TLS checks (trust, dates, revocation, name). */
-#include "proxy/conn.h"
+#include "proxy/betls.h"
+#include "proxy/exchange.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -246,7 +247,7 @@ static const char *failure_reason(SSL *ssl, char *detail, size_t detail_len)
 }
 
 /* Watches the backend socket for what the handshake waits for.
- * conn_update_io() asks for writability throughout CONNECT and leaves a
+ * session_update_io() asks for writability throughout CONNECT and leaves a
  * side alone whose recorded interest is already what it wants: so the
  * interest is recorded as EV_WRITE while the watcher may wait for reading
  * (the target's flight). betls_handshake() resets it when done. */

@@ -1,7 +1,7 @@
-#include "proxy/conn.h"
+#include "proxy/http1.h"
 
 /* Answers tollgate makes itself on https/http listeners: respond rules,
- * redirects, error pages. The request flow (http.c) decides; this file
+ * redirects, error pages. The request flow (http1.c) decides; this file
  * builds the response into b2c and hands over to RESPOND. */
 
 #include <stdio.h>
@@ -22,7 +22,7 @@ enum conn_state http_answer(struct session *c, unsigned status, const char *ctyp
     h->keep_alive = h->keep_alive && keep_alive;
     h->status = status;
     c->ex->b2c.r = c->ex->b2c.w = 0;
-    if (!conn_buf_get(c->w, &c->ex->b2c))
+    if (!worker_buf_get(c->w, &c->ex->b2c))
         return CONN_ST_CLOSED;
     if (http_hdr_simple(status, ctype, extra, body, body ? strlen(body) : 0, h->keep_alive,
                         head_only, &c->ex->b2c) != TG_OK) {

@@ -1,4 +1,4 @@
-#include "proxy/conn.h"
+#include "proxy/http1.h"
 
 /* The HTTP state of a connection (struct http_conn, for its whole life)
  * and of a request (struct http_msg, lent by a per-worker free list while

@@ -9,7 +9,7 @@
  * closes first (client gone, handshake_timeout) leaves the list; the fetch
  * goes on and its answer is cached.
  */
-#include "proxy/conn.h"
+#include "proxy/ocspc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,7 +197,7 @@ static void lookup_done(void *arg, const struct fetch_result *res)
     while ((c = lk->waiters) != NULL) {
         waiter_unlink(c);
         c->verdict.ocsp_result = r;
-        conn_run(c);
+        session_run(c);
     }
     X509_free(lk->leaf);
     X509_free(lk->issuer);

@@ -1,4 +1,7 @@
-#include "proxy/conn.h"
+#include "proxy/tcp.h"
+#include "proxy/betls.h"
+#include "proxy/exchange.h"
+#include "proxy/worker.h"
 
 #include <errno.h>
 #include <string.h>
@@ -13,7 +16,7 @@
 
 /* Groups are capped at 64 targets (config check), so a mask covers them. */
 
-enum conn_state tcp_pick(struct session *c)
+static enum conn_state tcp_pick(struct session *c)
 {
     const struct cfg_target_group *g = c->ex->group;
     bool skip[CFG_MAX_TARGETS];
@@ -38,25 +41,8 @@ enum conn_state tcp_pick(struct session *c)
         return CONN_ST_DRAIN;
     }
     c->ex->target = t;
-    conn_lb_begin(c, t);
+    exchange_lb_begin(c, t);
     return CONN_ST_CONNECT;
-}
-
-enum conn_state tcp_connect_failed(struct session *c, const char *why)
-{
-    const struct cfg_target *t = &c->ex->group->targets[c->ex->target];
-    char e_why[LOG_KV_MAX];
-    log_warn("event=connect_failed listener=%s " CONN_FMT " target=%s error=%s", c->l->cfg->name,
-             CONN_ARGS(c), t->address, log_kv(e_why, sizeof(e_why), why));
-    ev_io_stop(c->w->loop, &c->ex->be.io);
-    c->ex->be.events = 0;
-    if (c->ex->be.fd >= 0)
-        close(c->ex->be.fd);
-    c->ex->be.fd = -1;
-    c->ex->tried |= UINT64_C(1) << c->ex->target;
-    c->ex->n_tried++;
-    c->ex->target = -1;
-    return CONN_ST_PICK;
 }
 
 /* PROXY protocol header first, so it precedes every client byte. */
@@ -64,7 +50,7 @@ static bool write_proxy_header(struct session *c)
 {
     enum cfg_proxy_proto pp = c->l->cfg->proxy_protocol;
     struct tls_info info;
-    struct pp_info pi = {.src = c->peer, .dst = *conn_local_addr(c)};
+    struct pp_info pi = {.src = c->peer, .dst = *session_local_addr(c)};
     unsigned char *der = NULL;
     size_t room, len = 0;
     enum tg_status st;
@@ -97,7 +83,7 @@ static bool write_proxy_header(struct session *c)
     } else {
         st = proxyproto_v2_encode(&pi, dst, room, &len);
         /* A large client certificate: a block that fits the header. */
-        if (st == TG_E_AGAIN && len > room && conn_buf_get_room(c->w, &c->ex->c2b, len)) {
+        if (st == TG_E_AGAIN && len > room && worker_buf_get_room(c->w, &c->ex->c2b, len)) {
             dst = buf_wspace(&c->ex->c2b, &room);
             st = proxyproto_v2_encode(&pi, dst, room, &len);
         }
@@ -113,7 +99,7 @@ static enum conn_state connected(struct session *c)
 {
     if (c->l->cfg->proxy_protocol == CFG_PROXY_NONE)
         return CONN_ST_RELAY;
-    if (!conn_buf_get(c->w, &c->ex->c2b) || !write_proxy_header(c)) {
+    if (!worker_buf_get(c->w, &c->ex->c2b) || !write_proxy_header(c)) {
         log_err("event=conn_error listener=%s " CONN_FMT " error=\"PROXY header does not fit\"",
                 c->l->cfg->name, CONN_ARGS(c));
         c->ex->outcome = CONN_OUT_INTERNAL_ERROR;
@@ -122,37 +108,18 @@ static enum conn_state connected(struct session *c)
     return CONN_ST_RELAY;
 }
 
-enum tg_status tcp_open_backend(struct session *c, bool *in_progress)
-{
-    const struct cfg_target *t = &c->ex->group->targets[c->ex->target];
-    enum tg_status st;
-    *in_progress = false;
-    if (t->is_builtin)
-        st = echo_open(c->w, c->ops->echo_http, &c->ex->be.fd);
-    else
-        st = net_connect(&t->addr, &c->ex->be.fd, in_progress);
-    if (st == TG_OK) {
-        c->ex->be.events = 0;
-        c->ex->be.rd_shut = false;
-        c->ex->be.wr_shut = false;
-        c->ex->be.can_read = false; /* nothing can be there before it is readable */
-        ev_io_set(&c->ex->be.io, c->ex->be.fd, 0);
-    }
-    return st;
-}
-
-enum conn_state tcp_connect(struct session *c)
+static enum conn_state tcp_connect(struct session *c)
 {
     if (c->ex->be.fd < 0) {
         bool in_progress = false;
-        if (tcp_open_backend(c, &in_progress) != TG_OK)
-            return tcp_connect_failed(c, strerror(errno));
+        if (exchange_open_backend(c, &in_progress) != TG_OK)
+            return exchange_connect_failed(c, strerror(errno));
         return in_progress ? CONN_ST_CONNECT : connected(c);
     }
     if (c->timed_out)
-        return tcp_connect_failed(c, "connect timeout");
+        return exchange_connect_failed(c, "connect timeout");
     if (net_connect_result(c->ex->be.fd) != TG_OK)
-        return tcp_connect_failed(c, strerror(errno));
+        return exchange_connect_failed(c, strerror(errno));
     return connected(c);
 }
 
@@ -222,13 +189,13 @@ static void be_end_stream(struct session *c)
 static bool pump_up(struct session *c, bool *progress)
 {
     if (!c->cli.rd_shut && c->cli.can_read && !buf_is_full(&c->ex->c2b)) {
-        if (!conn_buf_get(c->w, &c->ex->c2b)) {
+        if (!worker_buf_get(c->w, &c->ex->c2b)) {
             c->ex->outcome = CONN_OUT_OUT_OF_MEMORY;
             return false;
         }
         size_t room, n = 0;
         uint8_t *dst = buf_wspace(&c->ex->c2b, &room);
-        enum tg_status st = conn_cli_read(c, dst, room, &n);
+        enum tg_status st = session_cli_read(c, dst, room, &n);
         if (st == TG_OK) {
             buf_commit(&c->ex->c2b, n);
             c->bytes_in += n;
@@ -254,7 +221,7 @@ static bool pump_up(struct session *c, bool *progress)
         ssize_t n = be_send(c, src, len);
         if (n > 0) {
             buf_consume(&c->ex->c2b, (size_t)n);
-            conn_buf_shrink(c->w, &c->ex->c2b);
+            worker_buf_shrink(c->w, &c->ex->c2b);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
             c->ex->outcome = CONN_OUT_BACKEND_RESET;
@@ -273,7 +240,7 @@ static bool pump_up(struct session *c, bool *progress)
 static bool pump_down(struct session *c, bool *progress)
 {
     if (!c->ex->be.rd_shut && be_readable(c) && !buf_is_full(&c->ex->b2c)) {
-        if (!conn_buf_get(c->w, &c->ex->b2c)) {
+        if (!worker_buf_get(c->w, &c->ex->b2c)) {
             c->ex->outcome = CONN_OUT_OUT_OF_MEMORY;
             return false;
         }
@@ -296,7 +263,7 @@ static bool pump_down(struct session *c, bool *progress)
     if (!buf_is_empty(&c->ex->b2c) && !c->cli.wr_shut) {
         size_t len, n = 0;
         const uint8_t *src = buf_rdata(&c->ex->b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_OK) {
             buf_consume(&c->ex->b2c, n);
             c->bytes_out += n;
@@ -307,7 +274,7 @@ static bool pump_down(struct session *c, bool *progress)
         }
     }
     if (c->ex->be.rd_shut && buf_is_empty(&c->ex->b2c) && !c->cli.wr_shut) {
-        enum tg_status st = up_done(c) ? conn_cli_close_notify(c) : conn_cli_shutdown(c);
+        enum tg_status st = up_done(c) ? session_cli_close_notify(c) : session_cli_shutdown(c);
         if (st == TG_OK) {
             c->cli.wr_shut = true;
             *progress = true;
@@ -334,8 +301,8 @@ enum conn_state tcp_relay(struct session *c)
     } while (progress);
     if (any)
         c->last_activity = ev_now(c->w->loop);
-    conn_buf_put(c->w, &c->ex->c2b);
-    conn_buf_put(c->w, &c->ex->b2c);
+    worker_buf_put(c->w, &c->ex->c2b);
+    worker_buf_put(c->w, &c->ex->b2c);
     if (c->cli.rd_shut && c->cli.wr_shut && c->ex->be.rd_shut && c->ex->be.wr_shut)
         return CONN_ST_CLOSED;
     return CONN_ST_RELAY;
@@ -392,7 +359,7 @@ static bool tcp_on_cut(struct session *c)
 /* One access line per connection, written when it closes. */
 static void tcp_log_last(struct session *c)
 {
-    conn_access_log(c);
+    session_access_log(c);
 }
 
 static void tcp_log_fields(struct session *c, struct access_fields *f, ev_tstamp now)

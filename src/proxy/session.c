@@ -1,4 +1,7 @@
-#include "proxy/conn.h"
+#include "proxy/session.h"
+
+#include "proxy/exchange.h"
+#include "proxy/ocspc.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,74 +25,15 @@ static const char *const state_names[CONN_ST_COUNT] = {
     [CONN_ST_CLOSED] = "closed",
 };
 
-const char *conn_state_name(enum conn_state st)
+const char *session_state_name(enum conn_state st)
 {
     return st < CONN_ST_COUNT ? state_names[st] : "?";
 }
 
-#define POOL_MAX 4096
-
-bool conn_buf_get(struct worker *w, struct buf *b)
-{
-    if (buf_has_mem(b))
-        return true;
-    uint8_t *mem = w->n_pool > 0 ? w->pool[--w->n_pool] : malloc(CONN_BUF_SIZE);
-    if (mem == NULL)
-        return false;
-    buf_attach(b, mem, CONN_BUF_SIZE);
-    return true;
-}
-
-bool conn_buf_get_room(struct worker *w, struct buf *b, size_t need)
-{
-    if (need <= CONN_BUF_SIZE)
-        return conn_buf_get(w, b);
-    if (buf_has_mem(b) && b->cap - buf_len(b) >= need)
-        return true;
-    if (buf_has_mem(b) && !buf_is_empty(b))
-        return false;
-    conn_buf_put(w, b);
-    uint8_t *mem = malloc(need);
-    if (mem == NULL)
-        return false;
-    buf_attach(b, mem, need);
-    return true;
-}
-
-void conn_buf_shrink(struct worker *w, struct buf *b)
-{
-    if (b->cap > CONN_BUF_SIZE && buf_is_empty(b))
-        conn_buf_put(w, b);
-}
-
-void conn_buf_put(struct worker *w, struct buf *b)
-{
-    if (!buf_has_mem(b) || !buf_is_empty(b))
-        return;
-    bool pooled = b->cap == CONN_BUF_SIZE;
-    uint8_t *mem = buf_detach(b);
-    if (!pooled) {
-        free(mem); /* a one-off larger block (conn_buf_get_room) */
-        return;
-    }
-    if (w->n_pool == w->pool_cap && w->pool_cap < POOL_MAX) {
-        size_t cap = w->pool_cap ? w->pool_cap * 2 : 64;
-        uint8_t **pool = realloc(w->pool, cap * sizeof(*pool));
-        if (pool != NULL) {
-            w->pool = pool;
-            w->pool_cap = cap;
-        }
-    }
-    if (w->n_pool < w->pool_cap)
-        w->pool[w->n_pool++] = mem;
-    else
-        free(mem);
-}
-
-static void io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
-struct session *conn_new(struct worker *w, struct wlistener *l, int fd, const struct net_addr *peer)
+struct session *session_new(struct worker *w, struct wlistener *l, int fd,
+                            const struct net_addr *peer)
 {
     const struct proto_ops *ops = proto_ops_for(l->cfg->protocol);
     struct session *c = calloc(1, ops->size);
@@ -108,7 +52,7 @@ struct session *conn_new(struct worker *w, struct wlistener *l, int fd, const st
      * what the loop reports as one instant. Timers use the loop's time. */
     c->t_accept = ev_time();
     c->last_activity = ev_now(w->loop);
-    ev_io_init(&c->cli.io, io_cb, fd, 0);
+    ev_io_init(&c->cli.io, session_io_cb, fd, 0);
     c->cli.io.data = c;
     ev_init(&c->timer, timer_cb);
     c->timer.data = c;
@@ -126,7 +70,7 @@ struct session *conn_new(struct worker *w, struct wlistener *l, int fd, const st
     return c;
 }
 
-const struct net_addr *conn_local_addr(struct session *c)
+const struct net_addr *session_local_addr(struct session *c)
 {
     if (c->local.len != 0)
         return &c->local;
@@ -143,7 +87,7 @@ const struct net_addr *conn_local_addr(struct session *c)
     return &c->local;
 }
 
-void conn_set_timer(struct session *c, uint64_t ms)
+void session_set_timer(struct session *c, uint64_t ms)
 {
     ev_timer_stop(c->w->loop, &c->timer);
     c->timed_out = false;
@@ -159,7 +103,7 @@ static void peer_str(const struct session *c, char *dst, size_t len)
 }
 
 /* One line per refused handshake, with its reason code. */
-void conn_log_rejection(struct session *c, const char *reason, const char *detail)
+void session_log_rejection(struct session *c, const char *reason, const char *detail)
 {
     char peer[64], subject[512] = "", issuer[512] = "";
     const char *sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
@@ -187,61 +131,7 @@ void conn_log_rejection(struct session *c, const char *reason, const char *detai
                      (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
 }
 
-void exchange_init(struct exchange *x, const struct session *s)
-{
-    x->group = s->l->cfg->target_group;
-    x->target = -1;
-    x->lb_target = -1;
-    x->be.fd = -1;
-    x->outcome = CONN_OUT_OK;
-    x->relay_timeout = (ev_tstamp)s->l->cfg->idle_timeout_ms / 1000.0;
-    ev_init(&x->be.io, io_cb);
-    x->be.io.data = (void *)s;
-}
-
-void exchange_fini(struct worker *w, struct exchange *x)
-{
-    ev_io_stop(w->loop, &x->be.io);
-    betls_ssl_free(x->be_ssl);
-    x->be_ssl = NULL;
-    if (x->be.fd >= 0)
-        close(x->be.fd);
-    x->be.fd = -1;
-    x->c2b.r = x->c2b.w = 0;
-    x->b2c.r = x->b2c.w = 0;
-    conn_buf_put(w, &x->c2b);
-    conn_buf_put(w, &x->b2c);
-}
-
-void conn_lb_begin(struct session *c, int t)
-{
-    struct exchange *x = c->ex;
-    x->lb_target = t;
-    x->lb_group = x->group;
-    lb_conn_begin(c->w->lb, x->group, t);
-}
-
-/* Target accounting on a state change: a connect that ends in RELAY worked
- * and one that goes back to PICK failed, and an https exchange that leaves
- * RELAY has its status (passive checks); a target stays in use only
- * through CONNECT and RELAY (least_conn). */
-static void conn_lb_step(struct session *c, enum conn_state from, enum conn_state to)
-{
-    struct exchange *x = c->ex;
-    if (x->lb_target < 0)
-        return;
-    if (from == CONN_ST_CONNECT && (to == CONN_ST_RELAY || to == CONN_ST_PICK))
-        lb_connect_result(c->w->lb, x->lb_group, x->lb_target, to == CONN_ST_RELAY);
-    if (to == CONN_ST_CONNECT || to == CONN_ST_RELAY)
-        return;
-    unsigned status = from == CONN_ST_RELAY ? c->ops->passive_status(c) : 0;
-    if (status != 0)
-        lb_response_result(c->w->lb, x->lb_group, x->lb_target, status);
-    lb_conn_end(c->w->lb, x->lb_group, x->lb_target);
-    x->lb_target = -1;
-}
-
-enum tg_status conn_cli_read(struct session *c, void *dst, size_t len, size_t *n)
+enum tg_status session_cli_read(struct session *c, void *dst, size_t len, size_t *n)
 {
     if (c->ssl != NULL) {
         enum tg_status st = tls_read(c->ssl, dst, len, n, &c->want);
@@ -273,7 +163,7 @@ enum tg_status conn_cli_read(struct session *c, void *dst, size_t len, size_t *n
     return errno == ECONNRESET ? TG_E_RESET : TG_E_CLOSED;
 }
 
-enum tg_status conn_cli_write(struct session *c, const void *src, size_t len, size_t *n)
+enum tg_status session_cli_write(struct session *c, const void *src, size_t len, size_t *n)
 {
     if (c->ssl != NULL)
         return tls_write(c->ssl, src, len, n, &c->want);
@@ -290,7 +180,7 @@ enum tg_status conn_cli_write(struct session *c, const void *src, size_t len, si
     return TG_E_CLOSED;
 }
 
-enum tg_status conn_cli_close_notify(struct session *c)
+enum tg_status session_cli_close_notify(struct session *c)
 {
     if (c->ssl == NULL)
         return TG_OK;
@@ -298,9 +188,9 @@ enum tg_status conn_cli_close_notify(struct session *c)
     return st == TG_E_AGAIN ? st : TG_OK;
 }
 
-enum tg_status conn_cli_shutdown(struct session *c)
+enum tg_status session_cli_shutdown(struct session *c)
 {
-    if (conn_cli_close_notify(c) == TG_E_AGAIN)
+    if (session_cli_close_notify(c) == TG_E_AGAIN)
         return TG_E_AGAIN;
     shutdown(c->cli.fd, SHUT_WR);
     return TG_OK;
@@ -347,12 +237,12 @@ static enum conn_state st_handshake(struct session *c)
 {
     if (c->timed_out) {
         log_resumption_refused(c);
-        conn_log_rejection(c, "handshake_timeout", "no complete handshake in time");
+        session_log_rejection(c, "handshake_timeout", "no complete handshake in time");
         return CONN_ST_CLOSED;
     }
     enum tg_status st = tls_handshake(c->ssl, &c->want);
     /* Suspended for an OCSP lookup: wait for it (no socket interest, see
-     * conn_update_io), or run on at once when the answer is known. */
+     * session_update_io), or run on at once when the answer is known. */
     while (st == TG_E_AGAIN && c->want == TLS_WANT_OCSP && c->ocsp_lookup == NULL &&
            !ocspc_wait(c->w->ocspc, c))
         st = tls_handshake(c->ssl, &c->want);
@@ -374,7 +264,7 @@ static enum conn_state st_handshake(struct session *c)
     if (st != TG_OK) {
         char detail[256];
         const char *reason = tls_reason_from_handshake(c->ssl, &c->verdict, detail, sizeof(detail));
-        conn_log_rejection(c, reason, detail);
+        session_log_rejection(c, reason, detail);
         return CONN_ST_CLOSED;
     }
     c->t_handshake = ev_time();
@@ -385,10 +275,10 @@ static enum conn_state st_handshake(struct session *c)
     const struct cfg_tls *t = &c->l->cfg->tls;
     /* The client CA files changed between the client's certificate (or
      * offered session) being judged and the handshake's end. */
-    const char *late = t->mode == CFG_TLS_MUTUAL ? conn_judge_late(c) : NULL;
+    const char *late = t->mode == CFG_TLS_MUTUAL ? session_judge_late(c) : NULL;
     if (late != NULL) {
-        conn_log_rejection(c, late,
-                           "judged again: the client CA files changed during the handshake");
+        session_log_rejection(c, late,
+                              "judged again: the client CA files changed during the handshake");
         return CONN_ST_CLOSED;
     }
     if (t->mode == CFG_TLS_MUTUAL && t->on_expiry == CFG_ON_INVALID_CLOSE) {
@@ -409,7 +299,7 @@ static enum conn_state st_drain(struct session *c)
     while (!buf_is_empty(b2c)) {
         size_t len, n = 0;
         const uint8_t *src = buf_rdata(b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_E_AGAIN)
             return CONN_ST_DRAIN;
         if (st != TG_OK)
@@ -418,7 +308,7 @@ static enum conn_state st_drain(struct session *c)
         c->bytes_out += n;
     }
     if (!c->lingering) {
-        if (conn_cli_shutdown(c) == TG_E_AGAIN)
+        if (session_cli_shutdown(c) == TG_E_AGAIN)
             return CONN_ST_DRAIN;
         /* RFC 9112 §9.6: an https client may still be sending a request we
          * answered early (413, a backend's early reply). Closing now would
@@ -432,7 +322,7 @@ static enum conn_state st_drain(struct session *c)
     uint8_t sink[16384];
     for (;;) {
         size_t n = 0;
-        enum tg_status st = conn_cli_read(c, sink, sizeof(sink), &n);
+        enum tg_status st = session_cli_read(c, sink, sizeof(sink), &n);
         if (st == TG_E_AGAIN)
             return CONN_ST_DRAIN;
         if (st != TG_OK)
@@ -441,11 +331,6 @@ static enum conn_state st_drain(struct session *c)
         if (c->linger_bytes > CONN_LINGER_MAX_BYTES)
             return CONN_ST_CLOSED;
     }
-}
-
-const struct proto_ops *proto_ops_for(enum cfg_listener_proto p)
-{
-    return p == CFG_PROTO_TCP_SSL ? &tcp_proto_ops : &http_proto_ops;
 }
 
 static enum conn_state st_closed(struct session *c)
@@ -468,13 +353,13 @@ static void enter_state(struct session *c, enum conn_state st)
     const struct cfg_listener *l = c->l->cfg;
     switch (st) {
     case CONN_ST_TLS_HANDSHAKE:
-        conn_set_timer(c, l->handshake_timeout_ms);
+        session_set_timer(c, l->handshake_timeout_ms);
         break;
     case CONN_ST_DRAIN:
-        conn_set_timer(c, 2000);
+        session_set_timer(c, 2000);
         break;
     case CONN_ST_ACCEPTED:
-        conn_set_timer(c, 0);
+        session_set_timer(c, 0);
         break;
     default:
         c->ops->on_enter(c, st);
@@ -497,46 +382,8 @@ static void side_set(struct session *c, struct side *s, int events)
     }
 }
 
-void exchange_enter(struct session *c, enum conn_state st)
-{
-    switch (st) {
-    case CONN_ST_CONNECT:
-        conn_set_timer(c, c->l->cfg->connect_timeout_ms);
-        break;
-    case CONN_ST_RELAY:
-        c->last_activity = ev_now(c->w->loop);
-        conn_set_timer(c, (uint64_t)(c->ex->relay_timeout * 1000.0));
-        break;
-    default:
-        conn_set_timer(c, 0);
-        break;
-    }
-}
-
-void exchange_interest(const struct session *c, const struct buf *cin, const struct buf *bin,
-                       int *ce, int *be)
-{
-    const struct exchange *x = c->ex;
-    if (c->st == CONN_ST_CONNECT) {
-        *be = EV_WRITE;
-        return;
-    }
-    if (c->st != CONN_ST_RELAY)
-        return;
-    if (c->want == TLS_WANT_WRITE)
-        *ce |= EV_WRITE;
-    if (!c->cli.rd_shut && (!buf_is_full(cin) || c->want == TLS_WANT_READ))
-        *ce |= EV_READ;
-    if (!buf_is_empty(&x->b2c) && !c->cli.wr_shut)
-        *ce |= EV_WRITE;
-    if (!x->be.rd_shut && !buf_is_full(bin))
-        *be |= EV_READ;
-    if (!buf_is_empty(&x->c2b) && !x->be.wr_shut)
-        *be |= EV_WRITE;
-}
-
 /* Works out read/write interest from the state and the buffers. */
-static void conn_update_io(struct session *c)
+static void session_update_io(struct session *c)
 {
     int ce = 0, be = 0;
     switch (c->st) {
@@ -595,7 +442,7 @@ const char *conn_outcome_name(enum conn_outcome o)
 }
 
 /* One JSON line per tcp_ssl connection or https request. */
-void conn_access_log(struct session *c)
+void session_access_log(struct session *c)
 {
     if (!log_access_enabled())
         return;
@@ -634,7 +481,7 @@ void conn_access_log(struct session *c)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-static void conn_free(struct session *c)
+static void session_free(struct session *c)
 {
     struct worker *w = c->w;
     if (c->cut_deadline > 0)
@@ -678,7 +525,7 @@ static void conn_free(struct session *c)
         ev_break(w->loop, EVBREAK_ALL);
 }
 
-void conn_run(struct session *c)
+void session_run(struct session *c)
 {
     for (;;) {
         conn_handler step = c->ops->step[c->st];
@@ -686,19 +533,19 @@ void conn_run(struct session *c)
         if (next == c->st)
             break;
         log_debug("event=conn_state conn=%d.%llu from=%s to=%s", tg_pid(),
-                  (unsigned long long)c->id, conn_state_name(c->st), conn_state_name(next));
-        conn_lb_step(c, c->st, next);
+                  (unsigned long long)c->id, session_state_name(c->st), session_state_name(next));
+        exchange_lb_step(c, c->st, next);
         c->st = next;
         if (next == CONN_ST_CLOSED) {
-            conn_free(c);
+            session_free(c);
             return;
         }
         enter_state(c, next);
     }
-    conn_update_io(c);
+    session_update_io(c);
 }
 
-static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
+void session_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     struct session *c = io->data;
@@ -707,7 +554,7 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
         s->can_read = true;
         s->drained = false;
     }
-    conn_run(c);
+    session_run(c);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -725,7 +572,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         }
     }
     c->timed_out = true;
-    conn_run(c);
+    session_run(c);
 }
 
 static bool is_expiry(const char *why)
@@ -739,17 +586,17 @@ static void close_cut(struct session *c, const char *why)
     c->ex->outcome = is_expiry(why) ? CONN_OUT_EXPIRED : CONN_OUT_REVOKED;
     c->reject_reason = why;
     /* One try at close_notify: the socket closes right after either way. */
-    if (conn_cli_close_notify(c) == TG_E_AGAIN)
+    if (session_cli_close_notify(c) == TG_E_AGAIN)
         log_debug("event=close_notify_pending conn=%d.%llu", tg_pid(), (unsigned long long)c->id);
-    conn_lb_step(c, c->st, CONN_ST_CLOSED);
+    exchange_lb_step(c, c->st, CONN_ST_CLOSED);
     c->st = CONN_ST_CLOSED;
-    conn_free(c);
+    session_free(c);
 }
 
 /* Closes c because its client certificate is no longer valid (why): at
  * once, or after the https request in flight (within the listener's
- * response_timeout: conn_cut_overdue). One log line, a metric. */
-static void conn_cut(struct session *c, const char *why, const struct tls_trust *t)
+ * response_timeout: session_cut_overdue). One log line, a metric. */
+static void session_cut(struct session *c, const char *why, const struct tls_trust *t)
 {
     struct tls_info info;
     char peer[64], e_subj[LOG_KV_MAX];
@@ -777,7 +624,7 @@ static void conn_cut(struct session *c, const char *why, const struct tls_trust 
     close_cut(c, why);
 }
 
-void conn_cut_overdue(struct worker *w, ev_tstamp now)
+void session_cut_overdue(struct worker *w, ev_tstamp now)
 {
     struct session *next;
     for (struct session *c = w->conns; c != NULL && w->n_cut_pending > 0; c = next) {
@@ -791,7 +638,7 @@ void conn_cut_overdue(struct worker *w, ev_tstamp now)
     }
 }
 
-const char *conn_judge_late(struct session *c)
+const char *session_judge_late(struct session *c)
 {
     struct tls_trust *cur = tls_server_trust(c->l->tls);
     struct tls_facts f;
@@ -813,7 +660,7 @@ static bool is_judged(const struct session *c)
            c->st != CONN_ST_DRAIN && c->st != CONN_ST_CLOSED;
 }
 
-void conn_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t)
+void session_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t)
 {
     const struct cfg_tls *cfg = &l->cfg->tls;
     int64_t now = (int64_t)time(NULL);
@@ -832,11 +679,11 @@ void conn_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust 
             continue;
         enum cfg_on_invalid on = is_expiry(why) ? cfg->on_expiry : cfg->on_revoke;
         if (on == CFG_ON_INVALID_CLOSE)
-            conn_cut(c, why, t);
+            session_cut(c, why, t);
     }
 }
 
-void conn_expire_due(struct worker *w, int64_t now)
+void session_expire_due(struct worker *w, int64_t now)
 {
     struct session *next;
     w->next_expiry = 0;
@@ -845,7 +692,7 @@ void conn_expire_due(struct worker *w, int64_t now)
         if (c->cert_not_after == 0 || !is_judged(c))
             continue;
         if (now > c->cert_not_after) {
-            conn_cut(c, "cert_expired", NULL);
+            session_cut(c, "cert_expired", NULL);
             continue;
         }
         if (w->next_expiry == 0 || c->cert_not_after < w->next_expiry)

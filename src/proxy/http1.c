@@ -1,4 +1,8 @@
-#include "proxy/conn.h"
+#include "proxy/http1.h"
+#include "proxy/betls.h"
+#include "proxy/bpool.h"
+#include "proxy/reject.h"
+#include "proxy/tcp.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,15 +27,15 @@ static void http_access_log(struct session *c)
     struct http_conn *h = http_of(c);
     if (h->t_req > 0)
         shm_count_request(c->l->stats, h->status, ev_time() - h->t_req);
-    conn_access_log(c);
+    session_access_log(c);
 }
 
 static void release_buffers(struct session *c)
 {
-    conn_buf_put(c->w, &http_of(c)->cin);
-    conn_buf_put(c->w, &http_of(c)->bin);
-    conn_buf_put(c->w, &c->ex->c2b);
-    conn_buf_put(c->w, &c->ex->b2c);
+    worker_buf_put(c->w, &http_of(c)->cin);
+    worker_buf_put(c->w, &http_of(c)->bin);
+    worker_buf_put(c->w, &c->ex->c2b);
+    worker_buf_put(c->w, &c->ex->b2c);
 }
 
 static void close_backend(struct session *c)
@@ -101,7 +105,7 @@ static bool host_matches_sni(struct session *c, const char *host, size_t host_le
 static void begin_request(struct session *c)
 {
     struct http_conn *h = http_of(c);
-    h->t_req = ev_time(); /* a duration's start: the clock (see conn_new) */
+    h->t_req = ev_time(); /* a duration's start: the clock (see session_new) */
     h->t_upstream = 0;
     h->n_requests++;
     h->status = 0;
@@ -139,16 +143,16 @@ static enum conn_state request_ready(struct session *c)
              http_span_ptr(rq, rq->target));
     h->log_path = h->m->log_path;
 
-    if (conn_reject_page_applies(c)) {
+    if (reject_page_applies(c)) {
         char page[8192];
         const char *reason = NULL;
         int a = http_head_find(rq, "accept");
         bool json = a >= 0 && memmem(http_span_ptr(rq, rq->h[a].value), rq->h[a].value.len,
                                      "application/json", 16) != NULL;
-        unsigned st = conn_reject_page(c, json, page, sizeof(page), &reason);
+        unsigned st = reject_page(c, json, page, sizeof(page), &reason);
         if (st != 0) {
             if (c->reject_reason == NULL)
-                conn_log_rejection(c, reason, "answered with the on_reject page");
+                session_log_rejection(c, reason, "answered with the on_reject page");
             c->ex->outcome = CONN_OUT_TLS_REJECTED;
             return http_answer(c, st, json ? "application/json" : "text/html; charset=utf-8", NULL,
                                page, false);
@@ -182,7 +186,7 @@ static enum conn_state request_ready(struct session *c)
     return CONN_ST_PICK;
 }
 
-enum conn_state http_read_head(struct session *c)
+static enum conn_state http_read_head(struct session *c)
 {
     struct http_conn *h = http_of(c);
     if (c->timed_out) {
@@ -205,7 +209,7 @@ enum conn_state http_read_head(struct session *c)
             /* Part of a head pipelined behind the last request: it has
              * header_timeout to complete, as any head, not idle_timeout. */
             if (st == TG_E_AGAIN && first_bytes && h->n_requests > 0)
-                conn_set_timer(c, c->l->cfg->header_timeout_ms);
+                session_set_timer(c, c->l->cfg->header_timeout_ms);
             if (st == TG_E_PROTO) {
                 begin_request(c);
                 return http_error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
@@ -216,17 +220,17 @@ enum conn_state http_read_head(struct session *c)
         /* Back from a response, the client has usually sent nothing more:
          * wait for the loop to say so instead of a read that finds nothing. */
         if (!cli_may_read(c)) {
-            conn_buf_put(c->w, &h->cin);
+            worker_buf_put(c->w, &h->cin);
             return CONN_ST_READ_HEAD;
         }
-        if (!conn_buf_get(c->w, &h->cin))
+        if (!worker_buf_get(c->w, &h->cin))
             return CONN_ST_CLOSED;
         bool was_empty = buf_is_empty(&h->cin);
         size_t room, n = 0;
         uint8_t *dst = buf_wspace(&h->cin, &room);
-        enum tg_status st = conn_cli_read(c, dst, room, &n);
+        enum tg_status st = session_cli_read(c, dst, room, &n);
         if (st == TG_E_AGAIN) {
-            conn_buf_put(c->w, &h->cin);
+            worker_buf_put(c->w, &h->cin);
             return CONN_ST_READ_HEAD;
         }
         if (st != TG_OK) {
@@ -236,11 +240,11 @@ enum conn_state http_read_head(struct session *c)
         buf_commit(&h->cin, n);
         c->bytes_in += n;
         if (was_empty && h->n_requests > 0)
-            conn_set_timer(c, c->l->cfg->header_timeout_ms);
+            session_set_timer(c, c->l->cfg->header_timeout_ms);
     }
 }
 
-enum conn_state http_pick(struct session *c)
+static enum conn_state http_pick(struct session *c)
 {
     const struct cfg_target_group *g = c->ex->group;
     struct http_conn *h = http_of(c);
@@ -279,7 +283,7 @@ enum conn_state http_pick(struct session *c)
             c, 503, c->ex->n_tried > 0 ? "no target could be reached" : "no target available");
     }
     c->ex->target = t;
-    conn_lb_begin(c, t);
+    exchange_lb_begin(c, t);
     if (is_cookie && t != want)
         (void)lb_cookie_header(c->w->lb, g, t, c->ssl != NULL, now_s, h->m->set_cookie,
                                sizeof(h->m->set_cookie));
@@ -292,7 +296,7 @@ enum conn_state http_pick(struct session *c)
     c->ex->be.events = 0;
     c->ex->be.rd_shut = c->ex->be.wr_shut = false;
     c->ex->be.can_read = false; /* the request is not sent yet: nothing can be there */
-    conn_io_reuse_fd(&c->ex->be.io, fd, 0);
+    side_reuse_fd(&c->ex->be.io, fd, 0);
     http_of(c)->be_reused = true;
     return start_exchange(c);
 }
@@ -363,12 +367,12 @@ static bool write_request_head(struct session *c)
     }
     size_t len;
     h->m->req.base = (const char *)buf_rdata(&h->cin, &len);
-    bool ok =
-        conn_buf_get(c->w, &c->ex->c2b) && http_hdr_request(&h->m->req, &id, &c->ex->c2b) == TG_OK;
+    bool ok = worker_buf_get(c->w, &c->ex->c2b) &&
+              http_hdr_request(&h->m->req, &id, &c->ex->c2b) == TG_OK;
     if (!ok && buf_has_mem(&c->ex->c2b)) {
         /* Only a head that does not fit the pooled block is measured. */
         size_t need = http_hdr_request_size(&h->m->req, &id);
-        ok = need <= HTTP_MAX_FORWARD_HEAD_BYTES && conn_buf_get_room(c->w, &c->ex->c2b, need) &&
+        ok = need <= HTTP_MAX_FORWARD_HEAD_BYTES && worker_buf_get_room(c->w, &c->ex->c2b, need) &&
              http_hdr_request(&h->m->req, &id, &c->ex->c2b) == TG_OK;
     }
     der_free_all(ders, n_ders);
@@ -409,12 +413,12 @@ static enum conn_state backend_connected(struct session *c)
     return start_exchange(c);
 }
 
-enum conn_state http_connect(struct session *c)
+static enum conn_state http_connect(struct session *c)
 {
     if (c->ex->be.fd < 0) {
         bool in_progress = false;
-        if (tcp_open_backend(c, &in_progress) != TG_OK)
-            return tcp_connect_failed(c, strerror(errno));
+        if (exchange_open_backend(c, &in_progress) != TG_OK)
+            return exchange_connect_failed(c, strerror(errno));
         if (in_progress)
             return CONN_ST_CONNECT;
         return backend_connected(c);
@@ -422,9 +426,9 @@ enum conn_state http_connect(struct session *c)
     if (c->timed_out && c->ex->be_ssl != NULL)
         return betls_connect_failed(c, "handshake_timeout", "no complete handshake in time");
     if (c->timed_out)
-        return tcp_connect_failed(c, "connect timeout");
+        return exchange_connect_failed(c, "connect timeout");
     if (c->ex->be_ssl == NULL && net_connect_result(c->ex->be.fd) != TG_OK)
-        return tcp_connect_failed(c, strerror(errno));
+        return exchange_connect_failed(c, strerror(errno));
     return backend_connected(c);
 }
 
@@ -463,7 +467,7 @@ static enum conn_state backend_failed(struct session *c, const char *why)
 static enum conn_state request_body(struct session *c, bool *progress)
 {
     struct http_conn *h = http_of(c);
-    if (h->req_done || buf_is_empty(&h->cin) || !conn_buf_get(c->w, &c->ex->c2b))
+    if (h->req_done || buf_is_empty(&h->cin) || !worker_buf_get(c->w, &c->ex->c2b))
         return CONN_ST_RELAY;
     size_t len, room, n = 0;
     bool done = false;
@@ -512,7 +516,7 @@ static enum conn_state response_head(struct session *c, bool *progress)
     size_t len;
     rs->base = (const char *)buf_rdata(&h->bin, &len);
     const char *extra = interim || h->m->set_cookie[0] == '\0' ? NULL : h->m->set_cookie;
-    if (!conn_buf_get(c->w, &c->ex->b2c) ||
+    if (!worker_buf_get(c->w, &c->ex->b2c) ||
         http_hdr_response(rs, keep, extra, &c->ex->b2c) != TG_OK)
         return CONN_ST_RELAY; /* wait for room in b2c */
     buf_consume(&h->bin, rs->len);
@@ -543,7 +547,7 @@ static enum conn_state response_body(struct session *c, bool *progress)
     struct http_conn *h = http_of(c);
     if (h->resp_done)
         return CONN_ST_RELAY;
-    if (!buf_is_empty(&h->bin) && conn_buf_get(c->w, &c->ex->b2c)) {
+    if (!buf_is_empty(&h->bin) && worker_buf_get(c->w, &c->ex->b2c)) {
         size_t len, room, n = 0;
         bool done = false;
         const uint8_t *src = buf_rdata(&h->bin, &len);
@@ -585,13 +589,13 @@ static enum conn_state pump(struct session *c, bool *progress)
      * request without a body it has nothing more to say until its next
      * request, which READ_HEAD reads once this response is out (unless the
      * loop reports bytes or its EOF sooner). */
-    if (!c->cli.rd_shut && cli_may_read(c) && conn_buf_get(c->w, &h->cin) &&
+    if (!c->cli.rd_shut && cli_may_read(c) && worker_buf_get(c->w, &h->cin) &&
         !buf_is_full(&h->cin)) {
         size_t room, n = 0;
         uint8_t *dst = buf_wspace(&h->cin, &room);
         if (h->head_in_cin > 0)
             dst = buf_wspace_tail(&h->cin, &room); /* the head must stay put */
-        enum tg_status st = room ? conn_cli_read(c, dst, room, &n) : TG_E_AGAIN;
+        enum tg_status st = room ? session_cli_read(c, dst, room, &n) : TG_E_AGAIN;
         if (st == TG_OK) {
             buf_commit(&h->cin, n);
             c->bytes_in += n;
@@ -612,7 +616,7 @@ static enum conn_state pump(struct session *c, bool *progress)
         ssize_t n = be_send(c, src, len);
         if (n > 0) {
             buf_consume(&c->ex->c2b, (size_t)n);
-            conn_buf_shrink(c->w, &c->ex->c2b);
+            worker_buf_shrink(c->w, &c->ex->c2b);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
             if (can_retry(c) || h->head_in_cin > 0)
@@ -631,7 +635,7 @@ static enum conn_state pump(struct session *c, bool *progress)
     /* The backend is read only once the loop reported it readable: not in
      * the pass that just sent it the request, where nothing can be there. */
     if (!c->ex->be.rd_shut && c->ex->be.fd >= 0 && c->ex->be.can_read &&
-        conn_buf_get(c->w, &h->bin) && !buf_is_full(&h->bin)) {
+        worker_buf_get(c->w, &h->bin) && !buf_is_full(&h->bin)) {
         size_t room;
         uint8_t *dst =
             h->resp_head_parsed ? buf_wspace(&h->bin, &room) : buf_wspace_tail(&h->bin, &room);
@@ -659,7 +663,7 @@ static enum conn_state pump(struct session *c, bool *progress)
     if (!buf_is_empty(&c->ex->b2c)) {
         size_t len, n = 0;
         const uint8_t *src = buf_rdata(&c->ex->b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_OK) {
             buf_consume(&c->ex->b2c, n);
             c->bytes_out += n;
@@ -717,7 +721,7 @@ static enum conn_state tunnel(struct session *c)
         struct buf *from = pairs[i][0], *to = pairs[i][1];
         if (buf_is_empty(from))
             continue;
-        if (!conn_buf_get(c->w, to))
+        if (!worker_buf_get(c->w, to))
             return CONN_ST_CLOSED;
         size_t len, room;
         const uint8_t *src = buf_rdata(from, &len);
@@ -731,7 +735,7 @@ static enum conn_state tunnel(struct session *c)
     return tcp_relay(c); /* plain or TLS to the target: see tcp.c be_recv() */
 }
 
-enum conn_state http_relay(struct session *c)
+static enum conn_state http_relay(struct session *c)
 {
     struct http_conn *h = http_of(c);
     if (h->is_tunnel)
@@ -763,7 +767,7 @@ enum conn_state http_relay(struct session *c)
     return CONN_ST_RELAY;
 }
 
-enum conn_state http_respond(struct session *c)
+static enum conn_state http_respond(struct session *c)
 {
     struct http_conn *h = http_of(c);
     if (c->timed_out)
@@ -771,7 +775,7 @@ enum conn_state http_respond(struct session *c)
     while (!buf_is_empty(&c->ex->b2c)) {
         size_t len, n = 0;
         const uint8_t *src = buf_rdata(&c->ex->b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_E_AGAIN)
             return CONN_ST_RESPOND;
         if (st != TG_OK)
@@ -806,8 +810,8 @@ static void http_fini(struct session *c)
     http_msg_put(h);
     h->cin.r = h->cin.w = 0;
     h->bin.r = h->bin.w = 0;
-    conn_buf_put(c->w, &h->cin);
-    conn_buf_put(c->w, &h->bin);
+    worker_buf_put(c->w, &h->cin);
+    worker_buf_put(c->w, &h->bin);
     exchange_fini(c->w, c->ex);
 }
 
@@ -823,11 +827,12 @@ static void http_enter(struct session *c, enum conn_state st)
     switch (st) {
     case CONN_ST_READ_HEAD:
         c->last_activity = ev_now(c->w->loop);
-        conn_set_timer(c, http_of(c)->n_requests == 0 ? l->header_timeout_ms : l->idle_timeout_ms);
+        session_set_timer(c,
+                          http_of(c)->n_requests == 0 ? l->header_timeout_ms : l->idle_timeout_ms);
         break;
     case CONN_ST_RESPOND:
         c->last_activity = ev_now(c->w->loop);
-        conn_set_timer(c, l->idle_timeout_ms);
+        session_set_timer(c, l->idle_timeout_ms);
         break;
     default:
         exchange_enter(c, st);
