@@ -1,6 +1,7 @@
 /* TLS to the targets of https target groups that have a tls block: the
  * client side of the TLS checks (trust, dates, revocation, name). */
-#include "proxy/conn.h"
+#include "proxy/betls.h"
+#include "proxy/exchange.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -63,7 +64,7 @@ static SSL_CTX *group_ctx(const struct config *cfg, const struct cfg_target_grou
 
 /* The entry of c's group, its context made on first use; NULL when it
  * cannot be made (logged once). */
-static struct betls_group *group_of(struct conn *c)
+static struct betls_group *group_of(struct session *c)
 {
     struct worker *w = c->w;
     const struct config *cfg = w->cfg;
@@ -80,7 +81,7 @@ static struct betls_group *group_of(struct conn *c)
         b->n_groups = cfg->n_target_groups;
         w->betls = b;
     }
-    const struct cfg_target_group *g = c->group;
+    const struct cfg_target_group *g = c->ex->group;
     if (g < cfg->target_groups || g >= cfg->target_groups + cfg->n_target_groups)
         return NULL;
     struct betls_group *bg = &w->betls->groups[g - cfg->target_groups];
@@ -91,10 +92,10 @@ static struct betls_group *group_of(struct conn *c)
     return bg->ctx != NULL ? bg : NULL;
 }
 
-bool betls_wanted(const struct conn *c)
+bool betls_wanted(const struct session *c)
 {
-    return c->group != NULL && c->group->tls.enabled && c->target >= 0 &&
-           c->target < CFG_MAX_TARGETS && !c->group->targets[c->target].is_builtin;
+    return c->ex->group != NULL && c->ex->group->tls.enabled && c->ex->target >= 0 &&
+           c->ex->target < CFG_MAX_TARGETS && !c->ex->group->targets[c->ex->target].is_builtin;
 }
 
 /* SNI (names only: RFC 6066 §3 has no addresses) and the name or address
@@ -110,11 +111,11 @@ static bool set_names(SSL *ssl, const struct cfg_target_group *g, const struct c
 }
 
 /* Logs the failure, forgets the connection and marks the target tried. */
-enum conn_state betls_connect_failed(struct conn *c, const char *reason, const char *detail)
+enum conn_state betls_connect_failed(struct session *c, const char *reason, const char *detail)
 {
     char peer[64], subject[512] = "", issuer[512] = "";
-    const struct cfg_target *t = &c->group->targets[c->target];
-    SSL *ssl = c->http->be_ssl;
+    const struct cfg_target *t = &c->ex->group->targets[c->ex->target];
+    SSL *ssl = c->ex->be_ssl;
     X509 *crt = ssl ? tls_client_offered_cert(ssl) : NULL;
     if (crt != NULL) {
         tls_name_format(X509_get_subject_name(crt), subject, sizeof(subject));
@@ -124,81 +125,81 @@ enum conn_state betls_connect_failed(struct conn *c, const char *reason, const c
     char e_subj[LOG_KV_MAX], e_iss[LOG_KV_MAX], e_detail[LOG_KV_MAX];
     log_warn("event=backend_tls_failed listener=%s " CONN_FMT " client=%s target_group=%s "
              "target=%s reason=%s subject=%s issuer=%s detail=%s",
-             c->l->cfg->name, CONN_ARGS(c), peer, c->group->name, t->address, reason,
+             c->l->cfg->name, CONN_ARGS(c), peer, c->ex->group->name, t->address, reason,
              log_kv(e_subj, sizeof(e_subj), subject), log_kv(e_iss, sizeof(e_iss), issuer),
              log_kv(e_detail, sizeof(e_detail), detail));
     /* A session that no longer gets through is not offered again. */
     struct betls_group *bg = group_of(c);
     if (bg != NULL) {
-        SSL_SESSION_free(bg->sess[c->target]);
-        bg->sess[c->target] = NULL;
+        SSL_SESSION_free(bg->sess[c->ex->target]);
+        bg->sess[c->ex->target] = NULL;
     }
-    c->http->be_tls_failed = true;
+    c->ex->be_tls_failed = true;
     betls_close(c);
-    ev_io_stop(c->w->loop, &c->be.io);
-    c->be.events = 0;
-    if (c->be.fd >= 0)
-        close(c->be.fd);
-    c->be.fd = -1;
-    c->tried |= UINT64_C(1) << c->target;
-    c->n_tried++;
-    c->target = -1;
+    ev_io_stop(c->w->loop, &c->ex->be.io);
+    c->ex->be.events = 0;
+    if (c->ex->be.fd >= 0)
+        close(c->ex->be.fd);
+    c->ex->be.fd = -1;
+    c->ex->tried |= UINT64_C(1) << c->ex->target;
+    c->ex->n_tried++;
+    c->ex->target = -1;
     return CONN_ST_PICK;
 }
 
-/* A new client SSL on c->be.fd for c's target. */
-static bool start(struct conn *c)
+/* A new client SSL on c->ex->be.fd for c's target. */
+static bool start(struct session *c)
 {
     struct betls_group *bg = group_of(c);
     if (bg == NULL)
         return false;
     SSL *ssl = SSL_new(bg->ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, c->be.fd) != 1 ||
-        !set_names(ssl, c->group, &c->group->targets[c->target])) {
+    if (ssl == NULL || SSL_set_fd(ssl, c->ex->be.fd) != 1 ||
+        !set_names(ssl, c->ex->group, &c->ex->group->targets[c->ex->target])) {
         SSL_free(ssl);
         ERR_clear_error();
         return false;
     }
-    SSL_SESSION **slot = &bg->sess[c->target];
+    SSL_SESSION **slot = &bg->sess[c->ex->target];
     SSL_set_app_data(ssl, slot);
     if (*slot != NULL && SSL_SESSION_is_resumable(*slot))
         (void)SSL_set_session(ssl, *slot);
     SSL_set_connect_state(ssl);
-    c->http->be_ssl = ssl;
+    c->ex->be_ssl = ssl;
     return true;
 }
 
 /* Watches the backend socket for what the handshake waits for.
- * conn_update_io() asks for writability throughout CONNECT and leaves a
+ * session_update_io() asks for writability throughout CONNECT and leaves a
  * side alone whose recorded interest is already what it wants: so the
  * interest is recorded as EV_WRITE while the watcher may wait for reading
  * (the target's flight). betls_handshake() resets it when done. */
-static void watch(struct conn *c, int events)
+static void watch(struct session *c, int events)
 {
-    ev_io_stop(c->w->loop, &c->be.io);
-    ev_io_modify(&c->be.io, events); /* the watcher holds c->be.fd already */
-    ev_io_start(c->w->loop, &c->be.io);
-    c->be.events = EV_WRITE;
+    ev_io_stop(c->w->loop, &c->ex->be.io);
+    ev_io_modify(&c->ex->be.io, events); /* the watcher holds c->ex->be.fd already */
+    ev_io_start(c->w->loop, &c->ex->be.io);
+    c->ex->be.events = EV_WRITE;
 }
 
-enum tg_status betls_handshake(struct conn *c)
+enum tg_status betls_handshake(struct session *c)
 {
-    if (c->http->be_ssl == NULL && !start(c)) {
+    if (c->ex->be_ssl == NULL && !start(c)) {
         (void)betls_connect_failed(c, "tls_error", "cannot set up TLS to the target");
         return TG_E_PROTO;
     }
-    SSL *ssl = c->http->be_ssl;
+    SSL *ssl = c->ex->be_ssl;
     enum tls_want want = TLS_WANT_NONE;
     enum tg_status st = tls_handshake(ssl, &want);
     if (st == TG_E_AGAIN) {
         watch(c, want == TLS_WANT_WRITE ? EV_WRITE : EV_READ);
         return TG_E_AGAIN;
     }
-    ev_io_stop(c->w->loop, &c->be.io);
-    c->be.events = 0;
+    ev_io_stop(c->w->loop, &c->ex->be.io);
+    c->ex->be.events = 0;
     if (st == TG_OK) {
         log_debug("event=backend_tls_up " CONN_FMT " target=%s version=%s resumed=%s", CONN_ARGS(c),
-                  c->group->targets[c->target].address, SSL_get_version(ssl),
+                  c->ex->group->targets[c->ex->target].address, SSL_get_version(ssl),
                   SSL_session_reused(ssl) == 1 ? "true" : "false");
         return TG_OK;
     }
@@ -208,11 +209,11 @@ enum tg_status betls_handshake(struct conn *c)
     return TG_E_PROTO;
 }
 
-ssize_t betls_read(struct conn *c, void *dst, size_t len)
+ssize_t betls_read(struct session *c, void *dst, size_t len)
 {
     enum tls_want want;
     size_t n = 0;
-    enum tg_status st = tls_read(c->http->be_ssl, dst, len, &n, &want);
+    enum tg_status st = tls_read(c->ex->be_ssl, dst, len, &n, &want);
     if (st == TG_OK)
         return (ssize_t)n;
     if (st == TG_E_CLOSED || st == TG_E_RESET)
@@ -221,11 +222,11 @@ ssize_t betls_read(struct conn *c, void *dst, size_t len)
     return -1;
 }
 
-ssize_t betls_write(struct conn *c, const void *src, size_t len)
+ssize_t betls_write(struct session *c, const void *src, size_t len)
 {
     enum tls_want want;
     size_t n = 0;
-    enum tg_status st = tls_write(c->http->be_ssl, src, len, &n, &want);
+    enum tg_status st = tls_write(c->ex->be_ssl, src, len, &n, &want);
     if (st == TG_OK)
         return (ssize_t)n;
     errno = st == TG_E_AGAIN ? EAGAIN : st == TG_E_CLOSED ? EPIPE : EPROTO;
@@ -246,12 +247,10 @@ void betls_ssl_free(SSL *ssl)
     SSL_free(ssl);
 }
 
-void betls_close(struct conn *c)
+void betls_close(struct session *c)
 {
-    if (c->http == NULL)
-        return;
-    betls_ssl_free(c->http->be_ssl);
-    c->http->be_ssl = NULL;
+    betls_ssl_free(c->ex->be_ssl);
+    c->ex->be_ssl = NULL;
 }
 
 bool betls_idle_ok(SSL *ssl)

@@ -1,4 +1,5 @@
-#include "proxy/conn.h"
+#include "proxy/bpool.h"
+#include "proxy/betls.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -104,7 +105,7 @@ void bpool_put(struct bpool *p, const struct cfg_target_group *g, int target, in
     e->fd = fd;
     e->ssl = ssl;
     ev_init(&e->io, pooled_io_cb);
-    conn_io_reuse_fd(&e->io, fd, EV_READ); /* the connection's watcher registered it */
+    side_reuse_fd(&e->io, fd, EV_READ); /* the connection's watcher registered it */
     e->io.data = e;
     ev_timer_init(&e->idle, pooled_idle_cb, BPOOL_IDLE_SECONDS, 0.);
     e->idle.data = e;

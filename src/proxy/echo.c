@@ -1,4 +1,4 @@
-#include "proxy/conn.h"
+#include "proxy/echo.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -87,7 +87,7 @@ enum tg_status echo_open(struct worker *w, bool is_http, int *fd)
         return TG_OK;
     }
     struct echo *e = calloc(1, sizeof(*e));
-    if (e == NULL || buf_init(&e->b, CONN_BUF_SIZE) != TG_OK) {
+    if (e == NULL || buf_init(&e->b, WORKER_BUF_SIZE) != TG_OK) {
         free(e);
         close(sv[0]);
         close(sv[1]);

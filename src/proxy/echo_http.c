@@ -1,4 +1,6 @@
-#include "proxy/conn.h"
+#include "proxy/echo.h"
+
+#include "http/http.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -235,7 +237,7 @@ enum tg_status echo_http_open(struct worker *w, int fd)
     e->w = w;
     e->fd = fd;
     e->md = EVP_MD_CTX_new();
-    if (e->md == NULL || buf_init(&e->in, CONN_BUF_SIZE) != TG_OK) {
+    if (e->md == NULL || buf_init(&e->in, WORKER_BUF_SIZE) != TG_OK) {
         EVP_MD_CTX_free(e->md);
         free(e);
         return TG_E_NOMEM;

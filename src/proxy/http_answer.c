@@ -1,7 +1,7 @@
-#include "proxy/conn.h"
+#include "proxy/http1.h"
 
 /* Answers tollgate makes itself on https/http listeners: respond rules,
- * redirects, error pages. The request flow (http.c) decides; this file
+ * redirects, error pages. The request flow (http1.c) decides; this file
  * builds the response into b2c and hands over to RESPOND. */
 
 #include <stdio.h>
@@ -14,18 +14,18 @@
 
 /* Queues a response made by tollgate (respond rules, redirects, error
  * pages) and moves to RESPOND, which writes it out. */
-enum conn_state http_answer(struct conn *c, unsigned status, const char *ctype, const char *extra,
-                            const char *body, bool keep_alive)
+enum conn_state http_answer(struct session *c, unsigned status, const char *ctype,
+                            const char *extra, const char *body, bool keep_alive)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     bool head_only = h->m != NULL && h->m->req_p.head_done && h->m->req.method == HTTP_HEAD;
     h->keep_alive = h->keep_alive && keep_alive;
     h->status = status;
-    c->b2c.r = c->b2c.w = 0;
-    if (!conn_buf_get(c->w, &c->b2c))
+    c->ex->b2c.r = c->ex->b2c.w = 0;
+    if (!worker_buf_get(c->w, &c->ex->b2c))
         return CONN_ST_CLOSED;
     if (http_hdr_simple(status, ctype, extra, body, body ? strlen(body) : 0, h->keep_alive,
-                        head_only, &c->b2c) != TG_OK) {
+                        head_only, &c->ex->b2c) != TG_OK) {
         log_err("event=http_error listener=%s " CONN_FMT " error=\"response does not fit\"",
                 c->l->cfg->name, CONN_ARGS(c));
         return CONN_ST_CLOSED;
@@ -35,16 +35,16 @@ enum conn_state http_answer(struct conn *c, unsigned status, const char *ctype, 
 
 /* An error page: short, says what happened, names nothing internal. The
  * connection closes after it, since the request stream may be out of step. */
-enum conn_state http_error_page(struct conn *c, unsigned status, const char *what)
+enum conn_state http_error_page(struct session *c, unsigned status, const char *what)
 {
     char peer[64], body[256];
     net_addr_format(&c->peer, peer, sizeof(peer));
     char e_what[LOG_KV_MAX];
     log_info("event=http_error listener=%s " CONN_FMT " client=%s status=%u reason=%s",
              c->l->cfg->name, CONN_ARGS(c), peer, status, log_kv(e_what, sizeof(e_what), what));
-    if (c->outcome == CONN_OUT_OK)
-        c->outcome = CONN_OUT_HTTP_ERROR; /* a 502/503/504 keeps its own (no_target, ...) */
-    if (c->http->sent_to_client)
+    if (c->ex->outcome == CONN_OUT_OK)
+        c->ex->outcome = CONN_OUT_HTTP_ERROR; /* a 502/503/504 keeps its own (no_target, ...) */
+    if (http_of(c)->sent_to_client)
         return CONN_ST_CLOSED;
     snprintf(body, sizeof(body), "%u %s: %s\n", status, http_reason(status), what);
     return http_answer(c, status, "text/plain; charset=utf-8", NULL, body, false);
@@ -98,10 +98,10 @@ void http_target_from_path(const struct http_head *rq, const char **p, size_t *l
     *len = (size_t)(t + n - q);
 }
 
-enum conn_state http_redirect(struct conn *c, const struct cfg_rule *r, const char *host,
+enum conn_state http_redirect(struct session *c, const struct cfg_rule *r, const char *host,
                               size_t host_len)
 {
-    const struct http_head *rq = &c->http->m->req;
+    const struct http_head *rq = &http_of(c)->m->req;
     const char *target;
     size_t tlen;
     http_target_from_path(rq, &target, &tlen);
@@ -127,10 +127,10 @@ enum conn_state http_redirect(struct conn *c, const struct cfg_rule *r, const ch
     if (n < 0 || (size_t)n >= sizeof(location))
         return http_error_page(c, 414, "the redirect target would be too long");
     return http_answer(c, r->redirect_status, NULL, location, NULL,
-                       c->http->m->req.body == HTTP_BODY_NONE);
+                       http_of(c)->m->req.body == HTTP_BODY_NONE);
 }
 
-enum conn_state http_respond_rule(struct conn *c, const struct cfg_rule *r)
+enum conn_state http_respond_rule(struct session *c, const struct cfg_rule *r)
 {
     char extra[2048];
     size_t o = 0;
@@ -148,5 +148,5 @@ enum conn_state http_respond_rule(struct conn *c, const struct cfg_rule *r)
     return http_answer(c, r->respond_status,
                        has_ctype || r->respond_body == NULL ? NULL : "text/plain; charset=utf-8",
                        o > 0 ? extra : NULL, r->respond_body,
-                       c->http->m->req.body == HTTP_BODY_NONE);
+                       http_of(c)->m->req.body == HTTP_BODY_NONE);
 }

@@ -1,4 +1,4 @@
-#include "proxy/conn.h"
+#include "proxy/http1.h"
 
 /* The HTTP state of a connection (struct http_conn, for its whole life)
  * and of a request (struct http_msg, lent by a per-worker free list while
@@ -17,9 +17,9 @@ static size_t n_msg_free;
 /* Gives c the block of a request (its parsers, heads, cookie and log
  * path), from the free list when it has one, with both parsers ready for a
  * new message. False when out of memory. */
-bool http_msg_get(struct conn *c)
+bool http_msg_get(struct session *c)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     if (h->m != NULL)
         return true;
     struct http_msg *m = msg_free_list;
@@ -56,28 +56,4 @@ void http_msg_put(struct http_conn *h)
     m->next_free = msg_free_list;
     msg_free_list = m;
     n_msg_free++;
-}
-
-enum tg_status http_conn_new(struct conn *c)
-{
-    c->http = calloc(1, sizeof(*c->http));
-    if (c->http == NULL)
-        return TG_E_NOMEM;
-    c->http->log_path = "";
-    return TG_OK;
-}
-
-void http_conn_free(struct conn *c)
-{
-    struct http_conn *h = c->http;
-    if (h == NULL)
-        return;
-    http_msg_put(h);
-    betls_close(c);
-    h->cin.r = h->cin.w = 0;
-    h->bin.r = h->bin.w = 0;
-    conn_buf_put(c->w, &h->cin);
-    conn_buf_put(c->w, &h->bin);
-    free(h);
-    c->http = NULL;
 }

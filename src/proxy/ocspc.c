@@ -9,7 +9,7 @@
  * closes first (client gone, handshake_timeout) leaves the list; the fetch
  * goes on and its answer is cached.
  */
-#include "proxy/conn.h"
+#include "proxy/ocspc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +34,7 @@ struct lookup {
     struct tls_cert_ref key;
     X509 *leaf, *issuer;     /* owned references */
     struct fetch_xfer *xfer; /* the fetch in flight; NULL once it ended */
-    struct conn *waiters;    /* borrowed: the handshakes suspended for it */
+    struct session *waiters; /* borrowed: the handshakes suspended for it */
 };
 
 struct ocspc {
@@ -81,7 +81,7 @@ static void lookup_unlink(struct lookup *lk)
     o->n_lookups--;
 }
 
-static void waiter_unlink(struct conn *c)
+static void waiter_unlink(struct session *c)
 {
     struct lookup *lk = c->ocsp_lookup;
     if (lk == NULL)
@@ -193,11 +193,11 @@ static void lookup_done(void *arg, const struct fetch_result *res)
      * verdict in the cache. Waiters leave one by one, so that one closing
      * while another runs unlinks itself from a list that still exists. */
     lookup_unlink(lk);
-    struct conn *c;
+    struct session *c;
     while ((c = lk->waiters) != NULL) {
         waiter_unlink(c);
         c->verdict.ocsp_result = r;
-        conn_run(c);
+        session_run(c);
     }
     X509_free(lk->leaf);
     X509_free(lk->issuer);
@@ -279,7 +279,7 @@ static struct lookup *start(struct ocspc *o, const struct tls_verdict *v,
     return lk;
 }
 
-bool ocspc_wait(struct ocspc *o, struct conn *c)
+bool ocspc_wait(struct ocspc *o, struct session *c)
 {
     struct tls_verdict *v = &c->verdict;
     struct tls_cert_ref key;
@@ -303,7 +303,7 @@ bool ocspc_wait(struct ocspc *o, struct conn *c)
     return true;
 }
 
-void ocspc_cancel(struct conn *c)
+void ocspc_cancel(struct session *c)
 {
     waiter_unlink(c);
 }

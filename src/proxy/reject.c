@@ -5,7 +5,7 @@
  * or 495 (a certificate that failed), as nginx names them, with a short page
  * that says why, what was offered, and which CAs the server accepts.
  */
-#include "proxy/conn.h"
+#include "proxy/reject.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -121,7 +121,7 @@ static const char *explain(const char *reason)
     return "the client certificate could not be verified";
 }
 
-bool conn_reject_page_applies(const struct conn *c)
+bool reject_page_applies(const struct session *c)
 {
     const struct cfg_tls *t = &c->l->cfg->tls;
     return c->ssl != NULL && c->l->cfg->has_tls && t->mode == CFG_TLS_MUTUAL &&
@@ -190,7 +190,7 @@ unsigned reject_page_render(const struct tls_info *info, const STACK_OF(X509_NAM
     return status;
 }
 
-unsigned conn_reject_page(struct conn *c, bool json, char *dst, size_t cap, const char **reason)
+unsigned reject_page(struct session *c, bool json, char *dst, size_t cap, const char **reason)
 {
     struct tls_info info;
     tls_info_get(c->ssl, &c->verdict, &info);

@@ -1,4 +1,7 @@
-#include "proxy/conn.h"
+#include "proxy/tcp.h"
+#include "proxy/betls.h"
+#include "proxy/exchange.h"
+#include "proxy/worker.h"
 
 #include <errno.h>
 #include <string.h>
@@ -13,12 +16,12 @@
 
 /* Groups are capped at 64 targets (config check), so a mask covers them. */
 
-enum conn_state tcp_pick(struct conn *c)
+static enum conn_state tcp_pick(struct session *c)
 {
-    const struct cfg_target_group *g = c->group;
+    const struct cfg_target_group *g = c->ex->group;
     bool skip[CFG_MAX_TARGETS];
     for (size_t i = 0; i < g->n_targets && i < CFG_MAX_TARGETS; i++)
-        skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
+        skip[i] = (c->ex->tried & (UINT64_C(1) << i)) != 0;
     int t = lb_pick(c->w->lb, g, &c->peer, skip);
     if (t == LB_REJECT) {
         char peer[64];
@@ -26,45 +29,28 @@ enum conn_state tcp_pick(struct conn *c)
         log_warn("event=all_targets_down listener=%s " CONN_FMT " client=%s target_group=%s "
                  "action=reject",
                  c->l->cfg->name, CONN_ARGS(c), peer, g->name);
-        c->outcome = CONN_OUT_ALL_TARGETS_DOWN;
+        c->ex->outcome = CONN_OUT_ALL_TARGETS_DOWN;
         return CONN_ST_DRAIN;
     }
     if (t < 0) {
         char peer[64];
         net_addr_format(&c->peer, peer, sizeof(peer));
         log_warn("event=no_target listener=%s " CONN_FMT " client=%s group=%s tried=%u",
-                 c->l->cfg->name, CONN_ARGS(c), peer, g->name, c->n_tried);
-        c->outcome = CONN_OUT_NO_TARGET;
+                 c->l->cfg->name, CONN_ARGS(c), peer, g->name, c->ex->n_tried);
+        c->ex->outcome = CONN_OUT_NO_TARGET;
         return CONN_ST_DRAIN;
     }
-    c->target = t;
-    conn_lb_begin(c, t);
+    c->ex->target = t;
+    exchange_lb_begin(c, t);
     return CONN_ST_CONNECT;
 }
 
-enum conn_state tcp_connect_failed(struct conn *c, const char *why)
-{
-    const struct cfg_target *t = &c->group->targets[c->target];
-    char e_why[LOG_KV_MAX];
-    log_warn("event=connect_failed listener=%s " CONN_FMT " target=%s error=%s", c->l->cfg->name,
-             CONN_ARGS(c), t->address, log_kv(e_why, sizeof(e_why), why));
-    ev_io_stop(c->w->loop, &c->be.io);
-    c->be.events = 0;
-    if (c->be.fd >= 0)
-        close(c->be.fd);
-    c->be.fd = -1;
-    c->tried |= UINT64_C(1) << c->target;
-    c->n_tried++;
-    c->target = -1;
-    return CONN_ST_PICK;
-}
-
 /* PROXY protocol header first, so it precedes every client byte. */
-static bool write_proxy_header(struct conn *c)
+static bool write_proxy_header(struct session *c)
 {
     enum cfg_proxy_proto pp = c->l->cfg->proxy_protocol;
     struct tls_info info;
-    struct pp_info pi = {.src = c->peer, .dst = *conn_local_addr(c)};
+    struct pp_info pi = {.src = c->peer, .dst = *session_local_addr(c)};
     unsigned char *der = NULL;
     size_t room, len = 0;
     enum tg_status st;
@@ -91,81 +77,62 @@ static bool write_proxy_header(struct conn *c)
     pi.ssl_version = info.version;
     pi.ssl_cipher = info.cipher;
 
-    uint8_t *dst = buf_wspace(&c->c2b, &room);
+    uint8_t *dst = buf_wspace(&c->ex->c2b, &room);
     if (pp == CFG_PROXY_V1) {
         st = proxyproto_v1_encode(&pi, dst, room, &len);
     } else {
         st = proxyproto_v2_encode(&pi, dst, room, &len);
         /* A large client certificate: a block that fits the header. */
-        if (st == TG_E_AGAIN && len > room && conn_buf_get_room(c->w, &c->c2b, len)) {
-            dst = buf_wspace(&c->c2b, &room);
+        if (st == TG_E_AGAIN && len > room && worker_buf_get_room(c->w, &c->ex->c2b, len)) {
+            dst = buf_wspace(&c->ex->c2b, &room);
             st = proxyproto_v2_encode(&pi, dst, room, &len);
         }
     }
     OPENSSL_free(der);
     if (st != TG_OK)
         return false;
-    buf_commit(&c->c2b, len);
+    buf_commit(&c->ex->c2b, len);
     return true;
 }
 
-static enum conn_state connected(struct conn *c)
+static enum conn_state connected(struct session *c)
 {
     if (c->l->cfg->proxy_protocol == CFG_PROXY_NONE)
         return CONN_ST_RELAY;
-    if (!conn_buf_get(c->w, &c->c2b) || !write_proxy_header(c)) {
+    if (!worker_buf_get(c->w, &c->ex->c2b) || !write_proxy_header(c)) {
         log_err("event=conn_error listener=%s " CONN_FMT " error=\"PROXY header does not fit\"",
                 c->l->cfg->name, CONN_ARGS(c));
-        c->outcome = CONN_OUT_INTERNAL_ERROR;
+        c->ex->outcome = CONN_OUT_INTERNAL_ERROR;
         return CONN_ST_CLOSED;
     }
     return CONN_ST_RELAY;
 }
 
-enum tg_status tcp_open_backend(struct conn *c, bool *in_progress)
+static enum conn_state tcp_connect(struct session *c)
 {
-    const struct cfg_target *t = &c->group->targets[c->target];
-    enum tg_status st;
-    *in_progress = false;
-    if (t->is_builtin)
-        st = echo_open(c->w, c->http != NULL, &c->be.fd);
-    else
-        st = net_connect(&t->addr, &c->be.fd, in_progress);
-    if (st == TG_OK) {
-        c->be.events = 0;
-        c->be.rd_shut = false;
-        c->be.wr_shut = false;
-        c->be.can_read = false; /* nothing can be there before it is readable */
-        ev_io_set(&c->be.io, c->be.fd, 0);
-    }
-    return st;
-}
-
-enum conn_state tcp_connect(struct conn *c)
-{
-    if (c->be.fd < 0) {
+    if (c->ex->be.fd < 0) {
         bool in_progress = false;
-        if (tcp_open_backend(c, &in_progress) != TG_OK)
-            return tcp_connect_failed(c, strerror(errno));
+        if (exchange_open_backend(c, &in_progress) != TG_OK)
+            return exchange_connect_failed(c, strerror(errno));
         return in_progress ? CONN_ST_CONNECT : connected(c);
     }
     if (c->timed_out)
-        return tcp_connect_failed(c, "connect timeout");
-    if (net_connect_result(c->be.fd) != TG_OK)
-        return tcp_connect_failed(c, strerror(errno));
+        return exchange_connect_failed(c, "connect timeout");
+    if (net_connect_result(c->ex->be.fd) != TG_OK)
+        return exchange_connect_failed(c, strerror(errno));
     return connected(c);
 }
 
 /* Everything from the client went to the backend, which saw its EOF. */
-static bool up_done(const struct conn *c)
+static bool up_done(const struct session *c)
 {
-    return c->cli.rd_shut && buf_is_empty(&c->c2b) && c->be.wr_shut;
+    return c->cli.rd_shut && buf_is_empty(&c->ex->c2b) && c->ex->be.wr_shut;
 }
 
 /* Everything from the backend went to the client, which saw its EOF. */
-static bool down_done(const struct conn *c)
+static bool down_done(const struct session *c)
 {
-    return c->be.rd_shut && buf_is_empty(&c->b2c) && c->cli.wr_shut;
+    return c->ex->be.rd_shut && buf_is_empty(&c->ex->b2c) && c->cli.wr_shut;
 }
 
 /* When the other direction is done, the relay closes the connection as
@@ -175,39 +142,39 @@ static bool down_done(const struct conn *c)
 /* Client to backend: TLS read into c2b, send out of it. */
 /* The target side: plain TCP, or TLS after a WebSocket upgrade to an https
  * group that re-encrypts (betls.c). Both return what recv()/send() do. */
-static SSL *be_tls(const struct conn *c)
+static SSL *be_tls(const struct session *c)
 {
-    return c->http != NULL ? c->http->be_ssl : NULL;
+    return c->ex->be_ssl;
 }
 
-static bool be_readable(const struct conn *c)
+static bool be_readable(const struct session *c)
 {
     SSL *ssl = be_tls(c);
-    return c->be.can_read || (ssl != NULL && SSL_has_pending(ssl));
+    return c->ex->be.can_read || (ssl != NULL && SSL_has_pending(ssl));
 }
 
-static ssize_t be_recv(struct conn *c, void *dst, size_t len)
+static ssize_t be_recv(struct session *c, void *dst, size_t len)
 {
     if (be_tls(c) != NULL)
         return betls_read(c, dst, len);
-    ssize_t n = recv(c->be.fd, dst, len, 0);
+    ssize_t n = recv(c->ex->be.fd, dst, len, 0);
     if (n > 0)
-        c->be.can_read = (size_t)n == len; /* a short read emptied the socket */
+        c->ex->be.can_read = (size_t)n == len; /* a short read emptied the socket */
     return n;
 }
 
-static ssize_t be_send(struct conn *c, const void *src, size_t len)
+static ssize_t be_send(struct session *c, const void *src, size_t len)
 {
     if (be_tls(c) != NULL)
         return betls_write(c, src, len);
-    return send(c->be.fd, src, len, MSG_NOSIGNAL);
+    return send(c->ex->be.fd, src, len, MSG_NOSIGNAL);
 }
 
 /* The end of the client's stream toward the target: close_notify over TLS
  * when it goes out at once, then the TCP half-close (always over TLS, so
  * that the end arrives even when the socket buffer is full; for plain TCP
  * not right before close(), which sends the FIN anyway). */
-static void be_end_stream(struct conn *c)
+static void be_end_stream(struct session *c)
 {
     SSL *ssl = be_tls(c);
     if (ssl != NULL) {
@@ -216,21 +183,21 @@ static void be_end_stream(struct conn *c)
         (void)st;
     }
     if (ssl != NULL || !down_done(c))
-        shutdown(c->be.fd, SHUT_WR);
+        shutdown(c->ex->be.fd, SHUT_WR);
 }
 
-static bool pump_up(struct conn *c, bool *progress)
+static bool pump_up(struct session *c, bool *progress)
 {
-    if (!c->cli.rd_shut && c->cli.can_read && !buf_is_full(&c->c2b)) {
-        if (!conn_buf_get(c->w, &c->c2b)) {
-            c->outcome = CONN_OUT_OUT_OF_MEMORY;
+    if (!c->cli.rd_shut && c->cli.can_read && !buf_is_full(&c->ex->c2b)) {
+        if (!worker_buf_get(c->w, &c->ex->c2b)) {
+            c->ex->outcome = CONN_OUT_OUT_OF_MEMORY;
             return false;
         }
         size_t room, n = 0;
-        uint8_t *dst = buf_wspace(&c->c2b, &room);
-        enum tg_status st = conn_cli_read(c, dst, room, &n);
+        uint8_t *dst = buf_wspace(&c->ex->c2b, &room);
+        enum tg_status st = session_cli_read(c, dst, room, &n);
         if (st == TG_OK) {
-            buf_commit(&c->c2b, n);
+            buf_commit(&c->ex->c2b, n);
             c->bytes_in += n;
             *progress = true;
         } else if (st == TG_E_CLOSED) {
@@ -241,73 +208,73 @@ static bool pump_up(struct conn *c, bool *progress)
              * it withdrew what it had not yet had delivered. Close both
              * sides now (as HAProxy and nginx do) rather than half-close
              * toward the target and wait for its end. */
-            c->outcome = CONN_OUT_CLIENT_RESET;
+            c->ex->outcome = CONN_OUT_CLIENT_RESET;
             return false;
         } else if (st == TG_E_PROTO) {
-            c->outcome = CONN_OUT_CLIENT_TLS_ERROR;
+            c->ex->outcome = CONN_OUT_CLIENT_TLS_ERROR;
             return false;
         }
     }
-    if (!buf_is_empty(&c->c2b) && !c->be.wr_shut) {
+    if (!buf_is_empty(&c->ex->c2b) && !c->ex->be.wr_shut) {
         size_t len;
-        const uint8_t *src = buf_rdata(&c->c2b, &len);
+        const uint8_t *src = buf_rdata(&c->ex->c2b, &len);
         ssize_t n = be_send(c, src, len);
         if (n > 0) {
-            buf_consume(&c->c2b, (size_t)n);
-            conn_buf_shrink(c->w, &c->c2b);
+            buf_consume(&c->ex->c2b, (size_t)n);
+            worker_buf_shrink(c->w, &c->ex->c2b);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            c->outcome = CONN_OUT_BACKEND_RESET;
+            c->ex->outcome = CONN_OUT_BACKEND_RESET;
             return false;
         }
     }
-    if (c->cli.rd_shut && buf_is_empty(&c->c2b) && !c->be.wr_shut) {
+    if (c->cli.rd_shut && buf_is_empty(&c->ex->c2b) && !c->ex->be.wr_shut) {
         be_end_stream(c);
-        c->be.wr_shut = true;
+        c->ex->be.wr_shut = true;
         *progress = true;
     }
     return true;
 }
 
 /* Backend to client: recv into b2c, TLS write out of it. */
-static bool pump_down(struct conn *c, bool *progress)
+static bool pump_down(struct session *c, bool *progress)
 {
-    if (!c->be.rd_shut && be_readable(c) && !buf_is_full(&c->b2c)) {
-        if (!conn_buf_get(c->w, &c->b2c)) {
-            c->outcome = CONN_OUT_OUT_OF_MEMORY;
+    if (!c->ex->be.rd_shut && be_readable(c) && !buf_is_full(&c->ex->b2c)) {
+        if (!worker_buf_get(c->w, &c->ex->b2c)) {
+            c->ex->outcome = CONN_OUT_OUT_OF_MEMORY;
             return false;
         }
         size_t room;
-        uint8_t *dst = buf_wspace(&c->b2c, &room);
+        uint8_t *dst = buf_wspace(&c->ex->b2c, &room);
         ssize_t n = be_recv(c, dst, room);
         if (n > 0) {
-            buf_commit(&c->b2c, (size_t)n);
+            buf_commit(&c->ex->b2c, (size_t)n);
             *progress = true;
         } else if (n == 0) {
-            c->be.rd_shut = true;
+            c->ex->be.rd_shut = true;
             *progress = true;
         } else if (errno == EAGAIN) {
-            c->be.can_read = false;
+            c->ex->be.can_read = false;
         } else if (errno != EINTR) {
-            c->outcome = CONN_OUT_BACKEND_RESET;
+            c->ex->outcome = CONN_OUT_BACKEND_RESET;
             return false;
         }
     }
-    if (!buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
+    if (!buf_is_empty(&c->ex->b2c) && !c->cli.wr_shut) {
         size_t len, n = 0;
-        const uint8_t *src = buf_rdata(&c->b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        const uint8_t *src = buf_rdata(&c->ex->b2c, &len);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_OK) {
-            buf_consume(&c->b2c, n);
+            buf_consume(&c->ex->b2c, n);
             c->bytes_out += n;
             *progress = true;
         } else if (st != TG_E_AGAIN) {
-            c->outcome = CONN_OUT_CLIENT_RESET;
+            c->ex->outcome = CONN_OUT_CLIENT_RESET;
             return false;
         }
     }
-    if (c->be.rd_shut && buf_is_empty(&c->b2c) && !c->cli.wr_shut) {
-        enum tg_status st = up_done(c) ? conn_cli_close_notify(c) : conn_cli_shutdown(c);
+    if (c->ex->be.rd_shut && buf_is_empty(&c->ex->b2c) && !c->cli.wr_shut) {
+        enum tg_status st = up_done(c) ? session_cli_close_notify(c) : session_cli_shutdown(c);
         if (st == TG_OK) {
             c->cli.wr_shut = true;
             *progress = true;
@@ -319,10 +286,10 @@ static bool pump_down(struct conn *c, bool *progress)
     return true;
 }
 
-enum conn_state tcp_relay(struct conn *c)
+enum conn_state tcp_relay(struct session *c)
 {
     if (c->timed_out) {
-        c->outcome = CONN_OUT_IDLE_TIMEOUT;
+        c->ex->outcome = CONN_OUT_IDLE_TIMEOUT;
         return CONN_ST_CLOSED;
     }
     bool any = false, progress;
@@ -334,9 +301,87 @@ enum conn_state tcp_relay(struct conn *c)
     } while (progress);
     if (any)
         c->last_activity = ev_now(c->w->loop);
-    conn_buf_put(c->w, &c->c2b);
-    conn_buf_put(c->w, &c->b2c);
-    if (c->cli.rd_shut && c->cli.wr_shut && c->be.rd_shut && c->be.wr_shut)
+    worker_buf_put(c->w, &c->ex->c2b);
+    worker_buf_put(c->w, &c->ex->b2c);
+    if (c->cli.rd_shut && c->cli.wr_shut && c->ex->be.rd_shut && c->ex->be.wr_shut)
         return CONN_ST_CLOSED;
     return CONN_ST_RELAY;
 }
+
+/* A tcp_ssl session: one exchange for its whole life, in the same block. */
+struct tcp_session {
+    struct session s;
+    struct exchange x;
+};
+
+static enum tg_status tcp_init(struct session *c)
+{
+    struct tcp_session *ts = (struct tcp_session *)(void *)c;
+    exchange_init(&ts->x, c);
+    c->ex = &ts->x;
+    return TG_OK;
+}
+
+static void tcp_fini(struct session *c)
+{
+    exchange_fini(c->w, c->ex);
+}
+
+static enum conn_state tcp_established(struct session *c)
+{
+    return CONN_ST_PICK;
+    (void)c;
+}
+
+static void tcp_interest(struct session *c, int *ce, int *be)
+{
+    exchange_interest(c, &c->ex->c2b, &c->ex->b2c, ce, be);
+}
+
+static ev_tstamp tcp_idle_timeout(const struct session *c)
+{
+    return c->st == CONN_ST_RELAY ? c->ex->relay_timeout : 0;
+}
+
+static unsigned tcp_passive_status(const struct session *c)
+{
+    return 0;
+    (void)c;
+}
+
+/* A byte stream has no request to finish: a cut closes at once. */
+static bool tcp_on_cut(struct session *c)
+{
+    return false;
+    (void)c;
+}
+
+/* One access line per connection, written when it closes. */
+static void tcp_log_last(struct session *c)
+{
+    session_access_log(c);
+}
+
+static void tcp_log_fields(struct session *c, struct access_fields *f, ev_tstamp now)
+{
+    (void)c, (void)f, (void)now;
+}
+
+const struct proto_ops tcp_proto_ops = {
+    .name = "tcp_ssl",
+    .size = sizeof(struct tcp_session),
+    .echo_http = false,
+    .is_lingering = false,
+    .init = tcp_init,
+    .fini = tcp_fini,
+    .on_established = tcp_established,
+    .step =
+        {[CONN_ST_PICK] = tcp_pick, [CONN_ST_CONNECT] = tcp_connect, [CONN_ST_RELAY] = tcp_relay},
+    .on_enter = exchange_enter,
+    .interest = tcp_interest,
+    .idle_timeout = tcp_idle_timeout,
+    .passive_status = tcp_passive_status,
+    .on_cut = tcp_on_cut,
+    .log_last = tcp_log_last,
+    .log_fields = tcp_log_fields,
+};

@@ -1,4 +1,8 @@
-#include "proxy/conn.h"
+#include "proxy/worker.h"
+#include "proxy/bpool.h"
+#include "proxy/exchange.h"
+#include "proxy/ocspc.h"
+#include "proxy/session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,7 +97,7 @@ static struct {
     uint64_t seed;   /* so that colliding addresses cannot be chosen in advance */
 } clients;
 
-/* The connection being accepted, counted once conn_new succeeds. */
+/* The connection being accepted, counted once session_new succeeds. */
 struct client_ref {
     uint8_t addr[16];
     uint32_t listener; /* 0: the listener has no per-client limit */
@@ -168,7 +172,7 @@ static bool clients_rebuild(struct worker *w)
     clients.used = 0;
     clients.built_at = ev_now(w->loop);
     clients.expected = w->n_conns;
-    for (const struct conn *c = w->conns; c != NULL; c = c->next) {
+    for (const struct session *c = w->conns; c != NULL; c = c->next) {
         struct client_ref r;
         client_ref_init(&r, w, c->l, &c->peer);
         if (r.listener != 0)
@@ -181,7 +185,7 @@ static bool clients_rebuild(struct worker *w)
 static uint32_t client_scan(const struct worker *w, const struct client_ref *r)
 {
     uint32_t n = 0;
-    for (const struct conn *c = w->conns; c != NULL; c = c->next) {
+    for (const struct session *c = w->conns; c != NULL; c = c->next) {
         struct client_ref cr;
         client_ref_init(&cr, w, c->l, &c->peer);
         n += cr.listener == r->listener && memcmp(cr.addr, r->addr, sizeof(r->addr)) == 0;
@@ -278,7 +282,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             continue;
         }
         /* TCP_NODELAY comes from the listening socket (net_listen). */
-        struct conn *c = conn_new(w, l, fd, &peer);
+        struct session *c = session_new(w, l, fd, &peer);
         if (c == NULL) {
             log_err("event=accept_failed listener=%s error=\"out of memory\"", l->cfg->name);
             close(fd);
@@ -288,7 +292,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         clients.expected++;
         if (client.listener != 0)
             client_count(&client);
-        conn_run(c);
+        session_run(c);
     }
 }
 
@@ -363,7 +367,7 @@ static void trust_poll(struct worker *w, struct wlistener *l, const struct tls_t
     const struct tls_trust_info *info = tls_trust_info(fresh);
     log_info("event=trust_applied listener=%s client_ca=%s crl_number=%s", l->cfg->name, ca->name,
              info->crl_number[0] ? info->crl_number : "-");
-    conn_recheck_trust(w, l, fresh);
+    session_recheck_trust(w, l, fresh);
     tls_trust_unref(fresh);
 }
 
@@ -392,13 +396,13 @@ static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         int64_t until = tls_trust_info(cur)->crl_next_update;
         if (until != 0 && unix_now > until) {
             l->stale_judged = tls_trust_serial(cur);
-            conn_recheck_trust(w, l, cur);
+            session_recheck_trust(w, l, cur);
         }
     }
     if (w->n_cut_pending > 0)
-        conn_cut_overdue(w, now);
+        session_cut_overdue(w, now);
     if (w->next_expiry != 0 && unix_now > w->next_expiry)
-        conn_expire_due(w, unix_now);
+        session_expire_due(w, unix_now);
 }
 
 static void watch_signal(struct worker *w, ev_signal *s, int signum)
@@ -479,4 +483,63 @@ int proxy_worker_main(const struct proxy_worker_args *a)
     log_info("event=worker_exit generation=%u slot=%u open_connections=%zu", a->generation, a->slot,
              w.n_conns);
     return 0;
+}
+
+#define POOL_MAX 4096
+
+bool worker_buf_get(struct worker *w, struct buf *b)
+{
+    if (buf_has_mem(b))
+        return true;
+    uint8_t *mem = w->n_pool > 0 ? w->pool[--w->n_pool] : malloc(WORKER_BUF_SIZE);
+    if (mem == NULL)
+        return false;
+    buf_attach(b, mem, WORKER_BUF_SIZE);
+    return true;
+}
+
+bool worker_buf_get_room(struct worker *w, struct buf *b, size_t need)
+{
+    if (need <= WORKER_BUF_SIZE)
+        return worker_buf_get(w, b);
+    if (buf_has_mem(b) && b->cap - buf_len(b) >= need)
+        return true;
+    if (buf_has_mem(b) && !buf_is_empty(b))
+        return false;
+    worker_buf_put(w, b);
+    uint8_t *mem = malloc(need);
+    if (mem == NULL)
+        return false;
+    buf_attach(b, mem, need);
+    return true;
+}
+
+void worker_buf_shrink(struct worker *w, struct buf *b)
+{
+    if (b->cap > WORKER_BUF_SIZE && buf_is_empty(b))
+        worker_buf_put(w, b);
+}
+
+void worker_buf_put(struct worker *w, struct buf *b)
+{
+    if (!buf_has_mem(b) || !buf_is_empty(b))
+        return;
+    bool pooled = b->cap == WORKER_BUF_SIZE;
+    uint8_t *mem = buf_detach(b);
+    if (!pooled) {
+        free(mem); /* a one-off larger block (worker_buf_get_room) */
+        return;
+    }
+    if (w->n_pool == w->pool_cap && w->pool_cap < POOL_MAX) {
+        size_t cap = w->pool_cap ? w->pool_cap * 2 : 64;
+        uint8_t **pool = realloc(w->pool, cap * sizeof(*pool));
+        if (pool != NULL) {
+            w->pool = pool;
+            w->pool_cap = cap;
+        }
+    }
+    if (w->n_pool < w->pool_cap)
+        w->pool[w->n_pool++] = mem;
+    else
+        free(mem);
 }

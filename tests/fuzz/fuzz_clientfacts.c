@@ -31,7 +31,7 @@
 #include "fuzz_common.h"
 
 #include "http/http.h"
-#include "proxy/conn.h"
+#include "proxy/reject.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
 

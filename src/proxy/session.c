@@ -1,7 +1,11 @@
-#include "proxy/conn.h"
+#include "proxy/session.h"
+
+#include "proxy/exchange.h"
+#include "proxy/ocspc.h"
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,103 +25,38 @@ static const char *const state_names[CONN_ST_COUNT] = {
     [CONN_ST_CLOSED] = "closed",
 };
 
-const char *conn_state_name(enum conn_state st)
+const char *session_state_name(enum conn_state st)
 {
     return st < CONN_ST_COUNT ? state_names[st] : "?";
 }
 
-#define POOL_MAX 4096
-
-bool conn_buf_get(struct worker *w, struct buf *b)
-{
-    if (buf_has_mem(b))
-        return true;
-    uint8_t *mem = w->n_pool > 0 ? w->pool[--w->n_pool] : malloc(CONN_BUF_SIZE);
-    if (mem == NULL)
-        return false;
-    buf_attach(b, mem, CONN_BUF_SIZE);
-    return true;
-}
-
-bool conn_buf_get_room(struct worker *w, struct buf *b, size_t need)
-{
-    if (need <= CONN_BUF_SIZE)
-        return conn_buf_get(w, b);
-    if (buf_has_mem(b) && b->cap - buf_len(b) >= need)
-        return true;
-    if (buf_has_mem(b) && !buf_is_empty(b))
-        return false;
-    conn_buf_put(w, b);
-    uint8_t *mem = malloc(need);
-    if (mem == NULL)
-        return false;
-    buf_attach(b, mem, need);
-    return true;
-}
-
-void conn_buf_shrink(struct worker *w, struct buf *b)
-{
-    if (b->cap > CONN_BUF_SIZE && buf_is_empty(b))
-        conn_buf_put(w, b);
-}
-
-void conn_buf_put(struct worker *w, struct buf *b)
-{
-    if (!buf_has_mem(b) || !buf_is_empty(b))
-        return;
-    bool pooled = b->cap == CONN_BUF_SIZE;
-    uint8_t *mem = buf_detach(b);
-    if (!pooled) {
-        free(mem); /* a one-off larger block (conn_buf_get_room) */
-        return;
-    }
-    if (w->n_pool == w->pool_cap && w->pool_cap < POOL_MAX) {
-        size_t cap = w->pool_cap ? w->pool_cap * 2 : 64;
-        uint8_t **pool = realloc(w->pool, cap * sizeof(*pool));
-        if (pool != NULL) {
-            w->pool = pool;
-            w->pool_cap = cap;
-        }
-    }
-    if (w->n_pool < w->pool_cap)
-        w->pool[w->n_pool++] = mem;
-    else
-        free(mem);
-}
-
-static void io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
-struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struct net_addr *peer)
+struct session *session_new(struct worker *w, struct wlistener *l, int fd,
+                            const struct net_addr *peer)
 {
-    struct conn *c = calloc(1, sizeof(*c));
+    const struct proto_ops *ops = proto_ops_for(l->cfg->protocol);
+    struct session *c = calloc(1, ops->size);
     if (c == NULL)
         return NULL;
     c->w = w;
     c->l = l;
+    c->ops = ops;
     c->id = ++w->next_id;
     c->st = CONN_ST_ACCEPTED;
     c->cli.fd = fd;
     c->cli.can_read = true;
-    c->be.fd = -1;
-    c->target = -1;
-    c->lb_target = -1;
     c->peer = *peer;
     /* Durations (handshake, request, connection) are read from the clock,
      * not the loop's cached time: a handshake can start and end within
      * what the loop reports as one instant. Timers use the loop's time. */
     c->t_accept = ev_time();
     c->last_activity = ev_now(w->loop);
-    c->outcome = CONN_OUT_OK;
-    c->group = l->cfg->target_group;
-    c->relay_timeout = (ev_tstamp)l->cfg->idle_timeout_ms / 1000.0;
-    ev_io_init(&c->cli.io, io_cb, fd, 0);
+    ev_io_init(&c->cli.io, session_io_cb, fd, 0);
     c->cli.io.data = c;
-    ev_init(&c->be.io, io_cb);
-    c->be.io.data = c;
     ev_init(&c->timer, timer_cb);
     c->timer.data = c;
-    if (l->cfg->protocol != CFG_PROTO_TCP_SSL && http_conn_new(c) != TG_OK) {
+    if (ops->init(c) != TG_OK) {
         free(c);
         return NULL;
     }
@@ -131,7 +70,7 @@ struct conn *conn_new(struct worker *w, struct wlistener *l, int fd, const struc
     return c;
 }
 
-const struct net_addr *conn_local_addr(struct conn *c)
+const struct net_addr *session_local_addr(struct session *c)
 {
     if (c->local.len != 0)
         return &c->local;
@@ -148,7 +87,7 @@ const struct net_addr *conn_local_addr(struct conn *c)
     return &c->local;
 }
 
-void conn_set_timer(struct conn *c, uint64_t ms)
+void session_set_timer(struct session *c, uint64_t ms)
 {
     ev_timer_stop(c->w->loop, &c->timer);
     c->timed_out = false;
@@ -158,13 +97,13 @@ void conn_set_timer(struct conn *c, uint64_t ms)
     ev_timer_start(c->w->loop, &c->timer);
 }
 
-static void peer_str(const struct conn *c, char *dst, size_t len)
+static void peer_str(const struct session *c, char *dst, size_t len)
 {
     net_addr_format(&c->peer, dst, len);
 }
 
 /* One line per refused handshake, with its reason code. */
-void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
+void session_log_rejection(struct session *c, const char *reason, const char *detail)
 {
     char peer[64], subject[512] = "", issuer[512] = "";
     const char *sni = c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
@@ -184,7 +123,7 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
              log_kv(e_subj, sizeof(e_subj), subject), log_kv(e_iss, sizeof(e_iss), issuer),
              log_kv(e_detail, sizeof(e_detail), detail));
     c->reject_reason = reason;
-    c->outcome = CONN_OUT_TLS_REJECTED;
+    c->ex->outcome = CONN_OUT_TLS_REJECTED;
     shm_count_handshake_failure(c->l->stats, reason);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -192,43 +131,7 @@ void conn_log_rejection(struct conn *c, const char *reason, const char *detail)
                      (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
 }
 
-struct buf *conn_client_inbuf(struct conn *c)
-{
-    return c->http != NULL && !c->http->is_tunnel ? &c->http->cin : &c->c2b;
-}
-
-struct buf *conn_backend_inbuf(struct conn *c)
-{
-    return c->http != NULL && !c->http->is_tunnel ? &c->http->bin : &c->b2c;
-}
-
-void conn_lb_begin(struct conn *c, int t)
-{
-    c->lb_target = t;
-    c->lb_group = c->group;
-    lb_conn_begin(c->w->lb, c->group, t);
-}
-
-/* Target accounting on a state change: a connect that ends in RELAY worked
- * and one that goes back to PICK failed, and an https exchange that leaves
- * RELAY has its status (passive checks); a target stays in use only
- * through CONNECT and RELAY (least_conn). */
-static void conn_lb_step(struct conn *c, enum conn_state from, enum conn_state to)
-{
-    if (c->lb_target < 0)
-        return;
-    if (from == CONN_ST_CONNECT && (to == CONN_ST_RELAY || to == CONN_ST_PICK))
-        lb_connect_result(c->w->lb, c->lb_group, c->lb_target, to == CONN_ST_RELAY);
-    if (to != CONN_ST_CONNECT && to != CONN_ST_RELAY && from == CONN_ST_RELAY && c->http != NULL &&
-        !c->http->is_tunnel && c->http->status != 0)
-        lb_response_result(c->w->lb, c->lb_group, c->lb_target, c->http->status);
-    if (to != CONN_ST_CONNECT && to != CONN_ST_RELAY) {
-        lb_conn_end(c->w->lb, c->lb_group, c->lb_target);
-        c->lb_target = -1;
-    }
-}
-
-enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
+enum tg_status session_cli_read(struct session *c, void *dst, size_t len, size_t *n)
 {
     if (c->ssl != NULL) {
         enum tg_status st = tls_read(c->ssl, dst, len, n, &c->want);
@@ -260,7 +163,7 @@ enum tg_status conn_cli_read(struct conn *c, void *dst, size_t len, size_t *n)
     return errno == ECONNRESET ? TG_E_RESET : TG_E_CLOSED;
 }
 
-enum tg_status conn_cli_write(struct conn *c, const void *src, size_t len, size_t *n)
+enum tg_status session_cli_write(struct session *c, const void *src, size_t len, size_t *n)
 {
     if (c->ssl != NULL)
         return tls_write(c->ssl, src, len, n, &c->want);
@@ -277,7 +180,7 @@ enum tg_status conn_cli_write(struct conn *c, const void *src, size_t len, size_
     return TG_E_CLOSED;
 }
 
-enum tg_status conn_cli_close_notify(struct conn *c)
+enum tg_status session_cli_close_notify(struct session *c)
 {
     if (c->ssl == NULL)
         return TG_OK;
@@ -285,23 +188,23 @@ enum tg_status conn_cli_close_notify(struct conn *c)
     return st == TG_E_AGAIN ? st : TG_OK;
 }
 
-enum tg_status conn_cli_shutdown(struct conn *c)
+enum tg_status session_cli_shutdown(struct session *c)
 {
-    if (conn_cli_close_notify(c) == TG_E_AGAIN)
+    if (session_cli_close_notify(c) == TG_E_AGAIN)
         return TG_E_AGAIN;
     shutdown(c->cli.fd, SHUT_WR);
     return TG_OK;
 }
 
-static enum conn_state st_accepted(struct conn *c)
+static enum conn_state st_accepted(struct session *c)
 {
     if (c->l->tls == NULL)
-        return CONN_ST_READ_HEAD;
+        return c->ops->on_established(c);
     c->ssl = tls_server_ssl_new(c->l->tls, c->cli.fd);
     if (c->ssl == NULL) {
         log_err("event=conn_error listener=%s conn=%d.%llu error=\"cannot create SSL\"",
                 c->l->cfg->name, tg_pid(), (unsigned long long)c->id);
-        c->outcome = CONN_OUT_INTERNAL_ERROR;
+        c->ex->outcome = CONN_OUT_INTERNAL_ERROR;
         return CONN_ST_CLOSED;
     }
     tls_verdict_attach(c->ssl, &c->verdict);
@@ -313,7 +216,7 @@ static enum conn_state st_accepted(struct conn *c)
  * handshake went on as a full one. An expired or incomplete session is
  * routine; the other reasons say the client's certificate is no longer
  * what it was. */
-static void log_resumption_refused(struct conn *c)
+static void log_resumption_refused(struct session *c)
 {
     const char *why = c->verdict.resume_refused;
     if (why == NULL)
@@ -330,16 +233,16 @@ static void log_resumption_refused(struct conn *c)
     shm_count_resumption_refused(c->l->stats, why);
 }
 
-static enum conn_state st_handshake(struct conn *c)
+static enum conn_state st_handshake(struct session *c)
 {
     if (c->timed_out) {
         log_resumption_refused(c);
-        conn_log_rejection(c, "handshake_timeout", "no complete handshake in time");
+        session_log_rejection(c, "handshake_timeout", "no complete handshake in time");
         return CONN_ST_CLOSED;
     }
     enum tg_status st = tls_handshake(c->ssl, &c->want);
     /* Suspended for an OCSP lookup: wait for it (no socket interest, see
-     * conn_update_io), or run on at once when the answer is known. */
+     * session_update_io), or run on at once when the answer is known. */
     while (st == TG_E_AGAIN && c->want == TLS_WANT_OCSP && c->ocsp_lookup == NULL &&
            !ocspc_wait(c->w->ocspc, c))
         st = tls_handshake(c->ssl, &c->want);
@@ -355,13 +258,13 @@ static enum conn_state st_handshake(struct conn *c)
         peer_str(c, peer, sizeof(peer));
         log_info("event=client_closed_before_hello listener=%s conn=%d.%llu client=%s",
                  c->l->cfg->name, tg_pid(), (unsigned long long)c->id, peer);
-        c->outcome = CONN_OUT_CLIENT_CLOSED;
+        c->ex->outcome = CONN_OUT_CLIENT_CLOSED;
         return CONN_ST_CLOSED;
     }
     if (st != TG_OK) {
         char detail[256];
         const char *reason = tls_reason_from_handshake(c->ssl, &c->verdict, detail, sizeof(detail));
-        conn_log_rejection(c, reason, detail);
+        session_log_rejection(c, reason, detail);
         return CONN_ST_CLOSED;
     }
     c->t_handshake = ev_time();
@@ -372,10 +275,10 @@ static enum conn_state st_handshake(struct conn *c)
     const struct cfg_tls *t = &c->l->cfg->tls;
     /* The client CA files changed between the client's certificate (or
      * offered session) being judged and the handshake's end. */
-    const char *late = t->mode == CFG_TLS_MUTUAL ? conn_judge_late(c) : NULL;
+    const char *late = t->mode == CFG_TLS_MUTUAL ? session_judge_late(c) : NULL;
     if (late != NULL) {
-        conn_log_rejection(c, late,
-                           "judged again: the client CA files changed during the handshake");
+        session_log_rejection(c, late,
+                              "judged again: the client CA files changed during the handshake");
         return CONN_ST_CLOSED;
     }
     if (t->mode == CFG_TLS_MUTUAL && t->on_expiry == CFG_ON_INVALID_CLOSE) {
@@ -384,41 +287,42 @@ static enum conn_state st_handshake(struct conn *c)
             (c->w->next_expiry == 0 || c->cert_not_after < c->w->next_expiry))
             c->w->next_expiry = c->cert_not_after;
     }
-    return c->http != NULL ? CONN_ST_READ_HEAD : CONN_ST_PICK;
+    return c->ops->on_established(c);
 }
 
 /* Flushes what is left for the client, sends close_notify, then closes. */
-static enum conn_state st_drain(struct conn *c)
+static enum conn_state st_drain(struct session *c)
 {
+    struct buf *b2c = &c->ex->b2c;
     if (c->timed_out)
         return CONN_ST_CLOSED;
-    while (!buf_is_empty(&c->b2c)) {
+    while (!buf_is_empty(b2c)) {
         size_t len, n = 0;
-        const uint8_t *src = buf_rdata(&c->b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        const uint8_t *src = buf_rdata(b2c, &len);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_E_AGAIN)
             return CONN_ST_DRAIN;
         if (st != TG_OK)
             return CONN_ST_CLOSED;
-        buf_consume(&c->b2c, n);
+        buf_consume(b2c, n);
         c->bytes_out += n;
     }
     if (!c->lingering) {
-        if (conn_cli_shutdown(c) == TG_E_AGAIN)
+        if (session_cli_shutdown(c) == TG_E_AGAIN)
             return CONN_ST_DRAIN;
         /* RFC 9112 §9.6: an https client may still be sending a request we
          * answered early (413, a backend's early reply). Closing now would
          * reset the connection and could destroy the answer before it is
          * read; keep reading and discarding until the client closes, for at
          * most the DRAIN timer and a bounded number of bytes. */
-        if (c->http == NULL || c->cli.rd_shut)
+        if (!c->ops->is_lingering || c->cli.rd_shut)
             return CONN_ST_CLOSED;
         c->lingering = true;
     }
     uint8_t sink[16384];
     for (;;) {
         size_t n = 0;
-        enum tg_status st = conn_cli_read(c, sink, sizeof(sink), &n);
+        enum tg_status st = session_cli_read(c, sink, sizeof(sink), &n);
         if (st == TG_E_AGAIN)
             return CONN_ST_DRAIN;
         if (st != TG_OK)
@@ -429,70 +333,41 @@ static enum conn_state st_drain(struct conn *c)
     }
 }
 
-static enum conn_state st_closed(struct conn *c)
+static enum conn_state st_closed(struct session *c)
 {
     return CONN_ST_CLOSED;
     (void)c;
 }
 
-typedef enum conn_state (*conn_handler)(struct conn *c);
-
-static enum conn_state st_unused(struct conn *c)
-{
-    log_err("event=conn_error listener=%s conn=%d.%llu error=\"state %s has no handler\"",
-            c->l->cfg->name, tg_pid(), (unsigned long long)c->id, conn_state_name(c->st));
-    return CONN_ST_CLOSED;
-}
-
-static const conn_handler tcp_handlers[CONN_ST_COUNT] = {
-    [CONN_ST_ACCEPTED] = st_accepted, [CONN_ST_TLS_HANDSHAKE] = st_handshake,
-    [CONN_ST_PICK] = tcp_pick,        [CONN_ST_CONNECT] = tcp_connect,
-    [CONN_ST_RELAY] = tcp_relay,      [CONN_ST_READ_HEAD] = st_unused,
-    [CONN_ST_RESPOND] = st_unused,    [CONN_ST_DRAIN] = st_drain,
-    [CONN_ST_CLOSED] = st_closed,
-};
-
-static const conn_handler http_handlers[CONN_ST_COUNT] = {
-    [CONN_ST_ACCEPTED] = st_accepted, [CONN_ST_TLS_HANDSHAKE] = st_handshake,
-    [CONN_ST_PICK] = http_pick,       [CONN_ST_CONNECT] = http_connect,
-    [CONN_ST_RELAY] = http_relay,     [CONN_ST_READ_HEAD] = http_read_head,
-    [CONN_ST_RESPOND] = http_respond, [CONN_ST_DRAIN] = st_drain,
+/* The session's own states; the protocol's table has the others. */
+static const conn_handler session_step[CONN_ST_COUNT] = {
+    [CONN_ST_ACCEPTED] = st_accepted,
+    [CONN_ST_TLS_HANDSHAKE] = st_handshake,
+    [CONN_ST_DRAIN] = st_drain,
     [CONN_ST_CLOSED] = st_closed,
 };
 
 /* Arms the timer of the state being entered. */
-static void enter_state(struct conn *c, enum conn_state st)
+static void enter_state(struct session *c, enum conn_state st)
 {
     const struct cfg_listener *l = c->l->cfg;
     switch (st) {
     case CONN_ST_TLS_HANDSHAKE:
-        conn_set_timer(c, l->handshake_timeout_ms);
-        break;
-    case CONN_ST_CONNECT:
-        conn_set_timer(c, l->connect_timeout_ms);
-        break;
-    case CONN_ST_RELAY:
-        c->last_activity = ev_now(c->w->loop);
-        conn_set_timer(c, (uint64_t)(c->relay_timeout * 1000.0));
-        break;
-    case CONN_ST_READ_HEAD:
-        c->last_activity = ev_now(c->w->loop);
-        conn_set_timer(c, c->http->n_requests == 0 ? l->header_timeout_ms : l->idle_timeout_ms);
-        break;
-    case CONN_ST_RESPOND:
-        c->last_activity = ev_now(c->w->loop);
-        conn_set_timer(c, l->idle_timeout_ms);
+        session_set_timer(c, l->handshake_timeout_ms);
         break;
     case CONN_ST_DRAIN:
-        conn_set_timer(c, 2000);
+        session_set_timer(c, 2000);
+        break;
+    case CONN_ST_ACCEPTED:
+        session_set_timer(c, 0);
         break;
     default:
-        conn_set_timer(c, 0);
+        c->ops->on_enter(c, st);
         break;
     }
 }
 
-static void side_set(struct conn *c, struct side *s, int events)
+static void side_set(struct session *c, struct side *s, int events)
 {
     if (s->fd < 0 || s->events == events)
         return;
@@ -508,7 +383,7 @@ static void side_set(struct conn *c, struct side *s, int events)
 }
 
 /* Works out read/write interest from the state and the buffers. */
-static void conn_update_io(struct conn *c)
+static void session_update_io(struct session *c)
 {
     int ce = 0, be = 0;
     switch (c->st) {
@@ -520,32 +395,15 @@ static void conn_update_io(struct conn *c)
     case CONN_ST_DRAIN:
         ce = c->want == TLS_WANT_READ ? EV_READ : EV_WRITE;
         break;
-    case CONN_ST_CONNECT:
-        be = EV_WRITE;
-        break;
-    case CONN_ST_READ_HEAD:
-        ce = c->want == TLS_WANT_WRITE ? EV_WRITE : EV_READ;
-        break;
-    case CONN_ST_RESPOND:
-        ce = c->want == TLS_WANT_READ ? EV_READ : EV_WRITE;
-        break;
-    case CONN_ST_RELAY:
-        if (c->want == TLS_WANT_WRITE)
-            ce |= EV_WRITE;
-        if (!c->cli.rd_shut && (!buf_is_full(conn_client_inbuf(c)) || c->want == TLS_WANT_READ))
-            ce |= EV_READ;
-        if (!buf_is_empty(&c->b2c) && !c->cli.wr_shut)
-            ce |= EV_WRITE;
-        if (!c->be.rd_shut && !buf_is_full(conn_backend_inbuf(c)))
-            be |= EV_READ;
-        if (!buf_is_empty(&c->c2b) && !c->be.wr_shut)
-            be |= EV_WRITE;
+    case CONN_ST_ACCEPTED:
+    case CONN_ST_CLOSED:
         break;
     default:
+        c->ops->interest(c, &ce, &be);
         break;
     }
     side_set(c, &c->cli, ce);
-    side_set(c, &c->be, be);
+    side_set(c, &c->ex->be, be);
 }
 
 static void format_time(ev_tstamp t, char *dst, size_t len)
@@ -555,21 +413,6 @@ static void format_time(ev_tstamp t, char *dst, size_t len)
     gmtime_r(&sec, &tm);
     snprintf(dst, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)((t - (double)sec) * 1000));
-}
-
-/* Appends the HTTP fields of the current request: method, path, status,
- * upstream time. */
-static int http_fields(const struct conn *c, char *dst, size_t len, ev_tstamp now)
-{
-    const struct http_conn *h = c->http;
-    char e_method[64], e_path[1100];
-    log_json_escape(e_method, sizeof(e_method), h->log_method);
-    log_json_escape(e_path, sizeof(e_path), h->log_path);
-    double upstream = h->t_upstream > 0 ? (now - h->t_upstream) * 1000.0 : 0.0;
-    return snprintf(dst, len,
-                    ",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,\"upstream_ms\":%.3f,"
-                    "\"request\":%u",
-                    e_method, e_path, h->status, upstream, h->n_requests);
 }
 
 static const char *const outcome_names[CONN_OUT_COUNT] = {
@@ -599,38 +442,29 @@ const char *conn_outcome_name(enum conn_outcome o)
 }
 
 /* One JSON line per tcp_ssl connection or https request. */
-void conn_access_log(struct conn *c)
+void session_access_log(struct session *c)
 {
-    if (c->http != NULL && c->http->t_req > 0)
-        shm_count_request(c->l->stats, c->http->status, ev_time() - c->http->t_req);
     if (!log_access_enabled())
         return;
+    const struct exchange *x = c->ex;
     struct tls_info info;
     char peer[64], ts[96], target[300] = "";
     char tls_fields[TLS_INFO_JSON_MAX], e_target[600], extra[2400] = "";
     ev_tstamp now = ev_time();
-    ev_tstamp start = c->http != NULL && c->http->t_req > 0 ? c->http->t_req : c->t_accept;
+    struct access_fields f = {.extra = extra, .extra_len = sizeof(extra)};
+    c->ops->log_fields(c, &f, now);
+    ev_tstamp start = f.start > 0 ? f.start : c->t_accept;
+    uint64_t base_in = f.base_in, base_out = f.base_out;
 
     tls_info_clear(&info);
     if (c->ssl != NULL && c->t_handshake > 0)
         tls_info_get(c->ssl, &c->verdict, &info);
-    if (c->target >= 0 && c->group != NULL)
-        snprintf(target, sizeof(target), "%s", c->group->targets[c->target].address);
-    if (c->http != NULL)
-        http_fields(c, extra, sizeof(extra), now);
+    if (x->target >= 0 && x->group != NULL)
+        snprintf(target, sizeof(target), "%s", x->group->targets[x->target].address);
     peer_str(c, peer, sizeof(peer));
     format_time(start, ts, sizeof(ts));
     tls_info_json(&info, tls_fields, sizeof(tls_fields));
     log_json_escape(e_target, sizeof(e_target), target);
-
-    /* An https line counts the bytes since the previous line: this request's. */
-    uint64_t base_in = 0, base_out = 0;
-    if (c->http != NULL) {
-        base_in = c->http->logged_in;
-        base_out = c->http->logged_out;
-        c->http->logged_in = c->bytes_in;
-        c->http->logged_out = c->bytes_out;
-    }
     char line[TLS_INFO_JSON_MAX + 4096];
     int n =
         snprintf(line, sizeof(line),
@@ -642,23 +476,19 @@ void conn_access_log(struct conn *c)
                  c->t_handshake > 0 ? (c->t_handshake - c->t_accept) * 1000.0 : 0.0, e_target,
                  (unsigned long long)(c->bytes_in - base_in),
                  (unsigned long long)(c->bytes_out - base_out), (now - start) * 1000.0,
-                 conn_outcome_name(c->outcome), c->reject_reason ? c->reject_reason : "", extra);
+                 conn_outcome_name(x->outcome), c->reject_reason ? c->reject_reason : "", extra);
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-static void conn_free(struct conn *c)
+static void session_free(struct session *c)
 {
     struct worker *w = c->w;
     if (c->cut_deadline > 0)
         w->n_cut_pending--;
-    /* https logs each request when it completes; what is left is a
-     * request cut short or a connection refused before any. */
-    if (c->http == NULL || c->http->t_req > 0 ||
-        (c->reject_reason != NULL && c->http->n_requests == 0))
-        conn_access_log(c);
+    c->ops->log_last(c);
     ev_io_stop(w->loop, &c->cli.io);
-    ev_io_stop(w->loop, &c->be.io);
+    ev_io_stop(w->loop, &c->ex->be.io);
     ev_timer_stop(w->loop, &c->timer);
     if (c->ssl != NULL && c->verdict.is_ocsp_waiting) {
         /* A handshake suspended for OCSP (closed by its timeout, or at
@@ -678,15 +508,9 @@ static void conn_free(struct conn *c)
         c->ssl = NULL;
     }
     tls_verdict_fini(&c->verdict);
-    http_conn_free(c);
+    c->ops->fini(c);
     if (c->cli.fd >= 0)
         close(c->cli.fd);
-    if (c->be.fd >= 0)
-        close(c->be.fd);
-    c->c2b.r = c->c2b.w = 0;
-    c->b2c.r = c->b2c.w = 0;
-    conn_buf_put(w, &c->c2b);
-    conn_buf_put(w, &c->b2c);
     shm_count_close(c->l->stats, c->bytes_in, c->bytes_out);
 
     if (c->prev != NULL)
@@ -701,49 +525,45 @@ static void conn_free(struct conn *c)
         ev_break(w->loop, EVBREAK_ALL);
 }
 
-void conn_run(struct conn *c)
+void session_run(struct session *c)
 {
     for (;;) {
-        const conn_handler *handlers = c->http != NULL ? http_handlers : tcp_handlers;
-        enum conn_state next = handlers[c->st](c);
-        /* A cut connection finishes its request in flight, never another. */
-        if (next == CONN_ST_READ_HEAD && c->cut_reason != NULL && c->st != CONN_ST_READ_HEAD)
-            next = CONN_ST_CLOSED;
+        conn_handler step = c->ops->step[c->st];
+        enum conn_state next = step != NULL ? step(c) : session_step[c->st](c);
         if (next == c->st)
             break;
         log_debug("event=conn_state conn=%d.%llu from=%s to=%s", tg_pid(),
-                  (unsigned long long)c->id, conn_state_name(c->st), conn_state_name(next));
-        conn_lb_step(c, c->st, next);
+                  (unsigned long long)c->id, session_state_name(c->st), session_state_name(next));
+        exchange_lb_step(c, c->st, next);
         c->st = next;
         if (next == CONN_ST_CLOSED) {
-            conn_free(c);
+            session_free(c);
             return;
         }
         enter_state(c, next);
     }
-    conn_update_io(c);
+    session_update_io(c);
 }
 
-static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
+void session_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
-    struct conn *c = io->data;
+    struct session *c = io->data;
     if (revents & EV_READ) {
-        struct side *s = io == &c->cli.io ? &c->cli : &c->be;
+        struct side *s = (struct side *)(void *)((char *)io - offsetof(struct side, io));
         s->can_read = true;
         s->drained = false;
     }
-    conn_run(c);
+    session_run(c);
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
-    struct conn *c = t->data;
-    if (c->st == CONN_ST_RELAY || c->st == CONN_ST_RESPOND) {
-        /* The idle deadline moves with activity; re-arm for what is left. */
-        ev_tstamp idle = c->st == CONN_ST_RELAY ? c->relay_timeout
-                                                : (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+    struct session *c = t->data;
+    /* An idle deadline moves with activity; re-arm for what is left. */
+    ev_tstamp idle = c->ops->idle_timeout(c);
+    if (idle > 0) {
         ev_tstamp left = c->last_activity + idle - ev_now(loop);
         if (left > 0.001) {
             ev_timer_set(t, left, 0.);
@@ -752,17 +572,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         }
     }
     c->timed_out = true;
-    conn_run(c);
-}
-
-/* Whether an https request is being forwarded or answered: it may finish
- * before its connection is cut. */
-static bool request_in_flight(const struct conn *c)
-{
-    if (c->http == NULL || c->http->is_tunnel)
-        return false;
-    return c->st == CONN_ST_PICK || c->st == CONN_ST_CONNECT || c->st == CONN_ST_RELAY ||
-           c->st == CONN_ST_RESPOND;
+    session_run(c);
 }
 
 static bool is_expiry(const char *why)
@@ -771,22 +581,22 @@ static bool is_expiry(const char *why)
 }
 
 /* Closes c now: its access-log outcome says why. */
-static void close_cut(struct conn *c, const char *why)
+static void close_cut(struct session *c, const char *why)
 {
-    c->outcome = is_expiry(why) ? CONN_OUT_EXPIRED : CONN_OUT_REVOKED;
+    c->ex->outcome = is_expiry(why) ? CONN_OUT_EXPIRED : CONN_OUT_REVOKED;
     c->reject_reason = why;
     /* One try at close_notify: the socket closes right after either way. */
-    if (conn_cli_close_notify(c) == TG_E_AGAIN)
+    if (session_cli_close_notify(c) == TG_E_AGAIN)
         log_debug("event=close_notify_pending conn=%d.%llu", tg_pid(), (unsigned long long)c->id);
-    conn_lb_step(c, c->st, CONN_ST_CLOSED);
+    exchange_lb_step(c, c->st, CONN_ST_CLOSED);
     c->st = CONN_ST_CLOSED;
-    conn_free(c);
+    session_free(c);
 }
 
 /* Closes c because its client certificate is no longer valid (why): at
  * once, or after the https request in flight (within the listener's
- * response_timeout: conn_cut_overdue). One log line, a metric. */
-static void conn_cut(struct conn *c, const char *why, const struct tls_trust *t)
+ * response_timeout: session_cut_overdue). One log line, a metric. */
+static void session_cut(struct session *c, const char *why, const struct tls_trust *t)
 {
     struct tls_info info;
     char peer[64], e_subj[LOG_KV_MAX];
@@ -797,7 +607,7 @@ static void conn_cut(struct conn *c, const char *why, const struct tls_trust *t)
     if (leaf != NULL)
         tls_cert_facts(leaf, &info);
     peer_str(c, peer, sizeof(peer));
-    bool later = request_in_flight(c);
+    bool later = c->ops->on_cut(c);
     log_warn("event=%s listener=%s conn=%d.%llu client=%s reason=%s serial=%s subject=%s "
              "crl_number=%s action=%s",
              expiry ? "connection_expired" : "connection_revoked", c->l->cfg->name, tg_pid(),
@@ -807,7 +617,6 @@ static void conn_cut(struct conn *c, const char *why, const struct tls_trust *t)
     shm_count_conn_cut(c->l->stats, why);
     c->cut_reason = why;
     if (later) {
-        c->http->keep_alive = false;
         c->cut_deadline = ev_now(c->w->loop) + (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
         c->w->n_cut_pending++;
         return;
@@ -815,10 +624,10 @@ static void conn_cut(struct conn *c, const char *why, const struct tls_trust *t)
     close_cut(c, why);
 }
 
-void conn_cut_overdue(struct worker *w, ev_tstamp now)
+void session_cut_overdue(struct worker *w, ev_tstamp now)
 {
-    struct conn *next;
-    for (struct conn *c = w->conns; c != NULL && w->n_cut_pending > 0; c = next) {
+    struct session *next;
+    for (struct session *c = w->conns; c != NULL && w->n_cut_pending > 0; c = next) {
         next = c->next;
         if (c->cut_deadline > 0 && now >= c->cut_deadline && c->st != CONN_ST_CLOSED) {
             log_warn("event=connection_cut_overdue listener=%s conn=%d.%llu reason=%s "
@@ -829,7 +638,7 @@ void conn_cut_overdue(struct worker *w, ev_tstamp now)
     }
 }
 
-const char *conn_judge_late(struct conn *c)
+const char *session_judge_late(struct session *c)
 {
     struct tls_trust *cur = tls_server_trust(c->l->tls);
     struct tls_facts f;
@@ -845,18 +654,18 @@ const char *conn_judge_late(struct conn *c)
 }
 
 /* Whether c has a verified client certificate its listener judges. */
-static bool is_judged(const struct conn *c)
+static bool is_judged(const struct session *c)
 {
     return c->ssl != NULL && c->t_handshake > 0 && c->cut_reason == NULL &&
            c->st != CONN_ST_DRAIN && c->st != CONN_ST_CLOSED;
 }
 
-void conn_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t)
+void session_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t)
 {
     const struct cfg_tls *cfg = &l->cfg->tls;
     int64_t now = (int64_t)time(NULL);
-    struct conn *next;
-    for (struct conn *c = w->conns; c != NULL; c = next) {
+    struct session *next;
+    for (struct session *c = w->conns; c != NULL; c = next) {
         next = c->next;
         struct tls_facts f;
         if (c->l != l || !is_judged(c) || !tls_facts_of(c->ssl, &f))
@@ -870,20 +679,20 @@ void conn_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust 
             continue;
         enum cfg_on_invalid on = is_expiry(why) ? cfg->on_expiry : cfg->on_revoke;
         if (on == CFG_ON_INVALID_CLOSE)
-            conn_cut(c, why, t);
+            session_cut(c, why, t);
     }
 }
 
-void conn_expire_due(struct worker *w, int64_t now)
+void session_expire_due(struct worker *w, int64_t now)
 {
-    struct conn *next;
+    struct session *next;
     w->next_expiry = 0;
-    for (struct conn *c = w->conns; c != NULL; c = next) {
+    for (struct session *c = w->conns; c != NULL; c = next) {
         next = c->next;
         if (c->cert_not_after == 0 || !is_judged(c))
             continue;
         if (now > c->cert_not_after) {
-            conn_cut(c, "cert_expired", NULL);
+            session_cut(c, "cert_expired", NULL);
             continue;
         }
         if (w->next_expiry == 0 || c->cert_not_after < w->next_expiry)

@@ -1,4 +1,8 @@
-#include "proxy/conn.h"
+#include "proxy/http1.h"
+#include "proxy/betls.h"
+#include "proxy/bpool.h"
+#include "proxy/reject.h"
+#include "proxy/tcp.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,48 +19,57 @@
 #define CONN_ARGS(c) tg_pid(), (unsigned long long)(c)->id
 #define MAX_CHAIN    4
 
-static enum conn_state start_exchange(struct conn *c);
+static enum conn_state start_exchange(struct session *c);
 
-static void release_buffers(struct conn *c)
+/* The access line of a request, and its metrics. */
+static void http_access_log(struct session *c)
 {
-    conn_buf_put(c->w, &c->http->cin);
-    conn_buf_put(c->w, &c->http->bin);
-    conn_buf_put(c->w, &c->c2b);
-    conn_buf_put(c->w, &c->b2c);
+    struct http_conn *h = http_of(c);
+    if (h->t_req > 0)
+        shm_count_request(c->l->stats, h->status, ev_time() - h->t_req);
+    session_access_log(c);
 }
 
-static void close_backend(struct conn *c)
+static void release_buffers(struct session *c)
 {
-    ev_io_stop(c->w->loop, &c->be.io);
-    c->be.events = 0;
+    worker_buf_put(c->w, &http_of(c)->cin);
+    worker_buf_put(c->w, &http_of(c)->bin);
+    worker_buf_put(c->w, &c->ex->c2b);
+    worker_buf_put(c->w, &c->ex->b2c);
+}
+
+static void close_backend(struct session *c)
+{
+    ev_io_stop(c->w->loop, &c->ex->be.io);
+    c->ex->be.events = 0;
     betls_close(c);
-    if (c->be.fd >= 0)
-        close(c->be.fd);
-    c->be.fd = -1;
-    c->c2b.r = c->c2b.w = 0;
-    c->http->bin.r = c->http->bin.w = 0;
+    if (c->ex->be.fd >= 0)
+        close(c->ex->be.fd);
+    c->ex->be.fd = -1;
+    c->ex->c2b.r = c->ex->c2b.w = 0;
+    http_of(c)->bin.r = http_of(c)->bin.w = 0;
 }
 
 /* A read of the client may find bytes: the loop reported it readable since
  * a read last found it empty, or a record waits inside OpenSSL (read-ahead). */
-static bool cli_may_read(const struct conn *c)
+static bool cli_may_read(const struct session *c)
 {
     return c->cli.can_read || (c->ssl != NULL && SSL_has_pending(c->ssl));
 }
 
 /* recv() and send() toward the backend, over TLS when the group has it. */
-static ssize_t be_recv(struct conn *c, void *dst, size_t len)
+static ssize_t be_recv(struct session *c, void *dst, size_t len)
 {
-    if (c->http->be_ssl != NULL)
+    if (c->ex->be_ssl != NULL)
         return betls_read(c, dst, len);
-    return recv(c->be.fd, dst, len, 0);
+    return recv(c->ex->be.fd, dst, len, 0);
 }
 
-static ssize_t be_send(struct conn *c, const void *src, size_t len)
+static ssize_t be_send(struct session *c, const void *src, size_t len)
 {
-    if (c->http->be_ssl != NULL)
+    if (c->ex->be_ssl != NULL)
         return betls_write(c, src, len);
-    return send(c->be.fd, src, len, MSG_NOSIGNAL);
+    return send(c->ex->be.fd, src, len, MSG_NOSIGNAL);
 }
 
 /* Case-insensitive equality of a parsed host name and the SNI name, one
@@ -76,7 +89,7 @@ static bool name_is_sni(const struct http_host *h, const char *sni)
  * no way around the check. The Host is read by http_host_parse, as the
  * parser and the rules read it: what is compared is what is routed on.
  */
-static bool host_matches_sni(struct conn *c, const char *host, size_t host_len)
+static bool host_matches_sni(struct session *c, const char *host, size_t host_len)
 {
     const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
     struct http_host h;
@@ -89,10 +102,10 @@ static bool host_matches_sni(struct conn *c, const char *host, size_t host_len)
 
 /* Forgets what the previous request on this connection left behind, so
  * that neither its answer nor its log fields are taken for this one's. */
-static void begin_request(struct conn *c)
+static void begin_request(struct session *c)
 {
-    struct http_conn *h = c->http;
-    h->t_req = ev_time(); /* a duration's start: the clock (see conn_new) */
+    struct http_conn *h = http_of(c);
+    h->t_req = ev_time(); /* a duration's start: the clock (see session_new) */
     h->t_upstream = 0;
     h->n_requests++;
     h->status = 0;
@@ -103,21 +116,21 @@ static void begin_request(struct conn *c)
     h->sent_to_client = false;
     h->be_reused = false;
     h->retried = false;
-    h->be_tls_failed = false;
+    c->ex->be_tls_failed = false;
     h->head_in_cin = 0;
     h->req_bytes = h->resp_bytes = 0;
     h->log_method[0] = '\0';
     h->log_path = "";
-    c->outcome = CONN_OUT_OK;
-    c->target = -1;
-    c->tried = 0;
-    c->n_tried = 0;
+    c->ex->outcome = CONN_OUT_OK;
+    c->ex->target = -1;
+    c->ex->tried = 0;
+    c->ex->n_tried = 0;
 }
 
 /* The request head is complete: check it, then route it. */
-static enum conn_state request_ready(struct conn *c)
+static enum conn_state request_ready(struct session *c)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     struct http_head *rq = &h->m->req;
     const struct cfg_listener *l = c->l->cfg;
 
@@ -130,17 +143,17 @@ static enum conn_state request_ready(struct conn *c)
              http_span_ptr(rq, rq->target));
     h->log_path = h->m->log_path;
 
-    if (conn_reject_page_applies(c)) {
+    if (reject_page_applies(c)) {
         char page[8192];
         const char *reason = NULL;
         int a = http_head_find(rq, "accept");
         bool json = a >= 0 && memmem(http_span_ptr(rq, rq->h[a].value), rq->h[a].value.len,
                                      "application/json", 16) != NULL;
-        unsigned st = conn_reject_page(c, json, page, sizeof(page), &reason);
+        unsigned st = reject_page(c, json, page, sizeof(page), &reason);
         if (st != 0) {
             if (c->reject_reason == NULL)
-                conn_log_rejection(c, reason, "answered with the on_reject page");
-            c->outcome = CONN_OUT_TLS_REJECTED;
+                session_log_rejection(c, reason, "answered with the on_reject page");
+            c->ex->outcome = CONN_OUT_TLS_REJECTED;
             return http_answer(c, st, json ? "application/json" : "text/html; charset=utf-8", NULL,
                                page, false);
         }
@@ -169,13 +182,13 @@ static enum conn_state request_ready(struct conn *c)
     if (g == NULL)
         return http_answer(c, 404, "text/plain; charset=utf-8", NULL, "404 Not Found\n",
                            rq->body == HTTP_BODY_NONE);
-    c->group = g;
+    c->ex->group = g;
     return CONN_ST_PICK;
 }
 
-enum conn_state http_read_head(struct conn *c)
+static enum conn_state http_read_head(struct session *c)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     if (c->timed_out) {
         if (buf_is_empty(&h->cin))
             return CONN_ST_DRAIN; /* an idle keep-alive connection: close quietly */
@@ -196,7 +209,7 @@ enum conn_state http_read_head(struct conn *c)
             /* Part of a head pipelined behind the last request: it has
              * header_timeout to complete, as any head, not idle_timeout. */
             if (st == TG_E_AGAIN && first_bytes && h->n_requests > 0)
-                conn_set_timer(c, c->l->cfg->header_timeout_ms);
+                session_set_timer(c, c->l->cfg->header_timeout_ms);
             if (st == TG_E_PROTO) {
                 begin_request(c);
                 return http_error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
@@ -207,17 +220,17 @@ enum conn_state http_read_head(struct conn *c)
         /* Back from a response, the client has usually sent nothing more:
          * wait for the loop to say so instead of a read that finds nothing. */
         if (!cli_may_read(c)) {
-            conn_buf_put(c->w, &h->cin);
+            worker_buf_put(c->w, &h->cin);
             return CONN_ST_READ_HEAD;
         }
-        if (!conn_buf_get(c->w, &h->cin))
+        if (!worker_buf_get(c->w, &h->cin))
             return CONN_ST_CLOSED;
         bool was_empty = buf_is_empty(&h->cin);
         size_t room, n = 0;
         uint8_t *dst = buf_wspace(&h->cin, &room);
-        enum tg_status st = conn_cli_read(c, dst, room, &n);
+        enum tg_status st = session_cli_read(c, dst, room, &n);
         if (st == TG_E_AGAIN) {
-            conn_buf_put(c->w, &h->cin);
+            worker_buf_put(c->w, &h->cin);
             return CONN_ST_READ_HEAD;
         }
         if (st != TG_OK) {
@@ -227,17 +240,17 @@ enum conn_state http_read_head(struct conn *c)
         buf_commit(&h->cin, n);
         c->bytes_in += n;
         if (was_empty && h->n_requests > 0)
-            conn_set_timer(c, c->l->cfg->header_timeout_ms);
+            session_set_timer(c, c->l->cfg->header_timeout_ms);
     }
 }
 
-enum conn_state http_pick(struct conn *c)
+static enum conn_state http_pick(struct session *c)
 {
-    const struct cfg_target_group *g = c->group;
-    struct http_conn *h = c->http;
+    const struct cfg_target_group *g = c->ex->group;
+    struct http_conn *h = http_of(c);
     bool skip[CFG_MAX_TARGETS];
     for (size_t i = 0; i < g->n_targets && i < CFG_MAX_TARGETS; i++)
-        skip[i] = (c->tried & (UINT64_C(1) << i)) != 0;
+        skip[i] = (c->ex->tried & (UINT64_C(1) << i)) != 0;
     /* sticky cookie: the target it names, while the head is in cin */
     bool is_cookie = g->sticky.type == CFG_STICKY_COOKIE;
     int64_t now_s = (int64_t)ev_now(c->w->loop);
@@ -257,20 +270,20 @@ enum conn_state http_pick(struct conn *c)
     if (t == LB_REJECT) {
         log_warn("event=all_targets_down listener=%s " CONN_FMT " target_group=%s action=reject",
                  c->l->cfg->name, CONN_ARGS(c), g->name);
-        c->outcome = CONN_OUT_ALL_TARGETS_DOWN;
+        c->ex->outcome = CONN_OUT_ALL_TARGETS_DOWN;
         return http_error_page(c, 503, "every target of the group is down");
     }
-    if (t < 0 && h->be_tls_failed) {
-        c->outcome = CONN_OUT_BACKEND_TLS_FAILED;
+    if (t < 0 && c->ex->be_tls_failed) {
+        c->ex->outcome = CONN_OUT_BACKEND_TLS_FAILED;
         return http_error_page(c, 502, "the TLS handshake with the backend failed");
     }
     if (t < 0) {
-        c->outcome = CONN_OUT_NO_TARGET;
+        c->ex->outcome = CONN_OUT_NO_TARGET;
         return http_error_page(
-            c, 503, c->n_tried > 0 ? "no target could be reached" : "no target available");
+            c, 503, c->ex->n_tried > 0 ? "no target could be reached" : "no target available");
     }
-    c->target = t;
-    conn_lb_begin(c, t);
+    c->ex->target = t;
+    exchange_lb_begin(c, t);
     if (is_cookie && t != want)
         (void)lb_cookie_header(c->w->lb, g, t, c->ssl != NULL, now_s, h->m->set_cookie,
                                sizeof(h->m->set_cookie));
@@ -278,13 +291,13 @@ enum conn_state http_pick(struct conn *c)
     int fd = bpool_take(c->w->bpool, g, t, &ssl);
     if (fd < 0)
         return CONN_ST_CONNECT;
-    c->be.fd = fd;
-    h->be_ssl = ssl;
-    c->be.events = 0;
-    c->be.rd_shut = c->be.wr_shut = false;
-    c->be.can_read = false; /* the request is not sent yet: nothing can be there */
-    conn_io_reuse_fd(&c->be.io, fd, 0);
-    c->http->be_reused = true;
+    c->ex->be.fd = fd;
+    c->ex->be_ssl = ssl;
+    c->ex->be.events = 0;
+    c->ex->be.rd_shut = c->ex->be.wr_shut = false;
+    c->ex->be.can_read = false; /* the request is not sent yet: nothing can be there */
+    side_reuse_fd(&c->ex->be.io, fd, 0);
+    http_of(c)->be_reused = true;
     return start_exchange(c);
 }
 
@@ -297,9 +310,9 @@ static void der_free_all(uint8_t **ders, size_t n)
 /* Writes the rewritten request head into c2b, which grows past its pooled
  * size for a head that needs it (a large client certificate), up to
  * HTTP_MAX_FORWARD_HEAD_BYTES. */
-static bool write_request_head(struct conn *c)
+static bool write_request_head(struct session *c)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     struct tls_info info;
     const struct cfg_listener *l = c->l->cfg;
     enum cfg_cert_header what = l->tls.client_cert_header;
@@ -354,22 +367,23 @@ static bool write_request_head(struct conn *c)
     }
     size_t len;
     h->m->req.base = (const char *)buf_rdata(&h->cin, &len);
-    bool ok = conn_buf_get(c->w, &c->c2b) && http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
-    if (!ok && buf_has_mem(&c->c2b)) {
+    bool ok = worker_buf_get(c->w, &c->ex->c2b) &&
+              http_hdr_request(&h->m->req, &id, &c->ex->c2b) == TG_OK;
+    if (!ok && buf_has_mem(&c->ex->c2b)) {
         /* Only a head that does not fit the pooled block is measured. */
         size_t need = http_hdr_request_size(&h->m->req, &id);
-        ok = need <= HTTP_MAX_FORWARD_HEAD_BYTES && conn_buf_get_room(c->w, &c->c2b, need) &&
-             http_hdr_request(&h->m->req, &id, &c->c2b) == TG_OK;
+        ok = need <= HTTP_MAX_FORWARD_HEAD_BYTES && worker_buf_get_room(c->w, &c->ex->c2b, need) &&
+             http_hdr_request(&h->m->req, &id, &c->ex->c2b) == TG_OK;
     }
     der_free_all(ders, n_ders);
     return ok;
 }
 
 /* The backend connection is up: send the head, and from now on the body. */
-static enum conn_state start_exchange(struct conn *c)
+static enum conn_state start_exchange(struct session *c)
 {
-    struct http_conn *h = c->http;
-    c->c2b.r = c->c2b.w = 0;
+    struct http_conn *h = http_of(c);
+    c->ex->c2b.r = c->ex->c2b.w = 0;
     if (!write_request_head(c))
         return http_error_page(c, 431, "the request head is too large to forward");
     /* A request without a body keeps its head in cin until the response
@@ -381,13 +395,13 @@ static enum conn_state start_exchange(struct conn *c)
     h->req_done = h->m->req.body == HTTP_BODY_NONE;
     h1_next(&h->m->resp_p, h->m->req.method == HTTP_HEAD);
     h->t_upstream = ev_time();
-    c->relay_timeout = (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
+    c->ex->relay_timeout = (ev_tstamp)c->l->cfg->response_timeout_ms / 1000.0;
     return CONN_ST_RELAY;
 }
 
 /* Connected: over TLS the handshake comes first, and a failed one is a
  * failed connect (the next target, or a 502). */
-static enum conn_state backend_connected(struct conn *c)
+static enum conn_state backend_connected(struct session *c)
 {
     if (betls_wanted(c)) {
         enum tg_status st = betls_handshake(c);
@@ -399,41 +413,41 @@ static enum conn_state backend_connected(struct conn *c)
     return start_exchange(c);
 }
 
-enum conn_state http_connect(struct conn *c)
+static enum conn_state http_connect(struct session *c)
 {
-    if (c->be.fd < 0) {
+    if (c->ex->be.fd < 0) {
         bool in_progress = false;
-        if (tcp_open_backend(c, &in_progress) != TG_OK)
-            return tcp_connect_failed(c, strerror(errno));
+        if (exchange_open_backend(c, &in_progress) != TG_OK)
+            return exchange_connect_failed(c, strerror(errno));
         if (in_progress)
             return CONN_ST_CONNECT;
         return backend_connected(c);
     }
-    if (c->timed_out && c->http->be_ssl != NULL)
+    if (c->timed_out && c->ex->be_ssl != NULL)
         return betls_connect_failed(c, "handshake_timeout", "no complete handshake in time");
     if (c->timed_out)
-        return tcp_connect_failed(c, "connect timeout");
-    if (c->http->be_ssl == NULL && net_connect_result(c->be.fd) != TG_OK)
-        return tcp_connect_failed(c, strerror(errno));
+        return exchange_connect_failed(c, "connect timeout");
+    if (c->ex->be_ssl == NULL && net_connect_result(c->ex->be.fd) != TG_OK)
+        return exchange_connect_failed(c, strerror(errno));
     return backend_connected(c);
 }
 
 /* A pooled connection that the target had closed: one retry on a fresh
  * connection, when nothing of the request is lost by it. */
-static bool can_retry(const struct conn *c)
+static bool can_retry(const struct session *c)
 {
-    const struct http_conn *h = c->http;
+    const struct http_conn *h = http_cof(c);
     return h->be_reused && !h->retried && !h->resp_head_parsed && buf_is_empty(&h->bin) &&
            h->m->req.body == HTTP_BODY_NONE && h->head_in_cin > 0;
 }
 
-static enum conn_state backend_failed(struct conn *c, const char *why)
+static enum conn_state backend_failed(struct session *c, const char *why)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     if (can_retry(c)) {
         char e_why[LOG_KV_MAX];
         log_info("event=backend_retry listener=%s " CONN_FMT " target=%s reason=%s",
-                 c->l->cfg->name, CONN_ARGS(c), c->group->targets[c->target].address,
+                 c->l->cfg->name, CONN_ARGS(c), c->ex->group->targets[c->ex->target].address,
                  log_kv(e_why, sizeof(e_why), why));
         close_backend(c);
         h->retried = true;
@@ -442,23 +456,23 @@ static enum conn_state backend_failed(struct conn *c, const char *why)
     }
     close_backend(c);
     if (h->resp_head_done) {
-        c->outcome = CONN_OUT_BACKEND_TRUNCATED;
+        c->ex->outcome = CONN_OUT_BACKEND_TRUNCATED;
         return CONN_ST_CLOSED;
     }
-    c->outcome = CONN_OUT_BAD_GATEWAY;
+    c->ex->outcome = CONN_OUT_BAD_GATEWAY;
     return http_error_page(c, 502, why);
 }
 
 /* Request body: cin to c2b, as much as fits. */
-static enum conn_state request_body(struct conn *c, bool *progress)
+static enum conn_state request_body(struct session *c, bool *progress)
 {
-    struct http_conn *h = c->http;
-    if (h->req_done || buf_is_empty(&h->cin) || !conn_buf_get(c->w, &c->c2b))
+    struct http_conn *h = http_of(c);
+    if (h->req_done || buf_is_empty(&h->cin) || !worker_buf_get(c->w, &c->ex->c2b))
         return CONN_ST_RELAY;
     size_t len, room, n = 0;
     bool done = false;
     const uint8_t *src = buf_rdata(&h->cin, &len);
-    uint8_t *dst = buf_wspace(&c->c2b, &room);
+    uint8_t *dst = buf_wspace(&c->ex->c2b, &room);
     if (len > room)
         len = room;
     if (h1_body(&h->m->req_p, (const char *)src, len, &n, &done) != TG_OK) {
@@ -466,7 +480,7 @@ static enum conn_state request_body(struct conn *c, bool *progress)
         return http_error_page(c, h->m->req_p.err_status, h->m->req_p.err_reason);
     }
     memcpy(dst, src, n);
-    buf_commit(&c->c2b, n);
+    buf_commit(&c->ex->c2b, n);
     buf_consume(&h->cin, n);
     h->req_bytes += n;
     h->req_done = done;
@@ -476,16 +490,16 @@ static enum conn_state request_body(struct conn *c, bool *progress)
 
 /* The response head from bin: 1xx are passed on, the final one starts
  * the body (or the tunnel). */
-static enum conn_state response_head(struct conn *c, bool *progress)
+static enum conn_state response_head(struct session *c, bool *progress)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     if (!h->resp_head_parsed) {
         size_t len;
         const uint8_t *src = buf_rdata(&h->bin, &len);
         enum tg_status st = h1_head(&h->m->resp_p, &h->m->resp, (const char *)src, len);
         if (st == TG_E_AGAIN)
-            return c->be.rd_shut ? backend_failed(c, "the backend closed before responding")
-                                 : CONN_ST_RELAY;
+            return c->ex->be.rd_shut ? backend_failed(c, "the backend closed before responding")
+                                     : CONN_ST_RELAY;
         if (st != TG_OK)
             return backend_failed(c, "the backend sent an invalid response");
         h->resp_head_parsed = true;
@@ -502,7 +516,8 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     size_t len;
     rs->base = (const char *)buf_rdata(&h->bin, &len);
     const char *extra = interim || h->m->set_cookie[0] == '\0' ? NULL : h->m->set_cookie;
-    if (!conn_buf_get(c->w, &c->b2c) || http_hdr_response(rs, keep, extra, &c->b2c) != TG_OK)
+    if (!worker_buf_get(c->w, &c->ex->b2c) ||
+        http_hdr_response(rs, keep, extra, &c->ex->b2c) != TG_OK)
         return CONN_ST_RELAY; /* wait for room in b2c */
     buf_consume(&h->bin, rs->len);
     h->sent_to_client = true;
@@ -520,41 +535,41 @@ static enum conn_state response_head(struct conn *c, bool *progress)
     h->status = rs->status;
     h->resp_head_done = true;
     h->resp_done = rs->body == HTTP_BODY_NONE && rs->status != 101;
-    c->relay_timeout = (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+    c->ex->relay_timeout = (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
     if (rs->status == 101)
         h->is_tunnel = true;
     return CONN_ST_RELAY;
 }
 
 /* Response body: bin to b2c, as much as fits. */
-static enum conn_state response_body(struct conn *c, bool *progress)
+static enum conn_state response_body(struct session *c, bool *progress)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     if (h->resp_done)
         return CONN_ST_RELAY;
-    if (!buf_is_empty(&h->bin) && conn_buf_get(c->w, &c->b2c)) {
+    if (!buf_is_empty(&h->bin) && worker_buf_get(c->w, &c->ex->b2c)) {
         size_t len, room, n = 0;
         bool done = false;
         const uint8_t *src = buf_rdata(&h->bin, &len);
-        uint8_t *dst = buf_wspace(&c->b2c, &room);
+        uint8_t *dst = buf_wspace(&c->ex->b2c, &room);
         if (len > room)
             len = room;
         if (h1_body(&h->m->resp_p, (const char *)src, len, &n, &done) != TG_OK) {
             close_backend(c);
-            c->outcome = CONN_OUT_BAD_GATEWAY;
+            c->ex->outcome = CONN_OUT_BAD_GATEWAY;
             return CONN_ST_CLOSED;
         }
         memcpy(dst, src, n);
-        buf_commit(&c->b2c, n);
+        buf_commit(&c->ex->b2c, n);
         buf_consume(&h->bin, n);
         h->resp_bytes += n;
         h->resp_done = done;
         *progress = *progress || n > 0 || done;
     }
-    if (!h->resp_done && c->be.rd_shut && buf_is_empty(&h->bin)) {
+    if (!h->resp_done && c->ex->be.rd_shut && buf_is_empty(&h->bin)) {
         if (h->m->resp.body != HTTP_BODY_EOF) {
             close_backend(c);
-            c->outcome = CONN_OUT_BACKEND_TRUNCATED;
+            c->ex->outcome = CONN_OUT_BACKEND_TRUNCATED;
             return CONN_ST_CLOSED;
         }
         h->resp_done = true;
@@ -565,22 +580,22 @@ static enum conn_state response_body(struct conn *c, bool *progress)
 
 /* Moves bytes between the sockets and the buffers. Returns a state other
  * than RELAY when the exchange has to end. */
-static enum conn_state pump(struct conn *c, bool *progress)
+static enum conn_state pump(struct session *c, bool *progress)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     enum conn_state next;
 
     /* The client is read only when it can have sent something: after a
      * request without a body it has nothing more to say until its next
      * request, which READ_HEAD reads once this response is out (unless the
      * loop reports bytes or its EOF sooner). */
-    if (!c->cli.rd_shut && cli_may_read(c) && conn_buf_get(c->w, &h->cin) &&
+    if (!c->cli.rd_shut && cli_may_read(c) && worker_buf_get(c->w, &h->cin) &&
         !buf_is_full(&h->cin)) {
         size_t room, n = 0;
         uint8_t *dst = buf_wspace(&h->cin, &room);
         if (h->head_in_cin > 0)
             dst = buf_wspace_tail(&h->cin, &room); /* the head must stay put */
-        enum tg_status st = room ? conn_cli_read(c, dst, room, &n) : TG_E_AGAIN;
+        enum tg_status st = room ? session_cli_read(c, dst, room, &n) : TG_E_AGAIN;
         if (st == TG_OK) {
             buf_commit(&h->cin, n);
             c->bytes_in += n;
@@ -588,20 +603,20 @@ static enum conn_state pump(struct conn *c, bool *progress)
         } else if (st != TG_E_AGAIN) {
             c->cli.rd_shut = true;
             if (!h->req_done) {
-                c->outcome = CONN_OUT_CLIENT_CLOSED;
+                c->ex->outcome = CONN_OUT_CLIENT_CLOSED;
                 return CONN_ST_CLOSED;
             }
         }
     }
     if ((next = request_body(c, progress)) != CONN_ST_RELAY)
         return next;
-    if (!buf_is_empty(&c->c2b) && c->be.fd >= 0 && !c->be.wr_shut) {
+    if (!buf_is_empty(&c->ex->c2b) && c->ex->be.fd >= 0 && !c->ex->be.wr_shut) {
         size_t len;
-        const uint8_t *src = buf_rdata(&c->c2b, &len);
+        const uint8_t *src = buf_rdata(&c->ex->c2b, &len);
         ssize_t n = be_send(c, src, len);
         if (n > 0) {
-            buf_consume(&c->c2b, (size_t)n);
-            conn_buf_shrink(c->w, &c->c2b);
+            buf_consume(&c->ex->c2b, (size_t)n);
+            worker_buf_shrink(c->w, &c->ex->c2b);
             *progress = true;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
             if (can_retry(c) || h->head_in_cin > 0)
@@ -611,16 +626,16 @@ static enum conn_state pump(struct conn *c, bool *progress)
              * forward that answer; without one it is a 502 below. The rest
              * of the request is dropped, so the client connection ends
              * after this exchange. */
-            c->be.wr_shut = true;
-            c->c2b.r = c->c2b.w = 0;
+            c->ex->be.wr_shut = true;
+            c->ex->c2b.r = c->ex->c2b.w = 0;
             h->keep_alive = false;
             *progress = true;
         }
     }
     /* The backend is read only once the loop reported it readable: not in
      * the pass that just sent it the request, where nothing can be there. */
-    if (!c->be.rd_shut && c->be.fd >= 0 && c->be.can_read && conn_buf_get(c->w, &h->bin) &&
-        !buf_is_full(&h->bin)) {
+    if (!c->ex->be.rd_shut && c->ex->be.fd >= 0 && c->ex->be.can_read &&
+        worker_buf_get(c->w, &h->bin) && !buf_is_full(&h->bin)) {
         size_t room;
         uint8_t *dst =
             h->resp_head_parsed ? buf_wspace(&h->bin, &room) : buf_wspace_tail(&h->bin, &room);
@@ -629,33 +644,33 @@ static enum conn_state pump(struct conn *c, bool *progress)
             buf_commit(&h->bin, (size_t)n);
             /* A short plain read emptied the socket; over TLS bytes may
              * still wait inside OpenSSL, so only EAGAIN says empty. */
-            if (h->be_ssl == NULL && (size_t)n < room)
-                c->be.can_read = false;
+            if (c->ex->be_ssl == NULL && (size_t)n < room)
+                c->ex->be.can_read = false;
             *progress = true;
         } else if (n < 0 && room > 0 && errno == EAGAIN) {
-            c->be.can_read = false;
+            c->ex->be.can_read = false;
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR && room > 0)) {
-            c->be.rd_shut = true;
+            c->ex->be.rd_shut = true;
             *progress = true;
         }
     }
-    if (!h->resp_head_done && (!buf_is_empty(&h->bin) || c->be.rd_shut)) {
+    if (!h->resp_head_done && (!buf_is_empty(&h->bin) || c->ex->be.rd_shut)) {
         if ((next = response_head(c, progress)) != CONN_ST_RELAY || h->is_tunnel)
             return next;
     }
     if (h->resp_head_done && (next = response_body(c, progress)) != CONN_ST_RELAY)
         return next;
-    if (!buf_is_empty(&c->b2c)) {
+    if (!buf_is_empty(&c->ex->b2c)) {
         size_t len, n = 0;
-        const uint8_t *src = buf_rdata(&c->b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        const uint8_t *src = buf_rdata(&c->ex->b2c, &len);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_OK) {
-            buf_consume(&c->b2c, n);
+            buf_consume(&c->ex->b2c, n);
             c->bytes_out += n;
             *progress = true;
         } else if (st != TG_E_AGAIN) {
             close_backend(c);
-            c->outcome = CONN_OUT_CLIENT_RESET;
+            c->ex->outcome = CONN_OUT_CLIENT_RESET;
             return CONN_ST_CLOSED;
         }
     }
@@ -664,48 +679,49 @@ static enum conn_state pump(struct conn *c, bool *progress)
 
 /* The client sent its EOF and nothing more is buffered: requests it
  * pipelined before closing its side are still answered. */
-static bool client_done(const struct conn *c)
+static bool client_done(const struct session *c)
 {
-    return c->cli.rd_shut && buf_is_empty(&c->http->cin);
+    return c->cli.rd_shut && buf_is_empty(&http_cof(c)->cin);
 }
 
 /* The response went out whole: log it, keep the backend connection when
  * it can carry another request, and wait for the next request. */
-static enum conn_state finish_request(struct conn *c)
+static enum conn_state finish_request(struct session *c)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     bool reusable = h->req_done && h->m->resp.keep_alive && h->m->resp.body != HTTP_BODY_EOF &&
-                    buf_is_empty(&h->bin) && buf_is_empty(&c->c2b) && !c->be.rd_shut &&
-                    !c->be.wr_shut;
-    if (reusable && c->be.fd >= 0) {
-        ev_io_stop(c->w->loop, &c->be.io);
-        c->be.events = 0;
-        bpool_put(c->w->bpool, c->group, c->target, c->be.fd, h->be_ssl);
-        h->be_ssl = NULL;
-        c->be.fd = -1;
+                    buf_is_empty(&h->bin) && buf_is_empty(&c->ex->c2b) && !c->ex->be.rd_shut &&
+                    !c->ex->be.wr_shut;
+    if (reusable && c->ex->be.fd >= 0) {
+        ev_io_stop(c->w->loop, &c->ex->be.io);
+        c->ex->be.events = 0;
+        bpool_put(c->w->bpool, c->ex->group, c->ex->target, c->ex->be.fd, c->ex->be_ssl);
+        c->ex->be_ssl = NULL;
+        c->ex->be.fd = -1;
     } else {
         close_backend(c);
     }
-    conn_access_log(c);
+    http_access_log(c);
     h->t_req = 0;
     bool again = h->req_done && h->keep_alive && !client_done(c);
     http_msg_put(h);
     if (!again)
         return CONN_ST_DRAIN;
     release_buffers(c);
-    return CONN_ST_READ_HEAD;
+    /* A cut connection finishes its request in flight, never another. */
+    return c->cut_reason != NULL ? CONN_ST_CLOSED : CONN_ST_READ_HEAD;
 }
 
 /* After a 101: what is already buffered goes first, then raw relay. */
-static enum conn_state tunnel(struct conn *c)
+static enum conn_state tunnel(struct session *c)
 {
-    struct http_conn *h = c->http;
-    struct buf *pairs[2][2] = {{&h->cin, &c->c2b}, {&h->bin, &c->b2c}};
+    struct http_conn *h = http_of(c);
+    struct buf *pairs[2][2] = {{&h->cin, &c->ex->c2b}, {&h->bin, &c->ex->b2c}};
     for (int i = 0; i < 2; i++) {
         struct buf *from = pairs[i][0], *to = pairs[i][1];
         if (buf_is_empty(from))
             continue;
-        if (!conn_buf_get(c->w, to))
+        if (!worker_buf_get(c->w, to))
             return CONN_ST_CLOSED;
         size_t len, room;
         const uint8_t *src = buf_rdata(from, &len);
@@ -719,18 +735,18 @@ static enum conn_state tunnel(struct conn *c)
     return tcp_relay(c); /* plain or TLS to the target: see tcp.c be_recv() */
 }
 
-enum conn_state http_relay(struct conn *c)
+static enum conn_state http_relay(struct session *c)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     if (h->is_tunnel)
         return tunnel(c);
     if (c->timed_out) {
         if (!h->resp_head_done) {
             close_backend(c);
-            c->outcome = CONN_OUT_RESPONSE_TIMEOUT;
+            c->ex->outcome = CONN_OUT_RESPONSE_TIMEOUT;
             return http_error_page(c, 504, "the backend did not answer in time");
         }
-        c->outcome = CONN_OUT_IDLE_TIMEOUT;
+        c->ex->outcome = CONN_OUT_IDLE_TIMEOUT;
         return CONN_ST_CLOSED;
     }
     bool any = false, progress;
@@ -745,30 +761,30 @@ enum conn_state http_relay(struct conn *c)
     } while (progress);
     if (any)
         c->last_activity = ev_now(c->w->loop);
-    if (h->resp_done && buf_is_empty(&c->b2c))
+    if (h->resp_done && buf_is_empty(&c->ex->b2c))
         return finish_request(c);
     release_buffers(c);
     return CONN_ST_RELAY;
 }
 
-enum conn_state http_respond(struct conn *c)
+static enum conn_state http_respond(struct session *c)
 {
-    struct http_conn *h = c->http;
+    struct http_conn *h = http_of(c);
     if (c->timed_out)
         return CONN_ST_CLOSED;
-    while (!buf_is_empty(&c->b2c)) {
+    while (!buf_is_empty(&c->ex->b2c)) {
         size_t len, n = 0;
-        const uint8_t *src = buf_rdata(&c->b2c, &len);
-        enum tg_status st = conn_cli_write(c, src, len, &n);
+        const uint8_t *src = buf_rdata(&c->ex->b2c, &len);
+        enum tg_status st = session_cli_write(c, src, len, &n);
         if (st == TG_E_AGAIN)
             return CONN_ST_RESPOND;
         if (st != TG_OK)
             return CONN_ST_CLOSED;
-        buf_consume(&c->b2c, n);
+        buf_consume(&c->ex->b2c, n);
         c->bytes_out += n;
         c->last_activity = ev_now(c->w->loop);
     }
-    conn_access_log(c);
+    http_access_log(c);
     h->t_req = 0;
     buf_consume(&h->cin, h->head_in_cin);
     h->head_in_cin = 0;
@@ -776,5 +792,152 @@ enum conn_state http_respond(struct conn *c)
     if (!h->keep_alive || client_done(c))
         return CONN_ST_DRAIN;
     release_buffers(c);
-    return CONN_ST_READ_HEAD;
+    return c->cut_reason != NULL ? CONN_ST_CLOSED : CONN_ST_READ_HEAD;
 }
+
+static enum tg_status http_init(struct session *c)
+{
+    struct http_session *hs = (struct http_session *)(void *)c;
+    hs->h.log_path = "";
+    exchange_init(&hs->x, c);
+    c->ex = &hs->x;
+    return TG_OK;
+}
+
+static void http_fini(struct session *c)
+{
+    struct http_conn *h = http_of(c);
+    http_msg_put(h);
+    h->cin.r = h->cin.w = 0;
+    h->bin.r = h->bin.w = 0;
+    worker_buf_put(c->w, &h->cin);
+    worker_buf_put(c->w, &h->bin);
+    exchange_fini(c->w, c->ex);
+}
+
+static enum conn_state http_established(struct session *c)
+{
+    return CONN_ST_READ_HEAD;
+    (void)c;
+}
+
+static void http_enter(struct session *c, enum conn_state st)
+{
+    const struct cfg_listener *l = c->l->cfg;
+    switch (st) {
+    case CONN_ST_READ_HEAD:
+        c->last_activity = ev_now(c->w->loop);
+        session_set_timer(c,
+                          http_of(c)->n_requests == 0 ? l->header_timeout_ms : l->idle_timeout_ms);
+        break;
+    case CONN_ST_RESPOND:
+        c->last_activity = ev_now(c->w->loop);
+        session_set_timer(c, l->idle_timeout_ms);
+        break;
+    default:
+        exchange_enter(c, st);
+        break;
+    }
+}
+
+static void http_interest(struct session *c, int *ce, int *be)
+{
+    struct http_conn *h = http_of(c);
+    struct exchange *x = c->ex;
+    switch (c->st) {
+    case CONN_ST_READ_HEAD:
+        *ce = c->want == TLS_WANT_WRITE ? EV_WRITE : EV_READ;
+        break;
+    case CONN_ST_RESPOND:
+        *ce = c->want == TLS_WANT_READ ? EV_READ : EV_WRITE;
+        break;
+    default:
+        /* A tunnel relays raw bytes: they land where tcp_ssl's do. */
+        exchange_interest(c, h->is_tunnel ? &x->c2b : &h->cin, h->is_tunnel ? &x->b2c : &h->bin, ce,
+                          be);
+        break;
+    }
+}
+
+static ev_tstamp http_idle_timeout(const struct session *c)
+{
+    if (c->st == CONN_ST_RELAY)
+        return c->ex->relay_timeout;
+    if (c->st == CONN_ST_RESPOND)
+        return (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+    return 0;
+}
+
+static unsigned http_passive_status(const struct session *c)
+{
+    const struct http_conn *h = http_cof(c);
+    return h->is_tunnel ? 0 : h->status;
+}
+
+/* A request being forwarded or answered may finish before the
+ * connection is cut; then no other starts. */
+static bool http_on_cut(struct session *c)
+{
+    struct http_conn *h = http_of(c);
+    if (h->is_tunnel)
+        return false;
+    if (c->st != CONN_ST_PICK && c->st != CONN_ST_CONNECT && c->st != CONN_ST_RELAY &&
+        c->st != CONN_ST_RESPOND)
+        return false;
+    h->keep_alive = false;
+    return true;
+}
+
+/* Each request is logged when it completes; what is left is a request cut
+ * short or a connection refused before any. */
+static void http_log_last(struct session *c)
+{
+    struct http_conn *h = http_of(c);
+    if (h->t_req > 0 || (c->reject_reason != NULL && h->n_requests == 0))
+        http_access_log(c);
+}
+
+/* The current request's fields: method, path, status, upstream time; its
+ * start; and the bytes since the previous line (this request's). */
+static void http_log_fields(struct session *c, struct access_fields *f, ev_tstamp now)
+{
+    struct http_conn *h = http_of(c);
+    char e_method[64], e_path[1100];
+    f->start = h->t_req > 0 ? h->t_req : 0;
+    f->base_in = h->logged_in;
+    f->base_out = h->logged_out;
+    h->logged_in = c->bytes_in;
+    h->logged_out = c->bytes_out;
+    log_json_escape(e_method, sizeof(e_method), h->log_method);
+    log_json_escape(e_path, sizeof(e_path), h->log_path);
+    double upstream = h->t_upstream > 0 ? (now - h->t_upstream) * 1000.0 : 0.0;
+    snprintf(f->extra, f->extra_len,
+             ",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,\"upstream_ms\":%.3f,"
+             "\"request\":%u",
+             e_method, e_path, h->status, upstream, h->n_requests);
+}
+
+const struct proto_ops http_proto_ops = {
+    .name = "http/1.1",
+    .size = sizeof(struct http_session),
+    .echo_http = true,
+    .is_lingering = true,
+    .init = http_init,
+    .fini = http_fini,
+    .on_established = http_established,
+    .step =
+        {
+            [CONN_ST_PICK] = http_pick,
+            [CONN_ST_CONNECT] = http_connect,
+            [CONN_ST_RELAY] = http_relay,
+            [CONN_ST_READ_HEAD] = http_read_head,
+            [CONN_ST_RESPOND] = http_respond,
+        },
+    .on_enter = http_enter,
+    .interest = http_interest,
+    .idle_timeout = http_idle_timeout,
+    .passive_status = http_passive_status,
+    .on_cut = http_on_cut,
+    .log_last = http_log_last,
+    .log_fields = http_log_fields,
+};
