@@ -136,15 +136,7 @@ enum conn_state betls_connect_failed(struct session *c, const char *reason, cons
     }
     c->ex->be_tls_failed = true;
     betls_close(c);
-    ev_io_stop(c->w->loop, &c->ex->be.io);
-    c->ex->be.events = 0;
-    if (c->ex->be.fd >= 0)
-        close(c->ex->be.fd);
-    c->ex->be.fd = -1;
-    c->ex->tried |= UINT64_C(1) << c->ex->target;
-    c->ex->n_tried++;
-    c->ex->target = -1;
-    return CONN_ST_PICK;
+    return exchange_forget_target(c);
 }
 
 /* A new client SSL on c->ex->be.fd for c's target. */

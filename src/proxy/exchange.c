@@ -111,6 +111,11 @@ enum conn_state exchange_connect_failed(struct session *c, const char *why)
     char e_why[LOG_KV_MAX];
     log_warn("event=connect_failed listener=%s " CONN_FMT " target=%s error=%s", c->l->cfg->name,
              CONN_ARGS(c), t->address, log_kv(e_why, sizeof(e_why), why));
+    return exchange_forget_target(c);
+}
+
+enum conn_state exchange_forget_target(struct session *c)
+{
     ev_io_stop(c->w->loop, &c->ex->be.io);
     c->ex->be.events = 0;
     if (c->ex->be.fd >= 0)

@@ -53,6 +53,9 @@ void exchange_lb_step(struct session *c, enum conn_state from, enum conn_state t
 /* Logs a failed connect, forgets the socket and marks the target tried:
  * returns CONN_ST_PICK for the next one. */
 enum conn_state exchange_connect_failed(struct session *c, const char *why);
+/* Closes the backend socket of c's exchange and marks its target tried:
+ * returns CONN_ST_PICK for the next one. */
+enum conn_state exchange_forget_target(struct session *c);
 
 /* Starts a connection to the target of c->ex (group, target): *in_progress when
  * the caller waits for writability. Plain sockets or builtin:echo. */
