@@ -554,15 +554,6 @@ static void check_listener(struct cfg_ctx *c, size_t idx)
         check_tls(c, l);
     if (l->target_group_name != NULL)
         l->target_group = ref_target_group(c, &l->target_group_name);
-    /* Only https and http listeners re-encrypt: say so rather than pretend. */
-    const struct cfg_target_group *g = l->target_group;
-    if (g != NULL && g->tls.enabled && l->protocol == CFG_PROTO_TCP_SSL) {
-        const struct cfg_rec *r = cfg_rec_find(c, &g->tls, true);
-        diag_add(c->d, DIAG_WARNING, c->file, r ? r->line : 0, r ? r->col : 0, r ? r->path : NULL,
-                 "re-encryption to the targets applies to https and http listeners only: "
-                 "tcp_ssl listener \"%.64s\" connects to them in plaintext",
-                 l->name ? l->name : "?");
-    }
     if (l->default_target_group_name != NULL)
         l->default_target_group = ref_target_group(c, &l->default_target_group_name);
     for (size_t i = 0; i < l->n_rules; i++)

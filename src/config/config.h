@@ -117,7 +117,7 @@ struct cfg_sticky {
     struct cfg_pos pos;
 };
 
-/* target_groups.NAME.tls: re-encryption to the targets (https only) */
+/* target_groups.NAME.tls: re-encryption to the targets (every listener protocol) */
 struct cfg_backend_tls {
     bool enabled;
     bool verify;              /* default true */

@@ -1,5 +1,6 @@
-/* TLS to the targets of https target groups that have a tls block: the
- * client side of the TLS checks (trust, dates, revocation, name). */
+/* TLS to the targets of target groups that have a tls block (https, http
+ * and tcp_ssl listeners): the client side of the TLS checks (trust, dates,
+ * revocation, name). */
 #include "proxy/betls.h"
 #include "proxy/exchange.h"
 

@@ -10,7 +10,7 @@
 
 #include "proxy/session.h"
 
-/* betls.c: TLS to the targets of https groups with a tls block */
+/* betls.c: TLS to the targets of groups with a tls block */
 struct betls;
 /* True when c's group re-encrypts to its current target (never to
  * builtin:echo). */

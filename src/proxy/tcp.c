@@ -37,7 +37,7 @@ static enum conn_state tcp_pick(struct session *c)
         net_addr_format(&c->peer, peer, sizeof(peer));
         log_warn("event=no_target listener=%s " CONN_FMT " client=%s group=%s tried=%u",
                  c->l->cfg->name, CONN_ARGS(c), peer, g->name, c->ex->n_tried);
-        c->ex->outcome = CONN_OUT_NO_TARGET;
+        c->ex->outcome = c->ex->be_tls_failed ? CONN_OUT_BACKEND_TLS_FAILED : CONN_OUT_NO_TARGET;
         return CONN_ST_DRAIN;
     }
     c->ex->target = t;
@@ -95,30 +95,87 @@ static bool write_proxy_header(struct session *c)
     return true;
 }
 
+/* A tcp_ssl session: one exchange for its whole life, in the same block. */
+struct tcp_session {
+    struct session s;
+    struct exchange x;
+    bool is_be_connected; /* the current target's TCP connect completed */
+};
+
+static struct tcp_session *tcp_of(struct session *c)
+{
+    return (struct tcp_session *)(void *)c;
+}
+
+/* The PROXY header of a group that re-encrypts goes out in clear, before
+ * the ClientHello, as HAProxy (send-proxy with ssl) and nginx
+ * (proxy_protocol with proxy_ssl) send it and as a receiver that accepts
+ * PROXY and TLS on one port reads it. TG_OK once c2b is empty. */
+static enum tg_status send_proxy_header(struct session *c)
+{
+    while (!buf_is_empty(&c->ex->c2b)) {
+        size_t len;
+        const uint8_t *src = buf_rdata(&c->ex->c2b, &len);
+        ssize_t n = send(c->ex->be.fd, src, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN ? TG_E_AGAIN : TG_E_CLOSED;
+        buf_consume(&c->ex->c2b, (size_t)n);
+    }
+    worker_buf_shrink(c->w, &c->ex->c2b);
+    return TG_OK;
+}
+
+/* The target's socket is connected: the PROXY header, then, for a group
+ * with tls, the handshake with the target (a failed one moves to the next
+ * target, as a failed connect does). Client bytes are read only in RELAY,
+ * so none reaches a target before its certificate passed. */
 static enum conn_state connected(struct session *c)
 {
-    if (c->l->cfg->proxy_protocol == CFG_PROXY_NONE)
-        return CONN_ST_RELAY;
-    if (!worker_buf_get(c->w, &c->ex->c2b) || !write_proxy_header(c)) {
-        log_err("event=conn_error listener=%s " CONN_FMT " error=\"PROXY header does not fit\"",
-                c->l->cfg->name, CONN_ARGS(c));
-        c->ex->outcome = CONN_OUT_INTERNAL_ERROR;
-        return CONN_ST_CLOSED;
+    struct tcp_session *ts = tcp_of(c);
+    if (!ts->is_be_connected) {
+        ts->is_be_connected = true;
+        if (c->l->cfg->proxy_protocol != CFG_PROXY_NONE &&
+            (!worker_buf_get(c->w, &c->ex->c2b) || !write_proxy_header(c))) {
+            log_err("event=conn_error listener=%s " CONN_FMT " error=\"PROXY header does not fit\"",
+                    c->l->cfg->name, CONN_ARGS(c));
+            c->ex->outcome = CONN_OUT_INTERNAL_ERROR;
+            return CONN_ST_CLOSED;
+        }
     }
-    return CONN_ST_RELAY;
+    if (!betls_wanted(c))
+        return CONN_ST_RELAY; /* the header, if any, leads the relayed bytes */
+    if (c->ex->be_ssl == NULL) {
+        enum tg_status st = send_proxy_header(c);
+        if (st == TG_E_AGAIN)
+            return CONN_ST_CONNECT;
+        if (st != TG_OK)
+            return exchange_connect_failed(c, strerror(errno));
+    }
+    enum tg_status st = betls_handshake(c);
+    if (st == TG_E_AGAIN)
+        return CONN_ST_CONNECT;
+    return st == TG_OK ? CONN_ST_RELAY : CONN_ST_PICK;
 }
 
 static enum conn_state tcp_connect(struct session *c)
 {
+    struct tcp_session *ts = tcp_of(c);
     if (c->ex->be.fd < 0) {
+        /* A new target: what an earlier one was sent is not its business. */
+        ts->is_be_connected = false;
+        c->ex->c2b.r = c->ex->c2b.w = 0;
         bool in_progress = false;
         if (exchange_open_backend(c, &in_progress) != TG_OK)
             return exchange_connect_failed(c, strerror(errno));
         return in_progress ? CONN_ST_CONNECT : connected(c);
     }
+    if (c->timed_out && c->ex->be_ssl != NULL)
+        return betls_connect_failed(c, "handshake_timeout", "no complete handshake in time");
     if (c->timed_out)
         return exchange_connect_failed(c, "connect timeout");
-    if (net_connect_result(c->ex->be.fd) != TG_OK)
+    if (!ts->is_be_connected && net_connect_result(c->ex->be.fd) != TG_OK)
         return exchange_connect_failed(c, strerror(errno));
     return connected(c);
 }
@@ -139,9 +196,9 @@ static bool down_done(const struct session *c)
  * soon as this one is: close() sends the FIN, so the pumps skip the
  * shutdown(SHUT_WR) that would precede it. */
 
-/* Client to backend: TLS read into c2b, send out of it. */
-/* The target side: plain TCP, or TLS after a WebSocket upgrade to an https
- * group that re-encrypts (betls.c). Both return what recv()/send() do. */
+/* The target side: plain TCP, or TLS when the group re-encrypts (a tcp_ssl
+ * listener's group, or an https group after a WebSocket upgrade; betls.c).
+ * Both return what recv()/send() do. */
 static SSL *be_tls(const struct session *c)
 {
     return c->ex->be_ssl;
@@ -171,9 +228,10 @@ static ssize_t be_send(struct session *c, const void *src, size_t len)
 }
 
 /* The end of the client's stream toward the target: close_notify over TLS
- * when it goes out at once, then the TCP half-close (always over TLS, so
- * that the end arrives even when the socket buffer is full; for plain TCP
- * not right before close(), which sends the FIN anyway). */
+ * when it goes out at once (a socket buffer full at that moment leaves the
+ * FIN alone to end the stream), then the TCP half-close (always over TLS,
+ * so that the end arrives even when the socket buffer is full; for plain
+ * TCP not right before close(), which sends the FIN anyway). */
 static void be_end_stream(struct session *c)
 {
     SSL *ssl = be_tls(c);
@@ -186,6 +244,7 @@ static void be_end_stream(struct session *c)
         shutdown(c->ex->be.fd, SHUT_WR);
 }
 
+/* Client to backend: TLS read into c2b, send out of it. */
 static bool pump_up(struct session *c, bool *progress)
 {
     if (!c->cli.rd_shut && c->cli.can_read && !buf_is_full(&c->ex->c2b)) {
@@ -308,15 +367,9 @@ enum conn_state tcp_relay(struct session *c)
     return CONN_ST_RELAY;
 }
 
-/* A tcp_ssl session: one exchange for its whole life, in the same block. */
-struct tcp_session {
-    struct session s;
-    struct exchange x;
-};
-
 static enum tg_status tcp_init(struct session *c)
 {
-    struct tcp_session *ts = (struct tcp_session *)(void *)c;
+    struct tcp_session *ts = tcp_of(c);
     exchange_init(&ts->x, c);
     c->ex = &ts->x;
     return TG_OK;

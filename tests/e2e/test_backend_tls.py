@@ -547,15 +547,13 @@ def test_idle_pooled_connection_closed_by_the_target(tollgate, pki, backends):
 
 
 @pytest.mark.parametrize("protocol", ["https", "tcp_ssl"])
-def test_check_warns_only_for_tcp_ssl(tmp_path, pki, protocol):
-    """tollgate check: a group tls block is in effect for https listeners
-    (no warning); tcp_ssl listeners connect in plaintext and are warned
-    about."""
+def test_check_accepts_a_group_tls_block_for_both_protocols(tmp_path, pki, protocol):
+    """tollgate check: a group tls block is in effect for https and tcp_ssl
+    listeners alike, so neither is warned about."""
     group = {"targets": [{"address": "127.0.0.1:1"}], "tls": {"server_name": "x.example"}}
     lst = https_listener() if protocol == "https" else listener()
     cfg = {"target_groups": {"g": group}, "listeners": [lst]}
     path = tg_proc.Tollgate(tmp_path / "chk", pki).write_config(cfg)
     r = tg_proc.run_tollgate(["check", "-c", str(path)])
     assert r.returncode == 0, r.stderr
-    warned = "target_groups.g.tls: re-encryption to the targets applies to https and http listeners only" in r.stderr
-    assert warned == (protocol == "tcp_ssl"), r.stderr
+    assert "target_groups.g.tls" not in r.stderr, r.stderr
