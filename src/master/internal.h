@@ -6,8 +6,11 @@
 
 #include <ev.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "core/ocsp_shm.h"
+#include "proxy/proxy.h"
+#include "tls/tls.h"
 
 struct ocsp_fetch;
 
@@ -40,5 +43,26 @@ void ocsp_fetch_free(struct ocsp_fetch *f);
  * its sockets without calling libcurl (whose resolver threads did not come
  * along). f must not be used afterwards. NULL does nothing. */
 void ocsp_fetch_forget(struct ocsp_fetch *f);
+
+/* ---- client CA files (trust.c) ---- */
+
+/* The master's watch on one mutual listener's client CA files. */
+struct gen_trust {
+    struct tls_trust_watch watch;
+    ev_tstamp next_check;
+    bool is_warned_soon, is_warned_expired; /* about the CRL's nextUpdate, once per load */
+};
+
+/* Looks, every second, at the client CA files of cfg's mutual listeners
+ * (pls[i].tls, trusts[i] per listener): loads a changed one into the
+ * listener's server and logs it, refuses a bad one once, and warns about
+ * CRLs near or past their nextUpdate. */
+void master_trust_tick(const struct config *cfg, struct proxy_listener *pls,
+                       struct gen_trust *trusts, ev_tstamp now);
+
+/* Each client CA the mutual listeners of cfg use, once, as /status and
+ * /metrics show it; returns how many (at most max). */
+size_t master_trust_list(const struct config *cfg, const struct proxy_listener *pls,
+                         struct admin_trust *out, size_t max);
 
 #endif
