@@ -452,6 +452,17 @@ static void check_tls(struct cfg_ctx *c, struct cfg_listener *l)
     check_tls_policy(c, t);
 }
 
+/* ALPN and HTTP/2 need TLS: an http listener speaks HTTP/1.1 only. */
+static void check_https_only(struct cfg_ctx *c, struct cfg_listener *l)
+{
+    const void *fields[] = {&l->alpn, &l->h2_max_streams, &l->h2_max_header_list_size,
+                            &l->h2_max_resets_per_second};
+    for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
+        if (was_set(c, fields[i]))
+            cfg_error_at(c, fields[i], "only used with protocol https");
+    }
+}
+
 static void check_listener_proto(struct cfg_ctx *c, struct cfg_listener *l)
 {
     const char *proto = config_proto_name(l->protocol);
@@ -474,6 +485,7 @@ static void check_listener_proto(struct cfg_ctx *c, struct cfg_listener *l)
             if (was_set(c, fields[i]))
                 cfg_error_at(c, fields[i], "only used with protocol https or http");
         }
+        check_https_only(c, l);
         if (!was_set(c, &l->target_group_name))
             cfg_error_in(c, l, "target_group",
                          "required for protocol tcp_ssl (a name from target_groups)");
@@ -486,6 +498,8 @@ static void check_listener_proto(struct cfg_ctx *c, struct cfg_listener *l)
             proto);
     if (was_set(c, &l->proxy_protocol))
         cfg_error_at(c, &l->proxy_protocol, "only used with protocol tcp_ssl");
+    if (l->protocol == CFG_PROTO_HTTP)
+        check_https_only(c, l);
     if (l->n_rules == 0 && !was_set(c, &l->default_target_group_name))
         cfg_error_in(c, l, "rules", "protocol %s needs rules, default_target_group or both", proto);
 }

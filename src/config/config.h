@@ -197,6 +197,14 @@ struct cfg_cidr {
     uint8_t addr[16];   /* network byte order (4 bytes for AF_INET); bits past prefix are 0 */
 };
 
+/* The largest h2_max_header_list_size: a request's header list becomes an
+ * HTTP/1.1 head toward the backend, which may be at most this long (the
+ * same bound as HTTP_MAX_HEAD_BYTES for HTTP/1.1 clients). */
+#define CFG_H2_MAX_HEADER_LIST 16384
+
+/* The protocols an https listener offers in ALPN (cfg_listener.alpn). */
+enum { CFG_ALPN_H2 = 1u << 0, CFG_ALPN_HTTP1 = 1u << 1 };
+
 struct cfg_listener {
     char *name;
     enum cfg_listener_proto protocol;
@@ -219,6 +227,10 @@ struct cfg_listener {
     size_t n_trusted_proxies;
     bool allow_underscores_in_headers; /* https/http; default false */
     bool add_forwarded_header;         /* https/http; default false */
+    unsigned alpn;                     /* https: CFG_ALPN_* bits; default both */
+    unsigned h2_max_streams;           /* https: concurrent streams; default 100 */
+    unsigned h2_max_header_list_size;  /* https: bytes; default 16384 */
+    unsigned h2_max_resets_per_second; /* https: stream resets; default 100 */
     struct cfg_rule *rules;            /* owned array (https, http) */
     size_t n_rules;
     char *default_target_group_name;

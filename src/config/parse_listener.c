@@ -243,7 +243,11 @@ static const char *const listener_keys[] = {"name",
                                             "rules",
                                             "trusted_proxies",
                                             "allow_underscores_in_headers",
-                                            "add_forwarded_header"};
+                                            "add_forwarded_header",
+                                            "alpn",
+                                            "h2_max_streams",
+                                            "h2_max_header_list_size",
+                                            "h2_max_resets_per_second"};
 
 /* Index into listener_keys for the keys that need a protocol. */
 enum {
@@ -266,7 +270,35 @@ enum {
     LK_TRUSTED_PROXIES,
     LK_ALLOW_UNDERSCORES_IN_HEADERS,
     LK_ADD_FORWARDED_HEADER,
+    LK_ALPN,
+    LK_H2_MAX_STREAMS,
+    LK_H2_MAX_HEADER_LIST_SIZE,
+    LK_H2_MAX_RESETS_PER_SECOND,
 };
+
+/* alpn: [h2, http/1.1], in any order, each once. */
+static void parse_alpn(struct cfg_ctx *c, const struct cfg_val *kv, struct cfg_listener *l)
+{
+    static const char *const names[] = {"h2", "http/1.1"};
+    static const unsigned bits[] = {CFG_ALPN_H2, CFG_ALPN_HTTP1};
+    cfg_record(c, &l->alpn, false, kv);
+    if (!cfg_is_seq(c, kv))
+        return;
+    unsigned seen = 0;
+    struct cfg_val item;
+    for (size_t i = 0; cfg_seq_next(c, kv, &i, &item);) {
+        int k = cfg_get_enum(c, &item, names, TG_ARRAY_LEN(names), &l->alpn);
+        if (k < 0)
+            continue;
+        if (seen & bits[k])
+            cfg_error(c, &item, "\"%s\" is listed twice", names[k]);
+        seen |= bits[k];
+    }
+    if (cfg_count(kv) == 0)
+        cfg_error(c, kv, "at least one protocol is required (h2, http/1.1)");
+    if (seen != 0)
+        l->alpn = seen;
+}
 
 static void parse_listener_key(struct cfg_ctx *c, const struct cfg_val *kv, int k,
                                struct cfg_listener *l)
@@ -341,6 +373,18 @@ static void parse_listener_key(struct cfg_ctx *c, const struct cfg_val *kv, int 
     case LK_ADD_FORWARDED_HEADER:
         (void)cfg_get_bool(c, kv, &l->add_forwarded_header);
         break;
+    case LK_ALPN:
+        parse_alpn(c, kv, l);
+        break;
+    case LK_H2_MAX_STREAMS:
+        (void)cfg_get_uint(c, kv, 1, 1000, &l->h2_max_streams);
+        break;
+    case LK_H2_MAX_HEADER_LIST_SIZE:
+        (void)cfg_get_uint(c, kv, 1024, CFG_H2_MAX_HEADER_LIST, &l->h2_max_header_list_size);
+        break;
+    case LK_H2_MAX_RESETS_PER_SECOND:
+        (void)cfg_get_uint(c, kv, 1, 100000, &l->h2_max_resets_per_second);
+        break;
     default:
         break;
     }
@@ -355,6 +399,10 @@ static void parse_listener(struct cfg_ctx *c, const struct cfg_val *v, struct cf
     l->connect_timeout_ms = 5 * 1000;
     l->header_timeout_ms = 10 * 1000;
     l->response_timeout_ms = 60 * 1000;
+    l->alpn = CFG_ALPN_H2 | CFG_ALPN_HTTP1;
+    l->h2_max_streams = 100;
+    l->h2_max_header_list_size = CFG_H2_MAX_HEADER_LIST;
+    l->h2_max_resets_per_second = 100;
     cfg_record(c, l, true, v);
     if (!cfg_is_map(c, v))
         return;

@@ -1,7 +1,7 @@
-#include "proxy/http1.h"
+#include "proxy/http_req.h"
 
 /* Answers tollgate makes itself on https/http listeners: respond rules,
- * redirects, error pages. The request flow (http1.c) decides; this file
+ * redirects, error pages. The request flow (http_fwd.c) decides; this file
  * builds the response into b2c and hands over to RESPOND. */
 
 #include <stdio.h>
@@ -17,7 +17,7 @@
 enum conn_state http_answer(struct session *c, unsigned status, const char *ctype,
                             const char *extra, const char *body, bool keep_alive)
 {
-    struct http_conn *h = http_of(c);
+    struct http_req *h = http_req_of(c);
     bool head_only = h->m != NULL && h->m->req_p.head_done && h->m->req.method == HTTP_HEAD;
     h->keep_alive = h->keep_alive && keep_alive;
     h->status = status;
@@ -44,7 +44,7 @@ enum conn_state http_error_page(struct session *c, unsigned status, const char *
              c->l->cfg->name, CONN_ARGS(c), peer, status, log_kv(e_what, sizeof(e_what), what));
     if (c->ex->outcome == CONN_OUT_OK)
         c->ex->outcome = CONN_OUT_HTTP_ERROR; /* a 502/503/504 keeps its own (no_target, ...) */
-    if (http_of(c)->sent_to_client)
+    if (http_req_of(c)->sent_to_client)
         return CONN_ST_CLOSED;
     snprintf(body, sizeof(body), "%u %s: %s\n", status, http_reason(status), what);
     return http_answer(c, status, "text/plain; charset=utf-8", NULL, body, false);
@@ -101,7 +101,7 @@ void http_target_from_path(const struct http_head *rq, const char **p, size_t *l
 enum conn_state http_redirect(struct session *c, const struct cfg_rule *r, const char *host,
                               size_t host_len)
 {
-    const struct http_head *rq = &http_of(c)->m->req;
+    const struct http_head *rq = &http_req_of(c)->m->req;
     const char *target;
     size_t tlen;
     http_target_from_path(rq, &target, &tlen);
@@ -127,7 +127,7 @@ enum conn_state http_redirect(struct session *c, const struct cfg_rule *r, const
     if (n < 0 || (size_t)n >= sizeof(location))
         return http_error_page(c, 414, "the redirect target would be too long");
     return http_answer(c, r->redirect_status, NULL, location, NULL,
-                       http_of(c)->m->req.body == HTTP_BODY_NONE);
+                       http_req_of(c)->m->req.body == HTTP_BODY_NONE);
 }
 
 enum conn_state http_respond_rule(struct session *c, const struct cfg_rule *r)
@@ -148,5 +148,5 @@ enum conn_state http_respond_rule(struct session *c, const struct cfg_rule *r)
     return http_answer(c, r->respond_status,
                        has_ctype || r->respond_body == NULL ? NULL : "text/plain; charset=utf-8",
                        o > 0 ? extra : NULL, r->respond_body,
-                       http_of(c)->m->req.body == HTTP_BODY_NONE);
+                       http_req_of(c)->m->req.body == HTTP_BODY_NONE);
 }

@@ -1,9 +1,8 @@
-#include "proxy/http1.h"
+#include "proxy/http_req.h"
 
-/* The HTTP state of a connection (struct http_conn, for its whole life)
- * and of a request (struct http_msg, lent by a per-worker free list while
- * the request is in progress, so that an idle keep-alive connection holds
- * only the first). */
+/* The block of a request in progress (struct http_msg), lent by a
+ * per-worker free list while the request is in progress, so that an idle
+ * connection holds none. */
 
 #include <stdlib.h>
 
@@ -17,9 +16,8 @@ static size_t n_msg_free;
 /* Gives c the block of a request (its parsers, heads, cookie and log
  * path), from the free list when it has one, with both parsers ready for a
  * new message. False when out of memory. */
-bool http_msg_get(struct session *c)
+bool http_msg_get(struct session *c, struct http_req *h)
 {
-    struct http_conn *h = http_of(c);
     if (h->m != NULL)
         return true;
     struct http_msg *m = msg_free_list;
@@ -42,7 +40,7 @@ bool http_msg_get(struct session *c)
 
 /* Returns h's request block once the request is logged: an idle
  * keep-alive connection holds none. */
-void http_msg_put(struct http_conn *h)
+void http_msg_put(struct http_req *h)
 {
     struct http_msg *m = h->m;
     if (m == NULL)

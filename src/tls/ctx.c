@@ -1,5 +1,6 @@
 #include "tls/tls.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,17 +378,26 @@ static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l,
     return true;
 }
 
-/* RFC 7301: https listeners speak HTTP/1.1 only; a client that offers
- * nothing we speak gets no ALPN answer rather than a refusal. */
+/* RFC 7301: the protocols of an https listener's alpn setting, h2 first
+ * (the server's preference); a client that offers none of them gets no
+ * ALPN answer rather than a refusal, and speaks HTTP/1.1. arg is the
+ * listener's cfg_listener.alpn bits. */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
     (void)ssl;
-    (void)arg;
-    static const unsigned char ours[] = "\x08http/1.1";
+    static const unsigned char both[] = "\x02h2\x08http/1.1";
+    unsigned bits = (unsigned)(uintptr_t)arg;
+    const unsigned char *ours = both;
+    unsigned ours_len = sizeof(both) - 1;
+    if (bits == CFG_ALPN_H2)
+        ours_len = 3;
+    else if (bits == CFG_ALPN_HTTP1) {
+        ours = both + 3;
+        ours_len -= 3;
+    }
     unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -423,7 +433,7 @@ static SSL_CTX *new_ctx(struct tls_server *s, const struct config *cfg,
     }
     set_session_context(ctx, l);
     if (l->protocol == CFG_PROTO_HTTPS)
-        SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)(uintptr_t)l->alpn);
     if (!apply_policy(ctx, cfg, l, d)) {
         SSL_CTX_free(ctx);
         return NULL;
