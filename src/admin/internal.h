@@ -139,6 +139,7 @@ struct admin_lsum {
     const struct cfg_listener *cfg; /* borrowed, newest generation that has it; may be NULL */
     struct shm_listener_stats s;    /* sums (the refusal ring stays empty) */
     int64_t active;
+    int64_t h2_streams; /* HTTP/2 streams open now */
 };
 
 /* Sums every listener's counters over gens and the retired totals into a

@@ -134,6 +134,8 @@ size_t admin_collect(struct admin *a, struct admin_gen *gens, size_t n_gens,
             shm_listener_stats_add(&s->s, &gens[g].stats->listeners[i]);
             s->active += atomic_load_explicit(&gens[g].stats->listeners[i].conns_active,
                                               memory_order_relaxed);
+            s->h2_streams += atomic_load_explicit(&gens[g].stats->listeners[i].h2_streams_active,
+                                                  memory_order_relaxed);
         }
     }
     for (struct admin_total *t = a->totals; t != NULL; t = t->next) {
@@ -223,6 +225,49 @@ static void trust_metrics(struct admin *a, struct admin_out *o)
     }
 }
 
+static bool is_h2_capable(const struct admin_lsum *v)
+{
+    return v->cfg == NULL || v->cfg->protocol == CFG_PROTO_HTTPS;
+}
+
+/* https listeners: how much of their traffic is HTTP/2, and why HTTP/2
+ * connections were ended. */
+static void h2_metrics(struct admin_out *o, struct admin_lsum *v, size_t n)
+{
+    family(o, "tollgate_h2_connections_total", "counter",
+           "Client connections that chose HTTP/2 (ALPN h2).");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_h2_capable(&v[i]))
+            continue;
+        sample_start(o, "tollgate_h2_connections_total", v[i].name);
+        sample_u64(o, shm_get(&v[i].s.h2_conns));
+    }
+    family(o, "tollgate_h2_requests_total", "counter",
+           "HTTP requests answered over HTTP/2 (of tollgate_requests_total).");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_h2_capable(&v[i]))
+            continue;
+        sample_start(o, "tollgate_h2_requests_total", v[i].name);
+        sample_u64(o, shm_get(&v[i].s.h2_requests));
+    }
+    family(o, "tollgate_h2_streams_active", "gauge", "HTTP/2 streams open now.");
+    for (size_t i = 0; i < n; i++) {
+        if (!is_h2_capable(&v[i]))
+            continue;
+        sample_start(o, "tollgate_h2_streams_active", v[i].name);
+        admin_out_printf(o, "} %lld\n", (long long)(v[i].h2_streams > 0 ? v[i].h2_streams : 0));
+    }
+    family(o, "tollgate_h2_connection_errors_total", "counter",
+           "HTTP/2 connections ended because of what the client sent, by reason.");
+    for (size_t i = 0; i < n; i++) {
+        for (size_t r = 0; r < SHM_H2_ERROR_COUNT && is_h2_capable(&v[i]); r++) {
+            sample_start(o, "tollgate_h2_connection_errors_total", v[i].name);
+            admin_out_printf(o, ",reason=\"%s\"", shm_h2_errors[r]);
+            sample_u64(o, shm_get(&v[i].s.h2_errors[r]));
+        }
+    }
+}
+
 static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n)
 {
     family(o, "tollgate_connections_total", "counter", "Client connections accepted.");
@@ -300,6 +345,7 @@ static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n
             sample_u64(o, x);
         }
     }
+    h2_metrics(o, v, n);
     family(o, "tollgate_request_duration_seconds", "histogram",
            "Time from the first byte of a request head to the end of its response.");
     for (size_t i = 0; i < n; i++) {

@@ -211,6 +211,32 @@ static json_t *trusts_json(struct admin *a)
     return arr;
 }
 
+/* An https listener's HTTP/2: whether it is offered, and its share of
+ * the requests and connections of the generations running. */
+static json_t *h2_json(struct admin_gen *gens, size_t n_gens, const struct cfg_listener *l)
+{
+    uint64_t conns = 0, h2_conns = 0, reqs = 0, h2_reqs = 0;
+    int64_t streams = 0;
+    for (size_t g = 0; g < n_gens; g++) {
+        for (size_t j = 0; j < gens[g].cfg->n_listeners && j < gens[g].stats->n_listeners; j++) {
+            if (strcmp(gens[g].cfg->listeners[j].name, l->name) != 0)
+                continue;
+            const struct shm_listener_stats *s = &gens[g].stats->listeners[j];
+            conns += shm_get(&s->conns_total);
+            h2_conns += shm_get(&s->h2_conns);
+            h2_reqs += shm_get(&s->h2_requests);
+            for (size_t k = 0; k < SHM_STATUS_COUNT; k++)
+                reqs += shm_get(&s->requests[k]);
+            streams += atomic_load_explicit(&s->h2_streams_active, memory_order_relaxed);
+        }
+    }
+    return json_pack("{s:b,s:I,s:I,s:I,s:f,s:f}", "offered", (l->alpn & CFG_ALPN_H2) != 0,
+                     "connections", (json_int_t)h2_conns, "requests", (json_int_t)h2_reqs,
+                     "streams_active", (json_int_t)(streams > 0 ? streams : 0), "request_share",
+                     reqs > 0 ? (double)h2_reqs / (double)reqs : 0.0, "connection_share",
+                     conns > 0 ? (double)h2_conns / (double)conns : 0.0);
+}
+
 json_t *admin_status_json(struct admin *a)
 {
     struct admin_gen gens[ADMIN_MAX_GENS];
@@ -270,6 +296,8 @@ json_t *admin_status_json(struct admin *a)
             if (l->tls.client_ca_name != NULL)
                 json_object_set_new(jl, "client_ca", json_string(l->tls.client_ca_name));
         }
+        if (jl != NULL && l->protocol == CFG_PROTO_HTTPS)
+            json_object_set_new(jl, "http2", h2_json(gens, n_gens, l));
         if (jl != NULL && l->has_tls) {
             json_object_set_new(jl, "refusals_last_hour",
                                 admin_hist_json(&a->hist, l->name, (int64_t)now.tv_sec));

@@ -566,7 +566,8 @@ static void test_shape(void **state)
                   "max_connections, max_connections_per_client, handshake_timeout, idle_timeout, "
                   "connect_timeout, "
                   "header_timeout, response_timeout, max_body_size, rules, trusted_proxies, "
-                  "allow_underscores_in_headers, add_forwarded_header)");
+                  "allow_underscores_in_headers, add_forwarded_header, alpn, h2_max_streams, "
+                  "h2_max_header_list_size, h2_max_resets_per_second)");
     /* wrong types: a mapping, a sequence, a string, nothing */
     EXPECT_ERRORS(BASE HTTPS "    max_connections: { a: 1 }\n",
                   "t.yaml:13:5: listeners[0].max_connections: expected a whole number from 1 to "
@@ -1296,6 +1297,58 @@ static void test_accessors(void **state)
     diag_fini(&d);
 }
 
+/* alpn and the h2_* limits: defaults, values, refusals (each a twin of
+ * an accepted form), and that only https listeners take them. */
+static void test_h2_keys(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(BASE HTTPS, 0);
+    const struct cfg_listener *l = &cfg->listeners[0];
+    assert_int_equal(l->alpn, CFG_ALPN_H2 | CFG_ALPN_HTTP1);
+    assert_int_equal(l->h2_max_streams, 100);
+    assert_int_equal(l->h2_max_header_list_size, 16384);
+    assert_int_equal(l->h2_max_resets_per_second, 100);
+    config_free(cfg);
+    cfg = load_ok(BASE HTTPS "    alpn: [http/1.1]\n    h2_max_streams: 1\n"
+                             "    h2_max_header_list_size: 1024\n"
+                             "    h2_max_resets_per_second: 5\n",
+                  0);
+    l = &cfg->listeners[0];
+    assert_int_equal(l->alpn, CFG_ALPN_HTTP1);
+    assert_int_equal(l->h2_max_streams, 1);
+    assert_int_equal(l->h2_max_header_list_size, 1024);
+    assert_int_equal(l->h2_max_resets_per_second, 5);
+    config_free(cfg);
+    cfg = load_ok(BASE HTTPS "    alpn: [h2]\n", 0);
+    assert_int_equal(cfg->listeners[0].alpn, CFG_ALPN_H2);
+    config_free(cfg);
+    EXPECT_ERRORS(BASE HTTPS "    alpn: [h2, h2]\n",
+                  "t.yaml:13:16: listeners[0].alpn[1]: \"h2\" is listed twice");
+    EXPECT_ERRORS(
+        BASE HTTPS "    alpn: [h3]\n",
+        "t.yaml:13:12: listeners[0].alpn[0]: unknown value \"h3\" (expected h2 or http/1.1)");
+    EXPECT_ERRORS(
+        BASE HTTPS "    alpn: []\n",
+        "t.yaml:13:5: listeners[0].alpn: at least one protocol is required (h2, http/1.1)");
+    EXPECT_ERRORS(
+        BASE HTTPS "    alpn: h2\n",
+        "t.yaml:13:5: listeners[0].alpn: expected a sequence (- item, or [a, b]), got a string");
+    EXPECT_ERRORS(
+        BASE HTTPS "    h2_max_streams: 0\n    h2_max_header_list_size: 16385\n",
+        "t.yaml:13:5: listeners[0].h2_max_streams: 0 is out of range (expected 1 to 1000)",
+        "t.yaml:14:5: listeners[0].h2_max_header_list_size: 16385 is out of range (expected 1024 "
+        "to 16384)");
+    EXPECT_ERRORS(
+        BASE "listeners:\n"
+             "  - { name: a, protocol: tcp_ssl, listen: 127.0.0.1:1, target_group: web,\n"
+             "      tls: { certificates: [site] }, alpn: [h2], h2_max_streams: 5 }\n"
+             "  - { name: b, protocol: http, listen: 127.0.0.1:2,\n"
+             "      default_target_group: web, h2_max_resets_per_second: 5 }\n",
+        "t.yaml:9:45: listeners[0].alpn[0]: only used with protocol https",
+        "t.yaml:9:50: listeners[0].h2_max_streams: only used with protocol https",
+        "t.yaml:11:34: listeners[1].h2_max_resets_per_second: only used with protocol https");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1324,6 +1377,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_h2_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
