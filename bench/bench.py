@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of tollgate, HAProxy and nginx. Run through bench/run.sh.
 
-Each server runs one worker pinned to core 0; the load generator (tgload or
-wrk) and the backend (tgback) are pinned to core 1, and so is this driver.
+Each server runs one worker pinned to core 0; the load generator (tgload, wrk
+or h2load) and the backend (tgback) are pinned to core 1, and so is this driver.
 Rounds are interleaved: tollgate, haproxy, nginx, tollgate, haproxy, ...
 Server CPU is read from /proc/PID/stat (utime + stime of the server's whole
 process tree) before and after each load run.
@@ -41,11 +41,14 @@ CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1")
 NGINX_STREAM = os.environ.get("NGINX_STREAM_MODULE", "/usr/lib/nginx/modules/ngx_stream_module.so")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# h2load: connections x streams each. 50 requests in flight, as wrk's 50
+# connections: within the 64 idle backend connections nginx and tollgate keep.
+H2_CONNS, H2_STREAMS = 5, 10
 BACKEND_PID = 0  # set by main
 
 # Listener port offsets, the same for every server.
 OFF = {
-    "https_ecdsa": 1, "https_rsa": 2, "https_mtls": 3,
+    "https_ecdsa": 1, "https_rsa": 2, "https_mtls": 3, "https_h2": 4,
     "tcp_ecdsa": 11, "tcp_rsa": 12, "tcp_mtls": 13, "tcp_sink": 14, "tcp_source": 15,
 }
 BACK = {"http": PORT_BASE + 1, "echo": PORT_BASE + 2, "sink": PORT_BASE + 3, "source": PORT_BASE + 4}
@@ -82,6 +85,8 @@ SCENARIOS = {
                  "hs", "tcp_mtls", ["@mtls"], "conn/s", "hs_mtls"),
     "keepalive_https": ("https keep-alive requests/s, 13-byte body (wrk -t1 -c50)",
                         "wrk", "https_ecdsa", [], "req/s", None),
+    "h2_https": (f"https HTTP/2 requests/s, 13-byte body (h2load, {H2_CONNS} connections x "
+                 f"{H2_STREAMS} streams each)", "h2", "https_h2", [], "req/s", None),
     "bulk_up_tcp": ("tcp_ssl bulk client to backend, MB/s (4 connections, 16 KiB writes)",
                     "bulk-up", "tcp_sink", [], "MB/s", "aes"),
     "bulk_down_tcp": ("tcp_ssl bulk backend to client, MB/s (4 connections)",
@@ -252,6 +257,7 @@ class Tollgate(Server):
             ("https_ecdsa", "https", "ecdsa", False, "http"),
             ("https_rsa", "https", "rsa", False, "http"),
             ("https_mtls", "https", "ecdsa", True, "http"),
+            ("https_h2", "https", "ecdsa", False, "http"),
             ("tcp_ecdsa", "tcp_ssl", "ecdsa", False, "echo"),
             ("tcp_rsa", "tcp_ssl", "rsa", False, "echo"),
             ("tcp_mtls", "tcp_ssl", "ecdsa", True, "echo"),
@@ -321,6 +327,12 @@ frontend https_rsa
 frontend https_mtls
     mode http
     bind 127.0.0.1:{p('https_mtls')} ssl crt {pki}/haproxy-ecdsa.pem {mtls}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    default_backend be_http
+frontend https_h2
+    mode http
+    bind 127.0.0.1:{p('https_h2')} ssl crt {pki}/haproxy-ecdsa.pem alpn h2,http/1.1
     option forwardfor
     http-request set-header X-Forwarded-Proto https
     default_backend be_http
@@ -394,6 +406,7 @@ http {{
     server {{ listen 127.0.0.1:{p('https_ecdsa')} ssl; {cert('ecdsa')} {loc} }}
     server {{ listen 127.0.0.1:{p('https_rsa')} ssl; {cert('rsa')} {loc} }}
     server {{ listen 127.0.0.1:{p('https_mtls')} ssl; {cert('ecdsa')} {mtls} {loc} }}
+    server {{ listen 127.0.0.1:{p('https_h2')} ssl http2; {cert('ecdsa')} {loc} }}
 }}
 stream {{
     {ssl}
@@ -456,6 +469,35 @@ def run_tgload(server, scen, pki, secs=None):
     return args
 
 
+def run_h2load(server, scen, secs):
+    port = server_port(server.name, SCENARIOS[scen][2])
+    # Only h2 is offered: without it h2load would fall back to HTTP/1.1.
+    return ["h2load", "--npn-list=h2", "--tls13-ciphers=TLS_AES_128_GCM_SHA256",
+            "-c", str(H2_CONNS), "-m", str(H2_STREAMS), "-t", "1", "-D", str(max(1, int(secs))),
+            f"https://127.0.0.1:{port}/"]
+
+
+def parse_h2load(out):
+    """(requests succeeded, req/s) of an h2load run in which every request
+    succeeded over h2; RuntimeError for anything else."""
+    m = re.search(r"^finished in \S+, ([\d.]+) req/s", out.stdout, re.M)
+    n = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out.stdout, re.M)
+    st = re.search(r"^status codes: (\d+) 2xx", out.stdout, re.M)
+    if out.returncode != 0 or not m or not n or not st:
+        raise RuntimeError(f"h2load exited with {out.returncode}, output not understood: "
+                           f"{out.stdout[-500:]}{out.stderr[-500:]}")
+    total, _, done, ok, failed, errored, timeout = (int(x) for x in n.groups())
+    protos = set(re.findall(r"^Application protocol: (\S+)", out.stdout, re.M))
+    if "No protocol negotiated" in out.stdout or protos - {"h2"}:
+        raise RuntimeError("h2load: the server did not negotiate h2 (ALPN), no HTTP/2 request made")
+    if ok == 0 or ok != total or ok != done or failed or errored or timeout or \
+            int(st.group(1)) != ok:
+        raise RuntimeError(f"h2load: {ok} of {total} requests succeeded, {st.group(1)} with 2xx "
+                           f"({failed} failed, {errored} errored, {timeout} timed out)")
+    return ok, float(m.group(1))
+
+
 def warm_up(server, scen, pki):
     """A short unmeasured run before the first round: pools, caches and the
     connections of wrk are set up outside the measured rounds."""
@@ -465,6 +507,8 @@ def warm_up(server, scen, pki):
     if kind == "wrk":
         port = server_port(server.name, listener)
         args = ["wrk", "-t1", "-c50", f"-d{max(1, int(WARMUP))}s", f"https://127.0.0.1:{port}/"]
+    elif kind == "h2":
+        args = run_h2load(server, scen, WARMUP)
     else:
         args = run_tgload(server, scen, pki, WARMUP)
     subprocess.run(["taskset", "-c", CLIENT_CORE] + args, capture_output=True,
@@ -482,6 +526,8 @@ def measure(server, scen, pki, rnd):
         port = server_port(server.name, listener)
         args = ["wrk", "-t1", "-c50", f"-d{max(1, int(SECONDS))}s", "--latency",
                 f"https://127.0.0.1:{port}/"]
+    elif kind == "h2":
+        args = run_h2load(server, scen, SECONDS)
     else:
         args = run_tgload(server, scen, pki)
     is_counted = server.name == "tollgate" and kind == "hs"
@@ -536,6 +582,9 @@ def measure(server, scen, pki, rnd):
             if lm:
                 mult = {"us": 0.001, "ms": 1, "s": 1000}[lm.group(2)]
                 res[f"p{q}_ms"] = float(lm.group(1)) * mult
+    elif kind == "h2":
+        res["count"], res["value"] = parse_h2load(out)
+        res["fail"] = 0
     else:
         kv = parse_kv(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "")
         if "ok" not in kv:
@@ -681,13 +730,14 @@ def saturation(p):
     return "neither"
 
 
-def summarize(rows, ceil):
-    """Returns (markdown, summary rows)."""
+def summarize(rows, ceil, failed):
+    """Returns (markdown, summary rows). failed: the rounds that gave no figure."""
     md = []
     summary = []
     for scen in ORDER:
         rs = [r for r in rows if r["scenario"] == scen]
-        if not rs:
+        fs = [f for f in failed if f["scenario"] == scen]
+        if not rs and not fs:
             continue
         title, kind, listener, extra, unit, ckey = SCENARIOS[scen]
         md.append(f"### {scen}: {title}\n")
@@ -787,7 +837,10 @@ def summarize(rows, ceil):
         for srv, p in per.items():
             if p["errs"]:
                 md.append(f"- {srv} failures: {', '.join(p['errs'])}")
-        if any(p["errs"] for p in per.values()):
+        for f in fs:
+            md.append(f"- {f['server']} round {f['round']} failed, no figure: "
+                      + " ".join(f["error"].split()))
+        if fs or any(p["errs"] for p in per.values()):
             md.append("")
         for srv, p in per.items():
             summary.append({
@@ -950,6 +1003,7 @@ def main(argv):
     BACKEND_PID = backend.pid
     servers = [CLASSES[s](s, work) for s in SERVERS]
     rows = []
+    failed = []
     try:
         wait_ports(BACK.values(), backend, "tgback")
         if tool == "profile":
@@ -973,6 +1027,8 @@ def main(argv):
                         r = measure(s, sc, pki, rnd)
                     except (RuntimeError, subprocess.TimeoutExpired) as e:
                         log(f"bench: {sc} {s.name} round {rnd}: {e}")
+                        failed.append({"scenario": sc, "server": s.name, "round": rnd,
+                                       "error": str(e)})
                         if s.proc is None or s.proc.poll() is not None:
                             log(f"bench: restarting {s.name}")
                             s.proc = None
@@ -992,7 +1048,7 @@ def main(argv):
         else:
             log(f"bench: kept {work} (configs, logs, PKI)")
 
-    body, summary = summarize(rows, ceil)
+    body, summary = summarize(rows, ceil, failed)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     ver = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
     ngv = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()

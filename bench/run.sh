@@ -19,9 +19,11 @@ root="$(dirname "$here")"
 export TOLLGATE_BIN="${TOLLGATE_BIN:-$root/build-release/tollgate}"
 export BENCH_TOOLS="${BENCH_TOOLS:-$here/.build}"
 
-for tool in haproxy nginx wrk openssl taskset cc python3; do
+for tool in haproxy nginx wrk h2load openssl taskset cc python3; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "bench: $tool not found; run scripts/setup.sh" >&2
+        pkg=""
+        [ "$tool" != h2load ] || pkg=" (Debian package nghttp2-client)"
+        echo "bench: $tool not found$pkg; run scripts/setup.sh bench" >&2
         exit 1
     fi
 done

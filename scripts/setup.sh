@@ -47,7 +47,7 @@ TEST=(libcmocka-dev clang-format clang libclang-rt-dev valgrind
     prometheus man-db logrotate chromium debhelper lintian dpkg-dev fakeroot)
 FUZZ=(clang libclang-rt-dev)
 # bench/run.sh runs haproxy and nginx from its own temporary configs.
-BENCH=(haproxy nginx libnginx-mod-stream wrk linux-perf openssl python3)
+BENCH=(haproxy nginx libnginx-mod-stream wrk nghttp2-client linux-perf openssl python3)
 
 # Packages whose installation starts a daemon, and the unit each starts.
 declare -A DAEMON=([haproxy]=haproxy [nginx]=nginx [prometheus]=prometheus)

@@ -55,7 +55,8 @@ def test_test_installs_every_tool_the_suite_uses():
 
 
 def test_bench_installs_the_peers():
-    assert {"haproxy", "nginx", "libnginx-mod-stream", "wrk", "linux-perf"} <= set(packages("bench"))
+    assert {"haproxy", "nginx", "libnginx-mod-stream", "wrk", "nghttp2-client",
+            "linux-perf"} <= set(packages("bench"))
 
 
 def test_unknown_purpose_is_a_usage_error():
