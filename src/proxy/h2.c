@@ -424,12 +424,22 @@ static bool write_client(struct session *c, bool *progress)
             break;
         h->pend_len = (size_t)n;
     }
+    /* Output waits for the end of the loop's iteration (session_defer),
+     * so that the responses of every backend that answered in it go out in
+     * one write and one TLS record, unless it already fills a record. */
+    if (!c->w->in_deferred && !buf_is_empty(out) && buf_len(out) < H2_FLUSH_BYTES) {
+        session_defer(c);
+        return true;
+    }
+    h->write_blocked = false;
     while (!buf_is_empty(out)) {
         size_t len, n = 0;
         const uint8_t *src = buf_rdata(out, &len);
         enum tg_status st = session_cli_write(c, src, len, &n);
-        if (st == TG_E_AGAIN)
+        if (st == TG_E_AGAIN) {
+            h->write_blocked = true;
             break;
+        }
         if (st != TG_OK)
             return false;
         buf_consume(out, n);
@@ -524,7 +534,7 @@ static void h2_interest(struct session *c, int *ce, int *be)
     (void)be; /* each stream's backend is set by h2_stream_run */
     if (c->st != CONN_ST_RELAY)
         return;
-    if (c->want == TLS_WANT_WRITE || !buf_is_empty(&h->x.b2c))
+    if (c->want == TLS_WANT_WRITE || h->write_blocked)
         *ce |= EV_WRITE;
     if (!c->cli.rd_shut && !h->fatal && !output_backlog(h) &&
         (nghttp2_session_want_read(h->ng) || c->want == TLS_WANT_READ))

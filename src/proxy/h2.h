@@ -20,6 +20,9 @@ extern const struct proto_ops h2_proto_ops;
  * window the connection advertises): a stream holds at most this much of
  * its body that its target has not taken yet. */
 #define H2_STREAM_WINDOW WORKER_BUF_SIZE
+/* Output that is written at once rather than at the end of the loop's
+ * iteration: a full TLS record. */
+#define H2_FLUSH_BYTES 16384
 /* The connection's receive window: what all streams together may hold. */
 #define H2_CONN_WINDOW (1024 * 1024)
 
@@ -67,8 +70,9 @@ struct h2_conn {
     const uint8_t *pend; /* output nghttp2 gave that is not yet in x.b2c */
     size_t pend_len;
     bool goaway_sent;
-    bool fatal;        /* a connection error: nothing more is read */
-    const char *error; /* its reason code for the log */
+    bool write_blocked; /* the client's socket took no more of x.b2c */
+    bool fatal;         /* a connection error: nothing more is read */
+    const char *error;  /* its reason code for the log */
     unsigned n_requests;
 };
 

@@ -499,9 +499,56 @@ void session_access_log(struct session *c)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+void session_defer(struct session *c)
+{
+    struct worker *w = c->w;
+    if (c->defer_list != NULL)
+        return;
+    /* Queued while the deferred sessions run: the next iteration's. */
+    struct session **list = w->in_deferred ? &w->deferred_later : &w->deferred;
+    c->defer_list = list;
+    c->defer_prev = NULL;
+    c->defer_next = *list;
+    if (*list != NULL)
+        (*list)->defer_prev = c;
+    *list = c;
+}
+
+static void defer_unlink(struct session *c)
+{
+    struct session **list = c->defer_list;
+    if (list == NULL)
+        return;
+    c->defer_list = NULL;
+    if (c->defer_prev != NULL)
+        c->defer_prev->defer_next = c->defer_next;
+    else
+        *list = c->defer_next;
+    if (c->defer_next != NULL)
+        c->defer_next->defer_prev = c->defer_prev;
+}
+
+void session_run_deferred(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop, (void)revents;
+    struct worker *w = p->data;
+    w->in_deferred = true;
+    while (w->deferred != NULL) {
+        struct session *c = w->deferred;
+        defer_unlink(c);
+        session_run(c);
+    }
+    w->deferred = w->deferred_later;
+    for (struct session *c = w->deferred; c != NULL; c = c->defer_next)
+        c->defer_list = &w->deferred;
+    w->deferred_later = NULL;
+    w->in_deferred = false;
+}
+
 static void session_free(struct session *c)
 {
     struct worker *w = c->w;
+    defer_unlink(c);
     if (c->cut_deadline > 0)
         w->n_cut_pending--;
     c->ops->log_last(c);

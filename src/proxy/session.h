@@ -186,6 +186,9 @@ struct session {
      * it waits on (borrowed) and its place among that lookup's waiters. */
     struct lookup *ocsp_lookup;
     struct session *ocsp_prev, *ocsp_next;
+    /* Queued to run again before the loop next waits (session_defer). */
+    struct session *defer_prev, *defer_next;
+    struct session **defer_list; /* the worker's list it is in; NULL when not queued */
 };
 
 /* session.c */
@@ -196,6 +199,14 @@ void session_run(struct session *c);
  * backends' (io->data is the session): marks the side readable, runs it. */
 void session_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 void session_set_timer(struct session *c, uint64_t ms);
+/* Runs c once more after every event of this loop iteration was handled,
+ * before the loop waits again: a protocol that multiplexes gathers what
+ * all of them produced into one write. w->in_deferred is true during that
+ * run. Idempotent; a freed session leaves the queue. */
+void session_defer(struct session *c);
+/* The worker's ev_prepare callback: runs the deferred sessions. */
+void session_run_deferred(struct ev_loop *loop, ev_prepare *p, int revents);
+
 /* Sets the read/write interest of side s (the client's or an exchange's
  * backend) of session c. */
 void session_side_set(struct session *c, struct side *s, int events);

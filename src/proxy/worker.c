@@ -462,6 +462,10 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         }
         tls_server_set_ocsp_cache(l->tls, ocspc_cache(w.ocspc));
     }
+    ev_prepare_init(&w.run_deferred, session_run_deferred);
+    w.run_deferred.data = &w;
+    ev_prepare_start(w.loop, &w.run_deferred);
+    ev_unref(w.loop); /* it alone does not keep the loop running */
     ev_init(&w.drain_timer, drain_timeout_cb);
     w.drain_timer.data = &w;
     ev_init(&w.accept_pause, accept_pause_cb);

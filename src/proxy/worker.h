@@ -49,6 +49,11 @@ struct worker {
     int64_t next_expiry;   /* the earliest cert_not_after of the connections; 0 = none */
     size_t n_cut_pending;  /* connections with a cut_deadline */
     ev_signal sig_term, sig_quit, sig_usr1, sig_hup;
+    /* Sessions that asked to run once more before the loop next waits
+     * (session_defer), and the watcher that runs them. */
+    struct session *deferred, *deferred_later;
+    ev_prepare run_deferred;
+    bool in_deferred;    /* the sessions being run are the deferred ones */
     struct lb_state *lb; /* owned picker state for cfg's target groups */
     struct bpool *bpool; /* owned idle backend connections */
     struct betls *betls; /* owned backend TLS contexts and sessions, made on first use */
