@@ -38,6 +38,32 @@ int proxy_worker_main(const struct proxy_worker_args *a);
 
 /* ---- PROXY protocol (proxyproto.c), haproxy's proxy-protocol.txt ---- */
 
+/* §2.2: the 12 bytes every v2 header starts with. */
+#define PP2_SIG_LEN 12
+extern const uint8_t proxyproto_v2_sig[PP2_SIG_LEN];
+
+/* The v2 header's fixed parts (§2.1, §2.2). */
+enum {
+    PP1_MAX_LEN = 107, /* §2.1: the longest v1 line, CRLF included */
+    PP2_HDR_LEN = 16,  /* signature, ver/cmd, family, length */
+    PP2_VERSION = 0x20,
+    PP2_CMD_LOCAL = 0x00,
+    PP2_CMD_PROXY = 0x01,
+    PP2_FAM_UNSPEC = 0x00,
+    PP2_FAM_TCP4 = 0x11,
+    PP2_FAM_UDP4 = 0x12,
+    PP2_FAM_TCP6 = 0x21,
+    PP2_FAM_UDP6 = 0x22,
+    PP2_FAM_UNIX_STREAM = 0x31,
+    PP2_FAM_UNIX_DGRAM = 0x32,
+    PP2_ADDR_LEN_INET = 12,
+    PP2_ADDR_LEN_INET6 = 36,
+    PP2_ADDR_LEN_UNIX = 216,
+    PP2_TLV_HDR_LEN = 3,   /* type(1), length(2) */
+    PP2_SSL_FIXED_LEN = 5, /* client(1), verify(4), then sub-TLVs (§2.2.5) */
+    PP2_MAX_VALUE = 0xFFFF,
+};
+
 /* PROXY v2 TLV types (proxy-protocol.txt §2.2). */
 enum {
     PP2_TYPE_ALPN = 0x01,
@@ -89,25 +115,5 @@ TG_MUST_USE enum tg_status proxyproto_v1_encode(const struct pp_info *pi, uint8_
                                                 size_t *len);
 TG_MUST_USE enum tg_status proxyproto_v2_encode(const struct pp_info *pi, uint8_t *dst, size_t cap,
                                                 size_t *len);
-
-/* A decoded v2 header, for tests and fuzzing: TLV values point into the
- * input buffer. */
-struct pp_decoded {
-    bool is_local;
-    struct net_addr src, dst;
-    const uint8_t *tlv_alpn;
-    size_t tlv_alpn_len;
-    const uint8_t *tlv_authority;
-    size_t tlv_authority_len;
-    const uint8_t *tlv_ssl; /* the whole SSL TLV value */
-    size_t tlv_ssl_len;
-    const uint8_t *tlv_client_cert;
-    size_t tlv_client_cert_len;
-};
-
-/* Decodes a v2 header from src. TG_OK with *consumed = header length;
- * TG_E_AGAIN when more bytes are needed; TG_E_PROTO when malformed. */
-TG_MUST_USE enum tg_status proxyproto_v2_decode(const uint8_t *src, size_t len,
-                                                struct pp_decoded *out, size_t *consumed);
 
 #endif

@@ -33,6 +33,7 @@
 #include "http/http.h"
 #include "proxy/reject.h"
 #include "proxy/proxy.h"
+#include "pp2_decode.h"
 #include "tls/tls.h"
 
 enum { MAX_CHAIN = 4 };

@@ -22,6 +22,7 @@
 #include "fuzz_common.h"
 
 #include "proxy/proxy.h"
+#include "pp2_decode.h"
 
 enum { PP2_MAX_HDR = 16 + 65535 };
 
