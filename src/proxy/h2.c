@@ -102,6 +102,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         h->streams->prev = s;
     h->streams = s;
     h->n_streams++;
+    h->n_opened++;
     shm_count_h2_streams(c->l->stats, 1);
     nghttp2_session_set_stream_user_data(ng, s->id, s);
     return 0;
@@ -461,8 +462,19 @@ static void run_streams(struct session *c)
     c->ex = &h->x;
 }
 
+/* How long a connection without streams may stay silent: header_timeout
+ * until its first request (as an HTTP/1.1 connection waits for its first
+ * head), idle_timeout after. */
+static ev_tstamp idle_limit(const struct session *c)
+{
+    const struct cfg_listener *l = c->l->cfg;
+    uint64_t ms = h2_of((struct session *)(void *)c)->n_opened == 0 ? l->header_timeout_ms
+                                                                    : l->idle_timeout_ms;
+    return (ev_tstamp)ms / 1000.0;
+}
+
 /* The connection's timer: the earliest of its streams' deadlines, or the
- * idle timeout when it has none. */
+ * idle limit when it has none. */
 static void arm_timer(struct session *c)
 {
     struct h2_conn *h = h2_of(c);
@@ -473,7 +485,7 @@ static void arm_timer(struct session *c)
             next = d;
     }
     if (h->n_streams == 0)
-        next = c->last_activity + (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+        next = c->last_activity + idle_limit(c);
     double ms = (next - now) * 1000.0;
     session_set_timer(c, ms < 1.0 ? 1 : (uint64_t)ms);
 }
@@ -491,8 +503,7 @@ static void run_timeouts(struct session *c)
     }
     c->ex = &h->x;
     c->timed_out = false;
-    if (h->n_streams == 0 && !h->goaway_sent &&
-        now >= c->last_activity + (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0)
+    if (h->n_streams == 0 && !h->goaway_sent && now >= c->last_activity + idle_limit(c))
         (void)nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
 }
 

@@ -67,6 +67,7 @@ struct h2_conn {
     nghttp2_session *ng;
     struct h2_stream *streams; /* owned list */
     size_t n_streams;
+    uint64_t n_opened;   /* streams opened over the connection's life */
     const uint8_t *pend; /* output nghttp2 gave that is not yet in x.b2c */
     size_t pend_len;
     bool goaway_sent;
