@@ -67,6 +67,37 @@ static void log_conn_error(struct session *c, const char *reason, const char *de
     shm_count_h2_error(c->l->stats, reason);
 }
 
+/*
+ * RFC 9113 §5.1.1: a client's new stream id is above every one it used
+ * before; HEADERS on a lower id it never opened is a connection error
+ * PROTOCOL_ERROR. nghttp2 would drop that frame without a word, leaving the
+ * client waiting for an answer that never comes. A lower id it did open
+ * (trailers, or frames on a stream already reset, which must be ignored)
+ * is nghttp2's to handle: the ids of the last H2_ID_RING streams tell
+ * which; older ones are left to nghttp2.
+ */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user)
+{
+    struct session *c = session_of(user);
+    struct h2_conn *h = h2_of(c);
+    if (hd->type != NGHTTP2_HEADERS || h->fatal || (hd->stream_id & 1) == 0)
+        return 0;
+    int32_t id = hd->stream_id;
+    int32_t *slot = &h->opened[((uint32_t)id >> 1) % H2_ID_RING];
+    if (id > h->last_stream) {
+        h->last_stream = id;
+        *slot = id;
+        return 0;
+    }
+    if (*slot == id || h->last_stream - id >= 2 * H2_ID_RING ||
+        nghttp2_session_find_stream(ng, id) != NULL)
+        return 0;
+    log_conn_error(c, "h2_protocol_error", "HEADERS on a stream id below the last one");
+    (void)nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
+    h->fatal = true;
+    return 0;
+}
+
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
     struct session *c = session_of(user);
@@ -194,10 +225,35 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     return 0;
 }
 
+/* Stream resets from the client, h2_max_resets_per_second with a burst
+ * of as many (a token bucket): past that, the connection ends with
+ * GOAWAY(ENHANCE_YOUR_CALM), the answer to CVE-2023-44487. */
+static void count_reset(struct session *c)
+{
+    struct h2_conn *h = h2_of(c);
+    double rate = c->l->cfg->h2_max_resets_per_second;
+    ev_tstamp now = ev_now(c->w->loop);
+    if (h->reset_at == 0)
+        h->reset_tokens = rate;
+    else
+        h->reset_tokens += (now - h->reset_at) * rate;
+    if (h->reset_tokens > rate)
+        h->reset_tokens = rate;
+    h->reset_at = now;
+    h->reset_tokens -= 1.0;
+    if (h->reset_tokens >= 0 || h->fatal)
+        return;
+    log_conn_error(c, "h2_flood", "stream resets over h2_max_resets_per_second");
+    (void)nghttp2_session_terminate_session(h->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+    h->fatal = true;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
     (void)ng;
     struct session *c = session_of(user);
+    if (frame->hd.type == NGHTTP2_RST_STREAM)
+        count_reset(c);
     struct h2_stream *s = stream_get(c, frame->hd.stream_id);
     if (s == NULL)
         return 0;
@@ -235,7 +291,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     s->body_seen += len;
     s->last_activity = ev_now(c->w->loop);
     uint64_t max = c->l->cfg->max_body_size;
-    if (max > 0 && s->body_seen > max && !s->discard && s->st == CONN_ST_READ_HEAD)
+    if (max > 0 && s->body_seen > max && !s->discard)
         s->too_large_body = true;
     bool unwanted = s->discard || s->too_large_body || s->st == CONN_ST_DRAIN;
     if (unwanted) {
@@ -303,6 +359,7 @@ static enum tg_status h2_init(struct session *c)
     nghttp2_option *opt;
     if (nghttp2_session_callbacks_new(&cb) != 0)
         return TG_E_NOMEM;
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
@@ -316,9 +373,10 @@ static enum tg_status h2_init(struct session *c)
     }
     /* Window updates follow what the targets took, not what arrived. */
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    /* CVE-2023-44487: streams opened and reset at once. */
-    nghttp2_option_set_stream_reset_rate_limit(opt, l->h2_max_resets_per_second,
-                                               l->h2_max_resets_per_second);
+    /* CVE-2023-44487, streams opened and reset at once, is counted by
+     * count_reset(); nghttp2's own limit stays as a looser backstop. */
+    nghttp2_option_set_stream_reset_rate_limit(opt, 4ull * l->h2_max_resets_per_second,
+                                               4ull * l->h2_max_resets_per_second);
     int rv = nghttp2_session_server_new2(&h->ng, cb, c, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
@@ -486,13 +544,22 @@ static void arm_timer(struct session *c)
     }
     if (h->n_streams == 0)
         next = c->last_activity + idle_limit(c);
+    /* A client that takes none of our output is gone after idle_timeout,
+     * whatever its streams wait for. */
+    ev_tstamp stuck = c->last_activity + (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+    if (output_backlog(h) || h->write_blocked)
+        next = next == 0 || stuck < next ? stuck : next;
+    if (next == 0)
+        next = stuck;
     double ms = (next - now) * 1000.0;
     session_set_timer(c, ms < 1.0 ? 1 : (uint64_t)ms);
 }
 
-/* The timer went off: streams past their deadline, and an idle
- * connection, are ended. */
-static void run_timeouts(struct session *c)
+/* The timer went off: streams past their deadline are ended; an idle
+ * connection gets GOAWAY, then, if it is still there an idle limit later,
+ * is closed; a connection whose client took none of its output for
+ * idle_timeout is closed. True when the connection closes now. */
+static bool run_timeouts(struct session *c)
 {
     struct h2_conn *h = h2_of(c);
     ev_tstamp now = ev_now(c->w->loop);
@@ -503,15 +570,24 @@ static void run_timeouts(struct session *c)
     }
     c->ex = &h->x;
     c->timed_out = false;
-    if (h->n_streams == 0 && !h->goaway_sent && now >= c->last_activity + idle_limit(c))
-        (void)nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
+    bool silent = now >= c->last_activity + (ev_tstamp)c->l->cfg->idle_timeout_ms / 1000.0;
+    if ((output_backlog(h) || h->write_blocked) && silent)
+        return true;
+    if (h->n_streams > 0 || now < c->last_activity + idle_limit(c))
+        return false;
+    if (h->idle_goaway)
+        return true;
+    h->idle_goaway = true;
+    c->last_activity = now; /* an idle limit for the GOAWAY to go out */
+    (void)nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
+    return false;
 }
 
 static enum conn_state h2_relay(struct session *c)
 {
     struct h2_conn *h = h2_of(c);
-    if (c->timed_out)
-        run_timeouts(c);
+    if (c->timed_out && run_timeouts(c))
+        return CONN_ST_CLOSED;
     bool any = false, progress;
     do {
         progress = false;
@@ -579,9 +655,13 @@ static bool h2_on_cut(struct session *c)
     return true;
 }
 
+/* The session closes: the streams still open end with it, each with its
+ * access line (while the session's TLS facts are still there). */
 static void h2_log_last(struct session *c)
 {
-    (void)c; /* each stream writes its own line when it ends */
+    struct h2_conn *h = h2_of(c);
+    while (h->streams != NULL)
+        h2_stream_free(c, h->streams);
 }
 
 /* A stream's line: its request's fields and the stream's own bytes. */

@@ -26,6 +26,9 @@ extern const struct proto_ops h2_proto_ops;
 /* The connection's receive window: what all streams together may hold. */
 #define H2_CONN_WINDOW (1024 * 1024)
 
+/* How many of the client's last stream ids the connection remembers. */
+#define H2_ID_RING 64
+
 /* One stream: its request (with its exchange) and what HTTP/2 adds. */
 struct h2_stream {
     struct http_req r;
@@ -70,7 +73,12 @@ struct h2_conn {
     uint64_t n_opened;   /* streams opened over the connection's life */
     const uint8_t *pend; /* output nghttp2 gave that is not yet in x.b2c */
     size_t pend_len;
+    double reset_tokens;        /* client resets still allowed now (count_reset) */
+    ev_tstamp reset_at;         /* when reset_tokens was last brought up to date */
+    int32_t last_stream;        /* the highest stream id the client opened */
+    int32_t opened[H2_ID_RING]; /* the ids it opened last, at (id / 2) % H2_ID_RING */
     bool goaway_sent;
+    bool idle_goaway;   /* GOAWAY for an idle connection was asked for */
     bool write_blocked; /* the client's socket took no more of x.b2c */
     bool fatal;         /* a connection error: nothing more is read */
     const char *error;  /* its reason code for the log */

@@ -324,6 +324,7 @@ static enum conn_state response_head(struct session *c, struct h2_stream *s, boo
             return s->held ? CONN_ST_RELAY : submit_response(c, s);
         }
         buf_consume(&r->bin, r->m->resp.len);
+        buf_compact(&r->bin); /* the next head from the front: see http1.c */
         h1_next(&r->m->resp_p, r->m->req.method == HTTP_HEAD);
     }
 }
@@ -386,8 +387,21 @@ static enum conn_state respond(struct session *c, struct h2_stream *s)
     return CONN_ST_RELAY;
 }
 
+/* The body went over max_body_size after the request was routed: the
+ * target gets no more of it, the client a 413 (or, when its response has
+ * started, a reset). */
+static enum conn_state body_too_large(struct session *c, struct h2_stream *s)
+{
+    s->discard = true;
+    http_close_backend(c);
+    return http_error_page(c, 413, "body over max_body_size");
+}
+
 static enum conn_state step(struct session *c, struct h2_stream *s)
 {
+    bool routed = s->st == CONN_ST_PICK || s->st == CONN_ST_CONNECT || s->st == CONN_ST_RELAY;
+    if (routed && s->too_large_body && !s->discard)
+        return body_too_large(c, s);
     switch (s->st) {
     case CONN_ST_READ_HEAD:
         return s->head_ready ? head_ready(c, s) : CONN_ST_READ_HEAD;

@@ -176,6 +176,9 @@ static enum conn_state response_head(struct session *c, bool *progress)
         h->r.head_kept = 0;
     }
     if (interim) {
+        /* The next head is parsed from the front of bin, where a read
+         * always finds room for it. */
+        buf_compact(&h->r.bin);
         h->r.resp_head_parsed = false;
         h1_next(&h->r.m->resp_p, h->r.m->req.method == HTTP_HEAD);
         return CONN_ST_RELAY;
