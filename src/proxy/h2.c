@@ -200,10 +200,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     }
     bool ok = true;
     if (s->in_trailers) {
-        ok = append(c->w, &s->trailers, name, namelen, WORKER_BUF_SIZE) &&
-             append(c->w, &s->trailers, ": ", 2, WORKER_BUF_SIZE) &&
-             append(c->w, &s->trailers, value, valuelen, WORKER_BUF_SIZE) &&
-             append(c->w, &s->trailers, "\r\n", 2, WORKER_BUF_SIZE);
+        s->has_trailers = true; /* refused: see h2_stream.c trailers_refused */
     } else if (namelen > 0 && name[0] == ':') {
         /* nghttp2 checked the pseudo-headers: known, once each, first. */
         if (is(name, namelen, ":method"))

@@ -34,17 +34,17 @@ struct h2_stream {
     struct http_req r;
     struct h2_stream *prev, *next; /* the connection's streams */
     int32_t id;
-    enum conn_state st;  /* READ_HEAD, PICK, CONNECT, RELAY, RESPOND, DRAIN (done), CLOSED */
-    struct buf fields;   /* the header block as it arrives: "name: value\r\n" lines */
-    struct buf head;     /* the HTTP/1.1 request head made of it */
-    struct buf body;     /* request body bytes not yet framed into c2b */
-    struct buf trailers; /* request trailers, "name: value\r\n" lines */
-    size_t list_size;    /* the header list's size so far (RFC 9113 §6.5.2) */
+    enum conn_state st; /* READ_HEAD, PICK, CONNECT, RELAY, RESPOND, DRAIN (done), CLOSED */
+    struct buf fields;  /* the header block as it arrives: "name: value\r\n" lines */
+    struct buf head;    /* the HTTP/1.1 request head made of it */
+    struct buf body;    /* request body bytes not yet framed into c2b */
+    size_t list_size;   /* the header list's size so far (RFC 9113 §6.5.2) */
     uint16_t method_len, path_len, authority_len, scheme_len; /* pseudo-headers in fields */
     uint16_t method_off, path_off, authority_off;
     bool too_large;          /* the header list went over h2_max_header_list_size */
     bool too_large_body;     /* the request body went over max_body_size: 413 */
     bool in_trailers;        /* the header block being received is the trailers */
+    bool has_trailers;       /* the request has trailer fields: refused (400) */
     bool head_ready;         /* the whole header block arrived: route it */
     bool has_length;         /* the request has a content-length */
     bool end_stream;         /* the client sent its whole request */

@@ -142,7 +142,7 @@ static enum conn_state head_ready(struct session *c, struct h2_stream *s)
 }
 
 /* The request body: from s->body into c2b, chunked when the client gave
- * no length, with the trailers after the last chunk. The client's window
+ * no length. The client's window
  * opens by what went into c2b. */
 static void request_body(struct session *c, struct h2_stream *s, bool *progress)
 {
@@ -179,23 +179,8 @@ static void request_body(struct session *c, struct h2_stream *s, bool *progress)
         worker_buf_put(c->w, &s->body);
     if (!s->end_stream || !buf_is_empty(&s->body))
         return;
-    if (chunked) {
-        size_t tlen = buf_len(&s->trailers);
-        size_t room;
-        if (!worker_buf_get(c->w, &x->c2b))
-            return;
-        (void)buf_wspace(&x->c2b, &room);
-        if (room < tlen + 5 && !buf_is_empty(&x->c2b))
-            return; /* wait for room */
-        if (room < tlen + 5)
-            tlen = 0; /* trailers that can never fit are dropped */
-        size_t tl;
-        const uint8_t *t = buf_rdata(&s->trailers, &tl);
-        if (!put_str(&x->c2b, "0\r\n") || !put(&x->c2b, t, tlen) || !put_str(&x->c2b, "\r\n"))
-            return;
-        s->trailers.r = s->trailers.w = 0;
-        worker_buf_put(c->w, &s->trailers);
-    }
+    if (chunked && (!worker_buf_get(c->w, &x->c2b) || !put_str(&x->c2b, "0\r\n\r\n")))
+        return; /* wait for room */
     r->req_done = true;
     *progress = true;
 }
@@ -397,11 +382,23 @@ static enum conn_state body_too_large(struct session *c, struct h2_stream *s)
     return http_error_page(c, 413, "body over max_body_size");
 }
 
+/* Request trailers are refused, as from HTTP/1.1 clients: a target that
+ * merged them into the header fields would take identity fields from
+ * them that tollgate never rewrote. */
+static enum conn_state trailers_refused(struct session *c, struct h2_stream *s)
+{
+    s->discard = true;
+    http_close_backend(c);
+    return http_error_page(c, 400, "trailer fields in requests are refused");
+}
+
 static enum conn_state step(struct session *c, struct h2_stream *s)
 {
     bool routed = s->st == CONN_ST_PICK || s->st == CONN_ST_CONNECT || s->st == CONN_ST_RELAY;
     if (routed && s->too_large_body && !s->discard)
         return body_too_large(c, s);
+    if (routed && s->has_trailers && !s->discard)
+        return trailers_refused(c, s);
     switch (s->st) {
     case CONN_ST_READ_HEAD:
         return s->head_ready ? head_ready(c, s) : CONN_ST_READ_HEAD;
@@ -606,7 +603,7 @@ void h2_stream_free(struct session *c, struct h2_stream *s)
         session_access_log(c);
     }
     http_msg_put(r);
-    struct buf *bufs[] = {&s->fields, &s->head, &s->body, &s->trailers, &r->bin};
+    struct buf *bufs[] = {&s->fields, &s->head, &s->body, &r->bin};
     for (size_t i = 0; i < TG_ARRAY_LEN(bufs); i++) {
         bufs[i]->r = bufs[i]->w = 0;
         worker_buf_put(c->w, bufs[i]);
