@@ -141,6 +141,7 @@ enum tg_status exchange_open_backend(struct session *c, bool *in_progress)
         c->ex->be.rd_shut = false;
         c->ex->be.wr_shut = false;
         c->ex->be.can_read = false; /* nothing can be there before it is readable */
+        c->ex->be.wrote_ready = false;
         ev_io_set(&c->ex->be.io, c->ex->be.fd, 0);
     }
     return st;

@@ -444,8 +444,11 @@ static bool read_client(struct session *c, bool *progress)
         /* The client's bytes are not HTTP/2 (no preface) or a flood that
          * nghttp2 stopped: nothing more is read, what is queued (GOAWAY)
          * still goes out. */
-        log_conn_error(c, rv == NGHTTP2_ERR_FLOODED ? "h2_flood" : "h2_protocol_error",
-                       nghttp2_strerror((int)rv));
+        bool flood = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+        log_conn_error(c, flood ? "h2_flood" : "h2_protocol_error", nghttp2_strerror((int)rv));
+        /* RFC 9113 §5.4.1: GOAWAY first, where nghttp2 did not queue one. */
+        (void)nghttp2_session_terminate_session(h->ng, flood ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                             : NGHTTP2_PROTOCOL_ERROR);
         h->fatal = true;
     }
     return true;

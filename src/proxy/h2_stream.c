@@ -405,6 +405,11 @@ static enum conn_state step(struct session *c, struct h2_stream *s)
     case CONN_ST_PICK:
         return http_pick(c);
     case CONN_ST_CONNECT:
+        /* A connect in progress is asked for its result only once the
+         * socket became writable (or its time is up): a stream is stepped
+         * on every pass of its connection. */
+        if (s->r.x.be.fd >= 0 && s->r.x.be_ssl == NULL && !s->r.x.be.wrote_ready && !c->timed_out)
+            return CONN_ST_CONNECT;
         return http_connect(c);
     case CONN_ST_RELAY:
         return relay(c, s);

@@ -619,6 +619,10 @@ void session_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         s->can_read = true;
         s->drained = false;
     }
+    if (revents & EV_WRITE) {
+        struct side *s = (struct side *)(void *)((char *)io - offsetof(struct side, io));
+        s->wrote_ready = true;
+    }
     session_run(c);
 }
 

@@ -72,7 +72,8 @@ struct side {
     bool rd_shut;
     bool wr_shut;
     bool can_read;
-    bool drained; /* TLS: the socket's last read() emptied it (tls_report_reads) */
+    bool drained;     /* TLS: the socket's last read() emptied it (tls_report_reads) */
+    bool wrote_ready; /* the loop reported it writable since this was last cleared */
 };
 
 /* Points a stopped watcher at a descriptor that has stayed open since a
