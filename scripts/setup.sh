@@ -32,7 +32,7 @@ set -euo pipefail
 POLICY_RC_D=${POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
 BUILD=(build-essential cmake pkg-config libssl-dev libev-dev libfyaml-dev node-llhttp
-    libjansson-dev libcurl4-openssl-dev)
+    libjansson-dev libcurl4-openssl-dev libnghttp2-dev)
 # pandoc turns docs/CONFIG.md and man/tollgate.8.md into the man pages.
 DOCS=(pandoc)
 DEMO=(openssl curl)
@@ -43,7 +43,7 @@ DEMO=(openssl curl)
 # file), chromium (headless, the admin status page), and what building and
 # checking the .deb takes.
 TEST=(libcmocka-dev clang-format clang libclang-rt-dev valgrind
-    python3 python3-pytest python3-cryptography openssl curl gnutls-bin nghttp2-client
+    python3 python3-pytest python3-cryptography python3-h2 openssl curl gnutls-bin nghttp2-client
     prometheus man-db logrotate chromium debhelper lintian dpkg-dev fakeroot)
 FUZZ=(clang libclang-rt-dev)
 # bench/run.sh runs haproxy and nginx from its own temporary configs.

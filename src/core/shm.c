@@ -123,6 +123,8 @@ void shm_worker_died(struct shm_stats *s, unsigned slot)
         int64_t n =
             atomic_exchange_explicit(&l->conns_active_by_worker[slot], 0, memory_order_relaxed);
         atomic_fetch_sub_explicit(&l->conns_active, n, memory_order_relaxed);
+        n = atomic_exchange_explicit(&l->h2_streams_by_worker[slot], 0, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&l->h2_streams_active, n, memory_order_relaxed);
     }
 }
 
@@ -216,6 +218,35 @@ size_t shm_read_refusals(const struct shm_listener_stats *s, struct shm_refusal 
     return n;
 }
 
+const char *const shm_h2_errors[SHM_H2_ERROR_COUNT] = {
+    "h2_protocol_error", "h2_flow_control_error", "h2_frame_size_error", "h2_compression_error",
+    "h2_flood",          "h2_settings_timeout",   "h2_internal_error",   "h2_error",
+};
+
+void shm_count_h2_conn(struct shm_listener_stats *s)
+{
+    shm_add(&s->h2_conns, 1);
+}
+
+void shm_count_h2_streams(struct shm_listener_stats *s, int n)
+{
+    atomic_fetch_add_explicit(&s->h2_streams_active, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->h2_streams_by_worker[worker_slot], n, memory_order_relaxed);
+}
+
+void shm_count_h2_request(struct shm_listener_stats *s)
+{
+    shm_add(&s->h2_requests, 1);
+}
+
+void shm_count_h2_error(struct shm_listener_stats *s, const char *reason)
+{
+    size_t i = 0;
+    while (i + 1 < SHM_H2_ERROR_COUNT && strcmp(shm_h2_errors[i], reason) != 0)
+        i++;
+    shm_add(&s->h2_errors[i], 1);
+}
+
 void shm_count_request(struct shm_listener_stats *s, unsigned status, double seconds)
 {
     if (status < SHM_STATUS_MIN || status >= SHM_STATUS_MIN + SHM_STATUS_COUNT)
@@ -251,6 +282,10 @@ void shm_listener_stats_add(struct shm_listener_stats *dst, const struct shm_lis
     }
     for (size_t i = 0; i < SHM_STATUS_COUNT; i++)
         shm_add(&dst->requests[i], shm_get(&src->requests[i]));
+    shm_add(&dst->h2_conns, shm_get(&src->h2_conns));
+    shm_add(&dst->h2_requests, shm_get(&src->h2_requests));
+    for (size_t i = 0; i < SHM_H2_ERROR_COUNT; i++)
+        shm_add(&dst->h2_errors[i], shm_get(&src->h2_errors[i]));
     hist_add(&dst->hs_duration, &src->hs_duration);
     hist_add(&dst->req_duration, &src->req_duration);
 }

@@ -79,6 +79,10 @@ struct shm_refusal_ring {
     struct shm_refusal_slot v[SHM_REFUSALS];
 };
 
+/* The reasons an HTTP/2 connection is ended for (shm_h2_errors). */
+#define SHM_H2_ERROR_COUNT 8
+extern const char *const shm_h2_errors[SHM_H2_ERROR_COUNT];
+
 struct shm_listener_stats {
     _Atomic int64_t conns_active;
     _Atomic int64_t conns_active_by_worker[SHM_MAX_WORKERS];
@@ -94,6 +98,11 @@ struct shm_listener_stats {
     _Atomic uint64_t resume_refused[SHM_REASON_COUNT]; /* sessions judged again and refused */
     _Atomic uint64_t conns_cut[SHM_REASON_COUNT];      /* live connections closed on a re-judging */
     _Atomic uint64_t requests[SHM_STATUS_COUNT];       /* by status - SHM_STATUS_MIN */
+    _Atomic uint64_t h2_conns;                         /* sessions whose client chose h2 */
+    _Atomic uint64_t h2_requests;                      /* of requests: those over h2 */
+    _Atomic int64_t h2_streams_active;
+    _Atomic int64_t h2_streams_by_worker[SHM_MAX_WORKERS];
+    _Atomic uint64_t h2_errors[SHM_H2_ERROR_COUNT]; /* connections ended, by shm_h2_errors */
     struct shm_hist hs_duration;
     struct shm_hist req_duration;
     struct shm_refusal_ring refusals; /* not folded by shm_listener_stats_add */
@@ -166,10 +175,19 @@ void shm_note_refusal(struct shm_listener_stats *s, const char *reason, const ch
  * returns how many. Entries being written at that moment are skipped. */
 size_t shm_read_refusals(const struct shm_listener_stats *s, struct shm_refusal *out, size_t max);
 
+/* HTTP/2: a session whose client chose h2; n streams opened (1) or
+ * ended (-1); one of its requests (after shm_count_request); a connection
+ * ended for reason (one of shm_h2_errors, else the last, "h2_error"). */
+void shm_count_h2_conn(struct shm_listener_stats *s);
+void shm_count_h2_streams(struct shm_listener_stats *s, int n);
+void shm_count_h2_request(struct shm_listener_stats *s);
+void shm_count_h2_error(struct shm_listener_stats *s, const char *reason);
+
 /* An https/http request answered with status (ignored unless 100..599). */
 void shm_count_request(struct shm_listener_stats *s, unsigned status, double seconds);
 
-/* dst += src for every counter except the conns_active gauge. dst is the
+/* dst += src for every counter except the conns_active and
+ * h2_streams_active gauges. dst is the
  * master's private copy; src may be live (workers still writing). */
 void shm_listener_stats_add(struct shm_listener_stats *dst, const struct shm_listener_stats *src);
 

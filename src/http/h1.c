@@ -276,9 +276,12 @@ static int on_headers_complete(llhttp_t *p)
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    (void)at;
     struct h1 *h = self(p);
     h->body_seen += len;
+    if (h->sink != NULL && len <= h->sink_cap - h->sink_len) {
+        memcpy(h->sink + h->sink_len, at, len);
+        h->sink_len += len;
+    }
     if (h->is_request && h->max_body > 0 && h->body_seen > h->max_body)
         return refuse(h, 413, "body over max_body_size");
     return 0;
@@ -392,4 +395,27 @@ enum tg_status h1_body(struct h1 *h, const char *data, size_t len, size_t *n, bo
     }
     *n = len;
     return TG_OK;
+}
+
+enum tg_status h1_body_decode(struct h1 *h, const char *data, size_t len, char *out, size_t cap,
+                              size_t *n_in, size_t *n_out, bool *done)
+{
+    /* A chunked body's payload is never longer than its framing: feeding at
+     * most cap bytes keeps the decoded bytes within out. */
+    if (len > cap)
+        len = cap;
+    if (h->hd->body != HTTP_BODY_CHUNKED) {
+        enum tg_status st = h1_body(h, data, len, n_in, done);
+        if (st == TG_OK)
+            memcpy(out, data, *n_in);
+        *n_out = st == TG_OK ? *n_in : 0;
+        return st;
+    }
+    h->sink = out;
+    h->sink_cap = cap;
+    h->sink_len = 0;
+    enum tg_status st = h1_body(h, data, len, n_in, done);
+    *n_out = h->sink_len;
+    h->sink = NULL;
+    return st;
 }

@@ -96,6 +96,8 @@ struct h1 {
     uint64_t length_left; /* HTTP_BODY_LENGTH */
     unsigned n_content_length;
     unsigned n_transfer_encoding;
+    char *sink; /* h1_body_decode: where a chunked body's payload goes */
+    size_t sink_cap, sink_len;
     unsigned err_status;    /* 400, 413, 414, 431 for a refused request; 502 for a response */
     const char *err_reason; /* short text for the log */
 };
@@ -124,6 +126,15 @@ TG_MUST_USE enum tg_status h1_head(struct h1 *h, struct http_head *hd, const cha
  */
 TG_MUST_USE enum tg_status h1_body(struct h1 *h, const char *data, size_t len, size_t *n,
                                    bool *done);
+
+/*
+ * As h1_body, for a reader that wants the body's payload rather than its
+ * bytes on the wire (a chunked body without its framing): takes at most
+ * cap of the len bytes at data (*n_in) and writes their payload, at most
+ * cap bytes, to out (*n_out).
+ */
+TG_MUST_USE enum tg_status h1_body_decode(struct h1 *h, const char *data, size_t len, char *out,
+                                          size_t cap, size_t *n_in, size_t *n_out, bool *done);
 
 /* ---- the host a request names (host.c) ---- */
 

@@ -35,8 +35,8 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 struct session *session_new(struct worker *w, struct wlistener *l, int fd,
                             const struct net_addr *peer)
 {
-    const struct proto_ops *ops = proto_ops_for(l->cfg->protocol);
-    struct session *c = calloc(1, ops->size);
+    const struct proto_ops *ops = proto_ops_for(l->cfg);
+    struct session *c = calloc(1, proto_session_size(l->cfg));
     if (c == NULL)
         return NULL;
     c->w = w;
@@ -196,10 +196,28 @@ enum tg_status session_cli_shutdown(struct session *c)
     return TG_OK;
 }
 
+/* The client's side is up: the protocol the client chose (ALPN) takes the
+ * session over, its own table's state made anew. */
+static enum conn_state established(struct session *c)
+{
+    const struct proto_ops *ops = proto_ops_negotiated(c);
+    if (ops != c->ops) {
+        c->ops->fini(c);
+        memset((char *)c + sizeof(*c), 0, ops->size - sizeof(*c));
+        c->ops = ops;
+        if (ops->init(c) != TG_OK) {
+            log_err("event=conn_error listener=%s conn=%d.%llu error=\"out of memory\"",
+                    c->l->cfg->name, tg_pid(), (unsigned long long)c->id);
+            return CONN_ST_CLOSED;
+        }
+    }
+    return c->ops->on_established(c);
+}
+
 static enum conn_state st_accepted(struct session *c)
 {
     if (c->l->tls == NULL)
-        return c->ops->on_established(c);
+        return established(c);
     c->ssl = tls_server_ssl_new(c->l->tls, c->cli.fd);
     if (c->ssl == NULL) {
         log_err("event=conn_error listener=%s conn=%d.%llu error=\"cannot create SSL\"",
@@ -287,7 +305,7 @@ static enum conn_state st_handshake(struct session *c)
             (c->w->next_expiry == 0 || c->cert_not_after < c->w->next_expiry))
             c->w->next_expiry = c->cert_not_after;
     }
-    return c->ops->on_established(c);
+    return established(c);
 }
 
 /* Flushes what is left for the client, sends close_notify, then closes. */
@@ -367,7 +385,7 @@ static void enter_state(struct session *c, enum conn_state st)
     }
 }
 
-static void side_set(struct session *c, struct side *s, int events)
+void session_side_set(struct session *c, struct side *s, int events)
 {
     if (s->fd < 0 || s->events == events)
         return;
@@ -402,8 +420,8 @@ static void session_update_io(struct session *c)
         c->ops->interest(c, &ce, &be);
         break;
     }
-    side_set(c, &c->cli, ce);
-    side_set(c, &c->ex->be, be);
+    session_side_set(c, &c->cli, ce);
+    session_side_set(c, &c->ex->be, be);
 }
 
 static void format_time(ev_tstamp t, char *dst, size_t len)

@@ -139,11 +139,18 @@ struct proto_ops {
     void (*log_last)(struct session *s);
     /* The protocol's part of the access line being written. */
     void (*log_fields)(struct session *s, struct access_fields *f, ev_tstamp now);
+    /* The worker drains (reload, shutdown): the session finishes what is
+     * in flight and takes nothing new, where the protocol can say so. */
+    void (*on_drain)(struct session *s);
 };
 
-/* The table of listener protocol p. */
-const struct proto_ops *proto_ops_for(enum cfg_listener_proto p);
-extern const struct proto_ops tcp_proto_ops, http_proto_ops;
+/* The table a session of listener l starts with, and the bytes a session
+ * of l is allocated with (the largest table it may move to). */
+const struct proto_ops *proto_ops_for(const struct cfg_listener *l);
+size_t proto_session_size(const struct cfg_listener *l);
+/* The table for what the client chose in the TLS handshake (ALPN): the
+ * session's own table when the choice changes nothing. */
+const struct proto_ops *proto_ops_negotiated(const struct session *s);
 
 /* A client connection and what belongs to it for its whole life: the
  * socket, TLS, the verification verdict, timeouts, the trust re-judging
@@ -189,6 +196,9 @@ void session_run(struct session *c);
  * backends' (io->data is the session): marks the side readable, runs it. */
 void session_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 void session_set_timer(struct session *c, uint64_t ms);
+/* Sets the read/write interest of side s (the client's or an exchange's
+ * backend) of session c. */
+void session_side_set(struct session *c, struct side *s, int events);
 const char *session_state_name(enum conn_state st);
 
 /* I/O toward the client, over TLS or plain (http listeners): statuses as

@@ -316,6 +316,11 @@ static void drain(struct worker *w, const char *why)
         w->ls[i].fd = -1;
     }
     log_info("event=worker_draining reason=%s open_connections=%zu", why, w->n_conns);
+    struct session *next;
+    for (struct session *c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        c->ops->on_drain(c);
+    }
     if (w->n_conns == 0) {
         ev_break(w->loop, EVBREAK_ALL);
         return;
