@@ -191,6 +191,7 @@ class RawH2:
         self.dec.max_allowed_table_size = 65536
         self.buf = bytearray()
         self.seen = []  # every frame read, for failure messages
+        self.backlog = []  # frames read that no wait() took yet
         self.block = {}  # sid -> header block bytes awaiting END_HEADERS
         self.server_settings = {}
         self.eof = False
@@ -296,8 +297,13 @@ class RawH2:
                          for n, v in self.dec.decode(self.block.pop(f.sid))]
 
     def wait(self, pred, timeout=None, what="a frame"):
-        """Reads frames until pred(frame); returns it. AssertionError on EOF
-        or when the deadline passes. Frames pred refuses are kept in .seen."""
+        """The first frame, read before (and not taken) or read now, for which
+        pred(frame) holds; the frames it refuses wait for a later wait().
+        AssertionError when the deadline passes, ConnClosed at EOF."""
+        for i, f in enumerate(self.backlog):
+            if pred(f):
+                del self.backlog[i]
+                return f
         deadline = time.monotonic() + (timeout or T(10))
         while True:
             left = deadline - time.monotonic()
@@ -311,6 +317,7 @@ class RawH2:
                 raise ConnClosed(f"connection closed before {what}; got {self.seen[-20:]}")
             if pred(f):
                 return f
+            self.backlog.append(f)
 
     def drain_until_eof(self, timeout=None):
         """Reads until the server closes; returns the frames read. Raises
@@ -588,11 +595,11 @@ class Background:
         return self.result
 
 
-def probe_latencies(addr, pki, stop, path="/probe", pause=0.02, limit=None):
+def probe_latencies(addr, pki, stop, path="/probe", pause=0.02, limit=None, out=None):
     """A well-behaved client on its own connection: one GET after another
-    until stop is set (or limit requests); returns each request's seconds.
-    A failed request raises."""
-    out = []
+    until stop is set (or limit requests); returns each request's seconds
+    (also appended to out as they come). A failed request raises."""
+    out = [] if out is None else out
     deadline = time.monotonic() + T(60)
     with H2Client(addr, pki) as c:
         while not stop.is_set() and time.monotonic() < deadline:
