@@ -751,3 +751,49 @@ def test_backend_failures_over_h2(hserve, pki):
         assert c.get("/ok")[0] == 200
     rec = tg.wait_access(lambda r: r.get("path") == "/trunc")[0]
     assert rec["outcome"] == "backend_truncated"
+
+
+def test_sticky_cookie_over_h2(tollgate, hbackend, pki):
+    """A cookie-sticky group over h2: the first response sets the cookie
+    (set-cookie, lower case); a client that sends it back as one crumb
+    among others keeps its target and gets no new cookie."""
+    bes = {name: hbackend(lambda req, n=name: Reply(200, body=n.encode())) for name in "ab"}
+    tg = tollgate({"target_groups": {"g": {
+        "targets": [{"address": b.address, "weight": 1} for b in bes.values()],
+        "sticky": {"type": "cookie", "ttl": "10m", "name": "sid"}}},
+        "listeners": [https_listener()]})
+    with H2Client(tg.addr(), pki) as c:
+        st, hdrs, first = c.get("/")
+        cookies = [v for n, v in hdrs if n == "set-cookie" and v.startswith("sid=")]
+        assert st == 200 and len(cookies) == 1, hdrs
+        assert "HttpOnly" in cookies[0] and "Secure" in cookies[0]
+        sid = cookies[0].split(";")[0]
+        for _ in range(6):
+            st, hdrs, body = c.get("/", headers=[("cookie", "x=1"), ("cookie", sid),
+                                                 ("cookie", "y=2")])
+            assert (st, body) == (200, first)
+            assert not [v for n, v in hdrs if n == "set-cookie"], hdrs
+    seen = [r.get("Cookie") for b in bes.values() for r in b.reqs() if r.get("Cookie")]
+    assert seen and all(v == f"x=1; {sid}; y=2" for v in seen), seen
+
+
+def test_on_reject_page_over_h2(hserve, pki, bad_certs):
+    """on_reject: page on an optional mutual listener, over h2: no
+    certificate gets 496, an expired one 495, never the backend; the
+    access line is the stream's (protocol h2). Twin: a good certificate
+    is forwarded."""
+    tg, be = hserve(https_listener(mode="mutual", client_auth="optional",
+                                   tls_extra={"on_reject": "page"}))
+    with H2Client(tg.addr(), pki) as c:
+        st, hdrs, body = c.get("/private")
+        assert st == 496 and dict(hdrs)["content-type"].startswith("text/html")
+        assert b"no_client_cert" in body
+        port = c.port
+    with H2Client(tg.addr(), pki, cert=bad_certs["expired"]) as c:
+        assert c.get("/private")[0] == 495
+    assert be.count() == 0
+    rec = h2_recs(tg, port)[0]
+    assert (rec["status"], rec["outcome"]) == (496, "tls_rejected")
+    with H2Client(tg.addr(), pki, cert=pki.client("alice")) as c:
+        assert c.get("/private")[0] == 200
+    assert be.reqs()[0].get("X-Client-Verify") == "SUCCESS"

@@ -9,12 +9,14 @@ oversized header lists, SETTINGS and PING floods from a client that does
 not read, zero-window stall, more streams than h2_max_streams."""
 
 import os
+import socket
 import subprocess
 import time
 
 import pytest
 
 import tg_h2
+import tg_proc
 from tg_h2 import (CONTINUATION, GOAWAY, HEADERS, INITIAL_WINDOW_SIZE, RST_STREAM, Background,
                    RawH2, frame, ping_frame, probe_latencies, req_headers, rst_stream,
                    settings_frame, worker_rss_kib)
@@ -22,8 +24,10 @@ from tg_http import Reply, hbackend, hserve, https_listener  # noqa: F401
 from tg_proc import T
 
 MIB = 1 << 20
-# What one attack may add to the worker's resident memory.
-RSS_BOUND_KIB = T(16) * 1024
+# What one attack may add to the worker's resident memory. Under ASan
+# freed blocks stay in its quarantine (256 MiB by default), so an attack
+# that only churns allocations still grows RSS: the bound is then that.
+RSS_BOUND_KIB = (320 if tg_proc.ASAN else 16) * 1024
 # The other client's worst request while an attack runs (normal: a few ms).
 VICTIM_MAX_S = T(1.0)
 
@@ -309,11 +313,11 @@ def server_side_state(tg, client_port):
 @pytest.mark.parametrize("kind", ["settings", "ping"])
 def test_flood_without_reading(hserve, pki, kind):
     """A client sends SETTINGS (or PING) frames without end and never reads
-    the ACKs (up to 64 MiB, 5 s). tollgate stops reading a client whose
-    answers pile up: the client's sending stalls well short of 64 MiB, the
-    worker's memory stays flat, the other client is served; at idle_timeout
-    (1 s) tollgate ends the connection (or earlier, with GOAWAY, when
-    nghttp2 counts a flood)."""
+    the ACKs (up to 64 MiB, 5 s). tollgate does not queue answers for a
+    client that does not read (it stops reading it while they wait, or
+    nghttp2 counts a flood and the connection ends with GOAWAY): the
+    worker's memory stays flat, the other client is served, and the
+    connection is ended by idle_timeout (1 s) at the latest."""
     tg, be, base = start(hserve, pki, idle_timeout="1s")
     victim = Victim(tg, pki)
     one = settings_frame() if kind == "settings" else ping_frame(b"floodpng")
@@ -321,24 +325,29 @@ def test_flood_without_reading(hserve, pki, kind):
     c = RawH2(tg.addr(), pki)
     try:
         c.sock.settimeout(1.0)
-        sent, t0 = 0, time.monotonic()
+        sent, t0, how = 0, time.monotonic(), "not stopped"
         while sent < 64 * MIB and time.monotonic() - t0 < T(5):
             try:
                 c.sock.sendall(blob)
-            except (OSError, TimeoutError):
+            except (TimeoutError, socket.timeout):
+                how = "sending stalled"
+                break
+            except OSError as e:
+                how = f"connection ended ({e.__class__.__name__})"
                 break
             sent += len(blob)
-        assert sent < 32 * MIB, f"{sent >> 20} MiB went in while the client read nothing"
+        print(f"{kind} flood: {how} after {sent >> 10} KiB, {time.monotonic() - t0:.1f}s, "
+              f"tollgate's end {server_side_state(tg, c.port) or 'gone'}")
         check_rss(tg, base)
         port = c.port
         # tollgate's end closes (FIN sent, or gone) within idle_timeout
-        deadline = time.monotonic() + T(5)
+        deadline = t0 + 1.0 + T(3)
         while server_side_state(tg, port) == "ESTAB":
             assert time.monotonic() < deadline, "the flooding connection is still open"
             time.sleep(0.1)
         took = time.monotonic() - t0
         reasons = [e["reason"] for e in conn_errors(tg, port)]
-        print(f"{kind} flood: {sent >> 10} KiB sent, connection ended after {took:.1f}s, "
+        print(f"{kind} flood: connection ended after {took:.1f}s, "
               f"logged {reasons or 'nothing (idle timeout)'}")
         assert reasons in ([], ["h2_flood"]), reasons
     finally:
