@@ -797,3 +797,34 @@ def test_on_reject_page_over_h2(hserve, pki, bad_certs):
     with H2Client(tg.addr(), pki, cert=pki.client("alice")) as c:
         assert c.get("/private")[0] == 200
     assert be.reqs()[0].get("X-Client-Verify") == "SUCCESS"
+
+
+def test_stale_pooled_backend_retried_over_h2(hserve, pki):
+    """A stream given a pooled backend connection that the backend closed
+    meanwhile is retried on a fresh one (once): the client sees 200."""
+    tg, be = hserve()
+    with H2Client(tg.addr(), pki) as c:
+        assert c.get("/1")[0] == 200
+        be.drop_connections()
+        assert c.get("/2")[0] == 200
+    assert [q.target for q in be.reqs()] == ["/1", "/2"]
+    assert be.count() == 2
+
+
+def test_discarded_bodies_give_the_connection_window_back(hserve, pki):
+    """100 uploads of 16 KiB answered at once (404, no rule) on one
+    connection: their bodies are dropped, and the 1.6 MiB they used of the
+    connection window (1 MiB) come back, so a last upload of 2 MiB still
+    goes through whole."""
+    tg, be = hserve(https_listener(rules=[{"path": "/api/", "target_group": "g"}], default=None))
+    with H2Client(tg.addr(), pki) as c:
+        for i in range(100):
+            sid = c.start(f"/nope{i}", method="POST", body=b"x" * 16384)
+            c.wait_ended([sid], timeout=T(5))
+            assert c.status.get(sid) == 404, (i, c.status.get(sid), c.reset.get(sid))
+        body = os.urandom(2 * MIB)
+        st, _, data = c.get("/api/up", method="POST", body=body, timeout=T(20))
+        assert st == 200
+    req = be.reqs()[0]
+    assert [q.target for q in be.reqs()] == ["/api/up"]
+    assert req.body_digest() == hashlib.sha256(body).hexdigest()

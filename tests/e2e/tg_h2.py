@@ -165,6 +165,7 @@ def tls_connect(addr, pki, alpn=("h2",), cert=None, sni="localhost", timeout=Non
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     raw = socket.create_connection(addr, timeout=timeout or T(10))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         return ctx.wrap_socket(raw, server_hostname=sni)
     except BaseException:
