@@ -11,6 +11,7 @@ not read, zero-window stall, more streams than h2_max_streams."""
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -310,50 +311,88 @@ def server_side_state(tg, client_port):
     return out[0] if out else ""
 
 
+def flood(c, blob, budget):
+    """Sends blob again and again on c, never reading, up to 64 MiB or
+    budget seconds. Returns (bytes sent, how it stopped)."""
+    c.sock.settimeout(1.0)
+    sent, t0 = 0, time.monotonic()
+    while sent < 64 * MIB and time.monotonic() - t0 < budget:
+        try:
+            c.sock.sendall(blob)
+        except (TimeoutError, socket.timeout):
+            return sent, "sending stalled"
+        except OSError as e:
+            return sent, f"connection ended ({e.__class__.__name__})"
+        sent += len(blob)
+    return sent, "not stopped"
+
+
 @pytest.mark.parametrize("kind", ["settings", "ping"])
 def test_flood_without_reading(hserve, pki, kind):
     """A client sends SETTINGS (or PING) frames without end and never reads
     the ACKs (up to 64 MiB, 5 s). tollgate does not queue answers for a
-    client that does not read (it stops reading it while they wait, or
-    nghttp2 counts a flood and the connection ends with GOAWAY): the
-    worker's memory stays flat, the other client is served, and the
-    connection is ended by idle_timeout (1 s) at the latest."""
+    client that does not read: it stops reading it while they wait, or
+    nghttp2 counts a flood and the connection ends (GOAWAY, h2_flood). The
+    worker's memory stays flat and the other client is served."""
     tg, be, base = start(hserve, pki, idle_timeout="1s")
     victim = Victim(tg, pki)
     one = settings_frame() if kind == "settings" else ping_frame(b"floodpng")
     blob = one * (64 * 1024 // len(one))
-    c = RawH2(tg.addr(), pki)
-    try:
-        c.sock.settimeout(1.0)
-        sent, t0, how = 0, time.monotonic(), "not stopped"
-        while sent < 64 * MIB and time.monotonic() - t0 < T(5):
-            try:
-                c.sock.sendall(blob)
-            except (TimeoutError, socket.timeout):
-                how = "sending stalled"
-                break
-            except OSError as e:
-                how = f"connection ended ({e.__class__.__name__})"
-                break
-            sent += len(blob)
+    with RawH2(tg.addr(), pki) as c:
+        t0 = time.monotonic()
+        sent, how = flood(c, blob, T(5))
         print(f"{kind} flood: {how} after {sent >> 10} KiB, {time.monotonic() - t0:.1f}s, "
               f"tollgate's end {server_side_state(tg, c.port) or 'gone'}")
         check_rss(tg, base)
-        port = c.port
-        # tollgate's end closes (FIN sent, or gone) within idle_timeout
-        deadline = t0 + 1.0 + T(3)
-        while server_side_state(tg, port) == "ESTAB":
-            assert time.monotonic() < deadline, "the flooding connection is still open"
-            time.sleep(0.1)
-        took = time.monotonic() - t0
-        reasons = [e["reason"] for e in conn_errors(tg, port)]
-        print(f"{kind} flood: connection ended after {took:.1f}s, "
-              f"logged {reasons or 'nothing (idle timeout)'}")
+        reasons = [e["reason"] for e in conn_errors(tg, c.port)]
         assert reasons in ([], ["h2_flood"]), reasons
-    finally:
-        c.close()
+        if kind == "settings":
+            # 1820 SETTINGS in one read are more ACKs than nghttp2 queues
+            assert reasons == ["h2_flood"] and how.startswith("connection ended"), (reasons, how)
     victim.check()
     check_rss(tg, base)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "tollgate bug: a client that floods PINGs and then reads nothing keeps its h2 "
+    "connection open past idle_timeout, for as long as it likes (seen open after 7 s with "
+    "idle_timeout 1s; about 3-4% of a core per such connection, the connection timer "
+    "firing every 1 ms). Likely: at the idle deadline run_timeouts() calls "
+    "nghttp2_session_terminate_session(), but write_client() only calls "
+    "nghttp2_session_mem_send() when pend_len == 0, so the GOAWAY is never serialized, "
+    "goaway_sent stays false, want_write stays true, h2_relay() never finishes and "
+    "arm_timer() re-arms a 1 ms timer. Happens in most runs, not all (the state of "
+    "the output buffer when the client stops reading decides): six connections are used"))
+def test_client_that_stops_reading_is_closed_at_idle_timeout(hserve, pki):
+    """Six clients each send PINGs until their sending stalls (they never
+    read the ACKs), then wait: at idle_timeout (1 s) tollgate ends each of
+    these connections (an idle connection with nothing it can send)."""
+    tg, be, base = start(hserve, pki, idle_timeout="1s")
+    blob = ping_frame(b"floodpng") * (64 * 1024 // 17)
+    conns = [RawH2(tg.addr(), pki) for _ in range(6)]
+    try:
+        results = {}
+
+        def run(i):
+            results[i] = flood(conns[i], blob, T(5))
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(T(15))
+        t_stop = time.monotonic()
+        deadline = t_stop + 1.0 + T(2)
+        while True:
+            states = [server_side_state(tg, c.port) for c in conns]
+            if "ESTAB" not in states:
+                break
+            assert time.monotonic() < deadline, \
+                f"still open {time.monotonic() - t_stop:.1f}s after the clients stopped: " \
+                f"{states} {results}"
+            time.sleep(0.2)
+    finally:
+        for c in conns:
+            c.close()
 
 
 # ---- zero-window stall ----
