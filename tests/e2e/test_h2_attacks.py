@@ -225,6 +225,32 @@ def test_continuation_flood(hserve, pki, filled):
     assert conn_errors(tg, port)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "tollgate bug (against its documented behaviour): when nghttp2_session_mem_recv() "
+    "fails (NGHTTP2_ERR_FLOODED for 1000+ queued SETTINGS ACKs, "
+    "NGHTTP2_ERR_TOO_MANY_CONTINUATIONS), read_client() marks the connection fatal and "
+    "closes it without a GOAWAY; the CONTINUATION case is logged reason=h2_protocol_error, "
+    "not h2_flood (RFC 9113 §5.4.1: a connection error SHOULD first send GOAWAY)"))
+@pytest.mark.parametrize("kind", ["settings", "continuation"])
+def test_flood_is_answered_with_goaway_enhance_your_calm(hserve, pki, kind):
+    """A flood nghttp2 counts (3000 SETTINGS at once; HEADERS then 200
+    CONTINUATION frames) is told why: GOAWAY(ENHANCE_YOUR_CALM) before the
+    close, and the log says reason=h2_flood."""
+    tg, be, base = start(hserve, pki)
+    with RawH2(tg.addr(), pki) as c:
+        if kind == "settings":
+            c.send(settings_frame() * 3000)
+        else:
+            c.send(c.headers_frame(1, req_headers(path="/cont"), end_headers=False) +
+                   frame(CONTINUATION, 0, 1, b"") * 200)
+        got = c.drain_until_eof(T(5))
+        port = c.port
+    goaway = [f for f in got if f.type == GOAWAY]
+    assert goaway and goaway[0].error_code == tg_h2.ENHANCE_YOUR_CALM, goaway
+    tg.wait_event("h2_connection_error")
+    assert [e["reason"] for e in conn_errors(tg, port)] == ["h2_flood"]
+
+
 # ---- HPACK bomb ----
 
 def hpack_int(value, prefix_bits, flags):
