@@ -852,3 +852,43 @@ def test_rfc8441_extended_connect_refused(srv, pki):
         (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
         (":path", "/ws"), (":authority", "localhost")]), 1, tg_h2.PROTOCOL_ERROR)
     assert all(r.target != "/ws" for r in srv[1].reqs())
+
+
+# ---- what tollgate logs ----
+
+@pytest.mark.parametrize("case,reason,streams", [
+    ("flow", "h2_flow_control_error", "0"), ("frame_size", "h2_frame_size_error", "1"),
+    ("hpack", "h2_compression_error", "2"), ("protocol", "h2_protocol_error", "1")])
+def test_connection_error_logged_once(srv, pki, case, reason, streams):
+    """Each connection error is one event=h2_connection_error line naming
+    the listener, the connection, the client, the reason, the streams open
+    and a detail; stream errors are not logged as connection errors."""
+    tg = srv[0]
+    with raw(srv, pki) as c:
+        if case == "flow":
+            data = window_update(0, (1 << 31) - 1)
+        else:
+            data = hdrs(c, 1, req_headers(path="/slow"))
+            data += {"frame_size": frame(PING, 0, 0, b"1234567"),
+                     "hpack": frame(HEADERS, END_HEADERS | END_STREAM, 3, b"\xff\x7f"),
+                     "protocol": data_frame(0, b"x")}[case]
+        c.send(data)
+        c.drain_until_eof()
+        port = c.port
+    ev = tg.wait_event("h2_connection_error", client=f"127.0.0.1:{port}")
+    assert len(ev) == 1, ev
+    e = ev[0]
+    assert (e["listener"], e["reason"], e["streams"]) == ("main", reason, streams), e
+    assert e["conn"] and e["detail"] and e["_level"] == "warn", e
+
+
+def test_stream_error_is_not_a_connection_error_line(srv, pki):
+    """Twin: a stream error (RST_STREAM) writes no h2_connection_error."""
+    tg = srv[0]
+    with raw(srv, pki) as c:
+        c.send(hdrs(c, 1, req_headers(extra=[("X-Upper", "1")])))
+        c.expect_rst(1, tg_h2.PROTOCOL_ERROR)
+        c.request(3)
+        assert c.response(3)[0] == 200
+        port = c.port
+    assert not tg.events("h2_connection_error", client=f"127.0.0.1:{port}")
