@@ -888,3 +888,49 @@ def test_connect_timeout_over_h2(tollgate, hbackend, pki, busy):
     (4 s); alone, or while another stream on the connection is served."""
     st, took = connect_timeout_case(tollgate, hbackend, pki, busy)
     assert st == 503 and 0.8 < took < T(3), (st, took)
+
+
+def test_sigterm_idle_h2_connection_gets_goaway_and_exit_is_prompt(hserve, pki):
+    """SIGTERM with an idle h2 connection open (no stream): GOAWAY(NO_ERROR,
+    last stream 0) at once, the connection closes, and tollgate exits long
+    before drain_timeout (10 s)."""
+    tg, be = hserve()
+    with RawH2(tg.addr(), pki) as c:
+        t0 = time.monotonic()
+        tg.signal(signal.SIGTERM)
+        g = c.expect_goaway(tg_h2.NO_ERROR, timeout=T(5))
+        assert g.last_stream_id == 0
+    assert tg.wait_exit(T(5)) == 0
+    assert time.monotonic() - t0 < T(3)
+
+
+def test_backend_answers_early_while_client_uploads(hserve, pki):
+    """The backend answers 413 from the request head and closes while the
+    client is still sending its 3 MiB body: the client gets the 413, the
+    rest of its body is dropped (the stream is reset NO_ERROR or ends), and
+    the connection serves the next stream."""
+    tg, be = hserve()
+    be.early = lambda req: Reply(413, body=b"too big for me", close=True)
+    with H2Client(tg.addr(), pki) as c:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "https"), (":path", "/up"),
+                                  (":authority", "localhost")])
+        c.body[sid] = bytearray()
+        c.flush()
+        c.send_body(sid, os.urandom(3 * MIB), timeout=T(20))
+        c.wait(lambda: sid in c.status and (sid in c.ended or sid in c.reset), T(10),
+               what="the early answer")
+        assert c.status[sid] == 413 and bytes(c.body[sid]) == b"too big for me"
+        be.early = None
+        assert c.get("/next")[0] == 200
+
+
+def test_response_delimited_by_close_over_h2(hserve, pki):
+    """A response without length, ended by the backend closing: the h2
+    stream carries the body and ends (END_STREAM) when the backend closes."""
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"
+    tg, be = hserve(handler=lambda req: Reply(raw=raw, close=True))
+    with H2Client(tg.addr(), pki) as c:
+        st, hdrs, body = c.get("/eof")
+        assert (st, body) == (200, b"until the end")
+        assert c.get("/again")[0] == 200
