@@ -6,7 +6,7 @@
 - H2Client: a well-behaved client made with the h2 library, for requests
   on many streams of one connection, with control over which stream's
   window is opened (a client that reads one response and not another).
-- Small helpers: worker RSS, running a few clients at once.
+- Worker RSS, a client in the background, a target whose connect hangs.
 
 Every read has a deadline; nothing waits without one.
 """
@@ -556,7 +556,7 @@ class H2Client:
         return self.status[sid], self.headers[sid], bytes(self.body[sid])
 
 
-# ---- process memory, concurrent helpers ----
+# ---- process memory, background clients, a hanging target ----
 
 def worker_rss_kib(tg):
     """The sum of VmRSS of the tollgate workers."""
