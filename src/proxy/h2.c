@@ -646,12 +646,22 @@ static unsigned h2_passive_status(const struct session *c)
 static bool h2_on_cut(struct session *c)
 {
     struct h2_conn *h = h2_of(c);
-    if (h->n_streams == 0)
+    /* A stream whose header block is not whole is no request in flight:
+     * it is refused, never routed under the judged-invalid certificate. */
+    bool in_flight = false;
+    for (struct h2_stream *s = h->streams; s != NULL; s = s->next) {
+        if (s->st == CONN_ST_READ_HEAD)
+            h2_stream_refuse(c, s);
+        else
+            in_flight = in_flight || s->st != CONN_ST_CLOSED;
+    }
+    c->ex = &h->x;
+    if (!in_flight)
         return false;
-    /* Written with the next output: the streams in flight make some. */
     (void)nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
                                 nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
                                 NULL, 0);
+    session_defer(c); /* the GOAWAY goes out before the loop waits again */
     return true;
 }
 

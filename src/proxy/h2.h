@@ -109,6 +109,8 @@ ssize_t h2_stream_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
 /* The deadline of s, 0 for none; h2_stream_timeout() runs it past that. */
 ev_tstamp h2_stream_deadline(const struct session *c, const struct h2_stream *s);
 void h2_stream_timeout(struct session *c, struct h2_stream *s);
+/* Resets s, whose request never started, with REFUSED_STREAM. */
+void h2_stream_refuse(struct session *c, struct h2_stream *s);
 /* len bytes of s's request body were dropped (not wanted any more). */
 void h2_stream_discarded(struct session *c, struct h2_stream *s, size_t len);
 /* Writes the access line of s and frees it. */

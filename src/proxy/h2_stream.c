@@ -116,6 +116,10 @@ static bool make_head(struct session *c, struct h2_stream *s, unsigned *status)
 static enum conn_state head_ready(struct session *c, struct h2_stream *s)
 {
     struct http_req *r = &s->r;
+    /* The connection was cut (client certificate judged invalid): no new
+     * request starts on it. */
+    if (c->cut_reason != NULL)
+        return CONN_ST_CLOSED;
     h2_of(c)->n_requests++;
     if (!http_msg_get(c, r))
         return CONN_ST_CLOSED;
@@ -445,6 +449,13 @@ static void reset(struct session *c, struct h2_stream *s, uint32_t code)
     (void)nghttp2_submit_rst_stream(h2_of(c)->ng, NGHTTP2_FLAG_NONE, s->id, code);
 }
 
+void h2_stream_refuse(struct session *c, struct h2_stream *s)
+{
+    c->ex = &s->r.x;
+    reset(c, s, NGHTTP2_REFUSED_STREAM);
+    s->st = CONN_ST_CLOSED;
+}
+
 static void enter(struct session *c, struct h2_stream *s, enum conn_state st)
 {
     s->last_activity = ev_now(c->w->loop);
@@ -608,6 +619,12 @@ void h2_stream_free(struct session *c, struct h2_stream *s)
         session_access_log(c);
     }
     http_msg_put(r);
+    /* Body bytes the stream still held were never given back to the
+     * connection's window (it opens as bytes go to the target): give them
+     * back now, or every such stream would shrink it for good. */
+    size_t held = buf_len(&s->body);
+    if (held > 0 && h->ng != NULL)
+        (void)nghttp2_session_consume_connection(h->ng, held);
     struct buf *bufs[] = {&s->fields, &s->head, &s->body, &r->bin};
     for (size_t i = 0; i < TG_ARRAY_LEN(bufs); i++) {
         bufs[i]->r = bufs[i]->w = 0;
