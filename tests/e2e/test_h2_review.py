@@ -137,17 +137,13 @@ def conn_window_returned(c, timeout):
     return got
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "h2_stream_free() drops the body bytes still in s->body (never given to "
-    "nghttp2_session_consume) and nghttp2 with no_auto_window_update does not "
-    "return them to the connection window: each stream reset while its body "
-    "waits (connect in progress, target slow to read) shrinks the 1 MiB "
-    "connection window for good, until uploads on the connection stall"))
 def test_reset_streams_return_their_held_body_to_the_connection_window(tollgate, hbackend, pki):
     """Streams routed to a target whose connect hangs, each sending a full
     stream window of body (16 KiB) and then reset by the client: the
     connection window must come back (a WINDOW_UPDATE on stream 0 for what
-    the streams held), else the connection's later uploads stall."""
+    the streams held), else the connection's later uploads stall. nghttp2
+    sends the update once half of the 1 MiB window is to be given back, so
+    48 streams (768 KiB) are reset and all but that half must come back."""
     hole = tg_h2.Blackhole()
     be = hbackend()
     try:
@@ -155,7 +151,7 @@ def test_reset_streams_return_their_held_body_to_the_connection_window(tollgate,
                        "listeners": [https_listener(connect_timeout="20s",
                                                     rules=[{"path": "/hole",
                                                             "target_group": "bh"}])]})
-        n, size = 20, 16384
+        n, size, batched = 48, 16384, 512 * 1024
         with RawH2(tg.addr(), pki) as c:
             for i in range(n):
                 sid = 1 + 2 * i
@@ -167,19 +163,13 @@ def test_reset_streams_return_their_held_body_to_the_connection_window(tollgate,
             c.send(b"".join(rst_stream(1 + 2 * i) for i in range(n)))
             got = conn_window_returned(c, T(2))
             print(f"connection window returned: {got} of {n * size}")
-            assert got >= n * size, f"only {got} of {n * size} bytes of window came back"
+            assert got >= n * size - batched, f"only {got} of {n * size} bytes came back"
     finally:
         hole.close()
 
 
 # ---- revocation cut with a header block on its way ----
 
-@pytest.mark.xfail(strict=True, reason=(
-    "h2_on_cut() (src/proxy/h2.c) defers the cut whenever n_streams > 0, "
-    "including a stream still in READ_HEAD whose header block is incomplete; "
-    "that stream is then routed by h2_stream_run() after the cut and forwarded "
-    "with the revoked certificate's identity headers. http_on_cut() closes a "
-    "connection that is still reading a head at once"))
 def test_cut_lets_no_request_start_after_revocation(tollgate, hbackend, pki, tmp_path):
     """A revoked client whose stream's header block is only half sent
     (HEADERS without END_HEADERS) when the CRL revoking it is loaded: the
