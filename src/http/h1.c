@@ -51,6 +51,30 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A piece of a response's trailer field, kept when the reader wants them
+ * (h1_keep_trailers): all of them, or none when they do not fit. */
+static int keep_trailer(struct h1 *h, const char *at, size_t len)
+{
+    if (h->tr == NULL || h->tr_overflow)
+        return 0;
+    if (len > h->tr_cap - h->tr_len) {
+        h->tr_overflow = true;
+        return 0;
+    }
+    memcpy(h->tr + h->tr_len, at, len);
+    h->tr_len += len;
+    return 0;
+}
+
+/* The end of a trailer field's name or value: a NUL after it. */
+static int on_trailer_part_complete(llhttp_t *p)
+{
+    struct h1 *h = self(p);
+    if (h->head_done && !h->is_request)
+        return keep_trailer(h, "", 1);
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct h1 *h = self(p);
@@ -62,7 +86,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     if (h->head_done && h->is_request)
         return refuse(h, 400, "trailer fields in a request");
     if (h->head_done)
-        return 0; /* response trailers pass through as body bytes */
+        return keep_trailer(h, at, len); /* and pass through as body bytes */
     if (fresh) {
         if (hd->n_headers == HTTP_MAX_HEADERS)
             return refuse(h, h->is_request ? 431 : 502, "too many header fields");
@@ -80,7 +104,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     struct http_head *hd = h->hd;
     bool fresh = h->last_cb != CB_VALUE;
     if (h->head_done)
-        return 0; /* a response trailer (request trailers are refused) */
+        return keep_trailer(h, at, len); /* request trailers are refused */
     /* RFC 9110 §5.1: a field name is one or more tchar; a value with no
      * name before it is refused, never attached to the previous field. */
     if (hd->n_headers == 0 || (fresh && h->last_cb != CB_FIELD))
@@ -301,6 +325,8 @@ static const llhttp_settings_t settings = {
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_header_field_complete = on_trailer_part_complete,
+    .on_header_value_complete = on_trailer_part_complete,
     .on_message_complete = on_message_complete,
 };
 
@@ -418,4 +444,10 @@ enum tg_status h1_body_decode(struct h1 *h, const char *data, size_t len, char *
     *n_out = h->sink_len;
     h->sink = NULL;
     return st;
+}
+
+void h1_keep_trailers(struct h1 *h, char *dst, size_t cap)
+{
+    h->tr = dst;
+    h->tr_cap = cap;
 }

@@ -98,6 +98,9 @@ struct h1 {
     unsigned n_transfer_encoding;
     char *sink; /* h1_body_decode: where a chunked body's payload goes */
     size_t sink_cap, sink_len;
+    char *tr; /* h1_keep_trailers: a response's trailer fields, "name\0value\0" each */
+    size_t tr_cap, tr_len;
+    bool tr_overflow;       /* they did not fit in tr_cap: none are kept */
     unsigned err_status;    /* 400, 413, 414, 431 for a refused request; 502 for a response */
     const char *err_reason; /* short text for the log */
 };
@@ -135,6 +138,12 @@ TG_MUST_USE enum tg_status h1_body(struct h1 *h, const char *data, size_t len, s
  */
 TG_MUST_USE enum tg_status h1_body_decode(struct h1 *h, const char *data, size_t len, char *out,
                                           size_t cap, size_t *n_in, size_t *n_out, bool *done);
+
+/* For a response whose reader passes trailers on (an HTTP/2 client): the
+ * trailer fields of its chunked body are also copied into dst (cap bytes),
+ * each as its name, NUL, its value, NUL, in h->tr_len bytes; all of them
+ * or, when they do not fit (h->tr_overflow), none. Set after h1_next. */
+void h1_keep_trailers(struct h1 *h, char *dst, size_t cap);
 
 /* ---- the host a request names (host.c) ---- */
 

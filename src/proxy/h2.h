@@ -26,6 +26,11 @@ extern const struct proto_ops h2_proto_ops;
 /* The connection's receive window: what all streams together may hold. */
 #define H2_CONN_WINDOW (1024 * 1024)
 
+/* A chunked response's trailer fields passed on as the stream's trailers:
+ * at most this many bytes (names and values) and fields; more are dropped. */
+#define H2_TRAILERS_MAX    2048
+#define H2_TRAILERS_FIELDS 32
+
 /* How many of the client's last stream ids the connection remembers. */
 #define H2_ID_RING 64
 
@@ -52,6 +57,7 @@ struct h2_stream {
     bool body_framed_end;    /* the chunked body's last chunk went into c2b */
     bool discard;            /* the request's body is no longer wanted (answered early) */
     bool deferred;           /* the response body waits for bytes from the backend */
+    char *trailers;          /* owned: the target's trailer fields (chunked responses) */
     bool resp_submitted;
     bool held;          /* an early answer's head, parsed, waits for its body */
     bool closed;        /* nghttp2 closed the stream */

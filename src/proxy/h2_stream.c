@@ -255,6 +255,10 @@ static enum conn_state submit_response(struct session *c, struct h2_stream *s)
     if (nghttp2_submit_response(h2_of(c)->ng, s->id, nv, n, no_body ? NULL : &dp) != 0)
         return CONN_ST_CLOSED;
     buf_consume(&r->bin, rs->len);
+    /* A chunked body may end with trailer fields: kept to be sent as the
+     * stream's trailers (a missing block only loses them). */
+    if (rs->body == HTTP_BODY_CHUNKED && (s->trailers = malloc(H2_TRAILERS_MAX)) != NULL)
+        h1_keep_trailers(&r->m->resp_p, s->trailers, H2_TRAILERS_MAX);
     s->resp_submitted = true;
     s->held = false;
     r->resp_head_parsed = true; /* bin may now be compacted */
@@ -503,6 +507,47 @@ void h2_stream_run(struct session *c, struct h2_stream *s)
     interest(c, s);
 }
 
+/* Fields never sent as trailers: framing, connection-specific, routing. */
+static bool is_forbidden_trailer(const char *name)
+{
+    static const char *const no[] = {"content-length", "transfer-encoding", "connection",
+                                     "keep-alive",     "proxy-connection",  "te",
+                                     "trailer",        "upgrade",           "host"};
+    for (size_t i = 0; i < TG_ARRAY_LEN(no); i++)
+        if (strcmp(name, no[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The target's trailer fields (kept by the parser as name, NUL, value,
+ * NUL) as the stream's trailers, names in lower case. True when there are
+ * some: the DATA that ends the body then does not end the stream. */
+static bool submit_trailers(struct session *c, struct h2_stream *s)
+{
+    const struct h1 *p = &s->r.m->resp_p;
+    nghttp2_nv nv[H2_TRAILERS_FIELDS];
+    size_t n = 0;
+    if (s->trailers == NULL || p->tr_overflow)
+        return false;
+    for (size_t i = 0; i < p->tr_len && n < TG_ARRAY_LEN(nv);) {
+        char *name = s->trailers + i;
+        size_t nl = strnlen(name, p->tr_len - i);
+        if (i + nl + 1 >= p->tr_len)
+            break; /* a name without its value */
+        char *value = name + nl + 1;
+        size_t vl = strnlen(value, p->tr_len - i - nl - 1);
+        i += nl + 1 + vl + 1;
+        for (size_t k = 0; k < nl; k++)
+            name[k] = (char)tolower((unsigned char)name[k]);
+        while (vl > 0 && (value[vl - 1] == ' ' || value[vl - 1] == '\t'))
+            vl--;
+        if (nl == 0 || is_forbidden_trailer(name))
+            continue;
+        nv[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nl, vl, NGHTTP2_NV_FLAG_NONE};
+    }
+    return n > 0 && nghttp2_submit_trailer(h2_of(c)->ng, s->id, nv, n) == 0;
+}
+
 ssize_t h2_stream_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *user)
 {
@@ -527,6 +572,8 @@ ssize_t h2_stream_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
         if (done) {
             r->resp_done = true;
             *flags |= NGHTTP2_DATA_FLAG_EOF;
+            if (submit_trailers(c, s))
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         }
         if (n_out > 0 || done)
             return (ssize_t)n_out;
@@ -625,6 +672,7 @@ void h2_stream_free(struct session *c, struct h2_stream *s)
     size_t held = buf_len(&s->body);
     if (held > 0 && h->ng != NULL)
         (void)nghttp2_session_consume_connection(h->ng, held);
+    free(s->trailers);
     struct buf *bufs[] = {&s->fields, &s->head, &s->body, &r->bin};
     for (size_t i = 0; i < TG_ARRAY_LEN(bufs); i++) {
         bufs[i]->r = bufs[i]->w = 0;

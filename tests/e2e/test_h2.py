@@ -933,3 +933,36 @@ def test_response_delimited_by_close_over_h2(hserve, pki):
         st, hdrs, body = c.get("/eof")
         assert (st, body) == (200, b"until the end")
         assert c.get("/again")[0] == 200
+
+
+# ---- response trailers ----
+
+TRAILED = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n0\r\nGrpc-Status: 0\r\nX-Checksum:  abc \r\nContent-Length: 99\r\n\r\n")
+
+
+def test_response_trailers_passed_on(hserve, pki):
+    """A chunked response's trailer fields become the stream's trailers
+    (a HEADERS frame with END_STREAM after the DATA), names in lower case,
+    values trimmed, framing fields (content-length) left out."""
+    tg, be = hserve(handler=lambda req: Reply(raw=TRAILED))
+    with RawH2(tg.addr(), pki) as c:
+        c.request(1, path="/trailed")
+        st, _, body = c.response(1)
+        ends = [f for f in c.seen if f.type == tg_h2.HEADERS and f.sid == 1 and f.flags & tg_h2.END_STREAM]
+    assert st == 200 and body == b"hello"
+    assert ends and dict(ends[-1].headers) == {"grpc-status": "0", "x-checksum": "abc"}
+
+
+def test_chunked_response_without_trailers_twin(hserve, pki):
+    """Twin: without trailer fields the last DATA frame ends the stream and
+    no HEADERS follows the response head."""
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhello\r\n0\r\n\r\n")
+    tg, be = hserve(handler=lambda req: Reply(raw=raw))
+    with RawH2(tg.addr(), pki) as c:
+        c.request(1, path="/plain")
+        st, _, body = c.response(1)
+        heads = [f for f in c.seen if f.type == tg_h2.HEADERS and f.sid == 1]
+    assert st == 200 and body == b"hello"
+    assert len(heads) == 1 and not heads[0].flags & tg_h2.END_STREAM
