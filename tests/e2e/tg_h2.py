@@ -177,7 +177,23 @@ class ConnClosed(Exception):
     pass
 
 
-class RawH2:
+class _Owner:
+    """A client that owns self.sock: closed on leaving a with block."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class RawH2(_Owner):
     """A client that writes frames as it is told. With handshake=True the
     preface and an empty SETTINGS go out and the server's SETTINGS is
     read and acknowledged."""
@@ -202,17 +218,6 @@ class RawH2:
             self.server_settings = f.settings
             self.send(settings_frame(ack=True))
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     # -- writing --
     def send(self, data):
@@ -406,7 +411,7 @@ class RawH2:
 
 # ---- a well-behaved client (the h2 library) ----
 
-class H2Client:
+class H2Client(_Owner):
     """The h2 library's client state machine over TLS with ALPN h2.
     Streams are started with start(); pump() reads and collects events.
     Windows are reopened for what arrives except on streams in .hold (their
@@ -432,17 +437,6 @@ class H2Client:
         self.eof = False
         self.lock = threading.Lock()
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def flush(self):
         data = self.conn.data_to_send()
