@@ -311,7 +311,6 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
     struct h2_stream *s = stream_get(c, id);
     if (s == NULL)
         return 0;
-    s->closed = true;
     s->close_error = error_code;
     h2_stream_free(c, s);
     return 0;

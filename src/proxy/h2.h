@@ -44,7 +44,7 @@ struct h2_stream {
     struct buf head;    /* the HTTP/1.1 request head made of it */
     struct buf body;    /* request body bytes not yet framed into c2b */
     size_t list_size;   /* the header list's size so far (RFC 9113 §6.5.2) */
-    uint16_t method_len, path_len, authority_len, scheme_len; /* pseudo-headers in fields */
+    uint16_t method_len, path_len, authority_len; /* pseudo-headers in fields */
     uint16_t method_off, path_off, authority_off;
     bool too_large;          /* the header list went over h2_max_header_list_size */
     bool too_large_body;     /* the request body went over max_body_size: 413 */
@@ -58,11 +58,9 @@ struct h2_stream {
     bool discard;            /* the request's body is no longer wanted (answered early) */
     bool deferred;           /* the response body waits for bytes from the backend */
     char *trailers;          /* owned: the target's trailer fields (chunked responses) */
-    bool resp_submitted;
-    bool held;          /* an early answer's head, parsed, waits for its body */
-    bool closed;        /* nghttp2 closed the stream */
-    bool rst_sent;      /* RST_STREAM(NO_ERROR) after an early answer */
-    uint64_t discarded; /* request body bytes dropped after an early answer */
+    bool held;               /* an early answer's head, parsed, waits for its body */
+    bool rst_sent;           /* RST_STREAM(NO_ERROR) after an early answer */
+    uint64_t discarded;      /* request body bytes dropped after an early answer */
     uint32_t close_error;
     uint64_t body_seen;            /* request body bytes received */
     ev_tstamp t_start;             /* the clock when it opened (durations) */

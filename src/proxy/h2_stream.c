@@ -259,7 +259,6 @@ static enum conn_state submit_response(struct session *c, struct h2_stream *s)
      * stream's trailers (a missing block only loses them). */
     if (rs->body == HTTP_BODY_CHUNKED && (s->trailers = malloc(H2_TRAILERS_MAX)) != NULL)
         h1_keep_trailers(&r->m->resp_p, s->trailers, H2_TRAILERS_MAX);
-    s->resp_submitted = true;
     s->held = false;
     r->resp_head_parsed = true; /* bin may now be compacted */
     r->sent_to_client = true;
@@ -588,7 +587,6 @@ ssize_t h2_stream_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     s->deferred = true;
-    (void)c;
     return NGHTTP2_ERR_DEFERRED;
 }
 
