@@ -195,6 +195,15 @@ static void classify(const struct http_head *hd, const struct hdr_identity *id, 
             drop_connection_tokens(hd, hd->h[i].value, keep_upgrade, kind, n);
 }
 
+void http_hdr_response_fields(const struct http_head *hd, bool *pass)
+{
+    uint8_t kind[HTTP_MAX_HEADERS];
+    size_t n = n_headers(hd);
+    classify(hd, NULL, false, kind, n);
+    for (size_t i = 0; i < n; i++)
+        pass[i] = kind[i] == HDR_KEEP;
+}
+
 /* ---- writing ---- */
 
 /*

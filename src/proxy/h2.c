@@ -642,6 +642,15 @@ static unsigned h2_passive_status(const struct session *c)
 
 /* Streams in flight finish; no new one starts (GOAWAY), then the
  * connection closes. */
+/* GOAWAY(NO_ERROR) naming the last stream the client opened: those finish,
+ * no new one starts. */
+static void graceful_goaway(struct h2_conn *h)
+{
+    (void)nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+                                nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
+                                NULL, 0);
+}
+
 static bool h2_on_cut(struct session *c)
 {
     struct h2_conn *h = h2_of(c);
@@ -657,9 +666,7 @@ static bool h2_on_cut(struct session *c)
     c->ex = &h->x;
     if (!in_flight)
         return false;
-    (void)nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
-                                nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
-                                NULL, 0);
+    graceful_goaway(h);
     session_defer(c); /* the GOAWAY goes out before the loop waits again */
     return true;
 }
@@ -698,9 +705,7 @@ static void h2_on_drain(struct session *c)
     struct h2_conn *h = h2_of(c);
     if (c->st != CONN_ST_RELAY || h->goaway_sent)
         return;
-    (void)nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
-                                nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
-                                NULL, 0);
+    graceful_goaway(h);
     session_run(c);
 }
 

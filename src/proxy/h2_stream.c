@@ -189,36 +189,9 @@ static void request_body(struct session *c, struct h2_stream *s, bool *progress)
     *progress = true;
 }
 
-static bool is_hop_by_hop(const struct http_head *rs, struct http_span name)
-{
-    static const char *const hop[] = {"connection",        "keep-alive", "proxy-connection", "te",
-                                      "transfer-encoding", "upgrade",    "trailer"};
-    for (size_t i = 0; i < TG_ARRAY_LEN(hop); i++)
-        if (http_span_ieq(rs, name, hop[i]))
-            return true;
-    /* and the fields the Connection header names */
-    for (size_t i = 0; i < rs->n_headers; i++) {
-        if (!http_span_ieq(rs, rs->h[i].name, "connection"))
-            continue;
-        const char *v = http_span_ptr(rs, rs->h[i].value);
-        size_t vl = rs->h[i].value.len;
-        for (size_t j = 0; j < vl;) {
-            while (j < vl && (v[j] == ' ' || v[j] == '\t' || v[j] == ','))
-                j++;
-            size_t k = j;
-            while (k < vl && v[k] != ',' && v[k] != ' ' && v[k] != '\t')
-                k++;
-            if (k > j && k - j == name.len &&
-                strncasecmp(v + j, http_span_ptr(rs, name), name.len) == 0)
-                return true;
-            j = k;
-        }
-    }
-    return false;
-}
-
 /* The response head in bin, as a HEADERS frame: names in lower case,
- * without the fields of the HTTP/1.1 connection. */
+ * without the fields of the HTTP/1.1 connection (http_hdr_response_fields)
+ * and its framing (DATA frames carry the body as it is). */
 static enum conn_state submit_response(struct session *c, struct h2_stream *s)
 {
     struct http_req *r = &s->r;
@@ -228,9 +201,12 @@ static enum conn_state submit_response(struct session *c, struct h2_stream *s)
     size_t n = 0, used = 0;
     snprintf(status, sizeof(status), "%03u", rs->status % 1000);
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    bool pass[HTTP_MAX_HEADERS];
+    http_hdr_response_fields(rs, pass);
     for (size_t i = 0; i < rs->n_headers && n < TG_ARRAY_LEN(nv) - 1; i++) {
         const struct http_header *f = &rs->h[i];
-        if (is_hop_by_hop(rs, f->name) || used + f->name.len > sizeof(lower))
+        if (!pass[i] || http_span_ieq(rs, f->name, "transfer-encoding") ||
+            used + f->name.len > sizeof(lower))
             continue;
         const char *name = http_span_ptr(rs, f->name);
         for (size_t k = 0; k < f->name.len; k++)
@@ -379,33 +355,27 @@ static enum conn_state respond(struct session *c, struct h2_stream *s)
     return CONN_ST_RELAY;
 }
 
-/* The body went over max_body_size after the request was routed: the
- * target gets no more of it, the client a 413 (or, when its response has
- * started, a reset). */
-static enum conn_state body_too_large(struct session *c, struct h2_stream *s)
+/* A routed request found unacceptable by what came after its head: the
+ * target gets no more of it, the client an error page (or, when its
+ * response has started, a reset). */
+static enum conn_state refuse_routed(struct session *c, struct h2_stream *s, unsigned status,
+                                     const char *why)
 {
     s->discard = true;
     http_close_backend(c);
-    return http_error_page(c, 413, "body over max_body_size");
-}
-
-/* Request trailers are refused, as from HTTP/1.1 clients: a target that
- * merged them into the header fields would take identity fields from
- * them that tollgate never rewrote. */
-static enum conn_state trailers_refused(struct session *c, struct h2_stream *s)
-{
-    s->discard = true;
-    http_close_backend(c);
-    return http_error_page(c, 400, "trailer fields in requests are refused");
+    return http_error_page(c, status, why);
 }
 
 static enum conn_state step(struct session *c, struct h2_stream *s)
 {
     bool routed = s->st == CONN_ST_PICK || s->st == CONN_ST_CONNECT || s->st == CONN_ST_RELAY;
+    /* The body went over max_body_size; or it ended with trailers, refused
+     * as from HTTP/1.1 clients: a target that merged them into the header
+     * fields would take identity fields tollgate never rewrote. */
     if (routed && s->too_large_body && !s->discard)
-        return body_too_large(c, s);
+        return refuse_routed(c, s, 413, "body over max_body_size");
     if (routed && s->has_trailers && !s->discard)
-        return trailers_refused(c, s);
+        return refuse_routed(c, s, 400, "trailer fields in requests are refused");
     switch (s->st) {
     case CONN_ST_READ_HEAD:
         return s->head_ready ? head_ready(c, s) : CONN_ST_READ_HEAD;

@@ -517,13 +517,6 @@ static void http_log_fields(struct session *c, struct access_fields *f, ev_tstam
              e_method, e_path, h->r.status, upstream, h->n_requests);
 }
 
-/* The request in flight finishes; the connection then ends at its next
- * idle or header timeout, or the drain timeout. */
-static void http_on_drain(struct session *c)
-{
-    (void)c;
-}
-
 const struct proto_ops http_proto_ops = {
     .name = "http/1.1",
     .size = sizeof(struct http_session),
@@ -547,5 +540,7 @@ const struct proto_ops http_proto_ops = {
     .on_cut = http_on_cut,
     .log_last = http_log_last,
     .log_fields = http_log_fields,
-    .on_drain = http_on_drain,
+    /* The request in flight finishes; the connection then ends at its next
+     * idle or header timeout, or the drain timeout. */
+    .on_drain = proto_drain_nothing,
 };

@@ -152,6 +152,9 @@ size_t proto_session_size(const struct cfg_listener *l);
 /* The table for what the client chose in the TLS handshake (ALPN): the
  * session's own table when the choice changes nothing. */
 const struct proto_ops *proto_ops_negotiated(const struct session *s);
+/* on_drain for a protocol that has no way to tell its client to stop: the
+ * session runs on until it ends or the worker's drain timeout. */
+void proto_drain_nothing(struct session *s);
 
 /* A client connection and what belongs to it for its whole life: the
  * socket, TLS, the verification verdict, timeouts, the trust re-judging

@@ -420,13 +420,6 @@ static void tcp_log_fields(struct session *c, struct access_fields *f, ev_tstamp
     (void)c, (void)f, (void)now;
 }
 
-/* A relay has no way to say "no more": it runs until either side ends it
- * or the drain timeout. */
-static void tcp_on_drain(struct session *c)
-{
-    (void)c;
-}
-
 const struct proto_ops tcp_proto_ops = {
     .name = "tcp_ssl",
     .size = sizeof(struct tcp_session),
@@ -444,5 +437,5 @@ const struct proto_ops tcp_proto_ops = {
     .on_cut = tcp_on_cut,
     .log_last = tcp_log_last,
     .log_fields = tcp_log_fields,
-    .on_drain = tcp_on_drain,
+    .on_drain = proto_drain_nothing, /* a relay cannot say "no more" */
 };
