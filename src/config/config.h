@@ -140,6 +140,86 @@ struct cfg_target_group {
     struct cfg_pos pos;
 };
 
+/* An IPv4 or IPv6 network (trusted_proxies, allow-lists). */
+struct cfg_cidr {
+    sa_family_t family; /* AF_INET or AF_INET6 */
+    unsigned prefix;    /* 0-32 or 0-128 */
+    uint8_t addr[16];   /* network byte order (4 bytes for AF_INET); bits past prefix are 0 */
+};
+
+/* ---- allow-lists (config/allow.c): which verified clients may come in ---- */
+
+/* What an allow-list matcher looks at in a verified client certificate
+ * (docs/CONFIG.md, "Allow-lists"). Same order as the names
+ * config_allow_field_name gives. */
+enum cfg_allow_field {
+    CFG_ALLOW_SUBJECT_CN,         /* the subject's first CN, escaped as X-Client-Subject */
+    CFG_ALLOW_SAN_DNS,            /* a DNS name of the subjectAltName */
+    CFG_ALLOW_SAN_URI,            /* a URI of the subjectAltName (SPIFFE IDs) */
+    CFG_ALLOW_SAN_EMAIL,          /* an rfc822Name of the subjectAltName */
+    CFG_ALLOW_SAN_IP,             /* an iPAddress of the subjectAltName */
+    CFG_ALLOW_FINGERPRINT_SHA256, /* SHA-256 of the certificate's DER */
+    CFG_ALLOW_SPKI_SHA256,        /* SHA-256 of its DER SubjectPublicKeyInfo (key pinning) */
+    CFG_ALLOW_ISSUER,             /* the issuer name, RFC 4514 text as X-Client-Issuer */
+    CFG_ALLOW_SERIAL,             /* the serial number, hex */
+    CFG_ALLOW_N_FIELDS
+};
+
+/* One field test of a matcher. */
+struct cfg_allow_term {
+    enum cfg_allow_field field;
+    char *value;       /* owned: the pattern as written (text fields: may hold '*') */
+    uint8_t bytes[32]; /* fingerprint_sha256, spki_sha256: the digest; serial: its magnitude,
+                        * big-endian, without leading zero octets */
+    size_t n_bytes;
+    struct cfg_cidr net; /* san_ip: the address (a /32 or /128) or network */
+    struct cfg_pos pos;
+};
+
+/* A matcher: a client matches when every one of its terms does. */
+struct cfg_allow_rule {
+    struct cfg_allow_term *terms; /* owned array, at least one */
+    size_t n_terms;
+    struct cfg_pos pos;
+};
+
+/* An allow-list: a client is on it when it matches one of its rules. */
+struct cfg_allow {
+    struct cfg_allow_rule *rules; /* owned array */
+    size_t n_rules;
+};
+
+/* "subject_cn", "san_dns", ... for f; "?" when out of range. */
+const char *config_allow_field_name(enum cfg_allow_field f);
+/* The field named name, or -1. */
+int config_allow_field_of(const char *name);
+
+/*
+ * Checks value as a pattern for field f and fills t (value copied): text
+ * fields (subject_cn, san_dns, san_uri, san_email, issuer) take 1-1024
+ * printable characters with '*' globs as docs/CONFIG.md defines; san_ip
+ * an address or CIDR network; fingerprint_sha256 and spki_sha256 64 hex
+ * digits (':' between pairs allowed; spki_sha256 also base64 of the 32
+ * bytes); serial 1-40 hex digits (':' allowed). False, with what is
+ * wrong in *why (a static string) and t untouched, when it is none.
+ */
+bool config_allow_term_set(struct cfg_allow_term *t, enum cfg_allow_field f, const char *value,
+                           const char **why);
+
+/*
+ * Reads an allow file: UTF-8 text, one matcher a line written
+ * "FIELD VALUE" (the value is the rest of the line, surrounding blanks
+ * removed), blank lines and lines starting with '#' ignored, at most
+ * CFG_ALLOW_FILE_MAX bytes. Every problem goes to d as path:line:col;
+ * TG_E_CONFIG when there is one (out untouched), else TG_OK with *out
+ * filled (free with config_allow_fini). An empty file is an empty list:
+ * nobody matches it.
+ */
+#define CFG_ALLOW_FILE_MAX (4 * 1024 * 1024)
+TG_MUST_USE enum tg_status config_allow_file_load(const char *path, struct cfg_allow *out,
+                                                  struct diag *d);
+void config_allow_fini(struct cfg_allow *a);
+
 struct cfg_header {
     char *name;
     char *value;
@@ -188,13 +268,6 @@ struct cfg_tls {
     enum cfg_on_invalid on_revoke;           /* mutual; default close */
     enum cfg_on_invalid on_expiry;           /* mutual; default close */
     struct cfg_pos pos, mode_pos, client_ca_pos;
-};
-
-/* An IPv4 or IPv6 network (listeners[].trusted_proxies). */
-struct cfg_cidr {
-    sa_family_t family; /* AF_INET or AF_INET6 */
-    unsigned prefix;    /* 0-32 or 0-128 */
-    uint8_t addr[16];   /* network byte order (4 bytes for AF_INET); bits past prefix are 0 */
 };
 
 /* The largest h2_max_header_list_size: a request's header list becomes an

@@ -467,6 +467,9 @@ TG_MUST_USE enum tg_status tls_shutdown(SSL *ssl, enum tls_want *want);
 /* The OCSP status of a client certificate could not be learned under
  * ocsp: require. */
 #define TLS_V_ERR_OCSP_UNAVAILABLE 0x74670003 /* reason "ocsp_unavailable" */
+/* A verified client certificate that matches no entry of the allow-list
+ * its handshake is judged under. */
+#define TLS_V_ERR_NOT_ALLOWED 0x74670004 /* reason "not_allowed" */
 
 struct tls_info {
     char version[16]; /* "TLSv1.3" */
@@ -516,6 +519,19 @@ int tls_cert_limits(X509 *cert);
  * (terminated, cut at a UTF-8 character boundary when it does not fit).
  * Returns the length of the whole text: dst was cut when it is >= dst_len. */
 size_t tls_name_format(X509_NAME *name, char *dst, size_t dst_len);
+
+/* ---- allow-lists on verified client certificates (allow.c) ---- */
+
+/* True when leaf matches every term of r (docs/CONFIG.md, "Allow-lists"):
+ * each term against the facts of leaf that tls_cert_facts forwards (first
+ * CN, issuer, serial, fingerprint) or its subjectAltName entries (any one
+ * entry of the kind matches; an entry holding a NUL or a control character
+ * never does) or the SHA-256 of its SubjectPublicKeyInfo. Bounded whatever
+ * the certificate holds. */
+bool tls_allow_rule_matches(const struct cfg_allow_rule *r, X509 *leaf);
+
+/* True when leaf matches one of a's rules; false for an empty list. */
+bool tls_allow_matches(const struct cfg_allow *a, X509 *leaf);
 
 /* ---- reading X.509 files, shared by load.c and the certificate tools (x509util.c) ---- */
 
