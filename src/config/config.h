@@ -389,6 +389,11 @@ bool config_cidr_parse(const char *s, struct cfg_cidr *out, const char **why);
  * counts as its IPv4 address). */
 bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct net_addr *a);
 
+/* True when addr (4 octets for AF_INET, 16 for AF_INET6, network byte
+ * order) is inside net. Strict: the families must be the same (no IPv4
+ * mapping). */
+bool config_cidr_match(const struct cfg_cidr *net, sa_family_t family, const uint8_t *addr);
+
 /* Looks up by name; NULL when absent. */
 struct cfg_certificate *config_find_certificate(const struct config *cfg, const char *name);
 struct cfg_client_ca *config_find_client_ca(const struct config *cfg, const char *name);

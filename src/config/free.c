@@ -230,7 +230,12 @@ bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct ne
         return false;
     }
     for (size_t i = 0; i < n; i++)
-        if (nets[i].family == family && prefix_equal(nets[i].addr, bytes, nets[i].prefix))
+        if (config_cidr_match(&nets[i], family, bytes))
             return true;
     return false;
+}
+
+bool config_cidr_match(const struct cfg_cidr *net, sa_family_t family, const uint8_t *addr)
+{
+    return net->family == family && prefix_equal(net->addr, addr, net->prefix);
 }

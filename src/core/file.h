@@ -16,4 +16,16 @@
 TG_MUST_USE enum tg_status tg_write_file_atomic(const char *path, const void *data, size_t len,
                                                 mode_t mode, char *err, size_t err_len);
 
+/*
+ * Reads the whole regular file path into a heap buffer *data (free with
+ * free), NUL-terminated after its *len bytes. Refuses, with TG_E_CONFIG and
+ * err set ("cannot read: ...", "not a regular file", "larger than MAX
+ * bytes", "changed while it was read"), anything but a regular file (a
+ * FIFO does not block), a file over max bytes and one whose size changes
+ * while it is read; TG_E_NOMEM when memory runs out. Blocks on the file
+ * system only.
+ */
+TG_MUST_USE enum tg_status tg_read_file(const char *path, size_t max, char **data, size_t *len,
+                                        char *err, size_t err_len);
+
 #endif

@@ -136,9 +136,7 @@ void log_access_write(const char *line, size_t len)
     }
 }
 
-/* Length of the well-formed UTF-8 sequence at p (at most n bytes), or 0:
- * RFC 3629 §4, so no overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
+size_t log_utf8_len(const unsigned char *p, size_t n)
 {
     size_t len;
     unsigned char lo = 0x80, hi = 0xbf;
@@ -188,7 +186,7 @@ size_t log_json_escape(char *dst, size_t dst_len, const char *s)
             n = 6;
         } else if (*p < 0x80) {
             tmp[n++] = (char)*p;
-        } else if ((used = utf8_seq_len(p, left)) > 0) {
+        } else if ((used = log_utf8_len(p, left)) > 0) {
             /* C1 controls (NEL among them) and U+2028/U+2029 end a line
              * for some readers: escaped like the C0 ones. */
             unsigned cp = 0;

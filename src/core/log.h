@@ -47,6 +47,11 @@ bool log_access_enabled(void);
  * in the event log and never stops the caller. */
 void log_access_write(const char *line, size_t len);
 
+/* Length of the well-formed multi-byte UTF-8 sequence at p (at most n
+ * bytes), or 0 (for ASCII too): RFC 3629 §4, so no overlong forms, no
+ * surrogates, nothing past U+10FFFF. */
+size_t log_utf8_len(const unsigned char *p, size_t n);
+
 /* Escapes s into dst as the inside of a JSON string (no quotes), truncating
  * to fit between escapes and whole UTF-8 characters; dst is always
  * terminated. '"' and '\\' are backslashed; C0 and C1 controls, 0x7f,

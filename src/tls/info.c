@@ -96,6 +96,105 @@ static size_t name_cn_format(X509_NAME *name, char *dst, size_t dst_len)
     return full;
 }
 
+size_t tls_cert_cn(X509 *cert, char *dst, size_t dst_len)
+{
+    return name_cn_format(X509_get_subject_name(cert), dst, dst_len);
+}
+
+bool tls_cert_sha256(X509 *cert, uint8_t md[32])
+{
+    unsigned char buf[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (X509_digest(cert, EVP_sha256(), buf, &n) != 1 || n != 32)
+        return false;
+    memcpy(md, buf, 32);
+    return true;
+}
+
+bool tls_cert_spki_sha256(X509 *cert, uint8_t md[32])
+{
+    unsigned char *der = NULL;
+    unsigned char buf[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    bool is_ok =
+        len > 0 && EVP_Digest(der, (size_t)len, buf, &n, EVP_sha256(), NULL) == 1 && n == 32;
+    OPENSSL_free(der);
+    if (is_ok)
+        memcpy(md, buf, 32);
+    return is_ok;
+}
+
+bool tls_cert_serial(X509 *cert, const uint8_t **mag, size_t *len)
+{
+    static const uint8_t zero[1] = {0};
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
+    if (serial == NULL || ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER)
+        return false;
+    int n = ASN1_STRING_length(serial);
+    const uint8_t *p = ASN1_STRING_get0_data(serial);
+    if (n < 0 || (n > 0 && p == NULL))
+        return false;
+    while (n > 0 && p[0] == 0) {
+        p++;
+        n--;
+    }
+    if (n > TLS_SERIAL_MAX)
+        return false;
+    *mag = n > 0 ? p : zero;
+    *len = n > 0 ? (size_t)n : 1;
+    return true;
+}
+
+GENERAL_NAMES *tls_cert_sans(X509 *cert)
+{
+    /* NULL as well for a certificate with two subjectAltName extensions. */
+    return X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+}
+
+bool tls_san_value(const GENERAL_NAMES *sans, int i, int type, const uint8_t **data, size_t *len)
+{
+    if (i < 0 || i >= TLS_SAN_MAX || i >= sk_GENERAL_NAME_num(sans))
+        return false;
+    const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+    if (g == NULL || g->type != type)
+        return false;
+    const ASN1_STRING *s;
+    switch (type) {
+    case GEN_DNS:
+        s = g->d.dNSName;
+        break;
+    case GEN_EMAIL:
+        s = g->d.rfc822Name;
+        break;
+    case GEN_URI:
+        s = g->d.uniformResourceIdentifier;
+        break;
+    case GEN_IPADD:
+        s = g->d.iPAddress;
+        break;
+    default:
+        return false;
+    }
+    /* Nothing past ASN1_STRING_length is read: a NUL inside the string is
+     * one of its bytes, not its end. */
+    int n = s != NULL ? ASN1_STRING_length(s) : 0;
+    const uint8_t *p = s != NULL ? ASN1_STRING_get0_data(s) : NULL;
+    if (n <= 0 || p == NULL)
+        return false;
+    if (type == GEN_IPADD) {
+        if (n != 4 && n != 16)
+            return false;
+    } else {
+        for (int k = 0; k < n; k++)
+            if (p[k] < 0x20 || p[k] > 0x7e)
+                return false;
+    }
+    *data = p;
+    *len = (size_t)n;
+    return true;
+}
+
 static void hex_encode(const unsigned char *src, size_t len, char *dst, size_t dst_len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -142,11 +241,10 @@ void tls_cert_facts(X509 *cert, struct tls_info *info)
                    sizeof(info->client_serial) - o);
     }
 
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
+    uint8_t md[32];
     info->client_fingerprint[0] = '\0';
-    if (X509_digest(cert, EVP_sha256(), md, &md_len) == 1)
-        hex_encode(md, md_len, info->client_fingerprint, sizeof(info->client_fingerprint));
+    if (tls_cert_sha256(cert, md))
+        hex_encode(md, sizeof(md), info->client_fingerprint, sizeof(info->client_fingerprint));
 }
 
 void tls_info_clear(struct tls_info *info)

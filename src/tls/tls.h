@@ -7,6 +7,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "config/config.h"
 #include "core/diag.h"
@@ -519,6 +520,41 @@ int tls_cert_limits(X509 *cert);
  * (terminated, cut at a UTF-8 character boundary when it does not fit).
  * Returns the length of the whole text: dst was cut when it is >= dst_len. */
 size_t tls_name_format(X509_NAME *name, char *dst, size_t dst_len);
+
+/* The first CN of cert's subject, escaped as client_cn (dst_len >= 1;
+ * "" when there is none). Returns the length of the whole text: dst was
+ * cut when it is >= dst_len. */
+size_t tls_cert_cn(X509 *cert, char *dst, size_t dst_len);
+
+/* SHA-256 of cert's DER (X-Client-Fingerprint) into md. False when it
+ * cannot be computed. */
+bool tls_cert_sha256(X509 *cert, uint8_t md[32]);
+
+/* SHA-256 of cert's DER SubjectPublicKeyInfo (the key pin of RFC 7469
+ * §2.4) into md. False when it cannot be computed. */
+bool tls_cert_spki_sha256(X509 *cert, uint8_t md[32]);
+
+/* The magnitude of cert's serial number, big-endian without leading zero
+ * octets (zero is one 0x00), borrowed from cert. False for a negative
+ * serial and one over TLS_SERIAL_MAX octets. */
+bool tls_cert_serial(X509 *cert, const uint8_t **mag, size_t *len);
+
+/* The subjectAltName entries read from one certificate; later ones are
+ * ignored. */
+#define TLS_SAN_MAX 1024
+
+/* cert's subjectAltName, decoded (owned by the caller: GENERAL_NAMES_free),
+ * or NULL when it has none or it does not decode. */
+GENERAL_NAMES *tls_cert_sans(X509 *cert);
+
+/*
+ * Entry i of sans when it is of type and of the shape identity is read
+ * from: GEN_DNS, GEN_EMAIL and GEN_URI text of printable ASCII (0x20 to
+ * 0x7e: an entry with a NUL, a control character or any other byte is
+ * never read), GEN_IPADD 4 or 16 octets. *data (borrowed from sans) and
+ * *len get its bytes. False otherwise, and for i >= TLS_SAN_MAX.
+ */
+bool tls_san_value(const GENERAL_NAMES *sans, int i, int type, const uint8_t **data, size_t *len);
 
 /* ---- allow-lists on verified client certificates (allow.c) ---- */
 

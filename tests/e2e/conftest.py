@@ -1,7 +1,9 @@
 """Fixtures for the end-to-end suite.
 
-- `pki`, `foreign_pki`, `bad_certs`: one throwaway PKI per run (session),
-  minted by `tollgate pki init`, plus bad client certificates.
+- `pki`, `foreign_pki`, `bad_certs`, `idents`: one throwaway PKI per run
+  (session), minted by `tollgate pki init`, plus bad client certificates
+  and identity client certificates (tg_certs.IDENTS: SPIFFE URIs, email,
+  IP, DNS, CN), each a (cert path, key path).
 - `tollgate`: a factory that starts tollgate from a config dict on free
   loopback ports, waits until it is ready, puts its log into the report of a
   failed test, and stops it afterwards (SIGTERM, then SIGKILL).
@@ -66,6 +68,11 @@ def foreign_pki(pki_bundle):
 @pytest.fixture(scope="session")
 def bad_certs(pki_bundle):
     return pki_bundle[2]
+
+
+@pytest.fixture(scope="session")
+def idents(pki_bundle):
+    return pki_bundle[3]
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """The throwaway PKI of a test run: what `tollgate pki init` wrote, plus
-purpose-made bad client certificates signed by its intermediate with the
-`cryptography` package."""
+purpose-made bad client certificates and identity client certificates
+(subjectAltName URIs, emails, IPs, DNS names) signed by its intermediate
+with the `cryptography` package."""
 
 import datetime
+import hashlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -27,6 +30,28 @@ def load_certs(path):
 
 def der_of(path):
     return load_cert(path).public_bytes(serialization.Encoding.DER)
+
+
+def fingerprint_sha256(path):
+    """Lower-case hex SHA-256 of the first certificate's DER, as
+    X-Client-Fingerprint and the allow-lists' fingerprint_sha256 take it."""
+    return hashlib.sha256(der_of(path)).hexdigest()
+
+
+def spki_sha256(path):
+    """Lower-case hex SHA-256 of the first certificate's DER
+    SubjectPublicKeyInfo (the allow-lists' spki_sha256)."""
+    spki = load_cert(path).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
+def serial_hex(path):
+    """The first certificate's serial number as lower-case hex (even
+    length), as the allow-lists' serial takes it."""
+    n = load_cert(path).serial_number
+    h = format(n, "x")
+    return h if len(h) % 2 == 0 else "0" + h
 
 
 class Pki:
@@ -64,13 +89,34 @@ def _write_key(path, key):
         f.write(data)
 
 
+_SAN_KINDS = {
+    "dns": x509.DNSName,
+    "uri": x509.UniformResourceIdentifier,
+    "email": x509.RFC822Name,
+    "ip": lambda v: x509.IPAddress(ipaddress.ip_address(v)),
+}
+
+
+def san(entry):
+    """One subjectAltName entry: a plain string is a DNS name, a (kind,
+    value) tuple with kind "dns", "uri", "email" or "ip" that kind, and an
+    x509.GeneralName is taken as it is."""
+    if isinstance(entry, x509.GeneralName):
+        return entry
+    if isinstance(entry, str):
+        return x509.DNSName(entry)
+    kind, value = entry
+    return _SAN_KINDS[kind](value)
+
+
 def make_cert(out_dir, name, *, issuer_cert=None, issuer_key=None, not_before=None,
               not_after=None, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,), sans=None,
               chain=(), cn=None, key=None, digest=None):
     """Writes NAME.crt (leaf + chain) and NAME.key into out_dir; returns
     (cert path, key path). Self-signed when issuer_key is None. key: the
     leaf's private key (default a new P-256 one); digest: the signature's
-    hash (default SHA-256)."""
+    hash (default SHA-256); sans: subjectAltName entries as san() takes
+    them (["localhost", ("uri", "spiffe://x/y"), ("ip", "10.1.2.3")])."""
     now = datetime.datetime.now(datetime.timezone.utc)
     key = key or ec.generate_private_key(ec.SECP256R1())
     subject = _name(cn or name)
@@ -93,7 +139,7 @@ def make_cert(out_dir, name, *, issuer_cert=None, issuer_key=None, not_before=No
     if eku:
         b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     if sans:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]),
+        b = b.add_extension(x509.SubjectAlternativeName([san(e) for e in sans]),
                             critical=False)
     if not self_signed:
         b = b.add_extension(
@@ -166,10 +212,26 @@ def mint_chains(out_dir, most):
     return str(out_dir / "chain-root.crt"), leaves
 
 
+# Identity client certificates minted by mint_pki: name -> (CN, sans).
+IDENTS = {
+    "spiffe_web": ("ident-spiffe-web", [("uri", "spiffe://prod.example/ns/default/sa/web")]),
+    "spiffe_db": ("ident-spiffe-db", [("uri", "spiffe://prod.example/ns/data/sa/db")]),
+    "spiffe_other": ("ident-spiffe-other",
+                     [("uri", "spiffe://staging.example/ns/default/sa/web")]),
+    "mail": ("ident-mail", [("email", "alice@partner.example")]),
+    "ip": ("ident-ip", [("ip", "10.1.2.3"), ("ip", "2001:db8::7")]),
+    "dns": ("ident-dns", [("dns", "svc.partner.example")]),
+    "partner_api": ("partner-api", None),
+}
+
+
 def mint_pki(base):
     """Runs `tollgate pki init` twice (ours and a foreign CA) and makes the
-    bad client certificates. Returns (pki, foreign, bad) where bad maps a
-    kind to (cert path, key path)."""
+    bad and the identity client certificates. Returns (pki, foreign, bad,
+    idents) where bad maps a kind and idents a name of IDENTS to (cert
+    path, key path); each identity certificate is valid, signed by the
+    intermediate (chain included) and differs from the others only in its
+    CN and subjectAltName (IDENTS)."""
     base = Path(base)
     ours, foreign = base / "pki", base / "foreign"
     for d, clients in ((ours, "alice,bob"), (foreign, "alice")):
@@ -204,4 +266,8 @@ def mint_pki(base):
                                   eku=(ExtendedKeyUsageOID.SERVER_AUTH,),
                                   sans=["localhost"], **signed),
     }
-    return pki, fpki, bad
+    ident_dir = base / "idents"
+    ident_dir.mkdir()
+    idents = {name: make_cert(ident_dir, f"ident-{name}", cn=cn, sans=sans, **signed)
+              for name, (cn, sans) in IDENTS.items()}
+    return pki, fpki, bad, idents

@@ -15,7 +15,11 @@
  *   mode asks for, Client-Cert decoding back to the certificate;
  * - the access log's TLS fields: a JSON object that parses and gives the
  *   subject back;
- * - the on_reject page: JSON that parses, HTML whose only tags are its own.
+ * - the on_reject page: JSON that parses, HTML whose only tags are its own;
+ * - the allow-list matcher: a fact forwarded about the certificate, taken
+ *   as a pattern, matches it (CN, issuer, serial, fingerprint), a negative
+ *   serial matches nothing, and every field's widest pattern runs on
+ *   whatever the subjectAltName holds.
  *
  * clang -fsanitize=fuzzer -DTG_LIBFUZZER builds a fuzzer; otherwise main()
  * replays every file in the directory given as argv[1].
@@ -245,6 +249,51 @@ static void check_reject_page(const struct tls_info *info, X509 *leaf)
     sk_X509_NAME_free(cas);
 }
 
+/* Whether leaf matches the one-term rule "f value"; -1 when value is not
+ * a pattern of f. */
+static int allow_match(X509 *leaf, enum cfg_allow_field f, const char *value)
+{
+    struct cfg_allow_term t = {0};
+    const char *why = NULL;
+    if (!config_allow_term_set(&t, f, value, &why))
+        return -1;
+    struct cfg_allow_rule r = {.terms = &t, .n_terms = 1};
+    struct cfg_allow a = {.rules = &r, .n_rules = 1};
+    bool is_match = tls_allow_rule_matches(&r, leaf);
+    CHECK(tls_allow_matches(&a, leaf) == is_match);
+    free(t.value);
+    return is_match;
+}
+
+static void check_allow(X509 *leaf, const struct tls_info *info, bool within_limits)
+{
+    CHECK(allow_match(leaf, CFG_ALLOW_FINGERPRINT_SHA256, info->client_fingerprint) == 1);
+    if (info->client_serial[0] == '-')
+        CHECK(allow_match(leaf, CFG_ALLOW_SERIAL, info->client_serial + 1) != 1);
+    else if (info->client_serial[0] != '\0')
+        CHECK(allow_match(leaf, CFG_ALLOW_SERIAL, info->client_serial) == 1);
+    if (within_limits) {
+        CHECK(allow_match(leaf, CFG_ALLOW_SUBJECT_CN, "*") == (info->client_cn[0] != '\0'));
+        CHECK(allow_match(leaf, CFG_ALLOW_SUBJECT_CN, info->client_cn) != 0);
+        CHECK(allow_match(leaf, CFG_ALLOW_ISSUER, info->client_issuer) != 0);
+    }
+    static const struct {
+        enum cfg_allow_field f;
+        const char *value;
+    } widest[] = {
+        {CFG_ALLOW_SAN_DNS, "*.*"},
+        {CFG_ALLOW_SAN_DNS, "*"},
+        {CFG_ALLOW_SAN_URI, "*:*"},
+        {CFG_ALLOW_SAN_EMAIL, "*@*"},
+        {CFG_ALLOW_SAN_IP, "0.0.0.0/0"},
+        {CFG_ALLOW_SAN_IP, "::/0"},
+        {CFG_ALLOW_ISSUER, "*"},
+        {CFG_ALLOW_SPKI_SHA256, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
+    };
+    for (size_t i = 0; i < sizeof(widest) / sizeof(widest[0]); i++)
+        CHECK(allow_match(leaf, widest[i].f, widest[i].value) >= 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     X509 *certs[MAX_CHAIN + 1] = {0};
@@ -285,6 +334,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_proxy_v2(&info, ders[0], lens[0]);
     check_headers(&info, (const uint8_t *const *)ders, lens, n);
     check_access_json(&info);
+    check_allow(certs[0], &info, lim == X509_V_OK);
     if (!info.client_verified)
         check_reject_page(&info, certs[0]);
 
