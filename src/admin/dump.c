@@ -146,6 +146,50 @@ static void dump_rule(FILE *out, const struct cfg_rule *r)
     }
 }
 
+/* A site's allow-list as written: its matchers and its file. */
+static void dump_allow(FILE *out, int indent, const struct cfg_site *s)
+{
+    if (s->allow.n_rules > 0)
+        fprintf(out, "%*sallow:\n", indent, "");
+    for (size_t i = 0; i < s->allow.n_rules; i++) {
+        const struct cfg_allow_rule *r = &s->allow.rules[i];
+        fprintf(out, "%*s- {", indent + 2, "");
+        for (size_t k = 0; k < r->n_terms; k++) {
+            fprintf(out, "%s%s: ", k ? ", " : " ", config_allow_field_name(r->terms[k].field));
+            str(out, r->terms[k].value);
+        }
+        fputs(" }\n", out);
+    }
+    if (s->allow_file != NULL)
+        kv_str(out, indent, "allow_file", s->allow_file);
+}
+
+/* An sni entry with what it took from the listener filled in. */
+static void dump_site(FILE *out, const struct cfg_site *s)
+{
+    fprintf(out, "        - names: [");
+    for (size_t i = 0; i < s->n_names; i++) {
+        fputs(i ? ", " : "", out);
+        str(out, s->names[i]);
+    }
+    fprintf(out, "]\n          certificates: [");
+    for (size_t i = 0; i < s->n_certificates; i++) {
+        fputs(i ? ", " : "", out);
+        str(out, s->certificates[i] != NULL ? s->certificates[i]->name : NULL);
+    }
+    fprintf(out, "]\n          mode: %s\n", s->mode == CFG_TLS_MUTUAL ? "mutual" : "one-way");
+    if (s->mode != CFG_TLS_MUTUAL)
+        return;
+    fprintf(out, "          client_auth: %s\n",
+            s->client_auth == CFG_CLIENT_AUTH_OPTIONAL ? "optional" : "required");
+    kv_str(out, 10, "client_ca", s->client_ca != NULL ? s->client_ca->name : NULL);
+    fprintf(out, "          verify_depth: %u\n", s->verify_depth);
+    if (s->allow_site == s)
+        dump_allow(out, 10, s);
+    else if (s->allow_site != NULL)
+        fprintf(out, "          # allow: the listener's\n");
+}
+
 static void dump_listener(FILE *out, const struct cfg_listener *l)
 {
     fprintf(out, "  - name: ");
@@ -185,6 +229,12 @@ static void dump_listener(FILE *out, const struct cfg_listener *l)
         fprintf(out, "      strict_sni: %s\n", t->strict_sni ? "true" : "false");
         if (t->on_reject)
             kv_str(out, 6, "on_reject", t->on_reject);
+        if (t->n_sites > 0)
+            dump_allow(out, 6, &t->sites[0]);
+        if (t->n_sites > 1)
+            fprintf(out, "      sni:\n");
+        for (size_t i = 1; i < t->n_sites; i++)
+            dump_site(out, &t->sites[i]);
     }
     if (l->target_group_name != NULL)
         kv_str(out, 4, "target_group", l->target_group_name);

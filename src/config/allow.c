@@ -264,14 +264,18 @@ bool config_allow_term_set(struct cfg_allow_term *t, enum cfg_allow_field f, con
     return true;
 }
 
+void config_allow_rule_fini(struct cfg_allow_rule *r)
+{
+    for (size_t k = 0; k < r->n_terms; k++)
+        free(r->terms[k].value);
+    free(r->terms);
+    memset(r, 0, sizeof(*r));
+}
+
 void config_allow_fini(struct cfg_allow *a)
 {
-    for (size_t i = 0; i < a->n_rules; i++) {
-        struct cfg_allow_rule *r = &a->rules[i];
-        for (size_t k = 0; k < r->n_terms; k++)
-            free(r->terms[k].value);
-        free(r->terms);
-    }
+    for (size_t i = 0; i < a->n_rules; i++)
+        config_allow_rule_fini(&a->rules[i]);
     free(a->rules);
     a->rules = NULL;
     a->n_rules = 0;

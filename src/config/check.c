@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 /* Given with a valid value. */
-static bool was_set(struct cfg_ctx *c, const void *field)
+bool cfg_was_set(struct cfg_ctx *c, const void *field)
 {
     const struct cfg_rec *r = cfg_rec_find(c, field, false);
     return r != NULL && !r->is_bad;
@@ -25,7 +25,7 @@ static bool was_set(struct cfg_ctx *c, const void *field)
 
 /* Given with a value that was refused and reported: checks that depend on
  * it would only repeat the error in other words. */
-static bool was_bad(struct cfg_ctx *c, const void *field)
+bool cfg_was_bad(struct cfg_ctx *c, const void *field)
 {
     const struct cfg_rec *r = cfg_rec_find(c, field, false);
     return r != NULL && r->is_bad;
@@ -61,7 +61,7 @@ static void unknown_ref(struct cfg_ctx *c, const void *field, const char *what, 
         cfg_error_at(c, field, "unknown %s \"%.64s\" (defined: %s)", what, name, names);
 }
 
-static struct cfg_certificate *ref_certificate(struct cfg_ctx *c, char *const *field)
+struct cfg_certificate *cfg_ref_certificate(struct cfg_ctx *c, char *const *field)
 {
     struct config *cfg = c->cfg;
     struct cfg_certificate *r = config_find_certificate(cfg, *field);
@@ -72,7 +72,7 @@ static struct cfg_certificate *ref_certificate(struct cfg_ctx *c, char *const *f
     return r;
 }
 
-static struct cfg_client_ca *ref_client_ca(struct cfg_ctx *c, char *const *field)
+struct cfg_client_ca *cfg_ref_client_ca(struct cfg_ctx *c, char *const *field)
 {
     struct config *cfg = c->cfg;
     struct cfg_client_ca *r = config_find_client_ca(cfg, *field);
@@ -257,7 +257,7 @@ static void check_globals(struct cfg_ctx *c)
     if (cfg->ticket_keys_file != NULL)
         read_ticket_keys(c);
     if (cfg->admin_listen != NULL && cfg->admin_allow_remote && cfg->admin_token_file == NULL &&
-        !was_bad(c, &cfg->admin_token_file))
+        !cfg_was_bad(c, &cfg->admin_token_file))
         cfg_error_at(c, &cfg->admin_allow_remote,
                      "allow_remote needs admin.token_file: an admin endpoint reachable from "
                      "other hosts must ask for a bearer token");
@@ -277,7 +277,8 @@ static void check_globals(struct cfg_ctx *c)
         check_file(c, &cfg->client_cas[i].ca);
         check_file(c, &cfg->client_cas[i].crl);
         if (cfg->client_cas[i].ocsp_responder != NULL &&
-            cfg->client_cas[i].ocsp == CFG_CLIENT_OCSP_OFF && !was_bad(c, &cfg->client_cas[i].ocsp))
+            cfg->client_cas[i].ocsp == CFG_CLIENT_OCSP_OFF &&
+            !cfg_was_bad(c, &cfg->client_cas[i].ocsp))
             cfg_error_at(c, &cfg->client_cas[i].ocsp_responder,
                          "ocsp_responder is set but ocsp is off: set ocsp: prefer or require, or "
                          "remove ocsp_responder");
@@ -295,9 +296,11 @@ static void check_client_ocsp(struct cfg_ctx *c)
         if (ca->ocsp == CFG_CLIENT_OCSP_OFF)
             continue;
         bool used = false;
-        for (size_t j = 0; j < cfg->n_listeners && !used; j++)
-            used = cfg->listeners[j].has_tls && cfg->listeners[j].tls.mode == CFG_TLS_MUTUAL &&
-                   cfg->listeners[j].tls.client_ca == ca;
+        for (size_t j = 0; j < cfg->n_listeners && !used; j++) {
+            const struct cfg_tls *t = &cfg->listeners[j].tls;
+            for (size_t k = 0; cfg->listeners[j].has_tls && k < t->n_sites && !used; k++)
+                used = t->sites[k].mode == CFG_TLS_MUTUAL && t->sites[k].client_ca == ca;
+        }
         if (!used)
             cfg_warn_at(c, &ca->ocsp,
                         "no mutual listener uses client CA \"%.64s\": ocsp checks nothing here "
@@ -308,16 +311,16 @@ static void check_client_ocsp(struct cfg_ctx *c)
 
 static void check_health_check(struct cfg_ctx *c, struct cfg_health_check *h)
 {
-    if (h->type != CFG_HC_HTTP && h->type != CFG_HC_HTTPS && !was_bad(c, &h->type)) {
+    if (h->type != CFG_HC_HTTP && h->type != CFG_HC_HTTPS && !cfg_was_bad(c, &h->type)) {
         char *const *fields[] = {&h->path, &h->method, &h->host};
         for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
-            if (was_set(c, fields[i]))
+            if (cfg_was_set(c, fields[i]))
                 cfg_error_at(c, fields[i], "only used with health_check type http or https");
         }
-        if (was_set(c, &h->expect_lo))
+        if (cfg_was_set(c, &h->expect_lo))
             cfg_error_at(c, &h->expect_lo, "only used with health_check type http or https");
     }
-    if (h->type != CFG_HC_NONE && h->timeout_ms > h->interval_ms && was_set(c, &h->timeout_ms))
+    if (h->type != CFG_HC_NONE && h->timeout_ms > h->interval_ms && cfg_was_set(c, &h->timeout_ms))
         cfg_warn_at(c, &h->timeout_ms, "longer than the interval (%llums): checks will overlap",
                     (unsigned long long)h->interval_ms);
 }
@@ -325,7 +328,7 @@ static void check_health_check(struct cfg_ctx *c, struct cfg_health_check *h)
 static void check_group(struct cfg_ctx *c, struct cfg_target_group *g)
 {
     if (g->n_targets == 0) {
-        if (was_set(c, &g->targets))
+        if (cfg_was_set(c, &g->targets))
             cfg_error_at(c, &g->targets, "at least one target is required");
         else
             cfg_error_in(c, g, "targets",
@@ -351,11 +354,11 @@ static void check_group(struct cfg_ctx *c, struct cfg_target_group *g)
         cfg_warn_at(c, &g->targets, "%zu targets: only the first %d get traffic", g->n_targets,
                     CFG_MAX_TARGETS);
     check_health_check(c, &g->health_check);
-    if (g->sticky.type != CFG_STICKY_COOKIE && !was_bad(c, &g->sticky.type) &&
-        was_set(c, &g->sticky.name))
+    if (g->sticky.type != CFG_STICKY_COOKIE && !cfg_was_bad(c, &g->sticky.type) &&
+        cfg_was_set(c, &g->sticky.name))
         cfg_error_at(c, &g->sticky.name, "only used with sticky type cookie");
     if (g->tls.ca_name != NULL)
-        g->tls.ca = ref_client_ca(c, &g->tls.ca_name);
+        g->tls.ca = cfg_ref_client_ca(c, &g->tls.ca_name);
 }
 
 static const char *const policy_names[] = {"intermediate", "modern", "custom"};
@@ -370,56 +373,36 @@ static int version_rank(const char *v)
     return -1;
 }
 
-static void check_tls_mode(struct cfg_ctx *c, struct cfg_listener *l, struct cfg_tls *t)
+/* The listener's own mode; what depends on the modes of every site is
+ * checked by cfg_check_sites. */
+static void check_tls_mode(struct cfg_ctx *c, struct cfg_tls *t)
 {
-    if (was_bad(c, &t->mode) || was_bad(c, &t->client_auth))
+    if (cfg_was_bad(c, &t->mode) || cfg_was_bad(c, &t->client_auth))
         return;
     if (t->mode == CFG_TLS_MUTUAL) {
-        if (!was_set(c, &t->client_ca_name))
+        if (!cfg_was_set(c, &t->client_ca_name))
             cfg_error_at(c, &t->mode,
                          "mode mutual needs client_ca (the CA that signs client certificates, from "
                          "client_cas)");
         if (t->client_ca_name != NULL)
-            t->client_ca = ref_client_ca(c, &t->client_ca_name);
-    } else {
-        const void *fields[] = {&t->client_auth, &t->client_ca_name, &t->verify_depth,
-                                &t->on_revoke, &t->on_expiry};
-        for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
-            if (was_set(c, fields[i]))
-                cfg_error_at(c, fields[i], "only used with mode: mutual (mode is one-way)");
-        }
+            t->client_ca = cfg_ref_client_ca(c, &t->client_ca_name);
+        return;
     }
-    /* tcp_ssl relays the bytes of every client that optional lets through;
-     * only the SSL TLV of PROXY v2 tells the target which ones were
-     * verified (https has X-Client-Verify). Without it the listener trusts
-     * everybody while looking as if it checked. */
-    if (l->protocol == CFG_PROTO_TCP_SSL && t->mode == CFG_TLS_MUTUAL &&
-        t->client_auth == CFG_CLIENT_AUTH_OPTIONAL && l->proxy_protocol != CFG_PROXY_V2 &&
-        was_set(c, &l->protocol) && !was_bad(c, &l->proxy_protocol))
-        cfg_error_at(c, &t->client_auth,
-                     "optional relays clients without a valid certificate, and without PROXY v2 "
-                     "the targets cannot tell them apart: set proxy_protocol: v2 (its SSL TLV "
-                     "carries the verdict) or client_auth: required");
-    if (t->on_reject != NULL && (l->protocol != CFG_PROTO_HTTPS || t->mode != CFG_TLS_MUTUAL ||
-                                 t->client_auth != CFG_CLIENT_AUTH_OPTIONAL))
-        cfg_error_at(c, &t->on_reject,
-                     "only used with protocol https, mode mutual and client_auth optional (a "
-                     "refused handshake cannot show a page)");
-    if (was_set(c, &t->client_cert_header) &&
-        (l->protocol != CFG_PROTO_HTTPS || t->mode != CFG_TLS_MUTUAL))
-        cfg_error_at(c, &t->client_cert_header,
-                     "only used with protocol https and mode mutual (it says which client "
-                     "certificate headers are sent to the backend)");
+    const void *fields[] = {&t->client_auth, &t->client_ca_name, &t->verify_depth};
+    for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
+        if (cfg_was_set(c, fields[i]))
+            cfg_error_at(c, fields[i], "only used with mode: mutual (mode is one-way)");
+    }
 }
 
 static void check_tls_policy(struct cfg_ctx *c, struct cfg_tls *t)
 {
-    if (was_bad(c, &t->policy))
+    if (cfg_was_bad(c, &t->policy))
         return;
     if (t->policy != CFG_POLICY_CUSTOM) {
         char *const *fields[] = {&t->min_version, &t->max_version, &t->ciphers, &t->ciphersuites};
         for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
-            if (was_set(c, fields[i]))
+            if (cfg_was_set(c, fields[i]))
                 cfg_error_at(c, fields[i], "only used with policy: custom (policy is %s)",
                              policy_names[t->policy]);
         }
@@ -434,12 +417,12 @@ static void check_tls_policy(struct cfg_ctx *c, struct cfg_tls *t)
 static void check_tls(struct cfg_ctx *c, struct cfg_listener *l)
 {
     struct cfg_tls *t = &l->tls;
-    if (t->n_certificates == 0 && !was_set(c, &t->certificate_names))
+    if (t->n_certificates == 0 && !cfg_was_set(c, &t->certificate_names))
         cfg_error_in(
             c, t, "certificates",
             "required key is missing (expected a list of names from certificates, such as [site])");
     for (size_t i = 0; i < t->n_certificates; i++) {
-        t->certificates[i] = ref_certificate(c, &t->certificate_names[i]);
+        t->certificates[i] = cfg_ref_certificate(c, &t->certificate_names[i]);
         for (size_t j = 0; j < i; j++) {
             if (strcmp(t->certificate_names[i], t->certificate_names[j]) == 0) {
                 cfg_error_at(c, &t->certificate_names[i], "certificate \"%.64s\" is listed twice",
@@ -448,8 +431,9 @@ static void check_tls(struct cfg_ctx *c, struct cfg_listener *l)
             }
         }
     }
-    check_tls_mode(c, l, t);
+    check_tls_mode(c, t);
     check_tls_policy(c, t);
+    cfg_check_sites(c, l);
 }
 
 /* ALPN and HTTP/2 need TLS: an http listener speaks HTTP/1.1 only. */
@@ -458,7 +442,7 @@ static void check_https_only(struct cfg_ctx *c, struct cfg_listener *l)
     const void *fields[] = {&l->alpn, &l->h2_max_streams, &l->h2_max_header_list_size,
                             &l->h2_max_resets_per_second};
     for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
-        if (was_set(c, fields[i]))
+        if (cfg_was_set(c, fields[i]))
             cfg_error_at(c, fields[i], "only used with protocol https");
     }
 }
@@ -482,25 +466,25 @@ static void check_listener_proto(struct cfg_ctx *c, struct cfg_listener *l)
                                 &l->allow_underscores_in_headers,
                                 &l->add_forwarded_header};
         for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
-            if (was_set(c, fields[i]))
+            if (cfg_was_set(c, fields[i]))
                 cfg_error_at(c, fields[i], "only used with protocol https or http");
         }
         check_https_only(c, l);
-        if (!was_set(c, &l->target_group_name))
+        if (!cfg_was_set(c, &l->target_group_name))
             cfg_error_in(c, l, "target_group",
                          "required for protocol tcp_ssl (a name from target_groups)");
         return;
     }
-    if (was_set(c, &l->target_group_name))
+    if (cfg_was_set(c, &l->target_group_name))
         cfg_error_at(
             c, &l->target_group_name,
             "only used with protocol tcp_ssl (%s listeners use default_target_group and rules)",
             proto);
-    if (was_set(c, &l->proxy_protocol))
+    if (cfg_was_set(c, &l->proxy_protocol))
         cfg_error_at(c, &l->proxy_protocol, "only used with protocol tcp_ssl");
     if (l->protocol == CFG_PROTO_HTTP)
         check_https_only(c, l);
-    if (l->n_rules == 0 && !was_set(c, &l->default_target_group_name))
+    if (l->n_rules == 0 && !cfg_was_set(c, &l->default_target_group_name))
         cfg_error_in(c, l, "rules", "protocol %s needs rules, default_target_group or both", proto);
 }
 
@@ -508,7 +492,7 @@ static void check_rule(struct cfg_ctx *c, struct cfg_rule *r)
 {
     const char *actions[3];
     size_t n = 0;
-    if (was_set(c, &r->target_group_name))
+    if (cfg_was_set(c, &r->target_group_name))
         actions[n++] = "target_group";
     if (r->has_respond)
         actions[n++] = "respond";
@@ -561,17 +545,28 @@ static void check_listener(struct cfg_ctx *c, size_t idx)
     }
     check_listener_addr(c, idx);
     /* Without a valid protocol the combinations below mean nothing. */
-    if (was_set(c, &l->protocol))
+    if (cfg_was_set(c, &l->protocol))
         check_listener_proto(c, l);
     /* http with tls is reported above; its tls block is not looked at. */
-    if (l->has_tls && !(was_set(c, &l->protocol) && l->protocol == CFG_PROTO_HTTP))
+    if (l->has_tls && !(cfg_was_set(c, &l->protocol) && l->protocol == CFG_PROTO_HTTP))
         check_tls(c, l);
     if (l->target_group_name != NULL)
         l->target_group = ref_target_group(c, &l->target_group_name);
     if (l->default_target_group_name != NULL)
         l->default_target_group = ref_target_group(c, &l->default_target_group_name);
-    for (size_t i = 0; i < l->n_rules; i++)
+    for (size_t i = 0; i < l->n_rules; i++) {
         check_rule(c, &l->rules[i]);
+        if (!l->rules[i].has_client)
+            continue;
+        if (l->protocol != CFG_PROTO_HTTPS)
+            cfg_error_at(c, &l->rules[i].client,
+                         "only used with protocol https (it matches the verified client "
+                         "certificate)");
+        else if (!config_tls_any_mutual(&l->tls, false))
+            cfg_warn_at(c, &l->rules[i].client,
+                        "no site of this listener is mutual: no client has a verified "
+                        "certificate, so this rule never matches");
+    }
 }
 
 void cfg_check(struct cfg_ctx *c)

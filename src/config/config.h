@@ -219,6 +219,7 @@ bool config_allow_term_set(struct cfg_allow_term *t, enum cfg_allow_field f, con
 TG_MUST_USE enum tg_status config_allow_file_load(const char *path, struct cfg_allow *out,
                                                   struct diag *d);
 void config_allow_fini(struct cfg_allow *a);
+void config_allow_rule_fini(struct cfg_allow_rule *r);
 
 struct cfg_header {
     char *name;
@@ -229,6 +230,8 @@ struct cfg_header {
 struct cfg_rule {
     char *host; /* NULL = any; exact or "*.suffix", case-insensitive */
     char *path; /* NULL = any; prefix */
+    bool has_client;
+    struct cfg_allow_rule client; /* has_client: the verified client certificate matches it */
     /* action: exactly one of the three */
     char *target_group_name;
     struct cfg_target_group *target_group; /* resolved */
@@ -244,6 +247,34 @@ struct cfg_rule {
     char *redirect_path;      /* NULL = keep; the query is always kept */
     unsigned redirect_status; /* 301, 302, 303, 307, 308; default 301 */
     struct cfg_pos pos;
+};
+
+/*
+ * Who a handshake is judged under: the listener's tls block itself (site
+ * 0, with the listener's allow and allow_file) or one of its sni entries
+ * (sites 1..), each taking from the listener what it does not set. The
+ * loader fills every field; code that serves connections reads
+ * l->tls.sites[i] and never the listener's own fields for these.
+ */
+struct cfg_site {
+    char **names; /* owned; sni entries only: "api.example.com" or "*.example.com", lower case */
+    size_t n_names;
+    enum cfg_tls_mode mode;
+    enum cfg_client_auth client_auth;
+    unsigned verify_depth;
+    char **certificate_names;              /* owned; NULL when taken from the listener */
+    struct cfg_certificate **certificates; /* resolved; owned with certificate_names, else the
+                                            * listener's array */
+    size_t n_certificates;
+    char *client_ca_name;            /* owned; NULL when taken from the listener */
+    struct cfg_client_ca *client_ca; /* resolved; NULL for one-way */
+    struct cfg_allow allow;          /* owned: as written here */
+    char *allow_file;                /* owned path, or NULL */
+    /* Resolved: the site whose allow and allow_file judge this one's
+     * clients (itself, or the listener's own when an entry sets
+     * neither); NULL when there is no allow-list. */
+    const struct cfg_site *allow_site;
+    struct cfg_pos pos, mode_pos;
 };
 
 struct cfg_tls {
@@ -267,6 +298,10 @@ struct cfg_tls {
     uint64_t session_lifetime_ms;            /* default 1h; 1s..168h */
     enum cfg_on_invalid on_revoke;           /* mutual; default close */
     enum cfg_on_invalid on_expiry;           /* mutual; default close */
+    /* sites[0] is the listener's own settings, sites[1..] its sni entries
+     * in order (owned array, at least one once loaded). */
+    struct cfg_site *sites;
+    size_t n_sites;
     struct cfg_pos pos, mode_pos, client_ca_pos;
 };
 
@@ -393,6 +428,16 @@ bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct ne
  * order) is inside net. Strict: the families must be the same (no IPv4
  * mapping). */
 bool config_cidr_match(const struct cfg_cidr *net, sa_family_t family, const uint8_t *addr);
+
+/* The site of l whose names hold name (a host name, any case, one
+ * trailing dot ignored): an exact name first, else the wildcard
+ * "*.rest" whose rest follows name's first label; 0 (the listener's own)
+ * when none does. len: name's length. */
+size_t config_site_for_name(const struct cfg_listener *l, const char *name, size_t len);
+
+/* Whether any site of t is mutual (with client_auth optional, for
+ * is_optional). */
+bool config_tls_any_mutual(const struct cfg_tls *t, bool is_optional);
 
 /* Looks up by name; NULL when absent. */
 struct cfg_certificate *config_find_certificate(const struct config *cfg, const char *name);

@@ -6,8 +6,28 @@
 #include <string.h>
 #include <unistd.h>
 
+static void site_fini(struct cfg_site *s)
+{
+    for (size_t i = 0; i < s->n_names; i++)
+        free(s->names[i]);
+    free(s->names);
+    if (s->certificate_names != NULL) {
+        for (size_t i = 0; i < s->n_certificates; i++)
+            free(s->certificate_names[i]);
+        free(s->certificate_names);
+        free(s->certificates);
+    }
+    free(s->client_ca_name);
+    config_allow_fini(&s->allow);
+    free(s->allow_file);
+    memset(s, 0, sizeof(*s));
+}
+
 void cfg_tls_fini(struct cfg_tls *t)
 {
+    for (size_t i = 0; i < t->n_sites; i++)
+        site_fini(&t->sites[i]);
+    free(t->sites);
     for (size_t i = 0; i < t->n_certificates; i++)
         free(t->certificate_names[i]);
     free(t->certificate_names);
@@ -24,6 +44,7 @@ void cfg_tls_fini(struct cfg_tls *t)
 
 void cfg_rule_fini(struct cfg_rule *r)
 {
+    config_allow_rule_fini(&r->client);
     free(r->host);
     free(r->path);
     free(r->target_group_name);
@@ -238,4 +259,56 @@ bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct ne
 bool config_cidr_match(const struct cfg_cidr *net, sa_family_t family, const uint8_t *addr)
 {
     return net->family == family && prefix_equal(net->addr, addr, net->prefix);
+}
+
+/* Case-insensitive equality of name[0, len) and a stored lower-case
+ * name. */
+static bool name_is(const char *stored, const char *name, size_t len)
+{
+    if (strlen(stored) != len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch - 'A' + 'a');
+        if (ch != stored[i])
+            return false;
+    }
+    return true;
+}
+
+size_t config_site_for_name(const struct cfg_listener *l, const char *name, size_t len)
+{
+    const struct cfg_tls *t = &l->tls;
+    if (name == NULL || len == 0)
+        return 0;
+    if (len > 1 && name[len - 1] == '.')
+        len--;
+    const char *dot = memchr(name, '.', len);
+    size_t wild = 0;
+    for (size_t i = 1; i < t->n_sites; i++) {
+        const struct cfg_site *s = &t->sites[i];
+        for (size_t k = 0; k < s->n_names; k++) {
+            const char *n = s->names[k];
+            if (n[0] != '*') {
+                if (name_is(n, name, len))
+                    return i;
+            } else if (wild == 0 && dot != NULL && dot > name &&
+                       name_is(n + 1, dot, len - (size_t)(dot - name))) {
+                wild = i;
+            }
+        }
+    }
+    return wild;
+}
+
+bool config_tls_any_mutual(const struct cfg_tls *t, bool is_optional)
+{
+    for (size_t i = 0; i < t->n_sites; i++) {
+        const struct cfg_site *s = &t->sites[i];
+        if (s->mode == CFG_TLS_MUTUAL &&
+            (!is_optional || s->client_auth == CFG_CLIENT_AUTH_OPTIONAL))
+            return true;
+    }
+    return false;
 }

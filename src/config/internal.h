@@ -185,6 +185,9 @@ char *cfg_resolve_path(struct cfg_ctx *c, const char *p);
 void cfg_parse_certificates(struct cfg_ctx *c, const struct cfg_val *v);
 void cfg_parse_client_cas(struct cfg_ctx *c, const struct cfg_val *v);
 void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_tls *t);
+/* An allow-list matcher ({ field: pattern, ... }) into r (rules' client:
+ * and allow: items). */
+void cfg_parse_allow_rule(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_allow_rule *r);
 void cfg_parse_target_groups(struct cfg_ctx *c, const struct cfg_val *v);
 void cfg_parse_listeners(struct cfg_ctx *c, const struct cfg_val *v);
 
@@ -198,5 +201,18 @@ void cfg_target_group_fini(struct cfg_target_group *g);
 /* Checks references, combinations, addresses and files; resolves names to
  * pointers and addresses into struct net_addr. */
 void cfg_check(struct cfg_ctx *c);
+
+/* For the checks of other files: whether a field was written with a
+ * value that was kept (set) or refused (bad); a name resolved to its
+ * entry, with an error at the field when there is none. */
+bool cfg_was_set(struct cfg_ctx *c, const void *field);
+bool cfg_was_bad(struct cfg_ctx *c, const void *field);
+struct cfg_certificate *cfg_ref_certificate(struct cfg_ctx *c, char *const *field);
+struct cfg_client_ca *cfg_ref_client_ca(struct cfg_ctx *c, char *const *field);
+
+/* The sites of a listener's tls block (check_sites.c): fills what each
+ * sni entry takes from the listener, and checks names, modes and
+ * allow-lists. After the listener's own tls settings are checked. */
+void cfg_check_sites(struct cfg_ctx *c, struct cfg_listener *l);
 
 #endif

@@ -157,7 +157,8 @@ static void parse_rule_host(struct cfg_ctx *c, const struct cfg_val *kv, struct 
 
 static void parse_rule(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_rule *r)
 {
-    static const char *const keys[] = {"host", "path", "target_group", "respond", "redirect"};
+    static const char *const keys[] = {"host",    "path",     "target_group",
+                                       "respond", "redirect", "client"};
     r->pos = cfg_pos_of(v);
     cfg_record(c, r, true, v);
     if (!cfg_is_map(c, v))
@@ -181,6 +182,11 @@ static void parse_rule(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_ru
             break;
         case 4:
             parse_redirect(c, &kv, r);
+            break;
+        case 5:
+            cfg_record(c, &r->client, false, &kv);
+            r->has_client = true;
+            cfg_parse_allow_rule(c, &kv, &r->client);
             break;
         default:
             break;

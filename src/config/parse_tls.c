@@ -176,6 +176,244 @@ static void parse_word(struct cfg_ctx *c, const struct cfg_val *kv, const char *
     *out = s;
 }
 
+/* A host name of letters, digits and '-' in dot-separated labels of 1-63
+ * characters (at most 253 in all), optionally after "*." */
+static bool cfg_sni_name_ok(const char *s)
+{
+    if (strncmp(s, "*.", 2) == 0)
+        s += 2;
+    size_t len = strlen(s), label = 0;
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            continue;
+        }
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-';
+        if (!ok || ++label > 63)
+            return false;
+    }
+    return label > 0;
+}
+
+/* One allow-list matcher: a mapping of field names to patterns, every
+ * one of which the client must match. */
+void cfg_parse_allow_rule(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_allow_rule *r)
+{
+    static const char *const fields[] = {"subject_cn",  "san_dns", "san_uri",
+                                         "san_email",   "san_ip",  "fingerprint_sha256",
+                                         "spki_sha256", "issuer",  "serial"};
+    _Static_assert(TG_ARRAY_LEN(fields) == CFG_ALLOW_N_FIELDS, "one name per allow field");
+    r->pos = cfg_pos_of(v);
+    if (!cfg_is_map(c, v))
+        return;
+    if (cfg_count(v) == 0) {
+        cfg_error(c, v,
+                  "an empty matcher would match every client: give at least one field, such "
+                  "as { san_uri: \"spiffe://prod/*\" }");
+        return;
+    }
+    r->terms = cfg_calloc(c, cfg_count(v), sizeof(*r->terms));
+    if (r->terms == NULL)
+        return;
+    struct cfg_val kv;
+    for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
+        int k = cfg_key(c, &kv, fields, TG_ARRAY_LEN(fields));
+        char *value = NULL;
+        if (k < 0 || !cfg_get_str(c, &kv, &value))
+            continue;
+        const char *why = NULL;
+        struct cfg_allow_term *t = &r->terms[r->n_terms];
+        if (config_allow_term_set(t, (enum cfg_allow_field)k, value, &why)) {
+            t->pos = cfg_pos_of(&kv);
+            r->n_terms++;
+        } else {
+            cfg_error(c, &kv, "%s", why);
+        }
+        free(value);
+    }
+}
+
+static void parse_allow(struct cfg_ctx *c, const struct cfg_val *kv, struct cfg_site *s)
+{
+    cfg_record(c, &s->allow, false, kv);
+    if (!cfg_is_seq(c, kv))
+        return;
+    size_t n = cfg_count(kv);
+    if (n == 0)
+        return; /* an empty list: nobody */
+    s->allow.rules = cfg_calloc(c, n, sizeof(*s->allow.rules));
+    if (s->allow.rules == NULL)
+        return;
+    struct cfg_val item;
+    for (size_t i = 0; cfg_seq_next(c, kv, &i, &item);)
+        cfg_parse_allow_rule(c, &item, &s->allow.rules[s->allow.n_rules++]);
+}
+
+/* A name of an sni entry: a host name, or "*." and one, stored in lower
+ * case. A trailing dot, a port or an address is refused: what a client
+ * sends as SNI is a bare host name (RFC 6066 §3). */
+static void parse_sni_names(struct cfg_ctx *c, const struct cfg_val *kv, struct cfg_site *s)
+{
+    cfg_record(c, &s->names, false, kv);
+    if (!cfg_is_seq(c, kv))
+        return;
+    size_t n = cfg_count(kv);
+    if (n == 0) {
+        cfg_error(c, kv, "at least one name is required (such as api.example.com)");
+        return;
+    }
+    s->names = cfg_calloc(c, n, sizeof(*s->names));
+    if (s->names == NULL)
+        return;
+    struct cfg_val item;
+    for (size_t i = 0; cfg_seq_next(c, kv, &i, &item);) {
+        char *name = NULL;
+        if (!cfg_get_str(c, &item, &name))
+            continue;
+        if (!cfg_sni_name_ok(name)) {
+            cfg_error(c, &item,
+                      "\"%.64s\" is not a server name (expected a host name such as "
+                      "api.example.com, or *. and one for every name one label below it; no "
+                      "trailing dot, port or address)",
+                      name);
+            free(name);
+            continue;
+        }
+        for (char *p = name; *p != '\0'; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        s->names[s->n_names] = name;
+        cfg_record(c, &s->names[s->n_names], false, &item);
+        s->n_names++;
+    }
+}
+
+static void parse_site_certificates(struct cfg_ctx *c, const struct cfg_val *kv, char ***names,
+                                    size_t *n_names, struct cfg_certificate ***resolved)
+{
+    if (!cfg_is_seq(c, kv))
+        return;
+    size_t n = cfg_count(kv);
+    if (n == 0) {
+        cfg_error(c, kv, "at least one certificate is required");
+        return;
+    }
+    *names = cfg_calloc(c, n, sizeof(**names));
+    *resolved = cfg_calloc(c, n, sizeof(**resolved));
+    if (*names == NULL || *resolved == NULL)
+        return;
+    struct cfg_val item;
+    for (size_t i = 0; cfg_seq_next(c, kv, &i, &item);) {
+        if (cfg_get_str(c, &item, &(*names)[*n_names]))
+            (*n_names)++;
+    }
+}
+
+/* Keys a site (the listener's tls block or an sni entry) shares; returns
+ * false when k is not one of them. */
+static bool parse_site_key(struct cfg_ctx *c, const struct cfg_val *kv, const char *key,
+                           struct cfg_site *s)
+{
+    if (strcmp(key, "allow") == 0) {
+        parse_allow(c, kv, s);
+    } else if (strcmp(key, "allow_file") == 0) {
+        (void)cfg_get_path(c, kv, &s->allow_file);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+static void parse_sni_entry(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_site *s)
+{
+    static const char *const keys[] = {"names",       "certificates", "mode",  "client_ca",
+                                       "client_auth", "verify_depth", "allow", "allow_file"};
+    static const char *const modes[] = {"one-way", "mutual"};
+    static const char *const auths[] = {"required", "optional"};
+    s->pos = cfg_pos_of(v);
+    cfg_record(c, s, true, v);
+    if (!cfg_is_map(c, v))
+        return;
+    bool has_names = false;
+    struct cfg_val kv;
+    for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
+        int k = cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys));
+        switch (k) {
+        case 0:
+            has_names = true;
+            parse_sni_names(c, &kv, s);
+            break;
+        case 1:
+            cfg_record(c, &s->certificate_names, false, &kv);
+            parse_site_certificates(c, &kv, &s->certificate_names, &s->n_certificates,
+                                    &s->certificates);
+            break;
+        case 2:
+            k = cfg_get_enum(c, &kv, modes, TG_ARRAY_LEN(modes), &s->mode);
+            if (k >= 0) {
+                s->mode = (enum cfg_tls_mode)k;
+                s->mode_pos = cfg_pos_of(&kv);
+            }
+            break;
+        case 3:
+            cfg_record(c, &s->client_ca_name, false, &kv);
+            (void)cfg_get_str(c, &kv, &s->client_ca_name);
+            break;
+        case 4:
+            k = cfg_get_enum(c, &kv, auths, TG_ARRAY_LEN(auths), &s->client_auth);
+            if (k >= 0)
+                s->client_auth = (enum cfg_client_auth)k;
+            break;
+        case 5:
+            (void)cfg_get_uint(c, &kv, 0, 16, &s->verify_depth);
+            break;
+        case 6:
+        case 7:
+            (void)parse_site_key(c, &kv, keys[k], s);
+            break;
+        default:
+            break;
+        }
+    }
+    if (!has_names)
+        cfg_error_in(c, s, "names",
+                     "required key is missing (expected the server names this entry is for, "
+                     "such as [api.example.com])");
+}
+
+/* The number of sni entries the tls block v will give, so that sites can
+ * be allocated before its keys are walked. */
+static size_t count_sni(const struct cfg_val *v)
+{
+    const struct ynode *n = v->node;
+    size_t count = 0;
+    for (size_t i = 0; n != NULL && n->kind == YN_MAP && i < n->n; i++) {
+        const struct ypair *p = &n->pairs[i];
+        if (p->key != NULL && p->first == NULL && strcmp(p->key->str, "sni") == 0 &&
+            p->val != NULL && p->val->kind == YN_SEQ)
+            count = p->val->n;
+    }
+    return count;
+}
+
+/* sni: a sequence of entries, each a site after the listener's own
+ * (t->sites was sized for them by count_sni). */
+static void parse_sni(struct cfg_ctx *c, const struct cfg_val *kv, struct cfg_tls *t, size_t cap)
+{
+    cfg_record(c, &t->n_sites, false, kv);
+    if (!cfg_is_seq(c, kv) || t->sites == NULL)
+        return;
+    struct cfg_val item;
+    for (size_t i = 0; t->n_sites < cap && cfg_seq_next(c, kv, &i, &item);)
+        parse_sni_entry(c, &item, &t->sites[t->n_sites++]);
+}
+
 #define SESSION_LIFETIME_DEFAULT_MS (3600 * 1000)
 
 /* RFC 8446 §4.6.1: a ticket lives at most 7 days. */
@@ -210,7 +448,10 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
                                        "client_cert_header",
                                        "session_lifetime",
                                        "on_revoke",
-                                       "on_expiry"};
+                                       "on_expiry",
+                                       "sni",
+                                       "allow",
+                                       "allow_file"};
     static const char *const on_invalid[] = {"close", "keep"};
     static const char *const modes[] = {"one-way", "mutual"};
     static const char *const auths[] = {"required", "optional"};
@@ -230,10 +471,16 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
     cfg_record(c, t, true, v);
     if (!cfg_is_map(c, v))
         return;
+    size_t cap = 1 + count_sni(v);
+    t->sites = cfg_calloc(c, cap, sizeof(*t->sites));
+    if (t->sites == NULL)
+        return;
+    t->n_sites = 1;
+    t->sites[0].pos = t->pos;
     struct cfg_val kv;
     for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
-        int k;
-        switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
+        int k = cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys));
+        switch (k) {
         case 0:
             k = cfg_get_enum(c, &kv, modes, TG_ARRAY_LEN(modes), &t->mode);
             if (k >= 0) {
@@ -305,6 +552,13 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
             k = cfg_get_enum(c, &kv, on_invalid, TG_ARRAY_LEN(on_invalid), &t->on_expiry);
             if (k >= 0)
                 t->on_expiry = (enum cfg_on_invalid)k;
+            break;
+        case 17:
+            parse_sni(c, &kv, t, cap);
+            break;
+        case 18:
+        case 19:
+            (void)parse_site_key(c, &kv, keys[k], &t->sites[0]);
             break;
         default:
             break;

@@ -79,18 +79,18 @@ enum shm_tls_version shm_tls_version_of(int protocol)
 /* The rejection reasons (docs/OPERATIONS.md): those of a handshake, tls_error
  * last of them (SHM_HANDSHAKE_REASONS), then those of a judging again. */
 static const char *const reasons[SHM_REASON_COUNT] = {
-    "no_client_cert",     "cert_expired",     "cert_not_yet_valid", "cert_revoked",
-    "unknown_ca",         "self_signed",      "bad_signature",      "wrong_purpose",
-    "chain_too_long",     "crl_expired",      "crl_missing",        "serial_too_long",
-    "name_too_long",      "protocol_version", "no_shared_cipher",   "unknown_sni",
-    "handshake_timeout",  "ocsp_unavailable", "tls_error",          "session_expired",
-    "session_incomplete", "trust_changed",
+    "no_client_cert",    "cert_expired",       "cert_not_yet_valid", "cert_revoked",
+    "unknown_ca",        "self_signed",        "bad_signature",      "wrong_purpose",
+    "chain_too_long",    "crl_expired",        "crl_missing",        "serial_too_long",
+    "name_too_long",     "protocol_version",   "no_shared_cipher",   "unknown_sni",
+    "handshake_timeout", "ocsp_unavailable",   "not_allowed",        "tls_error",
+    "session_expired",   "session_incomplete", "trust_changed",
 };
 
 const char *const shm_recheck_reasons[] = {
     "cert_expired",    "cert_not_yet_valid", "cert_revoked", "crl_expired",
     "crl_missing",     "bad_signature",      "unknown_ca",   "trust_changed",
-    "session_expired", "session_incomplete", NULL,
+    "session_expired", "session_incomplete", "not_allowed",  NULL,
 };
 
 const char *shm_reason_name(size_t i)

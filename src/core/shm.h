@@ -26,11 +26,11 @@ enum shm_tls_version {
 };
 
 /* The rejection reasons (docs/OPERATIONS.md). */
-#define SHM_REASON_COUNT 22
+#define SHM_REASON_COUNT 23
 /* The first SHM_HANDSHAKE_REASONS of them (tls_error last) are those a
  * handshake is refused for; the others only refuse a session or cut a
  * connection that is judged again. */
-#define SHM_HANDSHAKE_REASONS 19
+#define SHM_HANDSHAKE_REASONS 20
 #define SHM_REASON_TLS_ERROR  (SHM_HANDSHAKE_REASONS - 1)
 
 /* Histogram upper bounds in seconds (the +Inf bucket comes after them). */

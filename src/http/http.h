@@ -184,13 +184,16 @@ bool http_host_parse(const char *s, size_t len, struct http_host *out);
  * value, read with http_host_parse (its port is ignored; a value that does
  * not parse, or NULL, matches no host rule), path the
  * request-target's path (the query, if any, is ignored for matching).
+ * A rule with client: matches only when client (the verified client
+ * certificate, NULL when there is none) matches every one of its terms.
  * Among the rules that match, the one with the most specific host wins
  * (exact, then the longest "*.suffix", then none), then the longest path
- * prefix, then the first in the file. Returns NULL when none matches; the
- * caller then uses default_target_group or answers 404.
+ * prefix, then one with client: over one without, then the first in the
+ * file. Returns NULL when none matches; the caller then uses
+ * default_target_group or answers 404.
  */
 const struct cfg_rule *route_match(const struct cfg_listener *l, const char *host, size_t host_len,
-                                   const char *path, size_t path_len);
+                                   const char *path, size_t path_len, X509 *client);
 
 /*
  * The path as a backend will act on it, so that a rule cannot be passed by

@@ -75,6 +75,7 @@ struct rank {
     enum host_rank host;
     size_t suffix_len;
     size_t path_len;
+    bool has_client;
 };
 
 static int rank_cmp(const struct rank *a, const struct rank *b)
@@ -85,6 +86,8 @@ static int rank_cmp(const struct rank *a, const struct rank *b)
         return a->suffix_len > b->suffix_len ? 1 : -1;
     if (a->path_len != b->path_len)
         return a->path_len > b->path_len ? 1 : -1;
+    if (a->has_client != b->has_client)
+        return a->has_client ? 1 : -1;
     return 0;
 }
 
@@ -156,7 +159,7 @@ size_t route_normalize_path(const char *path, size_t len, char *out, size_t cap)
 }
 
 const struct cfg_rule *route_match(const struct cfg_listener *l, const char *host, size_t host_len,
-                                   const char *path, size_t path_len)
+                                   const char *path, size_t path_len, X509 *client)
 {
     const struct cfg_rule *best = NULL;
     struct rank best_rank = {0};
@@ -181,7 +184,9 @@ const struct cfg_rule *route_match(const struct cfg_listener *l, const char *hos
     }
     for (size_t i = 0; i < l->n_rules; i++) {
         const struct cfg_rule *r = &l->rules[i];
-        struct rank rk = {HOST_NONE, 0, 0};
+        struct rank rk = {HOST_NONE, 0, 0, r->has_client};
+        if (r->has_client && (client == NULL || !tls_allow_rule_matches(&r->client, client)))
+            continue;
         if (r->host != NULL) {
             if (!has_host || !host_match(r->host, &h, &rk.host, &rk.suffix_len))
                 continue;

@@ -46,7 +46,8 @@ void ocsp_fetch_forget(struct ocsp_fetch *f);
 
 /* ---- client CA files (trust.c) ---- */
 
-/* The master's watch on one mutual listener's client CA files. */
+/* The master's watch on the client CA files of one mutual site of a
+ * listener (struct cfg_site). */
 struct gen_trust {
     struct tls_trust_watch watch;
     ev_tstamp next_check;
@@ -54,9 +55,10 @@ struct gen_trust {
 };
 
 /* Looks, every second, at the client CA files of cfg's mutual listeners
- * (pls[i].tls, trusts[i] per listener): loads a changed one into the
- * listener's server and logs it, refuses a bad one once, and warns about
- * CRLs near or past their nextUpdate. */
+ * (pls[i].tls; trusts holds one per site of every listener, in order):
+ * loads a changed one into the listener's server and logs it, refuses a
+ * bad one once, and warns about CRLs near or past their nextUpdate; and at
+ * the allow files of their sites, logging a change or a refusal once. */
 void master_trust_tick(const struct config *cfg, struct proxy_listener *pls,
                        struct gen_trust *trusts, ev_tstamp now);
 

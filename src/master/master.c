@@ -147,7 +147,10 @@ static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
     g->cfg = cfg;
     g->n_workers = config_worker_count(cfg);
     g->pls = calloc(cfg->n_listeners + 1, sizeof(*g->pls));
-    g->trusts = calloc(cfg->n_listeners + 1, sizeof(*g->trusts));
+    size_t n_sites = 1;
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        n_sites += cfg->listeners[i].tls.n_sites;
+    g->trusts = calloc(n_sites, sizeof(*g->trusts));
     g->socks = calloc(cfg->n_listeners + 1, sizeof(*g->socks));
     g->pids = calloc(g->n_workers, sizeof(*g->pids));
     g->started = calloc(g->n_workers, sizeof(*g->started));

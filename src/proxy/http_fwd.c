@@ -84,6 +84,39 @@ static bool host_matches_sni(struct session *c, const char *host, size_t host_le
     return host != NULL && name_is_sni(&h, sni);
 }
 
+/*
+ * The Host of a request on a listener with sni entries picks the same
+ * site as the handshake's SNI did: a client must not pass the handshake
+ * of one site (a one-way name) and then ask for another (a mutual name).
+ * A Host that is an address, or absent, names the listener's own site.
+ */
+static bool host_in_site(struct session *c, const char *host, size_t host_len)
+{
+    const struct cfg_listener *l = c->l->cfg;
+    struct http_host h;
+    if (l->tls.n_sites <= 1)
+        return true;
+    size_t site = 0;
+    if (host != NULL) {
+        if (!http_host_parse(host, host_len, &h))
+            return false;
+        if (h.kind == HTTP_HOST_NAME)
+            site = config_site_for_name(l, h.name, h.name_len);
+    }
+    return site == c->site;
+}
+
+/* The client certificate of c when it verified (and passed its site's
+ * allow-list), else NULL. */
+static X509 *verified_client(struct session *c)
+{
+    X509 *leaf = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    if (leaf == NULL || c->verdict.first_error != X509_V_OK ||
+        SSL_get_verify_result(c->ssl) != X509_V_OK)
+        return NULL;
+    return leaf;
+}
+
 void http_req_begin(struct session *c)
 {
     struct http_req *r = http_req_of(c);
@@ -142,15 +175,22 @@ enum conn_state http_request_ready(struct session *c)
 
     const char *host = rq->host >= 0 ? http_span_ptr(rq, rq->h[rq->host].value) : NULL;
     size_t host_len = rq->host >= 0 ? rq->h[rq->host].value.len : 0;
-    /* A certificate accepted for one name must not be used for another. */
-    if (l->has_tls && l->tls.mode == CFG_TLS_MUTUAL && !host_matches_sni(c, host, host_len))
+    /* A handshake judged for one name must not serve another: the Host
+     * names the site the handshake was judged under, and on a mutual site
+     * the very name of the SNI. */
+    if (l->has_tls && !host_in_site(c, host, host_len))
+        return http_error_page(c, 421,
+                               "the Host header names another site than the TLS server "
+                               "name");
+    if (l->has_tls && l->tls.sites[c->site].mode == CFG_TLS_MUTUAL &&
+        !host_matches_sni(c, host, host_len))
         return http_error_page(c, 421, "the Host header does not match the TLS server name");
 
     const char *target;
     size_t tlen;
     http_target_from_path(rq, &target, &tlen);
     const struct cfg_rule *rule =
-        route_match(l, host, host_len, target, http_path_len(target, tlen));
+        route_match(l, host, host_len, target, http_path_len(target, tlen), verified_client(c));
     const struct cfg_target_group *g = l->default_target_group;
     if (rule != NULL) {
         if (rule->has_respond)

@@ -1,9 +1,10 @@
 /*
- * on_reject: page. On an https listener with client_auth: optional, a client
+ * on_reject: page. On an https site with client_auth: optional, a client
  * whose certificate is missing or refused completes the handshake and every
  * request it sends is answered here, never forwarded: 496 (no certificate)
- * or 495 (a certificate that failed), as nginx names them, with a short page
- * that says why, what was offered, and which CAs the server accepts.
+ * or 495 (a certificate that failed), as nginx names them, or 403 (a
+ * certificate that verified but is not on the allow-list), with a short
+ * page that says why, what was offered, and which CAs the server accepts.
  */
 #include "proxy/reject.h"
 
@@ -114,6 +115,8 @@ static const char *explain(const char *reason)
         {"chain_too_long", "the client certificate chain is longer than this server allows"},
         {"crl_expired", "the revocation list of the issuing CA is out of date"},
         {"crl_missing", "no revocation list is available for the issuing CA"},
+        {"not_allowed", "the client certificate is valid, but its identity is not on this "
+                        "site's allow-list"},
     };
     for (size_t i = 0; i < TG_ARRAY_LEN(t); i++)
         if (strcmp(t[i].code, reason) == 0)
@@ -124,9 +127,11 @@ static const char *explain(const char *reason)
 bool reject_page_applies(const struct session *c)
 {
     const struct cfg_tls *t = &c->l->cfg->tls;
-    return c->ssl != NULL && c->l->cfg->has_tls && t->mode == CFG_TLS_MUTUAL &&
-           t->client_auth == CFG_CLIENT_AUTH_OPTIONAL && t->on_reject != NULL &&
-           strcmp(t->on_reject, "page") == 0;
+    if (c->ssl == NULL || !c->l->cfg->has_tls || t->on_reject == NULL ||
+        strcmp(t->on_reject, "page") != 0)
+        return false;
+    const struct cfg_site *s = &t->sites[c->site];
+    return s->mode == CFG_TLS_MUTUAL && s->client_auth == CFG_CLIENT_AUTH_OPTIONAL;
 }
 
 unsigned reject_page_render(const struct tls_info *info, const STACK_OF(X509_NAME) *cas, bool json,
@@ -136,8 +141,13 @@ unsigned reject_page_render(const struct tls_info *info, const STACK_OF(X509_NAM
     if (info->client_verified)
         return 0;
     *reason = info->has_client_cert ? info->client_verdict : "no_client_cert";
-    unsigned status = info->has_client_cert ? 495 : 496;
-    const char *title = status == 495 ? "SSL Certificate Error" : "SSL Certificate Required";
+    /* A certificate that verified but is not on the allow-list is a
+     * refusal of who it names, not of the certificate. */
+    bool forbidden = info->has_client_cert && strcmp(*reason, "not_allowed") == 0;
+    unsigned status = forbidden ? 403 : info->has_client_cert ? 495 : 496;
+    const char *title = forbidden       ? "Forbidden"
+                        : status == 495 ? "SSL Certificate Error"
+                                        : "SSL Certificate Required";
     struct out o = {dst, 0, cap};
     dst[0] = '\0';
     char name[SHOWN_NAME_MAX + 8]; /* longer than shown, so a cut gets its "..." */

@@ -291,15 +291,19 @@ static enum conn_state st_handshake(struct session *c)
     shm_count_handshake(c->l->stats, SSL_version(c->ssl), SSL_session_reused(c->ssl) == 1,
                         c->t_handshake - c->t_accept);
     const struct cfg_tls *t = &c->l->cfg->tls;
-    /* The client CA files changed between the client's certificate (or
-     * offered session) being judged and the handshake's end. */
-    const char *late = t->mode == CFG_TLS_MUTUAL ? session_judge_late(c) : NULL;
+    c->site = (uint16_t)tls_site_of(c->ssl);
+    bool is_mutual = t->sites[c->site].mode == CFG_TLS_MUTUAL;
+    /* The client CA files or the allow-list changed between the client's
+     * certificate (or offered session) being judged and the handshake's
+     * end. */
+    const char *late = is_mutual ? session_judge_late(c) : NULL;
     if (late != NULL) {
         session_log_rejection(c, late,
-                              "judged again: the client CA files changed during the handshake");
+                              "judged again: the client CA files or allow-list changed during "
+                              "the handshake");
         return CONN_ST_CLOSED;
     }
-    if (t->mode == CFG_TLS_MUTUAL && t->on_expiry == CFG_ON_INVALID_CLOSE) {
+    if (is_mutual && t->on_expiry == CFG_ON_INVALID_CLOSE) {
         c->cert_not_after = tls_client_not_after(c->ssl, &c->verdict);
         if (c->cert_not_after > 0 &&
             (c->w->next_expiry == 0 || c->cert_not_after < c->w->next_expiry))
@@ -707,19 +711,32 @@ void session_cut_overdue(struct worker *w, ev_tstamp now)
     }
 }
 
-const char *session_judge_late(struct session *c)
+/* c's verified client (facts f) judged again under t, its site's trust,
+ * then under the site's allow-list: NULL while both accept it. */
+static const char *rejudge(struct session *c, struct tls_trust *t, const struct tls_facts *f,
+                           int64_t now)
 {
-    struct tls_trust *cur = tls_server_trust(c->l->tls);
-    struct tls_facts f;
-    if (cur == NULL || c->verdict.judged_under == 0 ||
-        c->verdict.judged_under == tls_trust_serial(cur) || !tls_facts_of(c->ssl, &f))
-        return NULL;
-    const char *why = tls_trust_recheck(cur, &f, (int64_t)time(NULL));
+    const char *why = tls_trust_recheck(t, f, now);
     /* Other CA certificates, or a CRL only the chain can verify: verify the
      * chain again under them. */
     if (why != NULL && (strcmp(why, "trust_changed") == 0 || strcmp(why, "bad_signature") == 0))
-        why = tls_reverify(c->ssl, cur);
+        why = tls_reverify(c->ssl, t);
+    if (why == NULL && !tls_site_allows(SSL_get_SSL_CTX(c->ssl), SSL_get0_peer_certificate(c->ssl)))
+        why = "not_allowed";
     return why;
+}
+
+const char *session_judge_late(struct session *c)
+{
+    struct tls_trust *cur = tls_server_trust(c->l->tls, c->site);
+    struct tls_facts f;
+    if (cur == NULL || c->verdict.judged_under == 0 || !tls_facts_of(c->ssl, &f))
+        return NULL;
+    if (c->verdict.judged_under == tls_trust_serial(cur))
+        return tls_site_allows(SSL_get_SSL_CTX(c->ssl), SSL_get0_peer_certificate(c->ssl))
+                   ? NULL
+                   : "not_allowed";
+    return rejudge(c, cur, &f, (int64_t)time(NULL));
 }
 
 /* Whether c has a verified client certificate its listener judges. */
@@ -729,21 +746,20 @@ static bool is_judged(const struct session *c)
            c->st != CONN_ST_DRAIN && c->st != CONN_ST_CLOSED;
 }
 
-void session_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t)
+void session_recheck_trust(struct worker *w, struct wlistener *l, size_t site)
 {
     const struct cfg_tls *cfg = &l->cfg->tls;
+    struct tls_trust *t = tls_server_trust(l->tls, site);
     int64_t now = (int64_t)time(NULL);
     struct session *next;
+    if (t == NULL)
+        return;
     for (struct session *c = w->conns; c != NULL; c = next) {
         next = c->next;
         struct tls_facts f;
-        if (c->l != l || !is_judged(c) || !tls_facts_of(c->ssl, &f))
+        if (c->l != l || c->site != site || !is_judged(c) || !tls_facts_of(c->ssl, &f))
             continue;
-        const char *why = tls_trust_recheck(t, &f, now);
-        /* Other CA certificates, or a CRL only the chain can verify: verify
-         * the chain again under them. */
-        if (why != NULL && (strcmp(why, "trust_changed") == 0 || strcmp(why, "bad_signature") == 0))
-            why = tls_reverify(c->ssl, t);
+        const char *why = rejudge(c, t, &f, now);
         if (why == NULL)
             continue;
         enum cfg_on_invalid on = is_expiry(why) ? cfg->on_expiry : cfg->on_revoke;

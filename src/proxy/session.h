@@ -184,6 +184,7 @@ struct session {
     uint64_t bytes_in, bytes_out;
     const char *reject_reason;
     int64_t cert_not_after; /* on_expiry close: the client chain's notAfter (unix s); 0 = none */
+    uint16_t site;          /* the site of the listener's tls the handshake was judged under */
     const char *cut_reason; /* set once the client's certificate was judged invalid */
     ev_tstamp cut_deadline; /* cut after its request in flight: closed by then at the latest */
     /* TLS_HANDSHAKE suspended for an OCSP lookup (ocspc.c): the lookup
@@ -231,17 +232,19 @@ TG_MUST_USE enum tg_status session_cli_close_notify(struct session *c);
  * that failed. */
 const struct net_addr *session_local_addr(struct session *c);
 
-/* Judges every established connection of l again under t (its new
- * trust) and cuts those it no longer accepts (on_revoke, on_expiry). */
-void session_recheck_trust(struct worker *w, struct wlistener *l, struct tls_trust *t);
+/* Judges every established connection of site of l again under the
+ * site's current trust and allow-list, and cuts those they no longer
+ * accept (on_revoke, on_expiry). */
+void session_recheck_trust(struct worker *w, struct wlistener *l, size_t site);
 
 /* Closes the cut connections whose request in flight outlived their
  * cut_deadline. */
 void session_cut_overdue(struct worker *w, ev_tstamp now);
 
 /* For a connection whose handshake just ended: the reason to refuse it
- * when the trust it was judged under is no longer the listener's and the
- * current one does not accept it; NULL otherwise. */
+ * when the trust it was judged under is no longer its site's and the
+ * current one does not accept it, or the site's allow-list changed
+ * meanwhile and no longer has it; NULL otherwise. */
 const char *session_judge_late(struct session *c);
 
 /* Cuts the connections whose client certificate is past its notAfter

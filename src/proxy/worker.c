@@ -347,15 +347,16 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     }
 }
 
-/* A listener's client CA files changed: verify new handshakes under the
- * new trust, and judge the established connections again. */
-static void trust_poll(struct worker *w, struct wlistener *l, const struct tls_trust *current)
+/* A site's client CA files changed: verify new handshakes under the new
+ * trust, and judge the established connections again. */
+static void trust_poll(struct worker *w, struct wlistener *l, size_t site,
+                       const struct tls_trust *current)
 {
-    const struct cfg_client_ca *ca = l->cfg->tls.client_ca;
+    const struct cfg_client_ca *ca = l->cfg->tls.sites[site].client_ca;
     struct tls_trust *fresh = NULL;
     char err[256];
     enum tg_status st =
-        tls_trust_watch_poll(&l->watch, w->cfg, ca, current, &fresh, err, sizeof(err));
+        tls_trust_watch_poll(&l->sites[site].watch, w->cfg, ca, current, &fresh, err, sizeof(err));
     if (st == TG_E_AGAIN)
         return;
     if (st != TG_OK) {
@@ -363,7 +364,7 @@ static void trust_poll(struct worker *w, struct wlistener *l, const struct tls_t
         log_debug("event=trust_reload_failed listener=%s client_ca=%s", l->cfg->name, ca->name);
         return;
     }
-    if (tls_server_set_trust(l->tls, fresh) != TG_OK) {
+    if (tls_server_set_trust(l->tls, site, fresh) != TG_OK) {
         log_err("event=trust_apply_failed listener=%s client_ca=%s error=\"out of memory\"",
                 l->cfg->name, ca->name);
         tls_trust_unref(fresh);
@@ -372,8 +373,30 @@ static void trust_poll(struct worker *w, struct wlistener *l, const struct tls_t
     const struct tls_trust_info *info = tls_trust_info(fresh);
     log_info("event=trust_applied listener=%s client_ca=%s crl_number=%s", l->cfg->name, ca->name,
              info->crl_number[0] ? info->crl_number : "-");
-    session_recheck_trust(w, l, fresh);
+    session_recheck_trust(w, l, site);
     tls_trust_unref(fresh);
+}
+
+/* A site's allow file changed: new handshakes and resumptions are judged
+ * under the new list, and so are the established connections of every
+ * site that uses it. */
+static void allow_poll(struct worker *w, struct wlistener *l, size_t site)
+{
+    char err[512];
+    enum tg_status st = tls_server_allow_poll(l->tls, site, err, sizeof(err));
+    if (st == TG_E_AGAIN)
+        return;
+    if (st != TG_OK) {
+        log_debug("event=allow_reload_failed listener=%s", l->cfg->name);
+        return;
+    }
+    log_info("event=allow_applied listener=%s allow_file=%s", l->cfg->name,
+             l->cfg->tls.sites[site].allow_file);
+    for (size_t i = 0; i < l->n_sites; i++) {
+        size_t owner;
+        if (tls_server_allow_owner(l->tls, i, &owner) && owner == site)
+            session_recheck_trust(w, l, i);
+    }
 }
 
 static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -381,27 +404,34 @@ static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct worker *w = t->data;
     ev_tstamp now = ev_now(loop);
-    for (size_t i = 0; i < w->n_ls; i++) {
-        struct wlistener *l = &w->ls[i];
-        const struct tls_trust *current = l->tls != NULL ? tls_server_trust(l->tls) : NULL;
-        uint64_t every = current != NULL ? l->cfg->tls.client_ca->check_interval_ms : 0;
-        if (every == 0 || now < l->next_trust_check)
-            continue;
-        l->next_trust_check = now + (ev_tstamp)every / 1000.0;
-        trust_poll(w, l, current);
-    }
     int64_t unix_now = (int64_t)time(NULL);
-    /* A CRL past its nextUpdate (with no fresher one of its issuer) refuses
-     * the clients it covers from then on, the connected ones too. */
     for (size_t i = 0; i < w->n_ls; i++) {
         struct wlistener *l = &w->ls[i];
-        struct tls_trust *cur = l->tls != NULL ? tls_server_trust(l->tls) : NULL;
-        if (cur == NULL || l->stale_judged == tls_trust_serial(cur))
-            continue;
-        int64_t until = tls_trust_info(cur)->crl_next_update;
-        if (until != 0 && unix_now > until) {
-            l->stale_judged = tls_trust_serial(cur);
-            session_recheck_trust(w, l, cur);
+        for (size_t k = 0; k < l->n_sites; k++) {
+            struct wsite *ws = &l->sites[k];
+            const struct cfg_site *cs = &l->cfg->tls.sites[k];
+            struct tls_trust *cur = tls_server_trust(l->tls, k);
+            uint64_t every = cur != NULL ? cs->client_ca->check_interval_ms : 0;
+            if (every != 0 && now >= ws->next_trust_check) {
+                ws->next_trust_check = now + (ev_tstamp)every / 1000.0;
+                trust_poll(w, l, k, cur);
+            }
+            if (every != 0 && cs->allow_file != NULL && cs->allow_site == cs &&
+                now >= ws->next_allow_check) {
+                ws->next_allow_check = now + (ev_tstamp)every / 1000.0;
+                allow_poll(w, l, k);
+            }
+            /* A CRL past its nextUpdate (with no fresher one of its issuer)
+             * refuses the clients it covers from then on, the connected
+             * ones too. */
+            cur = tls_server_trust(l->tls, k);
+            if (cur == NULL || ws->stale_judged == tls_trust_serial(cur))
+                continue;
+            int64_t until = tls_trust_info(cur)->crl_next_update;
+            if (until != 0 && unix_now > until) {
+                ws->stale_judged = tls_trust_serial(cur);
+                session_recheck_trust(w, l, k);
+            }
         }
     }
     if (w->n_cut_pending > 0)
@@ -446,6 +476,12 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         l->fd = a->listeners[i].fd;
         l->tls = a->listeners[i].tls;
         l->stats = &a->stats->listeners[i];
+        l->n_sites = l->tls != NULL ? tls_server_n_sites(l->tls) : 0;
+        l->sites = calloc(l->n_sites ? l->n_sites : 1, sizeof(*l->sites));
+        if (l->sites == NULL) {
+            log_err("event=worker_start_failed error=\"out of memory\"");
+            return 1;
+        }
         ev_io_init(&l->accept_w, accept_cb, l->fd, EV_READ);
         l->accept_w.data = l;
     }
@@ -453,8 +489,13 @@ int proxy_worker_main(const struct proxy_worker_args *a)
      * every listener whose client CA has ocsp on. */
     for (size_t i = 0; i < w.n_ls; i++) {
         struct wlistener *l = &w.ls[i];
-        if (l->tls == NULL || l->cfg->tls.mode != CFG_TLS_MUTUAL ||
-            l->cfg->tls.client_ca->ocsp == CFG_CLIENT_OCSP_OFF)
+        bool wants = false;
+        for (size_t k = 0; k < l->n_sites; k++) {
+            const struct cfg_site *cs = &l->cfg->tls.sites[k];
+            wants =
+                wants || (cs->mode == CFG_TLS_MUTUAL && cs->client_ca->ocsp != CFG_CLIENT_OCSP_OFF);
+        }
+        if (!wants)
             continue;
         if (w.ocspc == NULL && (w.ocspc = ocspc_new(&w)) == NULL) {
             log_err("event=worker_start_failed error=\"out of memory\"");
@@ -472,7 +513,8 @@ int proxy_worker_main(const struct proxy_worker_args *a)
     w.accept_pause.data = &w;
     bool is_mutual = false;
     for (size_t i = 0; i < w.n_ls; i++)
-        is_mutual = is_mutual || (w.ls[i].tls != NULL && tls_server_trust(w.ls[i].tls) != NULL);
+        for (size_t k = 0; k < w.ls[i].n_sites; k++)
+            is_mutual = is_mutual || tls_server_trust(w.ls[i].tls, k) != NULL;
     ev_timer_init(&w.trust_tick, trust_tick_cb, 1., 1.);
     w.trust_tick.data = &w;
     if (is_mutual)

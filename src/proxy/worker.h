@@ -28,9 +28,16 @@ struct wlistener {
     struct tls_server *tls;         /* borrowed */
     struct shm_listener_stats *stats;
     ev_io accept_w;
+    struct wsite *sites; /* owned: one per site of the listener's tls (none for http) */
+    size_t n_sites;
+};
+
+/* A listener's site (struct cfg_site) as the worker watches it. */
+struct wsite {
     struct tls_trust_watch watch; /* mutual: the client CA's files */
     ev_tstamp next_trust_check;
     uint64_t stale_judged; /* tls_trust_serial whose CRL nextUpdate passing was judged */
+    ev_tstamp next_allow_check;
 };
 
 /* The worker process: one loop, its listeners and connections. */

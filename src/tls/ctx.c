@@ -32,15 +32,66 @@ struct tls_bucket {
     size_t n_key_types;
 };
 
-struct tls_server {
-    struct tls_bucket *buckets; /* owned array; buckets[0] is the default */
+/*
+ * What a handshake is judged under (struct cfg_site): the listener's own
+ * settings or one sni entry's, each with its own contexts, so that its
+ * certificates, client verification, session id context and trust travel
+ * together. Every context of a site points back at it (site_index).
+ */
+struct tls_site {
+    struct tls_server *server;
+    size_t index;
+    const struct cfg_site *cfg;
+    struct tls_bucket *buckets; /* owned array; buckets[0] is the site's default */
     size_t n_buckets;
-    bool strict_sni;
     /* How sessions live and are re-judged; policy.trust is the client
      * trust (one reference; NULL for one-way), replaced by
      * tls_server_set_trust. */
     struct tls_session_policy policy;
+    /* The allow-list: the owner site's inline rules and its allow file
+     * as last loaded (owner == this site when it has its own list). */
+    const struct tls_site *allow_owner; /* NULL: no allow-list */
+    struct cfg_allow allow_file;        /* owned; loaded from cfg->allow_file */
+    struct tls_file_sig allow_sig, allow_failed_sig;
+    bool has_allow_failed;
 };
+
+struct tls_server {
+    struct tls_site *sites; /* owned array; sites[0] is the listener's own */
+    size_t n_sites;
+    bool strict_sni;
+    const struct cfg_listener *l;
+};
+
+static int g_site_idx = -1;
+
+static int site_index(void)
+{
+    if (g_site_idx < 0)
+        g_site_idx = SSL_CTX_get_ex_new_index(0, "tollgate site", NULL, NULL, NULL);
+    return g_site_idx;
+}
+
+static const struct tls_site *site_of_ctx(SSL_CTX *ctx)
+{
+    return g_site_idx < 0 || ctx == NULL ? NULL : SSL_CTX_get_ex_data(ctx, g_site_idx);
+}
+
+size_t tls_site_of(SSL *ssl)
+{
+    const struct tls_site *site = site_of_ctx(SSL_get_SSL_CTX(ssl));
+    return site != NULL ? site->index : 0;
+}
+
+bool tls_site_allows(SSL_CTX *ctx, X509 *leaf)
+{
+    const struct tls_site *site = site_of_ctx(ctx);
+    const struct tls_site *o = site != NULL ? site->allow_owner : NULL;
+    if (o == NULL)
+        return true;
+    return leaf != NULL &&
+           (tls_allow_matches(&o->cfg->allow, leaf) || tls_allow_matches(&o->allow_file, leaf));
+}
 
 static int g_verdict_idx = -1;
 
@@ -160,7 +211,13 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
             X509_STORE_CTX_set_error(xs, lim);
         }
     }
-    /* The leaf comes last (depth 0) once the whole chain verified. */
+    /* The leaf comes last (depth 0) once the whole chain verified: then
+     * the allow-list, and OCSP only for a client it lets in. */
+    if (ok && v != NULL && v->first_error == X509_V_OK && X509_STORE_CTX_get_error_depth(xs) == 0 &&
+        !tls_site_allows(SSL_get_SSL_CTX(ssl), X509_STORE_CTX_get0_cert(xs))) {
+        ok = 0;
+        X509_STORE_CTX_set_error(xs, TLS_V_ERR_NOT_ALLOWED);
+    }
     const struct tls_session_policy *pol = tls_session_policy_of(SSL_get_SSL_CTX(ssl));
     if (ok && v != NULL && !v->is_ocsp_done && v->first_error == X509_V_OK &&
         X509_STORE_CTX_get_error_depth(xs) == 0 && pol != NULL &&
@@ -188,30 +245,116 @@ static bool bucket_matches(const struct tls_bucket *b, const char *name, bool wi
     return X509_check_ip_asc(b->leaf, name, 0) == 1;
 }
 
-/* RFC 6066 §3: pick the certificate set for the requested name; exact
- * names win over wildcards. */
-static int sni_cb(SSL *ssl, int *alert, void *arg)
+/* RFC 6066 §3: the certificate set of site for the requested name; exact
+ * names win over wildcards. NULL when none names it. */
+static const struct tls_bucket *bucket_for_name(const struct tls_site *site, const char *name)
 {
-    struct tls_server *s = arg;
-    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (name != NULL) {
-        for (int pass = 0; pass < 2; pass++) {
-            for (size_t i = 0; i < s->n_buckets; i++) {
-                if (bucket_matches(&s->buckets[i], name, pass == 1)) {
-                    if (i > 0)
-                        SSL_set_SSL_CTX(ssl, s->buckets[i].ctx);
-                    return SSL_TLSEXT_ERR_OK;
-                }
-            }
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < site->n_buckets; i++) {
+            if (bucket_matches(&site->buckets[i], name, pass == 1))
+                return &site->buckets[i];
         }
     }
-    if (!s->strict_sni)
-        return SSL_TLSEXT_ERR_OK;
+    return NULL;
+}
+
+/*
+ * The host_name of a ClientHello's server_name extension (RFC 6066 §3:
+ * a list of u8 type, u16 length, name), bounded: false when the extension
+ * is malformed, names no host, or the name is empty, longer than 255
+ * bytes or holds a NUL (OpenSSL refuses such a hello after this).
+ */
+static bool sni_from_hello(const unsigned char *p, size_t len, char *dst, size_t cap)
+{
+    if (len < 2 || (size_t)((p[0] << 8) | p[1]) != len - 2)
+        return false;
+    for (size_t o = 2; o + 3 <= len;) {
+        unsigned type = p[o];
+        size_t n = (size_t)((p[o + 1] << 8) | p[o + 2]);
+        o += 3;
+        if (n > len - o)
+            return false;
+        if (type == TLSEXT_NAMETYPE_host_name) {
+            if (n == 0 || n >= cap || n > 255 || memchr(p + o, '\0', n) != NULL)
+                return false;
+            memcpy(dst, p + o, n);
+            dst[n] = '\0';
+            return true;
+        }
+        o += n;
+    }
+    return false;
+}
+
+/* Moves ssl to ctx, a context of another site or certificate set: the
+ * certificate, the session id context, the store and CA names follow the
+ * context; the verification mode and parameters, which an SSL copies
+ * when it is made, are copied again. */
+static bool switch_ctx(SSL *ssl, SSL_CTX *ctx)
+{
+    if (SSL_set_SSL_CTX(ssl, ctx) != ctx)
+        return false;
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+    X509_VERIFY_PARAM *p = SSL_get0_param(ssl);
+    uint32_t saved = X509_VERIFY_PARAM_get_inh_flags(p);
+    X509_VERIFY_PARAM_set_inh_flags(p, X509_VP_FLAG_OVERWRITE | X509_VP_FLAG_RESET_FLAGS);
+    int ok = X509_VERIFY_PARAM_inherit(p, SSL_CTX_get0_param(ctx));
+    X509_VERIFY_PARAM_set_inh_flags(p, saved);
+    return ok == 1;
+}
+
+/*
+ * The first thing OpenSSL does with a ClientHello, before it looks at an
+ * offered session: pick the site by SNI (an sni entry naming it, else the
+ * listener's own), then its certificate set, and move the handshake to
+ * that context. A session is resumed only under the context it was made
+ * in (its id context names the site), and the client is verified under
+ * the site's settings. A second ClientHello (after a HelloRetryRequest)
+ * must name the same site.
+ */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    struct tls_server *s = arg;
     struct tls_verdict *v = tls_verdict_of(ssl);
-    if (v != NULL)
-        v->sni_fail = "unknown_sni";
-    *alert = SSL_AD_UNRECOGNIZED_NAME;
-    return SSL_TLSEXT_ERR_ALERT_FATAL;
+    const unsigned char *ext = NULL;
+    size_t ext_len = 0;
+    char name[256];
+    bool has_name = SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1 &&
+                    sni_from_hello(ext, ext_len, name, sizeof(name));
+    size_t site = has_name ? config_site_for_name(s->l, name, strlen(name)) : 0;
+    if (site >= s->n_sites)
+        site = 0;
+    const struct tls_site *st = &s->sites[site];
+    const struct tls_bucket *b = has_name ? bucket_for_name(st, name) : NULL;
+    if (b == NULL && site == 0 && s->strict_sni) {
+        if (v != NULL)
+            v->sni_fail = "unknown_sni";
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    if (v != NULL) {
+        if (v->site_chosen != 0 && v->site_chosen != site + 1) {
+            *alert = SSL_AD_ILLEGAL_PARAMETER;
+            return SSL_CLIENT_HELLO_ERROR;
+        }
+        v->site_chosen = site + 1;
+    }
+    SSL_CTX *want = (b != NULL ? b : &st->buckets[0])->ctx;
+    if (SSL_get_SSL_CTX(ssl) != want && !switch_ctx(ssl, want)) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* The name was judged by client_hello_cb; acknowledging it keeps it in
+ * the session (TLS 1.2 resumption reads it from there). */
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)ssl;
+    (void)alert;
+    (void)arg;
+    return SSL_TLSEXT_ERR_OK;
 }
 
 static int version_from_name(const char *s)
@@ -290,8 +433,6 @@ static bool apply_policy(SSL_CTX *ctx, const struct config *cfg, const struct cf
     return true;
 }
 
-/* A session may resume only on a listener with the same trust settings:
- * RFC 8446 §4.6.1 lets us refuse it, and the id context is how. */
 /* Feeds the bytes of a file to md; a file that cannot be read adds its name
  * only (loading has already refused such a config). */
 static void digest_file(EVP_MD_CTX *md, const char *path)
@@ -308,26 +449,32 @@ static void digest_file(EVP_MD_CTX *md, const char *path)
 }
 
 /*
- * The session id context binds a session (and a ticket, whose keys outlive
- * reloads) to the listener and to its client verification settings: mode,
- * depth and the CA bundle by content. Revocation is not in it: every
- * resumption is judged again under the current CRLs (session.c), so a new
- * CRL refuses the sessions of the clients it revokes, not everybody's.
+ * A session may resume only where it was made (RFC 8446 §4.6.1 lets us
+ * refuse it, and the id context is how): the session id context binds a
+ * session (and a ticket, whose keys outlive reloads) to the listener, to
+ * the site that judged it (its index and names) and to that site's client
+ * verification settings: mode, depth and the CA bundle by content.
+ * Revocation and allow-lists are not in it: every resumption is judged
+ * again under the current CRLs and list (session.c), so a change refuses
+ * the sessions of the clients it concerns, not everybody's.
  */
-static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l)
+static void set_session_context(SSL_CTX *ctx, const struct cfg_listener *l,
+                                const struct tls_site *site)
 {
-    const struct cfg_tls *t = &l->tls;
+    const struct cfg_site *t = site->cfg;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     char material[512];
-    int n = snprintf(material, sizeof(material), "%s|%d|%d|%u", l->name, (int)t->mode,
-                     (int)t->client_auth, t->verify_depth);
+    int n = snprintf(material, sizeof(material), "%s|%zu|%d|%d|%u", l->name, site->index,
+                     (int)t->mode, (int)t->client_auth, t->verify_depth);
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     if (m == NULL || !EVP_DigestInit_ex(m, EVP_sha256(), NULL)) {
         EVP_MD_CTX_free(m);
         EVP_Digest(material, (size_t)n, md, &md_len, EVP_sha256(), NULL);
     } else {
         EVP_DigestUpdate(m, material, (size_t)n);
+        for (size_t i = 0; i < t->n_names; i++)
+            EVP_DigestUpdate(m, t->names[i], strlen(t->names[i]) + 1);
         if (t->mode == CFG_TLS_MUTUAL && t->client_ca != NULL)
             digest_file(m, t->client_ca->ca);
         EVP_DigestFinal_ex(m, md, &md_len);
@@ -350,10 +497,8 @@ static bool use_trust(SSL_CTX *ctx, const struct tls_trust *trust)
     return true;
 }
 
-static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_listener *l,
-                              const struct tls_trust *trust)
+static bool setup_client_auth(SSL_CTX *ctx, const struct cfg_site *t, const struct tls_trust *trust)
 {
-    const struct cfg_tls *t = &l->tls;
     int mode = SSL_VERIFY_PEER;
     if (t->client_auth == CFG_CLIENT_AUTH_REQUIRED)
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -403,7 +548,7 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
-static SSL_CTX *new_ctx(struct tls_server *s, const struct config *cfg,
+static SSL_CTX *new_ctx(struct tls_site *site, const struct config *cfg,
                         const struct cfg_listener *l, const struct ticket_shm *tickets,
                         struct diag *d)
 {
@@ -427,11 +572,14 @@ static SSL_CTX *new_ctx(struct tls_server *s, const struct config *cfg,
     /* Stateless tickets only: a per-process cache could not be shared. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
-    if (tls_ticket_use(ctx, tickets) != TG_OK || tls_session_use(ctx, &s->policy) != TG_OK) {
+    if (SSL_CTX_set_ex_data(ctx, site_index(), site) != 1 ||
+        tls_ticket_use(ctx, tickets) != TG_OK || tls_session_use(ctx, &site->policy) != TG_OK) {
         SSL_CTX_free(ctx);
         return NULL;
     }
-    set_session_context(ctx, l);
+    set_session_context(ctx, l, site);
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, site->server);
+    SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     if (l->protocol == CFG_PROTO_HTTPS)
         SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)(uintptr_t)l->alpn);
     if (!apply_policy(ctx, cfg, l, d)) {
@@ -458,7 +606,7 @@ static bool same_names(X509 *a, X509 *b)
     return same;
 }
 
-static struct tls_bucket *bucket_for(struct tls_server *s, X509 *leaf, int key_type)
+static struct tls_bucket *bucket_for(struct tls_site *s, X509 *leaf, int key_type)
 {
     for (size_t i = 0; i < s->n_buckets; i++) {
         struct tls_bucket *b = &s->buckets[i];
@@ -471,7 +619,7 @@ static struct tls_bucket *bucket_for(struct tls_server *s, X509 *leaf, int key_t
     return NULL;
 }
 
-static bool add_certificate(struct tls_server *s, const struct config *cfg,
+static bool add_certificate(struct tls_site *s, const struct config *cfg,
                             const struct cfg_listener *l, const struct cfg_certificate *c,
                             const struct ticket_shm *tickets, const struct ocsp_shm *ocsp,
                             struct diag *d)
@@ -510,6 +658,60 @@ out:
     return ok;
 }
 
+/* Loads the allow file of a site that has its own list (a reload keeps
+ * the previous list when this fails). */
+static enum tg_status load_allow_file(struct tls_site *site, struct diag *d)
+{
+    const char *path = site->cfg->allow_file;
+    if (path == NULL || site->allow_owner != site)
+        return TG_OK;
+    struct cfg_allow fresh = {0};
+    struct tls_file_sig sig;
+    tls_file_sig_get(path, &sig);
+    if (config_allow_file_load(path, &fresh, d) != TG_OK)
+        return TG_E_CONFIG;
+    config_allow_fini(&site->allow_file);
+    site->allow_file = fresh;
+    site->allow_sig = sig;
+    site->has_allow_failed = false;
+    return TG_OK;
+}
+
+static bool build_site(struct tls_server *s, size_t i, const struct config *cfg,
+                       const struct ticket_shm *tickets, const struct ocsp_shm *ocsp,
+                       struct diag *d)
+{
+    const struct cfg_listener *l = s->l;
+    struct tls_site *site = &s->sites[i];
+    const struct cfg_site *t = &l->tls.sites[i];
+    site->server = s;
+    site->index = i;
+    site->cfg = t;
+    site->policy.lifetime_s = l->tls.session_lifetime_ms / 1000;
+    if (t->allow_site != NULL)
+        site->allow_owner = &s->sites[(size_t)(t->allow_site - l->tls.sites)];
+    if (load_allow_file(site, d) != TG_OK)
+        return false;
+    site->buckets = calloc(t->n_certificates ? t->n_certificates : 1, sizeof(*site->buckets));
+    if (site->buckets == NULL)
+        return false;
+    for (size_t k = 0; k < t->n_certificates; k++)
+        if (!add_certificate(site, cfg, l, t->certificates[k], tickets, ocsp, d))
+            return false;
+    if (site->n_buckets == 0)
+        return false;
+    if (t->mode != CFG_TLS_MUTUAL)
+        return true;
+    site->policy.ocsp_mode = t->client_ca->ocsp;
+    site->policy.ocsp_responder = t->client_ca->ocsp_responder;
+    if (tls_trust_load(cfg, t->client_ca, &site->policy.trust, d) != TG_OK)
+        return false;
+    for (size_t k = 0; k < site->n_buckets; k++)
+        if (!setup_client_auth(site->buckets[k].ctx, t, site->policy.trust))
+            return false;
+    return true;
+}
+
 enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
                               const struct ticket_shm *tickets, const struct ocsp_shm *ocsp,
                               struct tls_server **out, struct diag *d)
@@ -519,31 +721,20 @@ enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listene
     struct tls_server *s = calloc(1, sizeof(*s));
     *out = NULL;
     verdict_index();
+    site_index();
     if (s == NULL)
         return TG_E_NOMEM;
+    s->l = l;
     s->strict_sni = t->strict_sni;
-    s->policy.lifetime_s = t->session_lifetime_ms / 1000;
-    s->buckets = calloc(t->n_certificates ? t->n_certificates : 1, sizeof(*s->buckets));
-    if (s->buckets == NULL) {
-        st = TG_E_NOMEM;
+    s->sites = calloc(t->n_sites ? t->n_sites : 1, sizeof(*s->sites));
+    if (s->sites == NULL || t->n_sites == 0) {
+        st = s->sites == NULL ? TG_E_NOMEM : TG_E_CONFIG;
         goto out;
     }
-    for (size_t i = 0; i < t->n_certificates; i++)
-        if (!add_certificate(s, cfg, l, t->certificates[i], tickets, ocsp, d))
+    s->n_sites = t->n_sites;
+    for (size_t i = 0; i < s->n_sites; i++)
+        if (!build_site(s, i, cfg, tickets, ocsp, d))
             goto out;
-    if (s->n_buckets == 0)
-        goto out;
-    if (t->mode == CFG_TLS_MUTUAL) {
-        s->policy.ocsp_mode = t->client_ca->ocsp;
-        s->policy.ocsp_responder = t->client_ca->ocsp_responder;
-        if (tls_trust_load(cfg, t->client_ca, &s->policy.trust, d) != TG_OK)
-            goto out;
-        for (size_t i = 0; i < s->n_buckets; i++)
-            if (!setup_client_auth(s->buckets[i].ctx, l, s->policy.trust))
-                goto out;
-    }
-    SSL_CTX_set_tlsext_servername_callback(s->buckets[0].ctx, sni_cb);
-    SSL_CTX_set_tlsext_servername_arg(s->buckets[0].ctx, s);
     *out = s;
     s = NULL;
     st = TG_OK;
@@ -552,63 +743,118 @@ out:
     return st;
 }
 
-struct tls_trust *tls_server_trust(const struct tls_server *s)
+size_t tls_server_n_sites(const struct tls_server *s)
 {
-    return s->policy.trust;
+    return s->n_sites;
 }
 
-enum tg_status tls_server_set_trust(struct tls_server *s, struct tls_trust *trust)
+struct tls_trust *tls_server_trust(const struct tls_server *s, size_t site)
 {
-    if (s->policy.trust == NULL || trust == NULL)
+    return site < s->n_sites ? s->sites[site].policy.trust : NULL;
+}
+
+enum tg_status tls_server_set_trust(struct tls_server *s, size_t site, struct tls_trust *trust)
+{
+    struct tls_site *st = site < s->n_sites ? &s->sites[site] : NULL;
+    if (st == NULL || st->policy.trust == NULL || trust == NULL)
         return TG_E_INTERNAL;
     /* Every context or none: the CA lists are made first. */
-    STACK_OF(X509_NAME) **lists = calloc(s->n_buckets, sizeof(*lists));
+    STACK_OF(X509_NAME) **lists = calloc(st->n_buckets, sizeof(*lists));
     bool ok = lists != NULL;
-    for (size_t i = 0; ok && i < s->n_buckets; i++)
+    for (size_t i = 0; ok && i < st->n_buckets; i++)
         ok = (lists[i] = SSL_dup_CA_list(tls_trust_names(trust))) != NULL;
     if (!ok) {
-        for (size_t i = 0; lists != NULL && i < s->n_buckets; i++)
+        for (size_t i = 0; lists != NULL && i < st->n_buckets; i++)
             sk_X509_NAME_pop_free(lists[i], X509_NAME_free);
         free(lists);
         return TG_E_NOMEM;
     }
-    for (size_t i = 0; i < s->n_buckets; i++) {
-        SSL_CTX_set1_cert_store(s->buckets[i].ctx, tls_trust_store(trust));
-        SSL_CTX_set_client_CA_list(s->buckets[i].ctx, lists[i]);
+    for (size_t i = 0; i < st->n_buckets; i++) {
+        SSL_CTX_set1_cert_store(st->buckets[i].ctx, tls_trust_store(trust));
+        SSL_CTX_set_client_CA_list(st->buckets[i].ctx, lists[i]);
     }
     free(lists);
-    tls_trust_unref(s->policy.trust);
-    s->policy.trust = tls_trust_ref(trust);
+    tls_trust_unref(st->policy.trust);
+    st->policy.trust = tls_trust_ref(trust);
     return TG_OK;
+}
+
+enum tg_status tls_server_allow_poll(struct tls_server *s, size_t site, char *err, size_t err_len)
+{
+    struct tls_site *st = site < s->n_sites ? &s->sites[site] : NULL;
+    err[0] = '\0';
+    if (st == NULL || st->allow_owner != st || st->cfg->allow_file == NULL)
+        return TG_E_AGAIN;
+    struct tls_file_sig now;
+    tls_file_sig_get(st->cfg->allow_file, &now);
+    if (memcmp(&now, &st->allow_sig, sizeof(now)) == 0 ||
+        (st->has_allow_failed && memcmp(&now, &st->allow_failed_sig, sizeof(now)) == 0))
+        return TG_E_AGAIN;
+    struct diag d;
+    diag_init(&d);
+    enum tg_status r = load_allow_file(st, &d);
+    if (r != TG_OK) {
+        st->has_allow_failed = true;
+        st->allow_failed_sig = now;
+        for (size_t i = 0; i < d.n; i++) {
+            if (d.v[i].level == DIAG_ERROR) {
+                diag_format(&d, i, err, err_len);
+                break;
+            }
+        }
+    }
+    diag_fini(&d);
+    return r;
+}
+
+bool tls_server_allow_owner(const struct tls_server *s, size_t site, size_t *owner)
+{
+    const struct tls_site *st = site < s->n_sites ? &s->sites[site] : NULL;
+    if (st == NULL || st->allow_owner == NULL)
+        return false;
+    *owner = st->allow_owner->index;
+    return true;
 }
 
 void tls_server_free(struct tls_server *s)
 {
     if (s == NULL)
         return;
-    for (size_t i = 0; i < s->n_buckets; i++) {
-        SSL_CTX_free(s->buckets[i].ctx);
-        X509_free(s->buckets[i].leaf);
+    for (size_t k = 0; s->sites != NULL && k < s->n_sites; k++) {
+        struct tls_site *site = &s->sites[k];
+        for (size_t i = 0; i < site->n_buckets; i++) {
+            SSL_CTX_free(site->buckets[i].ctx);
+            X509_free(site->buckets[i].leaf);
+        }
+        free(site->buckets);
+        tls_trust_unref(site->policy.trust);
+        config_allow_fini(&site->allow_file);
     }
-    free(s->buckets);
-    tls_trust_unref(s->policy.trust);
+    free(s->sites);
     free(s);
 }
 
 void tls_server_set_ocsp_cache(struct tls_server *s, struct tls_ocsp_cache *cache)
 {
-    s->policy.ocsp_cache = s->policy.ocsp_mode != CFG_CLIENT_OCSP_OFF ? cache : NULL;
+    for (size_t i = 0; i < s->n_sites; i++) {
+        struct tls_session_policy *p = &s->sites[i].policy;
+        p->ocsp_cache = p->ocsp_mode != CFG_CLIENT_OCSP_OFF ? cache : NULL;
+    }
 }
 
 SSL *tls_server_ssl_new(struct tls_server *s, int fd)
 {
-    SSL *ssl = SSL_new(s->buckets[0].ctx);
+    SSL *ssl = SSL_new(s->sites[0].buckets[0].ctx);
     if (ssl == NULL)
         return NULL;
     /* The handshake as an async job, so that the verify callback can
      * pause it for an OCSP lookup (ocsp_judge); cleared once it is done. */
-    if (s->policy.ocsp_cache != NULL)
-        SSL_set_mode(ssl, SSL_MODE_ASYNC);
+    for (size_t i = 0; i < s->n_sites; i++) {
+        if (s->sites[i].policy.ocsp_cache != NULL) {
+            SSL_set_mode(ssl, SSL_MODE_ASYNC);
+            break;
+        }
+    }
     if (SSL_set_fd(ssl, fd) != 1) {
         SSL_free(ssl);
         return NULL;

@@ -346,9 +346,18 @@ static long remaining(const struct tls_session_policy *p, const struct tls_facts
 /* OpenSSL calls this for every ticket it is about to make (full handshakes
  * and renewals alike): a new session gets its facts, a resumed one keeps
  * those of its first handshake. */
+/* The policy of the context ssl is on now: OpenSSL passes the callbacks
+ * the argument of the context the SSL was made from, which is not the
+ * one of the site its ClientHello moved it to. */
+static const struct tls_session_policy *policy_now(SSL *ssl, void *arg)
+{
+    const struct tls_session_policy *p = tls_session_policy_of(SSL_get_SSL_CTX(ssl));
+    return p != NULL ? p : arg;
+}
+
 static int gen_cb(SSL *ssl, void *arg)
 {
-    struct tls_session_policy *p = arg;
+    const struct tls_session_policy *p = policy_now(ssl, arg);
     SSL_SESSION *sess = SSL_get_session(ssl);
     int64_t now = (int64_t)time(NULL);
     struct tls_facts f;
@@ -368,8 +377,8 @@ static int gen_cb(SSL *ssl, void *arg)
 }
 
 /* Judges an offered session: NULL to resume it, else why not. */
-static const char *judge(const struct tls_session_policy *p, SSL_SESSION *sess, int64_t now,
-                         int64_t *not_after)
+static const char *judge(SSL *ssl, const struct tls_session_policy *p, SSL_SESSION *sess,
+                         int64_t now, int64_t *not_after)
 {
     struct tls_facts f;
     if (!session_facts(sess, &f) || now >= f.first_time + (int64_t)p->lifetime_s ||
@@ -385,6 +394,9 @@ static const char *judge(const struct tls_session_policy *p, SSL_SESSION *sess, 
     const char *why = tls_trust_recheck(p->trust, &f, now);
     if (why != NULL)
         return why;
+    /* The allow-list as it is now: the session's leaf is in it. */
+    if (!tls_site_allows(SSL_get_SSL_CTX(ssl), SSL_SESSION_get0_peer(sess)))
+        return "not_allowed";
     /* OCSP: what this worker last heard of the leaf (certs[0]). Only a
      * revocation refuses: a miss (or a failure) does not hold up a
      * resumption, whose certificate was judged at its full handshake. */
@@ -400,7 +412,7 @@ static SSL_TICKET_RETURN dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char
 {
     (void)keyname;
     (void)keyname_len;
-    const struct tls_session_policy *p = arg;
+    const struct tls_session_policy *p = policy_now(ssl, arg);
     switch (status) {
     case SSL_TICKET_SUCCESS:
     case SSL_TICKET_SUCCESS_RENEW:
@@ -417,7 +429,7 @@ static SSL_TICKET_RETURN dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char
     if (v != NULL && v->resume_refused != NULL)
         return SSL_TICKET_RETURN_IGNORE_RENEW;
     int64_t not_after = 0;
-    const char *why = judge(p, sess, (int64_t)time(NULL), &not_after);
+    const char *why = judge(ssl, p, sess, (int64_t)time(NULL), &not_after);
     if (why != NULL) {
         if (v != NULL)
             v->resume_refused = why;

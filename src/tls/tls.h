@@ -299,12 +299,15 @@ TG_MUST_USE enum tg_status tls_ticket_use(SSL_CTX *ctx, const struct ticket_shm 
 struct tls_server;
 
 /*
- * Builds the server side of one listener: one SSL_CTX per certificate set
- * (SNI picks among them by SAN), the policy, client verification for mutual
- * mode, the shared session-ticket keys, a session id context bound to
- * the listener's trust configuration, and OCSP stapling from ocsp (one slot
- * per cfg->certificates entry; NULL: none). Errors go to d. The returned
- * object is owned by the caller (tls_server_free).
+ * Builds the server side of one listener: for each of its sites (the
+ * listener's own settings and its sni entries; the ClientHello's SNI
+ * picks one before anything else is decided) one SSL_CTX per certificate
+ * set (SNI picks among them by SAN), the policy, client verification for
+ * a mutual site with its allow-list, the shared session-ticket keys, a
+ * session id context bound to the site and its trust configuration, and
+ * OCSP stapling from ocsp (one slot per cfg->certificates entry; NULL:
+ * none). Errors go to d. The returned object is owned by the caller
+ * (tls_server_free).
  */
 TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct cfg_listener *l,
                                           const struct ticket_shm *tickets,
@@ -312,14 +315,40 @@ TG_MUST_USE enum tg_status tls_server_new(const struct config *cfg, const struct
                                           struct diag *d);
 void tls_server_free(struct tls_server *s);
 
-/* The listener's client trust (NULL for one-way). */
-struct tls_trust *tls_server_trust(const struct tls_server *s);
+/* The sites of the listener (struct cfg_site): 1 + its sni entries. */
+size_t tls_server_n_sites(const struct tls_server *s);
 
-/* Verifies new handshakes of a mutual listener under trust (a reference is
+/* A site's client trust (NULL for one-way or out of range). */
+struct tls_trust *tls_server_trust(const struct tls_server *s, size_t site);
+
+/* Verifies new handshakes of a mutual site under trust (a reference is
  * taken) and judges resumptions under it; the old trust is released once
  * nothing uses it. Connections already established are the caller's to
  * judge again (tls_facts_of, tls_trust_recheck). */
-TG_MUST_USE enum tg_status tls_server_set_trust(struct tls_server *s, struct tls_trust *trust);
+TG_MUST_USE enum tg_status tls_server_set_trust(struct tls_server *s, size_t site,
+                                                struct tls_trust *trust);
+
+/*
+ * Looks at the allow file of a site that has its own (stat only, unless
+ * it changed since it was loaded): TG_E_AGAIN when nothing changed (or the
+ * change was already refused); TG_OK when the new list is in use; else
+ * the failed load's status, with its first error in err (once per change;
+ * the previous list stays).
+ */
+TG_MUST_USE enum tg_status tls_server_allow_poll(struct tls_server *s, size_t site, char *err,
+                                                 size_t err_len);
+
+/* The site whose allow-list judges site's clients (itself or the
+ * listener's own): false when it has none. */
+bool tls_server_allow_owner(const struct tls_server *s, size_t site, size_t *owner);
+
+/* The site an SSL of a tls_server was judged under (the SNI of its
+ * ClientHello picked it); 0 for the listener's own. */
+size_t tls_site_of(SSL *ssl);
+
+/* Whether the allow-list of the site of ctx (a context of a tls_server)
+ * lets leaf in: true when the site has none. */
+bool tls_site_allows(SSL_CTX *ctx, X509 *leaf);
 
 /* Makes the listener's verify callback and resumption judge consult cache
  * (borrowed; it must outlive s's handshakes) when its client CA has ocsp
@@ -368,6 +397,7 @@ struct tls_verdict {
     /* A reference on the trust whose store the suspended verification
      * uses, so that a trust swapped meanwhile outlives it. */
     struct tls_trust *ocsp_trust;
+    size_t site_chosen; /* 1 + the site the first ClientHello picked; 0 before */
 };
 
 /* The verdict tls_verdict_attach put on ssl, or NULL. */

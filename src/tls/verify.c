@@ -59,6 +59,8 @@ const char *tls_reason_from_verify(int e)
         return "name_too_long";
     case TLS_V_ERR_OCSP_UNAVAILABLE:
         return "ocsp_unavailable";
+    case TLS_V_ERR_NOT_ALLOWED:
+        return "not_allowed";
     default:
         return "tls_error";
     }

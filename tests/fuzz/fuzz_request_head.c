@@ -279,7 +279,7 @@ static void check_route(const struct http_head *hd)
     size_t host_len = hd->host >= 0 ? hd->h[hd->host].value.len : 0;
     const char *target = http_span_ptr(hd, hd->target);
     size_t plen = target_path_len(target, hd->target.len);
-    const struct cfg_rule *r = route_match(l, host, host_len, target, plen);
+    const struct cfg_rule *r = route_match(l, host, host_len, target, plen, NULL);
     /* Rules match on the normalized path. */
     static char norm[HTTP_MAX_TARGET_BYTES];
     size_t n = route_normalize_path(target, plen, norm, sizeof(norm));

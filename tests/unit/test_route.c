@@ -22,7 +22,7 @@ static int pick(struct cfg_rule *rules, size_t n, const char *host, const char *
     l.rules = rules;
     l.n_rules = n;
     const struct cfg_rule *r =
-        route_match(&l, host, host ? strlen(host) : 0, target, target ? strlen(target) : 0);
+        route_match(&l, host, host ? strlen(host) : 0, target, target ? strlen(target) : 0, NULL);
     return r == NULL ? -1 : (int)(r - rules);
 }
 
