@@ -12,8 +12,8 @@
 #include "master/master.h"
 #include "pki/pki.h"
 
-static const char *const commands[] = {"run",  "check", "demo",    "pki",
-                                       "cert", "probe", "version", "help"};
+static const char *const commands[] = {"run",   "check", "demo",    "pki", "cert",
+                                       "probe", "trust", "version", "help"};
 
 static void usage(FILE *out)
 {
@@ -29,6 +29,8 @@ static void usage(FILE *out)
           "  pki revoke  add a certificate of that PKI to its CA's CRL (clients.crl)\n"
           "  cert        inspect, verify, match and convert certificates and keys\n"
           "  probe       connect as a TLS client and say why a handshake is refused\n"
+          "  trust diff  replay the client certificates accepted lately against a\n"
+          "              proposed CA bundle, CRL or allow file: who would be refused\n"
           "  version     print the version of tollgate and of its OpenSSL\n"
           "\"tollgate COMMAND --help\" (or \"tollgate help COMMAND\") describes one.\n"
           "\n"
@@ -278,6 +280,8 @@ static int dispatch(int argc, char **argv)
         return pki_cmd_cert(argc, argv);
     if (strcmp(cmd, "probe") == 0)
         return pki_cmd_probe(argc, argv);
+    if (strcmp(cmd, "trust") == 0)
+        return pki_cmd_trust(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version(argc, argv);
     static const char *const opts[] = {"--help", "--version"};

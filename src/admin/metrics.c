@@ -180,6 +180,15 @@ static void listener_histogram(struct admin_out *o, const char *name, const char
     admin_out_fini(&lab);
 }
 
+/* Whether a site of l has client_ca_next. */
+static bool has_next(const struct cfg_listener *l)
+{
+    for (size_t i = 0; l->has_tls && i < l->tls.n_sites; i++)
+        if (l->tls.sites[i].client_ca_next != NULL)
+            return true;
+    return false;
+}
+
 /* A per-reason counter array (at offset off in the listener stats) of
  * the re-judging reasons, for every mutual listener. */
 static void recheck_counters(struct admin_out *o, const struct admin_lsum *v, size_t n,
@@ -325,6 +334,18 @@ static void listener_metrics(struct admin_out *o, struct admin_lsum *v, size_t n
            "valid (on_revoke, on_expiry), by reason.");
     recheck_counters(o, v, n, "tollgate_connections_cut_total",
                      offsetof(struct shm_listener_stats, conns_cut));
+    family(o, "tollgate_trust_next_refusals_total", "counter",
+           "Accepted handshakes that the listener's client_ca_next (report-only) would have "
+           "refused, by reason.");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].cfg == NULL || !has_next(v[i].cfg))
+            continue;
+        for (size_t r = 0; r < SHM_REASON_COUNT; r++) {
+            sample_start(o, "tollgate_trust_next_refusals_total", v[i].name);
+            admin_out_printf(o, ",reason=\"%s\"", shm_reason_name(r));
+            sample_u64(o, shm_get(&v[i].s.next_refused[r]));
+        }
+    }
     family(o, "tollgate_tls_handshake_duration_seconds", "histogram",
            "Time from accept to a completed TLS handshake.");
     for (size_t i = 0; i < n; i++) {

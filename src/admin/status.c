@@ -167,7 +167,7 @@ static json_t *recent_refusals_json(const struct admin_gen *gens, size_t n_gens)
         const struct config *cfg = gens[g].cfg;
         for (size_t i = 0; i < cfg->n_listeners && i < gens[g].stats->n_listeners; i++) {
             struct shm_refusal got[SHM_REFUSALS];
-            size_t k = shm_read_refusals(&gens[g].stats->listeners[i], got, SHM_REFUSALS);
+            size_t k = shm_read_refusals(&gens[g].stats->listeners[i].refusals, got, SHM_REFUSALS);
             for (size_t j = 0; j < k && n < cap; j++) {
                 v[n].r = got[j];
                 v[n++].listener = cfg->listeners[i].name;
@@ -179,6 +179,74 @@ static json_t *recent_refusals_json(const struct admin_gen *gens, size_t n_gens)
         json_array_append_new(arr, admin_refusal_json(&v[i].r, v[i].listener));
     free(v);
     return arr;
+}
+
+static const char *site_mode_name(const struct cfg_site *s)
+{
+    if (s->mode == CFG_TLS_ONE_WAY)
+        return "one-way";
+    return s->client_auth == CFG_CLIENT_AUTH_OPTIONAL ? "mutual-optional" : "mutual";
+}
+
+/* The sni entries of a listener: names, mode, client CA, allow-list. */
+static json_t *sites_json(const struct cfg_listener *l)
+{
+    json_t *arr = json_array();
+    for (size_t i = 1; arr != NULL && i < l->tls.n_sites; i++) {
+        const struct cfg_site *s = &l->tls.sites[i];
+        json_t *names = json_array();
+        for (size_t k = 0; k < s->n_names; k++)
+            json_array_append_new(names, json_string(s->names[k]));
+        json_t *j = json_pack("{s:o,s:s,s:b}", "names", names, "tls_mode", site_mode_name(s),
+                              "allow_list", s->allow_site != NULL);
+        if (j != NULL && s->client_ca != NULL)
+            json_object_set_new(j, "client_ca", json_string(s->client_ca->name));
+        if (j != NULL && s->client_ca_next != NULL)
+            json_object_set_new(j, "client_ca_next", json_string(s->client_ca_next->name));
+        json_array_append_new(arr, j);
+    }
+    return arr;
+}
+
+/* client_ca_next (report-only): what it would have refused of the clients
+ * accepted, by reason, and the last of them, over every generation. */
+static void trust_next_json(json_t *jl, const struct admin_gen *gens, size_t n_gens,
+                            const struct cfg_listener *l)
+{
+    const struct cfg_client_ca *next = NULL;
+    for (size_t i = 0; i < l->tls.n_sites && next == NULL; i++)
+        next = l->tls.sites[i].client_ca_next;
+    if (next == NULL)
+        return;
+    json_t *by = json_object(), *recent = json_array();
+    struct named_refusal v[SHM_REFUSALS * 4]; /* the newest generations fill it first */
+    size_t n = 0;
+    uint64_t counts[SHM_REASON_COUNT] = {0};
+    for (size_t g = 0; g < n_gens; g++) {
+        for (size_t j = 0; j < gens[g].cfg->n_listeners && j < gens[g].stats->n_listeners; j++) {
+            if (strcmp(gens[g].cfg->listeners[j].name, l->name) != 0)
+                continue;
+            const struct shm_listener_stats *st = &gens[g].stats->listeners[j];
+            for (size_t r = 0; r < SHM_REASON_COUNT; r++)
+                counts[r] += shm_get(&st->next_refused[r]);
+            struct shm_refusal got[SHM_REFUSALS];
+            size_t k = shm_read_refusals(&st->next_refusals, got, SHM_REFUSALS);
+            for (size_t m = 0; m < k && n < TG_ARRAY_LEN(v); m++) {
+                v[n].r = got[m];
+                v[n++].listener = l->name;
+            }
+        }
+    }
+    for (size_t r = 0; by != NULL && r < SHM_REASON_COUNT; r++)
+        if (counts[r] > 0)
+            json_object_set_new(by, shm_reason_name(r), json_integer((json_int_t)counts[r]));
+    qsort(v, n, sizeof(*v), newest_first);
+    for (size_t i = 0; recent != NULL && i < n && i < SHM_REFUSALS; i++)
+        json_array_append_new(recent, admin_refusal_json(&v[i].r, v[i].listener));
+    json_object_set_new(jl, "trust_next",
+                        json_pack("{s:s,s:o,s:o}", "client_ca_next", next->name, "refusals",
+                                  by ? by : json_object(), "recent",
+                                  recent ? recent : json_array()));
 }
 
 static json_t *unix_or_null(int64_t t)
@@ -296,6 +364,10 @@ json_t *admin_status_json(struct admin *a)
             if (l->tls.client_ca_name != NULL)
                 json_object_set_new(jl, "client_ca", json_string(l->tls.client_ca_name));
         }
+        if (jl != NULL && l->has_tls && l->tls.n_sites > 1)
+            json_object_set_new(jl, "sites", sites_json(l));
+        if (jl != NULL && l->has_tls)
+            trust_next_json(jl, gens, n_gens, l);
         if (jl != NULL && l->protocol == CFG_PROTO_HTTPS)
             json_object_set_new(jl, "http2", h2_json(gens, n_gens, l));
         if (jl != NULL && l->has_tls) {

@@ -569,10 +569,30 @@ static void check_listener(struct cfg_ctx *c, size_t idx)
     }
 }
 
+/* state_dir: a directory (tollgate makes what it keeps below it, never
+ * the directory itself; under systemd, StateDirectory= makes it). */
+static void check_state_dir(struct cfg_ctx *c)
+{
+    struct config *cfg = c->cfg;
+    struct stat st;
+    if (cfg->state_dir == NULL)
+        return;
+    if (stat(cfg->state_dir, &st) != 0 && errno == ENOENT)
+        cfg_warn_at(c, &cfg->state_dir,
+                    "\"%s\" does not exist: nothing is kept there (no trust history) until it "
+                    "does",
+                    cfg->state_dir);
+    else if (stat(cfg->state_dir, &st) != 0)
+        cfg_error_at(c, &cfg->state_dir, "cannot use \"%s\": %s", cfg->state_dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        cfg_error_at(c, &cfg->state_dir, "\"%s\" is not a directory", cfg->state_dir);
+}
+
 void cfg_check(struct cfg_ctx *c)
 {
     struct config *cfg = c->cfg;
     check_globals(c);
+    check_state_dir(c);
     for (size_t i = 0; i < cfg->n_target_groups; i++)
         check_group(c, &cfg->target_groups[i]);
     for (size_t i = 0; i < cfg->n_listeners; i++)

@@ -27,6 +27,28 @@ static void fill_own(struct cfg_ctx *c, struct cfg_tls *t)
         cfg_error_at(c, field,
                      "an allow-list judges client certificates: only used with mode: mutual");
     }
+    if (s->client_ca_next_name == NULL)
+        return;
+    if (t->mode != CFG_TLS_MUTUAL) {
+        if (!cfg_was_bad(c, &t->mode))
+            cfg_error_at(c, &s->client_ca_next_name,
+                         "only used with mode: mutual (it tries a client CA that will replace "
+                         "client_ca)");
+        return;
+    }
+    s->client_ca_next = cfg_ref_client_ca(c, &s->client_ca_next_name);
+}
+
+/* client_ca_next of a mutual entry: its own, or the listener's when the
+ * entry also takes the listener's client_ca. */
+static void fill_next(struct cfg_ctx *c, struct cfg_tls *t, struct cfg_site *s)
+{
+    if (s->client_ca_next_name != NULL) {
+        s->client_ca_next = cfg_ref_client_ca(c, &s->client_ca_next_name);
+        return;
+    }
+    if (s->client_ca_name == NULL && !cfg_was_set(c, &s->client_ca_name))
+        s->client_ca_next = t->sites[0].client_ca_next;
 }
 
 static void resolve_certificates(struct cfg_ctx *c, struct cfg_site *s)
@@ -62,8 +84,8 @@ static void fill_entry(struct cfg_ctx *c, struct cfg_tls *t, struct cfg_site *s)
     if (cfg_was_bad(c, &s->mode))
         return;
     if (s->mode != CFG_TLS_MUTUAL) {
-        const void *fields[] = {&s->client_ca_name, &s->client_auth, &s->verify_depth, &s->allow,
-                                &s->allow_file};
+        const void *fields[] = {&s->client_ca_name, &s->client_auth, &s->verify_depth,
+                                &s->allow,          &s->allow_file,  &s->client_ca_next_name};
         for (size_t i = 0; i < TG_ARRAY_LEN(fields); i++) {
             if (cfg_was_set(c, fields[i]))
                 cfg_error_at(c, fields[i], "only used with mode: mutual (this entry is one-way)");
@@ -80,6 +102,7 @@ static void fill_entry(struct cfg_ctx *c, struct cfg_tls *t, struct cfg_site *s)
                      "a mutual entry needs client_ca (here or on the listener): the CA that "
                      "signs its clients' certificates, from client_cas");
     s->allow_site = has_allow ? s : t->sites[0].allow_site;
+    fill_next(c, t, s);
 }
 
 /* "listeners[0].tls.sni[1]" of the entry s, for messages. */

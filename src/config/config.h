@@ -268,8 +268,12 @@ struct cfg_site {
     size_t n_certificates;
     char *client_ca_name;            /* owned; NULL when taken from the listener */
     struct cfg_client_ca *client_ca; /* resolved; NULL for one-way */
-    struct cfg_allow allow;          /* owned: as written here */
-    char *allow_file;                /* owned path, or NULL */
+    /* Report-only: the trust that will replace client_ca, judged on every
+     * accepted handshake and reported, never enforced. */
+    char *client_ca_next_name;            /* owned; NULL when taken from the listener */
+    struct cfg_client_ca *client_ca_next; /* resolved; NULL when none */
+    struct cfg_allow allow;               /* owned: as written here */
+    char *allow_file;                     /* owned path, or NULL */
     /* Resolved: the site whose allow and allow_file judge this one's
      * clients (itself, or the listener's own when an entry sets
      * neither); NULL when there is no allow-list. */
@@ -346,6 +350,8 @@ struct cfg_listener {
     struct cfg_pos pos, listen_pos;
 };
 
+#define CFG_TRUST_HISTORY_DEFAULT_MS (UINT64_C(7) * 24 * 3600 * 1000)
+
 struct config {
     char *path;         /* the file it was read from, as given */
     unsigned workers;   /* 0 = auto (one per core); else 1..256 */
@@ -372,6 +378,13 @@ struct config {
     uint64_t ticket_key_rotation_ms;
     char *ticket_keys_file;
     struct ticket_set *ticket_keys;
+
+    /* Where tollgate keeps what outlives a process (the trust history);
+     * NULL: nothing is kept. */
+    char *state_dir;
+    /* How far back the record of accepted client certificates reaches
+     * (trust diff); default CFG_TRUST_HISTORY_DEFAULT_MS, 0 = none. */
+    uint64_t trust_history_ms;
 
     struct cfg_certificate *certificates; /* owned arrays */
     size_t n_certificates;

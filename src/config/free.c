@@ -18,6 +18,7 @@ static void site_fini(struct cfg_site *s)
         free(s->certificates);
     }
     free(s->client_ca_name);
+    free(s->client_ca_next_name);
     config_allow_fini(&s->allow);
     free(s->allow_file);
     memset(s, 0, sizeof(*s));
@@ -127,6 +128,7 @@ void config_free(struct config *cfg)
     free(cfg->access_log);
     free(cfg->user);
     free(cfg->ticket_keys_file);
+    free(cfg->state_dir);
     if (cfg->ticket_keys != NULL)
         ticket_set_wipe(cfg->ticket_keys);
     free(cfg->ticket_keys);

@@ -312,6 +312,23 @@ static void parse_ticket_rotation(struct cfg_ctx *c, const struct cfg_val *kv)
     }
 }
 
+/* How far back the record of accepted client certificates reaches: 0
+ * keeps none; at most 90 days. */
+static void parse_trust_history(struct cfg_ctx *c, const struct cfg_val *kv)
+{
+    enum { MIN_MS = 3600 * 1000 };
+    const uint64_t max_ms = UINT64_C(90) * 24 * 3600 * 1000;
+    uint64_t *ms = &c->cfg->trust_history_ms;
+    if (!cfg_get_duration(c, kv, ms))
+        return;
+    if (*ms != 0 && (*ms < MIN_MS || *ms > max_ms)) {
+        cfg_error_at(c, ms,
+                     "must be 0 (keep no record) or between 1h and 2160h (how far back tollgate "
+                     "remembers the client certificates it accepted)");
+        *ms = CFG_TRUST_HISTORY_DEFAULT_MS;
+    }
+}
+
 static void parse_root(struct cfg_ctx *c, const struct ynode *root)
 {
     static const char *const keys[] = {"workers",
@@ -326,7 +343,9 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
                                        "max_connections",
                                        "max_draining_generations",
                                        "ticket_key_rotation",
-                                       "ticket_keys_file"};
+                                       "ticket_keys_file",
+                                       "state_dir",
+                                       "trust_history"};
     struct config *cfg = c->cfg;
     struct cfg_val rv, kv;
     cfg_val_root(&rv, root);
@@ -381,6 +400,12 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
             break;
         case 12:
             (void)cfg_get_path(c, &kv, &cfg->ticket_keys_file);
+            break;
+        case 13:
+            (void)cfg_get_path(c, &kv, &cfg->state_dir);
+            break;
+        case 14:
+            parse_trust_history(c, &kv);
             break;
         default:
             break;
@@ -454,6 +479,7 @@ enum tg_status config_load_buffer(const char *name, const char *base_dir, const 
     cfg->drain_timeout_ms = 30 * 1000;
     cfg->max_draining_generations = 4;
     cfg->ticket_key_rotation_ms = 3600 * 1000;
+    cfg->trust_history_ms = CFG_TRUST_HISTORY_DEFAULT_MS;
 
     if (ydoc_parse(&doc, name, text, len, d) != TG_OK)
         goto out;

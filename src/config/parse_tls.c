@@ -324,6 +324,9 @@ static bool parse_site_key(struct cfg_ctx *c, const struct cfg_val *kv, const ch
         parse_allow(c, kv, s);
     } else if (strcmp(key, "allow_file") == 0) {
         (void)cfg_get_path(c, kv, &s->allow_file);
+    } else if (strcmp(key, "client_ca_next") == 0) {
+        cfg_record(c, &s->client_ca_next_name, false, kv);
+        (void)cfg_get_str(c, kv, &s->client_ca_next_name);
     } else {
         return false;
     }
@@ -332,8 +335,9 @@ static bool parse_site_key(struct cfg_ctx *c, const struct cfg_val *kv, const ch
 
 static void parse_sni_entry(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_site *s)
 {
-    static const char *const keys[] = {"names",       "certificates", "mode",  "client_ca",
-                                       "client_auth", "verify_depth", "allow", "allow_file"};
+    static const char *const keys[] = {"names",     "certificates", "mode",
+                                       "client_ca", "client_auth",  "verify_depth",
+                                       "allow",     "allow_file",   "client_ca_next"};
     static const char *const modes[] = {"one-way", "mutual"};
     static const char *const auths[] = {"required", "optional"};
     s->pos = cfg_pos_of(v);
@@ -375,6 +379,7 @@ static void parse_sni_entry(struct cfg_ctx *c, const struct cfg_val *v, struct c
             break;
         case 6:
         case 7:
+        case 8:
             (void)parse_site_key(c, &kv, keys[k], s);
             break;
         default:
@@ -451,7 +456,8 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
                                        "on_expiry",
                                        "sni",
                                        "allow",
-                                       "allow_file"};
+                                       "allow_file",
+                                       "client_ca_next"};
     static const char *const on_invalid[] = {"close", "keep"};
     static const char *const modes[] = {"one-way", "mutual"};
     static const char *const auths[] = {"required", "optional"};
@@ -558,6 +564,7 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
             break;
         case 18:
         case 19:
+        case 20:
             (void)parse_site_key(c, &kv, keys[k], &t->sites[0]);
             break;
         default:

@@ -168,6 +168,11 @@ void shm_count_conn_cut(struct shm_listener_stats *s, const char *reason)
     shm_add(&s->conns_cut[shm_reason_index(reason)], 1);
 }
 
+void shm_count_next_refused(struct shm_listener_stats *s, const char *reason)
+{
+    shm_add(&s->next_refused[shm_reason_index(reason)], 1);
+}
+
 static void copy_cut(char *dst, size_t cap, const char *src)
 {
     size_t n = src != NULL ? strnlen(src, cap - 1) : 0;
@@ -176,10 +181,9 @@ static void copy_cut(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-void shm_note_refusal(struct shm_listener_stats *s, const char *reason, const char *client,
+void shm_note_refusal(struct shm_refusal_ring *ring, const char *reason, const char *client,
                       const char *subject, const char *issuer, int64_t unix_ms)
 {
-    struct shm_refusal_ring *ring = &s->refusals;
     uint64_t t = atomic_fetch_add_explicit(&ring->next, 1, memory_order_relaxed);
     struct shm_refusal_slot *e = &ring->v[t % SHM_REFUSALS];
     atomic_store_explicit(&e->seq, 2 * t + 1, memory_order_relaxed);
@@ -192,9 +196,8 @@ void shm_note_refusal(struct shm_listener_stats *s, const char *reason, const ch
     atomic_store_explicit(&e->seq, 2 * t + 2, memory_order_release);
 }
 
-size_t shm_read_refusals(const struct shm_listener_stats *s, struct shm_refusal *out, size_t max)
+size_t shm_read_refusals(const struct shm_refusal_ring *ring, struct shm_refusal *out, size_t max)
 {
-    const struct shm_refusal_ring *ring = &s->refusals;
     uint64_t next = atomic_load_explicit(&ring->next, memory_order_acquire);
     size_t n = 0;
     for (uint64_t k = 0; k < SHM_REFUSALS && k < next && n < max; k++) {
@@ -279,6 +282,7 @@ void shm_listener_stats_add(struct shm_listener_stats *dst, const struct shm_lis
         shm_add(&dst->hs_failures[i], shm_get(&src->hs_failures[i]));
         shm_add(&dst->resume_refused[i], shm_get(&src->resume_refused[i]));
         shm_add(&dst->conns_cut[i], shm_get(&src->conns_cut[i]));
+        shm_add(&dst->next_refused[i], shm_get(&src->next_refused[i]));
     }
     for (size_t i = 0; i < SHM_STATUS_COUNT; i++)
         shm_add(&dst->requests[i], shm_get(&src->requests[i]));

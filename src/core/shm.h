@@ -106,6 +106,10 @@ struct shm_listener_stats {
     struct shm_hist hs_duration;
     struct shm_hist req_duration;
     struct shm_refusal_ring refusals; /* not folded by shm_listener_stats_add */
+    /* client_ca_next (report-only): accepted handshakes the next trust
+     * would refuse, by reason, and the last of them (not folded). */
+    _Atomic uint64_t next_refused[SHM_REASON_COUNT];
+    struct shm_refusal_ring next_refusals;
 };
 
 struct shm_stats {
@@ -166,14 +170,17 @@ void shm_count_conn_cut(struct shm_listener_stats *s, const char *reason);
  * (tls_trust_recheck and the session's own limits), in metric order;
  * NULL-terminated. */
 extern const char *const shm_recheck_reasons[];
-/* Notes one refused handshake in the listener's ring (any of the strings
- * may be NULL; each is cut to fit). */
-void shm_note_refusal(struct shm_listener_stats *s, const char *reason, const char *client,
+/* Notes one refused handshake in a listener's ring (refusals, or
+ * next_refusals); any of the strings may be NULL; each is cut to fit. */
+void shm_note_refusal(struct shm_refusal_ring *ring, const char *reason, const char *client,
                       const char *subject, const char *issuer, int64_t unix_ms);
 
 /* Copies up to max whole entries of the ring, newest first, into out;
  * returns how many. Entries being written at that moment are skipped. */
-size_t shm_read_refusals(const struct shm_listener_stats *s, struct shm_refusal *out, size_t max);
+size_t shm_read_refusals(const struct shm_refusal_ring *ring, struct shm_refusal *out, size_t max);
+
+/* An accepted handshake that client_ca_next would refuse for reason. */
+void shm_count_next_refused(struct shm_listener_stats *s, const char *reason);
 
 /* HTTP/2: a session whose client chose h2; n streams opened (1) or
  * ended (-1); one of its requests (after shm_count_request); a connection

@@ -17,6 +17,7 @@
 #include "health/health.h"
 #include "lb/lb.h"
 #include "master/internal.h"
+#include "proxy/history.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
 
@@ -227,6 +228,7 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
         if (!mine && s->fd >= 0)
             close(s->fd);
     }
+    history_prepare(g->cfg);
     if (admin_drop_privileges(g->cfg->user) != TG_OK)
         _exit(1);
     struct proxy_worker_args a = {

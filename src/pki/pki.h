@@ -86,6 +86,11 @@ TG_MUST_USE enum tg_status pki_revoke(const struct pki_revoke_opts *o,
 
 /* ---- certificate tooling (inspect.c, verify.c, match.c, convert.c, probe.c) ---- */
 
+/* tollgate trust diff -c FILE --client-ca NAME --ca FILE [--crl FILE]
+ * [--allow-file FILE] [--format text|json]; argv[0] is "trust". Exit 0
+ * when nobody recorded would be refused, 1 when somebody would. */
+int pki_cmd_trust(int argc, char **argv);
+
 /* tollgate cert inspect|verify|match|convert ...; argv[0] is "cert". */
 int pki_cmd_cert(int argc, char **argv);
 

@@ -106,17 +106,6 @@ static bool host_in_site(struct session *c, const char *host, size_t host_len)
     return site == c->site;
 }
 
-/* The client certificate of c when it verified (and passed its site's
- * allow-list), else NULL. */
-static X509 *verified_client(struct session *c)
-{
-    X509 *leaf = c->ssl != NULL ? SSL_get0_peer_certificate(c->ssl) : NULL;
-    if (leaf == NULL || c->verdict.first_error != X509_V_OK ||
-        SSL_get_verify_result(c->ssl) != X509_V_OK)
-        return NULL;
-    return leaf;
-}
-
 void http_req_begin(struct session *c)
 {
     struct http_req *r = http_req_of(c);
@@ -190,7 +179,8 @@ enum conn_state http_request_ready(struct session *c)
     size_t tlen;
     http_target_from_path(rq, &target, &tlen);
     const struct cfg_rule *rule =
-        route_match(l, host, host_len, target, http_path_len(target, tlen), verified_client(c));
+        route_match(l, host, host_len, target, http_path_len(target, tlen),
+                    session_client_verified(c) ? SSL_get0_peer_certificate(c->ssl) : NULL);
     const struct cfg_target_group *g = l->default_target_group;
     if (rule != NULL) {
         if (rule->has_respond)

@@ -127,7 +127,7 @@ void session_log_rejection(struct session *c, const char *reason, const char *de
     shm_count_handshake_failure(c->l->stats, reason);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    shm_note_refusal(c->l->stats, reason, peer, subject, issuer,
+    shm_note_refusal(&c->l->stats->refusals, reason, peer, subject, issuer,
                      (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
 }
 
@@ -303,6 +303,8 @@ static enum conn_state st_handshake(struct session *c)
                               "the handshake");
         return CONN_ST_CLOSED;
     }
+    if (is_mutual && session_client_verified(c))
+        session_judge_accepted(c);
     if (is_mutual && t->on_expiry == CFG_ON_INVALID_CLOSE) {
         c->cert_not_after = tls_client_not_after(c->ssl, &c->verdict);
         if (c->cert_not_after > 0 &&

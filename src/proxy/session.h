@@ -247,6 +247,15 @@ void session_cut_overdue(struct worker *w, ev_tstamp now);
  * meanwhile and no longer has it; NULL otherwise. */
 const char *session_judge_late(struct session *c);
 
+/* Whether c's client sent a certificate that verified (and passed its
+ * site's allow-list). */
+bool session_client_verified(struct session *c);
+
+/* For a connection of a mutual site whose verified client was just
+ * accepted: notes it in the trust history and judges it under the site's
+ * client_ca_next, which reports and never refuses (accepted.c). */
+void session_judge_accepted(struct session *c);
+
 /* Cuts the connections whose client certificate is past its notAfter
  * (on_expiry: close) at unix time now, and sets w->next_expiry anew. */
 void session_expire_due(struct worker *w, int64_t now);

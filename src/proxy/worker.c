@@ -1,4 +1,5 @@
 #include "proxy/worker.h"
+#include "proxy/history.h"
 #include "proxy/bpool.h"
 #include "proxy/exchange.h"
 #include "proxy/ocspc.h"
@@ -399,6 +400,49 @@ static void allow_poll(struct worker *w, struct wlistener *l, size_t site)
     }
 }
 
+/* The next trust of every site with client_ca_next (report-only). One
+ * that does not load is logged and judges nothing; false when out of
+ * memory. */
+static bool load_next_trusts(struct worker *w)
+{
+    bool any = false;
+    for (size_t i = 0; i < w->n_ls; i++) {
+        struct wlistener *l = &w->ls[i];
+        for (size_t k = 0; k < l->n_sites; k++) {
+            const struct cfg_client_ca *ca = l->cfg->tls.sites[k].client_ca_next;
+            if (ca == NULL || l->cfg->tls.sites[k].mode != CFG_TLS_MUTUAL)
+                continue;
+            struct diag d;
+            diag_init(&d);
+            if (tls_trust_load(w->cfg, ca, &l->sites[k].next, &d) != TG_OK)
+                log_warn("event=trust_next_unavailable listener=%s client_ca_next=%s "
+                         "effect=\"accepted clients are not judged under it\"",
+                         l->cfg->name, ca->name);
+            diag_fini(&d);
+            any = true;
+        }
+    }
+    if (any && (w->next_seen = calloc(WORKER_NEXT_SEEN, sizeof(*w->next_seen))) == NULL)
+        return false;
+    return true;
+}
+
+/* client_ca_next's files changed: later handshakes are judged under the
+ * new next trust (the connections already judged are not). */
+static void next_poll(struct worker *w, struct wlistener *l, size_t site)
+{
+    struct wsite *ws = &l->sites[site];
+    const struct cfg_client_ca *ca = l->cfg->tls.sites[site].client_ca_next;
+    struct tls_trust *fresh = NULL;
+    char err[256];
+    if (tls_trust_watch_poll(&ws->next_watch, w->cfg, ca, ws->next, &fresh, err, sizeof(err)) !=
+        TG_OK)
+        return;
+    tls_trust_unref(ws->next);
+    ws->next = fresh;
+    log_info("event=trust_next_applied listener=%s client_ca_next=%s", l->cfg->name, ca->name);
+}
+
 static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
@@ -420,6 +464,11 @@ static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
                 now >= ws->next_allow_check) {
                 ws->next_allow_check = now + (ev_tstamp)every / 1000.0;
                 allow_poll(w, l, k);
+            }
+            uint64_t next_every = ws->next != NULL ? cs->client_ca_next->check_interval_ms : 0;
+            if (next_every != 0 && now >= ws->next_next_check) {
+                ws->next_next_check = now + (ev_tstamp)next_every / 1000.0;
+                next_poll(w, l, k);
             }
             /* A CRL past its nextUpdate (with no fresher one of its issuer)
              * refuses the clients it covers from then on, the connected
@@ -503,6 +552,11 @@ int proxy_worker_main(const struct proxy_worker_args *a)
         }
         tls_server_set_ocsp_cache(l->tls, ocspc_cache(w.ocspc));
     }
+    w.history = history_new(a->cfg);
+    if (!load_next_trusts(&w)) {
+        log_err("event=worker_start_failed error=\"out of memory\"");
+        return 1;
+    }
     ev_prepare_init(&w.run_deferred, session_run_deferred);
     w.run_deferred.data = &w;
     ev_prepare_start(w.loop, &w.run_deferred);
@@ -531,6 +585,13 @@ int proxy_worker_main(const struct proxy_worker_args *a)
     lb_state_drop_conns(w.lb);
     ocspc_free(w.ocspc);
     w.ocspc = NULL;
+    history_free(w.history);
+    w.history = NULL;
+    for (size_t i = 0; i < w.n_ls; i++)
+        for (size_t k = 0; k < w.ls[i].n_sites; k++)
+            tls_trust_unref(w.ls[i].sites[k].next);
+    free(w.next_seen);
+    w.next_seen = NULL;
     log_info("event=worker_exit generation=%u slot=%u open_connections=%zu", a->generation, a->slot,
              w.n_conns);
     return 0;

@@ -38,6 +38,20 @@ struct wsite {
     ev_tstamp next_trust_check;
     uint64_t stale_judged; /* tls_trust_serial whose CRL nextUpdate passing was judged */
     ev_tstamp next_allow_check;
+    /* client_ca_next: the next trust as loaded (one reference; NULL when
+     * the site has none or it does not load) and its files' watch. */
+    struct tls_trust *next;
+    struct tls_trust_watch next_watch;
+    ev_tstamp next_next_check;
+};
+
+/* The clients a worker reported to client_ca_next's judgement, so that
+ * each is logged once an hour (a bounded table, newest wins a slot). */
+#define WORKER_NEXT_SEEN 4096
+struct next_seen {
+    uint8_t fp[32];
+    uint32_t listener;
+    int64_t logged; /* unix seconds; 0: free */
 };
 
 /* The worker process: one loop, its listeners and connections. */
@@ -60,12 +74,14 @@ struct worker {
      * (session_defer), and the watcher that runs them. */
     struct session *deferred, *deferred_later;
     ev_prepare run_deferred;
-    bool in_deferred;    /* the sessions being run are the deferred ones */
-    struct lb_state *lb; /* owned picker state for cfg's target groups */
-    struct bpool *bpool; /* owned idle backend connections */
-    struct betls *betls; /* owned backend TLS contexts and sessions, made on first use */
-    struct ocspc *ocspc; /* owned; NULL when no listener checks client OCSP */
-    uint8_t **pool;      /* owned free WORKER_BUF_SIZE blocks */
+    bool in_deferred;            /* the sessions being run are the deferred ones */
+    struct lb_state *lb;         /* owned picker state for cfg's target groups */
+    struct bpool *bpool;         /* owned idle backend connections */
+    struct betls *betls;         /* owned backend TLS contexts and sessions, made on first use */
+    struct ocspc *ocspc;         /* owned; NULL when no listener checks client OCSP */
+    struct history *history;     /* owned; NULL when no trust history is kept */
+    struct next_seen *next_seen; /* owned, WORKER_NEXT_SEEN; NULL when no site has a next CA */
+    uint8_t **pool;              /* owned free WORKER_BUF_SIZE blocks */
     size_t n_pool;
     size_t pool_cap;
 };

@@ -502,6 +502,13 @@ const char *tls_reverify(SSL *ssl, const struct tls_trust *t)
         X509_STORE_CTX_init(xs, tls_trust_store(t), leaf, chain) != 1 ||
         X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_get0_param(ssl)) != 1)
         goto out;
+    /* Revocation as t has it (another entry, for client_ca_next, may have
+     * CRLs where the connection's has none, or the other way round). */
+    const unsigned long crl_flags = X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
+    if (tls_trust_is_crl_checked(t))
+        X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(xs), crl_flags);
+    else
+        X509_VERIFY_PARAM_clear_flags(X509_STORE_CTX_get0_param(xs), crl_flags);
     why = X509_verify_cert(xs) == 1 ? NULL : tls_reason_from_verify(X509_STORE_CTX_get_error(xs));
 out:
     X509_STORE_CTX_free(xs);

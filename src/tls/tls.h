@@ -201,6 +201,13 @@ bool tls_facts_of(SSL *ssl, struct tls_facts *f);
  */
 const char *tls_trust_recheck(struct tls_trust *t, const struct tls_facts *f, int64_t now);
 
+/* Verifies a client chain (leaf, and what the client sent after it) under
+ * t as a mutual site with verify_depth depth would, at unix time at: chain,
+ * dates, purpose, revocation when t has CRLs, the facts' limits. NULL when
+ * it verifies, else the reason. For trust diff, away from any handshake. */
+const char *tls_trust_verify(const struct tls_trust *t, X509 *leaf, STACK_OF(X509) *chain,
+                             unsigned depth, int64_t at);
+
 /* Verifies an established connection's client chain (what it sent, or
  * what its session kept) under t, with the connection's verification
  * settings: NULL when it verifies, else the reason. For a change of CA

@@ -417,3 +417,28 @@ enum tg_status tls_trust_watch_poll(struct tls_trust_watch *w, const struct conf
     diag_fini(&d);
     return st;
 }
+
+const char *tls_trust_verify(const struct tls_trust *t, X509 *leaf, STACK_OF(X509) *chain,
+                             unsigned depth, int64_t at)
+{
+    const char *why = "tls_error";
+    X509_STORE_CTX *xs = X509_STORE_CTX_new();
+    if (xs == NULL || X509_STORE_CTX_init(xs, t->store, leaf, chain) != 1)
+        goto out;
+    X509_VERIFY_PARAM *p = X509_STORE_CTX_get0_param(xs);
+    X509_VERIFY_PARAM_set_purpose(p, X509_PURPOSE_SSL_CLIENT);
+    X509_VERIFY_PARAM_set_depth(p, (int)depth);
+    X509_VERIFY_PARAM_set_auth_level(p, TLS_VERIFY_AUTH_LEVEL);
+    X509_VERIFY_PARAM_set_time(p, (time_t)at);
+    if (t->is_crl_checked)
+        X509_VERIFY_PARAM_set_flags(p, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    if (X509_verify_cert(xs) != 1) {
+        why = tls_reason_from_verify(X509_STORE_CTX_get_error(xs));
+        goto out;
+    }
+    int lim = tls_cert_limits(leaf);
+    why = lim == X509_V_OK ? NULL : tls_reason_from_verify(lim);
+out:
+    X509_STORE_CTX_free(xs);
+    return why;
+}

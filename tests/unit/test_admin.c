@@ -317,17 +317,17 @@ static void test_refusal_ring(void **state)
     assert_non_null(s);
     struct shm_refusal got[SHM_REFUSALS + 4];
     /* Empty: nothing to read. */
-    assert_int_equal(shm_read_refusals(s, got, SHM_REFUSALS), 0);
+    assert_int_equal(shm_read_refusals(&s->refusals, got, SHM_REFUSALS), 0);
     char long_name[SHM_REFUSAL_NAME * 2];
     memset(long_name, 'A', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';
     for (int i = 0; i < SHM_REFUSALS + 3; i++) {
         char subject[32];
         snprintf(subject, sizeof(subject), "CN=c%d", i);
-        shm_note_refusal(s, i == 0 ? "no_such_reason" : "unknown_ca", "127.0.0.1:1",
+        shm_note_refusal(&s->refusals, i == 0 ? "no_such_reason" : "unknown_ca", "127.0.0.1:1",
                          i == SHM_REFUSALS + 2 ? long_name : subject, NULL, 1000 + i);
     }
-    size_t n = shm_read_refusals(s, got, SHM_REFUSALS + 4);
+    size_t n = shm_read_refusals(&s->refusals, got, SHM_REFUSALS + 4);
     /* Bounded: only the last SHM_REFUSALS, newest first. */
     assert_int_equal(n, SHM_REFUSALS);
     assert_int_equal(got[0].unix_ms, 1000 + SHM_REFUSALS + 2);
@@ -337,11 +337,11 @@ static void test_refusal_ring(void **state)
     assert_string_equal(shm_reason_name(got[1].reason), "unknown_ca");
     assert_int_equal(got[SHM_REFUSALS - 1].unix_ms, 1000 + 3);
     /* max is honoured. */
-    assert_int_equal(shm_read_refusals(s, got, 2), 2);
+    assert_int_equal(shm_read_refusals(&s->refusals, got, 2), 2);
     /* An entry caught while it is written (odd sequence) is skipped. */
     uint64_t t = atomic_load(&s->refusals.next) - 1;
     atomic_store(&s->refusals.v[t % SHM_REFUSALS].seq, 2 * t + 1);
-    n = shm_read_refusals(s, got, SHM_REFUSALS);
+    n = shm_read_refusals(&s->refusals, got, SHM_REFUSALS);
     assert_int_equal(n, SHM_REFUSALS - 1);
     assert_string_equal(got[0].subject, "CN=c17");
     free(s);
@@ -349,8 +349,8 @@ static void test_refusal_ring(void **state)
     /* The first refusal had an unknown reason: it counts as tls_error. */
     s = calloc(1, sizeof(*s));
     assert_non_null(s);
-    shm_note_refusal(s, "no_such_reason", NULL, NULL, NULL, 5);
-    assert_int_equal(shm_read_refusals(s, got, 1), 1);
+    shm_note_refusal(&s->refusals, "no_such_reason", NULL, NULL, NULL, 5);
+    assert_int_equal(shm_read_refusals(&s->refusals, got, 1), 1);
     assert_string_equal(shm_reason_name(got[0].reason), "tls_error");
     assert_string_equal(got[0].subject, "");
     free(s);
