@@ -160,8 +160,9 @@ out:
     json_decref(o);
 }
 
-/* Every history file of the state directory. */
-static bool read_history(struct diff *df, char *err, size_t err_len)
+/* Every history file of the state directory; false (said on stderr)
+ * when the directory cannot be read. */
+static bool read_history(struct diff *df)
 {
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/%s", df->cfg->state_dir, TG_HISTORY_DIR);
@@ -169,7 +170,7 @@ static bool read_history(struct diff *df, char *err, size_t err_len)
     if (d == NULL) {
         if (errno == ENOENT)
             return true; /* nothing recorded yet */
-        snprintf(err, err_len, "cannot read %s: %s", dir, strerror(errno));
+        fprintf(stderr, "tollgate trust diff: cannot read %s: %s\n", dir, strerror(errno));
         return false;
     }
     struct dirent *ent;
@@ -440,11 +441,8 @@ int pki_cmd_trust(int argc, char **argv)
     diag_fini(&dl);
     int64_t now = (int64_t)time(NULL);
     df.since = now - (int64_t)(cfg->trust_history_ms / 1000);
-    char err[512];
-    if (!read_history(&df, err, sizeof(err))) {
-        fprintf(stderr, "tollgate trust diff: %s\n", err);
+    if (!read_history(&df))
         goto out;
-    }
     size_t n_refused = 0;
     report(&df, &o, now, &n_refused);
     rc = n_refused > 0 ? 1 : 0;

@@ -326,12 +326,10 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
         site = 0;
     const struct tls_site *st = &s->sites[site];
     const struct tls_bucket *b = has_name ? bucket_for_name(st, name) : NULL;
-    if (b == NULL && site == 0 && s->strict_sni) {
-        if (v != NULL)
-            v->sni_fail = "unknown_sni";
-        *alert = SSL_AD_UNRECOGNIZED_NAME;
-        return SSL_CLIENT_HELLO_ERROR;
-    }
+    /* strict_sni refuses in sni_cb, where OpenSSL has the name for the
+     * log line. */
+    if (b == NULL && site == 0 && s->strict_sni && v != NULL)
+        v->sni_fail = "unknown_sni";
     if (v != NULL) {
         if (v->site_chosen != 0 && v->site_chosen != site + 1) {
             *alert = SSL_AD_ILLEGAL_PARAMETER;
@@ -347,14 +345,18 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* The name was judged by client_hello_cb; acknowledging it keeps it in
- * the session (TLS 1.2 resumption reads it from there). */
+/* The name was judged by client_hello_cb: refused with strict_sni when
+ * no site and no certificate names it (a hello without a name too), else
+ * acknowledged, which keeps it in the session (TLS 1.2 resumption reads
+ * it from there). With strict_sni a ClientHello must name something. */
 static int sni_cb(SSL *ssl, int *alert, void *arg)
 {
-    (void)ssl;
-    (void)alert;
     (void)arg;
-    return SSL_TLSEXT_ERR_OK;
+    struct tls_verdict *v = tls_verdict_of(ssl);
+    if (v == NULL || v->sni_fail == NULL)
+        return SSL_TLSEXT_ERR_OK;
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 static int version_from_name(const char *s)

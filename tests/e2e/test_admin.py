@@ -275,7 +275,7 @@ def test_promtool_accepts_metrics(admin_tg, pki, tmp_path):
         "self_signed", "bad_signature", "wrong_purpose", "chain_too_long", "crl_expired",
         "crl_missing", "serial_too_long", "name_too_long", "protocol_version",
         "no_shared_cipher", "unknown_sni",
-        "handshake_timeout", "ocsp_unavailable", "tls_error"}
+        "handshake_timeout", "ocsp_unavailable", "not_allowed", "tls_error"}
 
 
 def test_certificate_expiry_metrics(admin_tg, pki):
