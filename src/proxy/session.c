@@ -732,12 +732,15 @@ const char *session_judge_late(struct session *c)
 {
     struct tls_trust *cur = tls_server_trust(c->l->tls, c->site);
     struct tls_facts f;
-    if (cur == NULL || c->verdict.judged_under == 0 || !tls_facts_of(c->ssl, &f))
+    if (cur == NULL || c->verdict.judged_under == 0)
         return NULL;
     if (c->verdict.judged_under == tls_trust_serial(cur))
-        return tls_site_allows(SSL_get_SSL_CTX(c->ssl), SSL_get0_peer_certificate(c->ssl))
+        return !session_client_verified(c) ||
+                       tls_site_allows(SSL_get_SSL_CTX(c->ssl), SSL_get0_peer_certificate(c->ssl))
                    ? NULL
                    : "not_allowed";
+    if (!tls_facts_of(c->ssl, &f))
+        return NULL;
     return rejudge(c, cur, &f, (int64_t)time(NULL));
 }
 
