@@ -183,6 +183,8 @@ static void dump_site(FILE *out, const struct cfg_site *s)
     fprintf(out, "          client_auth: %s\n",
             s->client_auth == CFG_CLIENT_AUTH_OPTIONAL ? "optional" : "required");
     kv_str(out, 10, "client_ca", s->client_ca != NULL ? s->client_ca->name : NULL);
+    if (s->client_ca_next != NULL)
+        kv_str(out, 10, "client_ca_next", s->client_ca_next->name);
     fprintf(out, "          verify_depth: %u\n", s->verify_depth);
     if (s->allow_site == s)
         dump_allow(out, 10, s);
@@ -204,6 +206,8 @@ static void dump_listener(FILE *out, const struct cfg_listener *l)
             fprintf(out, "      client_auth: %s\n",
                     t->client_auth == CFG_CLIENT_AUTH_OPTIONAL ? "optional" : "required");
             kv_str(out, 6, "client_ca", t->client_ca_name);
+            if (t->n_sites > 0 && t->sites[0].client_ca_next != NULL)
+                kv_str(out, 6, "client_ca_next", t->sites[0].client_ca_next->name);
             fprintf(out, "      verify_depth: %u\n", t->verify_depth);
             fprintf(out, "      on_revoke: %s\n      on_expiry: %s\n",
                     t->on_revoke == CFG_ON_INVALID_KEEP ? "keep" : "close",
@@ -285,6 +289,8 @@ void admin_config_dump(const struct config *cfg, FILE *out)
     fprintf(out, "max_draining_generations: %u\n", cfg->max_draining_generations);
     if (cfg->user != NULL)
         kv_str(out, 0, "user", cfg->user);
+    kv_str(out, 0, "state_dir", cfg->state_dir);
+    duration(out, 0, "trust_history", cfg->trust_history_ms);
     fprintf(out, "certificates:%s\n", cfg->n_certificates ? "" : " {}");
     for (size_t i = 0; i < cfg->n_certificates; i++) {
         const struct cfg_certificate *c = &cfg->certificates[i];
