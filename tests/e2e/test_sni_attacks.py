@@ -311,6 +311,8 @@ def test_many_malformed_hellos_in_a_row(hserve, pki, certs):
         assert time.monotonic() < deadline
     assert not forwarded(be, "/sneak")
     same_workers(tg, before)
+    # every access record of those hellos is one JSON object (tg.access parses them)
+    assert len(tg.access()) >= 3 * len(HELLOS)
 
 
 def test_tls13_malformed_server_name(hserve, pki, certs):
@@ -459,6 +461,23 @@ def test_session_of_one_mutual_site_on_another_with_the_same_ca(hserve, pki, cer
     bob = ctx_for(pki, pki.client("bob"), version=version, verify=False)
     assert https_get(tg.addr(), bob, "partner.test", "partner.test", path="/b")[0] == 200
     assert not forwarded(be, "/steal")
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_session_stays_in_its_site_even_between_identical_sites(hserve, pki, certs, version):
+    """Two mutual sites with the very same settings (CA, depth, no
+    allow-list): alice's session of one is not resumed by the other; she
+    gets a full handshake there (and passes it). Only the site in the
+    session id context tells them apart."""
+    sni = [entry(["mtls.test"], "mtls"), entry(["partner.test"], "partner")]
+    tg, be = start(hserve, pki, certs, sni=sni)
+    alice = ctx_for(pki, pki.client("alice"), version=version, verify=False)
+    st, _, sess = https_get(tg.addr(), alice, "mtls.test", "mtls.test")
+    assert st == 200
+    st, reused, _ = https_get(tg.addr(), alice, "mtls.test", "mtls.test", session=sess)
+    assert st == 200 and reused, "the twin: the session resumes on its own site"
+    st, reused, _ = https_get(tg.addr(), alice, "partner.test", "partner.test", session=sess)
+    assert st == 200 and not reused, "a session of mtls.test resumed under partner.test"
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
@@ -757,7 +776,7 @@ def test_h2_connect_to_the_mutual_host(hserve, pki, certs):
 @pytest.mark.parametrize("host,want", [
     ("mtls.test", 200), ("MTLS.test.:443", 200),
     ("localhost", 421), ("other.test", 421), ("api.test", 421), ("a.api.test", 421),
-    ("127.0.0.1", 421), ("nobody.test", 421), ("[::1]", 421),
+    ("127.0.0.1", 421), ("nobody.test", 421), ("[::1]", 421), ("", 421),
 ])
 def test_mutual_connection_serves_only_its_own_host(hserve, pki, certs, host, want):
     """alice passed mtls.test's handshake: only mtls.test is served on that
@@ -1031,8 +1050,20 @@ def test_renegotiation_toward_the_mutual_site_is_refused(hserve, pki, certs):
             st = t.http_status("mtls.test", path="/sneak")
         except raw.Alert as a:
             assert a.name == "no_renegotiation", a.name
+            # still the one-way site's connection
             st = t.http_status("mtls.test", path="/sneak")
         assert st in (None, 421), st
+    with raw.Tls12(tg.addr(), sni=raw.sni_body("localhost")) as t:
+        assert t.handshake(), t.alert
+        t.send_handshake(raw.client_hello(
+            tls13=False, sni="mtls.test",
+            renegotiation_info=raw.vec8(t.client_verify_data)))
+        try:
+            st = t.http_status("localhost", path="/own")
+        except raw.Alert as a:
+            assert a.name == "no_renegotiation", a.name
+            st = t.http_status("localhost", path="/own")
+        assert st in (None, 200), st
     assert not forwarded(be, "/sneak")
     good_client_served(tg, pki)
     same_workers(tg, before)
@@ -1176,7 +1207,7 @@ def test_optional_site_refusal_survives_resumption(hserve, pki, foreign_pki, cer
     ("other.test", 200), ("OTHER.TEST.:443", 200),
     ("localhost", 421),     # the listener's own site, not this entry's
     ("127.0.0.1", 421),     # an address names the listener's own site
-    ("mtls.test", 421), ("nobody.test", 421),
+    ("mtls.test", 421), ("nobody.test", 421), ("", 421),
 ])
 def test_one_way_entry_serves_only_its_names(hserve, pki, certs, host, want):
     """other.test is a one-way entry: its connection serves its names only."""
