@@ -114,8 +114,9 @@ static const char *site_path(struct cfg_ctx *c, const struct cfg_site *s)
 
 /*
  * Each name belongs to one entry: a name twice is refused. A wildcard
- * that also covers an exact name of another entry is allowed (exact
- * names win), and said, so that nobody reads the file the other way.
+ * that also covers a name of another entry (an exact name, or a longer
+ * wildcard) is allowed (the more specific wins), and said, so that nobody
+ * reads the file the other way.
  */
 static void check_names(struct cfg_ctx *c, struct cfg_tls *t)
 {
@@ -150,14 +151,18 @@ static void check_names(struct cfg_ctx *c, struct cfg_tls *t)
                 const struct cfg_site *o = &t->sites[j];
                 for (size_t m = 0; j != i && m < o->n_names; m++) {
                     const char *n = o->names[m];
-                    const char *dot = strchr(n, '.');
-                    if (n[0] == '*' || dot == NULL || dot == n || strcmp(dot, w + 1) != 0)
+                    size_t rest = strlen(w + 1);
+                    const char *tail = n[0] == '*' ? n + 1 : n;
+                    size_t tl = strlen(tail);
+                    if (tl <= rest || strcmp(tail + tl - rest, w + 1) != 0)
                         continue;
                     cfg_warn_at(c, &o->names[m],
-                                "\"%.64s\" is also covered by \"%.64s\" of %s: exact names win, "
-                                "so this entry judges it and the wildcard's entry judges the "
-                                "other names one label below %.64s",
-                                n, w, site_path(c, s), w + 2);
+                                "\"%.64s\" is also covered by \"%.64s\" of %s: %s, so this "
+                                "entry judges it and the wildcard's entry judges the other names "
+                                "below %.64s",
+                                n, w, site_path(c, s),
+                                n[0] == '*' ? "the longer wildcard wins" : "exact names win",
+                                w + 2);
                 }
             }
         }

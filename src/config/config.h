@@ -442,10 +442,10 @@ bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct ne
  * mapping). */
 bool config_cidr_match(const struct cfg_cidr *net, sa_family_t family, const uint8_t *addr);
 
-/* The site of l whose names hold name (a host name, any case, one
- * trailing dot ignored): an exact name first, else the wildcard
- * "*.rest" whose rest follows name's first label; 0 (the listener's own)
- * when none does. len: name's length. */
+/* The site of l whose names hold name (a host name, any case, trailing
+ * dots ignored): an exact name first, else the wildcard "*.rest" with the
+ * longest rest that name ends in (at any depth, as a rule's host matches);
+ * 0 (the listener's own) when none does. len: name's length. */
 size_t config_site_for_name(const struct cfg_listener *l, const char *name, size_t len);
 
 /* Whether any site of t is mutual (with client_auth optional, for

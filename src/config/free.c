@@ -284,10 +284,9 @@ size_t config_site_for_name(const struct cfg_listener *l, const char *name, size
     const struct cfg_tls *t = &l->tls;
     if (name == NULL || len == 0)
         return 0;
-    if (len > 1 && name[len - 1] == '.')
+    while (len > 1 && name[len - 1] == '.')
         len--;
-    const char *dot = memchr(name, '.', len);
-    size_t wild = 0;
+    size_t wild = 0, wild_len = 0;
     for (size_t i = 1; i < t->n_sites; i++) {
         const struct cfg_site *s = &t->sites[i];
         for (size_t k = 0; k < s->n_names; k++) {
@@ -295,9 +294,14 @@ size_t config_site_for_name(const struct cfg_listener *l, const char *name, size
             if (n[0] != '*') {
                 if (name_is(n, name, len))
                     return i;
-            } else if (wild == 0 && dot != NULL && dot > name &&
-                       name_is(n + 1, dot, len - (size_t)(dot - name))) {
+                continue;
+            }
+            /* "*.rest": any name that ends in ".rest", at any depth; the
+             * longest rest wins. */
+            size_t rest = strlen(n + 1);
+            if (len > rest && rest > wild_len && name_is(n + 1, name + len - rest, rest)) {
                 wild = i;
+                wild_len = rest;
             }
         }
     }

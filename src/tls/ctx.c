@@ -288,13 +288,16 @@ static bool sni_from_hello(const unsigned char *p, size_t len, char *dst, size_t
 
 /* Moves ssl to ctx, a context of another site or certificate set: the
  * certificate, the session id context, the store and CA names follow the
- * context; the verification mode and parameters, which an SSL copies
- * when it is made, are copied again. */
+ * context; the verification mode and parameters and the bound on the
+ * client's certificate message, which an SSL copies when it is made, are
+ * copied again. */
 static bool switch_ctx(SSL *ssl, SSL_CTX *ctx)
 {
     if (SSL_set_SSL_CTX(ssl, ctx) != ctx)
         return false;
     SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+    /* The bound on the client's certificate message, copied too. */
+    SSL_set_max_cert_list(ssl, SSL_CTX_get_max_cert_list(ctx));
     X509_VERIFY_PARAM *p = SSL_get0_param(ssl);
     uint32_t saved = X509_VERIFY_PARAM_get_inh_flags(p);
     X509_VERIFY_PARAM_set_inh_flags(p, X509_VP_FLAG_OVERWRITE | X509_VP_FLAG_RESET_FLAGS);
@@ -321,9 +324,15 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
     char name[256];
     bool has_name = SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1 &&
                     sni_from_hello(ext, ext_len, name, sizeof(name));
-    size_t site = has_name ? config_site_for_name(s->l, name, strlen(name)) : 0;
+    size_t len = has_name ? strlen(name) : 0;
+    size_t site = has_name ? config_site_for_name(s->l, name, len) : 0;
     if (site >= s->n_sites)
         site = 0;
+    if (v != NULL)
+        v->sni_hash = has_name ? tls_name_hash(name, len) : 0;
+    /* A certificate's names have no trailing dot. */
+    if (len > 1 && name[len - 1] == '.')
+        name[len - 1] = '\0';
     const struct tls_site *st = &s->sites[site];
     const struct tls_bucket *b = has_name ? bucket_for_name(st, name) : NULL;
     /* strict_sni refuses in sni_cb, where OpenSSL has the name for the

@@ -428,6 +428,14 @@ static SSL_TICKET_RETURN dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char
      * the others of that hello are not judged (nor resumed). */
     if (v != NULL && v->resume_refused != NULL)
         return SSL_TICKET_RETURN_IGNORE_RENEW;
+    /* RFC 6066 §3: a session is resumed only for the name it was made for
+     * (TLS 1.2 keeps that name as the connection's; a full handshake
+     * follows, judged for the name asked now). */
+    const char *made_for = SSL_SESSION_get0_hostname(sess);
+    uint64_t asked = v != NULL ? v->sni_hash : 0;
+    if (v != NULL &&
+        (made_for != NULL ? tls_name_hash(made_for, strlen(made_for)) : 0) != asked)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
     int64_t not_after = 0;
     const char *why = judge(ssl, p, sess, (int64_t)time(NULL), &not_after);
     if (why != NULL) {
@@ -514,4 +522,18 @@ out:
     X509_STORE_CTX_free(xs);
     sk_X509_pop_free(chain, X509_free);
     return why;
+}
+
+uint64_t tls_name_hash(const char *name, size_t len)
+{
+    if (len > 1 && name[len - 1] == '.')
+        len--;
+    uint64_t h = UINT64_C(1469598103934665603); /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (unsigned char)(ch - 'A' + 'a');
+        h = (h ^ ch) * UINT64_C(1099511628211);
+    }
+    return h != 0 ? h : 1;
 }

@@ -405,7 +405,13 @@ struct tls_verdict {
      * uses, so that a trust swapped meanwhile outlives it. */
     struct tls_trust *ocsp_trust;
     size_t site_chosen; /* 1 + the site the first ClientHello picked; 0 before */
+    uint64_t sni_hash;  /* tls_name_hash of the ClientHello's SNI; 0 without one */
 };
+
+/* A hash of a server name that ignores ASCII case and one trailing dot
+ * (never 0): whether a resumed TLS 1.2 session was made for the name the
+ * ClientHello asks for. */
+uint64_t tls_name_hash(const char *name, size_t len);
 
 /* The verdict tls_verdict_attach put on ssl, or NULL. */
 struct tls_verdict *tls_verdict_of(SSL *ssl);

@@ -538,20 +538,14 @@ def test_optional_site_session_without_certificate_on_a_required_site(hserve, pk
     assert not forwarded(be, "/steal")
 
 
-@pytest.mark.parametrize("version", [
-    pytest.param("1.2", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: on a TLS 1.2 resumption SSL_get_servername() returns the name the session was "
-        "made for, not the SNI of this ClientHello; host_matches_sni (http_fwd.c) compares "
-        "the Host with it, so b.api.test gets 421 and a.api.test is served on a connection "
-        "whose SNI is b.api.test (RFC 6066 3: a resumption with another name should be a "
-        "full handshake)"))),
-    "1.3"])
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_session_resumes_within_a_wildcard_site_and_host_follows_the_sni(hserve, pki, certs,
                                                                          version):
     """alice's session made for a.api.test, offered with SNI b.api.test
-    (the same wildcard site): it may resume (same site, same judge), and
-    the Host the connection is for is the SNI this client sent:
-    b.api.test is served, a.api.test is not another name for it."""
+    (the same wildcard site): it is not resumed for another name (RFC 6066
+    §3; a full handshake judges alice again), and the Host the connection
+    is for is the SNI this client sent: b.api.test is served, a.api.test
+    is not another name for it."""
     tg, be = start(hserve, pki, certs)
     alice = ctx_for(pki, pki.client("alice"), version=version, verify=False)
     st, _, sess = https_get(tg.addr(), alice, "a.api.test", "a.api.test", path="/a")
@@ -559,6 +553,10 @@ def test_session_resumes_within_a_wildcard_site_and_host_follows_the_sni(hserve,
     st, reused, _ = https_get(tg.addr(), alice, "b.api.test", "b.api.test", path="/b",
                               session=sess)
     assert st == 200, f"resumed={reused}: b.api.test refused on a connection for b.api.test"
+    assert not reused, "a session made for a.api.test resumed for b.api.test"
+    st, reused, _ = https_get(tg.addr(), alice, "a.api.test", "a.api.test", path="/a2",
+                              session=sess)
+    assert st == 200 and reused, "the twin: the session resumes for its own name"
     st, reused, _ = https_get(tg.addr(), alice, "b.api.test", "a.api.test", path="/cross",
                               session=sess)
     assert st == 421, f"resumed={reused}: the Host named another name than the SNI"
@@ -853,11 +851,6 @@ def test_wildcard_sni_spellings(hserve, pki, certs, sni, mutual):
     assert not forwarded(be, "/sneak")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (design): a rule host '*.api.test' matches any depth (x.a.api.test) while the sni "
-    "entry '*.api.test' covers one label only; host_in_site (http_fwd.c) puts x.a.api.test in "
-    "the listener's own one-way site, so a client without a certificate reaches the target "
-    "group the operator routed *.api.test to (the mutual site's backend)"))
 def test_rule_wildcard_deeper_than_the_site_wildcard(tollgate, hbackend, pki, certs):
     """One listener: the listener's own site is one-way, *.api.test is a
     mutual site, and a rule sends *.api.test to the api backend. A client
@@ -1003,15 +996,7 @@ def padded_chains(pki, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("where", [
-    "listener",
-    pytest.param("entry", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: switch_ctx (src/tls/ctx.c) does not carry the site context's max_cert_list "
-        "(SSL_CTX_set_max_cert_list(TLS_MAX_CLIENT_CHAIN) in setup_client_auth) to the SSL, "
-        "which copied it from the listener's own one-way context at SSL_new: a mutual sni "
-        "entry of a one-way listener takes client certificate messages up to OpenSSL's "
-        "default 100 KiB instead of 64 KiB"))),
-])
+@pytest.mark.parametrize("where", ["listener", "entry"])
 def test_client_certificate_message_over_64_kib(hserve, pki, certs, padded_chains, where):
     """CONFIG.md: a client certificate message over 64 KiB fails the
     handshake (tls_error), on a mutual listener and on a mutual sni entry
