@@ -369,7 +369,7 @@ static void add_rule(struct allow_reader *r, const struct cfg_allow_term *t)
     a->rules[a->n_rules++] = (struct cfg_allow_rule){.terms = terms, .n_terms = 1, .pos = t->pos};
 }
 
-static void unknown_field(struct allow_reader *r, int line, int col, const char *field, size_t n)
+void config_allow_unknown_field(const char *field, size_t n, char *dst, size_t dst_len)
 {
     char word[SUGGEST_MAX_LEN + 1];
     const char *near = NULL;
@@ -379,12 +379,18 @@ static void unknown_field(struct allow_reader *r, int line, int col, const char 
         near = suggest_closest(word, field_names, CFG_ALLOW_N_FIELDS);
     }
     if (near != NULL)
-        reader_error(r, line, col, NULL,
-                     "unknown field \"%.*s\"; did you mean \"%s\"? (fields: %s)", (int)n, field,
-                     near, FIELD_LIST);
+        snprintf(dst, dst_len, "unknown field \"%.*s\"; did you mean \"%s\"? (fields: %s)", (int)n,
+                 field, near, FIELD_LIST);
     else
-        reader_error(r, line, col, NULL, "unknown field \"%.*s\" (fields: %s)",
-                     (int)(n < 64 ? n : 64), field, FIELD_LIST);
+        snprintf(dst, dst_len, "unknown field \"%.*s\" (fields: %s)", (int)(n < 64 ? n : 64), field,
+                 FIELD_LIST);
+}
+
+static void unknown_field(struct allow_reader *r, int line, int col, const char *field, size_t n)
+{
+    char msg[512];
+    config_allow_unknown_field(field, n, msg, sizeof(msg));
+    reader_error(r, line, col, NULL, "%s", msg);
 }
 
 /* One line, its end of line removed. */

@@ -225,16 +225,30 @@ static void check_mutual_keys(struct cfg_ctx *c, struct cfg_listener *l)
     }
 }
 
+/* An allow-list written empty refuses every client: allowed (it fails
+ * closed) but said. */
+static void check_empty_allow(struct cfg_ctx *c, const struct cfg_site *s)
+{
+    if (s->allow.n_rules == 0 && s->allow_file == NULL && cfg_was_set(c, &s->allow) &&
+        s->mode == CFG_TLS_MUTUAL)
+        cfg_warn_at(c, &s->allow, "an empty allow-list lets no client in");
+}
+
 void cfg_check_sites(struct cfg_ctx *c, struct cfg_listener *l)
 {
     struct cfg_tls *t = &l->tls;
     if (t->sites == NULL || t->n_sites == 0)
         return;
+    if (t->n_sites > CFG_MAX_SITES)
+        cfg_error_at(c, &t->n_sites, "%zu sni entries: at most %d", t->n_sites - 1,
+                     CFG_MAX_SITES - 1);
     fill_own(c, t);
     for (size_t i = 1; i < t->n_sites; i++)
         fill_entry(c, t, &t->sites[i]);
     check_names(c, t);
-    for (size_t i = 0; i < t->n_sites; i++)
+    for (size_t i = 0; i < t->n_sites; i++) {
         check_allow_file(c, &t->sites[i]);
+        check_empty_allow(c, &t->sites[i]);
+    }
     check_mutual_keys(c, l);
 }

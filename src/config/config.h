@@ -194,6 +194,10 @@ const char *config_allow_field_name(enum cfg_allow_field f);
 /* The field named name, or -1. */
 int config_allow_field_of(const char *name);
 
+/* What to say of a field name that is none (field[0, n)): the closest
+ * field when there is one, and the list of fields. */
+void config_allow_unknown_field(const char *field, size_t n, char *dst, size_t dst_len);
+
 /*
  * Checks value as a pattern for field f and fills t (value copied): text
  * fields (subject_cn, san_dns, san_uri, san_email, issuer) take 1-1024
@@ -256,6 +260,10 @@ struct cfg_rule {
  * loader fills every field; code that serves connections reads
  * l->tls.sites[i] and never the listener's own fields for these.
  */
+/* Sites of one listener: its own and its sni entries (a connection keeps
+ * its site's index in 16 bits). */
+#define CFG_MAX_SITES 1024
+
 struct cfg_site {
     char **names; /* owned; sni entries only: "api.example.com" or "*.example.com", lower case */
     size_t n_names;
@@ -442,8 +450,8 @@ bool config_cidr_contains(const struct cfg_cidr *nets, size_t n, const struct ne
  * mapping). */
 bool config_cidr_match(const struct cfg_cidr *net, sa_family_t family, const uint8_t *addr);
 
-/* The site of l whose names hold name (a host name, any case, trailing
- * dots ignored): an exact name first, else the wildcard "*.rest" with the
+/* The site of l whose names hold name (a host name, any case, one
+ * trailing dot ignored): an exact name first, else the wildcard "*.rest" with the
  * longest rest that name ends in (at any depth, as a rule's host matches);
  * 0 (the listener's own) when none does. len: name's length. */
 size_t config_site_for_name(const struct cfg_listener *l, const char *name, size_t len);

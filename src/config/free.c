@@ -284,7 +284,7 @@ size_t config_site_for_name(const struct cfg_listener *l, const char *name, size
     const struct cfg_tls *t = &l->tls;
     if (name == NULL || len == 0)
         return 0;
-    while (len > 1 && name[len - 1] == '.')
+    if (len > 1 && name[len - 1] == '.')
         len--;
     size_t wild = 0, wild_len = 0;
     for (size_t i = 1; i < t->n_sites; i++) {

@@ -205,10 +205,6 @@ static bool cfg_sni_name_ok(const char *s)
  * one of which the client must match. */
 void cfg_parse_allow_rule(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_allow_rule *r)
 {
-    static const char *const fields[] = {"subject_cn",  "san_dns", "san_uri",
-                                         "san_email",   "san_ip",  "fingerprint_sha256",
-                                         "spki_sha256", "issuer",  "serial"};
-    _Static_assert(TG_ARRAY_LEN(fields) == CFG_ALLOW_N_FIELDS, "one name per allow field");
     r->pos = cfg_pos_of(v);
     if (!cfg_is_map(c, v))
         return;
@@ -223,9 +219,15 @@ void cfg_parse_allow_rule(struct cfg_ctx *c, const struct cfg_val *v, struct cfg
         return;
     struct cfg_val kv;
     for (size_t i = 0; cfg_map_next(c, v, &i, &kv);) {
-        int k = cfg_key(c, &kv, fields, TG_ARRAY_LEN(fields));
+        int k = config_allow_field_of(kv.key);
         char *value = NULL;
-        if (k < 0 || !cfg_get_str(c, &kv, &value))
+        if (k < 0) {
+            char msg[512];
+            config_allow_unknown_field(kv.key, strlen(kv.key), msg, sizeof(msg));
+            cfg_error(c, &kv, "%s", msg);
+            continue;
+        }
+        if (!cfg_get_str(c, &kv, &value))
             continue;
         const char *why = NULL;
         struct cfg_allow_term *t = &r->terms[r->n_terms];

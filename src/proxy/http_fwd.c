@@ -100,6 +100,11 @@ static bool host_in_site(struct session *c, const char *host, size_t host_len)
     if (host != NULL) {
         if (!http_host_parse(host, host_len, &h))
             return false;
+        /* A name with an empty label names no site here, but a backend
+         * that tidies it up could read it as one. */
+        if (h.kind == HTTP_HOST_NAME &&
+            (h.name_len == 0 || h.name[0] == '.' || memmem(h.name, h.name_len, "..", 2) != NULL))
+            return false;
         if (h.kind == HTTP_HOST_NAME)
             site = config_site_for_name(l, h.name, h.name_len);
     }

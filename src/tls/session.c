@@ -433,8 +433,7 @@ static SSL_TICKET_RETURN dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char
      * follows, judged for the name asked now). */
     const char *made_for = SSL_SESSION_get0_hostname(sess);
     uint64_t asked = v != NULL ? v->sni_hash : 0;
-    if (v != NULL &&
-        (made_for != NULL ? tls_name_hash(made_for, strlen(made_for)) : 0) != asked)
+    if (v != NULL && (made_for != NULL ? tls_name_hash(made_for, strlen(made_for)) : 0) != asked)
         return SSL_TICKET_RETURN_IGNORE_RENEW;
     int64_t not_after = 0;
     const char *why = judge(ssl, p, sess, (int64_t)time(NULL), &not_after);

@@ -824,8 +824,8 @@ def test_mutual_wildcard_site_host_must_be_the_sni(hserve, pki, certs, sni, host
 @pytest.mark.parametrize("sni,mutual", [
     ("*.api.test", True),       # a literal star: the wildcard site, a certificate asked for
     (".api.test", False),       # no first label: the listener's own
-    ("a..api.test", False),
-    ("x.a.api.test", False),    # two labels: the listener's own
+    ("a..api.test", True),      # ends in .api.test: the wildcard site, at any depth
+    ("x.a.api.test", True),     # two labels: still the wildcard site (as rules read *.)
     ("api.test.", True),
     ("A.Api.Test", True),
 ])

@@ -131,19 +131,21 @@ def test_no_sni_gets_the_listeners_own_site(hserve, pki, site_certs):
         assert s.recv(64).startswith(b"HTTP/1.1 200")
 
 
-def test_wildcard_entry_covers_one_label(hserve, pki, site_certs):
-    """*.api.test is a site for a.api.test; api.test (exact, in the same
-    entry) too; x.a.api.test and other names are the listener's own."""
+def test_wildcard_entry_covers_every_depth(hserve, pki, site_certs):
+    """*.api.test is a site for a.api.test and x.a.api.test (every name
+    below api.test, as a rule's *. reads it); api.test (exact, in the same
+    entry) too; other names are the listener's own."""
     sni = [{"names": ["api.test", "*.api.test"], "certificates": ["api"], "mode": "mutual",
             "client_ca": "pki"}]
     tg, _ = start_https(hserve, site_certs, pki, sni=sni)
     anon = ctx_for(pki)
     anon.check_hostname = False
-    for name in ("a.api.test", "api.test", "B.API.TEST"):
+    alice = ctx_for(pki, pki.client("alice"))
+    alice.check_hostname = False  # the certificate's *.api.test covers one label
+    for name in ("a.api.test", "api.test", "B.API.TEST", "x.a.api.test"):
         assert https_get(tg.addr(), anon, name, name)[0] is None, name
-        assert https_get(tg.addr(), ctx_for(pki, pki.client("alice")), name.lower(),
-                         name.lower())[0] == 200, name
-    for name in ("x.a.api.test", "api.test.evil", "localhost"):
+        assert https_get(tg.addr(), alice, name.lower(), name.lower())[0] == 200, name
+    for name in ("api.test.evil", "xapi.test", "localhost"):
         assert https_get(tg.addr(), anon, name, name)[0] == 200, name
 
 
