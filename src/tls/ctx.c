@@ -258,13 +258,7 @@ static const struct tls_bucket *bucket_for_name(const struct tls_site *site, con
     return NULL;
 }
 
-/*
- * The host_name of a ClientHello's server_name extension (RFC 6066 §3:
- * a list of u8 type, u16 length, name), bounded: false when the extension
- * is malformed, names no host, or the name is empty, longer than 255
- * bytes or holds a NUL (OpenSSL refuses such a hello after this).
- */
-static bool sni_from_hello(const unsigned char *p, size_t len, char *dst, size_t cap)
+bool tls_sni_from_hello(const unsigned char *p, size_t len, char *dst, size_t cap)
 {
     if (len < 2 || (size_t)((p[0] << 8) | p[1]) != len - 2)
         return false;
@@ -323,7 +317,7 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
     size_t ext_len = 0;
     char name[256];
     bool has_name = SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1 &&
-                    sni_from_hello(ext, ext_len, name, sizeof(name));
+                    tls_sni_from_hello(ext, ext_len, name, sizeof(name));
     size_t len = has_name ? strlen(name) : 0;
     size_t site = has_name ? config_site_for_name(s->l, name, len) : 0;
     if (site >= s->n_sites)

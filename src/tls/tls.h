@@ -349,6 +349,17 @@ TG_MUST_USE enum tg_status tls_server_allow_poll(struct tls_server *s, size_t si
  * listener's own): false when it has none. */
 bool tls_server_allow_owner(const struct tls_server *s, size_t site, size_t *owner);
 
+/*
+ * The host_name of a ClientHello's server_name extension (p, len: the
+ * extension's body, RFC 6066 §3: a u16 list length, then entries of a u8
+ * type, a u16 length and the name) into dst, NUL-terminated. Bounded:
+ * false when the list length is not the rest of the body, an entry runs
+ * past it, no entry is a host_name, or the host_name is empty, longer than
+ * 255 bytes (or cap - 1) or holds a NUL (OpenSSL refuses such a hello
+ * after this). The first host_name counts.
+ */
+bool tls_sni_from_hello(const unsigned char *p, size_t len, char *dst, size_t cap);
+
 /* The site an SSL of a tls_server was judged under (the SNI of its
  * ClientHello picked it); 0 for the listener's own. */
 size_t tls_site_of(SSL *ssl);

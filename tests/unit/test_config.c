@@ -1267,6 +1267,84 @@ static void test_parse_size(void **state)
     assert_false(config_parse_size(NULL, &b));
 }
 
+/* sni entries: what each takes from the listener, and which site a name
+ * picks (config_site_for_name): exact first, the longest wildcard at any
+ * depth, else the listener's own; one trailing dot and case ignored. */
+static void test_sites(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(BASE "listeners:\n"
+                                      "  - name: api\n"
+                                      "    protocol: https\n"
+                                      "    listen: 127.0.0.1:18443\n"
+                                      "    default_target_group: web\n"
+                                      "    tls:\n"
+                                      "      certificates: [site]\n"
+                                      "      mode: mutual\n"
+                                      "      client_ca: partners\n"
+                                      "      verify_depth: 2\n"
+                                      "      allow: [ { san_dns: \"*.example.com\" } ]\n"
+                                      "      sni:\n"
+                                      "        - names: [api.example.com, \"*.example.com\"]\n"
+                                      "        - names: [\"*.eu.example.com\"]\n"
+                                      "          mode: one-way\n"
+                                      "        - names: [Pay.Example.Com]\n"
+                                      "          client_auth: optional\n"
+                                      "          allow: [ { subject_cn: pay } ]\n",
+                                 2 /* *.example.com also covers the other two entries */);
+    const struct cfg_listener *l = &cfg->listeners[0];
+    const struct cfg_tls *t = &l->tls;
+    assert_int_equal(t->n_sites, 4);
+    /* the listener's own */
+    assert_int_equal(t->sites[0].mode, CFG_TLS_MUTUAL);
+    assert_ptr_equal(t->sites[0].client_ca, &cfg->client_cas[0]);
+    assert_ptr_equal(t->sites[0].allow_site, &t->sites[0]);
+    /* an entry that sets nothing but names takes everything */
+    assert_int_equal(t->sites[1].mode, CFG_TLS_MUTUAL);
+    assert_int_equal(t->sites[1].verify_depth, 2);
+    assert_ptr_equal(t->sites[1].client_ca, &cfg->client_cas[0]);
+    assert_ptr_equal(t->sites[1].allow_site, &t->sites[0]);
+    assert_int_equal(t->sites[1].n_certificates, 1);
+    /* one-way: no client CA, no allow-list */
+    assert_int_equal(t->sites[2].mode, CFG_TLS_ONE_WAY);
+    assert_null(t->sites[2].allow_site);
+    /* its own allow-list, optional; names stored in lower case */
+    assert_int_equal(t->sites[3].client_auth, CFG_CLIENT_AUTH_OPTIONAL);
+    assert_ptr_equal(t->sites[3].allow_site, &t->sites[3]);
+    assert_string_equal(t->sites[3].names[0], "pay.example.com");
+
+    static const struct {
+        const char *name;
+        size_t site;
+    } picks[] = {
+        {"api.example.com", 1},
+        {"API.example.COM.", 1},
+        {"a.example.com", 1},
+        {"x.y.example.com", 1},
+        {"a.eu.example.com", 2},
+        {"x.y.eu.example.com", 2},
+        {"eu.example.com", 1},
+        {"pay.example.com", 3},
+        {"pay.example.com.", 3},
+        {"example.com", 0},
+        {"xexample.com", 0},
+        {"example.com.evil", 0},
+        {"localhost", 0},
+        {"", 0},
+        {".", 0},
+        {"pay.example.com..", 0}, /* two dots: only one is ignored */
+    };
+    for (size_t i = 0; i < sizeof(picks) / sizeof(picks[0]); i++) {
+        size_t got = config_site_for_name(l, picks[i].name, strlen(picks[i].name));
+        if (got != picks[i].site)
+            fail_msg("%s: site %zu, expected %zu", picks[i].name, got, picks[i].site);
+    }
+    assert_int_equal(config_site_for_name(l, NULL, 0), 0);
+    assert_true(config_tls_any_mutual(t, false));
+    assert_true(config_tls_any_mutual(t, true));
+    config_free(cfg);
+}
+
 static void test_accessors(void **state)
 {
     (void)state;
@@ -1378,6 +1456,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_sites),
         cmocka_unit_test(test_h2_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
