@@ -1,5 +1,6 @@
 /* Loading a config: reading the file, the load context and the top level. */
 #include "config/internal.h"
+#include "core/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -499,58 +500,21 @@ out:
     return TG_OK;
 }
 
-/* Reads a whole regular file into a NUL-terminated heap buffer. */
+/* Reads a whole regular file (tg_read_file) into a NUL-terminated heap
+ * buffer; what went wrong goes to d. */
 static enum tg_status read_file(const char *path, char **text, size_t *len, struct diag *d)
 {
-    enum tg_status st = TG_E_CONFIG;
-    char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "cannot read config file \"%s\": %s", path,
-                 strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL,
-                 "cannot read config file \"%s\": not a regular file", path);
-        goto out;
-    }
-    if (sb.st_size > CFG_MAX_FILE_SIZE) {
+    char err[256];
+    enum tg_status st = tg_read_file(path, CFG_MAX_FILE_SIZE, text, len, err, sizeof(err));
+    if (st == TG_OK)
+        return TG_OK;
+    const char *why = strncmp(err, "cannot read: ", 13) == 0 ? err + 13 : err;
+    if (strncmp(err, "larger than", 11) == 0)
         diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL,
                  "config file \"%s\" is too large (more than 16 MiB)", path);
-        goto out;
-    }
-    size_t cap = (size_t)sb.st_size + 1, n = 0;
-    buf = malloc(cap);
-    if (buf == NULL) {
-        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "out of memory reading \"%s\"", path);
-        goto out;
-    }
-    /* The size may change under us; read what is there, up to the cap. */
-    while (n + 1 < cap) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "cannot read config file \"%s\": %s", path,
-                     strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-    buf = NULL;
-    st = TG_OK;
-out:
-    free(buf);
-    if (fd >= 0)
-        close(fd);
-    return st;
+    else
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "cannot read config file \"%s\": %s", path, why);
+    return TG_E_CONFIG;
 }
 
 enum tg_status config_load(const char *path, struct config **out, struct diag *d)

@@ -142,26 +142,6 @@ void cfg_parse_client_cas(struct cfg_ctx *c, const struct cfg_val *v)
     }
 }
 
-static void parse_certificate_names(struct cfg_ctx *c, const struct cfg_val *kv, struct cfg_tls *t)
-{
-    if (!cfg_is_seq(c, kv))
-        return;
-    size_t n = cfg_count(kv);
-    if (n == 0) {
-        cfg_error(c, kv, "at least one certificate is required");
-        return;
-    }
-    t->certificate_names = cfg_calloc(c, n, sizeof(*t->certificate_names));
-    t->certificates = cfg_calloc(c, n, sizeof(*t->certificates));
-    if (t->certificate_names == NULL || t->certificates == NULL)
-        return;
-    struct cfg_val item;
-    for (size_t i = 0; cfg_seq_next(c, kv, &i, &item);) {
-        if (cfg_get_str(c, &item, &t->certificate_names[t->n_certificates]))
-            t->n_certificates++;
-    }
-}
-
 /* Keys that take one of a fixed set of words but are stored as strings. */
 static void parse_word(struct cfg_ctx *c, const struct cfg_val *kv, const char *const *words,
                        size_t n, char **out)
@@ -503,7 +483,8 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
             break;
         case 2:
             cfg_record(c, &t->certificate_names, false, &kv);
-            parse_certificate_names(c, &kv, t);
+            parse_site_certificates(c, &kv, &t->certificate_names, &t->n_certificates,
+                                    &t->certificates);
             break;
         case 3:
             /* Recorded even when invalid: check.c must not say it is missing. */
