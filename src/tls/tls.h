@@ -424,6 +424,14 @@ struct tls_verdict {
  * ClientHello asks for. */
 uint64_t tls_name_hash(const char *name, size_t len);
 
+/* The verify callback of mutual sites: records the first verification
+ * error in the connection's verdict, refuses a leaf whose facts exceed the
+ * limits below or that its site's allow-list does not have, and asks
+ * about its OCSP status (suspending the handshake on a cache miss). With
+ * client_auth optional the handshake goes on and the verdict travels to
+ * the backend instead. */
+int tls_verify_client_cb(int ok, X509_STORE_CTX *xs);
+
 /* The verdict tls_verdict_attach put on ssl, or NULL. */
 struct tls_verdict *tls_verdict_of(SSL *ssl);
 

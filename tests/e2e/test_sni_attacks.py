@@ -15,8 +15,6 @@ flight (its certificate, whether it asks for a client certificate) says
 which site judged it."""
 
 import os
-import socket
-import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ import tg_tls
 from tg_h2 import RawH2
 from tg_http import Client, hbackend, hserve, https_listener  # noqa: F401
 from tg_proc import T, group, listener
+from tg_sites import ctx_for, https_get
 
 @pytest.fixture(scope="session")
 def certs(pki, tmp_path_factory):
@@ -82,49 +81,6 @@ def start(hserve, pki, certs, sni=None, tls_extra=None, foreign_pki=None, **lst_
     lst["tls"].update(tls_extra or {})
     tg, be = hserve(lst, **top(pki, certs, foreign_pki))
     return tg, be
-
-
-def ctx_for(pki, cert=None, version=None, verify=True):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(pki.path("root.crt"))
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if cert is not None:
-        ctx.load_cert_chain(cert[0], cert[1])
-    if version == "1.2":
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    elif version == "1.3":
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
-
-
-def https_get(addr, ctx, sni, host, path="/", session=None, head=None):
-    """(status, session_reused, session) of one HTTP/1.1 request; status
-    None when the handshake or the request failed. head: the request's
-    head as sent (Host and Connection lines then come from it)."""
-    raw_sock = socket.create_connection(addr, timeout=T(10))
-    try:
-        s = ctx.wrap_socket(raw_sock, server_hostname=sni, session=session)
-    except (ssl.SSLError, OSError):
-        raw_sock.close()
-        return None, False, None
-    with s:
-        try:
-            if head is None:
-                head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            s.sendall(head.encode("latin-1") if isinstance(head, str) else head)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except (ssl.SSLError, OSError):
-            return None, s.session_reused, s.session
-        if not data.startswith(b"HTTP/1.1 "):
-            return None, s.session_reused, s.session
-        return int(data.split(b" ", 2)[1]), s.session_reused, s.session
 
 
 def good_client_served(tg, pki):

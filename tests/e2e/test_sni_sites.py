@@ -5,7 +5,6 @@ site than the handshake's gets 421 (the CVE-2025-23419 pattern); each site
 verifies clients against its own CA."""
 
 import socket
-import ssl
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import tg_tls
 from tg_h2 import H2Client
 from tg_http import Client, hbackend, hserve, https_listener  # noqa: F401
 from tg_proc import T, free_port, group, listener, run_tollgate
+from tg_sites import ctx_for, https_get
 
 
 @pytest.fixture(scope="session")
@@ -35,43 +35,6 @@ def site_certs(pki, tmp_path_factory):
                                       sans=sans)
         out[name] = {"cert": crt, "key": key}
     return out
-
-
-def ctx_for(pki, cert=None, version=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(pki.path("root.crt"))
-    if cert is not None:
-        ctx.load_cert_chain(cert[0], cert[1])
-    if version == "1.2":
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    elif version == "1.3":
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
-
-
-def https_get(addr, ctx, sni, host, path="/", session=None):
-    """(status, session_reused, session) of one HTTP/1.1 request; status
-    None when the handshake or the request failed."""
-    raw = socket.create_connection(addr, timeout=T(10))
-    try:
-        s = ctx.wrap_socket(raw, server_hostname=sni, session=session)
-    except (ssl.SSLError, OSError):
-        raw.close()
-        return None, False, None
-    with s:
-        try:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except (ssl.SSLError, OSError):
-            return None, s.session_reused, s.session
-        if not data:
-            return None, s.session_reused, s.session
-        return int(data.split(b" ", 2)[1]), s.session_reused, s.session
 
 
 def sites_cfg(site_certs, pki, foreign_pki=None, tls_extra=None, sni=None, protocol="https"):

@@ -1,0 +1,50 @@
+"""Clients of the per-SNI site tests: a TLS client context for the test PKI
+and one HTTP/1.1 request over a chosen SNI, Host and session."""
+
+import socket
+import ssl
+
+from tg_proc import T
+
+
+def ctx_for(pki, cert=None, version=None, verify=True):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(pki.path("root.crt"))
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        ctx.load_cert_chain(cert[0], cert[1])
+    if version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif version == "1.3":
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def https_get(addr, ctx, sni, host, path="/", session=None, head=None):
+    """(status, session_reused, session) of one HTTP/1.1 request; status
+    None when the handshake or the request failed. head: the request's
+    head as sent (Host and Connection lines then come from it)."""
+    raw_sock = socket.create_connection(addr, timeout=T(10))
+    try:
+        s = ctx.wrap_socket(raw_sock, server_hostname=sni, session=session)
+    except (ssl.SSLError, OSError):
+        raw_sock.close()
+        return None, False, None
+    with s:
+        try:
+            if head is None:
+                head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            s.sendall(head.encode("latin-1") if isinstance(head, str) else head)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (ssl.SSLError, OSError):
+            return None, s.session_reused, s.session
+        if not data.startswith(b"HTTP/1.1 "):
+            return None, s.session_reused, s.session
+        return int(data.split(b" ", 2)[1]), s.session_reused, s.session
