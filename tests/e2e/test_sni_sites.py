@@ -126,7 +126,7 @@ def test_each_site_trusts_its_own_ca(hserve, pki, foreign_pki, site_certs):
     assert https_get(tg.addr(), ctx_for(pki, theirs), "other.test", "other.test")[0] == 200
     assert https_get(tg.addr(), ctx_for(pki, theirs), "mtls.test", "mtls.test")[0] is None
     assert https_get(tg.addr(), ctx_for(pki, ours), "other.test", "other.test")[0] is None
-    assert len(tg.events("tls_handshake_failed", reason="unknown_ca")) >= 2
+    tg.wait_event("tls_handshake_failed", count=2, reason="unknown_ca")
 
 
 # ---- the CVE-2025-23419 pattern: one site's handshake, another's Host ----
