@@ -35,7 +35,7 @@ struct seen {
 struct history {
     const struct config *cfg;
     char dir[4096];
-    int *fds; /* per listener, -1 until the first line */
+    int *fds; /* per listener, -1 until the first line, -2 once it could not be opened */
     off_t *sizes;
     size_t n_listeners;
     struct seen *seen; /* SLOTS, open addressing */
@@ -269,18 +269,22 @@ static bool build_line(struct line *o, const struct cfg_listener *l, size_t site
     return !o->is_bad;
 }
 
+/* The listener's file, opened on first use; -1 when it cannot be (said
+ * once: the listener records nothing more in this worker). */
 static int file_of(struct history *h, size_t listener)
 {
-    if (h->fds[listener] >= 0)
-        return h->fds[listener];
+    if (h->fds[listener] != -1)
+        return h->fds[listener] >= 0 ? h->fds[listener] : -1;
     char path[4096 + 128];
     snprintf(path, sizeof(path), "%s/%s.%d.jsonl", h->dir, h->cfg->listeners[listener].name,
              (int)getpid());
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         char e_path[LOG_KV_MAX];
-        log_warn("event=trust_history_unavailable file=%s error=\"%s\"",
+        log_warn("event=trust_history_unavailable file=%s error=\"%s\" effect=\"this worker "
+                 "records no client certificate of the listener\"",
                  log_kv(e_path, sizeof(e_path), path), strerror(errno));
+        h->fds[listener] = -2;
         return -1;
     }
     struct stat st;

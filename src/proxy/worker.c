@@ -465,7 +465,10 @@ static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
                 ws->next_allow_check = now + (ev_tstamp)every / 1000.0;
                 allow_poll(w, l, k);
             }
-            uint64_t next_every = ws->next != NULL ? cs->client_ca_next->check_interval_ms : 0;
+            /* Also when it did not load: a fixed file is picked up. */
+            uint64_t next_every = cs->client_ca_next != NULL && cs->mode == CFG_TLS_MUTUAL
+                                      ? cs->client_ca_next->check_interval_ms
+                                      : 0;
             if (next_every != 0 && now >= ws->next_next_check) {
                 ws->next_next_check = now + (ev_tstamp)next_every / 1000.0;
                 next_poll(w, l, k);

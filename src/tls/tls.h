@@ -116,10 +116,10 @@ struct tls_trust_watch {
 
 /*
  * Looks at ca's files (stat only, unless they changed since current was
- * loaded): TG_E_AGAIN when nothing changed (or the change was already
- * refused); TG_OK with *out a new trust (one reference) when they changed
- * and load; else the status of the failed load, with its first error in
- * err (once per change: the same files are not tried again).
+ * loaded; with current NULL, none loaded, they are tried once per change):
+ * TG_E_AGAIN when nothing changed (or the change was already refused); TG_OK with *out a new trust
+ * (one reference) when they changed and load; else the status of the failed load, with its first
+ * error in err (once per change: the same files are not tried again).
  */
 TG_MUST_USE enum tg_status tls_trust_watch_poll(struct tls_trust_watch *w, const struct config *cfg,
                                                 const struct cfg_client_ca *ca,

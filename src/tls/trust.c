@@ -388,7 +388,8 @@ enum tg_status tls_trust_watch_poll(struct tls_trust_watch *w, const struct conf
     err[0] = '\0';
     tls_file_sig_get(ca->ca, &ca_sig);
     tls_file_sig_get(ca->crl, &crl_sig);
-    if (sig_equal(&ca_sig, &current->ca_sig) && sig_equal(&crl_sig, &current->crl_sig))
+    if (current != NULL && sig_equal(&ca_sig, &current->ca_sig) &&
+        sig_equal(&crl_sig, &current->crl_sig))
         return TG_E_AGAIN;
     if (w->has_failed && sig_equal(&ca_sig, &w->failed_ca) && sig_equal(&crl_sig, &w->failed_crl))
         return TG_E_AGAIN; /* refused already: wait for the next change */

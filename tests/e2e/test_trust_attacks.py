@@ -482,9 +482,6 @@ def test_state_dir_unreachable_for_the_workers_user(tollgate, backend, pki, stat
     assert not list(hd.glob("*.jsonl"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a trust-history directory the worker may enter "
-                   "but not write logs trust_history_unavailable on every handshake "
-                   "(history.c file_of retries open() each time and logs each failure)")
 def test_history_dir_read_only_logs_once(tollgate, backend, pki, open_state):
     """trust-history exists but is read-only (mode 0500; the master chowns
     it to the workers' user when root): every client is served and
