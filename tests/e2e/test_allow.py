@@ -14,7 +14,6 @@ import signal
 import socket
 import ssl
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +24,7 @@ import tg_certs
 import tg_proxyproto as pp
 import tg_tls
 from test_admin import metric, scrape
-from test_live_trust import echo_ok, is_closed, records
+from test_live_trust import echo_ok, is_closed
 from tg_h2 import H2Client
 from tg_http import Client, Reply, build, hbackend, hserve, https_listener  # noqa: F401
 from tg_proc import T, free_port, group, listener, run_tollgate, wait_for
@@ -593,27 +592,8 @@ def test_allow_file_change_during_a_handshake(tollgate, backend, pki, who, tmp_p
                    "listeners": [listener(mode="mutual", tls_extra={"allow_file": str(allow)})]})
 
     def held(change, payload):
-        m = tg_tls.MemTLS(tg.addr(), ctx_of(pki, who, "spiffe_db", "1.3"))
-        try:
-            m.sock.sendall(m.client_hello())
-            while True:  # the client ends its side once it has the server's flight
-                try:
-                    m.obj.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    m._fill()
-            recs = records(m.out.read())
-            for r in recs[:-1]:  # Certificate, CertificateVerify: judged now
-                m.sock.sendall(r)
-            time.sleep(0.2)  # not a wait for an outcome: lets the server judge them first
-            change()
-            m.sock.sendall(recs[-1])  # Finished
-            m.send(payload)
-            return m.recv()
-        except (ssl.SSLError, OSError):
-            return b""
-        finally:
-            m.close()
+        return tg_tls.held_handshake(tg.addr(), ctx_of(pki, who, "spiffe_db", "1.3"), change,
+                                     payload, pause=0.2)
 
     assert held(lambda: None, b"held\n") == b"held\n", "the twin: a held handshake completes"
 

@@ -280,17 +280,6 @@ def test_crl_near_its_next_update_is_warned_about(tollgate, backend, pki, tmp_pa
     assert 0 < left <= 7200
 
 
-def records(data):
-    """The TLS records of a byte string, each whole."""
-    out, i = [], 0
-    while i + 5 <= len(data):
-        n = int.from_bytes(data[i + 3:i + 5], "big")
-        out.append(data[i:i + 5 + n])
-        i += 5 + n
-    assert i == len(data)
-    return out
-
-
 def test_trust_change_during_a_handshake_is_judged_at_its_end(tollgate, backend, pki, tmp_path):
     """A client whose certificate was verified, then revoked by a CRL loaded
     before it sent its Finished, is refused when the handshake ends
@@ -303,34 +292,7 @@ def test_trust_change_during_a_handshake_is_judged_at_its_end(tollgate, backend,
     ctx = tg_tls.client_ctx(pki, cert=pki.client("alice"), version="1.3")
 
     def held(change):
-        m = tg_tls.MemTLS(tg.addr(), ctx)
-        m.sock.sendall(m.client_hello())
-        while True:  # the client finishes its side once it has the server's flight
-            try:
-                m.obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                m._fill()
-        recs = records(m.out.read())
-        assert len(recs) >= 3, recs
-        for r in recs[:-1]:  # Certificate and CertificateVerify: verified now
-            m.sock.sendall(r)
-        time.sleep(0.3)
-        change()
-        m.sock.sendall(recs[-1])  # Finished
-        m.send(b"held handshake\n")
-        try:
-            got = b""
-            while len(got) < 15:
-                chunk = m.recv()
-                if not chunk:
-                    break
-                got += chunk
-            return got
-        except (ssl.SSLError, OSError):
-            return b""
-        finally:
-            m.close()
+        return tg_tls.held_handshake(tg.addr(), ctx, change, b"held handshake\n")
 
     assert held(lambda: None) == b"held handshake\n", "the twin: a held handshake completes"
 

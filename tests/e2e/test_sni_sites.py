@@ -5,36 +5,19 @@ site than the handshake's gets 421 (the CVE-2025-23419 pattern); each site
 verifies clients against its own CA."""
 
 import socket
-from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
-import tg_certs
 import tg_tls
 from tg_h2 import H2Client
 from tg_http import Client, hbackend, hserve, https_listener  # noqa: F401
 from tg_proc import T, free_port, group, listener, run_tollgate
-from tg_sites import ctx_for, https_get
+from tg_sites import ctx_for, https_get, mint_site_certs, site_top
 
 
 @pytest.fixture(scope="session")
 def site_certs(pki, tmp_path_factory):
-    """Server certificates for the test names, signed by the PKI's
-    intermediate (chain included), as config fragments."""
-    d = tmp_path_factory.mktemp("sitecerts")
-    inter = tg_certs.load_cert(pki.path("intermediate.crt"))
-    inter_key = serialization.load_pem_private_key(
-        Path(pki.path("intermediate.key")).read_bytes(), password=None)
-    out = {}
-    for name, sans in (("mtls", ["mtls.test"]), ("api", ["api.test", "*.api.test"]),
-                       ("other", ["other.test"])):
-        crt, key = tg_certs.make_cert(d, name, issuer_cert=inter, issuer_key=inter_key,
-                                      chain=(inter,), eku=(ExtendedKeyUsageOID.SERVER_AUTH,),
-                                      sans=sans)
-        out[name] = {"cert": crt, "key": key}
-    return out
+    return mint_site_certs(pki, tmp_path_factory.mktemp("sitecerts"))
 
 
 def sites_cfg(site_certs, pki, foreign_pki=None, tls_extra=None, sni=None, protocol="https"):
@@ -49,12 +32,7 @@ def sites_cfg(site_certs, pki, foreign_pki=None, tls_extra=None, sni=None, proto
 
 
 def top(site_certs, pki, foreign_pki=None):
-    certs = dict(pki.certificates())
-    certs.update(site_certs)
-    cas = dict(pki.client_cas())
-    if foreign_pki is not None:
-        cas["foreign"] = {"ca": foreign_pki.path("root.crt")}
-    return {"certificates": certs, "client_cas": cas}
+    return site_top(pki, site_certs, foreign_pki)
 
 
 def start_https(hserve, site_certs, pki, foreign_pki=None, **kw):

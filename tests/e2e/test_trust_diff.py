@@ -40,6 +40,14 @@ def connect_as(tg, pki, who, payload=b"x\n"):
     return ok
 
 
+def seen(tg, pki, state, *names):
+    """The named clients of the PKI connect once each, and their lines are
+    in the history."""
+    for n in names:
+        assert connect_as(tg, pki, pki.client(n))
+    wait_for(lambda: len(history_lines(state)) >= len(names), T(5), what="history")
+
+
 def diff(tg, *args):
     r = run_tollgate(["trust", "diff", "-c", str(tg.config_path), *args])
     return r
@@ -89,9 +97,7 @@ def test_diff_lists_who_a_new_bundle_refuses(tollgate, backend, pki, foreign_pki
     the current bundle refuses nobody, exit 0."""
     be = backend()
     tg = tollgate(mutual_cfg(be, state, pki))
-    assert connect_as(tg, pki, pki.client("alice"))
-    assert connect_as(tg, pki, pki.client("bob"))
-    wait_for(lambda: len(history_lines(state)) >= 2, T(5), what="history")
+    seen(tg, pki, state, "alice", "bob")
     r = diff(tg, "--client-ca", "pki", "--ca", foreign_pki.path("root.crt"))
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stdout.count("REFUSED unknown_ca") == 2, r.stdout
@@ -105,9 +111,7 @@ def test_diff_with_a_new_crl_refuses_only_the_revoked(tollgate, backend, pki, st
     too, with his serial and fingerprint."""
     be = backend()
     tg = tollgate(mutual_cfg(be, state, pki))
-    assert connect_as(tg, pki, pki.client("alice"))
-    assert connect_as(tg, pki, pki.client("bob"))
-    wait_for(lambda: len(history_lines(state)) >= 2, T(5), what="history")
+    seen(tg, pki, state, "alice", "bob")
     copy = tmp_path / "pkicopy"
     shutil.copytree(pki.dir, copy)
     r = run_tollgate(["pki", "revoke", str(copy), "bob"])
@@ -129,9 +133,7 @@ def test_diff_with_a_proposed_allow_file(tollgate, backend, pki, state, tmp_path
     alice not."""
     be = backend()
     tg = tollgate(mutual_cfg(be, state, pki))
-    assert connect_as(tg, pki, pki.client("alice"))
-    assert connect_as(tg, pki, pki.client("bob"))
-    wait_for(lambda: len(history_lines(state)) >= 2, T(5), what="history")
+    seen(tg, pki, state, "alice", "bob")
     allow = tmp_path / "new.allow"
     allow.write_text("# only alice\nsubject_cn alice\n")
     r = diff(tg, "--client-ca", "pki", "--ca", pki.path("root.crt"), "--allow-file", str(allow))
@@ -147,8 +149,7 @@ def test_diff_ignores_history_outside_the_window(tollgate, backend, pki, foreign
     replayed."""
     be = backend()
     tg = tollgate(mutual_cfg(be, state, pki))
-    assert connect_as(tg, pki, pki.client("alice"))
-    wait_for(lambda: len(history_lines(state)) >= 1, T(5), what="history")
+    seen(tg, pki, state, "alice")
     f = next((state / "trust-history").glob("*.jsonl"))
     rec = json.loads(f.read_text().splitlines()[0])
     old = int(time.time()) - 8 * 24 * 3600
@@ -176,8 +177,7 @@ def test_hostile_history_lines_are_skipped(tollgate, backend, pki, foreign_pki, 
     oversized line in a history file are skipped; the good line is read."""
     be = backend()
     tg = tollgate(mutual_cfg(be, state, pki))
-    assert connect_as(tg, pki, pki.client("alice"))
-    wait_for(lambda: len(history_lines(state)) >= 1, T(5), what="history")
+    seen(tg, pki, state, "alice")
     f = next((state / "trust-history").glob("*.jsonl"))
     good = f.read_text()
     rec = json.loads(good.splitlines()[0])

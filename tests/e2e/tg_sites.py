@@ -3,8 +3,45 @@ and one HTTP/1.1 request over a chosen SNI, Host and session."""
 
 import socket
 import ssl
+from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+import tg_certs
 from tg_proc import T
+
+# The server names of the test sites, and the certificate (config name)
+# that covers each.
+SITE_CERTS = (("mtls", ["mtls.test"]), ("api", ["api.test", "*.api.test"]),
+              ("other", ["other.test"]), ("opt", ["opt.test"]),
+              ("partner", ["partner.test"]))
+
+
+def mint_site_certs(pki, d):
+    """Server certificates for the site names, signed by the PKI's
+    intermediate (chain included) into directory d, as config fragments."""
+    inter = tg_certs.load_cert(pki.path("intermediate.crt"))
+    inter_key = serialization.load_pem_private_key(
+        Path(pki.path("intermediate.key")).read_bytes(), password=None)
+    out = {}
+    for name, sans in SITE_CERTS:
+        crt, key = tg_certs.make_cert(d, name, issuer_cert=inter, issuer_key=inter_key,
+                                      chain=(inter,), eku=(ExtendedKeyUsageOID.SERVER_AUTH,),
+                                      sans=sans)
+        out[name] = {"cert": crt, "key": key}
+    return out
+
+
+def site_top(pki, certs, foreign_pki=None):
+    """The certificates (the PKI's and the sites') and client CAs (the
+    PKI's, and "foreign" for foreign_pki) of a config."""
+    c = dict(pki.certificates())
+    c.update(certs)
+    cas = dict(pki.client_cas())
+    if foreign_pki is not None:
+        cas["foreign"] = {"ca": foreign_pki.path("root.crt")}
+    return {"certificates": c, "client_cas": cas}
 
 
 def ctx_for(pki, cert=None, version=None, verify=True):

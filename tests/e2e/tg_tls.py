@@ -5,6 +5,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 
 from tg_proc import T
 
@@ -251,3 +252,50 @@ def gnutls_cli(addr, pki, data=b"hello from gnutls-cli\n", cert=None, extra=(), 
         cmd += ["--x509certfile", cert[0], "--x509keyfile", cert[1]]
     cmd.append(addr[0])
     return _run(cmd, data, timeout or T(20))
+
+
+def records(data):
+    """The TLS records of a byte string, each whole."""
+    out, i = [], 0
+    while i + 5 <= len(data):
+        n = int.from_bytes(data[i + 3:i + 5], "big")
+        out.append(data[i:i + 5 + n])
+        i += 5 + n
+    assert i == len(data)
+    return out
+
+
+def held_handshake(addr, ctx, change, payload, pause=0.3):
+    """A TLS 1.3 client handshake held before its Finished: the client's
+    Certificate and CertificateVerify go out (the server judges them),
+    change() runs after `pause` seconds (not a wait for an outcome: it lets
+    the server judge them first), then Finished and payload. Returns what
+    the server echoed (up to len(payload) bytes), b"" when it refused."""
+    m = MemTLS(addr, ctx)
+    try:
+        m.sock.sendall(m.client_hello())
+        while True:  # the client ends its side once it has the server's flight
+            try:
+                m.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                m._fill()
+        recs = records(m.out.read())
+        assert len(recs) >= 3, recs
+        for r in recs[:-1]:
+            m.sock.sendall(r)
+        time.sleep(pause)
+        change()
+        m.sock.sendall(recs[-1])  # Finished
+        m.send(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = m.recv()
+            if not chunk:
+                break
+            got += chunk
+        return got
+    except (ssl.SSLError, OSError):
+        return b""
+    finally:
+        m.close()
