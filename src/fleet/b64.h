@@ -14,7 +14,8 @@
  * out of memory. */
 char *fleet_b64_encode(const uint8_t *data, size_t len);
 
-/* Decodes the len characters at s (no whitespace, padding required) into
+/* Decodes the len characters at s (no whitespace, padding required, the
+ * bits a padded group leaves over zero: one encoding per byte string) into
  * a heap buffer of *out_len bytes (NUL-terminated for convenience).
  * False on a malformed input, one decoding to more than max bytes, or no
  * memory. */
