@@ -15,7 +15,8 @@
 # Idempotent, non-interactive, and silent when nothing is missing.
 #
 # Services: it never stops, disables or reconfigures a service. Debian's
-# haproxy, nginx and prometheus packages start their daemon when installed.
+# haproxy, nginx, prometheus and etcd-server packages start their daemon
+# when installed.
 # To prevent that, while it installs, the script puts a policy-rc.d that
 # refuses every start (exit 101; invoke-rc.d and deb-systemd-invoke ask it)
 # at $POLICY_RC_D, but only if no such file exists, and removes it when it
@@ -40,17 +41,20 @@ DEMO=(openssl curl)
 # prometheus (test_admin checks /metrics with it), clang-format (lint),
 # clang and its runtimes (asan with clang), valgrind, man-db and logrotate
 # (the install test renders the man pages and rotates with the installed
-# file), chromium (headless, the admin status page), and what building and
+# file), chromium (headless, the admin status page), etcd-server and
+# etcd-client (the fleet tests run a real etcd on loopback, from their own
+# temporary data directories, never the system's), and what building and
 # checking the .deb takes.
 TEST=(libcmocka-dev clang-format clang libclang-rt-dev valgrind
     python3 python3-pytest python3-cryptography python3-h2 openssl curl gnutls-bin nghttp2-client
-    prometheus man-db logrotate chromium debhelper lintian dpkg-dev fakeroot)
+    prometheus man-db logrotate chromium etcd-server etcd-client
+    debhelper lintian dpkg-dev fakeroot)
 FUZZ=(clang libclang-rt-dev)
 # bench/run.sh runs haproxy and nginx from its own temporary configs.
 BENCH=(haproxy nginx libnginx-mod-stream wrk nghttp2-client linux-perf openssl python3)
 
 # Packages whose installation starts a daemon, and the unit each starts.
-declare -A DAEMON=([haproxy]=haproxy [nginx]=nginx [prometheus]=prometheus)
+declare -A DAEMON=([haproxy]=haproxy [nginx]=nginx [prometheus]=prometheus [etcd-server]=etcd)
 
 packages_for()
 {

@@ -8,6 +8,11 @@
   loopback ports, waits until it is ready, puts its log into the report of a
   failed test, and stops it afterwards (SIGTERM, then SIGKILL).
 - `backend`: a factory for recording TCP backends (tg_backend.Backend).
+- `etcd`: a running one-member etcd on loopback (tg_etcd.Etcd), its own
+  data directory in the test's tmp_path; `etcd_cluster`: three members
+  (tg_etcd.EtcdCluster). Their logs go into the report of a failed test;
+  they are stopped afterwards. Without /usr/bin/etcd they fail (it is a
+  test tool scripts/setup.sh installs), never skip.
 """
 
 import os
@@ -19,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import tg_backend  # noqa: E402
 import tg_certs  # noqa: E402
+import tg_etcd  # noqa: E402
 import tg_proc  # noqa: E402
 
 
@@ -48,6 +54,8 @@ def pytest_runtest_makereport(item, call):
                 acc = ""
             if acc:
                 rep.sections.append((f"tollgate {tg.name} access log", acc[-10000:]))
+        for e in getattr(item, "_etcds", []):
+            rep.sections.append((f"etcd {e.name} log", e.log()[-10000:]))
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +119,30 @@ def backend():
     yield make
     for b in made:
         b.close()
+
+
+@pytest.fixture
+def etcd(request, tmp_path):
+    """A running one-member etcd (tg_etcd.Etcd): .url, get/put/range_prefix/
+    delete_prefix/revision, stop/kill/start."""
+    e = tg_etcd.Etcd(tmp_path / "etcd")
+    request.node._etcds = getattr(request.node, "_etcds", []) + [e]
+    try:
+        yield e.start()
+    finally:
+        e.stop()
+
+
+@pytest.fixture
+def etcd_cluster(request, tmp_path):
+    """A running three-member etcd cluster (tg_etcd.EtcdCluster, a list of
+    tg_etcd.Etcd with .urls and .leader())."""
+    c = tg_etcd.Etcd.cluster(tmp_path / "etcd-cluster", n=3)
+    request.node._etcds = getattr(request.node, "_etcds", []) + list(c)
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 @pytest.fixture

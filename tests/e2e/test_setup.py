@@ -4,9 +4,9 @@ that was there before is ever stopped, disabled or reconfigured.
 The script runs against stand-ins for dpkg-query, apt-get, systemctl,
 service and sudo (a PATH of shell scripts recording what they were asked), and with
 POLICY_RC_D pointing into the test's directory: nothing is installed and no
-real service is touched. The fake apt-get behaves like Debian's haproxy and
-nginx packages: installing one starts its service unless policy-rc.d
-answers 101."""
+real service is touched. The fake apt-get behaves like Debian's haproxy,
+nginx, prometheus and etcd-server packages: installing one starts its
+service (etcd-server's is named etcd) unless policy-rc.d answers 101."""
 
 import os
 import re
@@ -17,7 +17,7 @@ import pytest
 from tg_proc import REPO, T
 
 SETUP = REPO / "scripts" / "setup.sh"
-DAEMONS = {"haproxy", "nginx", "prometheus"}
+DAEMONS = {"haproxy", "nginx", "prometheus", "etcd-server"}
 
 
 def packages(purpose):
@@ -48,7 +48,7 @@ def test_test_installs_every_tool_the_suite_uses():
     needed = {"libcmocka-dev", "clang-format", "clang", "libclang-rt-dev", "valgrind",
               "python3-pytest", "python3-cryptography", "openssl", "curl", "gnutls-bin",
               "nghttp2-client", "prometheus", "pandoc", "man-db", "logrotate", "chromium", "debhelper",
-              "lintian", "dpkg-dev", "fakeroot"}
+              "lintian", "dpkg-dev", "fakeroot", "etcd-server", "etcd-client"}
     assert needed <= pkgs, needed - pkgs
     # Twin: the peers of the benchmark are not test tools.
     assert not {"haproxy", "nginx", "wrk", "linux-perf"} & pkgs
@@ -92,14 +92,17 @@ FAKES = {
         for pkg in "$@"; do
             case $pkg in -*|install) continue ;; esac
             echo "$pkg" >>"$FAKE/installed"
-            case $pkg in haproxy|nginx|prometheus)
-                # What the package's postinst does: invoke-rc.d asks policy-rc.d.
-                if [ -x "$POLICY_RC_D" ] && { "$POLICY_RC_D" "$pkg" start; [ $? -eq 101 ]; }; then
-                    echo "start-refused $pkg" >>"$FAKE/log"
-                else
-                    echo "started $pkg" >>"$FAKE/log"; echo "$pkg" >>"$FAKE/active"
-                fi ;;
+            case $pkg in
+            haproxy|nginx|prometheus) unit=$pkg ;;
+            etcd-server) unit=etcd ;;
+            *) continue ;;
             esac
+            # What the package's postinst does: invoke-rc.d asks policy-rc.d.
+            if [ -x "$POLICY_RC_D" ] && { "$POLICY_RC_D" "$unit" start; [ $? -eq 101 ]; }; then
+                echo "start-refused $unit" >>"$FAKE/log"
+            else
+                echo "started $unit" >>"$FAKE/log"; echo "$unit" >>"$FAKE/active"
+            fi
         done
     """,
     "systemctl": """
@@ -180,6 +183,39 @@ def test_existing_policy_is_kept_and_only_a_daemon_this_run_installed_is_stopped
     assert "stopping nginx" in r.stdout
     assert (fake / "active").read_text().split() == ["haproxy"]
     assert policy.read_text() == "#!/bin/sh\nexit 0\n"
+
+
+def test_etcd_server_is_kept_from_starting_by_the_temporary_policy(fake):
+    before = [p for p in packages("test") if p not in ("etcd-server", "etcd-client")]
+    r = run_setup(fake, "test", before)
+    assert r.returncode == 0, r.stderr
+    calls = log(fake)
+    assert "start-refused etcd" in calls and "started etcd" not in calls
+    assert not [c for c in calls if c.startswith(("systemctl", "service")) and "is-active" not in c], calls
+    assert "etcd-server installed; etcd is not running" in r.stdout
+    assert not (fake / "policy-rc.d").exists()
+
+
+def test_etcd_server_is_stopped_by_its_unit_name(fake):
+    """etcd-server's unit is etcd: with a policy-rc.d that allows starts, the
+    etcd a test install started is stopped by that name; an etcd that ran
+    before (etcd-server installed earlier) is never touched."""
+    policy = fake / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 0\n")
+    policy.chmod(0o755)
+    before = [p for p in packages("test") if p not in ("etcd-server", "etcd-client")]
+    r = run_setup(fake, "test", before)
+    assert r.returncode == 0, r.stderr
+    calls = log(fake)
+    assert "started etcd" in calls
+    assert [c for c in calls if c.startswith(("systemctl stop", "service"))] == ["systemctl stop etcd"]
+    assert "stopping etcd, started by the etcd-server package" in r.stdout
+    assert (fake / "active").read_text().split() == []
+    # Twin: installed before and running, it stays as it is.
+    (fake / "log").write_text("")
+    r = run_setup(fake, "test", packages("test"), active=["etcd"])
+    assert r.returncode == 0 and r.stdout == "" and log(fake) == []
+    assert (fake / "active").read_text().split() == ["etcd"]
 
 
 def test_failed_install_still_removes_the_temporary_policy(fake):
