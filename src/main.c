@@ -3,17 +3,21 @@
  * error. */
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/opensslv.h>
 
 #include "admin/admin.h"
 #include "core/suggest.h"
+#include "fleet/fleet.h"
+#include "fleet/rev.h"
 #include "master/master.h"
 #include "pki/pki.h"
 
-static const char *const commands[] = {"run",   "check", "demo",    "pki", "cert",
-                                       "probe", "trust", "version", "help"};
+static const char *const commands[] = {"run",   "check", "demo",  "pki",     "cert",
+                                       "probe", "trust", "fleet", "version", "help"};
 
 static void usage(FILE *out)
 {
@@ -31,6 +35,8 @@ static void usage(FILE *out)
           "  probe       connect as a TLS client and say why a handshake is refused\n"
           "  trust diff  replay the client certificates accepted lately against a\n"
           "              proposed CA bundle, CRL or allow file: who would be refused\n"
+          "  fleet       push a config to a fleet of nodes through etcd, list and roll\n"
+          "              back its revisions, and show every node's state\n"
           "  version     print the version of tollgate and of its OpenSSL\n"
           "\"tollgate COMMAND --help\" (or \"tollgate help COMMAND\") describes one.\n"
           "\n"
@@ -48,6 +54,8 @@ static void usage(FILE *out)
 static void run_usage(FILE *out)
 {
     fputs("usage: tollgate run -c FILE\n"
+          "       tollgate run --fleet URLS --prefix P [--node NAME] [--secret-file FILE]\n"
+          "                    [--cache-dir DIR] [--lease-ttl SECONDS]\n"
           "  Runs the master and its workers in the foreground, logging to stderr, until\n"
           "  SIGTERM or SIGQUIT (drain, then exit 0). The config is checked first, as by\n"
           "  \"tollgate check\"; with an error nothing starts. SIGHUP reloads the config\n"
@@ -55,6 +63,16 @@ static void run_usage(FILE *out)
           "\n"
           "options:\n"
           "  -c, --config FILE  the config (YAML; docs/CONFIG.md has every key)\n"
+          "  --fleet URLS       join a fleet: the config comes from etcd (comma-separated\n"
+          "                     client URLs), pushed with \"tollgate fleet push\"\n"
+          "  --prefix P         the fleet's key prefix in etcd (/tollgate/prod)\n"
+          "  --node NAME        this node's name in the fleet (default: the host name)\n"
+          "  --secret-file FILE the fleet secret (32 bytes or more, mode 0600): shares\n"
+          "                     session-ticket keys with the other nodes; without it\n"
+          "                     each node keeps its own\n"
+          "  --cache-dir DIR    where the node keeps the revisions it applied, to start\n"
+          "                     without etcd (default /var/lib/tollgate/fleet)\n"
+          "  --lease-ttl SECS   how long the node's entry outlives it (default 10)\n"
           "  -h, --help         this help\n"
           "\n"
           "examples:\n"
@@ -132,16 +150,78 @@ static int opt_value(int argc, char **argv, int *i, const char *short_name, cons
     return 1;
 }
 
+/* tollgate run --fleet URLS --prefix P [--node NAME] [--secret-file F]
+ * [--cache-dir D] [--lease-ttl SECONDS] */
+static int run_fleet(char *urls, const char *prefix, const char *node, const char *secret,
+                     const char *cache, const char *ttl)
+{
+    static struct fleet_opts o;
+    static char host[FLEET_NODE_MAX + 1];
+    char err[256];
+    if (!fleet_parse_urls(urls, &o, err, sizeof(err))) {
+        fprintf(stderr, "tollgate run: --fleet: %s\n", err);
+        return 2;
+    }
+    if (prefix == NULL) {
+        fprintf(stderr, "tollgate run: --fleet needs --prefix P (the fleet's keys in etcd)\n");
+        return 2;
+    }
+    snprintf(o.prefix, sizeof(o.prefix), "%s", prefix);
+    if (strlen(prefix) >= sizeof(o.prefix) || !fleet_prefix_ok(o.prefix, err, sizeof(err))) {
+        fprintf(stderr, "tollgate run: --prefix %s: %s\n", prefix, err);
+        return 2;
+    }
+    if (node == NULL) {
+        if (gethostname(host, sizeof(host) - 1) != 0)
+            host[0] = '\0';
+        host[sizeof(host) - 1] = '\0';
+        char *dot = strchr(host, '.');
+        if (dot != NULL)
+            *dot = '\0';
+        node = host;
+    }
+    if (!fleet_node_name_ok(node)) {
+        fprintf(stderr, "tollgate run: --node \"%s\": 1 to %d of A-Z a-z 0-9 . _ -\n", node,
+                FLEET_NODE_MAX);
+        return 2;
+    }
+    o.node = node;
+    o.secret_file = secret;
+    o.cache_dir = cache != NULL ? cache : "/var/lib/tollgate/fleet";
+    o.lease_ttl = FLEET_LEASE_TTL;
+    if (ttl != NULL) {
+        char *end;
+        long v = strtol(ttl, &end, 10);
+        if (end == ttl || *end != '\0' || v < 2 || v > 300) {
+            fprintf(stderr, "tollgate run: --lease-ttl %s: 2 to 300 seconds\n", ttl);
+            return 2;
+        }
+        o.lease_ttl = (unsigned)v;
+    }
+    return master_run_fleet(&o);
+}
+
 static int cmd_run(int argc, char **argv)
 {
-    static const char *const opts[] = {"-c", "--config", "--help"};
-    const char *path = NULL;
+    static const char *const opts[] = {"-c",          "--config",    "--fleet",
+                                       "--prefix",    "--node",      "--secret-file",
+                                       "--cache-dir", "--lease-ttl", "--help"};
+    const char *path = NULL, *urls = NULL, *prefix = NULL, *node = NULL, *secret = NULL,
+               *cache = NULL, *ttl = NULL;
+    struct {
+        const char *name;
+        const char **dst;
+    } const fleet_opts[] = {{"--fleet", &urls},      {"--prefix", &prefix},
+                            {"--node", &node},       {"--secret-file", &secret},
+                            {"--cache-dir", &cache}, {"--lease-ttl", &ttl}};
     for (int i = 1; i < argc; i++) {
         int m = opt_value(argc, argv, &i, "-c", "--config", &path);
+        for (size_t k = 0; m == 0 && k < TG_ARRAY_LEN(fleet_opts); k++)
+            m = opt_value(argc, argv, &i, NULL, fleet_opts[k].name, fleet_opts[k].dst);
         if (m > 0)
             continue;
         if (m < 0) {
-            fprintf(stderr, "tollgate run: %s needs a file\n", argv[i]);
+            fprintf(stderr, "tollgate run: %s needs a value\n", argv[i]);
             return 2;
         }
         if (is_help(argv[i])) {
@@ -150,8 +230,23 @@ static int cmd_run(int argc, char **argv)
         }
         return suggest_usage_error(stderr, "run", argv[i], opts, TG_ARRAY_LEN(opts));
     }
+    if (path != NULL && urls != NULL) {
+        fprintf(stderr, "tollgate run: -c or --fleet, not both: a fleet node's config comes "
+                        "from the fleet\n");
+        return 2;
+    }
+    if (urls != NULL) {
+        char buf[4096];
+        snprintf(buf, sizeof(buf), "%s", urls);
+        return run_fleet(buf, prefix, node, secret, cache, ttl);
+    }
+    if (prefix != NULL || node != NULL || secret != NULL || cache != NULL || ttl != NULL) {
+        fprintf(stderr, "tollgate run: --prefix, --node, --secret-file, --cache-dir and "
+                        "--lease-ttl go with --fleet\n");
+        return 2;
+    }
     if (path == NULL) {
-        fprintf(stderr, "tollgate run: which config? give -c FILE\n");
+        fprintf(stderr, "tollgate run: which config? give -c FILE (or --fleet URLS)\n");
         run_usage(stderr);
         return 2;
     }
@@ -282,6 +377,8 @@ static int dispatch(int argc, char **argv)
         return pki_cmd_probe(argc, argv);
     if (strcmp(cmd, "trust") == 0)
         return pki_cmd_trust(argc, argv);
+    if (strcmp(cmd, "fleet") == 0)
+        return fleet_cmd(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version(argc, argv);
     static const char *const opts[] = {"--help", "--version"};

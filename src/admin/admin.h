@@ -2,6 +2,7 @@
 #define TG_ADMIN_ADMIN_H
 
 #include <ev.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,6 +74,9 @@ struct admin_ops {
     /* Fills up to max client CAs of the current generation, each once;
      * returns how many. NULL: none shown. */
     size_t (*trusts)(void *ctx, struct admin_trust *out, size_t max);
+    /* The "fleet" object of /status (owned by the caller), or NULL when
+     * the node is not in a fleet. NULL callback: none. */
+    json_t *(*fleet)(void *ctx);
 };
 
 struct admin;
@@ -180,5 +184,8 @@ TG_MUST_USE enum tg_status admin_drop_privileges(const char *user);
  * as systemd's sd_notify does; nothing when it is unset. Never blocks.
  */
 void admin_sd_notify(const char *state);
+
+/* The /status document (new reference), or NULL when out of memory. */
+json_t *admin_status_json(struct admin *a);
 
 #endif

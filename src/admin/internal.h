@@ -152,7 +152,4 @@ size_t admin_collect(struct admin *a, struct admin_gen *gens, size_t n_gens,
  * table, or the table was full: such a target is always up). */
 const struct lb_slot *admin_target_slot(const struct cfg_target_group *g, size_t t);
 
-/* The /status document (new reference), or NULL when out of memory. */
-json_t *admin_status_json(struct admin *a);
-
 #endif

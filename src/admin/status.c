@@ -323,6 +323,9 @@ json_t *admin_status_json(struct admin *a)
     json_t *reloads = json_pack("{s:I,s:I}", "success", (json_int_t)a->reloads_ok, "failure",
                                 (json_int_t)a->reloads_failed);
     json_object_set_new(doc, "reloads", reloads);
+    json_t *fleet = a->ops.fleet != NULL ? a->ops.fleet(a->ops.ctx) : NULL;
+    if (fleet != NULL)
+        json_object_set_new(doc, "fleet", fleet);
     if (n_gens == 0)
         return doc;
 

@@ -422,6 +422,23 @@ TG_MUST_USE enum tg_status config_load_buffer(const char *name, const char *base
                                               const char *text, size_t len, struct config **out,
                                               struct diag *d);
 
+/*
+ * Where the files a config names are read from, when not where it says:
+ * fn gets each path as resolved against base_dir and returns a heap copy
+ * of the path to read instead, or NULL to read the path itself. A fleet
+ * node maps the files of a revision to its own copies of them; keys stay
+ * where each node keeps them.
+ */
+struct config_path_map {
+    char *(*fn)(void *ctx, const char *path);
+    void *ctx;
+};
+
+/* config_load_buffer with every file path passed through map (NULL: none). */
+TG_MUST_USE enum tg_status config_load_mapped(const char *name, const char *base_dir,
+                                              const struct config_path_map *map, const char *text,
+                                              size_t len, struct config **out, struct diag *d);
+
 void config_free(struct config *cfg);
 
 /* "500ms", "2s", "5m", "1h" (also a bare 0) to milliseconds. False if bad. */

@@ -88,9 +88,10 @@ struct cfg_rec {
 struct cfg_ctx {
     struct config *cfg;
     struct diag *d;
-    const char *file;     /* name used in diagnostics */
-    const char *base_dir; /* NULL: relative paths stay relative */
-    struct cfg_rec *recs; /* owned array */
+    const char *file;                  /* name used in diagnostics */
+    const char *base_dir;              /* NULL: relative paths stay relative */
+    const struct config_path_map *map; /* NULL: paths are used as resolved */
+    struct cfg_rec *recs;              /* owned array */
     size_t n_recs, cap_recs;
     bool is_sorted;
     bool is_oom;
@@ -214,5 +215,18 @@ struct cfg_client_ca *cfg_ref_client_ca(struct cfg_ctx *c, char *const *field);
  * sni entry takes from the listener, and checks names, modes and
  * allow-lists. After the listener's own tls settings are checked. */
 void cfg_check_sites(struct cfg_ctx *c, struct cfg_listener *l);
+
+/*
+ * Expands ${NAME} and ${NAME:-VALUE} (VALUE when NAME is unset or empty)
+ * in the scalar s[0..len) from the environment; $${ is a literal ${.
+ * *out is NULL when there is nothing to expand, else a heap string of
+ * *out_len bytes. TG_E_CONFIG with the reason in err for a malformed
+ * reference, an unset NAME without a default, or a result over
+ * CFG_ENV_VALUE_MAX bytes.
+ */
+#define CFG_ENV_NAME_MAX  64
+#define CFG_ENV_VALUE_MAX 4096
+TG_MUST_USE enum tg_status cfg_expand_env(const char *s, size_t len, char **out, size_t *out_len,
+                                          char *err, size_t err_len);
 
 #endif

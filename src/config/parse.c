@@ -462,7 +462,14 @@ static void cfg_ctx_fini(struct cfg_ctx *c)
 enum tg_status config_load_buffer(const char *name, const char *base_dir, const char *text,
                                   size_t len, struct config **out, struct diag *d)
 {
-    struct cfg_ctx c = {.d = d, .file = name, .base_dir = base_dir};
+    return config_load_mapped(name, base_dir, NULL, text, len, out, d);
+}
+
+enum tg_status config_load_mapped(const char *name, const char *base_dir,
+                                  const struct config_path_map *map, const char *text, size_t len,
+                                  struct config **out, struct diag *d)
+{
+    struct cfg_ctx c = {.d = d, .file = name, .base_dir = base_dir, .map = map};
     struct ydoc doc = {0};
     struct config *cfg = NULL;
     size_t n_errors = d->n_errors, n_diags = d->n;

@@ -479,7 +479,7 @@ int cfg_get_enum(struct cfg_ctx *c, const struct cfg_val *v, const char *const *
     return -1;
 }
 
-char *cfg_resolve_path(struct cfg_ctx *c, const char *p)
+static char *resolve(struct cfg_ctx *c, const char *p)
 {
     const char *base = c->base_dir;
     if (p[0] == '/' || base == NULL || base[0] == '\0' || strcmp(base, ".") == 0)
@@ -491,4 +491,18 @@ char *cfg_resolve_path(struct cfg_ctx *c, const char *p)
     bool has_slash = base[strlen(base) - 1] == '/';
     snprintf(r, n, "%s%s%s", base, has_slash ? "" : "/", p);
     return r;
+}
+
+char *cfg_resolve_path(struct cfg_ctx *c, const char *p)
+{
+    char *r = resolve(c, p);
+    if (r == NULL || c->map == NULL)
+        return r;
+    char *mapped = c->map->fn(c->map->ctx, r);
+    if (mapped == NULL)
+        return r;
+    free(r);
+    char *own = cfg_strdup(c, mapped);
+    free(mapped);
+    return own;
 }

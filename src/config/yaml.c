@@ -182,9 +182,22 @@ static void ybuild_scalar(struct ybuild *b, struct fy_event *ev)
     struct ynode *n = ybuild_node(b, is_null ? YN_NULL : YN_SCALAR, ev);
     if (n == NULL)
         return;
+    char *expanded = NULL;
+    if (!is_null && fy_token_scalar_style(tok) != FYSS_SINGLE_QUOTED) {
+        char err[256];
+        size_t n_expanded = 0;
+        if (cfg_expand_env(s, len, &expanded, &n_expanded, err, sizeof(err)) != TG_OK) {
+            ybuild_error(b, n->line, n->col, err, NULL);
+            len = 0;
+        } else if (expanded != NULL) {
+            s = expanded;
+            len = n_expanded;
+        }
+    }
     if (!is_null) {
         n->str = malloc(len + 1);
         if (n->str == NULL) {
+            free(expanded);
             ybuild_error(b, n->line, n->col, "out of memory", NULL);
             b->is_failed = true;
             return;
@@ -195,6 +208,7 @@ static void ybuild_scalar(struct ybuild *b, struct fy_event *ev)
         n->len = len;
         n->has_nul = memchr(n->str, '\0', len) != NULL;
     }
+    free(expanded);
     ybuild_attach(b, n);
 }
 

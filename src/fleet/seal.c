@@ -346,3 +346,74 @@ out:
     free(nonce);
     return st;
 }
+
+/* ---- sealed files ---- */
+
+char *fleet_seal(const struct fleet_secret *s, const char *aad, const uint8_t *data, size_t len)
+{
+    char *token = NULL, *nonce_b64 = NULL, *ct_b64 = NULL;
+    uint8_t nonce[NONCE_LEN];
+    if (len > FLEET_SEALED_MAX)
+        return NULL;
+    uint8_t *ct = malloc(len + TAG_LEN);
+    if (ct == NULL || RAND_bytes(nonce, NONCE_LEN) != 1 ||
+        !gcm_seal(s, nonce, aad, data, len, ct, ct + len))
+        goto out;
+    nonce_b64 = fleet_b64_encode(nonce, NONCE_LEN);
+    ct_b64 = fleet_b64_encode(ct, len + TAG_LEN);
+    if (nonce_b64 == NULL || ct_b64 == NULL)
+        goto out;
+    size_t size = sizeof(FLEET_FILE_PREFIX) + strlen(nonce_b64) + 1 + strlen(ct_b64);
+    token = malloc(size);
+    if (token != NULL)
+        snprintf(token, size, "%s%s.%s", FLEET_FILE_PREFIX, nonce_b64, ct_b64);
+out:
+    free(ct);
+    free(ct_b64);
+    free(nonce_b64);
+    return token;
+}
+
+enum tg_status fleet_open(const struct fleet_secret *s, const char *aad, const char *token,
+                          size_t len, uint8_t **out, size_t *out_len, char *err, size_t err_len)
+{
+    static const size_t prefix_len = sizeof(FLEET_FILE_PREFIX) - 1;
+    uint8_t *nonce = NULL, *ct = NULL, *pt = NULL;
+    size_t nonce_len = 0, ct_len = 0;
+    enum tg_status st = TG_E_PROTO;
+    *out = NULL;
+    *out_len = 0;
+    const char *dot = len > prefix_len ? memchr(token + prefix_len, '.', len - prefix_len) : NULL;
+    if (len < prefix_len || memcmp(token, FLEET_FILE_PREFIX, prefix_len) != 0 || dot == NULL ||
+        !fleet_b64_decode(token + prefix_len, (size_t)(dot - token) - prefix_len, NONCE_LEN, &nonce,
+                          &nonce_len) ||
+        nonce_len != NONCE_LEN ||
+        !fleet_b64_decode(dot + 1, len - (size_t)(dot + 1 - token), FLEET_SEALED_MAX + TAG_LEN, &ct,
+                          &ct_len) ||
+        ct_len < TAG_LEN) {
+        snprintf(err, err_len, "sealed file: malformed");
+        goto out;
+    }
+    size_t pt_len = ct_len - TAG_LEN;
+    pt = malloc(pt_len + 1);
+    if (pt == NULL) {
+        st = TG_E_NOMEM;
+        goto out;
+    }
+    st = gcm_open(s, nonce, aad, ct, pt_len, ct + pt_len, pt);
+    if (st != TG_OK) {
+        snprintf(err, err_len,
+                 "sealed file: does not open (sealed with another secret, under "
+                 "another key name, or changed)");
+        OPENSSL_cleanse(pt, pt_len);
+        free(pt);
+        goto out;
+    }
+    pt[pt_len] = '\0';
+    *out = pt;
+    *out_len = pt_len;
+out:
+    free(ct);
+    free(nonce);
+    return st;
+}

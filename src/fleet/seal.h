@@ -105,4 +105,23 @@ TG_MUST_USE enum tg_status fleet_tickets_decode(const uint8_t *pt, size_t len,
                                                 struct ticket_set *set, uint64_t *rotated_at,
                                                 uint64_t *generation, char *err, size_t err_len);
 
+/*
+ * Sealed files: a key pushed to the fleet with --with-keys is stored as
+ * "tgf1.<base64 nonce>.<base64 ciphertext and tag>", AES-256-GCM under the
+ * same secret, aad the etcd key it is stored under. At most
+ * FLEET_SEALED_MAX bytes of plaintext.
+ */
+#define FLEET_FILE_PREFIX "tgf1."
+#define FLEET_SEALED_MAX  (1u << 20)
+
+/* A heap token; NULL when out of memory or too large. */
+char *fleet_seal(const struct fleet_secret *s, const char *aad, const uint8_t *data, size_t len);
+
+/* Opens token[0..len) into a heap buffer *out (NUL-terminated after
+ * *out_len bytes; wipe before freeing). TG_E_PROTO when malformed or when
+ * it does not open. */
+TG_MUST_USE enum tg_status fleet_open(const struct fleet_secret *s, const char *aad,
+                                      const char *token, size_t len, uint8_t **out, size_t *out_len,
+                                      char *err, size_t err_len);
+
 #endif

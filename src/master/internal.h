@@ -5,6 +5,7 @@
  * generation (ocsp_fetch.c). */
 
 #include <ev.h>
+#include <jansson.h>
 
 #include "admin/admin.h"
 #include "config/config.h"
@@ -66,5 +67,55 @@ void master_trust_tick(const struct config *cfg, struct proxy_listener *pls,
  * /metrics show it; returns how many (at most max). */
 size_t master_trust_list(const struct config *cfg, const struct proxy_listener *pls,
                          struct admin_trust *out, size_t max);
+
+/* ---- a fleet node (fleet.c) ---- */
+
+struct fleet_node;
+struct fleet_opts;
+
+/* What a fleet node asks of its master. */
+struct fleet_node_ops {
+    void *ctx;
+    /* Reloads as on SIGHUP (the config comes from fleet_node_load). */
+    enum admin_reload (*reload)(void *ctx, struct diag *d);
+    /* Publishes the fleet's ticket keys to the workers. */
+    void (*tickets)(void *ctx, const struct ticket_set *set);
+    /* The admin /status document of the node (owned by the caller). */
+    json_t *(*status)(void *ctx);
+    /* The config that runs now, or NULL. */
+    const struct config *(*current)(void *ctx);
+};
+
+/*
+ * Joins the fleet o describes: makes the cache, asks etcd for the newest
+ * revision and brings it into the cache, checks it and installs its files.
+ * etcd unreachable, or its revision refused: the revision last applied
+ * from the cache. NULL, with every reason in d, when there is none.
+ * Blocking (etcd, files): before the first generation only.
+ */
+struct fleet_node *fleet_node_new(const struct fleet_opts *o, struct diag *d);
+
+/* Loads the revision being applied (or the one running) as a config, for
+ * a new generation. */
+TG_MUST_USE enum tg_status fleet_node_load(struct fleet_node *n, struct config **out,
+                                           struct diag *d);
+
+/* Tells the node whether the generation loaded from it serves now. */
+void fleet_node_loaded(struct fleet_node *n, bool ok);
+
+/* The revision that runs. */
+int64_t fleet_node_revision(const struct fleet_node *n);
+
+/* Starts the agent process and the node's timers on loop. */
+void fleet_node_start(struct fleet_node *n, struct ev_loop *loop, const struct fleet_node_ops *ops);
+
+/* In a forked worker: stops the node's watchers, closes its socket. */
+void fleet_node_forget(struct fleet_node *n);
+
+/* The "fleet" object of /status. */
+json_t *fleet_node_status_json(const struct fleet_node *n);
+
+/* Stops the agent (it revokes its lease) and frees n. NULL does nothing. */
+void fleet_node_free(struct fleet_node *n);
 
 #endif

@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "core/shm.h"
+#include "fleet/fleet.h"
 #include "health/health.h"
 #include "lb/lb.h"
 #include "master/internal.h"
@@ -57,6 +58,8 @@ struct master {
     struct ticket_shm *tickets; /* owned; shared with every worker */
     struct ticket_set keys;     /* what tickets holds; the master's copy */
     bool is_key_file;           /* keys come from ticket_keys_file: no rotation */
+    bool is_fleet_keys;         /* keys come from the fleet: no rotation here */
+    struct fleet_node *fleet;   /* owned; NULL unless a fleet node */
     uint64_t rotations;
     ev_timer rotate;
     ev_timer trust_tick; /* client CA files and CRL dates, every second */
@@ -133,7 +136,9 @@ static struct lsock *lsock_get(struct master *m, const struct net_addr *a, struc
 static struct gen *gen_new(struct master *m, const char *path, struct diag *d)
 {
     struct config *cfg = NULL;
-    if (config_load(path, &cfg, d) != TG_OK)
+    enum tg_status loaded =
+        m->fleet != NULL ? fleet_node_load(m->fleet, &cfg, d) : config_load(path, &cfg, d);
+    if (loaded != TG_OK)
         return NULL;
     tls_config_check(cfg, d);
     if (diag_has_errors(d)) {
@@ -216,6 +221,7 @@ static void become_worker(struct master *m, struct gen *g, unsigned slot)
     ev_timer_stop(m->loop, &m->respawn);
     ev_timer_stop(m->loop, &m->rotate);
     ticket_set_wipe(&m->keys); /* workers read the shared set only */
+    fleet_node_forget(m->fleet);
     for (struct gen *o = m->gens; o != NULL; o = o->next)
         ocsp_fetch_forget(o->ocsp_fetch);
     admin_free(m->admin);
@@ -282,6 +288,8 @@ static void rotate_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * leaving file mode starts over with a fresh key. */
 static void apply_ticket_keys(struct master *m, const struct config *cfg)
 {
+    if (m->is_fleet_keys)
+        return;
     if (cfg->ticket_keys != NULL) {
         ev_timer_stop(m->loop, &m->rotate);
         ticket_set_wipe(&m->keys);
@@ -395,6 +403,8 @@ static enum admin_reload reload(struct master *m, struct diag *out)
         g = NULL;
     }
     log_diag(d);
+    if (m->fleet != NULL)
+        fleet_node_loaded(m->fleet, g != NULL);
     if (g == NULL) {
         log_err("event=reload result=failed errors=%zu action=keep_serving generation=%u",
                 d->n_errors, m->gens ? m->gens->id : 0);
@@ -565,6 +575,36 @@ static enum admin_reload ops_reload(void *ctx, struct diag *d)
     return m->is_stopping ? ADMIN_RELOAD_FAILED : reload(m, d);
 }
 
+static json_t *ops_fleet(void *ctx)
+{
+    struct master *m = ctx;
+    return m->fleet != NULL ? fleet_node_status_json(m->fleet) : NULL;
+}
+
+/* The fleet's keys replace the node's own, from now on and across
+ * reloads. */
+static void fleet_tickets(void *ctx, const struct ticket_set *set)
+{
+    struct master *m = ctx;
+    ev_timer_stop(m->loop, &m->rotate);
+    ticket_set_wipe(&m->keys);
+    m->keys = *set;
+    m->is_fleet_keys = true;
+    ticket_shm_publish(m->tickets, &m->keys);
+}
+
+static json_t *fleet_status(void *ctx)
+{
+    struct master *m = ctx;
+    return m->admin != NULL ? admin_status_json(m->admin) : json_object();
+}
+
+static const struct config *fleet_current(void *ctx)
+{
+    struct master *m = ctx;
+    return m->gens != NULL && !m->is_stopping ? m->gens->cfg : NULL;
+}
+
 /* The admin endpoint of the first generation; refuses to start without it. */
 static enum tg_status start_admin(struct master *m, struct gen *g)
 {
@@ -573,6 +613,7 @@ static enum tg_status start_admin(struct master *m, struct gen *g)
         .generations = admin_generations,
         .reload = ops_reload,
         .trusts = admin_trusts,
+        .fleet = ops_fleet,
     };
     m->admin = admin_new(m->loop, &ops);
     struct diag d;
@@ -589,7 +630,20 @@ static enum tg_status start_admin(struct master *m, struct gen *g)
     return TG_OK;
 }
 
-int master_run_config(const char *path)
+/* Releases what run made before the first generation. */
+static void run_fini(struct master *m)
+{
+    fleet_node_free(m->fleet);
+    m->fleet = NULL;
+    health_free(m->health);
+    m->health = NULL;
+    ticket_set_wipe(&m->keys);
+    ticket_shm_free(m->tickets);
+    m->tickets = NULL;
+}
+
+/* Runs a config file (fo NULL) or a fleet node (path names it in logs). */
+static int run(const char *path, const struct fleet_opts *fo)
 {
     struct master m;
     memset(&m, 0, sizeof(m));
@@ -605,8 +659,7 @@ int master_run_config(const char *path)
                  "start; responses are read from ocsp_file only\"");
     if (m.loop == NULL || m.tickets == NULL) {
         log_err("event=start_failed error=\"cannot initialise the event loop or shared memory\"");
-        health_free(m.health);
-        ticket_shm_free(m.tickets);
+        run_fini(&m);
         return 1;
     }
     ev_init(&m.rotate, rotate_cb);
@@ -615,13 +668,21 @@ int master_run_config(const char *path)
     m.trust_tick.data = &m;
     struct diag d;
     diag_init(&d);
+    if (fo != NULL && (m.fleet = fleet_node_new(fo, &d)) == NULL) {
+        diag_print(&d, stderr);
+        fprintf(stderr, "tollgate: %s: node %s not started\n", path, fo->node);
+        diag_fini(&d);
+        run_fini(&m);
+        return 1;
+    }
     struct gen *g = gen_new(&m, path, &d);
+    if (m.fleet != NULL)
+        fleet_node_loaded(m.fleet, g != NULL);
     if (g == NULL) {
         diag_print(&d, stderr);
         fprintf(stderr, "tollgate: %s: %zu error(s); not started\n", path, d.n_errors);
         diag_fini(&d);
-        health_free(m.health);
-        ticket_shm_free(m.tickets);
+        run_fini(&m);
         return 1;
     }
     log_diag(&d);
@@ -631,8 +692,7 @@ int master_run_config(const char *path)
     if (m.keys.n == 0) {
         log_err("event=start_failed error=\"cannot generate a session-ticket key\"");
         gen_free(&m, g);
-        health_free(m.health);
-        ticket_shm_free(m.tickets);
+        run_fini(&m);
         return 1;
     }
 
@@ -650,16 +710,18 @@ int master_run_config(const char *path)
     m.gens = g;
     if (start_admin(&m, g) != TG_OK) {
         gen_free(&m, g);
-        health_free(m.health);
-        ticket_shm_free(m.tickets);
+        run_fini(&m);
         return 1;
     }
     gen_start(&m, g);
+    if (m.fleet != NULL) {
+        const struct fleet_node_ops fops = {&m, ops_reload, fleet_tickets, fleet_status,
+                                            fleet_current};
+        fleet_node_start(m.fleet, m.loop, &fops);
+    }
     ev_timer_start(m.loop, &m.trust_tick);
     admin_sd_notify("READY=1\nSTATUS=serving");
     ev_run(m.loop, 0);
-    health_free(m.health);
-    m.health = NULL;
     admin_free(m.admin);
     m.admin = NULL;
     while (m.socks != NULL) {
@@ -671,11 +733,22 @@ int master_run_config(const char *path)
     }
     ev_timer_stop(m.loop, &m.rotate);
     ev_timer_stop(m.loop, &m.trust_tick);
-    ticket_set_wipe(&m.keys);
-    ticket_shm_free(m.tickets);
+    run_fini(&m);
     ocsp_fetch_global_fini();
     log_info("event=master_exit");
     return 0;
+}
+
+int master_run_config(const char *path)
+{
+    return run(path, NULL);
+}
+
+int master_run_fleet(const struct fleet_opts *o)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "fleet:%s", o->prefix);
+    return run(name, o);
 }
 
 int master_cmd_check(const char *path, bool is_json)

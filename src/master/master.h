@@ -19,4 +19,9 @@ int master_cmd_demo(int argc, char **argv);
  * exit code. Used by run and demo. */
 int master_run_config(const char *path);
 
+/* Runs a fleet node (tollgate run --fleet ...): its config comes from
+ * etcd through the fleet's revisions (docs/FLEET.md). */
+struct fleet_opts;
+int master_run_fleet(const struct fleet_opts *o);
+
 #endif

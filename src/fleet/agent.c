@@ -1,0 +1,552 @@
+#include "fleet/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/ticket.h"
+#include "fleet/b64.h"
+#include "fleet/cache.h"
+#include "fleet/internal.h"
+#include "fleet/seal.h"
+
+#define POLL_EVERY    5.0 /* seconds: a full look even when the watch is quiet */
+#define VIEW_EVERY    2.0
+#define BACKOFF_MIN   0.25
+#define BACKOFF_MAX   5.0
+#define WAIT_SLICE_MS 250
+
+/* ---- messages ---- */
+
+bool fleet_msg_send(int fd, const json_t *msg)
+{
+    char *text = json_dumps(msg, JSON_COMPACT);
+    if (text == NULL)
+        return false;
+    size_t len = strlen(text);
+    bool ok = len <= FLEET_MSG_MAX;
+    uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+    struct {
+        const void *p;
+        size_t n;
+    } parts[2] = {{hdr, 4}, {text, len}};
+    for (size_t i = 0; ok && i < 2; i++) {
+        const uint8_t *p = parts[i].p;
+        size_t n = parts[i].n;
+        while (n > 0) {
+            ssize_t w = write(fd, p, n);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                /* The peer is our own process: it reads soon, or is stuck
+                 * and the message is dropped with the connection. */
+                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+                if (poll(&pfd, 1, 1000) == 1)
+                    continue;
+                ok = false;
+                break;
+            }
+            if (w <= 0) {
+                ok = false;
+                break;
+            }
+            p += w;
+            n -= (size_t)w;
+        }
+    }
+    free(text);
+    return ok;
+}
+
+json_t *fleet_msg_next(struct fleet_msg_reader *r, int fd, bool *closed)
+{
+    *closed = false;
+    for (;;) {
+        if (r->len >= 4) {
+            size_t n = (size_t)r->buf[0] << 24 | (size_t)r->buf[1] << 16 | (size_t)r->buf[2] << 8 |
+                       r->buf[3];
+            if (n > FLEET_MSG_MAX) {
+                *closed = true;
+                return NULL;
+            }
+            if (r->len >= 4 + n) {
+                json_error_t jerr;
+                json_t *j = json_loadb((const char *)r->buf + 4, n, 0, &jerr);
+                memmove(r->buf, r->buf + 4 + n, r->len - 4 - n);
+                r->len -= 4 + n;
+                if (!json_is_object(j)) {
+                    json_decref(j);
+                    *closed = true;
+                    return NULL;
+                }
+                return j;
+            }
+        }
+        if (r->cap - r->len < 65536) {
+            size_t cap = r->cap ? r->cap * 2 : 65536;
+            if (cap > FLEET_MSG_MAX + 65536 + 4) {
+                *closed = true;
+                return NULL;
+            }
+            uint8_t *b = realloc(r->buf, cap);
+            if (b == NULL) {
+                *closed = true;
+                return NULL;
+            }
+            r->buf = b;
+            r->cap = cap;
+        }
+        ssize_t got = read(fd, r->buf + r->len, r->cap - r->len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return NULL;
+        if (got <= 0) {
+            *closed = true;
+            return NULL;
+        }
+        r->len += (size_t)got;
+    }
+}
+
+void fleet_msg_reader_fini(struct fleet_msg_reader *r)
+{
+    free(r->buf);
+    memset(r, 0, sizeof(*r));
+}
+
+/* ---- the agent ---- */
+
+struct agent {
+    const struct fleet_opts *o;
+    int fd;
+    struct etcd *e;
+    struct fleet_secret secret;
+    bool has_secret;
+    struct fleet_msg_reader rd;
+
+    int64_t running_rev;   /* what the master runs */
+    int64_t asked_rev;     /* the revision the master is applying; 0: none */
+    int64_t refused_rev;   /* the newest revision the master refused */
+    int64_t lease;         /* 0: none */
+    double lease_renew_at; /* when to renew */
+    json_t *state;         /* the node's entry as the master last described it */
+    bool is_state_dirty;
+    bool is_leader;
+    int64_t leader_mod_rev;
+    uint64_t rotation_ms;
+    int64_t keys_mod_rev; /* of P/tickets/keys as last read */
+    uint64_t keys_generation_sent;
+    bool want_head, want_keys, want_view;
+    double next_poll, next_view;
+    bool is_etcd_up;
+    char etcd_err[512];
+    double backoff, retry_at;
+    struct etcd_watch *watch;
+    int64_t watch_from;
+    char k_head[512], k_node[512], k_leader[512], k_keys[512], prefix_slash[512];
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void etcd_down(struct agent *a, const char *what)
+{
+    if (a->is_etcd_up || strcmp(a->etcd_err, etcd_error(a->e)) != 0)
+        log_warn("event=fleet_etcd_unavailable node=%s during=%s error=\"%s\" action=retry",
+                 a->o->node, what, etcd_error(a->e));
+    snprintf(a->etcd_err, sizeof(a->etcd_err), "%s", etcd_error(a->e));
+    a->is_etcd_up = false;
+    a->backoff = a->backoff == 0 ? BACKOFF_MIN : a->backoff * 2;
+    if (a->backoff > BACKOFF_MAX)
+        a->backoff = BACKOFF_MAX;
+    a->retry_at = now_s() + a->backoff;
+    etcd_watch_free(a->watch);
+    a->watch = NULL;
+}
+
+static void etcd_up(struct agent *a)
+{
+    if (!a->is_etcd_up)
+        log_info("event=fleet_etcd_available node=%s endpoint=%s", a->o->node, etcd_endpoint(a->e));
+    a->is_etcd_up = true;
+    a->backoff = 0;
+    a->etcd_err[0] = '\0';
+}
+
+static void send_view(struct agent *a, json_t *view)
+{
+    json_t *m = json_pack("{s:s,s:o,s:s,s:s}", "t", "view", "view", view ? view : json_null(),
+                          "etcd", a->is_etcd_up ? "up" : "down", "error", a->etcd_err);
+    if (m != NULL)
+        fleet_msg_send(a->fd, m);
+    json_decref(m);
+}
+
+/* The node's entry, under the lease: put again after every change and
+ * whenever the lease was granted anew. */
+static bool put_state(struct agent *a)
+{
+    if (a->state == NULL || a->lease == 0)
+        return true;
+    json_object_set_new(a->state, "ticket_leader", json_boolean(a->is_leader));
+    char *text = json_dumps(a->state, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL)
+        return true;
+    bool ok = etcd_put(a->e, a->k_node, text, strlen(text), a->lease) == TG_OK;
+    free(text);
+    if (ok)
+        a->is_state_dirty = false;
+    return ok;
+}
+
+static bool ensure_lease(struct agent *a)
+{
+    double now = now_s();
+    if (a->lease != 0 && now < a->lease_renew_at)
+        return true;
+    if (a->lease != 0) {
+        int64_t left = 0;
+        if (etcd_lease_keepalive(a->e, a->lease, &left) != TG_OK)
+            return false;
+        if (left > 0) {
+            a->lease_renew_at = now + (double)a->o->lease_ttl / 3.0;
+            return true;
+        }
+        log_warn("event=fleet_lease_lost node=%s action=new_lease", a->o->node);
+        a->lease = 0;
+        a->is_leader = false;
+    }
+    if (etcd_lease_grant(a->e, (int64_t)a->o->lease_ttl, &a->lease) != TG_OK)
+        return false;
+    a->lease_renew_at = now + (double)a->o->lease_ttl / 3.0;
+    a->is_state_dirty = true;
+    a->want_keys = true;
+    return true;
+}
+
+/* A newer revision than the one running: into the cache, then to the
+ * master. One at a time; the newest wins. */
+static bool check_head(struct agent *a)
+{
+    struct fleet_head head;
+    char err[512];
+    if (fleet_head_read(a->e, a->o->prefix, &head, err, sizeof(err)) != TG_OK)
+        return false;
+    a->want_head = false;
+    if (head.rev == 0 || head.rev == a->running_rev || head.rev == a->asked_rev ||
+        head.rev == a->refused_rev)
+        return true;
+    struct fleet_rev r;
+    enum tg_status st = fleet_cache_fetch(a->o->cache_dir, a->e, a->o->prefix, head.rev,
+                                          a->has_secret ? &a->secret : NULL, &r, err, sizeof(err));
+    if (st == TG_E_CLOSED)
+        return false;
+    if (st != TG_OK) {
+        log_err("event=fleet_revision_unreadable node=%s revision=%" PRId64 " error=\"%s\"",
+                a->o->node, head.rev, err);
+        a->refused_rev = head.rev;
+        json_t *res = json_pack("{s:s,s:I,s:b,s:s}", "t", "fetch_failed", "rev",
+                                (json_int_t)head.rev, "ok", 0, "error", err);
+        fleet_msg_send(a->fd, res);
+        json_decref(res);
+        return true;
+    }
+    fleet_rev_free(&r);
+    if (a->asked_rev != 0)
+        return true; /* asked again once the master answers */
+    json_t *m = json_pack("{s:s,s:I}", "t", "apply", "rev", (json_int_t)head.rev);
+    if (m != NULL && fleet_msg_send(a->fd, m))
+        a->asked_rev = head.rev;
+    json_decref(m);
+    return true;
+}
+
+static bool send_keys(struct agent *a, const struct ticket_set *set, uint64_t generation)
+{
+    if (generation == a->keys_generation_sent)
+        return true;
+    uint8_t raw[TICKET_KEYS_MAX * TICKET_KEY_LEN];
+    for (size_t i = 0; i < set->n; i++)
+        memcpy(raw + i * TICKET_KEY_LEN, set->v[i].bytes, TICKET_KEY_LEN);
+    char *b64 = fleet_b64_encode(raw, set->n * TICKET_KEY_LEN);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    if (b64 == NULL)
+        return true;
+    json_t *m = json_pack("{s:s,s:s,s:I,s:I}", "t", "tickets", "keys", b64, "enc",
+                          (json_int_t)set->enc, "generation", (json_int_t)generation);
+    OPENSSL_cleanse(b64, strlen(b64));
+    free(b64);
+    if (m != NULL && fleet_msg_send(a->fd, m))
+        a->keys_generation_sent = generation;
+    json_decref(m);
+    return true;
+}
+
+/* The leader rotates the shared keys when due (or makes the first); it
+ * never starts over from nothing while a set exists, so that a change of
+ * leader loses no key a ticket may still use. */
+static bool lead_keys(struct agent *a, struct ticket_set *set, uint64_t *rotated_at,
+                      uint64_t *generation, int64_t mod_rev)
+{
+    uint64_t now = (uint64_t)time(NULL);
+    uint64_t every = a->rotation_ms / 1000 ? a->rotation_ms / 1000 : 1;
+    if (set->n > 0 && now < *rotated_at + every)
+        return true;
+    struct ticket_key fresh;
+    if (RAND_priv_bytes(fresh.bytes, sizeof(fresh.bytes)) != 1)
+        return true;
+    ticket_set_rotate(set, &fresh);
+    OPENSSL_cleanse(&fresh, sizeof(fresh));
+    *rotated_at = now;
+    (*generation)++;
+    char *token = fleet_tickets_seal(&a->secret, a->k_keys, set, *rotated_at, *generation);
+    if (token == NULL)
+        return true;
+    const struct etcd_cmp cmp[] = {{a->k_keys, mod_rev}, {a->k_leader, a->leader_mod_rev}};
+    const struct etcd_op op = {a->k_keys, token, strlen(token), 0};
+    bool ok = false;
+    enum tg_status st = etcd_txn(a->e, cmp, 2, &op, 1, &ok);
+    free(token);
+    if (st != TG_OK)
+        return false;
+    if (ok)
+        log_info("event=fleet_ticket_keys_rotated node=%s generation=%" PRIu64 " keys=%zu",
+                 a->o->node, *generation, set->n);
+    else
+        a->want_keys = true; /* somebody else wrote: read again */
+    return true;
+}
+
+/* The election (one key under the leader's lease) and the keys. */
+static bool check_keys(struct agent *a)
+{
+    if (!a->has_secret || a->lease == 0)
+        return true;
+    const struct etcd_cmp cmp = {a->k_leader, 0};
+    const struct etcd_op op = {a->k_leader, a->o->node, strlen(a->o->node), a->lease};
+    bool won = false;
+    if (etcd_txn(a->e, &cmp, 1, &op, 1, &won) != TG_OK)
+        return false;
+    struct etcd_kvs kvs;
+    if (etcd_get(a->e, a->k_leader, &kvs) != TG_OK)
+        return false;
+    bool was = a->is_leader;
+    a->is_leader = kvs.n == 1 && kvs.v[0].lease == a->lease;
+    a->leader_mod_rev = a->is_leader ? kvs.v[0].mod_rev : 0;
+    etcd_kvs_free(&kvs);
+    if (a->is_leader != was) {
+        log_info("event=fleet_ticket_leader node=%s leader=%s", a->o->node,
+                 a->is_leader ? "yes" : "no");
+        a->is_state_dirty = true;
+    }
+    if (etcd_get(a->e, a->k_keys, &kvs) != TG_OK)
+        return false;
+    a->want_keys = false;
+    struct ticket_set set;
+    uint64_t rotated_at = 0, generation = 0;
+    int64_t mod_rev = kvs.n == 1 ? kvs.v[0].mod_rev : 0;
+    char err[256];
+    memset(&set, 0, sizeof(set));
+    if (kvs.n == 1 &&
+        fleet_tickets_open(&a->secret, a->k_keys, (const char *)kvs.v[0].value, kvs.v[0].len, &set,
+                           &rotated_at, &generation, err, sizeof(err)) != TG_OK) {
+        /* Sealed with another secret, or damaged: a leader replaces it;
+         * the others keep what they use. */
+        log_err("event=fleet_ticket_keys_unreadable node=%s error=\"%s\" action=%s", a->o->node,
+                err, a->is_leader ? "replace" : "keep_current");
+        ticket_set_wipe(&set);
+        rotated_at = generation = 0;
+        if (!a->is_leader) {
+            etcd_kvs_free(&kvs);
+            return true;
+        }
+    }
+    etcd_kvs_free(&kvs);
+    a->keys_mod_rev = mod_rev;
+    bool ok = true;
+    if (a->is_leader)
+        ok = lead_keys(a, &set, &rotated_at, &generation, mod_rev);
+    if (ok && set.n > 0)
+        send_keys(a, &set, generation);
+    ticket_set_wipe(&set);
+    return ok;
+}
+
+static bool check_view(struct agent *a)
+{
+    json_t *view = NULL;
+    char err[512];
+    if (fleet_view_read(a->e, a->o->prefix, &view, err, sizeof(err)) != TG_OK)
+        return false;
+    send_view(a, view);
+    a->next_view = now_s() + VIEW_EVERY;
+    a->want_view = false;
+    return true;
+}
+
+static void on_event(void *arg, const char *key, bool is_delete, int64_t mod_rev)
+{
+    struct agent *a = arg;
+    (void)mod_rev;
+    if (strcmp(key, a->k_head) == 0)
+        a->want_head = true;
+    else if (strcmp(key, a->k_keys) == 0 || strcmp(key, a->k_leader) == 0)
+        a->want_keys = true;
+    else if (strncmp(key, a->prefix_slash, strlen(a->prefix_slash)) == 0 &&
+             strstr(key, "/nodes/") != NULL)
+        a->want_view = true;
+    if (is_delete && strcmp(key, a->k_node) == 0)
+        a->is_state_dirty = true; /* somebody removed this node's entry */
+}
+
+/* One message from the master. Returns false when it went away. */
+static bool from_master(struct agent *a)
+{
+    for (;;) {
+        bool closed = false;
+        json_t *m = fleet_msg_next(&a->rd, a->fd, &closed);
+        if (m == NULL)
+            return !closed;
+        const char *t = json_string_value(json_object_get(m, "t"));
+        if (t != NULL && strcmp(t, "result") == 0) {
+            int64_t rev = json_integer_value(json_object_get(m, "rev"));
+            if (json_is_true(json_object_get(m, "ok")))
+                a->running_rev = rev;
+            else
+                a->refused_rev = rev;
+            a->asked_rev = 0;
+            a->want_head = true; /* a newer one may have come meanwhile */
+        } else if (t != NULL && strcmp(t, "state") == 0) {
+            json_t *s = json_object_get(m, "state");
+            if (json_is_object(s) && !json_equal(s, a->state)) {
+                json_decref(a->state);
+                a->state = json_deep_copy(s);
+                a->is_state_dirty = true;
+            }
+            json_int_t r = json_integer_value(json_object_get(m, "rotation_ms"));
+            if (r > 0 && (uint64_t)r != a->rotation_ms) {
+                a->rotation_ms = (uint64_t)r;
+                a->want_keys = true;
+            }
+        }
+        json_decref(m);
+    }
+}
+
+/* One pass of everything that is due; false when etcd failed. */
+static bool step(struct agent *a)
+{
+    double now = now_s();
+    if (now >= a->next_poll) {
+        a->want_head = a->want_keys = a->want_view = true;
+        a->next_poll = now + POLL_EVERY;
+    }
+    if (now >= a->next_view)
+        a->want_view = true;
+    if (!ensure_lease(a))
+        return false;
+    etcd_up(a);
+    if (a->is_state_dirty && !put_state(a))
+        return false;
+    if (a->watch == NULL) {
+        struct fleet_head h;
+        char err[256];
+        if (fleet_head_read(a->e, a->o->prefix, &h, err, sizeof(err)) == TG_E_CLOSED)
+            return false;
+        a->watch = etcd_watch_start(a->e, a->prefix_slash, a->watch_from);
+        a->want_head = a->want_keys = a->want_view = true;
+    }
+    if (a->want_head && !check_head(a))
+        return false;
+    if (a->want_keys && !check_keys(a))
+        return false;
+    if (a->want_view && !check_view(a))
+        return false;
+    if (a->is_state_dirty && !put_state(a))
+        return false;
+    return true;
+}
+
+static void agent_init(struct agent *a, const struct fleet_agent_start *s)
+{
+    memset(a, 0, sizeof(*a));
+    a->o = s->opts;
+    a->fd = s->fd;
+    fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) | O_NONBLOCK);
+    a->running_rev = s->running_rev;
+    a->rotation_ms = 3600 * 1000;
+    const char *p = a->o->prefix;
+    fleet_key(a->k_head, sizeof(a->k_head), p, "head");
+    snprintf(a->k_node, sizeof(a->k_node), "%s/nodes/%s", p, a->o->node);
+    fleet_key(a->k_leader, sizeof(a->k_leader), p, "tickets/leader");
+    fleet_key(a->k_keys, sizeof(a->k_keys), p, "tickets/keys");
+    snprintf(a->prefix_slash, sizeof(a->prefix_slash), "%s/", p);
+}
+
+int fleet_agent_main(const struct fleet_agent_start *s)
+{
+    struct agent a;
+    agent_init(&a, s);
+    char err[256];
+    if (s->opts->secret_file != NULL) {
+        if (fleet_secret_load(s->opts->secret_file, &a.secret, err, sizeof(err)) == TG_OK)
+            a.has_secret = true;
+        else
+            log_err("event=fleet_secret_unavailable node=%s error=\"%s\" "
+                    "action=ticket_keys_per_node",
+                    s->opts->node, err);
+    }
+    a.e = etcd_new(s->opts->urls, s->opts->n_urls, FLEET_TIMEOUT_MS);
+    if (a.e == NULL)
+        return 1;
+    a.is_etcd_up = true;
+    log_info("event=fleet_agent_started node=%s prefix=%s revision=%" PRId64, s->opts->node,
+             s->opts->prefix, s->running_rev);
+    for (;;) {
+        if (!from_master(&a))
+            break;
+        double now = now_s();
+        if (now >= a.retry_at && !step(&a)) {
+            etcd_down(&a, "sync");
+            send_view(&a, NULL);
+        }
+        if (a.watch != NULL) {
+            if (etcd_watch_wait(a.watch, a.fd, WAIT_SLICE_MS, on_event, &a) != TG_OK) {
+                a.watch_from = etcd_watch_next_rev(a.watch);
+                etcd_watch_free(a.watch);
+                a.watch = NULL;
+                /* Ended by etcd: look again at once, from where it stopped. */
+                a.want_head = a.want_keys = a.want_view = true;
+            }
+        } else {
+            struct pollfd pfd = {.fd = a.fd, .events = POLLIN};
+            (void)poll(&pfd, 1, WAIT_SLICE_MS);
+        }
+    }
+    log_info("event=fleet_agent_exit node=%s", s->opts->node);
+    if (a.lease != 0 && etcd_lease_revoke(a.e, a.lease) != TG_OK)
+        log_warn("event=fleet_lease_not_revoked node=%s error=\"%s\" detail=\"the node's "
+                 "entry stays until its lease expires\"",
+                 s->opts->node, etcd_error(a.e));
+    etcd_watch_free(a.watch);
+    etcd_free(a.e);
+    json_decref(a.state);
+    fleet_msg_reader_fini(&a.rd);
+    if (a.has_secret)
+        fleet_secret_wipe(&a.secret);
+    return 0;
+}

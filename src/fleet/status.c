@@ -1,0 +1,158 @@
+/* The fleet as its nodes describe themselves: fleet status, and the
+ * "fleet" object of every node's /status. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "fleet/fleet.h"
+#include "fleet/internal.h"
+
+#define VIEW_NODES_MAX 256
+
+/* A node's entry as it wrote it: only the fields fleet status uses are
+ * required to have their type. */
+static bool node_ok(const json_t *n)
+{
+    const json_t *err = json_object_get(n, "error");
+    return json_is_object(n) && json_is_string(json_object_get(n, "node")) &&
+           json_is_integer(json_object_get(n, "rev")) &&
+           (err == NULL || json_is_null(err) || json_is_object(err)) &&
+           (json_object_get(n, "targets") == NULL || json_is_array(json_object_get(n, "targets")));
+}
+
+enum tg_status fleet_view_read(struct etcd *e, const char *prefix, json_t **out, char *err,
+                               size_t err_len)
+{
+    char key[512];
+    struct fleet_head head;
+    struct etcd_kvs kvs;
+    *out = NULL;
+    if (fleet_head_read(e, prefix, &head, err, err_len) != TG_OK)
+        return TG_E_CLOSED;
+    snprintf(key, sizeof(key), "%s/nodes/", prefix);
+    if (etcd_get_prefix(e, key, VIEW_NODES_MAX, &kvs) != TG_OK) {
+        snprintf(err, err_len, "%s", etcd_error(e));
+        return TG_E_CLOSED;
+    }
+    json_t *nodes = json_array();
+    size_t bad = 0;
+    for (size_t i = 0; i < kvs.n; i++) {
+        json_error_t jerr;
+        json_t *n = json_loadb((const char *)kvs.v[i].value, kvs.v[i].len, 0, &jerr);
+        if (node_ok(n))
+            json_array_append_new(nodes, n);
+        else {
+            json_decref(n);
+            bad++;
+        }
+    }
+    etcd_kvs_free(&kvs);
+    json_t *h = json_pack("{s:I,s:s,s:s,s:I}", "rev", (json_int_t)head.rev, "sha256", head.sha,
+                          "by", head.by, "at", (json_int_t)head.at);
+    *out = json_pack("{s:s,s:o,s:o,s:I}", "prefix", prefix, "head", h, "nodes", nodes, "unreadable",
+                     (json_int_t)bad);
+    return *out != NULL ? TG_OK : TG_E_NOMEM;
+}
+
+static const char *str_or(const json_t *o, const char *k, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s != NULL ? s : dflt;
+}
+
+/* The state of one target as node n sees it, "-" when it does not say. */
+static const char *target_state(const json_t *n, const char *group, const char *address)
+{
+    const json_t *ts = json_object_get(n, "targets");
+    for (size_t i = 0; i < json_array_size(ts); i++) {
+        const json_t *t = json_array_get(ts, i);
+        if (strcmp(str_or(t, "group", ""), group) == 0 &&
+            strcmp(str_or(t, "address", ""), address) == 0)
+            return str_or(t, "state", "-");
+    }
+    return "-";
+}
+
+/* One line per target any node knows, one column per node. */
+static void print_targets(const json_t *nodes)
+{
+    size_t n = json_array_size(nodes);
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++)
+        any = json_array_size(json_object_get(json_array_get(nodes, i), "targets")) > 0;
+    if (!any)
+        return;
+    printf("\ntargets, as each node sees them:\n%-40s", "GROUP/TARGET");
+    for (size_t i = 0; i < n; i++)
+        printf(" %-12.12s", str_or(json_array_get(nodes, i), "node", "?"));
+    putchar('\n');
+    json_t *seen = json_object();
+    for (size_t i = 0; i < n; i++) {
+        const json_t *ts = json_object_get(json_array_get(nodes, i), "targets");
+        for (size_t k = 0; k < json_array_size(ts); k++) {
+            const json_t *t = json_array_get(ts, k);
+            const char *g = str_or(t, "group", "?"), *a = str_or(t, "address", "?");
+            char name[300];
+            snprintf(name, sizeof(name), "%s/%s", g, a);
+            if (json_object_get(seen, name) != NULL)
+                continue;
+            json_object_set_new(seen, name, json_true());
+            printf("%-40.120s", name);
+            for (size_t c = 0; c < n; c++)
+                printf(" %-12.12s", target_state(json_array_get(nodes, c), g, a));
+            putchar('\n');
+        }
+    }
+    json_decref(seen);
+}
+
+int fleet_status_print(struct etcd *e, const char *prefix, bool is_json)
+{
+    json_t *view = NULL;
+    char err[512];
+    if (fleet_view_read(e, prefix, &view, err, sizeof(err)) != TG_OK) {
+        fprintf(stderr, "tollgate fleet status: %s\n", err);
+        return 1;
+    }
+    const json_t *head = json_object_get(view, "head");
+    const json_t *nodes = json_object_get(view, "nodes");
+    json_int_t head_rev = json_integer_value(json_object_get(head, "rev"));
+    bool split = json_array_size(nodes) == 0;
+    for (size_t i = 0; i < json_array_size(nodes); i++) {
+        const json_t *n = json_array_get(nodes, i);
+        const json_t *ne = json_object_get(n, "error");
+        split = split || json_integer_value(json_object_get(n, "rev")) != head_rev ||
+                json_is_object(ne);
+    }
+    if (is_json) {
+        json_object_set_new(view, "converged", json_boolean(!split));
+        json_dumpf(view, stdout, JSON_INDENT(2));
+        putchar('\n');
+        json_decref(view);
+        return split ? 1 : 0;
+    }
+    printf("fleet %s: revision %" JSON_INTEGER_FORMAT " (sha256 %.12s, by %s), %zu node%s%s\n",
+           prefix, head_rev, str_or(head, "sha256", ""), str_or(head, "by", ""),
+           json_array_size(nodes), json_array_size(nodes) == 1 ? "" : "s",
+           split ? ", NOT converged" : ", converged");
+    printf("%-20s %-9s %-9s %-8s %s\n", "NODE", "REVISION", "SOURCE", "TICKETS", "LAST ERROR");
+    for (size_t i = 0; i < json_array_size(nodes); i++) {
+        const json_t *n = json_array_get(nodes, i);
+        const json_t *ne = json_object_get(n, "error");
+        char last[700] = "-";
+        if (json_is_object(ne))
+            snprintf(last, sizeof(last), "revision %" JSON_INTEGER_FORMAT ": %.600s",
+                     json_integer_value(json_object_get(ne, "rev")), str_or(ne, "message", "?"));
+        printf("%-20.64s %-9" JSON_INTEGER_FORMAT " %-9.9s %-8s %s\n", str_or(n, "node", "?"),
+               json_integer_value(json_object_get(n, "rev")), str_or(n, "source", "-"),
+               json_is_true(json_object_get(n, "ticket_leader")) ? "leader" : "-", last);
+    }
+    json_int_t bad = json_integer_value(json_object_get(view, "unreadable"));
+    if (bad > 0)
+        printf("(%" JSON_INTEGER_FORMAT " node entries could not be read)\n", bad);
+    print_targets(nodes);
+    json_decref(view);
+    return split ? 1 : 0;
+}
