@@ -294,14 +294,17 @@ static bool apply_policy(SSL_CTX *ctx, const struct config *cfg, const struct cf
     return true;
 }
 
-/* Feeds the bytes of a file to md; a file that cannot be read adds its name
- * only (loading has already refused such a config). */
+/* Feeds the bytes of a file to md, not its name: the nodes of a fleet keep
+ * the same bundle under different paths and resume each other's sessions.
+ * A file that cannot be read adds its name only (loading has already
+ * refused such a config). */
 static void digest_file(EVP_MD_CTX *md, const char *path)
 {
-    EVP_DigestUpdate(md, path, strlen(path) + 1);
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    if (f == NULL) {
+        EVP_DigestUpdate(md, path, strlen(path) + 1);
         return;
+    }
     unsigned char chunk[8192];
     size_t n;
     while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
