@@ -249,7 +249,12 @@ static void apply(struct fleet_node *n, int64_t rev)
         return;
     }
     const struct config *cfg = n->ops.current(n->ops.ctx);
-    if (fleet_rev_only_watched_changed(n->o.cache_dir, &n->pending, &n->current, cfg)) {
+    bool watched_only =
+        fleet_rev_only_watched_changed(n->o.cache_dir, &n->pending, &n->current, cfg);
+    /* The running workers, of every generation, take the new CRLs and
+     * allow files in now and cut the clients they refuse. */
+    n->ops.trust_changed(n->ops.ctx);
+    if (watched_only) {
         commit(n);
         log_info("event=fleet_applied node=%s revision=%" PRId64 " sha256=%.12s reload=no "
                  "detail=\"CRL and allow files only: taken in by the running workers\"",

@@ -84,6 +84,9 @@ struct fleet_node_ops {
     json_t *(*status)(void *ctx);
     /* The config that runs now, or NULL. */
     const struct config *(*current)(void *ctx);
+    /* Trust files (CRLs, allow files) changed in place: every worker of
+     * every generation looks at them now. */
+    void (*trust_changed)(void *ctx);
 };
 
 /*

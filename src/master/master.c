@@ -599,6 +599,13 @@ static json_t *fleet_status(void *ctx)
     return m->admin != NULL ? admin_status_json(m->admin) : json_object();
 }
 
+static void fleet_trust_changed(void *ctx)
+{
+    struct master *m = ctx;
+    for (struct gen *g = m->gens; g != NULL; g = g->next)
+        gen_signal(g, SIGUSR2);
+}
+
 static const struct config *fleet_current(void *ctx)
 {
     struct master *m = ctx;
@@ -648,6 +655,10 @@ static int run(const char *path, const struct fleet_opts *fo)
     struct master m;
     memset(&m, 0, sizeof(m));
     signal(SIGPIPE, SIG_IGN);
+    /* The master's "look at your trust files now" to its workers: ignored
+     * until a worker's loop watches it, so that one that has just started
+     * does not die of it. */
+    signal(SIGUSR2, SIG_IGN);
     m.loop = ev_default_loop(EVFLAG_AUTO);
     m.config_path = path;
     /* Target health and connection counts, shared with every worker. */
@@ -715,8 +726,8 @@ static int run(const char *path, const struct fleet_opts *fo)
     }
     gen_start(&m, g);
     if (m.fleet != NULL) {
-        const struct fleet_node_ops fops = {&m, ops_reload, fleet_tickets, fleet_status,
-                                            fleet_current};
+        const struct fleet_node_ops fops = {&m,           ops_reload,    fleet_tickets,
+                                            fleet_status, fleet_current, fleet_trust_changed};
         fleet_node_start(m.fleet, m.loop, &fops);
     }
     ev_timer_start(m.loop, &m.trust_tick);

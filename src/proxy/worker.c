@@ -330,6 +330,22 @@ static void drain(struct worker *w, const char *why)
     ev_timer_start(w->loop, &w->drain_timer);
 }
 
+static void trust_tick_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+/* SIGUSR2 from the master: the trust files changed (a fleet revision
+ * installed new CRLs or allow files); look at them now rather than at the
+ * next crl_check_interval. */
+static void trust_check_now(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_ls; i++)
+        for (size_t k = 0; k < w->ls[i].n_sites; k++) {
+            w->ls[i].sites[k].next_trust_check = 0;
+            w->ls[i].sites[k].next_allow_check = 0;
+            w->ls[i].sites[k].next_next_check = 0;
+        }
+    trust_tick_cb(w->loop, &w->trust_tick, 0);
+}
+
 static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)loop;
@@ -342,6 +358,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
         break;
     case SIGUSR1:
         log_access_reopen();
+        break;
+    case SIGUSR2:
+        trust_check_now(w);
         break;
     default:
         break; /* SIGHUP is the master's business */
@@ -580,6 +599,7 @@ int proxy_worker_main(const struct proxy_worker_args *a)
     watch_signal(&w, &w.sig_quit, SIGQUIT);
     watch_signal(&w, &w.sig_usr1, SIGUSR1);
     watch_signal(&w, &w.sig_hup, SIGHUP);
+    watch_signal(&w, &w.sig_usr2, SIGUSR2);
 
     start_accepting(&w);
     log_info("event=worker_started generation=%u slot=%u listeners=%zu", a->generation, a->slot,

@@ -69,7 +69,7 @@ struct worker {
     ev_timer trust_tick;   /* mutual listeners: trust files and certificate expiry, every second */
     int64_t next_expiry;   /* the earliest cert_not_after of the connections; 0 = none */
     size_t n_cut_pending;  /* connections with a cut_deadline */
-    ev_signal sig_term, sig_quit, sig_usr1, sig_hup;
+    ev_signal sig_term, sig_quit, sig_usr1, sig_usr2, sig_hup;
     /* Sessions that asked to run once more before the loop next waits
      * (session_defer), and the watcher that runs them. */
     struct session *deferred, *deferred_later;
