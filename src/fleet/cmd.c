@@ -50,7 +50,7 @@ static void usage(FILE *out)
           "  -h, --help           this help\n"
           "\n"
           "examples:\n"
-          "  tollgate fleet push -c /etc/tollgate/tollgate.yaml --etcd http://10.0.0.5:2379 \\\n"
+          "  tollgate fleet push -c tollgate.yaml --etcd http://10.0.0.5:2379 \\\n"
           "      --prefix /tollgate/prod -m \"new CRL\"\n"
           "  tollgate fleet status --etcd http://10.0.0.5:2379 --prefix /tollgate/prod\n"
           "  tollgate fleet rollback 41 --etcd http://10.0.0.5:2379 --prefix /tollgate/prod\n"

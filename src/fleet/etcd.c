@@ -176,6 +176,14 @@ static enum tg_status call(struct etcd *e, const char *path, json_t *req, json_t
                 msg = json_string_value(json_object_get(j, "error"));
             set_err(e, "%s%s: HTTP %ld: %.200s", e->urls[e->cur], path, code,
                     msg ? msg : "no message");
+            if (code == 503) {
+                /* This member lost its leader or is stopping: another may
+                 * answer. */
+                json_decref(j);
+                free(b.p);
+                e->cur = (e->cur + 1) % e->n_urls;
+                continue;
+            }
         } else {
             *out = j;
             j = NULL;

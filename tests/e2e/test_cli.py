@@ -10,6 +10,7 @@ COMMANDS = [
     [], ["run"], ["check"], ["demo"], ["pki"], ["pki", "init"], ["pki", "revoke"], ["cert"],
     ["cert", "inspect"],
     ["cert", "verify"], ["cert", "match"], ["cert", "convert"], ["probe"], ["version"],
+    ["fleet"], ["fleet", "push"], ["fleet", "status"],
 ]
 
 
@@ -119,6 +120,7 @@ def test_version():
 
 def test_top_level_help_lists_every_command_and_exit_codes():
     out = run_tollgate(["--help"]).stdout
-    for cmd in ("run", "check", "demo", "pki init", "pki revoke", "cert", "probe", "version"):
+    for cmd in ("run", "check", "demo", "pki init", "pki revoke", "cert", "probe", "fleet",
+                "version"):
         assert f"\n  {cmd} " in out, cmd
     assert "exit codes: 0" in out and "2 usage error" in out

@@ -285,7 +285,7 @@ def test_config_man_page_lists_every_top_level_key(dest):
 
 
 COMMANDS = ["run", "check", "demo", "pki init", "pki revoke", "cert inspect", "cert verify",
-            "cert match", "cert convert", "probe", "trust diff", "version"]
+            "cert match", "cert convert", "probe", "trust diff", "fleet push", "version"]
 
 
 def usage_lines(binary):
@@ -308,7 +308,7 @@ def usage_lines(binary):
 
 def command_of(entry):
     words = entry.split()[1:]
-    return words[:2] if words[0] in ("cert", "pki", "trust") else words[:1]
+    return words[:2] if words[0] in ("cert", "pki", "trust", "fleet") else words[:1]
 
 
 def options_of(entry):
