@@ -430,6 +430,9 @@ static bool from_master(struct agent *a)
                 a->refused_rev = rev;
             a->asked_rev = 0;
             a->want_head = true; /* a newer one may have come meanwhile */
+        } else if (t != NULL && strcmp(t, "retry") == 0) {
+            a->refused_rev = 0;
+            a->want_head = true;
         } else if (t != NULL && strcmp(t, "state") == 0) {
             json_t *s = json_object_get(m, "state");
             if (json_is_object(s) && !json_equal(s, a->state)) {

@@ -10,11 +10,11 @@
 
 #include "core/file.h"
 
-static enum tg_status mkdir_0700(const char *path, char *err, size_t err_len)
+static enum tg_status make_dir(const char *path, mode_t mode, char *err, size_t err_len)
 {
-    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+    if (mkdir(path, mode) == 0 || errno == EEXIST) {
         struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && chmod(path, mode) == 0)
             return TG_OK;
         snprintf(err, err_len, "%s: not a directory", path);
         return TG_E_CONFIG;
@@ -25,13 +25,19 @@ static enum tg_status mkdir_0700(const char *path, char *err, size_t err_len)
 
 enum tg_status fleet_cache_init(const char *dir, char *err, size_t err_len)
 {
-    static const char *const sub[] = {"revs", "blobs", "files"};
+    /* Workers that dropped privileges read the CRLs and allow files under
+     * files/ by name (they watch them): the way there is searchable, not
+     * listable; keys in it are 0600, the rest 0700. */
+    static const struct {
+        const char *name;
+        mode_t mode;
+    } sub[] = {{"revs", 0700}, {"blobs", 0700}, {"files", 0711}};
     char path[4096];
-    if (mkdir_0700(dir, err, err_len) != TG_OK)
+    if (make_dir(dir, 0711, err, err_len) != TG_OK)
         return TG_E_CONFIG;
     for (size_t i = 0; i < TG_ARRAY_LEN(sub); i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, sub[i]);
-        if (mkdir_0700(path, err, err_len) != TG_OK)
+        snprintf(path, sizeof(path), "%s/%s", dir, sub[i].name);
+        if (make_dir(path, sub[i].mode, err, err_len) != TG_OK)
             return TG_E_CONFIG;
     }
     return TG_OK;

@@ -12,7 +12,9 @@
 #include "fleet/seal.h"
 
 /*
- * A node's copy of the fleet on its own disk, under one directory (0700):
+ * A node's copy of the fleet on its own disk, under one directory (0711;
+ * revs/ and blobs/ 0700, files/ 0711 so that workers that dropped
+ * privileges can read the CRLs and allow files they watch, by name):
  *
  *   revs/N.json        revision documents, each written once its files are
  *   blobs/SHA256       the shared files, by content, each checked on write
@@ -27,7 +29,8 @@
  * be reached.
  */
 
-/* Makes the directory and its subdirectories (0700) when missing. */
+/* Makes the directory and its subdirectories when missing, and sets their
+ * modes. */
 TG_MUST_USE enum tg_status fleet_cache_init(const char *dir, char *err, size_t err_len);
 
 /*

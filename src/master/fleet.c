@@ -340,8 +340,10 @@ static void agent_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             }
             const char *s = json_string_value(json_object_get(m, "etcd"));
             const char *e = json_string_value(json_object_get(m, "error"));
-            snprintf(n->etcd_state, sizeof(n->etcd_state), "%s",
-                     s && strcmp(s, "up") == 0 ? "up" : "down");
+            bool up = s != NULL && strcmp(s, "up") == 0;
+            snprintf(n->etcd_state, sizeof(n->etcd_state), "%s", up ? "up" : "down");
+            if (up && json_is_object(v))
+                n->is_from_cache = false; /* etcd answers: what runs is what it says */
             snprintf(n->etcd_error, sizeof(n->etcd_error), "%s", e ? e : "");
         }
         json_decref(m);
@@ -477,6 +479,16 @@ static void spawn_agent(struct fleet_node *n)
     ev_child_init(&n->child, child_cb, pid, 0);
     n->child.data = n;
     ev_child_start(n->loop, &n->child);
+}
+
+void fleet_node_retry(struct fleet_node *n)
+{
+    if (n == NULL || n->fd < 0)
+        return;
+    json_t *m = json_pack("{s:s}", "t", "retry");
+    if (m != NULL)
+        fleet_msg_send(n->fd, m);
+    json_decref(m);
 }
 
 void fleet_node_start(struct fleet_node *n, struct ev_loop *loop, const struct fleet_node_ops *ops)

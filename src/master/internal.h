@@ -112,6 +112,10 @@ int64_t fleet_node_revision(const struct fleet_node *n);
 /* Starts the agent process and the node's timers on loop. */
 void fleet_node_start(struct fleet_node *n, struct ev_loop *loop, const struct fleet_node_ops *ops);
 
+/* SIGHUP: asks the agent to offer the newest revision again, even one
+ * refused before. NULL does nothing. */
+void fleet_node_retry(struct fleet_node *n);
+
 /* In a forked worker: stops the node's watchers, closes its socket. */
 void fleet_node_forget(struct fleet_node *n);
 

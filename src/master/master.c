@@ -468,6 +468,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     case SIGHUP:
         if (!m->is_stopping)
             (void)reload(m, NULL);
+        /* A fleet node also tries again the newest revision it refused
+         * (its operator may have fixed what was missing). */
+        fleet_node_retry(m->fleet);
         break;
     case SIGUSR1:
         log_access_reopen();
