@@ -10,11 +10,14 @@
 
 #include "core/file.h"
 
-static enum tg_status make_dir(const char *path, mode_t mode, char *err, size_t err_len)
+/* Makes path with mode, or sets the mode of the one there when is_ours
+ * (an operator's existing cache directory keeps its own). */
+static enum tg_status make_dir(const char *path, mode_t mode, bool is_ours, char *err,
+                               size_t err_len)
 {
     if (mkdir(path, mode) == 0 || errno == EEXIST) {
         struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && chmod(path, mode) == 0)
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (!is_ours || chmod(path, mode) == 0))
             return TG_OK;
         snprintf(err, err_len, "%s: not a directory", path);
         return TG_E_CONFIG;
@@ -33,11 +36,11 @@ enum tg_status fleet_cache_init(const char *dir, char *err, size_t err_len)
         mode_t mode;
     } sub[] = {{"revs", 0700}, {"blobs", 0700}, {"files", 0711}};
     char path[4096];
-    if (make_dir(dir, 0711, err, err_len) != TG_OK)
+    if (make_dir(dir, 0711, false, err, err_len) != TG_OK)
         return TG_E_CONFIG;
     for (size_t i = 0; i < TG_ARRAY_LEN(sub); i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, sub[i].name);
-        if (make_dir(path, sub[i].mode, err, err_len) != TG_OK)
+        if (make_dir(path, sub[i].mode, true, err, err_len) != TG_OK)
             return TG_E_CONFIG;
     }
     return TG_OK;
