@@ -10,6 +10,8 @@
 #include <openssl/opensslv.h>
 
 #include "admin/admin.h"
+#include "config/config.h"
+#include "core/diag.h"
 #include "core/suggest.h"
 #include "fleet/fleet.h"
 #include "fleet/rev.h"
@@ -150,6 +152,18 @@ static int opt_value(int argc, char **argv, int *i, const char *short_name, cons
     return 1;
 }
 
+/* The host name up to its first dot. */
+static const char *default_node(char *host, size_t len)
+{
+    if (gethostname(host, len - 1) != 0)
+        host[0] = '\0';
+    host[len - 1] = '\0';
+    char *dot = strchr(host, '.');
+    if (dot != NULL)
+        *dot = '\0';
+    return host;
+}
+
 /* tollgate run --fleet URLS --prefix P [--node NAME] [--secret-file F]
  * [--cache-dir D] [--lease-ttl SECONDS] */
 static int run_fleet(char *urls, const char *prefix, const char *node, const char *secret,
@@ -171,15 +185,8 @@ static int run_fleet(char *urls, const char *prefix, const char *node, const cha
         fprintf(stderr, "tollgate run: --prefix %s: %s\n", prefix, err);
         return 2;
     }
-    if (node == NULL) {
-        if (gethostname(host, sizeof(host) - 1) != 0)
-            host[0] = '\0';
-        host[sizeof(host) - 1] = '\0';
-        char *dot = strchr(host, '.');
-        if (dot != NULL)
-            *dot = '\0';
-        node = host;
-    }
+    if (node == NULL)
+        node = default_node(host, sizeof(host));
     if (!fleet_node_name_ok(node)) {
         fprintf(stderr, "tollgate run: --node \"%s\": 1 to %d of A-Z a-z 0-9 . _ -\n", node,
                 FLEET_NODE_MAX);
@@ -197,6 +204,39 @@ static int run_fleet(char *urls, const char *prefix, const char *node, const cha
             return 2;
         }
         o.lease_ttl = (unsigned)v;
+    }
+    return master_run_fleet(&o);
+}
+
+/* -c FILE: a config, or a node file (fleet: only) that joins a fleet. */
+static int run_file(const char *path)
+{
+    struct diag d;
+    struct config *cfg = NULL;
+    diag_init(&d);
+    bool is_node = config_load(path, &cfg, &d) == TG_OK && cfg->fleet != NULL;
+    diag_fini(&d);
+    if (!is_node) {
+        config_free(cfg);
+        return master_run_config(path); /* reports what is wrong, if anything */
+    }
+    /* The node file's strings live as long as the process. */
+    const struct cfg_fleet *f = cfg->fleet;
+    static struct fleet_opts o;
+    static char host[FLEET_NODE_MAX + 1];
+    for (size_t i = 0; i < f->n_etcd; i++)
+        o.urls[o.n_urls++] = f->etcd[i];
+    snprintf(o.prefix, sizeof(o.prefix), "%s", f->prefix);
+    o.node = f->node != NULL ? f->node : default_node(host, sizeof(host));
+    o.secret_file = f->secret_file;
+    o.cache_dir = f->cache_dir != NULL ? f->cache_dir : "/var/lib/tollgate/fleet";
+    o.lease_ttl = f->lease_ttl;
+    if (!fleet_node_name_ok(o.node)) {
+        fprintf(stderr,
+                "tollgate run: %s: fleet.node is not given and the host name \"%s\" is "
+                "not a node name: set fleet.node\n",
+                path, o.node);
+        return 1;
     }
     return master_run_fleet(&o);
 }
@@ -250,7 +290,7 @@ static int cmd_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
-    return master_run_config(path);
+    return run_file(path);
 }
 
 static int cmd_check(int argc, char **argv)

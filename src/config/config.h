@@ -394,6 +394,10 @@ struct config {
      * (trust diff); default CFG_TRUST_HISTORY_DEFAULT_MS, 0 = none. */
     uint64_t trust_history_ms;
 
+    /* fleet: this file makes the process a node of a fleet, whose config
+     * comes from etcd; nothing else may be in the file. NULL otherwise. */
+    struct cfg_fleet *fleet;
+
     struct cfg_certificate *certificates; /* owned arrays */
     size_t n_certificates;
     struct cfg_client_ca *client_cas;
@@ -421,6 +425,31 @@ TG_MUST_USE enum tg_status config_load(const char *path, struct config **out, st
 TG_MUST_USE enum tg_status config_load_buffer(const char *name, const char *base_dir,
                                               const char *text, size_t len, struct config **out,
                                               struct diag *d);
+
+/* fleet: { etcd, prefix, node, secret_file, cache_dir, lease_ttl }, a node
+ * file's one block (docs/FLEET.md). */
+#define CFG_FLEET_PREFIX_MAX 200
+#define CFG_FLEET_NODE_MAX   64
+#define CFG_FLEET_URLS_MAX   16
+#define CFG_FLEET_LEASE_TTL  10
+struct cfg_fleet {
+    char **etcd; /* owned; client URLs */
+    size_t n_etcd;
+    char *prefix;       /* without a trailing slash */
+    char *node;         /* NULL: the host name */
+    char *secret_file;  /* path or NULL */
+    char *cache_dir;    /* path or NULL: /var/lib/tollgate/fleet */
+    unsigned lease_ttl; /* seconds, default 10 */
+    struct cfg_pos pos;
+};
+
+/* Checks a fleet prefix: absolute, printable, no "//", at most
+ * CFG_FLEET_PREFIX_MAX bytes; a trailing slash is removed. */
+bool config_fleet_prefix_ok(char *prefix, char *err, size_t err_len);
+/* A node name: 1 to CFG_FLEET_NODE_MAX of [A-Za-z0-9._-]. */
+bool config_fleet_node_ok(const char *name);
+/* An etcd client URL: http:// or https://, no space, query or fragment. */
+bool config_fleet_url_ok(const char *url);
 
 /*
  * Where the files a config names are read from, when not where it says:

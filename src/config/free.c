@@ -103,6 +103,16 @@ void config_free(struct config *cfg)
         free(c->ocsp_file);
     }
     free(cfg->certificates);
+    if (cfg->fleet != NULL) {
+        for (size_t i = 0; i < cfg->fleet->n_etcd; i++)
+            free(cfg->fleet->etcd[i]);
+        free(cfg->fleet->etcd);
+        free(cfg->fleet->prefix);
+        free(cfg->fleet->node);
+        free(cfg->fleet->secret_file);
+        free(cfg->fleet->cache_dir);
+        free(cfg->fleet);
+    }
     for (size_t i = 0; i < cfg->n_client_cas; i++) {
         free(cfg->client_cas[i].name);
         free(cfg->client_cas[i].ca);

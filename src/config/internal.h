@@ -191,6 +191,7 @@ void cfg_parse_listener_tls(struct cfg_ctx *c, const struct cfg_val *v, struct c
 void cfg_parse_allow_rule(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_allow_rule *r);
 void cfg_parse_target_groups(struct cfg_ctx *c, const struct cfg_val *v);
 void cfg_parse_listeners(struct cfg_ctx *c, const struct cfg_val *v);
+void cfg_parse_fleet(struct cfg_ctx *c, const struct cfg_val *v);
 
 /* Frees what the structs own (free.c). */
 void cfg_tls_fini(struct cfg_tls *t);

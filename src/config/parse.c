@@ -346,7 +346,8 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
                                        "ticket_key_rotation",
                                        "ticket_keys_file",
                                        "state_dir",
-                                       "trust_history"};
+                                       "trust_history",
+                                       "fleet"};
     struct config *cfg = c->cfg;
     struct cfg_val rv, kv;
     cfg_val_root(&rv, root);
@@ -357,8 +358,13 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
                       "and certificates");
         return;
     }
-    bool has_listeners = false;
+    bool has_listeners = false, has_other = false;
+    struct cfg_val other;
     for (size_t i = 0; cfg_map_next(c, &rv, &i, &kv);) {
+        if (!has_other && kv.key != NULL && strcmp(kv.key, "fleet") != 0) {
+            has_other = true;
+            other = kv;
+        }
         switch (cfg_key(c, &kv, keys, TG_ARRAY_LEN(keys))) {
         case 0:
             parse_workers(c, &kv);
@@ -408,9 +414,20 @@ static void parse_root(struct cfg_ctx *c, const struct ynode *root)
         case 14:
             parse_trust_history(c, &kv);
             break;
+        case 15:
+            cfg_parse_fleet(c, &kv);
+            break;
         default:
             break;
         }
+    }
+    if (cfg->fleet != NULL) {
+        /* A node file: its config comes from the fleet. */
+        if (has_other)
+            cfg_error(c, &other,
+                      "a file with fleet: holds nothing else (this node's config "
+                      "comes from the fleet; push it with tollgate fleet push)");
+        return;
     }
     if (!has_listeners) {
         snprintf(rv.path, sizeof(rv.path), "listeners");
@@ -493,7 +510,7 @@ enum tg_status config_load_mapped(const char *name, const char *base_dir,
         goto out;
     parse_root(&c, doc.root);
     /* Even after errors: one run reports everything it can. */
-    if (!c.is_oom)
+    if (!c.is_oom && cfg->fleet == NULL)
         cfg_check(&c);
 out:
     ydoc_fini(&doc);

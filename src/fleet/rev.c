@@ -328,37 +328,12 @@ enum tg_status fleet_rev_collect(const struct config *cfg, bool with_keys, struc
 
 bool fleet_prefix_ok(char *prefix, char *err, size_t err_len)
 {
-    size_t n = strlen(prefix);
-    if (n > 1 && prefix[n - 1] == '/')
-        prefix[--n] = '\0';
-    if (n < 2 || prefix[0] != '/' || n > FLEET_PREFIX_MAX) {
-        snprintf(err, err_len, "a prefix starts with / and holds 1 to %d more bytes",
-                 FLEET_PREFIX_MAX - 1);
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)prefix[i];
-        if (ch <= 0x20 || ch >= 0x7f || (ch == '/' && prefix[i + 1] == '/')) {
-            snprintf(err, err_len, "a prefix holds printable characters, no space, no //");
-            return false;
-        }
-    }
-    return true;
+    return config_fleet_prefix_ok(prefix, err, err_len);
 }
 
 bool fleet_node_name_ok(const char *name)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > FLEET_NODE_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
-        if (!ok)
-            return false;
-    }
-    return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+    return config_fleet_node_ok(name);
 }
 
 void fleet_key_rev(char *dst, size_t len, const char *prefix, int64_t rev)

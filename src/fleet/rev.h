@@ -29,8 +29,8 @@
 
 #define FLEET_FILES_MAX  1024
 #define FLEET_REV_MAX    (1u << 20) /* bytes of a revision document */
-#define FLEET_PREFIX_MAX 200
-#define FLEET_NODE_MAX   64
+#define FLEET_PREFIX_MAX CFG_FLEET_PREFIX_MAX
+#define FLEET_NODE_MAX   CFG_FLEET_NODE_MAX
 #define FLEET_TEXT_MAX   512 /* bytes of "by" and "message" */
 
 struct fleet_file {
@@ -78,11 +78,9 @@ TG_MUST_USE enum tg_status fleet_rev_collect(
     enum tg_status (*on_file)(void *arg, const struct fleet_file *f, const uint8_t *data),
     void *arg, struct diag *d);
 
-/* Checks a prefix: absolute, printable, no "//", no trailing slash (one is
- * removed), at most FLEET_PREFIX_MAX bytes. */
+/* config_fleet_prefix_ok and config_fleet_node_ok (config/config.h). */
 bool fleet_prefix_ok(char *prefix, char *err, size_t err_len);
 
-/* Checks a node name: 1 to FLEET_NODE_MAX of [A-Za-z0-9._-]. */
 bool fleet_node_name_ok(const char *name);
 
 /* "PREFIX/revs/000000000042" and the like. */

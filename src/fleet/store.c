@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "fleet/fleet.h"
 #include "fleet/internal.h"
 
@@ -18,9 +19,7 @@ bool fleet_parse_urls(char *text, struct fleet_opts *o, char *err, size_t err_le
             snprintf(err, err_len, "at most %d URLs", ETCD_URLS_MAX);
             return false;
         }
-        bool is_http = strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
-        if (!is_http || strlen(u) > 512 || strpbrk(u, " \t\r\n") != NULL ||
-            strchr(u + 8, '?') != NULL) {
+        if (!config_fleet_url_ok(u)) {
             snprintf(err, err_len, "\"%.100s\" is not an http:// or https:// URL", u);
             return false;
         }
