@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "core/diag.h"
 #include "core/suggest.h"
+#include "fleet/agent.h"
 #include "fleet/fleet.h"
 #include "fleet/rev.h"
 #include "master/master.h"
@@ -419,6 +420,8 @@ static int dispatch(int argc, char **argv)
         return pki_cmd_trust(argc, argv);
     if (strcmp(cmd, "fleet") == 0)
         return fleet_cmd(argc, argv);
+    if (strcmp(cmd, "fleet-agent") == 0)
+        return fleet_agent_cmd(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version(argc, argv);
     static const char *const opts[] = {"--help", "--version"};

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -552,4 +553,47 @@ int fleet_agent_main(const struct fleet_agent_start *s)
     if (a.has_secret)
         fleet_secret_wipe(&a.secret);
     return 0;
+}
+
+int fleet_agent_cmd(int argc, char **argv)
+{
+    static struct fleet_opts o;
+    struct stat st;
+    if (fstat(FLEET_AGENT_FD, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        fprintf(stderr, "tollgate fleet-agent: started by a fleet node's master only\n");
+        return 2;
+    }
+    const char *urls = NULL, *running = NULL, *ttl = NULL;
+    o.cache_dir = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (strcmp(k, "--fleet") == 0)
+            urls = v;
+        else if (strcmp(k, "--prefix") == 0)
+            snprintf(o.prefix, sizeof(o.prefix), "%s", v);
+        else if (strcmp(k, "--node") == 0)
+            o.node = v;
+        else if (strcmp(k, "--cache-dir") == 0)
+            o.cache_dir = v;
+        else if (strcmp(k, "--secret-file") == 0)
+            o.secret_file = v;
+        else if (strcmp(k, "--lease-ttl") == 0)
+            ttl = v;
+        else if (strcmp(k, "--running") == 0)
+            running = v;
+    }
+    static char url_buf[4096];
+    char err[256];
+    snprintf(url_buf, sizeof(url_buf), "%s", urls ? urls : "");
+    if (urls == NULL || o.node == NULL || o.cache_dir == NULL || ttl == NULL || running == NULL ||
+        !fleet_parse_urls(url_buf, &o, err, sizeof(err)) || !fleet_node_name_ok(o.node) ||
+        !fleet_prefix_ok(o.prefix, err, sizeof(err))) {
+        fprintf(stderr, "tollgate fleet-agent: bad arguments\n");
+        return 2;
+    }
+    o.lease_ttl = (unsigned)strtoul(ttl, NULL, 10);
+    if (o.lease_ttl < 2 || o.lease_ttl > 300)
+        o.lease_ttl = FLEET_LEASE_TTL;
+    struct fleet_agent_start s = {&o, FLEET_AGENT_FD, strtoll(running, NULL, 10)};
+    return fleet_agent_main(&s);
 }

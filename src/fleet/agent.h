@@ -51,6 +51,14 @@ struct fleet_msg_reader {
 json_t *fleet_msg_next(struct fleet_msg_reader *r, int fd, bool *closed);
 void fleet_msg_reader_fini(struct fleet_msg_reader *r);
 
+/* The agent's end of the socket pair, in the agent process. */
+#define FLEET_AGENT_FD 3
+
+/* tollgate fleet-agent ...: the agent, as the master starts it (execv of
+ * its own binary, the socket pair as FLEET_AGENT_FD). Not for people:
+ * refused unless FLEET_AGENT_FD is a socket. */
+int fleet_agent_cmd(int argc, char **argv);
+
 /* What the agent starts from. */
 struct fleet_agent_start {
     const struct fleet_opts *opts;

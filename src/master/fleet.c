@@ -36,6 +36,7 @@ struct fleet_node {
     int64_t retry_rev; /* asked while the master was busy: tried again */
     int fd;            /* the master's end; -1 without an agent */
     pid_t agent;
+    ev_tstamp agent_started, spawn_after;
     ev_io io;
     ev_timer tick;
     ev_child child;
@@ -393,7 +394,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     struct fleet_node *n = t->data;
-    if (n->fd < 0 && n->agent == 0)
+    if (n->fd < 0 && n->agent == 0 && ev_now(n->loop) >= n->spawn_after)
         spawn_agent(n);
     if (n->retry_rev != 0 && n->pending.rev == 0) {
         int64_t rev = n->retry_rev;
@@ -429,6 +430,9 @@ static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
             (int)c->rpid, c->rstatus);
     ev_child_stop(n->loop, &n->child);
     n->agent = 0;
+    /* One that dies young is not started again at once, every second. */
+    if (ev_now(n->loop) - n->agent_started < AGENT_RESPAWN * 10)
+        n->spawn_after = ev_now(n->loop) + AGENT_RESPAWN * 10;
     if (n->fd >= 0) {
         ev_io_stop(n->loop, &n->io);
         close(n->fd);
@@ -437,6 +441,27 @@ static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
     }
     json_decref(n->last_state);
     n->last_state = NULL;
+}
+
+/* In the child: tollgate fleet-agent with the node's options. */
+static void exec_agent(const struct fleet_node *n)
+{
+    char urls[4096] = "", ttl[16], rev[32];
+    size_t off = 0;
+    for (size_t i = 0; i < n->o.n_urls && off < sizeof(urls); i++)
+        off += (size_t)snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "," : "", n->o.urls[i]);
+    snprintf(ttl, sizeof(ttl), "%u", n->o.lease_ttl);
+    snprintf(rev, sizeof(rev), "%" PRId64, n->current.rev);
+    const char *argv[] = {
+        "tollgate",       "fleet-agent", "--fleet",   urls,          "--prefix",
+        n->o.prefix,      "--node",      n->o.node,   "--cache-dir", n->o.cache_dir,
+        "--lease-ttl",    ttl,           "--running", rev,           "--secret-file",
+        n->o.secret_file, NULL};
+    if (n->o.secret_file == NULL)
+        argv[14] = NULL;
+    execv("/proc/self/exe", (char *const *)argv);
+    log_err("event=fleet_agent_unavailable error=\"cannot run /proc/self/exe: %s\"",
+            strerror(errno));
 }
 
 static void spawn_agent(struct fleet_node *n)
@@ -454,24 +479,24 @@ static void spawn_agent(struct fleet_node *n)
         return;
     }
     if (pid == 0) {
-        /* Nothing of the master's: no listening socket, no loop. */
-        signal(SIGHUP, SIG_IGN);
-        signal(SIGPIPE, SIG_IGN);
-        /* It leaves when the master does (end of file on the socket),
-         * revoking its lease on the way out. */
-        signal(SIGTERM, SIG_IGN);
-        signal(SIGINT, SIG_IGN);
-        signal(SIGQUIT, SIG_IGN);
-        signal(SIGUSR1, SIG_IGN);
-        if (dup2(sv[1], 3) < 0)
+        /* A fresh image: nothing of the master's, neither its sockets nor
+         * its keys in memory; only the socket pair, as descriptor 3. It
+         * leaves when the master does (end of file on the socket),
+         * revoking its lease on the way out: the signals a service manager
+         * sends to the whole group are ignored. */
+        static const int ignored[] = {SIGHUP, SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
+        for (size_t i = 0; i < TG_ARRAY_LEN(ignored); i++)
+            signal(ignored[i], SIG_IGN);
+        if (dup2(sv[1], FLEET_AGENT_FD) < 0)
             _exit(1);
-        closefrom(4);
-        struct fleet_agent_start s = {&n->o, 3, n->current.rev};
-        _exit(fleet_agent_main(&s));
+        closefrom(FLEET_AGENT_FD + 1);
+        exec_agent(n);
+        _exit(1);
     }
     close(sv[1]);
     n->fd = sv[0];
     n->agent = pid;
+    n->agent_started = ev_now(n->loop);
     fcntl(n->fd, F_SETFL, fcntl(n->fd, F_GETFL) | O_NONBLOCK);
     ev_io_init(&n->io, agent_io_cb, n->fd, EV_READ);
     n->io.data = n;
