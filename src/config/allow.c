@@ -19,6 +19,7 @@
 
 #include "core/file.h"
 #include "core/log.h"
+#include "core/b64.h"
 #include "core/suggest.h"
 
 /* The longest text pattern, in bytes. */
@@ -149,21 +150,6 @@ static bool parse_hex(const char *s, size_t max_digits, uint8_t *out, size_t *n_
     return true;
 }
 
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 /* The standard base64 (RFC 4648 §4) of exactly 32 bytes: 43 characters
  * and one '=', the bits past the 256th zero (canonical). */
 static bool parse_b64_32(const char *s, uint8_t out[32])
@@ -174,7 +160,7 @@ static bool parse_b64_32(const char *s, uint8_t out[32])
     unsigned bits = 0;
     size_t o = 0;
     for (size_t i = 0; i < 43; i++) {
-        int v = b64_value(s[i]);
+        int v = tg_b64_value(s[i]);
         if (v < 0)
             return false;
         acc = (acc << 6 | (uint32_t)v) & 0x3fff; /* at most 14 bits pending */

@@ -1,3 +1,4 @@
+#include "core/b64.h"
 #include "fleet/b64.h"
 
 #include <openssl/evp.h>
@@ -15,22 +16,6 @@ char *fleet_b64_encode(const uint8_t *data, size_t len)
     return out;
 }
 
-/* The value of a base64 character, or -1. */
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 bool fleet_b64_decode(const char *s, size_t len, size_t max, uint8_t **out, size_t *out_len)
 {
     *out = NULL;
@@ -42,12 +27,12 @@ bool fleet_b64_decode(const char *s, size_t len, size_t max, uint8_t **out, size
         pad = len > 1 && s[len - 2] == '=' ? 2 : 1;
     /* EVP_DecodeBlock skips spaces and accepts '=' anywhere: be strict. */
     for (size_t i = 0; i < len - pad; i++)
-        if (b64_value(s[i]) < 0)
+        if (tg_b64_value(s[i]) < 0)
             return false;
     /* The bits a padded group leaves over must be zero (RFC 4648 §3.5), so
      * that one byte string has one encoding: EVP_DecodeBlock drops them, and
      * a changed bit there would otherwise pass unseen. */
-    if (pad > 0 && (b64_value(s[len - pad - 1]) & (pad == 1 ? 0x3 : 0xf)) != 0)
+    if (pad > 0 && (tg_b64_value(s[len - pad - 1]) & (pad == 1 ? 0x3 : 0xf)) != 0)
         return false;
     size_t n = len / 4 * 3 - pad;
     if (n > max)

@@ -94,7 +94,7 @@ char *fleet_rev_encode(const struct fleet_rev *r)
     return text;
 }
 
-static bool is_hex64(const char *s)
+bool fleet_is_hex64(const char *s)
 {
     if (s == NULL || strlen(s) != 64)
         return false;
@@ -185,7 +185,7 @@ enum tg_status fleet_rev_decode(const char *text, size_t len, struct fleet_rev *
         const json_t *sealed = json_object_get(f, "sealed");
         int64_t size = 0;
         if (!json_is_object(f) || !path_ok(json_object_get(f, "path")) ||
-            !is_hex64(json_string_value(json_object_get(f, "sha256"))) ||
+            !fleet_is_hex64(json_string_value(json_object_get(f, "sha256"))) ||
             !int_field(f, "size", 0, &size) || size > ETCD_VALUE_MAX ||
             (sealed != NULL && !json_is_boolean(sealed)))
             FAIL("bad file %zu", i);
@@ -210,7 +210,7 @@ enum tg_status fleet_rev_decode(const char *text, size_t len, struct fleet_rev *
             FAIL("out of memory");
     }
     const char *sha = json_string_value(json_object_get(j, "sha256"));
-    if (!is_hex64(sha))
+    if (!fleet_is_hex64(sha))
         FAIL("bad sha256");
     fleet_rev_digest(out);
     if (strcmp(sha, out->sha) != 0)

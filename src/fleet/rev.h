@@ -87,6 +87,9 @@ bool fleet_node_name_ok(const char *name);
 void fleet_key_rev(char *dst, size_t len, const char *prefix, int64_t rev);
 void fleet_key(char *dst, size_t len, const char *prefix, const char *rest);
 
+/* Whether s is 64 lower-case hexadecimal digits (a SHA-256). */
+bool fleet_is_hex64(const char *s);
+
 /* The hexadecimal SHA-256 of data. */
 void fleet_sha256_hex(const void *data, size_t len, char hex[65]);
 

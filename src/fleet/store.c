@@ -32,16 +32,6 @@ bool fleet_parse_urls(char *text, struct fleet_opts *o, char *err, size_t err_le
     return true;
 }
 
-static bool hex64(const char *s)
-{
-    if (s == NULL || strlen(s) != 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-            return false;
-    return true;
-}
-
 bool fleet_head_parse(const uint8_t *v, size_t len, struct fleet_head *out)
 {
     json_error_t jerr;
@@ -50,8 +40,8 @@ bool fleet_head_parse(const uint8_t *v, size_t len, struct fleet_head *out)
     const char *sha = json_string_value(json_object_get(j, "sha256"));
     const char *by = json_string_value(json_object_get(j, "by"));
     const json_t *at = json_object_get(j, "at");
-    bool ok =
-        json_is_integer(rev) && json_integer_value(rev) > 0 && hex64(sha) && json_is_integer(at);
+    bool ok = json_is_integer(rev) && json_integer_value(rev) > 0 && fleet_is_hex64(sha) &&
+              json_is_integer(at);
     if (ok) {
         out->rev = json_integer_value(rev);
         memcpy(out->sha, sha, 65);

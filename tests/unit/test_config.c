@@ -560,7 +560,7 @@ static void test_shape(void **state)
         "t.yaml:13:1: worker: unknown key \"worker\" (expected one of: workers, admin, "
         "log, drain_timeout, user, certificates, client_cas, target_groups, listeners, "
         "max_connections, max_draining_generations, ticket_key_rotation, ticket_keys_file, "
-        "state_dir, trust_history)");
+        "state_dir, trust_history, fleet)");
     EXPECT_ERRORS(BASE HTTPS "    idle: 5m\n",
                   "t.yaml:13:5: listeners[0].idle: unknown key \"idle\" (expected one of: name, "
                   "protocol, listen, tls, target_group, default_target_group, proxy_protocol, "
