@@ -465,6 +465,33 @@ static void target_metrics(const struct config *cfg, struct admin_out *o)
     }
 }
 
+/* A fleet node's gauges, from the "fleet" object of /status. */
+static void fleet_metrics(struct admin *a, struct admin_out *o)
+{
+    json_t *f = a->ops.fleet != NULL ? a->ops.fleet(a->ops.ctx) : NULL;
+    if (f == NULL)
+        return;
+    const json_t *err = json_object_get(f, "error");
+    const json_t *view = json_object_get(f, "view");
+    const json_t *head = json_object_get(view, "head");
+    family(o, "tollgate_fleet_revision", "gauge",
+           "The fleet revision this node runs, and the newest one pushed (head).");
+    admin_out_printf(o, "tollgate_fleet_revision{which=\"running\"} %lld\n",
+                     (long long)json_integer_value(json_object_get(f, "rev")));
+    if (json_is_object(head))
+        admin_out_printf(o, "tollgate_fleet_revision{which=\"head\"} %lld\n",
+                         (long long)json_integer_value(json_object_get(head, "rev")));
+    family(o, "tollgate_fleet_refused_revision", "gauge",
+           "The last fleet revision this node refused since it last applied one; 0 when none.");
+    admin_out_printf(o, "tollgate_fleet_refused_revision %lld\n",
+                     (long long)json_integer_value(json_object_get(err, "rev")));
+    family(o, "tollgate_fleet_etcd_up", "gauge",
+           "Whether this node's agent reached etcd at its last attempt.");
+    const char *up = json_string_value(json_object_get(f, "etcd"));
+    admin_out_printf(o, "tollgate_fleet_etcd_up %d\n", up != NULL && strcmp(up, "up") == 0);
+    json_decref(f);
+}
+
 void admin_metrics(struct admin *a, struct admin_out *o)
 {
     struct admin_gen gens[ADMIN_MAX_GENS];
@@ -503,4 +530,5 @@ void admin_metrics(struct admin *a, struct admin_out *o)
     }
     if (n_gens > 0)
         target_metrics(gens[0].cfg, o);
+    fleet_metrics(a, o);
 }
