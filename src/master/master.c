@@ -59,6 +59,7 @@ struct master {
     struct ticket_set keys;     /* what tickets holds; the master's copy */
     bool is_key_file;           /* keys come from ticket_keys_file: no rotation */
     bool is_fleet_keys;         /* keys come from the fleet: no rotation here */
+    ev_tstamp fleet_keys_at;    /* when they last came */
     struct fleet_node *fleet;   /* owned; NULL unless a fleet node */
     uint64_t rotations;
     ev_timer rotate;
@@ -266,10 +267,19 @@ static bool spawn(struct master *m, struct gen *g, unsigned slot)
 /* A new key encrypts from now on; the two before it still decrypt. */
 static void rotate_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
     (void)revents;
     struct master *m = t->data;
     struct ticket_key fresh;
+    /* The fleet's leader rotates its keys every interval: a node whose keys
+     * have not come for two intervals (etcd or the leader out of reach)
+     * rotates on its own again, keeping the fleet's last keys to decrypt. */
+    if (m->is_fleet_keys && ev_now(loop) - m->fleet_keys_at < 2 * t->repeat)
+        return;
+    if (m->is_fleet_keys) {
+        log_warn("event=fleet_ticket_keys_stale since_s=%.0f action=rotate_locally",
+                 ev_now(loop) - m->fleet_keys_at);
+        m->is_fleet_keys = false;
+    }
     if (m->is_key_file || tls_ticket_key_generate(&fresh) != TG_OK) {
         log_err("event=ticket_key_rotation_failed action=keep_keys");
         return;
@@ -288,9 +298,7 @@ static void rotate_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * leaving file mode starts over with a fresh key. */
 static void apply_ticket_keys(struct master *m, const struct config *cfg)
 {
-    if (m->is_fleet_keys)
-        return;
-    if (cfg->ticket_keys != NULL) {
+    if (cfg->ticket_keys != NULL && !m->is_fleet_keys) {
         ev_timer_stop(m->loop, &m->rotate);
         ticket_set_wipe(&m->keys);
         m->keys = *cfg->ticket_keys;
@@ -299,7 +307,7 @@ static void apply_ticket_keys(struct master *m, const struct config *cfg)
         log_info("event=ticket_keys source=file keys=%zu", m->keys.n);
         return;
     }
-    if (m->is_key_file || m->keys.n == 0) {
+    if (!m->is_fleet_keys && (m->is_key_file || m->keys.n == 0)) {
         struct ticket_key fresh;
         ticket_set_wipe(&m->keys);
         m->is_key_file = false;
@@ -316,7 +324,8 @@ static void apply_ticket_keys(struct master *m, const struct config *cfg)
         ev_timer_set(&m->rotate, every, every);
         ev_timer_start(m->loop, &m->rotate);
     }
-    log_info("event=ticket_keys source=generated keys=%zu rotation_ms=%llu", m->keys.n,
+    log_info("event=ticket_keys source=%s keys=%zu rotation_ms=%llu",
+             m->is_fleet_keys ? "fleet" : "generated", m->keys.n,
              (unsigned long long)cfg->ticket_key_rotation_ms);
 }
 
@@ -589,10 +598,11 @@ static json_t *ops_fleet(void *ctx)
 static void fleet_tickets(void *ctx, const struct ticket_set *set)
 {
     struct master *m = ctx;
-    ev_timer_stop(m->loop, &m->rotate);
     ticket_set_wipe(&m->keys);
     m->keys = *set;
     m->is_fleet_keys = true;
+    m->is_key_file = false;
+    m->fleet_keys_at = ev_now(m->loop);
     ticket_shm_publish(m->tickets, &m->keys);
 }
 
@@ -763,29 +773,4 @@ int master_run_fleet(const struct fleet_opts *o)
     char name[300];
     snprintf(name, sizeof(name), "fleet:%s", o->prefix);
     return run(name, o);
-}
-
-int master_cmd_check(const char *path, bool is_json)
-{
-    struct diag d;
-    struct config *cfg = NULL;
-    diag_init(&d);
-    if (config_load(path, &cfg, &d) == TG_OK)
-        tls_config_check(cfg, &d);
-    int rc = diag_has_errors(&d) ? 1 : 0;
-    if (is_json) {
-        diag_print_json(&d, stdout);
-        goto out;
-    }
-    diag_print(&d, stderr);
-    if (rc == 0)
-        printf("%s: configuration ok (%zu warning%s)\n", path, d.n_warnings,
-               d.n_warnings == 1 ? "" : "s");
-    else
-        fprintf(stderr, "%s: %zu error%s, %zu warning%s\n", path, d.n_errors,
-                d.n_errors == 1 ? "" : "s", d.n_warnings, d.n_warnings == 1 ? "" : "s");
-out:
-    config_free(cfg);
-    diag_fini(&d);
-    return rc;
 }
