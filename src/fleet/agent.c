@@ -153,7 +153,7 @@ struct agent {
     char etcd_err[512];
     double backoff, retry_at;
     struct etcd_watch *watch;
-    int64_t watch_from;
+    double watch_started, watch_retry_at, watch_backoff;
     char k_head[512], k_node[512], k_leader[512], k_keys[512], prefix_slash[512];
 };
 
@@ -466,12 +466,11 @@ static bool step(struct agent *a)
     etcd_up(a);
     if (a->is_state_dirty && !put_state(a))
         return false;
-    if (a->watch == NULL) {
-        struct fleet_head h;
-        char err[256];
-        if (fleet_head_read(a->e, a->o->prefix, &h, err, sizeof(err)) == TG_E_CLOSED)
-            return false;
-        a->watch = etcd_watch_start(a->e, a->prefix_slash, a->watch_from);
+    if (a->watch == NULL && now >= a->watch_retry_at) {
+        /* From now: everything is read again just after, so nothing that
+         * happened while there was no watch is missed. */
+        a->watch = etcd_watch_start(a->e, a->prefix_slash, 0);
+        a->watch_started = now;
         a->want_head = a->want_keys = a->want_view = true;
     }
     if (a->want_head && !check_head(a))
@@ -530,11 +529,19 @@ int fleet_agent_main(const struct fleet_agent_start *s)
         }
         if (a.watch != NULL) {
             if (etcd_watch_wait(a.watch, a.fd, WAIT_SLICE_MS, on_event, &a) != TG_OK) {
-                a.watch_from = etcd_watch_next_rev(a.watch);
                 etcd_watch_free(a.watch);
                 a.watch = NULL;
-                /* Ended by etcd: look again at once, from where it stopped. */
+                /* Ended by etcd: look again at once. One that ends soon
+                 * after it started waits (the full look every few seconds
+                 * goes on meanwhile), so that a gateway without watches is
+                 * not asked in a loop. */
                 a.want_head = a.want_keys = a.want_view = true;
+                bool is_young = now_s() - a.watch_started < 2.0;
+                a.watch_backoff =
+                    is_young ? (a.watch_backoff == 0 ? BACKOFF_MIN : a.watch_backoff * 2) : 0;
+                if (a.watch_backoff > BACKOFF_MAX)
+                    a.watch_backoff = BACKOFF_MAX;
+                a.watch_retry_at = now_s() + a.watch_backoff;
             }
         } else {
             struct pollfd pfd = {.fd = a.fd, .events = POLLIN};
