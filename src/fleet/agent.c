@@ -127,6 +127,22 @@ void fleet_msg_reader_fini(struct fleet_msg_reader *r)
 
 /* ---- the agent ---- */
 
+struct rev_id {
+    int64_t rev;
+    char sha[65];
+};
+
+static bool rev_id_is(const struct rev_id *r, const struct fleet_head *h)
+{
+    return r->rev == h->rev && strcmp(r->sha, h->sha) == 0;
+}
+
+static void rev_id_set(struct rev_id *r, int64_t rev, const char *sha)
+{
+    r->rev = rev;
+    snprintf(r->sha, sizeof(r->sha), "%s", sha ? sha : "");
+}
+
 struct agent {
     const struct fleet_opts *o;
     int fd;
@@ -135,9 +151,12 @@ struct agent {
     bool has_secret;
     struct fleet_msg_reader rd;
 
-    int64_t running_rev;   /* what the master runs */
-    int64_t asked_rev;     /* the revision the master is applying; 0: none */
-    int64_t refused_rev;   /* the newest revision the master refused */
+    /* Revisions by number and digest: etcd restored from a backup may hold
+     * another revision under a number already seen. */
+    struct rev_id running; /* what the master runs */
+    struct rev_id asked;   /* what the master is applying; rev 0: none */
+    struct rev_id refused; /* the newest revision refused (by the master, or unreadable) */
+    char head_err[512];    /* why P/head did not parse, logged once */
     int64_t lease;         /* 0: none */
     double lease_renew_at; /* when to renew */
     json_t *state;         /* the node's entry as the master last described it */
@@ -146,7 +165,7 @@ struct agent {
     int64_t leader_mod_rev;
     uint64_t rotation_ms;
     int64_t keys_mod_rev; /* of P/tickets/keys as last read */
-    uint64_t keys_generation_sent;
+    char keys_sent[65];   /* which set the master has: fleet_sha256_hex of its names */
     bool want_head, want_keys, want_view;
     double next_poll, next_view;
     bool is_etcd_up;
@@ -245,21 +264,32 @@ static bool check_head(struct agent *a)
 {
     struct fleet_head head;
     char err[512];
-    if (fleet_head_read(a->e, a->o->prefix, &head, err, sizeof(err)) != TG_OK)
+    enum tg_status st = fleet_head_read(a->e, a->o->prefix, &head, err, sizeof(err));
+    if (st == TG_E_PROTO) {
+        /* etcd answers, but its head is not one: the node runs on. */
+        if (strcmp(a->head_err, err) != 0)
+            log_err("event=fleet_head_unreadable node=%s error=\"%s\" action=keep_serving",
+                    a->o->node, err);
+        snprintf(a->head_err, sizeof(a->head_err), "%s", err);
+        a->want_head = false;
+        return true;
+    }
+    if (st != TG_OK)
         return false;
+    a->head_err[0] = '\0';
     a->want_head = false;
-    if (head.rev == 0 || head.rev == a->running_rev || head.rev == a->asked_rev ||
-        head.rev == a->refused_rev)
+    if (head.rev == 0 || rev_id_is(&a->running, &head) || rev_id_is(&a->asked, &head) ||
+        rev_id_is(&a->refused, &head))
         return true;
     struct fleet_rev r;
-    enum tg_status st = fleet_cache_fetch(a->o->cache_dir, a->e, a->o->prefix, head.rev,
-                                          a->has_secret ? &a->secret : NULL, &r, err, sizeof(err));
+    st = fleet_cache_fetch(a->o->cache_dir, a->e, a->o->prefix, head.rev, head.sha,
+                           a->has_secret ? &a->secret : NULL, &r, err, sizeof(err));
     if (st == TG_E_CLOSED)
         return false;
     if (st != TG_OK) {
         log_err("event=fleet_revision_unreadable node=%s revision=%" PRId64 " error=\"%s\"",
                 a->o->node, head.rev, err);
-        a->refused_rev = head.rev;
+        rev_id_set(&a->refused, head.rev, head.sha);
         json_t *res = json_pack("{s:s,s:I,s:b,s:s}", "t", "fetch_failed", "rev",
                                 (json_int_t)head.rev, "ok", 0, "error", err);
         fleet_msg_send(a->fd, res);
@@ -267,18 +297,28 @@ static bool check_head(struct agent *a)
         return true;
     }
     fleet_rev_free(&r);
-    if (a->asked_rev != 0)
+    if (a->asked.rev != 0)
         return true; /* asked again once the master answers */
-    json_t *m = json_pack("{s:s,s:I}", "t", "apply", "rev", (json_int_t)head.rev);
+    json_t *m =
+        json_pack("{s:s,s:I,s:s}", "t", "apply", "rev", (json_int_t)head.rev, "sha256", head.sha);
     if (m != NULL && fleet_msg_send(a->fd, m))
-        a->asked_rev = head.rev;
+        rev_id_set(&a->asked, head.rev, head.sha);
     json_decref(m);
     return true;
 }
 
+/* Hands the set to the master when it is not the one handed last: known
+ * by its keys' names and which encrypts, not by its generation number (a
+ * leader that replaced an unreadable set starts that number again). */
 static bool send_keys(struct agent *a, const struct ticket_set *set, uint64_t generation)
 {
-    if (generation == a->keys_generation_sent)
+    char id[65], names[TICKET_KEYS_MAX * TICKET_NAME_LEN + 8];
+    size_t n = 0;
+    for (size_t i = 0; i < set->n; i++, n += TICKET_NAME_LEN)
+        memcpy(names + n, ticket_key_name(&set->v[i]), TICKET_NAME_LEN);
+    n += (size_t)snprintf(names + n, sizeof(names) - n, "%zu", set->enc);
+    fleet_sha256_hex(names, n, id);
+    if (strcmp(id, a->keys_sent) == 0)
         return true;
     uint8_t raw[TICKET_KEYS_MAX * TICKET_KEY_LEN];
     for (size_t i = 0; i < set->n; i++)
@@ -292,7 +332,7 @@ static bool send_keys(struct agent *a, const struct ticket_set *set, uint64_t ge
     OPENSSL_cleanse(b64, strlen(b64));
     free(b64);
     if (m != NULL && fleet_msg_send(a->fd, m))
-        a->keys_generation_sent = generation;
+        memcpy(a->keys_sent, id, sizeof(id));
     json_decref(m);
     return true;
 }
@@ -425,14 +465,13 @@ static bool from_master(struct agent *a)
         const char *t = json_string_value(json_object_get(m, "t"));
         if (t != NULL && strcmp(t, "result") == 0) {
             int64_t rev = json_integer_value(json_object_get(m, "rev"));
-            if (json_is_true(json_object_get(m, "ok")))
-                a->running_rev = rev;
-            else
-                a->refused_rev = rev;
-            a->asked_rev = 0;
+            const char *sha = json_string_value(json_object_get(m, "sha256"));
+            rev_id_set(json_is_true(json_object_get(m, "ok")) ? &a->running : &a->refused, rev,
+                       sha);
+            rev_id_set(&a->asked, 0, NULL);
             a->want_head = true; /* a newer one may have come meanwhile */
         } else if (t != NULL && strcmp(t, "retry") == 0) {
-            a->refused_rev = 0;
+            rev_id_set(&a->refused, 0, NULL);
             a->want_head = true;
         } else if (t != NULL && strcmp(t, "state") == 0) {
             json_t *s = json_object_get(m, "state");
@@ -490,7 +529,7 @@ static void agent_init(struct agent *a, const struct fleet_agent_start *s)
     a->o = s->opts;
     a->fd = s->fd;
     fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) | O_NONBLOCK);
-    a->running_rev = s->running_rev;
+    rev_id_set(&a->running, s->running_rev, s->running_sha);
     a->rotation_ms = 3600 * 1000;
     const char *p = a->o->prefix;
     fleet_key(a->k_head, sizeof(a->k_head), p, "head");
@@ -570,7 +609,7 @@ int fleet_agent_cmd(int argc, char **argv)
         fprintf(stderr, "tollgate fleet-agent: started by a fleet node's master only\n");
         return 2;
     }
-    const char *urls = NULL, *running = NULL, *ttl = NULL;
+    const char *urls = NULL, *running = NULL, *running_sha = "", *ttl = NULL;
     o.cache_dir = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -588,6 +627,8 @@ int fleet_agent_cmd(int argc, char **argv)
             ttl = v;
         else if (strcmp(k, "--running") == 0)
             running = v;
+        else if (strcmp(k, "--running-sha") == 0)
+            running_sha = v;
     }
     static char url_buf[4096];
     char err[256];
@@ -601,6 +642,6 @@ int fleet_agent_cmd(int argc, char **argv)
     o.lease_ttl = (unsigned)strtoul(ttl, NULL, 10);
     if (o.lease_ttl < 2 || o.lease_ttl > 300)
         o.lease_ttl = FLEET_LEASE_TTL;
-    struct fleet_agent_start s = {&o, FLEET_AGENT_FD, strtoll(running, NULL, 10)};
+    struct fleet_agent_start s = {&o, FLEET_AGENT_FD, strtoll(running, NULL, 10), running_sha};
     return fleet_agent_main(&s);
 }

@@ -64,6 +64,7 @@ struct fleet_agent_start {
     const struct fleet_opts *opts;
     int fd;              /* its end of the socket pair */
     int64_t running_rev; /* what the master runs now */
+    const char *running_sha;
 };
 
 /* The agent's main loop; returns when the master goes away (exit code). */

@@ -105,8 +105,9 @@ static enum tg_status fetch_blob(const char *dir, struct etcd *e, const char *pr
     uint8_t *data = kvs.n == 1 ? kvs.v[0].value : NULL;
     size_t len = kvs.n == 1 ? kvs.v[0].len : 0;
     uint8_t *opened = NULL;
-    if (data == NULL) {
-        snprintf(err, err_len, "%s: missing from etcd (for %s)", key, f->path);
+    if (data == NULL || kvs.v[0].is_too_large) {
+        snprintf(err, err_len, "%s: %s (for %s)", key,
+                 data == NULL ? "missing from etcd" : "larger than 1 MiB", f->path);
         goto out;
     }
     if (f->is_secret) {
@@ -136,11 +137,16 @@ out:
 }
 
 enum tg_status fleet_cache_fetch(const char *dir, struct etcd *e, const char *prefix, int64_t rev,
-                                 const struct fleet_secret *secret, struct fleet_rev *out,
-                                 char *err, size_t err_len)
+                                 const char *sha, const struct fleet_secret *secret,
+                                 struct fleet_rev *out, char *err, size_t err_len)
 {
-    if (fleet_cache_read(dir, rev, out, err, err_len) == TG_OK)
-        return TG_OK;
+    /* The cached copy, unless etcd's revision of that number is another
+     * (etcd restored from a backup, then pushed to). */
+    if (fleet_cache_read(dir, rev, out, err, err_len) == TG_OK) {
+        if (strcmp(out->sha, sha) == 0)
+            return TG_OK;
+        fleet_rev_free(out);
+    }
     char key[512], path[4096];
     fleet_key_rev(key, sizeof(key), prefix, rev);
     struct etcd_kvs kvs;
@@ -148,9 +154,10 @@ enum tg_status fleet_cache_fetch(const char *dir, struct etcd *e, const char *pr
         snprintf(err, err_len, "%s", etcd_error(e));
         return TG_E_CLOSED;
     }
-    if (kvs.n != 1) {
+    if (kvs.n != 1 || kvs.v[0].is_too_large) {
+        snprintf(err, err_len, "%s: %s", key,
+                 kvs.n != 1 ? "missing from etcd" : "larger than 1 MiB");
         etcd_kvs_free(&kvs);
-        snprintf(err, err_len, "%s: missing from etcd", key);
         return TG_E_PROTO;
     }
     char why[256];
@@ -160,6 +167,9 @@ enum tg_status fleet_cache_fetch(const char *dir, struct etcd *e, const char *pr
         snprintf(err, err_len, "%s: %s", key, why);
     } else if (out->rev != rev) {
         snprintf(err, err_len, "%s: holds revision %" PRId64, key, out->rev);
+        st = TG_E_PROTO;
+    } else if (strcmp(out->sha, sha) != 0) {
+        snprintf(err, err_len, "%s: sha256 %.12s, not the head's %.12s", key, out->sha, sha);
         st = TG_E_PROTO;
     }
     for (size_t i = 0; st == TG_OK && i < out->n_files; i++)

@@ -34,13 +34,16 @@
 TG_MUST_USE enum tg_status fleet_cache_init(const char *dir, char *err, size_t err_len);
 
 /*
- * Brings revision rev from etcd into the cache, unless it is there
- * already: its document, then every shared file it lacks (checked against
- * its digest; sealed ones opened with secret, which may be NULL when none
- * is sealed), then the document. On success *out holds the revision.
+ * Brings revision rev, whose digest the head says is sha, from etcd into
+ * the cache, unless it is there already with that digest: its document,
+ * then every shared file it lacks (checked against its digest; sealed ones
+ * opened with secret, which may be NULL when none is sealed), then the
+ * document. On success *out holds the revision. TG_E_CLOSED when etcd
+ * could not be asked, TG_E_PROTO when what it holds is refused.
  */
 TG_MUST_USE enum tg_status fleet_cache_fetch(const char *dir, struct etcd *e, const char *prefix,
-                                             int64_t rev, const struct fleet_secret *secret,
+                                             int64_t rev, const char *sha,
+                                             const struct fleet_secret *secret,
                                              struct fleet_rev *out, char *err, size_t err_len);
 
 /* Reads revision rev from the cache (document and the presence of every

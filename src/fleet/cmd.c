@@ -250,6 +250,19 @@ static int commit_rev(struct etcd *e, const struct args *a, struct fleet_head *h
     char by[300];
     who(by, sizeof(by));
     r->rev = head->rev + 1;
+    if (head->mod_rev == 0) {
+        /* No head, but maybe revisions (a head deleted by hand): never
+         * reuse a number. */
+        json_t *log = NULL;
+        char err[256];
+        if (fleet_log_read(e, a->prefix, &log, err, sizeof(err)) == TG_OK)
+            for (size_t i = 0; i < json_array_size(log); i++) {
+                json_int_t v = json_integer_value(json_object_get(json_array_get(log, i), "rev"));
+                if (v >= r->rev)
+                    r->rev = v + 1;
+            }
+        json_decref(log);
+    }
     r->parent = head->rev;
     r->at = (int64_t)time(NULL);
     free(r->by);

@@ -166,6 +166,7 @@ static enum tg_status call(struct etcd *e, const char *path, json_t *req, json_t
         }
         json_error_t jerr;
         json_t *j = b.is_too_big ? NULL : json_loadb(b.p ? b.p : "", b.len, 0, &jerr);
+        st = TG_E_PROTO; /* unless it is the answer asked for */
         if (b.is_too_big)
             set_err(e, "%s: answer larger than %u bytes", e->urls[e->cur], ETCD_RESP_MAX);
         else if (j == NULL || !json_is_object(j))
@@ -182,6 +183,7 @@ static enum tg_status call(struct etcd *e, const char *path, json_t *req, json_t
                 json_decref(j);
                 free(b.p);
                 e->cur = (e->cur + 1) % e->n_urls;
+                st = TG_E_CLOSED;
                 continue;
             }
         } else {
@@ -294,10 +296,15 @@ static enum tg_status parse_kvs(struct etcd *e, const json_t *res, struct etcd_k
         struct etcd_kv *d = &out->v[i];
         out->n++;
         size_t klen;
+        /* A value over ETCD_VALUE_MAX is kept as an empty one marked too
+         * large: the key is there, the caller refuses what it holds. */
+        const json_t *jv = json_object_get(kv, "value");
+        d->is_too_large = json_string_length(jv) > (ETCD_VALUE_MAX + 2) / 3 * 4;
         if (!json_is_object(kv) ||
             !decode_b64_field(kv, "key", KEY_MAX, (uint8_t **)&d->key, &klen) ||
             memchr(d->key, '\0', klen) != NULL ||
-            !decode_b64_field(kv, "value", ETCD_VALUE_MAX, &d->value, &d->len) ||
+            !decode_b64_field(kv, d->is_too_large ? "" : "value", ETCD_VALUE_MAX, &d->value,
+                              &d->len) ||
             !get_i64(kv, "mod_revision", &d->mod_rev) ||
             !get_i64(kv, "create_revision", &d->create_rev) || !get_i64(kv, "lease", &d->lease)) {
             set_err(e, "malformed key-value %zu in a range answer", i);

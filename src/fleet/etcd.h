@@ -35,7 +35,12 @@ struct etcd;
 struct etcd *etcd_new(const char *const *urls, size_t n, unsigned timeout_ms);
 void etcd_free(struct etcd *e);
 
-/* What the last failed call said, for a log line or a message. */
+/* Calls fail with TG_E_CLOSED when no endpoint could be reached (or every
+ * one answered 503: no leader, stopping) and TG_E_PROTO when an endpoint
+ * answered something else than what was asked (an HTTP error, an answer
+ * that does not parse or is too large).
+ *
+ * What the last failed call said, for a log line or a message. */
 const char *etcd_error(const struct etcd *e);
 
 /* The endpoint the client is using now. */
@@ -46,6 +51,7 @@ struct etcd_kv {
     uint8_t *value; /* NUL-terminated for convenience; len bytes */
     size_t len;
     int64_t mod_rev, create_rev, lease;
+    bool is_too_large; /* the value was over ETCD_VALUE_MAX: value is empty */
 };
 
 struct etcd_kvs {

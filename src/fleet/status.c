@@ -29,8 +29,14 @@ enum tg_status fleet_view_read(struct etcd *e, const char *prefix, json_t **out,
     struct fleet_head head;
     struct etcd_kvs kvs;
     *out = NULL;
-    if (fleet_head_read(e, prefix, &head, err, err_len) != TG_OK)
+    /* An unreadable head is shown as such: the nodes are still worth
+     * seeing. */
+    char head_err[512];
+    enum tg_status hs = fleet_head_read(e, prefix, &head, head_err, sizeof(head_err));
+    if (hs == TG_E_CLOSED) {
+        snprintf(err, err_len, "%s", head_err);
         return TG_E_CLOSED;
+    }
     snprintf(key, sizeof(key), "%s/nodes/", prefix);
     if (etcd_get_prefix(e, key, VIEW_NODES_MAX, &kvs) != TG_OK) {
         snprintf(err, err_len, "%s", etcd_error(e));
@@ -51,6 +57,8 @@ enum tg_status fleet_view_read(struct etcd *e, const char *prefix, json_t **out,
     etcd_kvs_free(&kvs);
     json_t *h = json_pack("{s:I,s:s,s:s,s:I}", "rev", (json_int_t)head.rev, "sha256", head.sha,
                           "by", head.by, "at", (json_int_t)head.at);
+    if (hs != TG_OK)
+        json_object_set_new(h, "error", json_string(head_err));
     *out = json_pack("{s:s,s:o,s:o,s:I}", "prefix", prefix, "head", h, "nodes", nodes, "unreadable",
                      (json_int_t)bad);
     return *out != NULL ? TG_OK : TG_E_NOMEM;
@@ -119,7 +127,8 @@ int fleet_status_print(struct etcd *e, const char *prefix, bool is_json)
     const json_t *head = json_object_get(view, "head");
     const json_t *nodes = json_object_get(view, "nodes");
     json_int_t head_rev = json_integer_value(json_object_get(head, "rev"));
-    bool split = json_array_size(nodes) == 0;
+    const char *head_err = json_string_value(json_object_get(head, "error"));
+    bool split = json_array_size(nodes) == 0 || head_err != NULL;
     for (size_t i = 0; i < json_array_size(nodes); i++) {
         const json_t *n = json_array_get(nodes, i);
         const json_t *ne = json_object_get(n, "error");
@@ -137,6 +146,8 @@ int fleet_status_print(struct etcd *e, const char *prefix, bool is_json)
            prefix, head_rev, str_or(head, "sha256", ""), str_or(head, "by", ""),
            json_array_size(nodes), json_array_size(nodes) == 1 ? "" : "s",
            split ? ", NOT converged" : ", converged");
+    if (head_err != NULL)
+        printf("the head does not parse: %s\n", head_err);
     printf("%-20s %-9s %-9s %-8s %s\n", "NODE", "REVISION", "SOURCE", "TICKETS", "LAST ERROR");
     for (size_t i = 0; i < json_array_size(nodes); i++) {
         const json_t *n = json_array_get(nodes, i);

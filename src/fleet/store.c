@@ -161,6 +161,8 @@ enum tg_status fleet_rev_read(struct etcd *e, const char *prefix, int64_t rev,
     enum tg_status st = TG_E_PROTO;
     if (kvs.n != 1)
         snprintf(err, err_len, "%s: no such revision", key);
+    else if (kvs.v[0].is_too_large)
+        snprintf(err, err_len, "%s: larger than 1 MiB", key);
     else if (fleet_rev_decode((const char *)kvs.v[0].value, kvs.v[0].len, out, why, sizeof(why)) !=
              TG_OK)
         snprintf(err, err_len, "%s: %s", key, why);

@@ -34,7 +34,8 @@ struct fleet_node {
     char error[ERROR_TEXT_MAX];
     int64_t error_at;
     int64_t retry_rev; /* asked while the master was busy: tried again */
-    int fd;            /* the master's end; -1 without an agent */
+    char retry_sha[65];
+    int fd; /* the master's end; -1 without an agent */
     pid_t agent;
     ev_tstamp agent_started, spawn_after;
     ev_io io;
@@ -88,12 +89,16 @@ static void set_error(struct fleet_node *n, int64_t rev, const char *msg)
 
 /* Takes revision rev from the cache as the next to run: checked, then its
  * files installed. False with the reason in d (and the node's error). */
-static bool prepare(struct fleet_node *n, int64_t rev, struct diag *d)
+static bool prepare(struct fleet_node *n, int64_t rev, const char *sha, struct diag *d)
 {
     char err[512];
     fleet_rev_free(&n->pending);
     if (fleet_cache_read(n->o.cache_dir, rev, &n->pending, err, sizeof(err)) != TG_OK) {
         diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "revision %" PRId64 ": %s", rev, err);
+    } else if (sha != NULL && strcmp(sha, n->pending.sha) != 0) {
+        diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL,
+                 "revision %" PRId64 ": the cache holds sha256 %.12s, not %.12s", rev,
+                 n->pending.sha, sha);
     } else if (staged_ok(n, &n->pending, d) &&
                fleet_cache_install(n->o.cache_dir, &n->pending, err, sizeof(err)) == TG_OK) {
         return true;
@@ -144,14 +149,16 @@ struct fleet_node *fleet_node_new(const struct fleet_opts *o, struct diag *d)
     struct fleet_head head;
     int64_t cached = fleet_cache_applied(o->cache_dir);
     int64_t want = 0;
+    char want_sha[65] = "";
     if (e != NULL && fleet_head_read(e, o->prefix, &head, err, sizeof(err)) == TG_OK) {
         struct fleet_rev r;
         if (head.rev == 0) {
             snprintf(err, sizeof(err), "nothing pushed under %s yet", o->prefix);
-        } else if (fleet_cache_fetch(o->cache_dir, e, o->prefix, head.rev,
+        } else if (fleet_cache_fetch(o->cache_dir, e, o->prefix, head.rev, head.sha,
                                      has_secret ? &secret : NULL, &r, err, sizeof(err)) == TG_OK) {
             fleet_rev_free(&r);
             want = head.rev;
+            memcpy(want_sha, head.sha, sizeof(want_sha));
         }
     } else if (e != NULL) {
         snprintf(n->etcd_error, sizeof(n->etcd_error), "%s", err);
@@ -163,7 +170,7 @@ struct fleet_node *fleet_node_new(const struct fleet_opts *o, struct diag *d)
     if (want != 0) {
         struct diag local;
         diag_init(&local);
-        if (prepare(n, want, &local)) {
+        if (prepare(n, want, want_sha, &local)) {
             diag_fini(&local);
             return n;
         }
@@ -186,7 +193,7 @@ struct fleet_node *fleet_node_new(const struct fleet_opts *o, struct diag *d)
         log_warn("event=fleet_start source=cache revision=%" PRId64 " reason=\"%s\"", cached, err);
         n->is_from_cache = true;
     }
-    if (prepare(n, cached, d))
+    if (prepare(n, cached, NULL, d))
         return n;
 fail:
     fleet_node_free(n);
@@ -217,10 +224,11 @@ int64_t fleet_node_revision(const struct fleet_node *n)
     return n->current.rev;
 }
 
-static void send_result(struct fleet_node *n, int64_t rev, bool ok, const char *error)
+static void send_result(struct fleet_node *n, int64_t rev, const char *sha, bool ok,
+                        const char *error)
 {
-    json_t *m = json_pack("{s:s,s:I,s:b,s:s}", "t", "result", "rev", (json_int_t)rev, "ok", ok,
-                          "error", error ? error : "");
+    json_t *m = json_pack("{s:s,s:I,s:s,s:b,s:s}", "t", "result", "rev", (json_int_t)rev, "sha256",
+                          sha, "ok", ok, "error", error ? error : "");
     if (m != NULL && n->fd >= 0 && !fleet_msg_send(n->fd, m))
         log_warn("event=fleet_agent_unreachable node=%s", n->o.node);
     json_decref(m);
@@ -229,23 +237,23 @@ static void send_result(struct fleet_node *n, int64_t rev, bool ok, const char *
 /* Revision rev is in the cache: apply it as SIGHUP would, or, when only
  * its CRLs and allow files changed, by installing them (the workers'
  * watches take them in, cutting revoked clients). */
-static void apply(struct fleet_node *n, int64_t rev)
+static void apply(struct fleet_node *n, int64_t rev, const char *sha)
 {
     struct diag d;
     diag_init(&d);
-    if (rev == n->current.rev) {
-        send_result(n, rev, true, NULL);
+    if (rev == n->current.rev && strcmp(sha, n->current.sha) == 0) {
+        send_result(n, rev, sha, true, NULL);
         diag_fini(&d);
         return;
     }
     log_info("event=fleet_apply_start node=%s revision=%" PRId64 " running=%" PRId64, n->o.node,
              rev, n->current.rev);
-    if (!prepare(n, rev, &d)) {
+    if (!prepare(n, rev, sha, &d)) {
         log_diag_lines(&d, rev);
         log_err("event=fleet_apply node=%s revision=%" PRId64 " result=refused errors=%zu "
                 "action=keep_serving running=%" PRId64,
                 n->o.node, rev, d.n_errors, n->current.rev);
-        send_result(n, rev, false, n->error);
+        send_result(n, rev, sha, false, n->error);
         diag_fini(&d);
         return;
     }
@@ -260,21 +268,22 @@ static void apply(struct fleet_node *n, int64_t rev)
         log_info("event=fleet_applied node=%s revision=%" PRId64 " sha256=%.12s reload=no "
                  "detail=\"CRL and allow files only: taken in by the running workers\"",
                  n->o.node, n->current.rev, n->current.sha);
-        send_result(n, rev, true, NULL);
+        send_result(n, rev, sha, true, NULL);
         diag_fini(&d);
         return;
     }
     enum admin_reload res = n->ops.reload(n->ops.ctx, &d);
     if (res == ADMIN_RELOAD_OK) {
-        send_result(n, rev, true, NULL);
+        send_result(n, rev, sha, true, NULL);
     } else if (res == ADMIN_RELOAD_BUSY) {
         fleet_rev_free(&n->pending);
         n->retry_rev = rev; /* tried again on the next tick */
+        snprintf(n->retry_sha, sizeof(n->retry_sha), "%s", sha);
     } else {
         char msg[ERROR_TEXT_MAX];
         first_error(&d, msg, sizeof(msg));
         set_error(n, rev, msg);
-        send_result(n, rev, false, n->error);
+        send_result(n, rev, sha, false, n->error);
     }
     diag_fini(&d);
 }
@@ -327,8 +336,9 @@ static void agent_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         const char *t = json_string_value(json_object_get(m, "t"));
         json_int_t rev = json_integer_value(json_object_get(m, "rev"));
         if (t == NULL) {
-        } else if (strcmp(t, "apply") == 0 && rev > 0) {
-            apply(n, rev);
+        } else if (strcmp(t, "apply") == 0 && rev > 0 &&
+                   fleet_is_hex64(json_string_value(json_object_get(m, "sha256")))) {
+            apply(n, rev, json_string_value(json_object_get(m, "sha256")));
         } else if (strcmp(t, "fetch_failed") == 0 && rev > 0) {
             set_error(n, rev, json_string_value(json_object_get(m, "error")) ?: "unreadable");
         } else if (strcmp(t, "tickets") == 0) {
@@ -398,8 +408,10 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         spawn_agent(n);
     if (n->retry_rev != 0 && n->pending.rev == 0) {
         int64_t rev = n->retry_rev;
+        char sha[65];
+        memcpy(sha, n->retry_sha, sizeof(sha));
         n->retry_rev = 0;
-        apply(n, rev);
+        apply(n, rev, sha);
     }
     if (n->fd < 0)
         return;
@@ -452,13 +464,28 @@ static void exec_agent(const struct fleet_node *n)
         off += (size_t)snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "," : "", n->o.urls[i]);
     snprintf(ttl, sizeof(ttl), "%u", n->o.lease_ttl);
     snprintf(rev, sizeof(rev), "%" PRId64, n->current.rev);
-    const char *argv[] = {
-        "tollgate",       "fleet-agent", "--fleet",   urls,          "--prefix",
-        n->o.prefix,      "--node",      n->o.node,   "--cache-dir", n->o.cache_dir,
-        "--lease-ttl",    ttl,           "--running", rev,           "--secret-file",
-        n->o.secret_file, NULL};
+    /* The secret file goes last: without one, the list ends before it. */
+    const char *argv[] = {"tollgate",
+                          "fleet-agent",
+                          "--fleet",
+                          urls,
+                          "--prefix",
+                          n->o.prefix,
+                          "--node",
+                          n->o.node,
+                          "--cache-dir",
+                          n->o.cache_dir,
+                          "--lease-ttl",
+                          ttl,
+                          "--running",
+                          rev,
+                          "--running-sha",
+                          n->current.sha,
+                          "--secret-file",
+                          n->o.secret_file,
+                          NULL};
     if (n->o.secret_file == NULL)
-        argv[14] = NULL;
+        argv[16] = NULL;
     execv("/proc/self/exe", (char *const *)argv);
     log_err("event=fleet_agent_unavailable error=\"cannot run /proc/self/exe: %s\"",
             strerror(errno));
