@@ -9,6 +9,11 @@
 bool config_fleet_prefix_ok(char *prefix, char *err, size_t err_len)
 {
     size_t n = strlen(prefix);
+    /* Checked before the trailing slash goes: "/a//" is not "/a/". */
+    if (strstr(prefix, "//") != NULL) {
+        snprintf(err, err_len, "a prefix holds printable characters, no space, no //");
+        return false;
+    }
     if (n > 1 && prefix[n - 1] == '/')
         prefix[--n] = '\0';
     if (n < 2 || prefix[0] != '/' || n > CFG_FLEET_PREFIX_MAX) {
@@ -43,9 +48,9 @@ bool config_fleet_node_ok(const char *name)
 
 bool config_fleet_url_ok(const char *u)
 {
-    bool is_http = strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0;
+    size_t scheme = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
     size_t n = strlen(u);
-    return is_http && n > 8 && n <= 512 && strpbrk(u, " \t\r\n?#") == NULL;
+    return scheme != 0 && n > scheme && n <= 512 && strpbrk(u, " \t\r\n?#") == NULL;
 }
 
 static void parse_etcd(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_fleet *f)

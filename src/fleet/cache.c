@@ -30,7 +30,7 @@ enum tg_status fleet_cache_init(const char *dir, char *err, size_t err_len)
 {
     /* Workers that dropped privileges read the CRLs and allow files under
      * files/ by name (they watch them): the way there is searchable, not
-     * listable; keys in it are 0600, the rest 0700. */
+     * listable; keys in it are 0600, the other files 0644. */
     static const struct {
         const char *name;
         mode_t mode;
@@ -226,8 +226,9 @@ int64_t fleet_cache_applied(const char *dir)
     if (tg_read_file(path, 64, &text, &len, err, sizeof(err)) != TG_OK)
         return 0;
     char *end;
+    errno = 0;
     long long v = strtoll(text, &end, 10);
-    bool ok = end != text && (*end == '\n' || *end == '\0') && v > 0;
+    bool ok = errno == 0 && end != text && (*end == '\n' || *end == '\0') && v > 0;
     free(text);
     return ok ? v : 0;
 }
@@ -305,6 +306,27 @@ enum tg_status fleet_cache_install(const char *dir, const struct fleet_rev *r, c
     return TG_OK;
 }
 
+/* Whether the file at stable is read by anything but the CRL and allow
+ * file watches (a CA bundle that also holds the CRL, a certificate...). */
+static bool is_read_otherwise(const struct config *cfg, const char *stable)
+{
+    for (size_t i = 0; i < cfg->n_certificates; i++) {
+        const struct cfg_certificate *c = &cfg->certificates[i];
+        const char *v[] = {c->cert, c->key, c->password_file, c->ocsp_file};
+        for (size_t k = 0; k < TG_ARRAY_LEN(v); k++)
+            if (v[k] != NULL && strcmp(v[k], stable) == 0)
+                return true;
+    }
+    for (size_t i = 0; i < cfg->n_client_cas; i++)
+        if (strcmp(cfg->client_cas[i].ca, stable) == 0)
+            return true;
+    const char *top[] = {cfg->ticket_keys_file, cfg->admin_token_file};
+    for (size_t k = 0; k < TG_ARRAY_LEN(top); k++)
+        if (top[k] != NULL && strcmp(top[k], stable) == 0)
+            return true;
+    return false;
+}
+
 static bool is_watched(const struct config *cfg, const char *stable)
 {
     for (size_t i = 0; i < cfg->n_client_cas; i++)
@@ -336,7 +358,8 @@ bool fleet_rev_only_watched_changed(const char *dir, const struct fleet_rev *a,
             return false;
         char stable[4096];
         stable_path(stable, sizeof(stable), dir, x->path);
-        if (strcmp(x->sha, y->sha) != 0 && !is_watched(cfg, stable))
+        if (strcmp(x->sha, y->sha) != 0 &&
+            (!is_watched(cfg, stable) || is_read_otherwise(cfg, stable)))
             return false;
     }
     return true;

@@ -46,11 +46,19 @@ void fleet_rev_digest(struct fleet_rev *r)
         return;
     }
     EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+    /* Everything that changes what a node loads: where relative paths
+     * resolve, the text, and each file's path, contents, size and form. */
+    const char *path = r->config_path ? r->config_path : "";
+    EVP_DigestUpdate(c, path, strlen(path) + 1);
     EVP_DigestUpdate(c, r->config_text, r->config_len);
     for (size_t i = 0; i < r->n_files; i++) {
+        char tail[48];
+        int n_tail = snprintf(tail, sizeof(tail), "%c%llu%c%d", '\0',
+                              (unsigned long long)r->files[i].size, '\0', r->files[i].is_secret);
         EVP_DigestUpdate(c, "\n", 1);
         EVP_DigestUpdate(c, r->files[i].path, strlen(r->files[i].path) + 1);
         EVP_DigestUpdate(c, r->files[i].sha, 64);
+        EVP_DigestUpdate(c, tail, (size_t)n_tail);
     }
     for (size_t i = 0; i < r->n_local; i++) {
         EVP_DigestUpdate(c, "\nlocal:", 7);
@@ -136,6 +144,8 @@ static bool int_field(const json_t *j, const char *name, int64_t min, int64_t *o
     return true;
 }
 
+static bool seen(const struct fleet_rev *r, const char *path);
+
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         snprintf(err, err_len, __VA_ARGS__);                                                       \
@@ -204,6 +214,8 @@ enum tg_status fleet_rev_decode(const char *text, size_t len, struct fleet_rev *
         const json_t *v = json_array_get(local, i);
         if (!path_ok(v))
             FAIL("bad local path %zu", i);
+        if (seen(out, json_string_value(v)))
+            FAIL("local path %zu named twice", i);
         out->local[i] = strdup(json_string_value(v));
         out->n_local++;
         if (out->local[i] == NULL)

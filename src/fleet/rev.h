@@ -51,7 +51,7 @@ struct fleet_rev {
     size_t n_files;
     char **local; /* node-local paths */
     size_t n_local;
-    char sha[65]; /* of the config text and every shipped file */
+    char sha[65]; /* of config_path, the text, and each file's path, digest, size and form */
 };
 
 void fleet_rev_free(struct fleet_rev *r);

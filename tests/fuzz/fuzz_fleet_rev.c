@@ -32,6 +32,7 @@
 #include "fleet/etcd.h"
 #include "fleet/internal.h"
 #include "fleet/rev.h"
+#include "rev_digest.h"
 
 static bool fz_is_hex64(const char *s)
 {
@@ -120,57 +121,6 @@ static enum tg_status fz_decode(const char *data, size_t size, char *err, size_t
     return TG_OK;
 }
 
-/*
- * The digest of a document's contents, computed here from its JSON: the
- * config text, then for each file "\n", its path with a NUL and its
- * digest, then for each local path "\nlocal:" and the path with a NUL.
- * False when a field it covers has the wrong type or a file digest is not
- * 64 characters (the decoder refuses those before it looks at the digest).
- */
-static bool fz_digest(const json_t *j, char hex[65])
-{
-    const json_t *config = json_object_get(j, "config");
-    const json_t *files = json_object_get(j, "files");
-    const json_t *local = json_object_get(j, "local");
-    if (!json_is_string(config) || !json_is_array(files) || !json_is_array(local))
-        return false;
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    CHECK(c != NULL);
-    CHECK(EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1);
-    EVP_DigestUpdate(c, json_string_value(config), json_string_length(config));
-    bool ok = true;
-    for (size_t i = 0; ok && i < json_array_size(files); i++) {
-        const json_t *f = json_array_get(files, i);
-        const json_t *path = json_object_get(f, "path");
-        const char *sha = json_string_value(json_object_get(f, "sha256"));
-        ok = json_is_string(path) && sha != NULL && strlen(sha) == 64;
-        if (ok) {
-            EVP_DigestUpdate(c, "\n", 1);
-            EVP_DigestUpdate(c, json_string_value(path), json_string_length(path) + 1);
-            EVP_DigestUpdate(c, sha, 64);
-        }
-    }
-    for (size_t i = 0; ok && i < json_array_size(local); i++) {
-        const json_t *v = json_array_get(local, i);
-        ok = json_is_string(v);
-        if (ok) {
-            EVP_DigestUpdate(c, "\nlocal:", 7);
-            EVP_DigestUpdate(c, json_string_value(v), json_string_length(v) + 1);
-        }
-    }
-    uint8_t md[32];
-    unsigned n = 0;
-    CHECK(EVP_DigestFinal_ex(c, md, &n) == 1 && n == 32);
-    EVP_MD_CTX_free(c);
-    for (size_t i = 0; i < 32; i++) {
-        static const char digits[] = "0123456789abcdef";
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0xf];
-    }
-    hex[64] = '\0';
-    return ok;
-}
-
 static void fz_head(const uint8_t *data, size_t size)
 {
     struct fleet_head h;
@@ -192,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_error_t jerr;
     json_t *j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
     char hex[65];
-    if (json_is_object(j) && fz_digest(j, hex)) {
+    if (json_is_object(j) && rev_digest_json(j, hex)) {
         json_object_set_new(j, "sha256", json_string(hex));
         char *text = json_dumps(j, JSON_COMPACT);
         CHECK(text != NULL);
