@@ -189,6 +189,7 @@ static void ybuild_scalar(struct ybuild *b, struct fy_event *ev)
         if (cfg_expand_env(s, len, &expanded, &n_expanded, err, sizeof(err)) != TG_OK) {
             ybuild_error(b, n->line, n->col, err, NULL);
             len = 0;
+            n->kind = YN_BAD; /* reported: not also "must not be empty" */
         } else if (expanded != NULL) {
             s = expanded;
             len = n_expanded;
