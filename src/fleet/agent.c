@@ -19,15 +19,16 @@
 #include "fleet/internal.h"
 #include "fleet/seal.h"
 
-#define POLL_EVERY    5.0 /* seconds: a full look even when the watch is quiet */
-#define VIEW_EVERY    2.0
-#define BACKOFF_MIN   0.25
-#define BACKOFF_MAX   5.0
-#define WAIT_SLICE_MS 250
+#define POLL_EVERY         5.0 /* seconds: a full look even when the watch is quiet */
+#define VIEW_EVERY         2.0
+#define BACKOFF_MIN        0.25
+#define BACKOFF_MAX        5.0
+#define WAIT_SLICE_MS      250
+#define AGENT_SEND_WAIT_MS 30000 /* the master reads at once, unless busy loading a revision */
 
 /* ---- messages ---- */
 
-bool fleet_msg_send(int fd, const json_t *msg)
+bool fleet_msg_send(int fd, const json_t *msg, int wait_ms)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
     if (text == NULL)
@@ -51,7 +52,7 @@ bool fleet_msg_send(int fd, const json_t *msg)
                 /* The peer is our own process: it reads soon, or is stuck
                  * and the message is dropped with the connection. */
                 struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-                if (poll(&pfd, 1, 1000) == 1)
+                if (wait_ms > 0 && poll(&pfd, 1, wait_ms) == 1)
                     continue;
                 ok = false;
                 break;
@@ -165,6 +166,7 @@ struct agent {
     int64_t leader_mod_rev;
     uint64_t rotation_ms;
     int64_t keys_mod_rev; /* of P/tickets/keys as last read */
+    bool is_broken;       /* the connection to the master is */
     char keys_sent[65];   /* which set the master has: fleet_sha256_hex of its names */
     bool want_head, want_keys, want_view;
     double next_poll, next_view;
@@ -175,6 +177,17 @@ struct agent {
     double watch_started, watch_retry_at, watch_backoff;
     char k_head[512], k_node[512], k_leader[512], k_keys[512], prefix_slash[512];
 };
+
+/* A message to the master. One that could not be written whole breaks the
+ * framing: the agent leaves (and the master starts another). */
+static bool to_master(struct agent *a, const json_t *m)
+{
+    if (a->is_broken || fleet_msg_send(a->fd, m, AGENT_SEND_WAIT_MS))
+        return !a->is_broken;
+    log_err("event=fleet_agent_exit node=%s reason=master_unreachable", a->o->node);
+    a->is_broken = true;
+    return false;
+}
 
 static double now_s(void)
 {
@@ -212,7 +225,7 @@ static void send_view(struct agent *a, json_t *view)
     json_t *m = json_pack("{s:s,s:o,s:s,s:s}", "t", "view", "view", view ? view : json_null(),
                           "etcd", a->is_etcd_up ? "up" : "down", "error", a->etcd_err);
     if (m != NULL)
-        fleet_msg_send(a->fd, m);
+        to_master(a, m);
     json_decref(m);
 }
 
@@ -292,7 +305,7 @@ static bool check_head(struct agent *a)
         rev_id_set(&a->refused, head.rev, head.sha);
         json_t *res = json_pack("{s:s,s:I,s:b,s:s}", "t", "fetch_failed", "rev",
                                 (json_int_t)head.rev, "ok", 0, "error", err);
-        fleet_msg_send(a->fd, res);
+        to_master(a, res);
         json_decref(res);
         return true;
     }
@@ -301,7 +314,7 @@ static bool check_head(struct agent *a)
         return true; /* asked again once the master answers */
     json_t *m =
         json_pack("{s:s,s:I,s:s}", "t", "apply", "rev", (json_int_t)head.rev, "sha256", head.sha);
-    if (m != NULL && fleet_msg_send(a->fd, m))
+    if (m != NULL && to_master(a, m))
         rev_id_set(&a->asked, head.rev, head.sha);
     json_decref(m);
     return true;
@@ -331,7 +344,7 @@ static bool send_keys(struct agent *a, const struct ticket_set *set, uint64_t ge
                           (json_int_t)set->enc, "generation", (json_int_t)generation);
     OPENSSL_cleanse(b64, strlen(b64));
     free(b64);
-    if (m != NULL && fleet_msg_send(a->fd, m))
+    if (m != NULL && to_master(a, m))
         memcpy(a->keys_sent, id, sizeof(id));
     json_decref(m);
     return true;
@@ -559,7 +572,7 @@ int fleet_agent_main(const struct fleet_agent_start *s)
     log_info("event=fleet_agent_started node=%s prefix=%s revision=%" PRId64, s->opts->node,
              s->opts->prefix, s->running_rev);
     for (;;) {
-        if (!from_master(&a))
+        if (a.is_broken || !from_master(&a))
             break;
         double now = now_s();
         if (now >= a.retry_at && !step(&a)) {

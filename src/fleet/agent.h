@@ -35,9 +35,11 @@
 
 #define FLEET_MSG_MAX (4u << 20)
 
-/* Sends one message on a blocking or non-blocking fd; false when the
- * whole of it could not be written. */
-bool fleet_msg_send(int fd, const json_t *msg);
+/* Sends one message on a non-blocking fd, waiting at most wait_ms for
+ * room when the socket is full (0: not at all); false when the whole of it
+ * could not be written, after which the framing is broken and the
+ * connection must be closed. */
+bool fleet_msg_send(int fd, const json_t *msg, int wait_ms);
 
 /* A reader of messages from a non-blocking fd. */
 struct fleet_msg_reader {

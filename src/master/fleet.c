@@ -224,13 +224,29 @@ int64_t fleet_node_revision(const struct fleet_node *n)
     return n->current.rev;
 }
 
+static void agent_gone(struct fleet_node *n);
+
+/* The master never waits for its agent: a message that does not fit the
+ * socket (the agent stuck for long) ends the connection, and the agent
+ * leaves and is started again. */
+static bool agent_send(struct fleet_node *n, const json_t *m)
+{
+    if (n->fd < 0)
+        return false;
+    if (fleet_msg_send(n->fd, m, 0))
+        return true;
+    log_warn("event=fleet_agent_unreachable node=%s action=restart_agent", n->o.node);
+    agent_gone(n);
+    return false;
+}
+
 static void send_result(struct fleet_node *n, int64_t rev, const char *sha, bool ok,
                         const char *error)
 {
     json_t *m = json_pack("{s:s,s:I,s:s,s:b,s:s}", "t", "result", "rev", (json_int_t)rev, "sha256",
                           sha, "ok", ok, "error", error ? error : "");
-    if (m != NULL && n->fd >= 0 && !fleet_msg_send(n->fd, m))
-        log_warn("event=fleet_agent_unreachable node=%s", n->o.node);
+    if (m != NULL)
+        agent_send(n, m);
     json_decref(m);
 }
 
@@ -325,12 +341,8 @@ static void agent_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         bool closed = false;
         json_t *m = fleet_msg_next(&n->rd, n->fd, &closed);
         if (m == NULL) {
-            if (closed) {
-                ev_io_stop(n->loop, &n->io);
-                close(n->fd);
-                n->fd = -1;
-                fleet_msg_reader_fini(&n->rd);
-            }
+            if (closed)
+                agent_gone(n);
             return;
         }
         const char *t = json_string_value(json_object_get(m, "t"));
@@ -422,7 +434,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
         const struct config *cfg = n->ops.current(n->ops.ctx);
         json_t *m = json_pack("{s:s,s:O,s:I}", "t", "state", "state", s, "rotation_ms",
                               (json_int_t)(cfg ? cfg->ticket_key_rotation_ms : 0));
-        if (m != NULL && fleet_msg_send(n->fd, m)) {
+        if (m != NULL && agent_send(n, m)) {
             json_decref(n->last_state);
             n->last_state = json_incref(s);
         }
@@ -445,6 +457,12 @@ static void child_cb(struct ev_loop *loop, ev_child *c, int revents)
     /* One that dies young is not started again at once, every second. */
     if (ev_now(n->loop) - n->agent_started < AGENT_RESPAWN * 10)
         n->spawn_after = ev_now(n->loop) + AGENT_RESPAWN * 10;
+    agent_gone(n);
+}
+
+/* Ends the connection to the agent (which then leaves, if alive). */
+static void agent_gone(struct fleet_node *n)
+{
     if (n->fd >= 0) {
         ev_io_stop(n->loop, &n->io);
         close(n->fd);
@@ -522,6 +540,8 @@ static void spawn_agent(struct fleet_node *n)
     }
     close(sv[1]);
     n->fd = sv[0];
+    int buf = 4 << 20; /* room for a burst of state while the agent waits on etcd */
+    (void)setsockopt(n->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
     n->agent = pid;
     n->agent_started = ev_now(n->loop);
     fcntl(n->fd, F_SETFL, fcntl(n->fd, F_GETFL) | O_NONBLOCK);
@@ -539,7 +559,7 @@ void fleet_node_retry(struct fleet_node *n)
         return;
     json_t *m = json_pack("{s:s}", "t", "retry");
     if (m != NULL)
-        fleet_msg_send(n->fd, m);
+        agent_send(n, m);
     json_decref(m);
 }
 
