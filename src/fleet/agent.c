@@ -167,6 +167,7 @@ struct agent {
     uint64_t rotation_ms;
     int64_t keys_mod_rev; /* of P/tickets/keys as last read */
     bool is_broken;       /* the connection to the master is */
+    uint64_t keys_due;    /* unix seconds: the leader's next rotation; 0: not leading */
     char keys_sent[65];   /* which set the master has: fleet_sha256_hex of its names */
     bool want_head, want_keys, want_view;
     double next_poll, next_view;
@@ -353,11 +354,18 @@ static bool send_keys(struct agent *a, const struct ticket_set *set, uint64_t ge
 /* The leader rotates the shared keys when due (or makes the first); it
  * never starts over from nothing while a set exists, so that a change of
  * leader loses no key a ticket may still use. */
+/* ticket_key_rotation of the running config, in whole seconds (at least
+ * one), as the sealed set records its rotation time. */
+static uint64_t rotation_s(const struct agent *a)
+{
+    return a->rotation_ms / 1000 ? a->rotation_ms / 1000 : 1;
+}
+
 static bool lead_keys(struct agent *a, struct ticket_set *set, uint64_t *rotated_at,
                       uint64_t *generation, int64_t mod_rev)
 {
     uint64_t now = (uint64_t)time(NULL);
-    uint64_t every = a->rotation_ms / 1000 ? a->rotation_ms / 1000 : 1;
+    uint64_t every = rotation_s(a);
     if (set->n > 0 && now < *rotated_at + every)
         return true;
     struct ticket_key fresh;
@@ -434,6 +442,9 @@ static bool check_keys(struct agent *a)
     bool ok = true;
     if (a->is_leader)
         ok = lead_keys(a, &set, &rotated_at, &generation, mod_rev);
+    /* The leader looks again when the next rotation is due, not only on
+     * the next event or full look. */
+    a->keys_due = a->is_leader && set.n > 0 ? rotated_at + rotation_s(a) : 0;
     if (ok && set.n > 0)
         send_keys(a, &set, generation);
     ticket_set_wipe(&set);
@@ -513,6 +524,8 @@ static bool step(struct agent *a)
     }
     if (now >= a->next_view)
         a->want_view = true;
+    if (a->keys_due != 0 && (uint64_t)time(NULL) >= a->keys_due)
+        a->want_keys = true;
     if (!ensure_lease(a))
         return false;
     etcd_up(a);

@@ -23,6 +23,9 @@
 #include "tls/tls.h"
 
 #define RESPAWN_BACKOFF 1.0
+/* Seconds a fleet's rotation may be late (the leader rotates on whole
+ * seconds, the agents look every quarter second, etcd may elect). */
+#define FLEET_KEYS_SLACK 5.0
 
 /* A listening socket, shared by every generation that listens there. */
 struct lsock {
@@ -271,9 +274,10 @@ static void rotate_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct master *m = t->data;
     struct ticket_key fresh;
     /* The fleet's leader rotates its keys every interval: a node whose keys
-     * have not come for two intervals (etcd or the leader out of reach)
-     * rotates on its own again, keeping the fleet's last keys to decrypt. */
-    if (m->is_fleet_keys && ev_now(loop) - m->fleet_keys_at < 2 * t->repeat)
+     * have not come for two intervals and the slack (etcd or the leader out
+     * of reach) rotates on its own again, keeping the fleet's last keys to
+     * decrypt. */
+    if (m->is_fleet_keys && ev_now(loop) - m->fleet_keys_at < 2 * t->repeat + FLEET_KEYS_SLACK)
         return;
     if (m->is_fleet_keys) {
         log_warn("event=fleet_ticket_keys_stale since_s=%.0f action=rotate_locally",
