@@ -23,6 +23,7 @@
 #define VIEW_EVERY         2.0
 #define BACKOFF_MIN        0.25
 #define BACKOFF_MAX        5.0
+#define FLEET_KEYS_KEPT    4 /* staged, encrypting, two before */
 #define WAIT_SLICE_MS      250
 #define AGENT_SEND_WAIT_MS 30000 /* the master reads at once, unless busy loading a revision */
 
@@ -354,6 +355,25 @@ static bool send_keys(struct agent *a, const struct ticket_set *set, uint64_t ge
 /* The leader rotates the shared keys when due (or makes the first); it
  * never starts over from nothing while a set exists, so that a change of
  * leader loses no key a ticket may still use. */
+/*
+ * The fleet's rotation: the new key is staged first (it decrypts only) and
+ * encrypts from the next rotation on, so that every node has it before a
+ * ticket needs it; a node a moment behind still opens every ticket. Kept:
+ * the staged key, the one that encrypts and the two before it, so a ticket
+ * resumes for two to three rotations, as on one node. The first key of a
+ * fleet encrypts at once.
+ */
+static void fleet_rotate(struct ticket_set *set, const struct ticket_key *fresh)
+{
+    size_t keep = set->n < FLEET_KEYS_KEPT ? set->n + 1 : FLEET_KEYS_KEPT;
+    if (set->n == FLEET_KEYS_KEPT)
+        OPENSSL_cleanse(&set->v[FLEET_KEYS_KEPT - 1], sizeof(set->v[0]));
+    memmove(&set->v[1], &set->v[0], (keep - 1) * sizeof(set->v[0]));
+    set->v[0] = *fresh;
+    set->n = keep;
+    set->enc = keep > 1 ? 1 : 0;
+}
+
 /* ticket_key_rotation of the running config, in whole seconds (at least
  * one), as the sealed set records its rotation time. */
 static uint64_t rotation_s(const struct agent *a)
@@ -371,7 +391,7 @@ static bool lead_keys(struct agent *a, struct ticket_set *set, uint64_t *rotated
     struct ticket_key fresh;
     if (RAND_priv_bytes(fresh.bytes, sizeof(fresh.bytes)) != 1)
         return true;
-    ticket_set_rotate(set, &fresh);
+    fleet_rotate(set, &fresh);
     OPENSSL_cleanse(&fresh, sizeof(fresh));
     *rotated_at = now;
     (*generation)++;
@@ -526,9 +546,12 @@ static bool step(struct agent *a)
         a->want_view = true;
     if (a->keys_due != 0 && (uint64_t)time(NULL) >= a->keys_due)
         a->want_keys = true;
+    /* After a failure, etcd is back only once every look succeeded: no
+     * backoff is reset by a pass that asked nothing. */
+    if (!a->is_etcd_up)
+        a->want_head = a->want_keys = a->want_view = true;
     if (!ensure_lease(a))
         return false;
-    etcd_up(a);
     if (a->is_state_dirty && !put_state(a))
         return false;
     if (a->watch == NULL && now >= a->watch_retry_at) {
@@ -546,6 +569,7 @@ static bool step(struct agent *a)
         return false;
     if (a->is_state_dirty && !put_state(a))
         return false;
+    etcd_up(a);
     return true;
 }
 

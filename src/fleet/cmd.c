@@ -255,7 +255,7 @@ static int commit_rev(struct etcd *e, const struct args *a, struct fleet_head *h
          * reuse a number. */
         json_t *log = NULL;
         char err[256];
-        if (fleet_log_read(e, a->prefix, &log, err, sizeof(err)) == TG_OK)
+        if (fleet_log_read(e, a->prefix, 1, &log, err, sizeof(err)) == TG_OK)
             for (size_t i = 0; i < json_array_size(log); i++) {
                 json_int_t v = json_integer_value(json_object_get(json_array_get(log, i), "rev"));
                 if (v >= r->rev)
@@ -410,7 +410,7 @@ static int cmd_history(const struct args *a)
     char err[256];
     if (e == NULL || !read_head(e, a, &head))
         goto out;
-    if (fleet_log_read(e, a->prefix, &log, err, sizeof(err)) != TG_OK) {
+    if (fleet_log_read(e, a->prefix, FLEET_HISTORY_MAX, &log, err, sizeof(err)) != TG_OK) {
         fprintf(stderr, "tollgate fleet history: %s\n", err);
         goto out;
     }
@@ -422,6 +422,7 @@ static int cmd_history(const struct args *a)
         rc = 0;
         goto out;
     }
+    fleet_json_printable(log);
     printf("%-4s %-8s %-20s %-24s %-12s %s\n", "", "REV", "WHEN", "BY", "SHA256", "MESSAGE");
     for (size_t i = 0; i < json_array_size(log); i++) {
         const json_t *x = json_array_get(log, i);

@@ -133,6 +133,28 @@ static void setup_post(CURL *c, const char *url, const char *req, unsigned timeo
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 }
 
+/* Whether the JSON text p[0..len) opens more than max objects and arrays
+ * (outside strings): parsed, each costs far more than its two bytes. */
+static bool json_nodes_over(const char *p, size_t len, size_t max)
+{
+    size_t n = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if ((c == '{' || c == '[') && ++n > max) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* POSTs req to path on the endpoint in use, then on the others when it
  * cannot be reached. The answer (HTTP 200, a JSON object) goes to *out. */
 static enum tg_status call(struct etcd *e, const char *path, json_t *req, json_t **out)
@@ -165,10 +187,14 @@ static enum tg_status call(struct etcd *e, const char *path, json_t *req, json_t
             continue;
         }
         json_error_t jerr;
-        json_t *j = b.is_too_big ? NULL : json_loadb(b.p ? b.p : "", b.len, 0, &jerr);
+        bool is_dense = !b.is_too_big && json_nodes_over(b.p, b.len, ETCD_JSON_NODES_MAX);
+        json_t *j = b.is_too_big || is_dense ? NULL : json_loadb(b.p ? b.p : "", b.len, 0, &jerr);
         st = TG_E_PROTO; /* unless it is the answer asked for */
         if (b.is_too_big)
             set_err(e, "%s: answer larger than %u bytes", e->urls[e->cur], ETCD_RESP_MAX);
+        else if (is_dense)
+            set_err(e, "%s: answer of more than %d JSON objects and arrays", e->urls[e->cur],
+                    ETCD_JSON_NODES_MAX);
         else if (j == NULL || !json_is_object(j))
             set_err(e, "%s%s: HTTP %ld, not a JSON object", e->urls[e->cur], path, code);
         else if (code != 200) {
@@ -278,13 +304,13 @@ void etcd_kvs_free(struct etcd_kvs *kvs)
     memset(kvs, 0, sizeof(*kvs));
 }
 
-static enum tg_status parse_kvs(struct etcd *e, const json_t *res, struct etcd_kvs *out)
+static enum tg_status parse_kvs(struct etcd *e, const json_t *res, size_t max, struct etcd_kvs *out)
 {
     const json_t *hdr = json_object_get(res, "header");
     const json_t *kvs = json_object_get(res, "kvs");
     if (!json_is_object(hdr) || !get_i64(hdr, "revision", &out->revision) ||
-        (kvs != NULL && !json_is_array(kvs))) {
-        set_err(e, "malformed range answer");
+        (kvs != NULL && !json_is_array(kvs)) || json_array_size(kvs) > max) {
+        set_err(e, "malformed range answer (or more than the %zu keys asked for)", max);
         return TG_E_PROTO;
     }
     size_t n = json_array_size(kvs);
@@ -300,8 +326,8 @@ static enum tg_status parse_kvs(struct etcd *e, const json_t *res, struct etcd_k
          * large: the key is there, the caller refuses what it holds. */
         const json_t *jv = json_object_get(kv, "value");
         d->is_too_large = json_string_length(jv) > (ETCD_VALUE_MAX + 2) / 3 * 4;
-        if (!json_is_object(kv) ||
-            !decode_b64_field(kv, "key", KEY_MAX, (uint8_t **)&d->key, &klen) ||
+        if (!json_is_object(kv) || !json_is_string(json_object_get(kv, "key")) ||
+            !decode_b64_field(kv, "key", KEY_MAX, (uint8_t **)&d->key, &klen) || klen == 0 ||
             memchr(d->key, '\0', klen) != NULL ||
             !decode_b64_field(kv, d->is_too_large ? "" : "value", ETCD_VALUE_MAX, &d->value,
                               &d->len) ||
@@ -316,32 +342,48 @@ static enum tg_status parse_kvs(struct etcd *e, const json_t *res, struct etcd_k
 }
 
 static enum tg_status range(struct etcd *e, const char *key, bool is_prefix, size_t limit,
-                            struct etcd_kvs *out)
+                            bool is_last, struct etcd_kvs *out)
 {
     memset(out, 0, sizeof(*out));
     json_t *req = json_object();
     json_object_set_new(req, "key", b64_str(key, strlen(key)));
     if (is_prefix)
         json_object_set_new(req, "range_end", range_end(key));
+    if (is_last) {
+        json_object_set_new(req, "sort_order", json_string("DESCEND"));
+        json_object_set_new(req, "sort_target", json_string("KEY"));
+    }
     if (limit > 0)
         json_object_set_new(req, "limit", i64_str((int64_t)limit));
     json_t *res;
     enum tg_status st = call(e, "/v3/kv/range", req, &res);
     if (st == TG_OK)
-        st = parse_kvs(e, res, out);
+        st = parse_kvs(e, res, is_prefix ? (limit > 0 ? limit : ETCD_KVS_MAX) : 1, out);
     json_decref(res);
     return st;
 }
 
 enum tg_status etcd_get(struct etcd *e, const char *key, struct etcd_kvs *out)
 {
-    return range(e, key, false, 0, out);
+    return range(e, key, false, 0, false, out);
 }
 
 enum tg_status etcd_get_prefix(struct etcd *e, const char *prefix, size_t limit,
                                struct etcd_kvs *out)
 {
-    return range(e, prefix, true, limit, out);
+    return range(e, prefix, true, limit, false, out);
+}
+
+enum tg_status etcd_get_prefix_last(struct etcd *e, const char *prefix, size_t limit,
+                                    struct etcd_kvs *out)
+{
+    enum tg_status st = range(e, prefix, true, limit, true, out);
+    for (size_t i = 0; st == TG_OK && i < out->n / 2; i++) {
+        struct etcd_kv t = out->v[i];
+        out->v[i] = out->v[out->n - 1 - i];
+        out->v[out->n - 1 - i] = t;
+    }
+    return st;
 }
 
 static json_t *put_req(const char *key, const void *value, size_t len, int64_t lease)

@@ -23,9 +23,11 @@
  * next, and the client keeps using the one that answered.
  */
 
-#define ETCD_RESP_MAX  (8u << 20) /* bytes of one answer */
-#define ETCD_VALUE_MAX (1u << 20) /* bytes of one value this client stores or reads */
-#define ETCD_URLS_MAX  16
+#define ETCD_RESP_MAX       (8u << 20) /* bytes of one answer */
+#define ETCD_VALUE_MAX      (1u << 20) /* bytes of one value this client stores or reads */
+#define ETCD_URLS_MAX       16
+#define ETCD_KVS_MAX        16384  /* key-values of a prefix read without a limit */
+#define ETCD_JSON_NODES_MAX 200000 /* objects and arrays in one answer */
 
 struct etcd;
 
@@ -66,9 +68,14 @@ void etcd_kvs_free(struct etcd_kvs *kvs);
 TG_MUST_USE enum tg_status etcd_get(struct etcd *e, const char *key, struct etcd_kvs *out);
 
 /* Every key starting with prefix, in key order, at most limit of them (0:
- * no limit). */
+ * ETCD_KVS_MAX). */
 TG_MUST_USE enum tg_status etcd_get_prefix(struct etcd *e, const char *prefix, size_t limit,
                                            struct etcd_kvs *out);
+
+/* The last limit keys (1 to ETCD_KVS_MAX) starting with prefix, in key
+ * order. */
+TG_MUST_USE enum tg_status etcd_get_prefix_last(struct etcd *e, const char *prefix, size_t limit,
+                                                struct etcd_kvs *out);
 
 /* Stores value under key, attached to lease (0: none). */
 TG_MUST_USE enum tg_status etcd_put(struct etcd *e, const char *key, const void *value, size_t len,

@@ -38,10 +38,11 @@ TG_MUST_USE enum tg_status fleet_commit(struct etcd *e, const char *prefix,
 TG_MUST_USE enum tg_status fleet_rev_read(struct etcd *e, const char *prefix, int64_t rev,
                                           struct fleet_rev *out, char *err, size_t err_len);
 
-/* The history lines (PREFIX/log/), oldest first, as a JSON array of
- * {rev, parent, at, by, sha256, message, files, local}. */
-TG_MUST_USE enum tg_status fleet_log_read(struct etcd *e, const char *prefix, json_t **out,
-                                          char *err, size_t err_len);
+/* The last limit history lines (PREFIX/log/), oldest first, as a JSON
+ * array of {rev, parent, at, by, sha256, message, files, local}. */
+#define FLEET_HISTORY_MAX 1000
+TG_MUST_USE enum tg_status fleet_log_read(struct etcd *e, const char *prefix, size_t limit,
+                                          json_t **out, char *err, size_t err_len);
 
 /* The nodes' states (PREFIX/nodes/) with the head, as one JSON object:
  * {"prefix", "head": {rev, sha256, by, at}, "nodes": [...]} (each node as
@@ -49,6 +50,10 @@ TG_MUST_USE enum tg_status fleet_log_read(struct etcd *e, const char *prefix, js
  * "unreadable"). */
 TG_MUST_USE enum tg_status fleet_view_read(struct etcd *e, const char *prefix, json_t **out,
                                            char *err, size_t err_len);
+
+/* Replaces control characters in every string of j by '?' (text output
+ * of what etcd holds). */
+void fleet_json_printable(json_t *j);
 
 /* tollgate fleet status: prints the view; 0 when every node runs the
  * head without error, 1 otherwise or when etcd cannot be read. */

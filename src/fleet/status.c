@@ -70,50 +70,88 @@ static const char *str_or(const json_t *o, const char *k, const char *dflt)
     return s != NULL ? s : dflt;
 }
 
-/* The state of one target as node n sees it, "-" when it does not say. */
-static const char *target_state(const json_t *n, const char *group, const char *address)
+#define TARGET_ROWS_MAX 1000 /* rows of the targets table printed */
+
+/* "GROUP/ADDRESS" of a target entry. */
+static void target_name(const json_t *t, char *dst, size_t len)
 {
-    const json_t *ts = json_object_get(n, "targets");
-    for (size_t i = 0; i < json_array_size(ts); i++) {
-        const json_t *t = json_array_get(ts, i);
-        if (strcmp(str_or(t, "group", ""), group) == 0 &&
-            strcmp(str_or(t, "address", ""), address) == 0)
-            return str_or(t, "state", "-");
-    }
-    return "-";
+    snprintf(dst, len, "%s/%s", str_or(t, "group", "?"), str_or(t, "address", "?"));
 }
 
-/* One line per target any node knows, one column per node. */
+/* One line per target any node knows, one column per node: each node's
+ * targets indexed once by name. */
 static void print_targets(const json_t *nodes)
 {
     size_t n = json_array_size(nodes);
-    bool any = false;
-    for (size_t i = 0; i < n && !any; i++)
-        any = json_array_size(json_object_get(json_array_get(nodes, i), "targets")) > 0;
-    if (!any)
-        return;
-    printf("\ntargets, as each node sees them:\n%-40s", "GROUP/TARGET");
-    for (size_t i = 0; i < n; i++)
-        printf(" %-12.12s", str_or(json_array_get(nodes, i), "node", "?"));
-    putchar('\n');
+    json_t *index = json_array(); /* per node: {name: state} */
+    json_t *rows = json_array();  /* names, in the order first seen */
     json_t *seen = json_object();
     for (size_t i = 0; i < n; i++) {
+        json_t *by_name = json_object();
         const json_t *ts = json_object_get(json_array_get(nodes, i), "targets");
         for (size_t k = 0; k < json_array_size(ts); k++) {
             const json_t *t = json_array_get(ts, k);
-            const char *g = str_or(t, "group", "?"), *a = str_or(t, "address", "?");
             char name[300];
-            snprintf(name, sizeof(name), "%s/%s", g, a);
-            if (json_object_get(seen, name) != NULL)
-                continue;
-            json_object_set_new(seen, name, json_true());
-            printf("%-40.120s", name);
-            for (size_t c = 0; c < n; c++)
-                printf(" %-12.12s", target_state(json_array_get(nodes, c), g, a));
-            putchar('\n');
+            target_name(t, name, sizeof(name));
+            json_object_set_new(by_name, name, json_string(str_or(t, "state", "-")));
+            if (json_object_get(seen, name) == NULL) {
+                json_object_set_new(seen, name, json_true());
+                json_array_append_new(rows, json_string(name));
+            }
         }
+        json_array_append_new(index, by_name);
     }
+    if (json_array_size(rows) > 0) {
+        printf("\ntargets, as each node sees them:\n%-40s", "GROUP/TARGET");
+        for (size_t i = 0; i < n; i++)
+            printf(" %-12.12s", str_or(json_array_get(nodes, i), "node", "?"));
+        putchar('\n');
+    }
+    for (size_t r = 0; r < json_array_size(rows) && r < TARGET_ROWS_MAX; r++) {
+        const char *name = json_string_value(json_array_get(rows, r));
+        printf("%-40.120s", name);
+        for (size_t c = 0; c < n; c++) {
+            const char *state = json_string_value(json_object_get(json_array_get(index, c), name));
+            printf(" %-12.12s", state ? state : "-");
+        }
+        putchar('\n');
+    }
+    if (json_array_size(rows) > TARGET_ROWS_MAX)
+        printf("(%zu more targets: --format json shows them)\n",
+               json_array_size(rows) - TARGET_ROWS_MAX);
+    json_decref(index);
+    json_decref(rows);
     json_decref(seen);
+}
+
+/* Replaces, in every string of j, what a terminal would act on (C0 and C1
+ * controls, DEL) by '?': whoever writes to the prefix writes what text
+ * output prints. */
+void fleet_json_printable(json_t *j)
+{
+    if (json_is_string(j)) {
+        size_t len = json_string_length(j);
+        char *s = strndup(json_string_value(j), len);
+        if (s == NULL)
+            return;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c < 0x20 || c == 0x7f)
+                s[i] = '?';
+            else if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+                     (unsigned char)s[i + 1] <= 0x9f)
+                s[i] = s[i + 1] = '?';
+        }
+        json_string_setn_nocheck(j, s, len);
+        free(s);
+    } else if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++)
+            fleet_json_printable(json_array_get(j, i));
+    } else if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) fleet_json_printable(v);
+    }
 }
 
 int fleet_status_print(struct etcd *e, const char *prefix, bool is_json)
@@ -124,6 +162,8 @@ int fleet_status_print(struct etcd *e, const char *prefix, bool is_json)
         fprintf(stderr, "tollgate fleet status: %s\n", err);
         return 1;
     }
+    if (!is_json)
+        fleet_json_printable(view);
     const json_t *head = json_object_get(view, "head");
     const json_t *nodes = json_object_get(view, "nodes");
     json_int_t head_rev = json_integer_value(json_object_get(head, "rev"));

@@ -175,14 +175,14 @@ enum tg_status fleet_rev_read(struct etcd *e, const char *prefix, int64_t rev,
     return st;
 }
 
-enum tg_status fleet_log_read(struct etcd *e, const char *prefix, json_t **out, char *err,
-                              size_t err_len)
+enum tg_status fleet_log_read(struct etcd *e, const char *prefix, size_t limit, json_t **out,
+                              char *err, size_t err_len)
 {
     char key[512];
     struct etcd_kvs kvs;
     *out = json_array();
     snprintf(key, sizeof(key), "%s/log/", prefix);
-    if (*out == NULL || etcd_get_prefix(e, key, 0, &kvs) != TG_OK) {
+    if (*out == NULL || etcd_get_prefix_last(e, key, limit, &kvs) != TG_OK) {
         snprintf(err, err_len, "%s", etcd_error(e));
         return TG_E_CLOSED;
     }

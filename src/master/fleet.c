@@ -48,15 +48,28 @@ struct fleet_node {
     json_t *last_state;
 };
 
-/* The first error of d, as one line, for the node's entry. */
-static void first_error(const struct diag *d, char *dst, size_t len)
+/*
+ * The first error of d, as one line, for the node's entry, which leaves
+ * the node (etcd, fleet status). An error in the pushed config (config,
+ * the revision's config path) or in no file says all; one in another file
+ * names only where: the file is the node's own (a key, or a path the
+ * revision did not ship), and a parser may quote its contents. The node's
+ * log has the whole message.
+ */
+static void first_error(const struct diag *d, const char *config, char *dst, size_t len)
 {
     snprintf(dst, len, "refused");
-    for (size_t i = 0; i < d->n; i++)
-        if (d->v[i].level == DIAG_ERROR) {
+    for (size_t i = 0; i < d->n; i++) {
+        const struct diag_entry *e = &d->v[i];
+        if (e->level != DIAG_ERROR)
+            continue;
+        if (e->file == NULL || (config != NULL && strcmp(e->file, config) == 0))
             diag_format(d, i, dst, len);
-            return;
-        }
+        else
+            snprintf(dst, len, "%.400s:%d:%d: %s: refused (the node's log says why)", e->file,
+                     e->line, e->col, e->key ? e->key : "-");
+        return;
+    }
 }
 
 static void log_diag_lines(const struct diag *d, int64_t rev)
@@ -106,7 +119,7 @@ static bool prepare(struct fleet_node *n, int64_t rev, const char *sha, struct d
         diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "revision %" PRId64 ": %s", rev, err);
     }
     char msg[ERROR_TEXT_MAX];
-    first_error(d, msg, sizeof(msg));
+    first_error(d, n->pending.config_path, msg, sizeof(msg));
     set_error(n, rev, msg);
     fleet_rev_free(&n->pending);
     return false;
@@ -288,6 +301,7 @@ static void apply(struct fleet_node *n, int64_t rev, const char *sha)
         diag_fini(&d);
         return;
     }
+    char *config = strdup(n->pending.config_path); /* pending goes with a failed reload */
     enum admin_reload res = n->ops.reload(n->ops.ctx, &d);
     if (res == ADMIN_RELOAD_OK) {
         send_result(n, rev, sha, true, NULL);
@@ -297,10 +311,11 @@ static void apply(struct fleet_node *n, int64_t rev, const char *sha)
         snprintf(n->retry_sha, sizeof(n->retry_sha), "%s", sha);
     } else {
         char msg[ERROR_TEXT_MAX];
-        first_error(&d, msg, sizeof(msg));
+        first_error(&d, config, msg, sizeof(msg));
         set_error(n, rev, msg);
         send_result(n, rev, sha, false, n->error);
     }
+    free(config);
     diag_fini(&d);
 }
 

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "core/file.h"
 #include "core/log.h"
 
 /* Ciphers for TLS 1.2 under the intermediate policy: ECDHE + AEAD only,
@@ -300,16 +301,14 @@ static bool apply_policy(SSL_CTX *ctx, const struct config *cfg, const struct cf
  * refused such a config). */
 static void digest_file(EVP_MD_CTX *md, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
+    char *data = NULL, err[128];
+    size_t len = 0;
+    if (tg_read_file(path, 16u << 20, &data, &len, err, sizeof(err)) != TG_OK) {
         EVP_DigestUpdate(md, path, strlen(path) + 1);
         return;
     }
-    unsigned char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        EVP_DigestUpdate(md, chunk, n);
-    fclose(f);
+    EVP_DigestUpdate(md, data, len);
+    free(data);
 }
 
 /*

@@ -69,7 +69,9 @@ static enum tg_status read_all(const char *path, unsigned char **data, size_t *l
     unsigned char *buf = NULL;
     size_t n = 0;
     struct stat sb = {0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+     * refused as not a regular file). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         snprintf(err, err_len, "cannot open: %s", strerror(errno));
         return TG_E_CONFIG;
