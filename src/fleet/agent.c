@@ -168,6 +168,7 @@ struct agent {
     uint64_t rotation_ms;
     int64_t keys_mod_rev; /* of P/tickets/keys as last read */
     bool is_broken;       /* the connection to the master is */
+    bool is_name_taken;   /* another host's node writes P/nodes/NAME */
     uint64_t keys_due;    /* unix seconds: the leader's next rotation; 0: not leading */
     char keys_sent[65];   /* which set the master has: fleet_sha256_hex of its names */
     bool want_head, want_keys, want_view;
@@ -224,8 +225,9 @@ static void etcd_up(struct agent *a)
 
 static void send_view(struct agent *a, json_t *view)
 {
-    json_t *m = json_pack("{s:s,s:o,s:s,s:s}", "t", "view", "view", view ? view : json_null(),
-                          "etcd", a->is_etcd_up ? "up" : "down", "error", a->etcd_err);
+    json_t *m = json_pack("{s:s,s:o,s:s,s:s,s:b}", "t", "view", "view", view ? view : json_null(),
+                          "etcd", a->is_etcd_up ? "up" : "down", "error", a->etcd_err, "name_taken",
+                          a->is_name_taken);
     if (m != NULL)
         to_master(a, m);
     json_decref(m);
@@ -233,10 +235,52 @@ static void send_view(struct agent *a, json_t *view)
 
 /* The node's entry, under the lease: put again after every change and
  * whenever the lease was granted anew. */
+/* Whether P/nodes/NAME belongs to another node: under another lease, of
+ * another instance (host and cache directory; the node that went before
+ * this one on this host, with this cache, is replaced). */
+static bool name_taken(struct agent *a, const struct etcd_kvs *kvs)
+{
+    if (kvs->n != 1 || kvs->v[0].lease == a->lease)
+        return false;
+    json_error_t jerr;
+    json_t *j = json_loadb((const char *)kvs->v[0].value, kvs->v[0].len, 0, &jerr);
+    const char *host = json_string_value(json_object_get(j, "instance"));
+    const char *mine = json_string_value(json_object_get(a->state, "instance"));
+    bool taken = host != NULL && mine != NULL && strcmp(host, mine) != 0;
+    json_decref(j);
+    return taken;
+}
+
 static bool put_state(struct agent *a)
 {
     if (a->state == NULL || a->lease == 0)
         return true;
+    struct etcd_kvs kvs;
+    if (etcd_get(a->e, a->k_node, &kvs) != TG_OK)
+        return false;
+    bool taken = name_taken(a, &kvs);
+    etcd_kvs_free(&kvs);
+    if (taken != a->is_name_taken) {
+        if (taken)
+            log_err("event=fleet_node_name_taken node=%s detail=\"another node (another host, or "
+                    "another cache directory) uses this "
+                    "name: this node's entry is not written; give it another --node\"",
+                    a->o->node);
+        a->is_name_taken = taken;
+        a->want_view = true;
+    }
+    if (taken) {
+        /* Shown to fleet status (under this node's lease): a name two
+         * nodes use hides one of them. */
+        const char *inst = json_string_value(json_object_get(a->state, "instance"));
+        char key[600], h[65];
+        fleet_sha256_hex(inst ? inst : "", inst ? strlen(inst) : 0, h);
+        snprintf(key, sizeof(key), "%s/conflicts/%s/%.16s", a->o->prefix, a->o->node, h);
+        if (etcd_put(a->e, key, inst ? inst : "", inst ? strlen(inst) : 0, a->lease) != TG_OK)
+            return false;
+        a->is_state_dirty = false; /* looked at again on the next full look */
+        return true;
+    }
     json_object_set_new(a->state, "ticket_leader", json_boolean(a->is_leader));
     char *text = json_dumps(a->state, JSON_COMPACT | JSON_SORT_KEYS);
     if (text == NULL)
@@ -541,6 +585,7 @@ static bool step(struct agent *a)
     if (now >= a->next_poll) {
         a->want_head = a->want_keys = a->want_view = true;
         a->next_poll = now + POLL_EVERY;
+        a->is_state_dirty = a->is_state_dirty || a->is_name_taken;
     }
     if (now >= a->next_view)
         a->want_view = true;

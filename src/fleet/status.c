@@ -55,12 +55,25 @@ enum tg_status fleet_view_read(struct etcd *e, const char *prefix, json_t **out,
         }
     }
     etcd_kvs_free(&kvs);
+    /* Node names that more than one node uses (each hidden one says so). */
+    json_t *dup = json_array();
+    snprintf(key, sizeof(key), "%s/conflicts/", prefix);
+    if (etcd_get_prefix(e, key, VIEW_NODES_MAX, &kvs) == TG_OK) {
+        for (size_t i = 0; i < kvs.n; i++) {
+            const char *rest = kvs.v[i].key + strlen(key);
+            const char *slash =
+                strncmp(kvs.v[i].key, key, strlen(key)) == 0 ? strchr(rest, '/') : NULL;
+            if (slash != NULL && slash > rest)
+                json_array_append_new(dup, json_stringn(rest, (size_t)(slash - rest)));
+        }
+        etcd_kvs_free(&kvs);
+    }
     json_t *h = json_pack("{s:I,s:s,s:s,s:I}", "rev", (json_int_t)head.rev, "sha256", head.sha,
                           "by", head.by, "at", (json_int_t)head.at);
     if (hs != TG_OK)
         json_object_set_new(h, "error", json_string(head_err));
-    *out = json_pack("{s:s,s:o,s:o,s:I}", "prefix", prefix, "head", h, "nodes", nodes, "unreadable",
-                     (json_int_t)bad);
+    *out = json_pack("{s:s,s:o,s:o,s:I,s:o}", "prefix", prefix, "head", h, "nodes", nodes,
+                     "unreadable", (json_int_t)bad, "names_in_use_twice", dup);
     return *out != NULL ? TG_OK : TG_E_NOMEM;
 }
 
@@ -168,7 +181,8 @@ int fleet_status_print(struct etcd *e, const char *prefix, bool is_json)
     const json_t *nodes = json_object_get(view, "nodes");
     json_int_t head_rev = json_integer_value(json_object_get(head, "rev"));
     const char *head_err = json_string_value(json_object_get(head, "error"));
-    bool split = json_array_size(nodes) == 0 || head_err != NULL;
+    const json_t *dup = json_object_get(view, "names_in_use_twice");
+    bool split = json_array_size(nodes) == 0 || head_err != NULL || json_array_size(dup) > 0;
     for (size_t i = 0; i < json_array_size(nodes); i++) {
         const json_t *n = json_array_get(nodes, i);
         const json_t *ne = json_object_get(n, "error");
@@ -200,6 +214,9 @@ int fleet_status_print(struct etcd *e, const char *prefix, bool is_json)
                json_integer_value(json_object_get(n, "rev")), str_or(n, "source", "-"),
                json_is_true(json_object_get(n, "ticket_leader")) ? "leader" : "-", last);
     }
+    for (size_t i = 0; i < json_array_size(dup); i++)
+        printf("node name %s is used by more than one node: one of them is not shown\n",
+               json_string_value(json_array_get(dup, i)));
     json_int_t bad = json_integer_value(json_object_get(view, "unreadable"));
     if (bad > 0)
         printf("(%" JSON_INTEGER_FORMAT " node entries could not be read)\n", bad);

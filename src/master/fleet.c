@@ -44,6 +44,7 @@ struct fleet_node {
     struct fleet_msg_reader rd;
     json_t *view; /* the fleet as the agent last read it; NULL before */
     char etcd_state[8];
+    bool is_name_taken; /* another node writes this node's entry */
     char etcd_error[512];
     json_t *last_state;
 };
@@ -382,6 +383,7 @@ static void agent_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             snprintf(n->etcd_state, sizeof(n->etcd_state), "%s", up ? "up" : "down");
             if (up && json_is_object(v))
                 n->is_from_cache = false; /* etcd answers: what runs is what it says */
+            n->is_name_taken = json_is_true(json_object_get(m, "name_taken"));
             snprintf(n->etcd_error, sizeof(n->etcd_error), "%s", e ? e : "");
         }
         json_decref(m);
@@ -418,10 +420,14 @@ static json_t *node_state(struct fleet_node *n)
     if (n->error_rev != 0)
         err = json_pack("{s:I,s:s,s:I}", "rev", (json_int_t)n->error_rev, "message", n->error, "at",
                         (json_int_t)n->error_at);
-    return json_pack("{s:s,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "node", n->o.node, "pid",
-                     (json_int_t)getpid(), "rev", (json_int_t)n->current.rev, "sha256",
-                     n->current.sha, "source", n->is_from_cache ? "cache" : "etcd", "error", err,
-                     "listeners", ls, "targets", ts, "certificates", cs);
+    char host[256] = "", instance[4400];
+    gethostname(host, sizeof(host) - 1);
+    snprintf(instance, sizeof(instance), "%s:%s", host, n->o.cache_dir);
+    return json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:o,s:o,s:o,s:o}", "node", n->o.node, "host",
+                     host, "instance", instance, "pid", (json_int_t)getpid(), "rev",
+                     (json_int_t)n->current.rev, "sha256", n->current.sha, "source",
+                     n->is_from_cache ? "cache" : "etcd", "error", err, "listeners", ls, "targets",
+                     ts, "certificates", cs);
 }
 
 static void spawn_agent(struct fleet_node *n);
@@ -609,10 +615,11 @@ json_t *fleet_node_status_json(const struct fleet_node *n)
     if (n->error_rev != 0)
         err = json_pack("{s:I,s:s,s:I}", "rev", (json_int_t)n->error_rev, "message", n->error, "at",
                         (json_int_t)n->error_at);
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:o,s:s,s:s,s:O?}", "node", n->o.node, "prefix",
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:o,s:s,s:s,s:b,s:O?}", "node", n->o.node, "prefix",
                      n->o.prefix, "rev", (json_int_t)n->current.rev, "sha256", n->current.sha,
                      "source", n->is_from_cache ? "cache" : "etcd", "error", err, "etcd",
-                     n->etcd_state, "etcd_error", n->etcd_error, "view", n->view);
+                     n->etcd_state, "etcd_error", n->etcd_error, "name_taken", n->is_name_taken,
+                     "view", n->view);
 }
 
 void fleet_node_free(struct fleet_node *n)
