@@ -33,9 +33,14 @@ bool fleet_msg_send(int fd, const json_t *msg, int wait_ms)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
     if (text == NULL)
-        return false;
+        return true; /* nothing written: the framing holds */
     size_t len = strlen(text);
-    bool ok = len <= FLEET_MSG_MAX;
+    if (len > FLEET_MSG_MAX) {
+        log_warn("event=fleet_message_dropped bytes=%zu limit=%u", len, FLEET_MSG_MAX);
+        free(text);
+        return true;
+    }
+    bool ok = true;
     uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
                       (uint8_t)len};
     struct {
@@ -95,8 +100,13 @@ json_t *fleet_msg_next(struct fleet_msg_reader *r, int fd, bool *closed)
             }
         }
         if (r->cap - r->len < 65536) {
+            /* Doubling, up to what the largest message and one read past
+             * it need. */
+            size_t most = FLEET_MSG_MAX + 4 + 65536;
             size_t cap = r->cap ? r->cap * 2 : 65536;
-            if (cap > FLEET_MSG_MAX + 65536 + 4) {
+            if (cap > most)
+                cap = most;
+            if (cap <= r->cap) {
                 *closed = true;
                 return NULL;
             }
@@ -225,6 +235,14 @@ static void etcd_up(struct agent *a)
 
 static void send_view(struct agent *a, json_t *view)
 {
+    /* A view that would not fit one message is left out (the node's own
+     * facts still go): fleet status reads the whole of it from etcd. */
+    char *text = view != NULL ? json_dumps(view, JSON_COMPACT) : NULL;
+    if (text == NULL || strlen(text) > FLEET_MSG_MAX - 65536) {
+        json_decref(view);
+        view = NULL;
+    }
+    free(text);
     json_t *m = json_pack("{s:s,s:o,s:s,s:s,s:b}", "t", "view", "view", view ? view : json_null(),
                           "etcd", a->is_etcd_up ? "up" : "down", "error", a->etcd_err, "name_taken",
                           a->is_name_taken);
@@ -432,29 +450,37 @@ static bool lead_keys(struct agent *a, struct ticket_set *set, uint64_t *rotated
     uint64_t every = rotation_s(a);
     if (set->n > 0 && now < *rotated_at + every)
         return true;
+    /* The rotated set replaces *set only once stored: what nodes are given
+     * is always what etcd holds. */
     struct ticket_key fresh;
-    if (RAND_priv_bytes(fresh.bytes, sizeof(fresh.bytes)) != 1)
+    struct ticket_set next = *set;
+    if (RAND_priv_bytes(fresh.bytes, sizeof(fresh.bytes)) != 1) {
+        ticket_set_wipe(&next);
         return true;
-    fleet_rotate(set, &fresh);
+    }
+    fleet_rotate(&next, &fresh);
     OPENSSL_cleanse(&fresh, sizeof(fresh));
-    *rotated_at = now;
-    (*generation)++;
-    char *token = fleet_tickets_seal(&a->secret, a->k_keys, set, *rotated_at, *generation);
-    if (token == NULL)
-        return true;
-    const struct etcd_cmp cmp[] = {{a->k_keys, mod_rev}, {a->k_leader, a->leader_mod_rev}};
-    const struct etcd_op op = {a->k_keys, token, strlen(token), 0};
+    char *token = fleet_tickets_seal(&a->secret, a->k_keys, &next, now, *generation + 1);
     bool ok = false;
-    enum tg_status st = etcd_txn(a->e, cmp, 2, &op, 1, &ok);
-    free(token);
-    if (st != TG_OK)
-        return false;
-    if (ok)
+    enum tg_status st = TG_OK;
+    if (token != NULL) {
+        const struct etcd_cmp cmp[] = {{a->k_keys, mod_rev}, {a->k_leader, a->leader_mod_rev}};
+        const struct etcd_op op = {a->k_keys, token, strlen(token), 0};
+        st = etcd_txn(a->e, cmp, 2, &op, 1, &ok);
+        free(token);
+    }
+    if (ok) {
+        ticket_set_wipe(set);
+        *set = next;
+        *rotated_at = now;
+        (*generation)++;
         log_info("event=fleet_ticket_keys_rotated node=%s generation=%" PRIu64 " keys=%zu",
                  a->o->node, *generation, set->n);
-    else
-        a->want_keys = true; /* somebody else wrote: read again */
-    return true;
+    } else if (st == TG_OK) {
+        a->want_keys = true; /* somebody else wrote (or no seal): read again */
+    }
+    ticket_set_wipe(&next);
+    return st == TG_OK;
 }
 
 /* The election (one key under the leader's lease) and the keys. */
@@ -600,9 +626,14 @@ static bool step(struct agent *a)
     if (a->is_state_dirty && !put_state(a))
         return false;
     if (a->watch == NULL && now >= a->watch_retry_at) {
-        /* From now: everything is read again just after, so nothing that
-         * happened while there was no watch is missed. */
-        a->watch = etcd_watch_start(a->e, a->prefix_slash, 0);
+        /* From the store's revision now: what changes between this and the
+         * full look just after is seen twice, never missed. */
+        struct etcd_kvs k;
+        if (etcd_get(a->e, a->k_head, &k) != TG_OK)
+            return false;
+        int64_t from = k.revision > 0 && k.revision < INT64_MAX ? k.revision + 1 : 0;
+        etcd_kvs_free(&k);
+        a->watch = etcd_watch_start(a->e, a->prefix_slash, from);
         a->watch_started = now;
         a->want_head = a->want_keys = a->want_view = true;
     }

@@ -38,7 +38,8 @@
 /* Sends one message on a non-blocking fd, waiting at most wait_ms for
  * room when the socket is full (0: not at all); false when the whole of it
  * could not be written, after which the framing is broken and the
- * connection must be closed. */
+ * connection must be closed. A message over FLEET_MSG_MAX (or no memory)
+ * is dropped with a log line, and true returned: nothing was written. */
 bool fleet_msg_send(int fd, const json_t *msg, int wait_ms);
 
 /* A reader of messages from a non-blocking fd. */

@@ -292,10 +292,20 @@ enum tg_status fleet_cache_install(const char *dir, const struct fleet_rev *r, c
         if (blob_ok(to, f->sha))
             continue;
         blob_path(from, sizeof(from), dir, f->sha);
-        char *data = NULL;
+        char *data = NULL, hex[65], why[200];
         size_t len = 0;
-        if (tg_read_file(from, ETCD_VALUE_MAX, &data, &len, err, err_len) != TG_OK)
+        if (tg_read_file(from, ETCD_VALUE_MAX, &data, &len, why, sizeof(why)) != TG_OK) {
+            snprintf(err, err_len, "%s: %s", from, why);
             return TG_E_CONFIG;
+        }
+        /* What was checked is what runs: the blob again, against its name. */
+        fleet_sha256_hex(data, len, hex);
+        if (strcmp(hex, f->sha) != 0) {
+            explicit_bzero(data, len);
+            free(data);
+            snprintf(err, err_len, "%s: contents changed in the cache", from);
+            return TG_E_CONFIG;
+        }
         enum tg_status st =
             tg_write_file_atomic(to, data, len, f->is_secret ? 0600 : 0644, err, err_len);
         explicit_bzero(data, len);

@@ -249,6 +249,10 @@ static int commit_rev(struct etcd *e, const struct args *a, struct fleet_head *h
 {
     char by[300];
     who(by, sizeof(by));
+    if (head->rev >= INT64_MAX - 1) {
+        fprintf(stderr, "tollgate fleet %s: %s: revision numbers are used up\n", a->sub, a->prefix);
+        return 1;
+    }
     r->rev = head->rev + 1;
     if (head->mod_rev == 0) {
         /* No head, but maybe revisions (a head deleted by hand): never
@@ -258,7 +262,7 @@ static int commit_rev(struct etcd *e, const struct args *a, struct fleet_head *h
         if (fleet_log_read(e, a->prefix, 1, &log, err, sizeof(err)) == TG_OK)
             for (size_t i = 0; i < json_array_size(log); i++) {
                 json_int_t v = json_integer_value(json_object_get(json_array_get(log, i), "rev"));
-                if (v >= r->rev)
+                if (v >= r->rev && v < INT64_MAX - 1)
                     r->rev = v + 1;
             }
         json_decref(log);
@@ -397,8 +401,8 @@ static void print_time(int64_t t, char *dst, size_t len)
 {
     time_t tt = (time_t)t;
     struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(dst, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (gmtime_r(&tt, &tm) == NULL || strftime(dst, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(dst, len, "-");
 }
 
 static int cmd_history(const struct args *a)

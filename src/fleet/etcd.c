@@ -566,7 +566,7 @@ static bool watch_message(struct etcd_watch *w, const char *p, size_t len)
         }
         const char *type = json_string_value(json_object_get(ev, "type"));
         bool is_delete = type != NULL && strcmp(type, "DELETE") == 0;
-        if (mod >= w->next_rev)
+        if (mod >= w->next_rev && mod < INT64_MAX)
             w->next_rev = mod + 1;
         w->on_event(w->arg, (const char *)key, is_delete, mod);
         free(key);

@@ -33,9 +33,8 @@ struct fleet_node {
     int64_t error_rev;        /* the last revision refused; 0: none since */
     char error[ERROR_TEXT_MAX];
     int64_t error_at;
-    int64_t retry_rev; /* asked while the master was busy: tried again */
-    char retry_sha[65];
-    int fd; /* the master's end; -1 without an agent */
+    bool is_waiting; /* the pending revision waits for old generations to drain */
+    int fd;          /* the master's end; -1 without an agent */
     pid_t agent;
     ev_tstamp agent_started, spawn_after;
     ev_io io;
@@ -264,6 +263,32 @@ static void send_result(struct fleet_node *n, int64_t rev, const char *sha, bool
     json_decref(m);
 }
 
+/* Starts the generation of the pending revision (checked and installed).
+ * While old generations drain (max_draining_generations), it waits: the
+ * tick tries again once the master can reload, without checking it again. */
+static void reload_pending(struct fleet_node *n)
+{
+    struct diag d;
+    diag_init(&d);
+    int64_t rev = n->pending.rev;
+    char sha[65], *config = strdup(n->pending.config_path); /* pending goes with a failure */
+    memcpy(sha, n->pending.sha, sizeof(sha));
+    n->is_waiting = false;
+    enum admin_reload res = n->ops.reload(n->ops.ctx, &d);
+    if (res == ADMIN_RELOAD_OK) {
+        send_result(n, rev, sha, true, NULL);
+    } else if (res == ADMIN_RELOAD_BUSY) {
+        n->is_waiting = true; /* pending kept */
+    } else {
+        char msg[ERROR_TEXT_MAX];
+        first_error(&d, config, msg, sizeof(msg));
+        set_error(n, rev, msg);
+        send_result(n, rev, sha, false, n->error);
+    }
+    free(config);
+    diag_fini(&d);
+}
+
 /* Revision rev is in the cache: apply it as SIGHUP would, or, when only
  * its CRLs and allow files changed, by installing them (the workers'
  * watches take them in, cutting revoked clients). */
@@ -302,22 +327,8 @@ static void apply(struct fleet_node *n, int64_t rev, const char *sha)
         diag_fini(&d);
         return;
     }
-    char *config = strdup(n->pending.config_path); /* pending goes with a failed reload */
-    enum admin_reload res = n->ops.reload(n->ops.ctx, &d);
-    if (res == ADMIN_RELOAD_OK) {
-        send_result(n, rev, sha, true, NULL);
-    } else if (res == ADMIN_RELOAD_BUSY) {
-        fleet_rev_free(&n->pending);
-        n->retry_rev = rev; /* tried again on the next tick */
-        snprintf(n->retry_sha, sizeof(n->retry_sha), "%s", sha);
-    } else {
-        char msg[ERROR_TEXT_MAX];
-        first_error(&d, config, msg, sizeof(msg));
-        set_error(n, rev, msg);
-        send_result(n, rev, sha, false, n->error);
-    }
-    free(config);
     diag_fini(&d);
+    reload_pending(n);
 }
 
 static void take_keys(struct fleet_node *n, const json_t *m)
@@ -439,13 +450,8 @@ static void tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct fleet_node *n = t->data;
     if (n->fd < 0 && n->agent == 0 && ev_now(n->loop) >= n->spawn_after)
         spawn_agent(n);
-    if (n->retry_rev != 0 && n->pending.rev == 0) {
-        int64_t rev = n->retry_rev;
-        char sha[65];
-        memcpy(sha, n->retry_sha, sizeof(sha));
-        n->retry_rev = 0;
-        apply(n, rev, sha);
-    }
+    if (n->is_waiting && n->pending.rev != 0 && !n->ops.is_busy(n->ops.ctx))
+        reload_pending(n);
     if (n->fd < 0)
         return;
     json_t *s = node_state(n);

@@ -87,6 +87,8 @@ struct fleet_node_ops {
     /* Trust files (CRLs, allow files) changed in place: every worker of
      * every generation looks at them now. */
     void (*trust_changed)(void *ctx);
+    /* Whether a reload would be refused now (old generations draining). */
+    bool (*is_busy)(void *ctx);
 };
 
 /*

@@ -623,6 +623,13 @@ static void fleet_trust_changed(void *ctx)
         gen_signal(g, SIGUSR2);
 }
 
+static bool fleet_is_busy(void *ctx)
+{
+    struct master *m = ctx;
+    unsigned limit = m->gens != NULL ? m->gens->cfg->max_draining_generations : 1;
+    return m->is_stopping || draining_generations(m) >= limit;
+}
+
 static const struct config *fleet_current(void *ctx)
 {
     struct master *m = ctx;
@@ -743,8 +750,15 @@ static int run(const char *path, const struct fleet_opts *fo)
     }
     gen_start(&m, g);
     if (m.fleet != NULL) {
-        const struct fleet_node_ops fops = {&m,           ops_reload,    fleet_tickets,
-                                            fleet_status, fleet_current, fleet_trust_changed};
+        const struct fleet_node_ops fops = {
+            .ctx = &m,
+            .reload = ops_reload,
+            .tickets = fleet_tickets,
+            .status = fleet_status,
+            .current = fleet_current,
+            .trust_changed = fleet_trust_changed,
+            .is_busy = fleet_is_busy,
+        };
         fleet_node_start(m.fleet, m.loop, &fops);
     }
     ev_timer_start(m.loop, &m.trust_tick);
