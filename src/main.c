@@ -221,7 +221,7 @@ static int run_file(const char *path)
         config_free(cfg);
         return master_run_config(path); /* reports what is wrong, if anything */
     }
-    /* The node file's strings live as long as the process. */
+    /* The node file's strings live as long as the node runs. */
     const struct cfg_fleet *f = cfg->fleet;
     static struct fleet_opts o;
     static char host[FLEET_NODE_MAX + 1];
@@ -232,14 +232,16 @@ static int run_file(const char *path)
     o.secret_file = f->secret_file;
     o.cache_dir = f->cache_dir != NULL ? f->cache_dir : "/var/lib/tollgate/fleet";
     o.lease_ttl = f->lease_ttl;
-    if (!fleet_node_name_ok(o.node)) {
+    int rc = 1;
+    if (fleet_node_name_ok(o.node))
+        rc = master_run_fleet(&o);
+    else
         fprintf(stderr,
                 "tollgate run: %s: fleet.node is not given and the host name \"%s\" is "
                 "not a node name: set fleet.node\n",
                 path, o.node);
-        return 1;
-    }
-    return master_run_fleet(&o);
+    config_free(cfg);
+    return rc;
 }
 
 static int cmd_run(int argc, char **argv)
