@@ -1582,7 +1582,7 @@ def test_a_node_file_does_not_leak_its_config(tmp_path):
     "BUG: a revision that waits for draining generations is checked again, and every worker "
     "signalled, every second: apply() runs prepare() (the whole staged check) and "
     "trust_changed() (SIGUSR2 to every worker of every generation) before reload() answers "
-    "BUSY, and tick_cb retries each second (src/master/fleet.c:256, :270, :398-401), logging "
+    "BUSY, and tick_cb retries each second (src/master/fleet.c:256, :271, :398-401), logging "
     "fleet_apply_start and reload_refused each time, for as long as the drain lasts "
     "(drain_timeout: hours for long-lived connections). Fix: wait for a generation to retire "
     "before trying again, and signal the workers only for a revision that is applied"))
