@@ -43,11 +43,12 @@ DEMO=(openssl curl)
 # (the install test renders the man pages and rotates with the installed
 # file), chromium (headless, the admin status page), etcd-server and
 # etcd-client (the fleet tests run a real etcd on loopback, from their own
-# temporary data directories, never the system's), and what building and
+# temporary data directories, never the system's), time (GNU time measures
+# the peak memory of a command for the fleet tests), and what building and
 # checking the .deb takes.
 TEST=(libcmocka-dev clang-format clang libclang-rt-dev valgrind
     python3 python3-pytest python3-cryptography python3-h2 openssl curl gnutls-bin nghttp2-client
-    prometheus man-db logrotate chromium etcd-server etcd-client
+    prometheus man-db logrotate chromium etcd-server etcd-client time
     debhelper lintian dpkg-dev fakeroot)
 FUZZ=(clang libclang-rt-dev)
 # bench/run.sh runs haproxy and nginx from its own temporary configs.

@@ -48,7 +48,7 @@ def test_test_installs_every_tool_the_suite_uses():
     needed = {"libcmocka-dev", "clang-format", "clang", "libclang-rt-dev", "valgrind",
               "python3-pytest", "python3-cryptography", "openssl", "curl", "gnutls-bin",
               "nghttp2-client", "prometheus", "pandoc", "man-db", "logrotate", "chromium", "debhelper",
-              "lintian", "dpkg-dev", "fakeroot", "etcd-server", "etcd-client"}
+              "lintian", "dpkg-dev", "fakeroot", "etcd-server", "etcd-client", "time"}
     assert needed <= pkgs, needed - pkgs
     # Twin: the peers of the benchmark are not test tools.
     assert not {"haproxy", "nginx", "wrk", "linux-perf"} & pkgs
