@@ -14,6 +14,7 @@ Figures (propagation time, lease expiry, leader change) are printed; run
 with -s to see them.
 """
 
+import calendar
 import hashlib
 import json
 import os
@@ -114,8 +115,8 @@ def https_get(addr, ctx, session=None, path="/"):
 
 def log_ms(event):
     """An event's wall-clock time (the log's UTC timestamp) in seconds."""
-    return time.mktime(time.strptime(event["_time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone \
-        + int(event["_time"][20:23]) / 1000.0
+    t = calendar.timegm(time.strptime(event["_time"][:19], "%Y-%m-%dT%H:%M:%S"))
+    return t + int(event["_time"][20:23]) / 1000.0
 
 
 def agent_pid(node):
@@ -350,3 +351,249 @@ def test_concurrent_pushes_lose_nothing(kit):
     head = json.loads(etcd.get(f"{fl.prefix}/head"))
     assert head["rev"] == h["head"]
     print(f"\n8 concurrent pushes: {len(claimed)} stored, {8 - len(claimed)} conflicts")
+
+
+# ---- 2. propagation to three nodes ---------------------------------------------------
+
+def test_three_nodes_follow_a_push(kit, backend):
+    """Three nodes on one etcd run revision 1. Revision 2 adds a listener:
+    every node applies it within a bound (the figure is printed) and serves
+    the new listener (refused before: the twin). Revision 3 moves the
+    target group from builtin:echo to a recording backend: every node's
+    traffic reaches it. fleet status: converged, three nodes on the head."""
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    nodes = kit.start(cfg)
+    ctx = tg_tls.client_ctx(kit.pki)
+    for n in nodes:
+        assert n.rev() == 1
+        echo_once(n.addr(), ctx)
+    extra_port = cfg.add_listener(listener(name="extra"))
+    for n in nodes:
+        with pytest.raises(OSError):
+            socket.create_connection((n.address, extra_port), timeout=2).close()
+
+    path = cfg.write()
+    t_push = time.time()
+    t0 = time.monotonic()
+    assert fl.push_ok(path) == 2
+    pushed = time.monotonic() - t0
+    wait_for(lambda: all(n.rev() == 2 for n in nodes), T(10), interval=0.01,
+             what="revision 2 on every node")
+    polled = time.monotonic() - t0
+    applied = {n.name: log_ms(n.wait_applied(2)[0]) - t_push for n in nodes}
+    last = max(applied.values())
+    print(f"\npropagation of revision 2: push took {pushed * 1000:.0f} ms; applied (log) "
+          + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in applied.items())
+          + f" after the push started; all /status at {polled * 1000:.0f} ms")
+    assert last < 5.0, applied
+    for n in nodes:
+        n.ports["extra"] = extra_port
+        echo_once(n.addr("extra"), ctx)
+        names = {l["name"] for l in n.admin_status()["listeners"]}
+        assert {"main", "extra"} <= names, names
+
+    be = backend()
+    cfg.groups = {"g": {"targets": [{"address": be.address}]}}
+    assert fl.push_ok(cfg.write()) == 3
+    for n in nodes:
+        n.wait_rev(3)
+    for i, n in enumerate(nodes):
+        echo_once(n.addr(), ctx, payload=f"via {n.name}\n".encode())
+    conns = be.wait_conns(3, T(10))
+    got = sorted(bytes(c.data) for c in conns)
+    assert got == sorted(f"via {n.name}\n".encode() for n in nodes), got
+
+    rc, doc = fl.wait_status(lambda rc, d: rc == 0 and len(d["nodes"]) == 3 and all(
+        any(t["address"] == be.address for t in x["targets"]) for x in d["nodes"]),
+        what="converged on revision 3")
+    assert doc["converged"] is True and doc["head"]["rev"] == 3 and doc["unreadable"] == 0
+    for n in nodes:
+        x = node_of(doc, n.name)
+        assert x["rev"] == 3 and x["error"] is None and x["source"] == "etcd", x
+        assert x["sha256"] == doc["head"]["sha256"]
+        assert {l["address"] for l in x["listeners"]} == {
+            f"{n.address}:{cfg.ports['main']}", f"{n.address}:{cfg.ports['extra']}"}
+    text = fl.status_text()
+    assert text.returncode == 0 and "converged" in text.stdout and "NOT" not in text.stdout
+
+
+# ---- 3. a revision one node refuses ----------------------------------------------------------
+
+def test_revision_refused_on_one_node_then_healed(kit):
+    """Revision 2 names the ECDSA key "${TG_KEY:-<real path>}"; node n3 runs
+    with TG_KEY pointing at a missing file. n1 and n2 apply revision 2; n3
+    refuses it (fleet_apply result=refused), stays on revision 1 and keeps
+    serving; its /status and fleet status show the error naming the file;
+    fleet status exits 1, NOT converged. Revision 3 (without the variable)
+    heals it: every node on 3, no error, exit 0."""
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    missing = str(kit.tmp / "no-such-dir" / "server-ecdsa.key")
+    n1, n2 = kit.start(cfg, count=2)
+    n3 = kit.node(2, env={"TG_KEY": missing}).start_node(cfg)
+    nodes = [n1, n2, n3]
+    ctx = tg_tls.client_ctx(kit.pki)
+
+    certs = kit.pki.certificates()
+    certs["ecdsa"]["key"] = "${TG_KEY:-" + certs["ecdsa"]["key"] + "}"
+    cfg.top["certificates"] = certs
+    assert fl.push_ok(cfg.write(), message="key by variable") == 2
+    n1.wait_rev(2)
+    n2.wait_rev(2)
+    ev = n3.wait_event("fleet_apply", result="refused", revision=2)[0]
+    assert ev["running"] == "1" and ev["action"] == "keep_serving"
+    assert n3.events("config_error", revision=2)
+    f = n3.wait_fleet(lambda f: f["error"] is not None, what="error in /status")
+    assert f["rev"] == 1 and f["error"]["rev"] == 2 and missing in f["error"]["message"], f
+    for n in nodes:
+        echo_once(n.addr(), ctx)
+
+    rc, doc = fl.wait_status(lambda rc, d: node_of(d, "n3") is not None
+                             and node_of(d, "n3")["error"] is not None
+                             and all(node_of(d, n) and node_of(d, n)["rev"] == 2
+                                     for n in ("n1", "n2")), what="the split")
+    assert rc == 1 and doc["converged"] is False and doc["head"]["rev"] == 2
+    x3 = node_of(doc, "n3")
+    assert x3["rev"] == 1 and x3["error"]["rev"] == 2 and missing in x3["error"]["message"]
+    assert x3["sha256"] != doc["head"]["sha256"]
+    for n in ("n1", "n2"):
+        assert node_of(doc, n)["error"] is None
+    text = fl.status_text()
+    assert text.returncode == 1 and "NOT converged" in text.stdout
+    assert re.search(r"^n3\s+1\s+.*revision 2: ", text.stdout, re.M), text.stdout
+
+    del cfg.top["certificates"]
+    cfg.top["drain_timeout"] = "3s"
+    assert fl.push_ok(cfg.write(), message="fixed") == 3
+    for n in nodes:
+        n.wait_rev(3)
+    n3.wait_fleet(lambda f: f["error"] is None, what="error cleared")
+    rc, doc = fl.wait_status(lambda rc, d: rc == 0 and len(d["nodes"]) == 3,
+                             what="converged on 3")
+    assert all(x["error"] is None and x["rev"] == 3 for x in doc["nodes"])
+    for n in nodes:
+        echo_once(n.addr(), ctx)
+
+
+# ---- 4. session resumption across nodes ----------------------------------------------------
+
+IDENTITY = ["client-cert", "client-cert-chain", "x-client-verify", "x-client-subject",
+            "x-client-issuer", "x-client-serial", "x-client-fingerprint"]
+
+
+def s_client_session(addr, pki, sess_in=None, sess_out=None, cert=None):
+    """openssl s_client, TLS 1.3, one line sent; stdin closed 0.5 s later so
+    that the server's ticket has arrived. Returns "New" or "Reused"."""
+    cmd = ["openssl", "s_client", "-connect", f"{addr[0]}:{addr[1]}", "-servername",
+           "localhost", "-CAfile", pki.path("root.crt"), "-verify_return_error", "-tls1_3"]
+    if sess_in:
+        cmd += ["-sess_in", str(sess_in)]
+    if sess_out:
+        cmd += ["-sess_out", str(sess_out)]
+    if cert:
+        cmd += ["-cert", cert[0], "-key", cert[1]]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    out_chunks, err_chunks = [], []
+    readers = [threading.Thread(target=lambda: out_chunks.append(p.stdout.read()), daemon=True),
+               threading.Thread(target=lambda: err_chunks.append(p.stderr.read()), daemon=True)]
+    for t in readers:
+        t.start()
+    try:
+        p.stdin.write(b"hello over s_client\n")
+        p.stdin.flush()
+        time.sleep(0.5)
+        p.stdin.close()
+        p.wait(T(15))
+        for t in readers:
+            t.join(T(5))
+        out, err = b"".join(out_chunks), b"".join(err_chunks)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = out.decode(errors="replace")
+    m = re.search(r"^(New|Reused), TLSv1\.3", text, re.M)
+    assert m, text[-2000:] + err.decode(errors="replace")[-1000:]
+    assert b"hello over s_client" in out, text[-1000:]
+    return m.group(1)
+
+
+def wait_same_keys(nodes):
+    """Waits until every node took the fleet's ticket keys of one
+    generation; returns it."""
+    def same():
+        gens = []
+        for n in nodes:
+            ev = n.events("fleet_ticket_keys")
+            if not ev:
+                return None
+            gens.append(ev[-1]["generation"])
+        return gens[0] if len(set(gens)) == 1 else None
+    return wait_for(same, T(15), interval=0.05, what="the same ticket keys on every node")
+
+
+def https_cfg(kit):
+    return kit.config(listeners=[listener(), tg_http.https_listener(name="web", mode="mutual")])
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_sessions_resume_across_nodes(kit, tmp_path, version):
+    """With --secret-file, one set of ticket keys: a session made on n1
+    resumes on n2 and n3 (Python ssl, TLS 1.2 and 1.3) and one made with
+    openssl s_client on n2 resumes on n3 and n1. On a mutual https listener
+    the request resumed on another node carries the same identity headers
+    (Client-Cert, Client-Cert-Chain, X-Client-*) as the full handshake's."""
+    cfg = https_cfg(kit)
+    kit.fleet.push_ok(cfg.write())
+    secret = write_secret(tmp_path / "fleet.secret")
+    nodes = kit.start(cfg, secret_file=secret)
+    gen = wait_same_keys(nodes)
+    n1, n2, n3 = nodes
+    ctx = tg_tls.client_ctx(kit.pki, version=version)
+    reused, sess = echo_once(n1.addr(), ctx)
+    assert not reused and sess is not None
+    for n in (n2, n3):
+        reused, _ = echo_once(n.addr(), ctx, session=sess)
+        assert reused, f"a session from n1 did not resume on {n.name} (keys generation {gen})"
+
+    if version == "1.3":
+        sess_file = tmp_path / "s_client.sess"
+        assert s_client_session(n2.addr(), kit.pki, sess_out=sess_file) == "New"
+        for n in (n3, n1):
+            assert s_client_session(n.addr(), kit.pki, sess_in=sess_file) == "Reused", n.name
+
+    mctx = tg_tls.client_ctx(kit.pki, cert=kit.pki.client("alice"), version=version)
+    reused, sess, full = https_get(n1.addr("web"), mctx, path="/full")
+    assert not reused and full.status == 200
+    full_h = full.json()["headers"]
+    assert full_h["x-client-verify"] == "SUCCESS" and "CN=alice" in full_h["x-client-subject"]
+    assert full_h.get("client-cert-chain"), "no chain on the full request: the test proves nothing"
+    for n in (n2, n3):
+        reused, _, resumed = https_get(n.addr("web"), mctx, session=sess, path="/resumed")
+        assert reused and resumed.status == 200, n.name
+        got = resumed.json()["headers"]
+        for h in IDENTITY:
+            assert got.get(h) == full_h.get(h), f"{n.name} {h}: {got.get(h)!r} != {full_h.get(h)!r}"
+
+
+def test_without_secret_sessions_stay_on_their_node(kit):
+    """The twin: without --secret-file each node has its own ticket keys: a
+    session from n1 resumes on n1 but not on n2 (a full handshake, which
+    works)."""
+    cfg = kit.config()
+    kit.fleet.push_ok(cfg.write())
+    n1, n2 = kit.start(cfg, count=2)
+    ctx = tg_tls.client_ctx(kit.pki, version="1.3")
+    _, sess = echo_once(n1.addr(), ctx)
+    reused, _ = echo_once(n1.addr(), ctx, session=sess)
+    assert reused, "the session does not even resume on its own node: the test proves nothing"
+    reused, _ = echo_once(n2.addr(), ctx, session=sess)
+    assert not reused, "a session resumed on another node without a shared secret"
+    for n in (n1, n2):
+        assert not n.events("fleet_ticket_keys") and not n.events("fleet_ticket_leader")
+    rc, doc = kit.fleet.wait_status(lambda rc, d: len(d["nodes"]) == 2)
+    assert not any(x["ticket_leader"] for x in doc["nodes"])
