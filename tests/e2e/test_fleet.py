@@ -597,3 +597,332 @@ def test_without_secret_sessions_stay_on_their_node(kit):
         assert not n.events("fleet_ticket_keys") and not n.events("fleet_ticket_leader")
     rc, doc = kit.fleet.wait_status(lambda rc, d: len(d["nodes"]) == 2)
     assert not any(x["ticket_leader"] for x in doc["nodes"])
+
+
+# ---- 5. etcd dies under traffic ------------------------------------------------------------
+
+class TrafficLoop:
+    """A client thread: `count` TLS echo exchanges, round robin over the
+    nodes, one new connection each, paced over about `seconds`; failures
+    recorded with their node and time."""
+
+    def __init__(self, nodes, ctx, count=300, seconds=10.0):
+        self.nodes, self.ctx, self.count, self.seconds = nodes, ctx, count, seconds
+        self.done = 0
+        self.failures = []
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        start = time.monotonic()
+        deadline = start + self.seconds * 3  # a bound even when the machine is slow
+        for i in range(self.count):
+            if self.stop.is_set() or time.monotonic() > deadline:
+                break
+            n = self.nodes[i % len(self.nodes)]
+            payload = f"req {i}\n".encode()
+            try:
+                echo_once(n.addr(), self.ctx, payload=payload)
+            except (OSError, AssertionError, ssl.SSLError) as e:
+                self.failures.append((i, n.name, round(time.monotonic() - start, 3), repr(e)))
+            self.done += 1
+            pause = start + (i + 1) * self.seconds / self.count - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.t.join(self.seconds * 3 + T(10))
+        self.stop.set()
+
+
+@pytest.mark.slow
+def test_etcd_crash_under_traffic(kit):
+    """Three nodes serve a client loop (300 exchanges over ~10 s, round
+    robin) while etcd is killed (SIGKILL) and started again: not one
+    exchange fails. While etcd is down every node's /status says
+    fleet.etcd "down" (and still runs revision 1); once it is back they say
+    "up" and a revision pushed is applied by every node (under traffic).
+    Then n3's agent is frozen (SIGSTOP) while revisions 3, 4 and 5 are
+    pushed: when it thaws, n3 goes straight to 5 (no fleet_apply_start for 3
+    or 4 on n3)."""
+    etcd, fl = kit.etcd, kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    nodes = kit.start(cfg)
+    ctx = tg_tls.client_ctx(kit.pki)
+    with TrafficLoop(nodes, ctx) as loop:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        etcd.kill()
+        for n in nodes:
+            n.wait_fleet(lambda f: f["etcd"] == "down", timeout=T(10), what="etcd down")
+        down_seen = time.monotonic() - t0
+        for n in nodes:
+            f = n.fleet_state()
+            assert f["rev"] == 1 and f["etcd_error"], f
+            n.wait_event("fleet_etcd_unavailable")
+        time.sleep(1.0)
+        etcd.start()
+        t1 = time.monotonic()
+        for n in nodes:
+            n.wait_fleet(lambda f: f["etcd"] == "up", timeout=T(15), what="etcd up again")
+        up_seen = time.monotonic() - t1
+        cfg.top["drain_timeout"] = "3s"
+        assert fl.push_ok(cfg.write()) == 2
+        for n in nodes:
+            n.wait_rev(2)
+
+        n3 = nodes[2]
+        agent = agent_pid(n3)
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            for rev, drain in ((3, "4s"), (4, "5s"), (5, "6s")):
+                cfg.top["drain_timeout"] = drain
+                assert fl.push_ok(cfg.write()) == rev
+            for n in nodes[:2]:
+                n.wait_rev(5)
+            assert n3.rev() == 2
+        finally:
+            os.kill(agent, signal.SIGCONT)
+        n3.wait_rev(5)
+    print(f"\netcd crash: down seen on every node after {down_seen * 1000:.0f} ms, up again "
+          f"after {up_seen * 1000:.0f} ms; traffic: {loop.done} exchanges, "
+          f"{len(loop.failures)} failures")
+    assert loop.done == 300, loop.done
+    assert loop.failures == [], loop.failures[:10]
+    starts = [e["revision"] for e in n3.events("fleet_apply_start")]
+    assert starts == ["2", "5"], starts
+    assert [e["revision"] for e in n3.events("fleet_applied")] == ["1", "2", "5"]
+    for n in nodes:
+        assert n.alive()
+    rc, doc = fl.wait_status(lambda rc, d: rc == 0 and len(d["nodes"]) == 3)
+    assert all(x["rev"] == 5 for x in doc["nodes"])
+
+
+# ---- 6. nodes that go away ----------------------------------------------------------------------
+
+def test_node_entries_follow_node_lives(kit):
+    """With --lease-ttl 2: a node killed with SIGKILL (master, workers and
+    agent at once) stays in fleet status until its lease expires, then
+    disappears (about 2 s; printed); a node stopped with SIGTERM revokes its
+    lease and disappears at once. The survivor stays converged."""
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    n1, n2, n3 = kit.start(cfg, lease_ttl=2)
+    fl.wait_status(lambda rc, d: len(d["nodes"]) == 3, what="three nodes")
+
+    t0 = time.monotonic()
+    n3.crash()
+    rc, doc, _ = fl.status()
+    assert node_of(doc, "n3") is not None, "a crashed node's entry went before its lease"
+    fl.wait_status(lambda rc, d: node_of(d, "n3") is None, timeout=T(2 + 4),
+                   what="n3's entry gone")
+    crashed_gone = time.monotonic() - t0
+
+    t1 = time.monotonic()
+    assert n2.stop() == 0
+    stopped = time.monotonic() - t1
+    fl.wait_status(lambda rc, d: node_of(d, "n2") is None, timeout=T(1), what="n2's entry gone")
+    stopped_gone = time.monotonic() - t1
+    print(f"\nlease ttl 2 s: SIGKILLed node gone after {crashed_gone:.2f} s; SIGTERMed node "
+          f"stopped in {stopped:.2f} s, gone after {stopped_gone:.2f} s")
+    assert 1.0 <= crashed_gone <= 2 + 4, crashed_gone
+    assert stopped_gone < 1.5 + stopped, stopped_gone
+    assert n2.events("fleet_agent_exit") and not n2.events("fleet_lease_not_revoked")
+    rc, doc, _ = fl.status()
+    assert rc == 0 and [x["node"] for x in doc["nodes"]] == ["n1"]
+
+
+# ---- 7. the ticket-key leader dies ---------------------------------------------------------------------
+
+def ticket_leader(fl, count):
+    rc, doc = fl.wait_status(lambda rc, d: len(d["nodes"]) == count and sum(
+        1 for x in d["nodes"] if x["ticket_leader"]) == 1, what="one ticket leader")
+    return next(x["node"] for x in doc["nodes"] if x["ticket_leader"])
+
+
+def max_generation(n):
+    return max([int(e["generation"]) for e in n.events("fleet_ticket_keys")] or [0])
+
+
+@pytest.mark.slow
+def test_ticket_leader_killed(kit, tmp_path):
+    """Three nodes with one secret, --lease-ttl 2, ticket_key_rotation 2s.
+    The leader (the node that makes the keys) is killed with SIGKILL: a
+    survivor becomes leader within the lease TTL and a margin (printed); a
+    session made on the dead leader before resumes on both survivors; the
+    keys keep rotating (a generation above any seen before), and the
+    session still resumes after that rotation."""
+    fl = kit.fleet
+    cfg = kit.config(ticket_key_rotation="2s")
+    fl.push_ok(cfg.write())
+    secret = write_secret(tmp_path / "fleet.secret")
+    nodes = kit.start(cfg, secret_file=secret, lease_ttl=2)
+    wait_same_keys(nodes)
+    leader_name = ticket_leader(fl, 3)
+    leader = next(n for n in nodes if n.name == leader_name)
+    survivors = [n for n in nodes if n is not leader]
+    ctx = tg_tls.client_ctx(kit.pki, version="1.3")
+    _, sess = echo_once(leader.addr(), ctx)
+    wait_same_keys(nodes)
+    for n in survivors:  # the twin, before: it resumes everywhere
+        assert echo_once(n.addr(), ctx, session=sess)[0], n.name
+    g0 = max(max_generation(n) for n in nodes)
+
+    t0 = time.monotonic()
+    leader.crash()
+    wait_for(lambda: any(n.events("fleet_ticket_leader", leader="yes") for n in survivors),
+             T(2 + 4), interval=0.05, what="a new ticket leader")
+    took = time.monotonic() - t0
+    new = [n for n in survivors if n.events("fleet_ticket_leader", leader="yes")]
+    assert len(new) == 1, [n.name for n in new]
+    for n in survivors:
+        assert echo_once(n.addr(), ctx, session=sess)[0], \
+            f"a session made on the dead leader did not resume on {n.name}"
+    # Keys keep rotating under the new leader: every survivor takes them.
+    wait_for(lambda: all(max_generation(n) > g0 for n in survivors), T(15), interval=0.1,
+             what=f"a key generation above {g0} on the survivors")
+    wait_same_keys(survivors)
+    for n in survivors:
+        assert echo_once(n.addr(), ctx, session=sess)[0], \
+            f"{n.name}: the session did not resume after the new leader's rotation"
+    assert new[0].events("fleet_ticket_keys_rotated")
+    print(f"\nticket leader {leader_name} killed: {new[0].name} leader after {took:.2f} s "
+          f"(lease ttl 2 s); generation {g0} -> {max(max_generation(n) for n in survivors)}")
+    assert ticket_leader(fl, 2) == new[0].name
+
+
+# ---- 8. starting without etcd --------------------------------------------------------------------------
+
+def test_start_without_etcd(kit):
+    """etcd down at start: a node with a cache (from an earlier run) starts
+    from the revision it last applied (fleet_start source=cache) and serves
+    it, its /status saying source "cache" and etcd "down"; a node without a
+    cache exits 1 saying it cannot get a revision from etcd and has no
+    cached revision. When etcd is back, the cached node catches up with a
+    new revision."""
+    etcd, fl = kit.etcd, kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    cfg.top["drain_timeout"] = "3s"
+    fl.push_ok(cfg.write())
+    n1 = kit.node(0).start_node(cfg)
+    n1.wait_rev(2)
+    assert n1.stop() == 0
+    etcd.stop()
+
+    n1.start_node(cfg)
+    ev = n1.wait_event("fleet_start", source="cache")[0]
+    assert ev["revision"] == "2"
+    f = n1.wait_fleet(lambda f: f["rev"] == 2)
+    assert f["source"] == "cache" and f["etcd"] == "down" and f["etcd_error"], f
+    echo_once(n1.addr(), tg_tls.client_ctx(kit.pki))
+
+    fresh = kit.node(1)
+    fresh.start_node(cfg, wait=False)
+    assert fresh.wait_exit(T(15)) == 1
+    err = fresh.log()
+    assert "cannot get a revision from etcd" in err and "no cached revision" in err, err
+    assert str(fresh.cache_dir) in err
+
+    etcd.start()
+    n1.wait_fleet(lambda f: f["etcd"] == "up", timeout=T(15), what="etcd up")
+    cfg.top["drain_timeout"] = "4s"
+    assert fl.push_ok(cfg.write()) == 3
+    n1.wait_rev(3)
+    echo_once(n1.addr(), tg_tls.client_ctx(kit.pki))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a node started from its cache reports source "
+                   "'cache' forever, even after applying newer revisions from etcd "
+                   "(fleet_node.is_from_cache is never cleared, src/master/fleet.c)")
+def test_source_is_etcd_after_catching_up(kit):
+    """A node that started from its cache (etcd down) and then applied a new
+    revision fetched from etcd runs what etcd holds: its /status and its
+    fleet status entry should say source "etcd"."""
+    etcd, fl = kit.etcd, kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    n1 = kit.node(0).start_node(cfg)
+    n1.wait_rev(1)
+    n1.stop()
+    etcd.stop()
+    n1.start_node(cfg)
+    n1.wait_fleet(lambda f: f["source"] == "cache")
+    etcd.start()
+    cfg.top["drain_timeout"] = "3s"
+    assert fl.push_ok(cfg.write()) == 2
+    n1.wait_rev(2)
+    rc, doc = fl.wait_status(lambda rc, d: node_of(d, "n1") and node_of(d, "n1")["rev"] == 2)
+    assert node_of(doc, "n1")["source"] == "etcd", node_of(doc, "n1")
+    assert n1.fleet_state()["source"] == "etcd"
+
+
+# ---- 9. a CRL pushed cuts a revoked client on every node -------------------------------------------
+
+def test_pushed_crl_cuts_revoked_client_everywhere(kit, tmp_path):
+    """Three nodes, a mutual listener, a PKI of the test's own. alice and
+    bob each hold a live connection to every node. `tollgate pki revoke DIR
+    alice` and a push: the revision differs only in the CRL, so it is taken
+    in without a reload (fleet_applied reload=no); alice's three
+    connections are cut within 2 s (connection_revoked on each node), her
+    new handshakes are refused on every node, bob's connections still echo
+    and his new ones succeed."""
+    d = tmp_path / "pki"
+    r = run_tollgate(["pki", "init", str(d), "--clients", "alice,bob"])
+    assert r.returncode == 0, r.stderr
+    own = Pki(d)
+    cfg = kit.config(pki=own, listeners=[listener(mode="mutual")])
+    kit.fleet.push_ok(cfg.write())
+    nodes = kit.start(cfg, pki=own)
+    ctxs = {c: tg_tls.client_ctx(own, cert=own.client(c), version="1.3") for c in ("alice", "bob")}
+    held = {}
+    for c, ctx in ctxs.items():
+        for n in nodes:
+            s = tg_tls.connect(n.addr(), ctx)
+            s.sendall(b"hello\n")
+            assert tg_tls.recv_exact(s, 6) == b"hello\n"
+            held[(c, n.name)] = s
+    try:
+        r = run_tollgate(["pki", "revoke", str(d), "alice"])
+        assert r.returncode == 0, r.stderr
+        t0 = time.monotonic()
+        assert kit.fleet.push_ok(cfg.write(), message="revoke alice") == 2
+        cut = {}
+        deadline = t0 + T(2)
+        for n in nodes:
+            s = held[("alice", n.name)]
+            while True:
+                left = deadline - time.monotonic()
+                assert left > 0, f"alice's connection to {n.name} not cut within 2 s"
+                s.settimeout(left)
+                try:
+                    if s.recv(100) == b"":
+                        break
+                except (ssl.SSLError, ConnectionError):
+                    break
+                except socket.timeout:
+                    continue
+            cut[n.name] = time.monotonic() - t0
+        print("\nCRL push: alice cut after " + ", ".join(f"{k} {v * 1000:.0f} ms"
+                                                          for k, v in cut.items()))
+        for n in nodes:
+            ev = n.wait_event("connection_revoked", timeout=T(5))[0]
+            assert ev["reason"] == "cert_revoked" and "alice" in ev["subject"], ev
+            n.wait_event("fleet_applied", revision=2, reload="no")
+            assert not n.events("reload_start")
+            s = held[("bob", n.name)]
+            s.sendall(b"still\n")
+            assert tg_tls.recv_exact(s, 6) == b"still\n", f"bob cut on {n.name}"
+            ok, detail, _ = tg_tls.attempt(n.addr(), ctxs["alice"])
+            assert not ok, f"revoked alice got through on {n.name}: {detail}"
+            assert n.wait_rejection()["reason"] == "cert_revoked"
+            assert echo_once(n.addr(), ctxs["bob"], payload=b"bob again\n")
+    finally:
+        for s in held.values():
+            s.close()
