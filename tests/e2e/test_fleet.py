@@ -926,3 +926,197 @@ def test_pushed_crl_cuts_revoked_client_everywhere(kit, tmp_path):
     finally:
         for s in held.values():
             s.close()
+
+
+# ---- 10. junk and hostile data in etcd -------------------------------------------------------------------
+
+def test_junk_under_the_prefix_is_survived(kit, tmp_path):
+    """Junk written straight into etcd under the prefix: node entries that
+    are not JSON or not shaped like one, ticket keys that do not open, a
+    head that is not JSON. The nodes keep serving their revision and log
+    the problem; fleet status still answers, counting the unreadable
+    entries (with the head broken it exits 1 naming the key, and a push is
+    refused, nothing stored); sessions still resume across nodes; once the
+    head is repaired a push is applied by every node."""
+    etcd, fl = kit.etcd, kit.fleet
+    P = fl.prefix
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    secret = write_secret(tmp_path / "fleet.secret")
+    nodes = kit.start(cfg, count=2, secret_file=secret)
+    wait_same_keys(nodes)
+    ctx = tg_tls.client_ctx(kit.pki, version="1.3")
+
+    etcd.put(f"{P}/nodes/junk", b"\x00\xffnot json")
+    etcd.put(f"{P}/nodes/wrongtype", json.dumps({"node": 5, "rev": "one"}))
+    etcd.put(f"{P}/nodes/" + "x" * 300, b"[]")
+    rc, doc = fl.wait_status(lambda rc, d: d["unreadable"] == 3 and len(d["nodes"]) == 2)
+    assert rc == 0 and doc["converged"] is True
+    text = fl.status_text()
+    assert text.returncode == 0 and "(3 node entries could not be read)" in text.stdout
+    for n in nodes:
+        n.wait_fleet(lambda f: f["view"] and f["view"]["unreadable"] == 3, what="view with junk")
+
+    etcd.put(f"{P}/tickets/keys", b"tgk1.garbage")
+    # Whoever reads the garbage first says so (the leader replaces it, so a
+    # follower may never see it).
+    wait_for(lambda: [e for n in nodes for e in n.events("fleet_ticket_keys_unreadable")],
+             T(10), what="fleet_ticket_keys_unreadable")
+    wait_same_keys(nodes)
+    _, sess = echo_once(nodes[0].addr(), ctx)
+    assert echo_once(nodes[1].addr(), ctx, session=sess)[0], "resumption across nodes broke"
+
+    head = etcd.get(f"{P}/head")
+    etcd.put(f"{P}/head", b"{not json")
+    time.sleep(1.0)
+    for n in nodes:
+        echo_once(n.addr(), ctx)
+        assert n.alive()
+    rc, doc, err = fl.status()
+    assert rc == 1 and f"{P}/head" in err and "not a head" in err, (rc, err)
+    cfg.top["drain_timeout"] = "3s"
+    path = cfg.write()
+    r = fl.push(path)
+    assert r.returncode == 1 and "not a head" in r.stderr, r
+    assert etcd.get(f"{P}/head") == b"{not json"
+    assert etcd.get(rev_key(P, 2)) is None
+    etcd.put(f"{P}/head", head)
+    assert fl.push_ok(path) == 2
+    for n in nodes:
+        n.wait_rev(2, timeout=T(15))
+        assert n.rev() == 2 and n.fleet_state()["error"] is None
+        echo_once(n.addr(), ctx)
+
+
+def hostile_docs(d1, prefix):
+    """(name, document bytes or a function rev -> (bytes, extra puts)) for
+    revision documents a node must refuse. d1: a genuine document."""
+    def doc(rev, change, resign=True):
+        d = json.loads(json.dumps(d1))
+        d["rev"], d["parent"] = rev, rev - 1
+        change(d)
+        if resign:
+            d["sha256"] = rev_digest(d)
+        return json.dumps(d).encode(), {}
+
+    some = d1["files"][0]
+    base_dir = os.path.dirname(some["path"])
+
+    def traversal(d):
+        d["files"][0]["path"] = base_dir + "/../" + os.path.basename(base_dir) + "/" + \
+            os.path.basename(some["path"])
+
+    def dotdot_end(d):
+        d["local"][0] = base_dir + "/.."
+
+    def too_many(d):
+        d["files"] += [{"path": f"/nonexistent/f{i}", "sha256": "0" * 64, "size": 1}
+                       for i in range(1025)]
+
+    def twice(d):
+        d["files"].append(dict(d["files"][0]))
+
+    def relative_local(d):
+        d["local"][0] = "relative/server.key"
+
+    def huge_size(d):
+        d["files"][0]["size"] = 1 << 40
+
+    def control_char(d):
+        d["files"][0]["path"] = base_dir + "/a\nb.crt"
+
+    def bad_config(d):
+        d["config"] = "listeners: [ {name: unclosed\n"
+
+    def tampered(d):
+        d["config"] += "\n# changed after signing\n"
+
+    def blob(contents):
+        def make(rev):
+            promised = f"what revision {rev} promises".encode()
+            sha = hashlib.sha256(promised).hexdigest()
+
+            def change(d):
+                d["files"].append({"path": "/nonexistent/extra.pem", "sha256": sha,
+                                   "size": len(promised)})
+            data, _ = doc(rev, change)
+            return data, ({f"{prefix}/files/{sha}": contents} if contents is not None else {})
+        return make
+
+    return [
+        ("not JSON", lambda rev: (b"\xff\xfe not a document", {})),
+        ("deeply nested", lambda rev: (b"[" * 100000 + b"]" * 100000, {})),
+        ("sha256 mismatch", lambda rev: doc(rev, tampered, resign=False)),
+        ("path with /../", lambda rev: doc(rev, traversal)),
+        ("path ending /..", lambda rev: doc(rev, dotdot_end)),
+        ("path with a newline", lambda rev: doc(rev, control_char)),
+        ("1025 more files", lambda rev: doc(rev, too_many)),
+        ("a file named twice", lambda rev: doc(rev, twice)),
+        ("relative local path", lambda rev: doc(rev, relative_local)),
+        ("file size 1 TiB", lambda rev: doc(rev, huge_size)),
+        ("another revision's number", lambda rev: doc(rev + 50, lambda d: None)),
+        ("shared file tampered in etcd", blob(b"something else")),
+        ("shared file missing from etcd", blob(None)),
+        ("config with errors", lambda rev: doc(rev, bad_config)),
+    ]
+
+
+def test_hostile_revision_documents_are_refused(kit):
+    """Revision documents written straight into etcd (with a head naming
+    them), each wrong in one way, most of them with a correct digest so
+    that the check in question is what refuses them: garbage, deep nesting,
+    a digest that does not match, paths with "/../" or a newline, 1025
+    more files, a file named twice, a relative path, a size of 1 TiB, the
+    wrong revision number, a shared file tampered with or missing in etcd,
+    a config with errors. (A document over 1 MiB: see
+    test_oversized_values_are_refused_not_taken_for_an_outage.) Every node refuses each
+    one (fleet_revision_unreadable, or fleet_apply result=refused for the
+    config), keeps serving revision 1, shows the error in /status; fleet
+    status exits 1. A genuine push afterwards is applied everywhere and
+    clears the error."""
+    etcd, fl = kit.etcd, kit.fleet
+    P = fl.prefix
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    nodes = kit.start(cfg, count=2)
+    ctx = tg_tls.client_ctx(kit.pki)
+    d1 = json.loads(etcd.get(rev_key(P, 1)))
+    assert rev_digest(d1) == d1["sha256"]
+    rev = 1
+    for name, make in hostile_docs(d1, P):
+        rev += 1
+        data, extra = make(rev)
+        for k, v in extra.items():
+            etcd.put(k, v)
+        etcd.put(rev_key(P, rev), data)
+        try:
+            claimed = json.loads(data)["sha256"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            claimed = "ab" * 32
+        put_head(etcd, P, rev, claimed)
+        for n in nodes:
+            def refused(n=n, rev=rev):
+                return n.events("fleet_revision_unreadable", revision=rev) or \
+                    n.events("fleet_apply", revision=rev, result="refused")
+            wait_for(refused, T(10), interval=0.02, what=f"{n.name} refusing '{name}'")
+            f = n.wait_fleet(lambda f, rev=rev: f["error"] and f["error"]["rev"] == rev,
+                             what=f"error for '{name}'")
+            assert f["rev"] == 1, (name, f)
+            assert n.alive(), name
+            echo_once(n.addr(), ctx)
+        assert not any(n.events("fleet_applied", revision=rev) for n in nodes), name
+    rc, doc = fl.wait_status(lambda rc, d: all(x["error"] and x["error"]["rev"] == rev
+                                               for x in d["nodes"]) and len(d["nodes"]) == 2)
+    assert rc == 1 and doc["converged"] is False
+    msgs = {n.name: n.fleet_state()["error"]["message"] for n in nodes}
+    print(f"\n{rev - 1} hostile documents refused by both nodes; last error: {msgs['n1'][:120]}")
+
+    cfg.top["drain_timeout"] = "3s"
+    good = fl.push_ok(cfg.write())
+    assert good == rev + 1
+    for n in nodes:
+        n.wait_rev(good)
+        n.wait_fleet(lambda f: f["error"] is None, what="error cleared")
+        echo_once(n.addr(), ctx)
+    # Nothing a hostile document named was written outside the cache.
+    assert not os.path.exists("/nonexistent")
