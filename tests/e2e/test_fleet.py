@@ -90,6 +90,14 @@ def kit(request, tmp_path, pki, etcd):
     k.close()
 
 
+@pytest.fixture
+def cluster_kit(request, tmp_path, pki, etcd_cluster):
+    k = Kit(request, tmp_path, pki, etcd_cluster.urls)
+    k.cluster = etcd_cluster
+    yield k
+    k.close()
+
+
 # ---- small helpers -------------------------------------------------------------------
 
 def echo_once(addr, ctx, payload=b"ping\n", session=None):
@@ -703,6 +711,46 @@ def test_etcd_crash_under_traffic(kit):
     assert all(x["rev"] == 5 for x in doc["nodes"])
 
 
+
+@pytest.mark.slow
+def test_etcd_cluster_member_loss(cluster_kit):
+    """A three-member etcd cluster. n1 knows every member's URL, n2 only the
+    third's. The first member dies: pushes (given every URL) still work and
+    both nodes apply them. Then, the first member back, the third dies: n2
+    sees etcd "down" and stays on its revision while 3, 4 and 5 are pushed
+    and n1 follows; when the third member returns, n2 catches up straight
+    to 5 (no fleet_apply_start for 3 or 4)."""
+    kit, c = cluster_kit, cluster_kit.cluster
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    n1 = kit.node(0).start_node(cfg)
+    n2 = kit.node(1, fleet=Fleet(c[2].url, fl.prefix)).start_node(cfg)
+    ctx = tg_tls.client_ctx(kit.pki)
+
+    c[0].kill()
+    cfg.top["drain_timeout"] = "3s"
+    assert fl.push_ok(cfg.write()) == 2
+    n1.wait_rev(2, timeout=T(15))
+    n2.wait_rev(2, timeout=T(15))
+    c[0].start()
+
+    c[2].kill()
+    n2.wait_fleet(lambda f: f["etcd"] == "down", timeout=T(10), what="its only member down")
+    for rev, drain in ((3, "4s"), (4, "5s"), (5, "6s")):
+        cfg.top["drain_timeout"] = drain
+        assert fl.push_ok(cfg.write()) == rev
+    n1.wait_rev(5, timeout=T(15))
+    assert n2.rev() == 2
+    echo_once(n2.addr(), ctx)
+    c[2].start()
+    n2.wait_rev(5, timeout=T(20))
+    starts = [e["revision"] for e in n2.events("fleet_apply_start")]
+    assert starts == ["2", "5"], starts
+    for n in (n1, n2):
+        echo_once(n.addr(), ctx)
+
+
 # ---- 6. nodes that go away ----------------------------------------------------------------------
 
 def test_node_entries_follow_node_lives(kit):
@@ -1120,6 +1168,81 @@ def test_hostile_revision_documents_are_refused(kit):
         echo_once(n.addr(), ctx)
     # Nothing a hostile document named was written outside the cache.
     assert not os.path.exists("/nonexistent")
+
+
+
+# ---- 11. keys pushed sealed; the secret and the node's options -----------------------------------------
+
+def test_push_with_keys(kit, tmp_path):
+    """--with-keys ships the private key sealed with the fleet secret: the
+    sealed value in etcd holds neither the key nor a PEM header; a node with
+    the secret serves with the key even though the file is gone from its
+    disk; a node without the secret, or with another secret, cannot start
+    from it (exit 1, saying why). --with-keys without --secret-file is a
+    usage error (exit 2)."""
+    etcd, fl = kit.etcd, kit.fleet
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    key = keydir / "server.key"
+    key_bytes = open(kit.pki.path("server-ecdsa.key"), "rb").read()
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, key_bytes)
+    os.close(fd)
+    cfg = kit.config(certificates={"ecdsa": {"cert": kit.pki.path("server-ecdsa.crt"),
+                                             "key": str(key)}})
+    path = cfg.write()
+    secret = write_secret(tmp_path / "fleet.secret")
+    r = fl.push(path, extra=["--with-keys"])
+    assert r.returncode == 2 and "--secret-file" in r.stderr, r
+    r = fl.push(path, extra=["--with-keys", "--secret-file", secret])
+    assert r.returncode == 0, r.stderr
+    assert "4 files shared, 0 node-local" in r.stdout, r.stdout
+    sealed = etcd.get(f"{fl.prefix}/files/{hashlib.sha256(key_bytes).hexdigest()}")
+    assert sealed is not None and b"PRIVATE KEY" not in sealed
+    assert key_bytes.split(b"\n")[1][:20] not in sealed
+    os.unlink(key)
+
+    n1 = kit.node(0, secret_file=secret).start_node(cfg)
+    echo_once(n1.addr(), tg_tls.client_ctx(kit.pki))
+    assert n1.rev() == 1
+
+    other = write_secret(tmp_path / "other.secret")
+    for i, sf, why in ((1, None, "needs the fleet secret file"),
+                       (2, other, "sealed with another secret")):
+        n = kit.node(i, secret_file=sf)
+        n.start_node(cfg, wait=False)
+        assert n.wait_exit(T(15)) == 1, n.name
+        log = n.log()
+        assert "cannot get a revision from etcd" in log and why in log, log[-2000:]
+        assert key_bytes.split(b"\n")[1][:20].decode() not in log
+
+
+def test_node_options_are_checked(kit, tmp_path):
+    """A node refuses, before anything starts: a secret file readable by
+    others (mode 0644) or shorter than 32 bytes (exit 1, saying why); a
+    lease TTL below 2 s, a node name with a slash, a prefix without its
+    leading slash (exit 2). Twin: the same secret at 0600 with 48 bytes
+    starts."""
+    cfg = kit.config()
+    kit.fleet.push_ok(cfg.write())
+    loose = write_secret(tmp_path / "loose.secret")
+    os.chmod(loose, 0o644)
+    short = write_secret(tmp_path / "short.secret", b"x" * 31 + b"\n")
+    for i, (sf, needle) in enumerate(((loose, "chmod 600"), (short, "holds 31 bytes"))):
+        n = kit.node(i, secret_file=sf)
+        n.start_node(cfg, wait=False)
+        assert n.wait_exit(T(15)) == 1
+        assert needle in n.log(), n.log()[-1500:]
+    base = ["run", "--fleet", kit.fleet.urls, "--cache-dir", str(tmp_path / "c")]
+    for extra, needle in (
+            (["--prefix", kit.fleet.prefix, "--node", "a", "--lease-ttl", "1"], "--lease-ttl"),
+            (["--prefix", kit.fleet.prefix, "--node", "a/b"], "--node"),
+            (["--prefix", "no-slash", "--node", "a"], "--prefix")):
+        r = run_tollgate(base + extra, timeout=T(10))
+        assert r.returncode == 2 and needle in r.stderr, (extra, r.returncode, r.stderr)
+    os.chmod(loose, 0o600)
+    good = kit.node(2, secret_file=loose).start_node(cfg)
+    good.wait_event("fleet_ticket_keys")
 
 
 # ---- bugs found: each test shows one, marked xfail ------------------------------------------------------
