@@ -29,7 +29,6 @@ import time
 
 import pytest
 
-import tg_backend
 import tg_fleet
 import tg_http
 import tg_tls
@@ -828,6 +827,67 @@ def test_etcd_cluster_member_loss(cluster_kit):
         echo_once(n.addr(), ctx)
 
 
+
+@pytest.mark.slow
+def test_agent_killed_node_serves_and_catches_up(kit):
+    """The node's agent (the process that talks to etcd) is killed with
+    SIGKILL: the master logs fleet_agent_died and serves on; a revision
+    pushed meanwhile is applied once a new agent is started (one that died
+    young waits ten seconds)."""
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    n1 = kit.node(0, lease_ttl=3).start_node(cfg)
+    n1.wait_event("fleet_agent_started")
+    old = agent_pid(n1)
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    ev = n1.wait_event("fleet_agent_died")[0]
+    assert ev["pid"] == str(old)
+    cfg.top["drain_timeout"] = "3s"
+    assert fl.push_ok(cfg.write()) == 2
+    ctx = tg_tls.client_ctx(kit.pki)
+    for _ in range(5):
+        echo_once(n1.addr(), ctx)
+    assert n1.rev() == 1
+    n1.wait_event("fleet_agent_started", count=2, timeout=T(20))
+    assert agent_pid(n1) != old
+    n1.wait_rev(2, timeout=T(10))
+    took = time.monotonic() - t0
+    print(f"\nagent killed: revision 2 applied {took:.1f} s later (a new agent after the wait)")
+    echo_once(n1.addr(), ctx)
+    fl.wait_status(lambda rc, d: rc == 0 and node_of(d, "n1") and node_of(d, "n1")["rev"] == 2)
+
+
+def test_node_file_joins_the_fleet(kit, tmp_path):
+    """A config whose only key is `fleet` makes `tollgate run -c FILE` a
+    node (the packaged service's command line): `tollgate check` accepts it,
+    the node runs the pushed revision under the name the file gives. Twin:
+    the same file with one more key is refused by check, naming the line."""
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    text = (f"fleet:\n  etcd: [ \"{fl.urls}\" ]\n  prefix: {fl.prefix}\n"
+            f"  node: \"${{NODE_NAME:-unnamed}}\"\n  cache_dir: {tmp_path / 'nf-cache'}\n"
+            "  lease_ttl: 3\n")
+    nf = tmp_path / "node.yaml"
+    nf.write_text(text)
+    r = run_tollgate(["check", "-c", str(nf)])
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "node-bad.yaml"
+    bad.write_text(text + "workers: 2\n")
+    r = run_tollgate(["check", "-c", str(bad)])
+    assert r.returncode == 1 and re.search(rf"{re.escape(str(bad))}:7:1: workers: ", r.stderr), \
+        r.stderr
+    n = kit.node(0, name="lb-file", env={"NODE_NAME": "lb-file"})
+    n.node_file = nf
+    n.start_node(cfg)
+    assert n.rev() == 1 and n.fleet_state()["node"] == "lb-file"
+    echo_once(n.addr(), tg_tls.client_ctx(kit.pki))
+    rc, doc = fl.wait_status(lambda rc, d: node_of(d, "lb-file") is not None)
+    assert rc == 0
+
+
 # ---- 6. nodes that go away ----------------------------------------------------------------------
 
 def test_node_entries_follow_node_lives(kit):
@@ -1347,7 +1407,7 @@ def test_junk_head_is_not_an_etcd_outage(kit, tmp_path):
     time.sleep(2.0)
     states = {n.name: n.fleet_state() for n in nodes}
     flaps = {n.name: len(n.events("fleet_etcd_unavailable")) for n in nodes}
-    print(f"\njunk head: etcd as the nodes see it: "
+    print("\njunk head: etcd as the nodes see it: "
           + ", ".join(f"{k} {v['etcd']} ({v['etcd_error']!r})" for k, v in states.items())
           + f"; fleet_etcd_unavailable lines in 2 s: {flaps}")
     for n in nodes:

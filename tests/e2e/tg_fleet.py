@@ -11,7 +11,9 @@ config. Every wait is bounded (tg_proc.T).
 import http.client
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +31,6 @@ def node_addr(i):
 
 def port_free_everywhere(port, n):
     """Whether port is free on 127.0.0.1 and the first n node addresses."""
-    import socket
     for host in ["127.0.0.1"] + [node_addr(i) for i in range(n)]:
         with socket.socket() as s:
             try:
@@ -140,7 +141,6 @@ class Fleet:
         """Pushes; asserts success; returns the revision number pushed."""
         r = self.push(config_path, **kw)
         assert r.returncode == 0, f"push failed ({r.returncode}):\n{r.stdout}{r.stderr}"
-        import re
         m = re.search(r"pushed revision (\d+) \(sha256 ([0-9a-f]+)\) on top of (\d+)", r.stdout)
         assert m, r.stdout
         return int(m.group(1))
@@ -210,6 +210,8 @@ class Node(tg_proc.Tollgate):
         self.err_f = self.out_f = None
 
     def args(self):
+        if getattr(self, "node_file", None):
+            return [TOLLGATE_BIN, "run", "-c", str(self.node_file)]
         a = [TOLLGATE_BIN, "run", "--fleet", self.fleet.urls, "--prefix", self.fleet.prefix,
              "--node", self.name, "--cache-dir", str(self.cache_dir)]
         if self.secret_file:
@@ -298,15 +300,3 @@ class Node(tg_proc.Tollgate):
     def wait_applied(self, rev, timeout=None):
         return self.wait_event("fleet_applied", timeout=timeout or T(15), revision=rev)
 
-
-def wait_all(pred, timeout, interval=0.05, what="condition"):
-    return wait_for(pred, timeout, interval=interval, what=what)
-
-
-def lines_since(node, offset):
-    """The node's stderr written after byte offset."""
-    return node.log()[offset:]
-
-
-def now():
-    return time.monotonic()
