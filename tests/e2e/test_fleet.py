@@ -1536,14 +1536,15 @@ def test_restored_backup_then_new_push_reaches_nodes(kit):
 
 @pytest.mark.slow
 def test_ticket_keys_go_local_without_etcd_and_back(kit, tmp_path):
-    """ticket_key_rotation 3s, two nodes sharing keys. etcd is killed: no
-    fleet keys come, and after two rotation intervals each node rotates on
-    its own (fleet_ticket_keys_stale action=rotate_locally) rather than
-    encrypting under one key for ever; a session made then resumes on its
-    own node only. etcd back: the fleet's keys replace the local ones, and
-    sessions resume across the nodes again."""
+    """ticket_key_rotation 1s, two nodes sharing keys. etcd is killed: no
+    fleet keys come, and after two rotation intervals and the fleet's five
+    seconds of lateness each node rotates on its own
+    (fleet_ticket_keys_stale action=rotate_locally) rather than encrypting
+    under one key for ever; a session made then resumes on its own node
+    only. etcd back: the fleet's keys replace the local ones, and sessions
+    resume across the nodes again."""
     etcd, fl = kit.etcd, kit.fleet
-    cfg = kit.config(ticket_key_rotation="3s")
+    cfg = kit.config(ticket_key_rotation="1s")
     fl.push_ok(cfg.write())
     secret = write_secret(tmp_path / "fleet.secret")
     n1, n2 = kit.start(cfg, count=2, secret_file=secret)
@@ -1553,7 +1554,7 @@ def test_ticket_keys_go_local_without_etcd_and_back(kit, tmp_path):
     etcd.kill()
     t0 = time.monotonic()
     for n in (n1, n2):
-        ev = n.wait_event("fleet_ticket_keys_stale", timeout=T(15))[0]
+        ev = n.wait_event("fleet_ticket_keys_stale", timeout=T(20))[0]
         assert ev["action"] == "rotate_locally"
         n.wait_event("ticket_key_rotated")
     stale_after = time.monotonic() - t0
@@ -1569,20 +1570,15 @@ def test_ticket_keys_go_local_without_etcd_and_back(kit, tmp_path):
     wait_same_keys([n1, n2])
     _, sess = echo_once(n1.addr(), ctx)
     assert echo_once(n2.addr(), ctx, session=sess)[0], "the fleet's keys did not come back"
-    print(f"\netcd down: nodes rotated on their own after {stale_after:.1f} s (rotation 3 s)")
+    print(f"\netcd down: nodes rotated on their own after {stale_after:.1f} s (rotation 1 s)")
+    assert stale_after >= 2 * 1 + 5 - 1, stale_after
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the leader rotates the fleet's ticket keys only "
-                   "when its agent looks at them (a watch event or the 5 s poll, "
-                   "src/fleet/agent.c check_keys/lead_keys), not every ticket_key_rotation, "
-                   "while a node takes its fleet keys for stale after 2 x ticket_key_rotation "
-                   "(src/master/master.c rotate_cb): with a rotation under ~2.5 s (the config "
-                   "allows 1s) healthy nodes log fleet_ticket_keys_stale, rotate on their own "
-                   "between two fleet rotations, and sessions stop resuming across nodes")
 def test_short_rotation_keeps_keys_shared(kit, tmp_path):
     """ticket_key_rotation 1s (the smallest the config takes), etcd healthy:
-    the fleet's keys should change about every second, no node should think
-    them stale, and every session made on n1 should resume on n2."""
+    the leader rotates when a rotation is due (not on its agent's next
+    look), so the fleet's keys change about every second, no node takes them
+    for stale, and every session made on n1 resumes on n2."""
     fl = kit.fleet
     cfg = kit.config(ticket_key_rotation="1s")
     fl.push_ok(cfg.write())
@@ -1592,9 +1588,12 @@ def test_short_rotation_keeps_keys_shared(kit, tmp_path):
     ctx = tg_tls.client_ctx(kit.pki, version="1.3")
     misses, tries = [], 0
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 6.0 and tries < 200:
+    while time.monotonic() - t0 < 6.0 and tries < 100:
         tries += 1
         _, sess = echo_once(n1.addr(), ctx)
+        # A key reaches the nodes a few milliseconds apart: resuming at once
+        # may race a rotation (test_ticket_from_a_node_ahead_resumes_behind).
+        time.sleep(0.1)
         if not echo_once(n2.addr(), ctx, session=sess)[0]:
             misses.append(round(time.monotonic() - t0, 2))
         time.sleep(0.05)
@@ -1604,3 +1603,43 @@ def test_short_rotation_keeps_keys_shared(kit, tmp_path):
           f"stale events {stale}; fleet generation {gens} after ~6 s")
     assert misses == [], misses[:20]
     assert stale == {"n1": 0, "n2": 0}
+    assert gens >= 4, f"the fleet's keys rotated {gens} times in about 6 s at 1s"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a fleet key encrypts as soon as a node has it "
+                   "(ticket_set_rotate sets enc = 0, src/core/ticket.c, used by the leader in "
+                   "src/fleet/agent.c lead_keys): a node that got the new set a moment before "
+                   "another (a watch lost, a slow agent: up to the 5 s poll; on loopback a few "
+                   "ms at every rotation) issues tickets the other cannot open, though the key "
+                   "before it is in both sets. ticket_keys_file already avoids this (the last "
+                   "key but one encrypts); with ticket_key_rotation 1s about 1 in 100 "
+                   "immediate cross-node resumptions fail this way")
+def test_ticket_from_a_node_ahead_resumes_behind(kit, tmp_path):
+    """The follower's agent is held (SIGSTOP) while the leader rotates: the
+    leader's node (n1 here) has the new set, the follower (n2) the one
+    before. A session made on n1 now should resume on
+    n2, which holds every key but the newest: a new key should decrypt
+    everywhere before it encrypts anywhere."""
+    fl = kit.fleet
+    cfg = kit.config(ticket_key_rotation="1s")
+    fl.push_ok(cfg.write())
+    secret = write_secret(tmp_path / "fleet.secret")
+    nodes = kit.start(cfg, count=2, secret_file=secret)
+    wait_same_keys(nodes)
+    leader = ticket_leader(fl, 2)
+    # n1: the leader, ahead; n2: the other, held behind.
+    n1, n2 = sorted(nodes, key=lambda n: n.name != leader)
+    ctx = tg_tls.client_ctx(kit.pki, version="1.3")
+    agent = agent_pid(n2)
+    os.kill(agent, signal.SIGSTOP)
+    try:
+        g2 = max_generation(n2)
+        wait_for(lambda: max_generation(n1) >= g2 + 1, T(5), interval=0.05,
+                 what="n1 taking a newer set than n2's")
+        _, sess = echo_once(n1.addr(), ctx)
+        reused = echo_once(n2.addr(), ctx, session=sess)[0]
+        gens = (max_generation(n1), max_generation(n2))
+    finally:
+        os.kill(agent, signal.SIGCONT)
+    assert reused, f"a ticket from {n1.name}, the leader (generation {gens[0]}), did not " \
+        f"resume on {n2.name} (generation {gens[1]})"
