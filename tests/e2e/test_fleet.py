@@ -1643,3 +1643,40 @@ def test_ticket_from_a_node_ahead_resumes_behind(kit, tmp_path):
         os.kill(agent, signal.SIGCONT)
     assert reused, f"a ticket from {n1.name}, the leader (generation {gens[0]}), did not " \
         f"resume on {n2.name} (generation {gens[1]})"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: nothing stops two nodes from using one node name "
+                   "(the default, the host name up to its first dot, makes lb1.east and "
+                   "lb1.west both 'lb1'): both write P/nodes/NAME, the last writer's entry "
+                   "hides the other, and fleet status exits 0, converged, while one of them "
+                   "runs an older revision with an error (src/fleet/agent.c put_state writes "
+                   "the entry without checking whose it is)")
+def test_two_nodes_with_one_name_do_not_hide_a_split(kit, tmp_path):
+    """Node A ("dup") refuses revision 2 (its key is missing) and stays on
+    1. Node B, started afterwards under the same name, runs 2. fleet status
+    must not call that converged: a duplicate name should be refused or
+    shown, not let one node's entry hide the other's error."""
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    missing = str(tmp_path / "none" / "server-ecdsa.key")
+    a = kit.node(0, name="dup", env={"TG_KEY": missing}).start_node(cfg)
+    certs = kit.pki.certificates()
+    certs["ecdsa"]["key"] = "${TG_KEY:-" + certs["ecdsa"]["key"] + "}"
+    cfg.top["certificates"] = certs
+    assert fl.push_ok(cfg.write()) == 2
+    a.wait_event("fleet_apply", result="refused", revision=2)
+    fl.wait_status(lambda rc, d: node_of(d, "dup") and node_of(d, "dup")["error"])
+    b = Node(tmp_path / "other", kit.pki, fl, 1, name="dup")
+    kit.nodes.append(b)
+    kit.request.node._tollgates.append(b)
+    b.start_node(cfg, wait=False)
+    wait_for(lambda: not b.alive() or b.events("fleet_agent_started"), T(15), interval=0.05,
+             what="the second 'dup' started or refused")
+    time.sleep(2.5)  # entries are written within a second of a change
+    assert a.alive() and a.rev() == 1 and a.fleet_state()["error"]
+    rc, doc, _ = fl.status()
+    seen = [(x["node"], x["pid"], x["rev"]) for x in doc["nodes"]]
+    assert rc == 1 and not doc["converged"], \
+        f"fleet status says converged ({seen}) while node A (pid {a.pid}) runs revision 1 " \
+        f"with an error"
