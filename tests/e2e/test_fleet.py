@@ -1040,9 +1040,12 @@ def test_source_is_etcd_after_catching_up(kit):
     cfg.top["drain_timeout"] = "3s"
     assert fl.push_ok(cfg.write()) == 2
     n1.wait_rev(2)
-    rc, doc = fl.wait_status(lambda rc, d: node_of(d, "n1") and node_of(d, "n1")["rev"] == 2)
-    assert node_of(doc, "n1")["source"] == "etcd", node_of(doc, "n1")
-    assert n1.fleet_state()["source"] == "etcd"
+    t0 = time.monotonic()
+    n1.wait_fleet(lambda f: f["source"] == "etcd", timeout=T(10), what="source etcd")
+    took = time.monotonic() - t0
+    rc, doc = fl.wait_status(lambda rc, d: node_of(d, "n1") and node_of(d, "n1")["rev"] == 2
+                             and node_of(d, "n1")["source"] == "etcd", timeout=T(10))
+    print(f"\nsource turned to etcd {took:.2f} s after revision 2 was applied")
 
 
 # ---- 9. a CRL pushed cuts a revoked client on every node -------------------------------------------
@@ -1588,12 +1591,9 @@ def test_short_rotation_keeps_keys_shared(kit, tmp_path):
     ctx = tg_tls.client_ctx(kit.pki, version="1.3")
     misses, tries = [], 0
     t0 = time.monotonic()
-    while time.monotonic() - t0 < 6.0 and tries < 100:
+    while time.monotonic() - t0 < 6.0 and tries < 200:
         tries += 1
         _, sess = echo_once(n1.addr(), ctx)
-        # A key reaches the nodes a few milliseconds apart: resuming at once
-        # may race a rotation (test_ticket_from_a_node_ahead_resumes_behind).
-        time.sleep(0.1)
         if not echo_once(n2.addr(), ctx, session=sess)[0]:
             misses.append(round(time.monotonic() - t0, 2))
         time.sleep(0.05)
@@ -1606,20 +1606,12 @@ def test_short_rotation_keeps_keys_shared(kit, tmp_path):
     assert gens >= 4, f"the fleet's keys rotated {gens} times in about 6 s at 1s"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a fleet key encrypts as soon as a node has it "
-                   "(ticket_set_rotate sets enc = 0, src/core/ticket.c, used by the leader in "
-                   "src/fleet/agent.c lead_keys): a node that got the new set a moment before "
-                   "another (a watch lost, a slow agent: up to the 5 s poll; on loopback a few "
-                   "ms at every rotation) issues tickets the other cannot open, though the key "
-                   "before it is in both sets. ticket_keys_file already avoids this (the last "
-                   "key but one encrypts); with ticket_key_rotation 1s about 1 in 100 "
-                   "immediate cross-node resumptions fail this way")
 def test_ticket_from_a_node_ahead_resumes_behind(kit, tmp_path):
     """The follower's agent is held (SIGSTOP) while the leader rotates: the
     leader's node (n1 here) has the new set, the follower (n2) the one
-    before. A session made on n1 now should resume on
-    n2, which holds every key but the newest: a new key should decrypt
-    everywhere before it encrypts anywhere."""
+    before. A session made on n1 now resumes on n2, which holds every key
+    but the newest: a new key is staged (it decrypts everywhere) a rotation
+    before it encrypts anywhere."""
     fl = kit.fleet
     cfg = kit.config(ticket_key_rotation="1s")
     fl.push_ok(cfg.write())
