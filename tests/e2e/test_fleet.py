@@ -1143,12 +1143,15 @@ def test_junk_under_the_prefix_is_survived(kit, tmp_path):
     for n in nodes:
         n.wait_fleet(lambda f: f["view"] and f["view"]["unreadable"] == 3, what="view with junk")
 
+    taken = {n.name: len(n.events("fleet_ticket_keys")) for n in nodes}
     etcd.put(f"{P}/tickets/keys", b"tgk1.garbage")
     # Whoever reads the garbage first says so (the leader replaces it, so a
-    # follower may never see it).
+    # follower may never see it); then every node takes the replacement.
     wait_for(lambda: [e for n in nodes for e in n.events("fleet_ticket_keys_unreadable")],
              T(10), what="fleet_ticket_keys_unreadable")
-    wait_same_keys(nodes)
+    for n in nodes:
+        wait_for(lambda n=n: len(n.events("fleet_ticket_keys")) > taken[n.name], T(10),
+                 interval=0.05, what=f"{n.name} taking the replacement keys")
     _, sess = echo_once(nodes[0].addr(), ctx)
     assert echo_once(nodes[1].addr(), ctx, session=sess)[0], "resumption across nodes broke"
 
@@ -1477,12 +1480,16 @@ def test_replaced_ticket_keys_reach_every_node(kit, tmp_path):
     secret = write_secret(tmp_path / "fleet.secret")
     n1, n2 = kit.start(cfg, count=2, secret_file=secret)
     wait_same_keys([n1, n2])
+    taken = {n.name: len(n.events("fleet_ticket_keys")) for n in (n1, n2)}
     etcd.put(f"{fl.prefix}/tickets/keys", b"tgk1.garbage")
     wait_for(lambda: [e for n in (n1, n2) for e in n.events("fleet_ticket_keys_unreadable",
                                                              action="replace")],
              T(10), what="the leader replacing the keys")
     wait_for(lambda: sum(len(n.events("fleet_ticket_keys_rotated")) for n in (n1, n2)) >= 2,
              T(10), what="the replacement written")
+    for n in (n1, n2):
+        wait_for(lambda n=n: len(n.events("fleet_ticket_keys")) > taken[n.name], T(10),
+                 interval=0.05, what=f"{n.name} taking the replacement keys")
     n3 = kit.node(2, secret_file=secret).start_node(cfg)
     n3.wait_event("fleet_ticket_keys")
     ctx = tg_tls.client_ctx(kit.pki, version="1.3")
@@ -1672,3 +1679,116 @@ def test_two_nodes_with_one_name_do_not_hide_a_split(kit, tmp_path):
     assert rc == 1 and not doc["converged"], \
         f"fleet status says converged ({seen}) while node A (pid {a.pid}) runs revision 1 " \
         f"with an error"
+
+
+class SlowWatchProxy:
+    """A TCP proxy to etcd that holds each new connection whose first request
+    is a watch (POST /v3/watch) for `delay` seconds before passing it on, as
+    a distant etcd would; everything else passes at once. Threads, loopback,
+    closed with the test."""
+
+    def __init__(self, upstream_port, delay=1.0):
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.delay = delay
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.held = 0
+        self.socks = []
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            c.settimeout(T(10))
+            first = c.recv(65536)
+            if first.startswith(b"POST /v3/watch"):
+                self.held += 1
+                time.sleep(self.delay)
+            u = socket.create_connection(self.upstream, timeout=T(10))
+        except OSError:
+            c.close()
+            return
+        self.socks += [c, u]
+        c.settimeout(None)
+        u.settimeout(None)
+        u.sendall(first)
+        threading.Thread(target=self._pump, args=(u, c), daemon=True).start()
+        self._pump(c, u)
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                b = src.recv(65536)
+                if not b:
+                    break
+                dst.sendall(b)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closing = True
+        self.ls.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the agent's watch starts 'from now' "
+                   "(etcd_watch_start(..., 0) in step(), src/fleet/agent.c) and its request is "
+                   "only sent by the next etcd_watch_wait, after the full look that was meant "
+                   "to cover the gap: a change made between that look and the moment etcd "
+                   "registers the watch (one round trip; here 1 s) is seen only at the next "
+                   "5 s poll. On loopback it shows at a cold start: a follower started with "
+                   "the leader gets the first ticket keys 5 s late")
+def test_a_push_during_the_watch_setup_is_not_missed(kit):
+    """The node reaches etcd through a proxy that holds watch requests for
+    1 s (a distant etcd). Revision 2 is pushed just after the agent's first
+    full look, while its watch is being set up: the node should apply it
+    about when the watch is established (a watch from the look's revision
+    replays it), not at the next 5 s poll. Twin: once the watch is up, a
+    push through the same proxy is applied at once."""
+    fl = kit.fleet
+    cfg = kit.config()
+    fl.push_ok(cfg.write())
+    proxy = SlowWatchProxy(int(kit.etcd.url.rpartition(":")[2]), delay=1.0)
+    try:
+        n1 = kit.node(0, fleet=Fleet(proxy.url, fl.prefix)).start_node(cfg)
+        n1.wait_event("fleet_agent_started")
+        wait_for(lambda: proxy.held >= 1, T(5), interval=0.01, what="the watch held")
+        time.sleep(0.2)
+        cfg.top["drain_timeout"] = "3s"
+        t0 = time.monotonic()
+        assert fl.push_ok(cfg.write()) == 2
+        n1.wait_rev(2, timeout=T(10))
+        took = time.monotonic() - t0
+        # The twin: the watch up, a push goes through the proxy at once.
+        cfg.top["drain_timeout"] = "4s"
+        t1 = time.monotonic()
+        assert fl.push_ok(cfg.write()) == 3
+        n1.wait_rev(3, timeout=T(10))
+        took3 = time.monotonic() - t1
+        print(f"\nwatch set up in 1 s: a push made meanwhile applied after {took:.2f} s; "
+              f"one made once it was up after {took3:.2f} s")
+        assert took3 < 1.0, f"revision 3 took {took3:.2f} s: the proxy slows everything"
+        assert took < 2.5, f"revision 2 applied {took:.2f} s after its push: at the next poll"
+    finally:
+        proxy.close()
