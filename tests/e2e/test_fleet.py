@@ -1644,17 +1644,13 @@ def test_ticket_from_a_node_ahead_resumes_behind(kit, tmp_path):
         f"resume on {n2.name} (generation {gens[1]})"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: nothing stops two nodes from using one node name "
-                   "(the default, the host name up to its first dot, makes lb1.east and "
-                   "lb1.west both 'lb1'): both write P/nodes/NAME, the last writer's entry "
-                   "hides the other, and fleet status exits 0, converged, while one of them "
-                   "runs an older revision with an error (src/fleet/agent.c put_state writes "
-                   "the entry without checking whose it is)")
 def test_two_nodes_with_one_name_do_not_hide_a_split(kit, tmp_path):
     """Node A ("dup") refuses revision 2 (its key is missing) and stays on
-    1. Node B, started afterwards under the same name, runs 2. fleet status
-    must not call that converged: a duplicate name should be refused or
-    shown, not let one node's entry hide the other's error."""
+    1. Node B, started afterwards under the same name (another cache
+    directory), runs 2 but keeps off A's entry and says so
+    (fleet_node_name_taken, name_taken in its /status); fleet status shows
+    A's entry with its error, reports the name as used twice and exits 1,
+    not converged."""
     fl = kit.fleet
     cfg = kit.config()
     fl.push_ok(cfg.write())
@@ -1679,6 +1675,13 @@ def test_two_nodes_with_one_name_do_not_hide_a_split(kit, tmp_path):
     assert rc == 1 and not doc["converged"], \
         f"fleet status says converged ({seen}) while node A (pid {a.pid}) runs revision 1 " \
         f"with an error"
+    assert b.alive() and b.rev() == 2
+    b.wait_event("fleet_node_name_taken")
+    assert b.fleet_state()["name_taken"] is True and a.fleet_state()["name_taken"] is False
+    assert doc["names_in_use_twice"] == ["dup"], doc
+    assert seen == [("dup", a.pid, 1)] and node_of(doc, "dup")["error"]["rev"] == 2
+    text = fl.status_text()
+    assert text.returncode == 1 and "node name dup is used by more than one node" in text.stdout
 
 
 class SlowWatchProxy:
