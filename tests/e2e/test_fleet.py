@@ -1755,19 +1755,12 @@ class SlowWatchProxy:
                 pass
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the agent's watch starts 'from now' "
-                   "(etcd_watch_start(..., 0) in step(), src/fleet/agent.c) and its request is "
-                   "only sent by the next etcd_watch_wait, after the full look that was meant "
-                   "to cover the gap: a change made between that look and the moment etcd "
-                   "registers the watch (one round trip; here 1 s) is seen only at the next "
-                   "5 s poll. On loopback it shows at a cold start: a follower started with "
-                   "the leader gets the first ticket keys 5 s late")
 def test_a_push_during_the_watch_setup_is_not_missed(kit):
     """The node reaches etcd through a proxy that holds watch requests for
     1 s (a distant etcd). Revision 2 is pushed just after the agent's first
-    full look, while its watch is being set up: the node should apply it
-    about when the watch is established (a watch from the look's revision
-    replays it), not at the next 5 s poll. Twin: once the watch is up, a
+    full look, while its watch is being set up: the node applies it about
+    when the watch is established (the watch starts at the store's revision
+    of the look, so etcd replays the push), not at the next 5 s poll. Twin: once the watch is up, a
     push through the same proxy is applied at once."""
     fl = kit.fleet
     cfg = kit.config()
