@@ -58,7 +58,8 @@ static void run_usage(FILE *out)
 {
     fputs("usage: tollgate run -c FILE\n"
           "       tollgate run --fleet URLS --prefix P [--node NAME] [--secret-file FILE]\n"
-          "                    [--cache-dir DIR] [--lease-ttl SECONDS]\n"
+          "                    [--cache-dir DIR] [--lease-ttl SECONDS] [--etcd-ca FILE]\n"
+          "                    [--etcd-cert FILE --etcd-key FILE]\n"
           "  Runs the master and its workers in the foreground, logging to stderr, until\n"
           "  SIGTERM or SIGQUIT (drain, then exit 0). The config is checked first, as by\n"
           "  \"tollgate check\"; with an error nothing starts. SIGHUP reloads the config\n"
@@ -76,6 +77,9 @@ static void run_usage(FILE *out)
           "  --cache-dir DIR    where the node keeps the revisions it applied, to start\n"
           "                     without etcd (default /var/lib/tollgate/fleet)\n"
           "  --lease-ttl SECS   how long the node's entry outlives it (default 10)\n"
+          "  --etcd-ca FILE     the CA bundle that verifies https:// etcd endpoints\n"
+          "  --etcd-cert FILE   a client certificate for etcd's --client-cert-auth,\n"
+          "  --etcd-key FILE    and its key\n"
           "  -h, --help         this help\n"
           "\n"
           "examples:\n"
@@ -168,9 +172,10 @@ static const char *default_node(char *host, size_t len)
 /* tollgate run --fleet URLS --prefix P [--node NAME] [--secret-file F]
  * [--cache-dir D] [--lease-ttl SECONDS] */
 static int run_fleet(char *urls, const char *prefix, const char *node, const char *secret,
-                     const char *cache, const char *ttl)
+                     const char *cache, const char *ttl, const struct etcd_tls *tls)
 {
     static struct fleet_opts o;
+    o.tls = *tls;
     static char host[FLEET_NODE_MAX + 1];
     char err[256];
     if (!fleet_parse_urls(urls, &o, err, sizeof(err))) {
@@ -232,6 +237,7 @@ static int run_file(const char *path)
     o.secret_file = f->secret_file;
     o.cache_dir = f->cache_dir != NULL ? f->cache_dir : "/var/lib/tollgate/fleet";
     o.lease_ttl = f->lease_ttl;
+    o.tls = (struct etcd_tls){f->etcd_ca, f->etcd_cert, f->etcd_key};
     int rc = 1;
     if (fleet_node_name_ok(o.node))
         rc = master_run_fleet(&o);
@@ -246,17 +252,24 @@ static int run_file(const char *path)
 
 static int cmd_run(int argc, char **argv)
 {
-    static const char *const opts[] = {"-c",          "--config",    "--fleet",
-                                       "--prefix",    "--node",      "--secret-file",
-                                       "--cache-dir", "--lease-ttl", "--help"};
+    static const char *const opts[] = {"-c",        "--config",      "--fleet",     "--prefix",
+                                       "--node",    "--secret-file", "--cache-dir", "--lease-ttl",
+                                       "--etcd-ca", "--etcd-cert",   "--etcd-key",  "--help"};
     const char *path = NULL, *urls = NULL, *prefix = NULL, *node = NULL, *secret = NULL,
                *cache = NULL, *ttl = NULL;
+    struct etcd_tls tls = {NULL, NULL, NULL};
     struct {
         const char *name;
         const char **dst;
-    } const fleet_opts[] = {{"--fleet", &urls},      {"--prefix", &prefix},
-                            {"--node", &node},       {"--secret-file", &secret},
-                            {"--cache-dir", &cache}, {"--lease-ttl", &ttl}};
+    } const fleet_opts[] = {{"--fleet", &urls},
+                            {"--prefix", &prefix},
+                            {"--node", &node},
+                            {"--secret-file", &secret},
+                            {"--cache-dir", &cache},
+                            {"--lease-ttl", &ttl},
+                            {"--etcd-ca", &tls.ca_file},
+                            {"--etcd-cert", &tls.cert_file},
+                            {"--etcd-key", &tls.key_file}};
     for (int i = 1; i < argc; i++) {
         int m = opt_value(argc, argv, &i, "-c", "--config", &path);
         for (size_t k = 0; m == 0 && k < TG_ARRAY_LEN(fleet_opts); k++)
@@ -281,9 +294,10 @@ static int cmd_run(int argc, char **argv)
     if (urls != NULL) {
         char buf[4096];
         snprintf(buf, sizeof(buf), "%s", urls);
-        return run_fleet(buf, prefix, node, secret, cache, ttl);
+        return run_fleet(buf, prefix, node, secret, cache, ttl, &tls);
     }
-    if (prefix != NULL || node != NULL || secret != NULL || cache != NULL || ttl != NULL) {
+    if (prefix != NULL || node != NULL || secret != NULL || cache != NULL || ttl != NULL ||
+        tls.ca_file != NULL || tls.cert_file != NULL || tls.key_file != NULL) {
         fprintf(stderr, "tollgate run: --prefix, --node, --secret-file, --cache-dir and "
                         "--lease-ttl go with --fleet\n");
         return 2;

@@ -435,11 +435,12 @@ TG_MUST_USE enum tg_status config_load_buffer(const char *name, const char *base
 struct cfg_fleet {
     char **etcd; /* owned; client URLs */
     size_t n_etcd;
-    char *prefix;       /* without a trailing slash */
-    char *node;         /* NULL: the host name */
-    char *secret_file;  /* path or NULL */
-    char *cache_dir;    /* path or NULL: /var/lib/tollgate/fleet */
-    unsigned lease_ttl; /* seconds, default 10 */
+    char *prefix;                         /* without a trailing slash */
+    char *node;                           /* NULL: the host name */
+    char *secret_file;                    /* path or NULL */
+    char *cache_dir;                      /* path or NULL: /var/lib/tollgate/fleet */
+    unsigned lease_ttl;                   /* seconds, default 10 */
+    char *etcd_ca, *etcd_cert, *etcd_key; /* paths or NULL: TLS to https:// endpoints */
     struct cfg_pos pos;
 };
 

@@ -82,7 +82,8 @@ static void parse_etcd(struct cfg_ctx *c, const struct cfg_val *v, struct cfg_fl
 void cfg_parse_fleet(struct cfg_ctx *c, const struct cfg_val *v)
 {
     static const char *const keys[] = {"etcd",        "prefix",    "node",
-                                       "secret_file", "cache_dir", "lease_ttl"};
+                                       "secret_file", "cache_dir", "lease_ttl",
+                                       "etcd_ca",     "etcd_cert", "etcd_key"};
     if (!cfg_is_map(c, v))
         return;
     struct cfg_fleet *f = cfg_calloc(c, 1, sizeof(*f));
@@ -118,6 +119,15 @@ void cfg_parse_fleet(struct cfg_ctx *c, const struct cfg_val *v)
             break;
         case 5:
             (void)cfg_get_uint(c, &kv, 2, 300, &f->lease_ttl);
+            break;
+        case 6:
+            (void)cfg_get_path(c, &kv, &f->etcd_ca);
+            break;
+        case 7:
+            (void)cfg_get_path(c, &kv, &f->etcd_cert);
+            break;
+        case 8:
+            (void)cfg_get_path(c, &kv, &f->etcd_key);
             break;
         default:
             break;

@@ -111,6 +111,9 @@ void config_free(struct config *cfg)
         free(cfg->fleet->node);
         free(cfg->fleet->secret_file);
         free(cfg->fleet->cache_dir);
+        free(cfg->fleet->etcd_ca);
+        free(cfg->fleet->etcd_cert);
+        free(cfg->fleet->etcd_key);
         free(cfg->fleet);
     }
     for (size_t i = 0; i < cfg->n_client_cas; i++) {

@@ -678,7 +678,7 @@ int fleet_agent_main(const struct fleet_agent_start *s)
                     "action=ticket_keys_per_node",
                     s->opts->node, err);
     }
-    a.e = etcd_new(s->opts->urls, s->opts->n_urls, FLEET_TIMEOUT_MS);
+    a.e = etcd_new(s->opts->urls, s->opts->n_urls, FLEET_TIMEOUT_MS, &s->opts->tls);
     if (a.e == NULL)
         return 1;
     a.is_etcd_up = true;
@@ -755,6 +755,12 @@ int fleet_agent_cmd(int argc, char **argv)
             running = v;
         else if (strcmp(k, "--running-sha") == 0)
             running_sha = v;
+        else if (strcmp(k, "--etcd-ca") == 0)
+            o.tls.ca_file = v;
+        else if (strcmp(k, "--etcd-cert") == 0)
+            o.tls.cert_file = v;
+        else if (strcmp(k, "--etcd-key") == 0)
+            o.tls.key_file = v;
     }
     static char url_buf[4096];
     char err[256];

@@ -25,6 +25,7 @@ static void usage(FILE *out)
           "       tollgate fleet history --etcd URLS --prefix P [--format text|json]\n"
           "       tollgate fleet rollback REV --etcd URLS --prefix P [--base REV] [-m TEXT]\n"
           "       tollgate fleet status --etcd URLS --prefix P [--format text|json]\n"
+          "       (each also takes [--etcd-ca FILE] [--etcd-cert FILE --etcd-key FILE])\n"
           "  A fleet is several tollgate nodes sharing one config, one set of session\n"
           "  ticket keys and one view of themselves through etcd (docs/FLEET.md).\n"
           "\n"
@@ -46,6 +47,9 @@ static void usage(FILE *out)
           "  --with-keys          also push private keys, password files, the ticket\n"
           "                       key file and the admin token, sealed with the secret\n"
           "  --secret-file FILE   the fleet secret (as the nodes' --secret-file)\n"
+          "  --etcd-ca FILE       the CA bundle that verifies https:// etcd endpoints\n"
+          "  --etcd-cert FILE     a client certificate for etcd's --client-cert-auth,\n"
+          "  --etcd-key FILE      and its key\n"
           "  --format text|json   history and status: text (default) or one JSON object\n"
           "  -h, --help           this help\n"
           "\n"
@@ -66,6 +70,7 @@ struct args {
     char *etcd;
     char prefix[256];
     const char *config, *message, *secret_file, *format;
+    struct etcd_tls tls;
     int64_t base; /* -1: none */
     int64_t rev;  /* rollback */
     bool with_keys;
@@ -85,7 +90,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 {
     static const char *const opts[] = {"--etcd",        "--prefix", "-c",        "--config",
                                        "--base",        "-m",       "--message", "--with-keys",
-                                       "--secret-file", "--format", "--help"};
+                                       "--secret-file", "--format", "--etcd-ca", "--etcd-cert",
+                                       "--etcd-key",    "--help"};
     static const char *const subs[] = {"push", "history", "rollback", "status", "--help"};
     memset(a, 0, sizeof(*a));
     a->base = -1;
@@ -130,6 +136,12 @@ static int parse_args(int argc, char **argv, struct args *a)
             dst = &a->secret_file;
         else if (strcmp(o, "--format") == 0)
             dst = &a->format;
+        else if (strcmp(o, "--etcd-ca") == 0)
+            dst = &a->tls.ca_file;
+        else if (strcmp(o, "--etcd-cert") == 0)
+            dst = &a->tls.cert_file;
+        else if (strcmp(o, "--etcd-key") == 0)
+            dst = &a->tls.key_file;
         else if (strcmp(a->sub, "rollback") == 0 && a->rev == 0 && o[0] != '-') {
             if (!parse_i64(o, &a->rev) || a->rev == 0) {
                 fprintf(stderr, "tollgate fleet rollback: \"%s\" is not a revision number\n", o);
@@ -187,7 +199,7 @@ static struct etcd *connect_etcd(const struct args *a)
         fprintf(stderr, "tollgate fleet: --etcd: %s\n", err);
         return NULL;
     }
-    struct etcd *e = etcd_new(o.urls, o.n_urls, FLEET_TIMEOUT_MS);
+    struct etcd *e = etcd_new(o.urls, o.n_urls, FLEET_TIMEOUT_MS, &a->tls);
     if (e == NULL)
         fprintf(stderr, "tollgate fleet: out of memory\n");
     return e;

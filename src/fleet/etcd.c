@@ -18,7 +18,8 @@ struct etcd {
     size_t n_urls;
     size_t cur; /* the endpoint in use */
     unsigned timeout_ms;
-    CURL *curl; /* reused: keeps its connection */
+    char *ca_file, *cert_file, *key_file; /* owned; NULL: none */
+    CURL *curl;                           /* reused: keeps its connection */
     char err[512];
 };
 
@@ -47,7 +48,8 @@ const char *etcd_endpoint(const struct etcd *e)
     return e->urls[e->cur];
 }
 
-struct etcd *etcd_new(const char *const *urls, size_t n, unsigned timeout_ms)
+struct etcd *etcd_new(const char *const *urls, size_t n, unsigned timeout_ms,
+                      const struct etcd_tls *tls)
 {
     if (n == 0 || n > ETCD_URLS_MAX)
         return NULL;
@@ -55,6 +57,14 @@ struct etcd *etcd_new(const char *const *urls, size_t n, unsigned timeout_ms)
     if (e == NULL)
         return NULL;
     e->timeout_ms = timeout_ms;
+    const char *src[] = {tls ? tls->ca_file : NULL, tls ? tls->cert_file : NULL,
+                         tls ? tls->key_file : NULL};
+    char **dst[] = {&e->ca_file, &e->cert_file, &e->key_file};
+    for (size_t i = 0; i < TG_ARRAY_LEN(src); i++)
+        if (src[i] != NULL && (*dst[i] = strdup(src[i])) == NULL) {
+            etcd_free(e);
+            return NULL;
+        }
     e->curl = curl_easy_init();
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(urls[i]);
@@ -78,6 +88,9 @@ void etcd_free(struct etcd *e)
         return;
     for (size_t i = 0; i < e->n_urls; i++)
         free(e->urls[i]);
+    free(e->ca_file);
+    free(e->cert_file);
+    free(e->key_file);
     if (e->curl != NULL)
         curl_easy_cleanup(e->curl);
     free(e);
@@ -119,9 +132,15 @@ static struct curl_slist *json_headers(void)
     return h2;
 }
 
-static void setup_post(CURL *c, const char *url, const char *req, unsigned timeout_ms,
-                       struct curl_slist *hdrs)
+static void setup_post(const struct etcd *e, CURL *c, const char *url, const char *req,
+                       unsigned timeout_ms, struct curl_slist *hdrs)
 {
+    if (e->ca_file != NULL)
+        curl_easy_setopt(c, CURLOPT_CAINFO, e->ca_file);
+    if (e->cert_file != NULL)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, e->cert_file);
+    if (e->key_file != NULL)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, e->key_file);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, req);
@@ -173,7 +192,7 @@ static enum tg_status call(struct etcd *e, const char *path, json_t *req, json_t
         snprintf(url, sizeof(url), "%s%s", e->urls[e->cur], path);
         struct body b = {.max = ETCD_RESP_MAX};
         curl_easy_reset(e->curl);
-        setup_post(e->curl, url, text, e->timeout_ms, hdrs);
+        setup_post(e, e->curl, url, text, e->timeout_ms, hdrs);
         curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, (long)e->timeout_ms);
         curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, body_write);
         curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, &b);
@@ -625,7 +644,7 @@ struct etcd_watch *etcd_watch_start(struct etcd *e, const char *prefix, int64_t 
     }
     char url[1024];
     snprintf(url, sizeof(url), "%s/v3/watch", e->urls[e->cur]);
-    setup_post(w->easy, url, w->req, e->timeout_ms, w->hdrs);
+    setup_post(e, w->easy, url, w->req, e->timeout_ms, w->hdrs);
     curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write);
     curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
     /* A stream that carries nothing for long is dead (etcd sends progress

@@ -31,10 +31,18 @@
 
 struct etcd;
 
-/* A client of the endpoints urls[0..n) ("http://host:port", no path).
- * timeout_ms bounds every request. NULL when out of memory or n is out of
- * range. */
-struct etcd *etcd_new(const char *const *urls, size_t n, unsigned timeout_ms);
+/* TLS to https:// endpoints: the CA bundle that verifies etcd's
+ * certificate (NULL: the system's), and a client certificate and key for
+ * etcd's --client-cert-auth (NULL: none). Paths, read by libcurl. */
+struct etcd_tls {
+    const char *ca_file, *cert_file, *key_file;
+};
+
+/* A client of the endpoints urls[0..n) ("http://host:port" or https, no
+ * path), with tls (NULL: defaults). timeout_ms bounds every request. NULL
+ * when out of memory or n is out of range. */
+struct etcd *etcd_new(const char *const *urls, size_t n, unsigned timeout_ms,
+                      const struct etcd_tls *tls);
 void etcd_free(struct etcd *e);
 
 /* Calls fail with TG_E_CLOSED when no endpoint could be reached (or every

@@ -24,6 +24,7 @@ struct fleet_opts {
     char prefix[256];
     const char *node;
     const char *secret_file; /* NULL: ticket keys stay per node */
+    struct etcd_tls tls;     /* to https:// endpoints */
     const char *cache_dir;
     unsigned lease_ttl; /* seconds */
 };

@@ -158,7 +158,7 @@ struct fleet_node *fleet_node_new(const struct fleet_opts *o, struct diag *d)
         diag_add(d, DIAG_ERROR, NULL, 0, 0, NULL, "fleet secret: %s", err);
         goto fail;
     }
-    struct etcd *e = etcd_new(o->urls, o->n_urls, FLEET_TIMEOUT_MS);
+    struct etcd *e = etcd_new(o->urls, o->n_urls, FLEET_TIMEOUT_MS, &o->tls);
     struct fleet_head head;
     int64_t cached = fleet_cache_applied(o->cache_dir);
     int64_t want = 0;
@@ -509,28 +509,28 @@ static void exec_agent(const struct fleet_node *n)
         off += (size_t)snprintf(urls + off, sizeof(urls) - off, "%s%s", i ? "," : "", n->o.urls[i]);
     snprintf(ttl, sizeof(ttl), "%u", n->o.lease_ttl);
     snprintf(rev, sizeof(rev), "%" PRId64, n->current.rev);
-    /* The secret file goes last: without one, the list ends before it. */
-    const char *argv[] = {"tollgate",
-                          "fleet-agent",
-                          "--fleet",
-                          urls,
-                          "--prefix",
-                          n->o.prefix,
-                          "--node",
-                          n->o.node,
-                          "--cache-dir",
-                          n->o.cache_dir,
-                          "--lease-ttl",
-                          ttl,
-                          "--running",
-                          rev,
-                          "--running-sha",
-                          n->current.sha,
-                          "--secret-file",
-                          n->o.secret_file,
-                          NULL};
-    if (n->o.secret_file == NULL)
-        argv[16] = NULL;
+    /* Options without a value are left out. */
+    const char *opt[][2] = {
+        {"--fleet", urls},
+        {"--prefix", n->o.prefix},
+        {"--node", n->o.node},
+        {"--cache-dir", n->o.cache_dir},
+        {"--lease-ttl", ttl},
+        {"--running", rev},
+        {"--running-sha", n->current.sha},
+        {"--secret-file", n->o.secret_file},
+        {"--etcd-ca", n->o.tls.ca_file},
+        {"--etcd-cert", n->o.tls.cert_file},
+        {"--etcd-key", n->o.tls.key_file},
+    };
+    const char *argv[2 + 2 * TG_ARRAY_LEN(opt) + 1] = {"tollgate", "fleet-agent"};
+    size_t k = 2;
+    for (size_t i = 0; i < TG_ARRAY_LEN(opt); i++)
+        if (opt[i][1] != NULL) {
+            argv[k++] = opt[i][0];
+            argv[k++] = opt[i][1];
+        }
+    argv[k] = NULL;
     execv("/proc/self/exe", (char *const *)argv);
     log_err("event=fleet_agent_unavailable error=\"cannot run /proc/self/exe: %s\"",
             strerror(errno));
