@@ -88,6 +88,17 @@ def etcd_tls(tmp_path, etcd_pki):
         log.close()
 
 
+@pytest.fixture
+def started(request):
+    """The nodes a test starts, stopped at its end (their logs in the report
+    of a failed test)."""
+    nodes = []
+    request.node._tollgates = nodes
+    yield nodes
+    for n in nodes:
+        n.stop()
+
+
 def tls_args(d, cert="ops"):
     a = ["--etcd-ca", str(d / "ca.crt")]
     if cert:
@@ -95,7 +106,7 @@ def tls_args(d, cert="ops"):
     return a
 
 
-def test_fleet_over_tls_with_client_certificates(request, tmp_path, pki, etcd_pki, etcd_tls):
+def test_fleet_over_tls_with_client_certificates(started, tmp_path, pki, etcd_pki, etcd_tls):
     good = TlsFleet(etcd_tls, "/tls", tls_args(etcd_pki))
     wait_for(lambda: good._run(["history", *good.common()]).returncode == 0, T(20),
              interval=0.1, what="etcd over TLS")
@@ -113,7 +124,7 @@ def test_fleet_over_tls_with_client_certificates(request, tmp_path, pki, etcd_pk
     path = cfg.write()
     assert good.push_ok(path) == 1
     n = TlsNode(tmp_path / "nodes", pki, good, 0, tls=tls_args(etcd_pki))
-    request.node._tollgates = [n]
+    started.append(n)
     n.start_node(cfg)
     tg_echo(n)
     # the agent, a process of its own, reaches etcd with the same
@@ -126,7 +137,7 @@ def test_fleet_over_tls_with_client_certificates(request, tmp_path, pki, etcd_pk
     # a node without its client certificate cannot start: etcd refuses it
     # and it has no cache of its own
     bare = TlsNode(tmp_path / "nodes", pki, good, 1, tls=tls_args(etcd_pki, cert=None))
-    request.node._tollgates.append(bare)
+    started.append(bare)
     bare.start_node(cfg, wait=False)
     wait_for(lambda: bare.proc.poll() is not None, T(20), what="the node without a certificate")
     assert bare.proc.returncode == 1
@@ -140,7 +151,7 @@ def tg_echo(n):
         assert tg_tls.recv_exact(s, 5) == b"ping\n"
 
 
-def test_node_file_takes_the_etcd_tls_keys(request, tmp_path, pki, etcd_pki, etcd_tls):
+def test_node_file_takes_the_etcd_tls_keys(started, tmp_path, pki, etcd_pki, etcd_tls):
     good = TlsFleet(etcd_tls, "/tls-file", tls_args(etcd_pki))
     wait_for(lambda: good._run(["history", *good.common()]).returncode == 0, T(20),
              interval=0.1, what="etcd over TLS")
@@ -158,7 +169,7 @@ def test_node_file_takes_the_etcd_tls_keys(request, tmp_path, pki, etcd_pki, etc
         f"  etcd_cert: {etcd_pki / 'ops.crt'}\n"
         f"  etcd_key: {etcd_pki / 'ops.key'}\n")
     n.node_file = node_file
-    request.node._tollgates = [n]
+    started.append(n)
     n.start_node(cfg)
     tg_echo(n)
     wait_for(lambda: [x["node"] for x in (good.status()[1] or {}).get("nodes", [])] == ["filenode"], T(10),
