@@ -27,6 +27,7 @@
 #include "fleet/internal.h"
 #include "fleet/rev.h"
 #include "rev_digest.h"
+#include "unit_tmpdir.h"
 
 static char dir[] = "/tmp/test_fleet.XXXXXX";
 static char err[512];
@@ -89,14 +90,6 @@ static mode_t mode_of(const char *path)
     return st.st_mode & 07777;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -106,7 +99,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return unit_rm_tree(dir);
 }
 
 /* ---- revision documents ---- */

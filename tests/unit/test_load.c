@@ -23,6 +23,7 @@
 
 #include "tls/tls.h"
 #include "unit_x509.h"
+#include "unit_tmpdir.h"
 
 #define DAY (24L * 3600)
 
@@ -154,14 +155,6 @@ static void write_p12(const char *path, PKCS12 *p12)
 
 static void result_reset(void);
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -183,7 +176,7 @@ static int teardown(void **state)
     free_pair(&leaf);
     free_pair(&other);
     result_reset();
-    return nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return unit_rm_tree(dir);
 }
 
 /* ---- tls_read_file ---- */

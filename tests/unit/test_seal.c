@@ -19,6 +19,7 @@
 
 #include "fleet/b64.h"
 #include "fleet/seal.h"
+#include "unit_tmpdir.h"
 
 static const char aad[] = "/tollgate/fleet/tickets";
 static char err[512];
@@ -469,14 +470,6 @@ static void test_known_answer(void **state)
 
 /* ---- the secret file ---- */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -486,7 +479,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    return nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return unit_rm_tree(dir);
 }
 
 /* Writes len bytes to dir/name with mode; returns the path (static). */
