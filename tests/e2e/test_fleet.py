@@ -72,14 +72,7 @@ class Kit:
         return nodes
 
     def close(self):
-        problems = []
-        for n in self.nodes:
-            n.stop()
-            report = n.sanitizer_report()
-            if report:
-                problems.append(f"sanitizer error in node {n.name}:\n{report}")
-        if problems:
-            pytest.fail("\n\n".join(problems), pytrace=False)
+        tg_fleet.stop_all(self.nodes)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ import pytest
 
 import tg_proc
 import tg_tls
+from tg_fleet import stop_all
 from tg_proc import ASAN, SANITIZER_MARKERS, T, TOLLGATE_BIN, free_port, to_yaml, wait_for
 
 PREFIX = "/p"
@@ -571,14 +572,7 @@ def node(request, pki, tmp_path):
         return n.start_node(wait=wait)
 
     yield start
-    problems = []
-    for n in made:
-        n.stop()
-        report = n.sanitizer_report()
-        if report:
-            problems.append(f"sanitizer error in node {n.name}:\n{report}")
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    stop_all(made)
 
 
 @pytest.fixture

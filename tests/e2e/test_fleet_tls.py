@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 import tg_tls
-from tg_fleet import Config, Fleet, Node
+from tg_fleet import Config, Fleet, Node, stop_all
 from tg_proc import T, free_port, wait_for
 
 
@@ -95,8 +95,7 @@ def started(request):
     nodes = []
     request.node._tollgates = nodes
     yield nodes
-    for n in nodes:
-        n.stop()
+    stop_all(nodes)
 
 
 def tls_args(d, cert="ops"):

@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 import tg_proc
 from tg_proc import T, TOLLGATE_BIN, free_port, to_yaml, wait_for
 
@@ -300,3 +302,15 @@ class Node(tg_proc.Tollgate):
     def wait_applied(self, rev, timeout=None):
         return self.wait_event("fleet_applied", timeout=timeout or T(15), revision=rev)
 
+
+def stop_all(nodes):
+    """Stops nodes; fails the test (after stopping them all) when one of
+    them left a sanitizer report."""
+    problems = []
+    for n in nodes:
+        n.stop()
+        report = n.sanitizer_report()
+        if report:
+            problems.append(f"sanitizer error in node {n.name}:\n{report}")
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
