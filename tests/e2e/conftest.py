@@ -96,14 +96,7 @@ def tollgate(request, tmp_path, pki):
 
     yield start
 
-    problems = []
-    for tg in started:
-        tg.stop()
-        report = tg.sanitizer_report()
-        if report:
-            problems.append(f"sanitizer error in tollgate {tg.name}:\n{report}")
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    tg_proc.stop_all(started, what="tollgate")
 
 
 @pytest.fixture

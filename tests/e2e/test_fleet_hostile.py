@@ -31,7 +31,7 @@ import pytest
 
 import tg_proc
 import tg_tls
-from tg_fleet import stop_all
+from tg_fleet import stop_all, write_secret
 from tg_proc import ASAN, SANITIZER_MARKERS, T, TOLLGATE_BIN, free_port, to_yaml, wait_for
 
 PREFIX = "/p"
@@ -465,19 +465,8 @@ class Node(tg_proc.Tollgate):
         self._spawn()
         return self.wait_ready() if wait else self
 
-    def _spawn(self):
-        """As tg_proc.Tollgate._spawn, with the fleet's command line."""
-        self.err_f = open(self.stderr_path, "ab")
-        self.out_f = open(self.stdout_path, "ab")
-        self.log_offset = self.stderr_path.stat().st_size
-        env = dict(os.environ)
-        if ASAN:
-            env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
-            env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.proc = subprocess.Popen([TOLLGATE_BIN, "run", *self.args], stdin=subprocess.DEVNULL,
-                                     stdout=self.out_f, stderr=self.err_f, start_new_session=True,
-                                     env=env)
-        self.exit_code = None
+    def command(self):
+        return [TOLLGATE_BIN, "run", *self.args]
 
     def agent_pid(self):
         ev = self.events("fleet_agent_started")
@@ -903,9 +892,7 @@ def test_garbage_ticket_keys_are_replaced_by_the_leader(fake, shared, node, tmp_
     """P/tickets/keys that do not open (garbage, another prefix's token, a
     megabyte) are logged and replaced by the leader; the node serves."""
     push(fake, shared)
-    secret = tmp_path / "fleet.secret"
-    secret.write_bytes(os.urandom(48))
-    secret.chmod(0o600)
+    secret = write_secret(tmp_path / "fleet.secret")
     n = node(fake, shared, secret_file=secret)
     n.wait_event("fleet_ticket_keys", timeout=T(10))
     wait_for(lambda: fake.count("/v3/watch") >= 1, T(5), what="the agent's watch")
@@ -1259,9 +1246,7 @@ def test_a_watch_event_at_the_largest_revision_is_refused(fleet):
 
 def test_ticket_keys_made_anew_reach_the_master(fake, shared, node, tmp_path):
     push(fake, shared)
-    secret = tmp_path / "fleet.secret"
-    secret.write_bytes(os.urandom(48))
-    secret.chmod(0o600)
+    secret = write_secret(tmp_path / "fleet.secret")
     n = node(fake, shared, secret_file=secret)
     n.wait_event("fleet_ticket_keys", timeout=T(10))
     wait_for(lambda: fake.count("/v3/watch") >= 1, T(5), what="the agent's watch")
@@ -1276,9 +1261,7 @@ def test_ticket_keys_made_anew_reach_the_master(fake, shared, node, tmp_path):
 
 def test_ticket_keys_that_were_not_stored_are_not_used(fake, shared, node, tmp_path):
     push(fake, shared)
-    secret = tmp_path / "fleet.secret"
-    secret.write_bytes(os.urandom(48))
-    secret.chmod(0o600)
+    secret = write_secret(tmp_path / "fleet.secret")
     refused = []
 
     def hook(p, r):

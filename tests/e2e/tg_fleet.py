@@ -18,10 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 import tg_proc
-from tg_proc import T, TOLLGATE_BIN, free_port, to_yaml, wait_for
+from tg_proc import T, TOLLGATE_BIN, free_port, stop_all, to_yaml, wait_for
 
 ADDR_VAR = "${TG_ADDR:-127.0.0.1}"
 
@@ -222,20 +220,18 @@ class Node(tg_proc.Tollgate):
             a += ["--lease-ttl", str(self.lease_ttl)]
         return a
 
+    def command(self):
+        return self.args()
+
+    def spawn_env(self):
+        return {"TG_ADDR": self.address, **self.extra_env}
+
     def start_node(self, cfg, wait=True, timeout=None):
         """Starts the node; cfg (a Config) gives the ports to probe."""
         self.ports = dict(cfg.ports) if cfg is not None else {}
         self.hosts = {n: self.address for n in self.ports}
         self.admin_port = cfg.admin_port if cfg is not None else None
-        self.err_f = open(self.stderr_path, "ab")
-        self.out_f = open(self.stdout_path, "ab")
-        self.log_offset = self.stderr_path.stat().st_size
-        env = dict(os.environ)
-        env["TG_ADDR"] = self.address
-        env.update(self.extra_env)
-        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=self.out_f,
-                                     stderr=self.err_f, start_new_session=True, env=env)
-        self.exit_code = None
+        self._spawn()
         if wait:
             self.wait_ready(timeout=timeout or T(20))
         return self
@@ -302,15 +298,3 @@ class Node(tg_proc.Tollgate):
     def wait_applied(self, rev, timeout=None):
         return self.wait_event("fleet_applied", timeout=timeout or T(15), revision=rev)
 
-
-def stop_all(nodes):
-    """Stops nodes; fails the test (after stopping them all) when one of
-    them left a sanitizer report."""
-    problems = []
-    for n in nodes:
-        n.stop()
-        report = n.sanitizer_report()
-        if report:
-            problems.append(f"sanitizer error in node {n.name}:\n{report}")
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)

@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 TOLLGATE_BIN = os.environ.get("TOLLGATE_BIN", str(REPO / "build" / "tollgate"))
 ASAN = os.environ.get("TOLLGATE_ASAN", "") not in ("", "0")
@@ -226,6 +228,14 @@ class Tollgate:
                 raise
         return self
 
+    def command(self):
+        """The command line the process is started with."""
+        return [TOLLGATE_BIN, "run", "-c", str(self.config_path)]
+
+    def spawn_env(self):
+        """Variables added to the process's environment."""
+        return {}
+
     def _spawn(self):
         self.err_f = open(self.stderr_path, "ab")
         self.out_f = open(self.stdout_path, "ab")
@@ -234,9 +244,9 @@ class Tollgate:
         if ASAN:
             env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.update(self.spawn_env())
         self.proc = subprocess.Popen(
-            [TOLLGATE_BIN, "run", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=self.out_f, stderr=self.err_f,
+            self.command(), stdin=subprocess.DEVNULL, stdout=self.out_f, stderr=self.err_f,
             start_new_session=True, env=env)
         self.exit_code = None
 
@@ -428,3 +438,16 @@ def run_tollgate(args, timeout=None, cwd=None):
     """Runs a one-shot tollgate command; returns CompletedProcess (text)."""
     return subprocess.run([TOLLGATE_BIN, *args], capture_output=True, text=True,
                           timeout=timeout or T(60), cwd=cwd)
+
+
+def stop_all(tollgates, what="node"):
+    """Stops every process of tollgates; then fails the test when one of
+    them left a sanitizer report."""
+    problems = []
+    for tg in tollgates:
+        tg.stop()
+        report = tg.sanitizer_report()
+        if report:
+            problems.append(f"sanitizer error in {what} {tg.name}:\n{report}")
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
