@@ -449,6 +449,8 @@ enum tg_status tls_load_client_ca(const struct config *cfg, const struct cfg_cli
     }
     if (ca->crl != NULL && add_crls(&e, ca, certs, store) != TG_OK)
         goto out;
+    /* Best effort: without it the store checks CRLs as OpenSSL does. */
+    (void)tls_crl_check_attach(store);
     if (store_out != NULL) {
         *store_out = store;
         store = NULL;

@@ -62,6 +62,19 @@ TG_MUST_USE enum tg_status tls_load_client_ca(const struct config *cfg,
                                               const struct cfg_client_ca *ca, X509_STORE **store,
                                               STACK_OF(X509_NAME) **names, struct diag *d);
 
+/* Makes store's CRL checks remember which CRL verified with which issuer
+ * certificate, so that the same CRL met again with the same issuer is not
+ * verified again (crl_check.c says when exactly). False when out of memory:
+ * the store then checks as OpenSSL does. */
+bool tls_crl_check_attach(X509_STORE *store);
+
+/* How often store's CRL checks ran OpenSSL's check in full, and how often
+ * a remembered signature spared it. */
+struct tls_crl_check_counts {
+    uint64_t full, skipped;
+};
+struct tls_crl_check_counts tls_crl_check_counts(X509_STORE *store);
+
 /* Loads every certificate and client CA the config names and reports every
  * problem into d (used by `tollgate check` and before every (re)load). */
 void tls_config_check(const struct config *cfg, struct diag *d);

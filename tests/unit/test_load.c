@@ -27,13 +27,8 @@
 
 #define DAY (24L * 3600)
 
-struct pair {
-    X509 *cert;
-    EVP_PKEY *key;
-};
-
 static char dir[] = "/tmp/tg-test-load-XXXXXX";
-static struct pair root, inter, leaf, other;
+static struct unit_pair root, inter, leaf, other;
 
 /* A path in one of 32 rotating buffers, enough for any one test. */
 static const char *path_of(const char *name)
@@ -43,64 +38,6 @@ static const char *path_of(const char *name)
     char *p = paths[next++ % 32];
     snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
     return p;
-}
-
-/* A certificate for key, signed by issuer (self-signed when NULL), valid from
- * now + from to now + to (seconds). */
-static X509 *make_cert(const char *cn, EVP_PKEY *key, const struct pair *issuer, long from, long to,
-                       bool is_ca)
-{
-    static long serial = 1;
-    X509 *x = X509_new();
-    assert_non_null(x);
-    X509_set_version(x, X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-    X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer->cert) : name);
-    X509_gmtime_adj(X509_getm_notBefore(x), from);
-    X509_gmtime_adj(X509_getm_notAfter(x), to);
-    X509_set_pubkey(x, key);
-    X509 *signer = issuer ? issuer->cert : x;
-    unit_add_ext(x, signer, NID_basic_constraints,
-                 is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
-    unit_add_ext(x, signer, NID_subject_key_identifier, "hash");
-    unit_add_ext(x, signer, NID_authority_key_identifier, "keyid:always");
-    assert_true(X509_sign(x, issuer ? issuer->key : key, EVP_sha256()) > 0);
-    return x;
-}
-
-static struct pair make_pair(const char *cn, const struct pair *issuer, long from, long to,
-                             bool is_ca)
-{
-    struct pair p;
-    p.key = EVP_EC_gen("P-256");
-    assert_non_null(p.key);
-    p.cert = make_cert(cn, p.key, issuer, from, to, is_ca);
-    return p;
-}
-
-static void free_pair(struct pair *p)
-{
-    X509_free(p->cert);
-    EVP_PKEY_free(p->key);
-    p->cert = NULL;
-    p->key = NULL;
-}
-
-static X509_CRL *make_crl(const struct pair *issuer, long last, long next)
-{
-    X509_CRL *crl = X509_CRL_new();
-    assert_non_null(crl);
-    X509_CRL_set_version(crl, 1);
-    X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer->cert));
-    ASN1_TIME *t = X509_gmtime_adj(NULL, last);
-    X509_CRL_set1_lastUpdate(crl, t);
-    X509_gmtime_adj(t, next);
-    X509_CRL_set1_nextUpdate(crl, t);
-    ASN1_TIME_free(t);
-    assert_true(X509_CRL_sign(crl, issuer->key, EVP_sha256()) > 0);
-    return crl;
 }
 
 static void write_bytes(const char *path, const void *data, size_t len)
@@ -161,20 +98,20 @@ static int setup(void **state)
     umask(077); /* key files as an operator should write them; see test_load_key_mode */
     if (mkdtemp(dir) == NULL)
         return -1;
-    root = make_pair("Test Root", NULL, -DAY, 3650 * DAY, true);
-    inter = make_pair("Test Intermediate", &root, -DAY, 1825 * DAY, true);
-    leaf = make_pair("leaf.test", &inter, -DAY, 365 * DAY, false);
-    other = make_pair("other.test", NULL, -DAY, 365 * DAY, false);
+    root = unit_make_pair("Test Root", NULL, -DAY, 3650 * DAY, true);
+    inter = unit_make_pair("Test Intermediate", &root, -DAY, 1825 * DAY, true);
+    leaf = unit_make_pair("leaf.test", &inter, -DAY, 365 * DAY, false);
+    other = unit_make_pair("other.test", NULL, -DAY, 365 * DAY, false);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    free_pair(&root);
-    free_pair(&inter);
-    free_pair(&leaf);
-    free_pair(&other);
+    unit_free_pair(&root);
+    unit_free_pair(&inter);
+    unit_free_pair(&leaf);
+    unit_free_pair(&other);
     result_reset();
     return unit_rm_tree(dir);
 }
@@ -263,7 +200,7 @@ static void test_read_pem_cert_and_key(void **state)
 static void test_read_pem_only_crl(void **state)
 {
     (void)state;
-    X509_CRL *crl = make_crl(&root, -60, DAY);
+    X509_CRL *crl = unit_make_crl(&root, NULL, -60, DAY, NULL);
     BIO *b = BIO_new_file(path_of("only.crl"), "w");
     PEM_write_bio_X509_CRL(b, crl);
     BIO_free(b);
@@ -447,7 +384,7 @@ static void test_read_encrypted_key(void **state)
 static void test_read_crls(void **state)
 {
     (void)state;
-    X509_CRL *crl = make_crl(&root, -60, DAY);
+    X509_CRL *crl = unit_make_crl(&root, NULL, -60, DAY, NULL);
     unsigned char *der = NULL;
     int n = i2d_X509_CRL(crl, &der);
     write_bytes(path_of("root.crl.der"), der, (size_t)n);
@@ -610,8 +547,8 @@ static void test_load_mismatched_key(void **state)
 static void test_load_expired(void **state)
 {
     (void)state;
-    struct pair old = make_pair("old.test", &inter, -400 * DAY, -DAY, false);
-    struct pair soon = make_pair("soon.test", &inter, -DAY, 10 * DAY + 3600, false);
+    struct unit_pair old = unit_make_pair("old.test", &inter, -400 * DAY, -DAY, false);
+    struct unit_pair soon = unit_make_pair("soon.test", &inter, -DAY, 10 * DAY + 3600, false);
     X509 *old_chain[] = {old.cert, inter.cert, NULL};
     X509 *soon_chain[] = {soon.cert, inter.cert, NULL};
     write_pem(path_of("old.crt"), old_chain, old.key);
@@ -640,7 +577,7 @@ static void test_load_expired(void **state)
     diag_fini(&d);
 
     /* Not yet valid is an error too. */
-    struct pair later = make_pair("later.test", &inter, 2 * DAY, 365 * DAY, false);
+    struct unit_pair later = unit_make_pair("later.test", &inter, 2 * DAY, 365 * DAY, false);
     X509 *later_chain[] = {later.cert, inter.cert, NULL};
     write_pem(path_of("later.crt"), later_chain, later.key);
     diag_init(&d);
@@ -648,9 +585,9 @@ static void test_load_expired(void **state)
     assert_int_equal(tls_load_certificate(&cfg, &c, &out, &d), TG_E_CONFIG);
     find_diag(&d, "certificate CN=later.test is not valid before ");
     diag_fini(&d);
-    free_pair(&old);
-    free_pair(&soon);
-    free_pair(&later);
+    unit_free_pair(&old);
+    unit_free_pair(&soon);
+    unit_free_pair(&later);
 }
 
 static void test_load_incomplete_chain(void **state)
@@ -775,8 +712,8 @@ static void test_client_ca_ok(void **state)
     (void)state;
     X509 *bundle[] = {inter.cert, root.cert, NULL};
     write_pem(path_of("bundle.crt"), bundle, NULL);
-    write_crls(path_of("fresh.crl"), make_crl(&inter, -60, 30 * DAY),
-               make_crl(&root, -60, 30 * DAY));
+    write_crls(path_of("fresh.crl"), unit_make_crl(&inter, NULL, -60, 30 * DAY, NULL),
+               unit_make_crl(&root, NULL, -60, 30 * DAY, NULL));
     struct cfg_client_ca ca = ca_entry(path_of("bundle.crt"), path_of("fresh.crl"));
     X509_STORE *store = NULL;
     STACK_OF(X509_NAME) *names = NULL;
@@ -810,7 +747,7 @@ static void test_client_ca_stale_crl(void **state)
     (void)state;
     X509 *bundle[] = {root.cert, NULL};
     write_pem(path_of("root.crt"), bundle, NULL);
-    X509_CRL *stale = make_crl(&root, -40 * DAY, -10 * DAY);
+    X509_CRL *stale = unit_make_crl(&root, NULL, -40 * DAY, -10 * DAY, NULL);
     char when[64];
     tls_time_format(X509_CRL_get0_nextUpdate(stale), when, sizeof(when));
     write_crls(path_of("stale.crl"), stale, NULL);
@@ -830,9 +767,9 @@ static void test_client_ca_stale_crl(void **state)
     diag_fini(&d);
 
     /* A CRL that claims the root's name but was signed by another key. */
-    struct pair fake = make_pair("Test Root", NULL, -DAY, DAY, true);
-    write_crls(path_of("forged.crl"), make_crl(&fake, -60, DAY), NULL);
-    free_pair(&fake);
+    struct unit_pair fake = unit_make_pair("Test Root", NULL, -DAY, DAY, true);
+    write_crls(path_of("forged.crl"), unit_make_crl(&fake, NULL, -60, DAY, NULL), NULL);
+    unit_free_pair(&fake);
     ca = ca_entry(path_of("root.crt"), path_of("forged.crl"));
     diag_init(&d);
     assert_int_equal(tls_load_client_ca(&cfg, &ca, NULL, NULL, &d), TG_OK);
