@@ -23,6 +23,12 @@
 #include "tls/tls.h"
 
 #define RESPAWN_BACKOFF 1.0
+/* Every listener's client speaks first (a ClientHello, a PROXY header or an
+ * HTTP request): the kernel hands a connection to accept() once its first
+ * bytes are there, so the worker's first read finds them instead of waiting
+ * for another readiness event. A client that stays silent is handed over
+ * after about this many seconds and meets handshake_timeout as before. */
+#define LISTEN_DEFER_ACCEPT_S 1
 /* Seconds a fleet's rotation may be late (the leader rotates on whole
  * seconds, the agents look every quarter second, etcd may elect). */
 #define FLEET_KEYS_SLACK 5.0
@@ -128,6 +134,7 @@ static struct lsock *lsock_get(struct master *m, const struct net_addr *a, struc
         free(s);
         return NULL;
     }
+    net_set_defer_accept(s->fd, LISTEN_DEFER_ACCEPT_S);
     s->addr = *a;
     s->refs = 1;
     s->next = m->socks;

@@ -78,4 +78,9 @@ TG_MUST_USE enum tg_status net_connect_result(int fd);
 /* Sets TCP_NODELAY; failures are ignored (not every socket is TCP). */
 void net_set_nodelay(int fd);
 
+/* Sets TCP_DEFER_ACCEPT on a listening socket: the kernel completes a
+ * connection for accept() once its first bytes arrived, or after about
+ * `seconds` of silence; failures are ignored. */
+void net_set_defer_accept(int fd, int seconds);
+
 #endif

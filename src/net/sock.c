@@ -201,6 +201,11 @@ void net_set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+void net_set_defer_accept(int fd, int seconds)
+{
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof(seconds));
+}
+
 bool net_is_ip_literal(const char *s)
 {
     unsigned char a[16];

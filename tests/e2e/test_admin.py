@@ -249,6 +249,29 @@ def test_connections_active_gauge(admin_tg, pki):
     settled(port, ["mtls"])
 
 
+def test_silent_connection_waits_in_the_kernel(admin_tg, pki):
+    """Listening sockets defer accept (TCP_DEFER_ACCEPT): a client that
+    connected and said nothing is not yet a worker's connection, and costs
+    the worker nothing, until it speaks or about a second has passed."""
+    tg, port = admin_tg, admin_tg.admin_port
+    settled(port, ["mtls"])
+    with socket.create_connection(tg.addr("mtls"), timeout=T(5)):
+        time.sleep(0.5)  # well inside the one-second deferral, on any machine
+        assert metric(scrape(port), "tollgate_connections_active", listener="mtls") == 0
+    settled(port, ["mtls"])
+
+
+def test_connection_that_speaks_is_accepted_at_once(admin_tg, pki):
+    """Twin: the first byte of the ClientHello hands the connection over."""
+    tg, port = admin_tg, admin_tg.admin_port
+    settled(port, ["mtls"])
+    with socket.create_connection(tg.addr("mtls"), timeout=T(5)) as s:
+        s.sendall(b"\x16")
+        wait_for(lambda: metric(scrape(port), "tollgate_connections_active", listener="mtls") == 1,
+                 0.8, what="the connection accepted after its first byte")
+    settled(port, ["mtls"])
+
+
 def test_promtool_accepts_metrics(admin_tg, pki, tmp_path):
     promtool = shutil.which("promtool")
     if promtool is None:
