@@ -36,8 +36,12 @@ SERVERS = os.environ.get("BENCH_SERVERS", "tollgate,haproxy,nginx").split(",")
 TOLLGATE = os.environ.get("TOLLGATE_BIN", os.path.join(ROOT, "build-release", "tollgate"))
 TOOLS = os.environ.get("BENCH_TOOLS", os.path.join(HERE, ".build"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(HERE, "results"))
-SERVER_CORE = os.environ.get("BENCH_SERVER_CORE", "0")
-CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1")
+# Workers (tollgate, nginx) or threads (HAProxy) per server. With more than
+# one, servers and client share every core: see docs/PERFORMANCE.md.
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
+ALL_CORES = f"0-{os.cpu_count() - 1}"
+SERVER_CORE = os.environ.get("BENCH_SERVER_CORE", "0" if WORKERS == 1 else ALL_CORES)
+CLIENT_CORE = os.environ.get("BENCH_CLIENT_CORE", "1" if WORKERS == 1 else ALL_CORES)
 NGINX_STREAM = os.environ.get("NGINX_STREAM_MODULE", "/usr/lib/nginx/modules/ngx_stream_module.so")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -170,16 +174,28 @@ def core_times():
     return out
 
 
-def core_busy_pct(before, after, core):
-    b0, t0, _ = before[core]
-    b1, t1, _ = after[core]
-    return 100.0 * (b1 - b0) / max(1, t1 - t0)
+def core_list(spec):
+    """The cores of a taskset list such as "1", "0,1" or "0-1"."""
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
 
 
-def core_irq_pct(before, after, core):
-    _, t0, i0 = before[core]
-    _, t1, i1 = after[core]
-    return 100.0 * (i1 - i0) / max(1, t1 - t0)
+def core_busy_pct(before, after, spec):
+    """Busy % of the cores in spec (their mean when several)."""
+    cs = [str(c) for c in core_list(spec)]
+    busy = sum(after[c][0] - before[c][0] for c in cs)
+    total = sum(after[c][1] - before[c][1] for c in cs)
+    return 100.0 * busy / max(1, total)
+
+
+def core_irq_pct(before, after, spec):
+    cs = [str(c) for c in core_list(spec)]
+    irq = sum(after[c][2] - before[c][2] for c in cs)
+    total = sum(after[c][1] - before[c][1] for c in cs)
+    return 100.0 * irq / max(1, total)
 
 
 # ---------------------------------------------------------------- servers
@@ -271,7 +287,7 @@ class Tollgate(Server):
             lst.append(f"  - {{ name: {name.replace('_', '-')}, protocol: {proto}, "
                        f"listen: 127.0.0.1:{p(name)}, max_connections: 20000,\n"
                        f"      idle_timeout: 5m, tls: {tls}, {route} }}")
-        cfg = f"""workers: 1
+        cfg = f"""workers: {WORKERS}
 log: {{ level: warn, access: off }}
 admin: {{ listen: 127.0.0.1:{TOLLGATE_ADMIN} }}
 certificates:
@@ -298,7 +314,7 @@ class Haproxy(Server):
         p = lambda k: server_port("haproxy", k)
         mtls = f"ca-file {pki}/root.crt crl-file {pki}/clients.crl verify required"
         cfg = f"""global
-    nbthread 1
+    nbthread {WORKERS}
     maxconn 9950
     ssl-default-bind-options ssl-min-ver TLSv1.3
     ssl-default-bind-curves X25519
@@ -314,42 +330,42 @@ defaults
 
 frontend https_ecdsa
     mode http
-    bind 127.0.0.1:{p('https_ecdsa')} ssl crt {pki}/haproxy-ecdsa.pem
+    bind 127.0.0.1:{p('https_ecdsa')} defer-accept ssl crt {pki}/haproxy-ecdsa.pem
     option forwardfor
     http-request set-header X-Forwarded-Proto https
     default_backend be_http
 frontend https_rsa
     mode http
-    bind 127.0.0.1:{p('https_rsa')} ssl crt {pki}/haproxy-rsa.pem
+    bind 127.0.0.1:{p('https_rsa')} defer-accept ssl crt {pki}/haproxy-rsa.pem
     option forwardfor
     http-request set-header X-Forwarded-Proto https
     default_backend be_http
 frontend https_mtls
     mode http
-    bind 127.0.0.1:{p('https_mtls')} ssl crt {pki}/haproxy-ecdsa.pem {mtls}
+    bind 127.0.0.1:{p('https_mtls')} defer-accept ssl crt {pki}/haproxy-ecdsa.pem {mtls}
     option forwardfor
     http-request set-header X-Forwarded-Proto https
     default_backend be_http
 frontend https_h2
     mode http
-    bind 127.0.0.1:{p('https_h2')} ssl crt {pki}/haproxy-ecdsa.pem alpn h2,http/1.1
+    bind 127.0.0.1:{p('https_h2')} defer-accept ssl crt {pki}/haproxy-ecdsa.pem alpn h2,http/1.1
     option forwardfor
     http-request set-header X-Forwarded-Proto https
     default_backend be_http
 frontend tcp_ecdsa
-    bind 127.0.0.1:{p('tcp_ecdsa')} ssl crt {pki}/haproxy-ecdsa.pem
+    bind 127.0.0.1:{p('tcp_ecdsa')} defer-accept ssl crt {pki}/haproxy-ecdsa.pem
     default_backend be_echo
 frontend tcp_rsa
-    bind 127.0.0.1:{p('tcp_rsa')} ssl crt {pki}/haproxy-rsa.pem
+    bind 127.0.0.1:{p('tcp_rsa')} defer-accept ssl crt {pki}/haproxy-rsa.pem
     default_backend be_echo
 frontend tcp_mtls
-    bind 127.0.0.1:{p('tcp_mtls')} ssl crt {pki}/haproxy-ecdsa.pem {mtls}
+    bind 127.0.0.1:{p('tcp_mtls')} defer-accept ssl crt {pki}/haproxy-ecdsa.pem {mtls}
     default_backend be_echo
 frontend tcp_sink
-    bind 127.0.0.1:{p('tcp_sink')} ssl crt {pki}/haproxy-ecdsa.pem
+    bind 127.0.0.1:{p('tcp_sink')} defer-accept ssl crt {pki}/haproxy-ecdsa.pem
     default_backend be_sink
 frontend tcp_source
-    bind 127.0.0.1:{p('tcp_source')} ssl crt {pki}/haproxy-ecdsa.pem
+    bind 127.0.0.1:{p('tcp_source')} defer-accept ssl crt {pki}/haproxy-ecdsa.pem
     default_backend be_source
 
 backend be_http
@@ -386,7 +402,7 @@ class Nginx(Server):
                "proxy_set_header X-Real-IP $remote_addr; "
                "proxy_set_header X-Forwarded-Proto https; }")
         cfg = f"""load_module {NGINX_STREAM};
-worker_processes 1;
+worker_processes {WORKERS};
 worker_rlimit_nofile 20000;
 daemon off;
 pid {w}/nginx.pid;
@@ -403,12 +419,13 @@ http {{
     keepalive_requests 1000000;
     {ssl}
     upstream be_http {{ server 127.0.0.1:{BACK['http']}; keepalive 64; }}
-    server {{ listen 127.0.0.1:{p('https_ecdsa')} ssl; {cert('ecdsa')} {loc} }}
-    server {{ listen 127.0.0.1:{p('https_rsa')} ssl; {cert('rsa')} {loc} }}
-    server {{ listen 127.0.0.1:{p('https_mtls')} ssl; {cert('ecdsa')} {mtls} {loc} }}
-    server {{ listen 127.0.0.1:{p('https_h2')} ssl http2; {cert('ecdsa')} {loc} }}
+    server {{ listen 127.0.0.1:{p('https_ecdsa')} ssl deferred; {cert('ecdsa')} {loc} }}
+    server {{ listen 127.0.0.1:{p('https_rsa')} ssl deferred; {cert('rsa')} {loc} }}
+    server {{ listen 127.0.0.1:{p('https_mtls')} ssl deferred; {cert('ecdsa')} {mtls} {loc} }}
+    server {{ listen 127.0.0.1:{p('https_h2')} ssl http2 deferred; {cert('ecdsa')} {loc} }}
 }}
 stream {{
+    # nginx 1.22's stream module has no "deferred" listen parameter.
     {ssl}
     server {{ listen 127.0.0.1:{p('tcp_ecdsa')} ssl; {cert('ecdsa')} proxy_pass 127.0.0.1:{BACK['echo']}; }}
     server {{ listen 127.0.0.1:{p('tcp_rsa')} ssl; {cert('rsa')} proxy_pass 127.0.0.1:{BACK['echo']}; }}
@@ -983,7 +1000,7 @@ def main(argv):
             return 2
         scen = want
     try:
-        os.sched_setaffinity(0, {int(CLIENT_CORE)})
+        os.sched_setaffinity(0, set(core_list(CLIENT_CORE)))
     except OSError:
         pass
     os.makedirs(OUT, exist_ok=True)
@@ -1054,9 +1071,9 @@ def main(argv):
     ngv = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     osv = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()
     head = (f"# tollgate benchmark: {when}\n\n"
-            f"{ROUNDS} rounds of {SECONDS:g} s per server and scenario, interleaved; one worker "
-            f"per server on core {SERVER_CORE}, load generator and backend on core "
-            f"{CLIENT_CORE}; {CONC} concurrent connections for handshakes. {ver}; {ngv}; {osv}. "
+            f"{ROUNDS} rounds of {SECONDS:g} s per server and scenario, interleaved; {WORKERS} "
+            f"worker(s) per server on core(s) {SERVER_CORE}, load generator and backend on "
+            f"core(s) {CLIENT_CORE}; {CONC} concurrent connections for handshakes. {ver}; {ngv}; {osv}. "
             f"TLS 1.3 only, X25519, tickets on, access logs off everywhere. "
             f"Generated by `bench/run.sh {' '.join(want)}`.\n\n"
             f"Server CPU % is the server's process tree (utime + stime from /proc); client CPU % "
