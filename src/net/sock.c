@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,12 +87,38 @@ bool net_addr_is_any(const struct net_addr *a)
     return false;
 }
 
+/* Dotted-quad text of an IPv4 address into dst (at least 16 bytes); its
+ * length. glibc's inet_ntop formats with sprintf, and every proxied https
+ * request names its client. */
+static size_t ipv4_text(const uint8_t b[4], char *dst)
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            dst[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            dst[n++] = (char)('0' + v / 10 % 10);
+        dst[n++] = (char)('0' + v % 10);
+        dst[n++] = i < 3 ? '.' : '\0';
+    }
+    return n - 1;
+}
+
 void net_addr_host(const struct net_addr *a, char *dst, size_t dst_len)
 {
     const void *src = NULL;
-    if (a->ss.ss_family == AF_INET)
-        src = &((const struct sockaddr_in *)&a->ss)->sin_addr;
-    else if (a->ss.ss_family == AF_INET6)
+    if (a->ss.ss_family == AF_INET) {
+        char text[INET_ADDRSTRLEN];
+        size_t n =
+            ipv4_text((const uint8_t *)&((const struct sockaddr_in *)&a->ss)->sin_addr, text);
+        if (n < dst_len)
+            memcpy(dst, text, n + 1);
+        else
+            snprintf(dst, dst_len, "?"); /* as inet_ntop's ENOSPC */
+        return;
+    }
+    if (a->ss.ss_family == AF_INET6)
         src = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
     if (src == NULL || inet_ntop(a->ss.ss_family, src, dst, (socklen_t)dst_len) == NULL)
         snprintf(dst, dst_len, "?");

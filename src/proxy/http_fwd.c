@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "core/log.h"
+#include "core/str.h"
 #include "proxy/betls.h"
 #include "proxy/bpool.h"
 #include "proxy/reject.h"
@@ -143,10 +144,10 @@ enum conn_state http_request_ready(struct session *c)
 
     r->keep_alive = rq->keep_alive;
     r->head_kept = rq->len;
-    snprintf(r->log_method, sizeof(r->log_method), "%.*s", (int)rq->method_s.len,
-             http_span_ptr(rq, rq->method_s));
-    snprintf(r->m->log_path, sizeof(r->m->log_path), "%.*s", (int)rq->target.len,
-             http_span_ptr(rq, rq->target));
+    str_copy_n(r->log_method, sizeof(r->log_method), http_span_ptr(rq, rq->method_s),
+               rq->method_s.len);
+    str_copy_n(r->m->log_path, sizeof(r->m->log_path), http_span_ptr(rq, rq->target),
+               rq->target.len);
     r->log_path = r->m->log_path;
 
     if (reject_page_applies(c)) {

@@ -7,6 +7,7 @@
 #include "tls/tls.h"
 
 #include "core/log.h"
+#include "core/str.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -262,12 +263,13 @@ void tls_info_clear(struct tls_info *info)
 void tls_info_get(SSL *ssl, const struct tls_verdict *v, struct tls_info *info)
 {
     tls_info_clear(info);
-    snprintf(info->version, sizeof(info->version), "%s", SSL_get_version(ssl));
+    /* Every request of a connection asks: no format to parse. */
+    str_copy(info->version, sizeof(info->version), SSL_get_version(ssl));
     const char *cipher = SSL_get_cipher_name(ssl);
-    snprintf(info->cipher, sizeof(info->cipher), "%s", cipher ? cipher : "");
+    str_copy(info->cipher, sizeof(info->cipher), cipher ? cipher : "");
     /* OpenSSL refuses a host_name over 255 bytes or with a NUL in it. */
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    snprintf(info->sni, sizeof(info->sni), "%s", sni ? sni : "");
+    str_copy(info->sni, sizeof(info->sni), sni ? sni : "");
     const unsigned char *alpn = NULL;
     unsigned int alpn_len = 0;
     SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
