@@ -56,6 +56,8 @@ OFF = {
     "tcp_ecdsa": 11, "tcp_rsa": 12, "tcp_mtls": 13, "tcp_sink": 14, "tcp_source": 15,
 }
 BACK = {"http": PORT_BASE + 1, "echo": PORT_BASE + 2, "sink": PORT_BASE + 3, "source": PORT_BASE + 4}
+# The plain relay of the bulk ceiling (tgrelay), one per direction.
+RELAY = {"up": PORT_BASE + 5, "down": PORT_BASE + 6}
 TOLLGATE_ADMIN = PORT_BASE + 9
 
 
@@ -92,9 +94,9 @@ SCENARIOS = {
     "h2_https": (f"https HTTP/2 requests/s, 13-byte body (h2load, {H2_CONNS} connections x "
                  f"{H2_STREAMS} streams each)", "h2", "https_h2", [], "req/s", None),
     "bulk_up_tcp": ("tcp_ssl bulk client to backend, MB/s (4 connections, 16 KiB writes)",
-                    "bulk-up", "tcp_sink", [], "MB/s", "aes"),
+                    "bulk-up", "tcp_sink", [], "MB/s", "bulk_up"),
     "bulk_down_tcp": ("tcp_ssl bulk backend to client, MB/s (4 connections)",
-                      "bulk-down", "tcp_source", [], "MB/s", "aes"),
+                      "bulk-down", "tcp_source", [], "MB/s", "bulk_down"),
     "idle_rss_tcp": (f"RSS per idle tcp_ssl connection, {HOLD} held (each with a backend connection)",
                      "hold", "tcp_ecdsa", [], "KiB/conn", None),
     "idle_rss_https": (f"RSS per idle https connection, {HOLD} held after one keep-alive request",
@@ -705,6 +707,53 @@ def openssl_speed():
     return ceil
 
 
+def relay_speed(ceil):
+    """The rest of the bulk ceiling: the cheapest user-space relay. tgrelay
+    (plain TCP, read() and write() through a 64 KiB buffer per direction: a
+    TLS terminator cannot splice) runs on the server core and carries tgload
+    -P's bulk data to tgback's sink, then from its source, as the bulk rows
+    do but without TLS. Its MB per CPU-second, with AES-128-GCM's cost per
+    byte added, is the bulk ceiling per direction. Adds to ceil; a failed
+    measurement leaves that direction without a ceiling."""
+    secs = max(1, min(3, int(SECONDS / 3)))
+    for d, back in (("up", "sink"), ("down", "source")):
+        port = RELAY[d]
+        relay = subprocess.Popen(["taskset", "-c", SERVER_CORE, os.path.join(TOOLS, "tgrelay"),
+                                  "-l", str(port), "-t", f"127.0.0.1:{BACK[back]}",
+                                  "-d", str(secs * 3 + 60)], stdout=subprocess.DEVNULL)
+        try:
+            wait_ports([port], relay, "tgrelay")
+            c0 = cpu_ticks([relay.pid])
+            k0 = core_times()
+            t0 = time.monotonic()
+            out = subprocess.run(["taskset", "-c", CLIENT_CORE, os.path.join(TOOLS, "tgload"),
+                                  "-P", "-m", f"bulk-{d}", "-a", f"127.0.0.1:{port}", "-c", "4",
+                                  "-d", str(secs)], capture_output=True, text=True,
+                                 timeout=secs * 3 + 60)
+            wall = time.monotonic() - t0
+            k1 = core_times()
+            cpu = (cpu_ticks([relay.pid]) - c0) / CLK_TCK
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            log(f"bench: relay ceiling {d}: {e}")
+            continue
+        finally:
+            relay.terminate()
+            relay.wait()
+        kv = parse_kv(out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "")
+        if "mbps" not in kv or kv.get("fail") != "0" or cpu <= 0:
+            log(f"bench: relay ceiling {d}: tgload -P failed: {out.stdout}{out.stderr}")
+            continue
+        mbps = float(kv["mbps"])
+        ceil[f"relay_{d}_MBps"] = mbps * float(kv["secs"]) / cpu
+        ceil[f"relay_{d}_rate"] = mbps
+        ceil[f"relay_{d}_cpu_pct"] = 100.0 * cpu / wall
+        ceil[f"relay_{d}_other_pct"] = max(0.0, core_busy_pct(k0, k1, SERVER_CORE) -
+                                           100.0 * cpu / wall - core_irq_pct(k0, k1, SERVER_CORE))
+        if ceil.get("aes"):
+            # Per byte: one pass through the relay, one through AES-GCM.
+            ceil[f"bulk_{d}"] = 1 / (1 / ceil[f"relay_{d}_MBps"] + 1 / ceil["aes"])
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(v, unit=None):
@@ -796,8 +845,12 @@ def summarize(rows, ceil, failed):
                     f"{unit.split('/')[0]} per server CPU-s, median (min–max) | client CPU % | "
                     f"core {SERVER_CORE}/{CLIENT_CORE} busy % (other load) | saturated | failures |")
             sep = "| --- | --- | --- | --- | --- | --- | --- | --- |"
+            is_bulk = ckey in ("bulk_up", "bulk_down")
             if ckey:
                 head += " share of 1-core ceiling |"
+                sep += " --- |"
+            if is_bulk:
+                head += " share of AES-GCM alone |"
                 sep += " --- |"
             if kind == "hs":
                 head += " resumed |"
@@ -812,12 +865,19 @@ def summarize(rows, ceil, failed):
                         f"{fmt(pc[0])} ({fmt(pc[1])}–{fmt(pc[2])}) | {fmt(cl[0])} | "
                         f"{fmt(k0[0])}/{fmt(k1[0])} ({fmt(o0[0])}/{fmt(o1[0])}) | "
                         f"{saturation(p)} | {p['fail']} |")
-                if ckey:
-                    c = ceil.get(ckey)
+                for k in ([ckey] if ckey else []) + (["aes"] if is_bulk else []):
+                    c = ceil.get(k)
                     line += f" {100 * pc[0] / c:.0f}% |" if c and pc[0] else " - |"
                 if kind == "hs":
                     line += f" {p['resumed']} of {p['count']} |"
                 md.append(line)
+            if is_bulk:
+                d = ckey.split("_")[1]
+                md.append(f"\nShare of 1-core ceiling: MB per server CPU-second divided by the "
+                          f"relay + AES-GCM ceiling, {fmt(ceil.get(ckey))} MB per CPU-second = "
+                          f"1 / (1 / {fmt(ceil.get(f'relay_{d}_MBps'))} plain relay + 1 / "
+                          f"{fmt(ceil.get('aes'))} AES-128-GCM). Share of AES-GCM alone: "
+                          f"divided by {fmt(ceil.get('aes'))}.")
         # Ratio of tollgate to the best peer; >= 1.0 means tollgate is better.
         ratio_txt = ""
         ratios = {}
@@ -876,21 +936,45 @@ def summarize(rows, ceil, failed):
     return "\n".join(md), summary
 
 
+def relay_note(ceil, d):
+    """How the plain relay ran: its rate and share of the server core."""
+    if f"relay_{d}_rate" not in ceil:
+        return ""
+    return (f" ({fmt(ceil[f'relay_{d}_rate'])} MB/s at {fmt(ceil[f'relay_{d}_cpu_pct'])}% CPU, "
+            f"other load {fmt(ceil[f'relay_{d}_other_pct'])}%)")
+
+
 def ceiling_md(ceil, rows):
-    md = ["### one-core ceiling (`openssl speed`, core " + SERVER_CORE + ")\n",
+    has_relay = any(k.startswith("relay_") for k in ceil)
+    what = "`openssl speed` and a plain relay" if has_relay else "`openssl speed`"
+    md = [f"### one-core ceiling ({what}, core {SERVER_CORE})\n",
           "| operation | per second |", "| --- | --- |"]
     names = [("ecdsap256_sign", "ECDSA P-256 sign"), ("ecdsap256_verify", "ECDSA P-256 verify"),
              ("rsa2048_sign", "RSA-2048 sign"), ("rsa2048_verify", "RSA-2048 verify"),
              ("x25519", "X25519 derive"), ("aes128gcm_MBps", "AES-128-GCM MB/s (16 KiB blocks)"),
+             ("relay_up_MBps", "plain TCP relay, client to backend, MB per CPU-second"
+              + relay_note(ceil, "up")),
+             ("relay_down_MBps", "plain TCP relay, backend to client, MB per CPU-second"
+              + relay_note(ceil, "down")),
              ("hs_ecdsa", "→ full ECDSA handshakes (1 sign + 2 X25519)"),
              ("hs_rsa", "→ full RSA handshakes (1 sign + 2 X25519)"),
              ("hs_resume", "→ resumed handshakes (2 X25519)"),
-             ("hs_mtls", "→ mutual ECDSA handshakes (+3 verifies)")]
+             ("hs_mtls", "→ mutual ECDSA handshakes (+3 verifies)"),
+             ("bulk_up", "→ bulk client to backend, MB per CPU-second (relay + AES-128-GCM)"),
+             ("bulk_down", "→ bulk backend to client, MB per CPU-second (relay + AES-128-GCM)")]
     for k, n in names:
         if k in ceil:
             md.append(f"| {n} | {fmt(ceil[k])} |")
     md.append("\nShare of ceiling = the server's rate per CPU-second divided by the ceiling: "
-              "what the server spends outside the cryptography shows as the gap to 100%.\n")
+              "what the server spends outside the cryptography shows as the gap to 100%.")
+    if has_relay:
+        md.append("The bulk ceiling is 1 / (1 / relay + 1 / AES-128-GCM) MB per CPU-second: "
+                  "each byte costs one pass through the cheapest user-space relay (tgrelay: "
+                  "plain TCP, `read()` and `write()` through a 64 KiB buffer per direction, "
+                  "the same 4 connections of tgload and the same backend, without TLS) plus "
+                  "one AES-GCM pass; what the server spends beyond both shows as the gap "
+                  "to 100%.")
+    md.append("")
     return "\n".join(md)
 
 
@@ -1031,6 +1115,9 @@ def main(argv):
             s.start()
         log("bench: openssl speed (one-core ceiling)")
         ceil = openssl_speed()
+        if any(SCENARIOS[sc][5] in ("bulk_up", "bulk_down") for sc in scen):
+            log("bench: plain relay (bulk ceiling)")
+            relay_speed(ceil)
         for sc in scen:
             log(f"bench: {sc}: {SCENARIOS[sc][0]}")
             for s in servers:

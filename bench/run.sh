@@ -36,9 +36,10 @@ if [ "$(nproc)" -lt 2 ]; then
     exit 1
 fi
 
-# The load generator and backend are small C programs; rebuild when changed.
+# The load generator, backend and the plain relay of the bulk ceiling are
+# small C programs; rebuild when changed.
 mkdir -p "$BENCH_TOOLS"
-for t in tgload tgback; do
+for t in tgload tgback tgrelay; do
     if [ ! -x "$BENCH_TOOLS/$t" ] || [ "$here/$t.c" -nt "$BENCH_TOOLS/$t" ]; then
         cc -std=c17 -O2 -g -Wall -Wextra -o "$BENCH_TOOLS/$t" "$here/$t.c" -lssl -lcrypto
     fi

@@ -6,6 +6,7 @@
  *              one with -r), one small request, read the answer, close.
  *   bulk-up    write application data as fast as the server takes it.
  *   bulk-down  read application data as fast as the server sends it.
+ *              With -P both speak plain TCP, no TLS (the bench's relay ceiling).
  *   hold       open -n connections, complete the handshake (and one echo on
  *              tcp), print "held=N", keep them idle for -d seconds.
  *   rate       fixed request rate (-R per second) over -c keep-alive
@@ -66,6 +67,7 @@ static struct {
     double secs;
     long max_count;
     bool resume;
+    bool is_plain; /* bulk modes without TLS (-P) */
     const char *cert, *key;
     double rate;
     size_t chunk;
@@ -100,7 +102,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: tgload -m hs|bulk-up|bulk-down|hold|rate -a IP:PORT [-p http|tcp]\n"
             "              [-c CONC] [-d SECONDS] [-n COUNT] [-r] [-C CERT -K KEY]\n"
-            "              [-R RATE] [-s CHUNK]\n");
+            "              [-R RATE] [-s CHUNK] [-P (plain TCP, bulk modes only)]\n");
     exit(2);
 }
 
@@ -281,6 +283,25 @@ static void after_answer(struct conn *c)
     ep_set(c, EPOLLIN);
 }
 
+/* The bulk loop of S_BULK with write()/read() in place of SSL_write/SSL_read. */
+static void bulk_plain(struct conn *c)
+{
+    for (int i = 0; i < 16; i++) {
+        ssize_t r;
+        if (opt.mode == M_BULK_UP)
+            r = write(c->fd, bulk_buf, opt.chunk);
+        else
+            r = read(c->fd, bulk_buf, opt.chunk);
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) {
+            conn_fail(c, r == 0 ? "eof" : strerror(errno));
+            return;
+        }
+        bytes += (uint64_t)r;
+    }
+}
+
 static void conn_step(struct conn *c, uint32_t ev)
 {
     for (;;) {
@@ -293,6 +314,11 @@ static void conn_step(struct conn *c, uint32_t ev)
             if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
                 conn_fail(c, "connect refused");
                 return;
+            }
+            if (opt.is_plain) {
+                c->st = S_BULK;
+                ep_set(c, opt.mode == M_BULK_UP ? EPOLLOUT : EPOLLIN);
+                break;
             }
             c->ssl = SSL_new(ctx);
             if (c->ssl == NULL) {
@@ -394,6 +420,10 @@ static void conn_step(struct conn *c, uint32_t ev)
             return;
         }
         case S_BULK: {
+            if (opt.is_plain) {
+                bulk_plain(c);
+                return;
+            }
             for (int i = 0; i < 16; i++) {
                 int r;
                 if (opt.mode == M_BULK_UP)
@@ -431,7 +461,7 @@ int main(int argc, char **argv)
 {
     int ch;
     bool have_addr = false;
-    while ((ch = getopt(argc, argv, "m:a:p:c:d:n:rC:K:R:s:")) != -1) {
+    while ((ch = getopt(argc, argv, "m:a:p:c:d:n:rC:K:R:s:P")) != -1) {
         switch (ch) {
         case 'm':
             if (strcmp(optarg, "hs") == 0)
@@ -483,11 +513,16 @@ int main(int argc, char **argv)
         case 's':
             opt.chunk = (size_t)strtoul(optarg, NULL, 10);
             break;
+        case 'P':
+            opt.is_plain = true;
+            break;
         default:
             usage();
         }
     }
     if (!have_addr || opt.conc < 1 || opt.secs <= 0 || opt.chunk < 1 || opt.rate <= 0)
+        usage();
+    if (opt.is_plain && opt.mode != M_BULK_UP && opt.mode != M_BULK_DOWN)
         usage();
     signal(SIGPIPE, SIG_IGN);
 
