@@ -13,18 +13,12 @@ static unsigned char lower(unsigned char c)
     return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-static bool mem_ieq(const char *a, const char *b, size_t len)
+bool http_mem_ieq(const char *a, const char *b, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
             return false;
     return true;
-}
-
-bool http_span_ieq(const struct http_head *hd, struct http_span s, const char *lit)
-{
-    size_t n = strlen(lit);
-    return s.len == n && mem_ieq(http_span_ptr(hd, s), lit, n);
 }
 
 /* The number of header slots in use; n_headers never exceeds the array, but
@@ -135,8 +129,8 @@ static void drop_named(const struct http_head *hd, const char *p, size_t len, bo
         return;
     for (size_t j = 0; j < n; j++) {
         struct http_span name = hd->h[j].name;
-        if (kind[j] != HDR_DROP && name.len == len && mem_ieq(http_span_ptr(hd, name), p, len) &&
-            !is_protected(hd, name, keep_upgrade))
+        if (kind[j] != HDR_DROP && name.len == len &&
+            http_mem_ieq(http_span_ptr(hd, name), p, len) && !is_protected(hd, name, keep_upgrade))
             kind[j] = HDR_DROP;
     }
 }
@@ -583,7 +577,8 @@ static bool has_content_type(const char *lines)
 {
     static const char name[] = "content-type:";
     for (const char *p = lines; p != NULL && *p != '\0';) {
-        if (strnlen(p, sizeof(name) - 1) == sizeof(name) - 1 && mem_ieq(p, name, sizeof(name) - 1))
+        if (strnlen(p, sizeof(name) - 1) == sizeof(name) - 1 &&
+            http_mem_ieq(p, name, sizeof(name) - 1))
             return true;
         p = strchr(p, '\n');
         if (p != NULL)

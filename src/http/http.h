@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "config/config.h"
 #include "core/buf.h"
@@ -67,8 +68,17 @@ static inline const char *http_span_ptr(const struct http_head *hd, struct http_
     return hd->base + s.off;
 }
 
-/* Case-insensitive comparison of a span with a NUL-terminated string. */
-bool http_span_ieq(const struct http_head *hd, struct http_span s, const char *lit);
+/* Whether len bytes at a and at b are equal, ignoring ASCII case. */
+bool http_mem_ieq(const char *a, const char *b, size_t len);
+
+/* Case-insensitive comparison of a span with a NUL-terminated string.
+ * Inline: called with a literal, its length is known when compiling, and
+ * most names differ from it in length already. */
+static inline bool http_span_ieq(const struct http_head *hd, struct http_span s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.len == n && http_mem_ieq(http_span_ptr(hd, s), lit, n);
+}
 
 /* Index of the first header with this name (case-insensitive), or -1. */
 int http_head_find(const struct http_head *hd, const char *name);

@@ -199,7 +199,11 @@ static enum conn_state submit_response(struct session *c, struct h2_stream *s)
     nghttp2_nv nv[HTTP_MAX_HEADERS + 2];
     char lower[HTTP_MAX_HEAD_BYTES], status[4];
     size_t n = 0, used = 0;
-    snprintf(status, sizeof(status), "%03u", rs->status % 1000);
+    unsigned code = rs->status % 1000; /* three digits, as "%03u" (no format per response) */
+    status[0] = (char)('0' + code / 100);
+    status[1] = (char)('0' + code / 10 % 10);
+    status[2] = (char)('0' + code % 10);
+    status[3] = '\0';
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     bool pass[HTTP_MAX_HEADERS];
     http_hdr_response_fields(rs, pass);
