@@ -40,7 +40,8 @@ fi
 # small C programs; rebuild when changed.
 mkdir -p "$BENCH_TOOLS"
 for t in tgload tgback tgrelay; do
-    if [ ! -x "$BENCH_TOOLS/$t" ] || [ "$here/$t.c" -nt "$BENCH_TOOLS/$t" ]; then
+    if [ ! -x "$BENCH_TOOLS/$t" ] || [ "$here/$t.c" -nt "$BENCH_TOOLS/$t" ] ||
+        [ "$here/addr.h" -nt "$BENCH_TOOLS/$t" ]; then
         cc -std=c17 -O2 -g -Wall -Wextra -o "$BENCH_TOOLS/$t" "$here/$t.c" -lssl -lcrypto
     fi
 done

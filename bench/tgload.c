@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
+
 enum mode { M_HS, M_BULK_UP, M_BULK_DOWN, M_HOLD, M_RATE };
 enum proto { P_TCP, P_HTTP };
 enum st { S_FREE, S_CONNECTING, S_HANDSHAKE, S_SEND, S_RECV, S_IDLE, S_BULK };
@@ -104,24 +106,6 @@ static void usage(void)
             "              [-c CONC] [-d SECONDS] [-n COUNT] [-r] [-C CERT -K KEY]\n"
             "              [-R RATE] [-s CHUNK] [-P (plain TCP, bulk modes only)]\n");
     exit(2);
-}
-
-static void parse_addr(const char *s)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
-        usage();
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 1 || port > 65535)
-        usage();
-    opt.addr.sin_family = AF_INET;
-    opt.addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &opt.addr.sin_addr) != 1)
-        usage();
 }
 
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
@@ -478,7 +462,8 @@ int main(int argc, char **argv)
                 usage();
             break;
         case 'a':
-            parse_addr(optarg);
+            if (!bench_parse_addr(optarg, &opt.addr))
+                usage();
             have_addr = true;
             break;
         case 'p':

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
+
 #define BUFSZ 65536
 
 struct pair;
@@ -72,24 +74,6 @@ static void usage(void)
 {
     fprintf(stderr, "usage: tgrelay -l PORT -t IP:PORT [-d SECONDS]\n");
     exit(2);
-}
-
-static void parse_addr(const char *s, struct sockaddr_in *a)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
-        usage();
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 1 || port > 65535)
-        usage();
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-        usage();
 }
 
 static void ep_add(struct side *s, uint32_t ev)
@@ -245,7 +229,8 @@ int main(int argc, char **argv)
             break;
         }
         case 't':
-            parse_addr(optarg, &target);
+            if (!bench_parse_addr(optarg, &target))
+                usage();
             have_target = true;
             break;
         case 'd':

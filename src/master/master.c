@@ -23,11 +23,9 @@
 #include "tls/tls.h"
 
 #define RESPAWN_BACKOFF 1.0
-/* Every listener's client speaks first (a ClientHello, a PROXY header or an
- * HTTP request): the kernel hands a connection to accept() once its first
- * bytes are there, so the worker's first read finds them instead of waiting
- * for another readiness event. A client that stays silent is handed over
- * after about this many seconds and meets handshake_timeout as before. */
+/* Every listener's client speaks first: accept() gets a connection with its
+ * first bytes (one readiness wait fewer), a silent one after about this many
+ * seconds, and it then meets handshake_timeout as before. */
 #define LISTEN_DEFER_ACCEPT_S 1
 /* Seconds a fleet's rotation may be late (the leader rotates on whole
  * seconds, the agents look every quarter second, etcd may elect). */
