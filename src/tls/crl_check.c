@@ -25,10 +25,13 @@
  *   - the CRL is in date at the verification time, by the same comparisons
  *     OpenSSL makes (lastUpdate before it, nextUpdate after it).
  *
+ * A pass is clean when OpenSSL's check returned 1 and reported no error to
+ * the verify callback at all (a callback may let an error by, or clear it).
  * Everything else of the revocation check (finding the CRL, its dates, the
  * serial lookup, the reason) is OpenSSL's, every time. The remembered pairs
  * hold references, so a pointer is never taken for another object, and live
- * and die with the store: a reloaded trust starts empty.
+ * and die with the store: a reloaded trust starts empty. The state is the
+ * process's own (workers are single-threaded).
  */
 #include <stdlib.h>
 
@@ -49,16 +52,39 @@
 struct crl_seen {
     X509_CRL *crl; /* a reference */
     X509 *issuer;  /* a reference */
+    uint64_t hits; /* checks it spared: the slot with fewest is replaced */
 };
 
 struct crl_check {
     struct crl_seen v[CRL_CHECK_SLOTS];
-    unsigned next; /* the slot replaced next when all are used */
+    unsigned next; /* where the search for a slot to replace starts */
     struct tls_crl_check_counts counts;
 };
 
 static int g_idx = -1;
 static X509_STORE_CTX_check_crl_fn g_openssl_check_crl;
+
+/* While OpenSSL's check runs on a pair that may be remembered, the verify
+ * callback goes through watch_cb, which notes whether any error was
+ * reported (a callback may let an error by and even clear it: that is not
+ * a clean pass) and hands every call to the callback it stands in front
+ * of, the nested contexts of a CRL path check included, as OpenSSL would. */
+struct crl_watch {
+    X509_STORE_CTX_verify_cb outer;
+    bool is_error_seen;
+};
+
+static _Thread_local struct crl_watch *g_watch;
+
+static int watch_cb(int ok, X509_STORE_CTX *ctx)
+{
+    struct crl_watch *w = g_watch;
+    if (w == NULL)
+        return ok; /* not reached: installed only while g_watch is set */
+    if (!ok)
+        w->is_error_seen = true;
+    return w->outer != NULL ? w->outer(ok, ctx) : ok;
+}
 
 static void seen_clear(struct crl_seen *s)
 {
@@ -133,18 +159,29 @@ static X509 *plain_issuer(X509_STORE_CTX *ctx, X509_CRL *crl)
     return issuer;
 }
 
+/* An empty slot, else the one that spared fewest checks (the first of
+ * them after the last replaced): pairs a client made up to push others out
+ * (an intermediate with altered signature bytes is remembered before its
+ * signature is checked) never spare one, so they replace each other. */
+static struct crl_seen *slot_to_fill(struct crl_check *c)
+{
+    struct crl_seen *best = NULL;
+    for (size_t k = 0; k < CRL_CHECK_SLOTS; k++) {
+        struct crl_seen *s = &c->v[(c->next + k) % CRL_CHECK_SLOTS];
+        if (s->crl == NULL)
+            return s;
+        if (best == NULL || s->hits < best->hits)
+            best = s;
+    }
+    c->next = (unsigned)((best - c->v + 1) % CRL_CHECK_SLOTS);
+    return best;
+}
+
 static void remember(struct crl_check *c, X509_CRL *crl, X509 *issuer)
 {
-    struct crl_seen *s = &c->v[c->next];
-    for (size_t i = 0; i < CRL_CHECK_SLOTS; i++) {
-        if (c->v[i].crl == NULL) {
-            s = &c->v[i];
-            break;
-        }
-    }
-    if (s == &c->v[c->next])
-        c->next = (c->next + 1) % CRL_CHECK_SLOTS;
+    struct crl_seen *s = slot_to_fill(c);
     seen_clear(s);
+    s->hits = 0;
     if (X509_CRL_up_ref(crl) != 1)
         return;
     if (X509_up_ref(issuer) != 1) {
@@ -163,16 +200,27 @@ static int check_crl(X509_STORE_CTX *ctx, X509_CRL *crl)
     if (in_date) {
         for (size_t i = 0; i < CRL_CHECK_SLOTS; i++) {
             if (c->v[i].crl == crl && X509_cmp(c->v[i].issuer, issuer) == 0) {
+                c->v[i].hits++;
                 c->counts.skipped++;
                 return 1;
             }
         }
     }
-    int ok = g_openssl_check_crl(ctx, crl);
     if (c != NULL)
         c->counts.full++;
-    /* Only a clean pass: not one whose error the verify callback let by. */
-    if (ok == 1 && in_date && X509_STORE_CTX_get_error(ctx) == X509_V_OK)
+    /* Nested (a CRL path checked inside another check): OpenSSL's as is. */
+    X509_STORE_CTX_verify_cb outer = X509_STORE_CTX_get_verify_cb(ctx);
+    if (!in_date || outer == watch_cb)
+        return g_openssl_check_crl(ctx, crl);
+    struct crl_watch w = {outer, false};
+    struct crl_watch *saved = g_watch;
+    g_watch = &w;
+    X509_STORE_CTX_set_verify_cb(ctx, watch_cb);
+    int ok = g_openssl_check_crl(ctx, crl);
+    X509_STORE_CTX_set_verify_cb(ctx, outer);
+    g_watch = saved;
+    /* Only a clean pass: no error reported, let by or cleared or not. */
+    if (ok == 1 && !w.is_error_seen && X509_STORE_CTX_get_error(ctx) == X509_V_OK)
         remember(c, crl, issuer);
     return ok;
 }
@@ -198,6 +246,8 @@ bool tls_crl_check_attach(X509_STORE *store)
         g_openssl_check_crl = openssl_check_crl();
     if (g_idx < 0 || g_openssl_check_crl == NULL)
         return false;
+    if (X509_STORE_get_ex_data(store, g_idx) != NULL)
+        return true; /* attached already */
     struct crl_check *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return false;
