@@ -540,6 +540,75 @@ static void trust_add_crl(struct trust *t, X509_CRL *crl)
     X509_CRL_free(crl); /* the stores hold it */
 }
 
+/* The strict verification after a soft one: the remembering store's
+ * outcome and OpenSSL's, everything freed before they are compared (the
+ * two tests below fail). */
+static void strict_after_soft(struct trust *t, struct ask *strict, struct outcome *got,
+                              struct outcome *want)
+{
+    struct ask soft = *strict;
+    soft.cb = CB_SOFT_CRL;
+    struct outcome first = asked(t, &soft); /* both stores: the same */
+    assert_int_equal(first.rc, 1);
+    assert_int_equal(first.err, X509_V_OK);
+    *got = ask_run(t->s, strict);
+    *want = ask_run(t->plain, strict);
+}
+
+static void test_callback_clearing_a_crl_error_is_not_a_clean_pass(void **state)
+{
+    (void)state;
+    /* One store, two applications (or two verifications): one whose
+     * callback clears CRL errors and lets them by ("soft fail"), one that
+     * does not. After the first, OpenSSL's check has returned 1 with no
+     * error set although the CRL's signature failed. */
+    struct trust t = trust_new(make_crl(&inter, leaf.key, NULL)); /* forged */
+    STACK_OF(X509) *sent = chain_of(inter.cert, NULL, NULL);
+    struct ask strict = {.cert = leaf.cert, .sent = sent, .at = time(NULL), .cb = CB_RECORD};
+    struct outcome got, want;
+    strict_after_soft(&t, &strict, &got, &want);
+    sk_X509_free(sent);
+    trust_free(&t);
+    assert_int_equal(want.rc, 0);
+    assert_int_equal(want.err, X509_V_ERR_CRL_SIGNATURE_FAILURE);
+    assert_int_equal(want.depth, 0);
+    /* FAILS: the soft pass was remembered as clean (OpenSSL's check_crl
+     * returned 1 and the error was X509_V_OK, the callback having cleared
+     * it), so the strict verification skips the signature check and
+     * accepts the forged CRL: the remembering store gives rc 1, X509_V_OK;
+     * OpenSSL alone rc 0, X509_V_ERR_CRL_SIGNATURE_FAILURE at depth 0. */
+    assert_int_equal(got.rc, want.rc);
+    assert_int_equal(got.err, want.err);
+}
+
+static void test_callback_clearing_no_crl_sign_is_not_a_clean_pass(void **state)
+{
+    (void)state;
+    /* An intermediate whose keyUsage lacks cRLSign, and its CRL, properly
+     * signed: OpenSSL refuses with X509_V_ERR_KEYUSAGE_NO_CRL_SIGN. */
+    struct unit_pair ca =
+        make_pair_ku("Test KU CA", &root, "critical,keyCertSign,digitalSignature");
+    struct unit_pair ee = make_pair("ku.test", &ca, false);
+    struct trust t = trust_new(make_crl(&ca, NULL, NULL));
+    STACK_OF(X509) *sent = chain_of(ca.cert, NULL, NULL);
+    struct ask strict = {.cert = ee.cert, .sent = sent, .at = time(NULL), .cb = CB_RECORD};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(asked(&t, &strict).err, X509_V_ERR_KEYUSAGE_NO_CRL_SIGN);
+    struct outcome got, want;
+    strict_after_soft(&t, &strict, &got, &want);
+    sk_X509_free(sent);
+    trust_free(&t);
+    unit_free_pair(&ca);
+    unit_free_pair(&ee);
+    assert_int_equal(want.rc, 0);
+    assert_int_equal(want.err, X509_V_ERR_KEYUSAGE_NO_CRL_SIGN);
+    assert_int_equal(want.depth, 0);
+    /* FAILS: as above; the remembering store gives rc 1, X509_V_OK where
+     * OpenSSL alone gives rc 0, X509_V_ERR_KEYUSAGE_NO_CRL_SIGN at depth 0. */
+    assert_int_equal(got.rc, want.rc);
+    assert_int_equal(got.err, want.err);
+}
+
 static void test_issuer_without_crl_sign_refused_every_time(void **state)
 {
     (void)state;
@@ -1219,6 +1288,8 @@ int main(void)
         cmocka_unit_test(test_same_name_other_key_not_taken_for_the_issuer),
         cmocka_unit_test(test_missing_crl_refused),
         cmocka_unit_test(test_many_issuers_stay_bounded),
+        cmocka_unit_test(test_callback_clearing_a_crl_error_is_not_a_clean_pass),
+        cmocka_unit_test(test_callback_clearing_no_crl_sign_is_not_a_clean_pass),
         cmocka_unit_test(test_issuer_without_crl_sign_refused_every_time),
         cmocka_unit_test(test_newer_crl_of_the_same_issuer_is_the_one_checked),
         cmocka_unit_test(test_crls_with_the_same_last_update),
