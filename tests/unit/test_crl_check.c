@@ -572,11 +572,11 @@ static void test_callback_clearing_a_crl_error_is_not_a_clean_pass(void **state)
     assert_int_equal(want.rc, 0);
     assert_int_equal(want.err, X509_V_ERR_CRL_SIGNATURE_FAILURE);
     assert_int_equal(want.depth, 0);
-    /* FAILS: the soft pass was remembered as clean (OpenSSL's check_crl
+    /* The soft pass must not be remembered as clean (OpenSSL's check_crl
      * returned 1 and the error was X509_V_OK, the callback having cleared
-     * it), so the strict verification skips the signature check and
-     * accepts the forged CRL: the remembering store gives rc 1, X509_V_OK;
-     * OpenSSL alone rc 0, X509_V_ERR_CRL_SIGNATURE_FAILURE at depth 0. */
+     * it), or the strict verification would skip the signature check and
+     * accept the forged CRL (rc 1, X509_V_OK where OpenSSL alone gives rc
+     * 0, X509_V_ERR_CRL_SIGNATURE_FAILURE at depth 0). */
     assert_int_equal(got.rc, want.rc);
     assert_int_equal(got.err, want.err);
 }
@@ -603,8 +603,8 @@ static void test_callback_clearing_no_crl_sign_is_not_a_clean_pass(void **state)
     assert_int_equal(want.rc, 0);
     assert_int_equal(want.err, X509_V_ERR_KEYUSAGE_NO_CRL_SIGN);
     assert_int_equal(want.depth, 0);
-    /* FAILS: as above; the remembering store gives rc 1, X509_V_OK where
-     * OpenSSL alone gives rc 0, X509_V_ERR_KEYUSAGE_NO_CRL_SIGN at depth 0. */
+    /* As above: remembered, it would give rc 1, X509_V_OK where OpenSSL
+     * alone gives rc 0, X509_V_ERR_KEYUSAGE_NO_CRL_SIGN at depth 0. */
     assert_int_equal(got.rc, want.rc);
     assert_int_equal(got.err, want.err);
 }
@@ -1277,6 +1277,43 @@ static void test_certificates_with_distribution_points(void **state)
     sk_X509_free(sent);
 }
 
+/* inter as a client could send it with its signature's last byte changed:
+ * the same name and key, so its CRL check passes, but not the same DER. */
+static X509 *altered_copy(X509 *x, unsigned char delta)
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    assert_true(n > 0);
+    der[n - 1] ^= delta; /* the DER's last byte is the signature's */
+    const unsigned char *p = der;
+    X509 *y = d2i_X509(NULL, &p, n);
+    OPENSSL_free(der);
+    assert_non_null(y);
+    return y;
+}
+
+static void test_made_up_issuers_do_not_push_out_a_busy_pair(void **state)
+{
+    (void)state;
+    /* A client that sends inter with altered signature bytes, again and
+     * again, gets its CRL check remembered (before the signature is
+     * checked) but must not push out the pairs real handshakes use. */
+    struct trust t = trust_new(make_crl(&inter, NULL, NULL));
+    time_t now = time(NULL);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(judged(&t, leaf.cert, &inter, now), X509_V_OK);
+    for (int i = 1; i <= 40; i++) {
+        struct unit_pair fake = {altered_copy(inter.cert, (unsigned char)i), NULL};
+        assert_int_not_equal(X509_cmp(fake.cert, inter.cert), 0);
+        assert_int_not_equal(judged(&t, leaf.cert, &fake, now), X509_V_OK);
+        X509_free(fake.cert);
+    }
+    uint64_t full = tls_crl_check_counts(t.s).full;
+    assert_int_equal(judged(&t, leaf.cert, &inter, now), X509_V_OK);
+    assert_int_equal(tls_crl_check_counts(t.s).full, full); /* both still remembered */
+    trust_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1288,6 +1325,7 @@ int main(void)
         cmocka_unit_test(test_same_name_other_key_not_taken_for_the_issuer),
         cmocka_unit_test(test_missing_crl_refused),
         cmocka_unit_test(test_many_issuers_stay_bounded),
+        cmocka_unit_test(test_made_up_issuers_do_not_push_out_a_busy_pair),
         cmocka_unit_test(test_callback_clearing_a_crl_error_is_not_a_clean_pass),
         cmocka_unit_test(test_callback_clearing_no_crl_sign_is_not_a_clean_pass),
         cmocka_unit_test(test_issuer_without_crl_sign_refused_every_time),
