@@ -509,13 +509,7 @@ int main(int argc, char **argv)
         usage();
     if (opt.is_plain && opt.mode != M_BULK_UP && opt.mode != M_BULK_DOWN)
         usage();
-    signal(SIGPIPE, SIG_IGN);
-
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench_process_setup();
 
     ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);

@@ -242,12 +242,7 @@ int main(int argc, char **argv)
     }
     if (port == 0 || !have_target || secs <= 0 || optind != argc)
         usage();
-    signal(SIGPIPE, SIG_IGN);
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench_process_setup();
 
     ep = epoll_create1(EPOLL_CLOEXEC);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
